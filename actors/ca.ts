@@ -1,0 +1,281 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read --allow-write
+/**
+ * CUHK, the certificate authority (system 1, steps 0–2, and revocation).
+ *
+ *     deno task ca serve | code | issue | revoke | crl | list
+ */
+
+import { CertificateAuthority, DEFAULT_CODE_TTL_MS, serialOf } from "../lib/ca.ts";
+import { CA_PORT } from "../lib/ca_protocol.ts";
+import { serveCa } from "../lib/ca_server.ts";
+import {
+  dispatch,
+  parseCommand,
+  parsePort,
+  parsePositiveInt,
+  parseStudentId,
+  required,
+  runMain,
+  shutdownSignal,
+  UsageError,
+} from "../lib/cli.ts";
+import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/fsutil.ts";
+import { StepLog } from "../lib/log.ts";
+import { certificatePem, crlNumber, crlPem, der } from "../lib/pki.ts";
+
+const DEFAULT_DATA_DIR = "data/ca";
+
+const USAGE = `CUHK certificate authority (system 1, steps 0–2)
+
+Usage: deno task ca COMMAND [options]
+
+Commands:
+  serve    run the CA on TCP ${CA_PORT}: enrolments and the current CRL
+  code     print a one-time enrolment code for a student ID
+  issue    issue a server key and certificate (Blackboard, the bank, the chat)
+  revoke   revoke certificates by serial or by student ID
+  crl      write the current CRL to a file
+  list     print the ledger of every certificate issued
+
+Run 'deno task ca COMMAND --help' for a command's options.`;
+
+const dataDirOption = { "data-dir": { type: "string", default: DEFAULT_DATA_DIR } } as const;
+
+async function openCa(dataDir: string, log?: StepLog): Promise<CertificateAuthority> {
+  return await CertificateAuthority.open(dataDir, log ? { log } : {});
+}
+
+async function serveCommand(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "ca serve",
+    usage: `Usage: deno task ca serve [options]
+
+Creates the root (cuhk.cer, cuhk.key mode 0600) in the data directory the first time and reuses
+it after; serves enrolments (STEP 1 CSR -> STEP 2 cert 2) and the CRL until SIGINT.
+
+Options:
+  --host HOST          address to listen on (default 127.0.0.1)
+  --port PORT          TCP port (default ${CA_PORT}; 0 picks a free one)
+  --data-dir DIR       root, key and ledger (default ${DEFAULT_DATA_DIR})
+  --open-enrolment     the seeds' behaviour: enrol any ID without a code (teaching only)
+  --quiet              log warnings and errors only`,
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: String(CA_PORT) },
+      "open-enrolment": { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+      ...dataDirOption,
+    },
+  });
+  if (!parsed) return;
+  const { values } = parsed;
+  const log = new StepLog("CUHK", { quiet: values.quiet });
+  const port = parsePort(values.port);
+  using ca = await openCa(values["data-dir"], log);
+  if (values["open-enrolment"]) {
+    log.warn("--open-enrolment: anyone can get a certificate for any student ID (the seeds' flaw)");
+  }
+  const server = serveCa({
+    ca,
+    log,
+    hostname: values.host,
+    port,
+    openEnrolment: values["open-enrolment"],
+    signal: shutdownSignal(),
+  });
+  log.info(`listening on ${values.host}:${server.port}; root ${ca.rootPath}`);
+  await server.finished;
+  log.info("stopped");
+}
+
+async function codeCommand(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "ca code",
+    usage: `Usage: deno task ca code --sid SID [options]
+
+Prints a one-time enrolment code for SID, alone on standard output. The code works once, for that
+ID only, until it expires. Only its hash is stored.
+
+Options:
+  --sid SID            the student ID (10 digits)
+  --days N             days until the code expires (default ${DEFAULT_CODE_TTL_MS / 86_400_000})
+  --data-dir DIR       (default ${DEFAULT_DATA_DIR})`,
+    options: { sid: { type: "string" }, days: { type: "string" }, ...dataDirOption },
+  });
+  if (!parsed) return;
+  const { values } = parsed;
+  const sid = parseStudentId(required(values.sid, "sid"));
+  const ttl = values.days === undefined
+    ? DEFAULT_CODE_TTL_MS
+    : parsePositiveInt(values.days, "days") * 86_400_000;
+  using ca = await openCa(values["data-dir"]);
+  const { code, expiresAt } = ca.createCode(sid, ttl);
+  console.log(code);
+  console.error(`Enrolment code for ${sid}, single use, expires ${expiresAt.toISOString()}`);
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const DNS_NAME =
+  /^(?=.{1,253}$)[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+
+async function issueCommand(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "ca issue",
+    usage:
+      `Usage: deno task ca issue --server NAME [--ip ADDR]... [--dns NAME]... --out DIR [options]
+
+Issues a server key (RSA 2048) and certificate (serverAuth; SAN with NAME, each --dns and each
+--ip) and writes DIR/NAME.key (mode 0600), DIR/NAME.cer and DIR/cuhk.cer.
+
+Options:
+  --server NAME        the server's DNS name, also its CN (e.g. localhost, blackboard)
+  --ip ADDR            an IP address for the SAN (repeatable)
+  --dns NAME           another DNS name for the SAN (repeatable)
+  --out DIR            where to write the files
+  --days N             validity in days (default 365, never beyond the root)
+  --data-dir DIR       (default ${DEFAULT_DATA_DIR})`,
+    options: {
+      server: { type: "string" },
+      ip: { type: "string", multiple: true, default: [] },
+      dns: { type: "string", multiple: true, default: [] },
+      out: { type: "string" },
+      days: { type: "string" },
+      ...dataDirOption,
+    },
+  });
+  if (!parsed) return;
+  const { values } = parsed;
+  const name = required(values.server, "server");
+  const out = required(values.out, "out");
+  for (const n of [name, ...values.dns]) {
+    if (!DNS_NAME.test(n)) throw new UsageError(`'${n}' is not a DNS name`);
+  }
+  for (const ip of values.ip) {
+    if (!IPV4.test(ip) && !/^[0-9a-fA-F:]+$/.test(ip)) {
+      throw new UsageError(`'${ip}' is not an IP address`);
+    }
+  }
+  const validityDays = values.days === undefined ? 365 : parsePositiveInt(values.days, "days");
+  using ca = await openCa(values["data-dir"]);
+  const { cert, keyPem } = await ca.issueServer({
+    name,
+    dnsNames: values.dns,
+    ipAddresses: values.ip,
+    validityDays,
+  });
+  await ensureDir(out, 0o755);
+  await writeSecretFile(`${out}/${name}.key`, keyPem);
+  await writeFileAtomic(`${out}/${name}.cer`, certificatePem(cert));
+  await writeFileAtomic(`${out}/cuhk.cer`, ca.rootPem);
+  console.log(`${out}/${name}.cer`);
+  console.error(
+    `Issued ${cert.subject} (serial ${
+      serialOf(cert)
+    }, until ${cert.notAfter.toISOString()}); key ${out}/${name}.key`,
+  );
+}
+
+async function revokeCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(args, {
+    name: "ca revoke",
+    usage: `Usage: deno task ca revoke (--serial HEX | --sid SID) [options]
+
+Revokes a certificate by serial, or every valid certificate of a student ID. The next CRL (served
+on the CA's port and written by 'ca crl') lists them.
+
+Options:
+  --serial HEX         a certificate serial (hex, as 'ca list' shows it)
+  --sid SID            a student ID: revokes all its valid certificates
+  --data-dir DIR       (default ${DEFAULT_DATA_DIR})`,
+    options: { serial: { type: "string" }, sid: { type: "string" }, ...dataDirOption },
+  });
+  if (!parsed) return 0;
+  const { values } = parsed;
+  if ((values.serial === undefined) === (values.sid === undefined)) {
+    throw new UsageError("give exactly one of --serial and --sid");
+  }
+  using ca = await openCa(values["data-dir"]);
+  let revoked: string[];
+  if (values.serial !== undefined) {
+    const serial = values.serial.replace(/:/g, "").toLowerCase();
+    if (!/^[0-9a-f]{1,40}$/.test(serial)) {
+      throw new UsageError(`--serial must be hex, got '${values.serial}'`);
+    }
+    if (!ca.hasSerial(serial)) {
+      throw new Error(`No certificate with serial ${serial} in the ledger`);
+    }
+    revoked = ca.revoke({ serial });
+  } else {
+    revoked = ca.revoke({ sid: parseStudentId(values.sid!) });
+  }
+  for (const s of revoked) console.log(s);
+  if (revoked.length === 0) {
+    console.error("Nothing to revoke: no valid certificate matches");
+    return 1;
+  }
+  console.error(`Revoked ${revoked.length} certificate(s)`);
+  return 0;
+}
+
+async function crlCommand(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "ca crl",
+    usage: `Usage: deno task ca crl --out FILE [options]
+
+Writes the current CRL (v2, with a CRL number), signed by the root, as PEM ('X509 CRL', which
+'openssl crl' and 'openssl verify -crl_check' read) or DER.
+
+Options:
+  --out FILE           where to write it
+  --der                DER instead of PEM
+  --data-dir DIR       (default ${DEFAULT_DATA_DIR})`,
+    options: {
+      out: { type: "string" },
+      der: { type: "boolean", default: false },
+      ...dataDirOption,
+    },
+  });
+  if (!parsed) return;
+  const { values } = parsed;
+  const out = required(values.out, "out");
+  using ca = await openCa(values["data-dir"]);
+  const crl = await ca.crl();
+  await writeFileAtomic(out, values.der ? der(crl) : crlPem(crl));
+  console.error(
+    `CRL number ${
+      crlNumber(crl)
+    } with ${crl.entries.length} revoked, valid until ${crl.nextUpdate?.toISOString()}`,
+  );
+}
+
+async function listCommand(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "ca list",
+    usage: `Usage: deno task ca list [--json] [--data-dir DIR]
+
+Prints the ledger: every certificate issued, with serial, subject, validity and status.`,
+    options: { json: { type: "boolean", default: false }, ...dataDirOption },
+  });
+  if (!parsed) return;
+  using ca = await openCa(parsed.values["data-dir"]);
+  const rows = ca.ledger();
+  if (parsed.values.json) {
+    console.log(JSON.stringify(rows, null, 2));
+    return;
+  }
+  console.log(["serial", "kind", "subject", "not after", "status"].join("\t"));
+  for (const r of rows) console.log([r.serial, r.kind, r.subject, r.notAfter, r.status].join("\t"));
+}
+
+export async function main(args: string[]): Promise<number | void> {
+  return await dispatch("ca", USAGE, {
+    serve: serveCommand,
+    code: codeCommand,
+    issue: issueCommand,
+    revoke: revokeCommand,
+    crl: crlCommand,
+    list: listCommand,
+  }, args);
+}
+
+if (import.meta.main) await runMain("ca", main);

@@ -1,0 +1,171 @@
+/**
+ * Command-line plumbing shared by every actor: strict option parsing with one clear line per
+ * mistake, `--help`, `HOST:PORT` and number parsing, and a `runMain` that maps errors to exit codes.
+ */
+
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+
+/** A mistake in how the command was called: exit status 2 with a hint to use `--help`. */
+export class UsageError extends Error {
+  override name = "UsageError";
+  /** The command whose `--help` to suggest, e.g. `ca serve`; set by `dispatch`. */
+  command?: string;
+}
+
+export interface CommandSpec<O extends ParseArgsOptionsConfig> {
+  /** For messages, e.g. `ca serve`. */
+  name: string;
+  /** The whole `--help` text. */
+  usage: string;
+  options: O;
+  /** Allowed positional arguments (default none). */
+  positionals?: number;
+}
+
+/**
+ * Parses `args` strictly. Returns `null` after printing the usage when `--help` was given.
+ * Unknown options, missing values and extra arguments throw `UsageError`.
+ */
+export function parseCommand<O extends ParseArgsOptionsConfig>(
+  args: string[],
+  spec: CommandSpec<O>,
+) {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(spec.usage.trimEnd());
+    return null;
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: spec.options, strict: true, allowPositionals: true });
+  } catch (err) {
+    throw new UsageError(describeParseError(err));
+  }
+  const max = spec.positionals ?? 0;
+  if (parsed.positionals.length > max) {
+    throw new UsageError(`unexpected argument '${parsed.positionals[max]}'`);
+  }
+  return parsed;
+}
+
+function describeParseError(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: string }).code;
+  const option = /'(-[^']*)'/.exec(message)?.[1];
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option) return `unknown option '${option}'`;
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option) {
+    return message.includes("argument missing")
+      ? `option '${option.split(" ")[0]}' needs a value`
+      : `option '${option.split(" ")[0]}' takes no value`;
+  }
+  return message.split(". ")[0]!;
+}
+
+/** Throws a UsageError when a required option is missing. */
+export function required<T>(value: T | undefined, option: string): T {
+  if (value === undefined || value === "") {
+    throw new UsageError(`missing required option --${option}`);
+  }
+  return value;
+}
+
+/** Parses a TCP port (0 to 65535). */
+export function parsePort(text: string, option = "port"): number {
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) {
+    throw new UsageError(`--${option} must be a port number from 0 to 65535, got '${text}'`);
+  }
+  return Number(text);
+}
+
+/** Parses a positive integer option. */
+export function parsePositiveInt(text: string, option: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
+    throw new UsageError(`--${option} must be a positive whole number, got '${text}'`);
+  }
+  return Number(text);
+}
+
+export interface HostPort {
+  hostname: string;
+  port: number;
+}
+
+/** Parses `HOST:PORT` (or `[v6]:PORT`); a bare `HOST` takes `defaultPort`. */
+export function parseHostPort(text: string, defaultPort: number, option: string): HostPort {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]+))(?::(\d{1,5}))?$/.exec(text);
+  if (!m) throw new UsageError(`--${option} must be HOST:PORT, got '${text}'`);
+  const port = m[3] === undefined ? defaultPort : parsePort(m[3], option);
+  return { hostname: (m[1] ?? m[2])!, port };
+}
+
+export const STUDENT_ID = /^\d{10}$/;
+
+/** Checks a student ID: exactly 10 digits. */
+export function parseStudentId(text: string, option = "sid"): string {
+  if (!STUDENT_ID.test(text)) {
+    throw new UsageError(`--${option} must be exactly 10 digits, got '${text}'`);
+  }
+  return text;
+}
+
+/**
+ * Runs an actor's main function: a `UsageError` prints one line and a hint (exit 2), any other
+ * error prints one line (exit 1). The returned number, if any, is the exit status.
+ */
+export async function runMain(
+  program: string,
+  main: (args: string[]) => Promise<number | void>,
+  args: string[] = Deno.args,
+): Promise<never> {
+  let status = 0;
+  try {
+    status = (await main(args)) ?? 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      const command = err.command ?? program;
+      console.error(`${command}: ${err.message}\nTry '${command} --help' for more information.`);
+      status = 2;
+    } else {
+      console.error(`${program}: ${err instanceof Error ? err.message : String(err)}`);
+      status = 1;
+    }
+  }
+  Deno.exit(status);
+}
+
+/** Picks a subcommand: `ca serve …` calls `commands.serve(rest)`. */
+export async function dispatch(
+  program: string,
+  usage: string,
+  commands: Record<string, (args: string[]) => Promise<number | void>>,
+  args: string[],
+): Promise<number | void> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(usage.trimEnd());
+    return name === undefined ? 2 : 0;
+  }
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!command) {
+    throw new UsageError(`unknown command '${name}' (one of: ${Object.keys(commands).join(", ")})`);
+  }
+  try {
+    return await command(rest);
+  } catch (err) {
+    if (err instanceof UsageError) err.command ??= `${program} ${name}`;
+    throw err;
+  }
+}
+
+/** An AbortSignal that fires on SIGINT or SIGTERM, for graceful shutdown. */
+export function shutdownSignal(): AbortSignal {
+  const controller = new AbortController();
+  const stop = () => controller.abort(new Error("Shutting down"));
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    try {
+      Deno.addSignalListener(sig, stop);
+    } catch {
+      // Signals are not available on every platform.
+    }
+  }
+  return controller.signal;
+}

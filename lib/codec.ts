@@ -1,0 +1,218 @@
+/**
+ * Typed messages, declared once with their wire codes, encoded and decoded side by side.
+ *
+ * Wire format of one message (the payload of one frame):
+ *
+ *     u8 type | field | field | …
+ *
+ * in the declared field order, where a `text` or `bytes` field is a u32 big-endian length and that
+ * many bytes (text is UTF-8, checked strictly) and a `uint` field is 8 bytes big-endian (at most
+ * 2^53 - 1). Decoding rejects unknown types, short fields and trailing bytes.
+ *
+ * The same tables drive the Wireshark dissector, so a capture names each message by its step.
+ */
+
+import { type FramedStream, FrameError } from "./frame.ts";
+
+export type FieldKind = "text" | "bytes" | "uint";
+type ValueOf<K extends FieldKind> = K extends "text" ? string
+  : K extends "bytes" ? Uint8Array
+  : number;
+
+export type Fields = Readonly<Record<string, FieldKind>>;
+export type Values<F extends Fields> = { -readonly [P in keyof F]: ValueOf<F[P]> };
+
+export interface MessageSpec {
+  /** Wire code, one byte. */
+  readonly code: number;
+  /** What a capture or log calls it, with the seed's step where there is one. */
+  readonly label: string;
+  readonly fields: Fields;
+}
+
+export type MessageSpecs = Readonly<Record<string, MessageSpec>>;
+
+/** A decoded message: `type` names it, the other properties are its fields. */
+export type Message<S extends MessageSpecs, N extends keyof S = keyof S> = {
+  [K in N]: { readonly type: K } & Values<S[K]["fields"]>;
+}[N];
+
+/** The peer sent a message the protocol does not allow at this point. */
+export class UnexpectedMessageError extends FrameError {
+  override name = "UnexpectedMessageError";
+}
+
+/** The peer refused: it sent the protocol's `error` message with a reason. */
+export class PeerRefusedError extends Error {
+  override name = "PeerRefusedError";
+}
+
+const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A protocol: a name and its message table. */
+export class Protocol<S extends MessageSpecs> {
+  readonly name: string;
+  readonly messages: S;
+  readonly #byCode = new Map<number, string>();
+
+  constructor(name: string, messages: S) {
+    this.name = name;
+    this.messages = messages;
+    for (const [type, spec] of Object.entries(messages)) {
+      if (!Number.isInteger(spec.code) || spec.code < 0 || spec.code > 0xff) {
+        throw new RangeError(`Message ${name}.${type} has a code outside one byte`);
+      }
+      if (this.#byCode.has(spec.code)) {
+        throw new RangeError(`Message ${name}.${type} reuses code ${spec.code}`);
+      }
+      this.#byCode.set(spec.code, type);
+    }
+  }
+
+  /** Encodes a message of the given type. */
+  encode<N extends keyof S & string>(type: N, values: Values<S[N]["fields"]>): Uint8Array {
+    const spec = this.messages[type]!;
+    const parts: Uint8Array[] = [Uint8Array.of(spec.code)];
+    let size = 1;
+    for (const [field, kind] of Object.entries(spec.fields)) {
+      const value = (values as Record<string, unknown>)[field];
+      let part: Uint8Array;
+      if (kind === "uint") {
+        if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+          throw new TypeError(`${this.name}.${type}.${field} must be a non-negative integer`);
+        }
+        part = new Uint8Array(8);
+        new DataView(part.buffer).setBigUint64(0, BigInt(value));
+      } else {
+        const body = kind === "text"
+          ? (typeof value === "string" ? utf8.encode(value) : undefined)
+          : (value instanceof Uint8Array ? value : undefined);
+        if (body === undefined) {
+          throw new TypeError(`${this.name}.${type}.${field} must be ${kind}`);
+        }
+        part = new Uint8Array(4 + body.length);
+        new DataView(part.buffer).setUint32(0, body.length);
+        part.set(body, 4);
+      }
+      parts.push(part);
+      size += part.length;
+    }
+    const out = new Uint8Array(size);
+    let off = 0;
+    for (const p of parts) {
+      out.set(p, off);
+      off += p.length;
+    }
+    return out;
+  }
+
+  /** Decodes one message; throws `FrameError` on anything but an exact, well-formed message. */
+  decode(bytes: Uint8Array): Message<S> {
+    if (bytes.length === 0) throw new FrameError(`Empty ${this.name} message`);
+    const type = this.#byCode.get(bytes[0]!);
+    if (type === undefined) {
+      throw new FrameError(
+        `Unknown ${this.name} message type 0x${bytes[0]!.toString(16).padStart(2, "0")}`,
+      );
+    }
+    const spec = this.messages[type]!;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const out: Record<string, unknown> = { type };
+    let off = 1;
+    for (const [field, kind] of Object.entries(spec.fields)) {
+      const where = `${this.name} ${type}: field ${field}`;
+      if (kind === "uint") {
+        if (off + 8 > bytes.length) throw new FrameError(`Truncated ${where}`);
+        const v = view.getBigUint64(off);
+        if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new FrameError(`Out of range ${where}`);
+        out[field] = Number(v);
+        off += 8;
+        continue;
+      }
+      if (off + 4 > bytes.length) throw new FrameError(`Truncated ${where}`);
+      const len = view.getUint32(off);
+      off += 4;
+      if (off + len > bytes.length) throw new FrameError(`Truncated ${where}`);
+      const body = bytes.slice(off, off + len);
+      off += len;
+      if (kind === "bytes") {
+        out[field] = body;
+      } else {
+        try {
+          out[field] = strictUtf8.decode(body);
+        } catch {
+          throw new FrameError(`Invalid UTF-8 in ${where}`);
+        }
+      }
+    }
+    if (off !== bytes.length) {
+      throw new FrameError(`${bytes.length - off} trailing bytes after ${this.name} ${type}`);
+    }
+    return out as Message<S>;
+  }
+
+  /** The label of a message type, for logs. */
+  label(type: keyof S & string): string {
+    return this.messages[type]!.label;
+  }
+}
+
+/** Declares a protocol; `const` keeps the literal field kinds for typing. */
+export function defineProtocol<const S extends MessageSpecs>(
+  name: string,
+  messages: S,
+): Protocol<S> {
+  return new Protocol(name, messages);
+}
+
+type WithError = { error: { code: number; label: string; fields: { reason: "text" } } };
+
+/**
+ * A framed connection speaking one protocol: send typed messages, receive the ones expected now.
+ * A protocol that declares `error: { reason: text }` turns a received error into `PeerRefusedError`.
+ */
+export class Channel<S extends MessageSpecs> {
+  readonly protocol: Protocol<S>;
+  readonly stream: FramedStream;
+
+  constructor(protocol: Protocol<S>, stream: FramedStream) {
+    this.protocol = protocol;
+    this.stream = stream;
+  }
+
+  async send<N extends keyof S & string>(type: N, values: Values<S[N]["fields"]>): Promise<void> {
+    await this.stream.writeFrame(this.protocol.encode(type, values));
+  }
+
+  /**
+   * Receives the next message, which must be one of `types`. End of stream before it is an error
+   * naming what was expected.
+   */
+  async receive<N extends keyof S & string>(
+    types: readonly N[],
+    options: { timeoutMs?: number } = {},
+  ): Promise<Message<S, N>> {
+    const frame = await this.stream.readFrame(options);
+    const expected = types.join(" or ");
+    if (frame === null) {
+      throw new FrameError(`Connection closed while waiting for ${expected}`);
+    }
+    const msg = this.protocol.decode(frame);
+    if ((types as readonly string[]).includes(msg.type as string)) return msg as Message<S, N>;
+    if (msg.type === "error" && "error" in this.protocol.messages) {
+      throw new PeerRefusedError((msg as unknown as Message<WithError>).reason);
+    }
+    throw new UnexpectedMessageError(`Expected ${expected}, got ${String(msg.type)}`);
+  }
+
+  /** Receives the next message of any type, or `null` at a clean end of stream. */
+  async next(options: { timeoutMs?: number } = {}): Promise<Message<S> | null> {
+    const frame = await this.stream.readFrame(options);
+    return frame === null ? null : this.protocol.decode(frame);
+  }
+
+  close(): void {
+    this.stream.close();
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * Length-prefixed framing: every frame is a 4-byte big-endian length followed by that many bytes.
+ *
+ * The length is checked against a per-connection maximum before a single payload byte is
+ * buffered, every read has a deadline, and a connection that ends inside a frame is reported as
+ * truncated rather than silently shortened.
+ */
+
+/** The byte stream a frame reader needs: `Deno.Conn` and `Deno.TlsConn` fit as they are. */
+export interface ByteStream {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+  close(): void;
+}
+
+/** Malformed input from the peer: an oversized, truncated or undecodable frame. */
+export class FrameError extends Error {
+  override name = "FrameError";
+}
+
+/** A read or write did not finish before its deadline; the connection has been closed. */
+export class DeadlineError extends Error {
+  override name = "DeadlineError";
+}
+
+export const HEADER_BYTES = 4;
+/** Default limit for one frame's payload (64 KiB): control messages are far smaller. */
+export const DEFAULT_MAX_FRAME = 64 * 1024;
+/** Default deadline for one read (10 s). */
+export const DEFAULT_READ_TIMEOUT_MS = 10_000;
+
+export interface FramedStreamOptions {
+  /** Largest payload accepted, in bytes; checked before buffering. */
+  maxFrame?: number;
+  /** Deadline for each `readFrame` unless the call gives its own. */
+  readTimeoutMs?: number;
+  /** Deadline for each `writeFrame`. */
+  writeTimeoutMs?: number;
+}
+
+export interface ReadFrameOptions {
+  timeoutMs?: number;
+  /** A tighter limit for this read only. */
+  maxFrame?: number;
+}
+
+/** Encodes one frame (header and payload) into a single buffer. */
+export function encodeFrame(payload: Uint8Array, maxFrame = DEFAULT_MAX_FRAME): Uint8Array {
+  if (payload.length > maxFrame) {
+    throw new RangeError(
+      `Frame of ${payload.length} bytes exceeds the limit of ${maxFrame} bytes`,
+    );
+  }
+  const out = new Uint8Array(HEADER_BYTES + payload.length);
+  new DataView(out.buffer).setUint32(0, payload.length);
+  out.set(payload, HEADER_BYTES);
+  return out;
+}
+
+/** Reads and writes frames on a byte stream, with a bounded buffer and deadlines. */
+export class FramedStream {
+  readonly #conn: ByteStream;
+  readonly #buf = new Uint8Array(64 * 1024);
+  #start = 0;
+  #end = 0;
+  #closed = false;
+  readonly maxFrame: number;
+  readonly readTimeoutMs: number;
+  readonly writeTimeoutMs: number;
+
+  constructor(conn: ByteStream, options: FramedStreamOptions = {}) {
+    this.#conn = conn;
+    this.maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
+    this.readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
+    this.writeTimeoutMs = options.writeTimeoutMs ?? this.readTimeoutMs;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Reads one frame's payload. Returns `null` when the peer closed the connection cleanly between
+   * frames; throws `FrameError` for an oversized or truncated frame and `DeadlineError` when the
+   * deadline passes (the connection is then closed).
+   */
+  async readFrame(options: ReadFrameOptions = {}): Promise<Uint8Array | null> {
+    const limit = Math.min(options.maxFrame ?? this.maxFrame, this.maxFrame);
+    return await this.#withDeadline(options.timeoutMs ?? this.readTimeoutMs, "read", async () => {
+      const header = new Uint8Array(HEADER_BYTES);
+      const got = await this.#readInto(header, true);
+      if (got === 0) return null;
+      const length = new DataView(header.buffer).getUint32(0);
+      if (length > limit) {
+        throw new FrameError(`Frame of ${length} bytes exceeds the limit of ${limit} bytes`);
+      }
+      const payload = new Uint8Array(length);
+      await this.#readInto(payload, false);
+      return payload;
+    });
+  }
+
+  /** Writes one frame; the whole frame goes out in one write call sequence. */
+  async writeFrame(payload: Uint8Array): Promise<void> {
+    const frame = encodeFrame(payload, this.maxFrame);
+    await this.#withDeadline(this.writeTimeoutMs, "write", async () => {
+      let off = 0;
+      while (off < frame.length) off += await this.#conn.write(frame.subarray(off));
+    });
+  }
+
+  /** Closes the underlying stream; safe to call more than once. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the peer or by a deadline.
+    }
+  }
+
+  async #withDeadline<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw new FrameError("Connection is closed");
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      this.close();
+    }, ms);
+    try {
+      return await fn();
+    } catch (err) {
+      if (expired) {
+        throw new DeadlineError(`No ${what} progress within ${formatMs(ms)}: connection closed`);
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Fills `dest` completely. Returns the number of bytes read, which is 0 only when `allowEof` and
+   * the stream ended before the first byte.
+   */
+  async #readInto(dest: Uint8Array, allowEof: boolean): Promise<number> {
+    let filled = 0;
+    while (filled < dest.length) {
+      if (this.#start < this.#end) {
+        const n = Math.min(this.#end - this.#start, dest.length - filled);
+        dest.set(this.#buf.subarray(this.#start, this.#start + n), filled);
+        this.#start += n;
+        filled += n;
+        continue;
+      }
+      const remaining = dest.length - filled;
+      let n: number | null;
+      if (remaining >= this.#buf.length) {
+        // Large payloads go straight into their destination: no second copy.
+        n = await this.#conn.read(dest.subarray(filled));
+        if (n !== null) filled += n;
+      } else {
+        n = await this.#conn.read(this.#buf);
+        if (n !== null) {
+          this.#start = 0;
+          this.#end = n;
+        }
+      }
+      if (n === null) {
+        if (filled === 0 && allowEof) return 0;
+        throw new FrameError(
+          `Connection closed in the middle of a frame (truncated after ${filled} of ${dest.length} bytes)`,
+        );
+      }
+    }
+    return filled;
+  }
+}
+
+export function formatMs(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}

@@ -1,0 +1,75 @@
+/**
+ * Step logging. Lines keep the seeds' `STEP n` markers so a reader can follow the original
+ * reports: `12:00:01.123 [ca] STEP 2 issued cert 2 for 1155123456`.
+ *
+ * Logs go to standard error; standard output is kept for results that scripts capture.
+ * Never pass a key or a session key to a logger.
+ */
+
+export type LogSink = (line: string) => void;
+
+const encoder = new TextEncoder();
+
+/** Writes a line to standard error, synchronously so that lines never interleave mid-line. */
+export const stderrSink: LogSink = (line) => {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+};
+
+export interface LoggerOptions {
+  sink?: LogSink;
+  /** Only warnings and errors. */
+  quiet?: boolean;
+  /** Leave out the time stamp (for stable test output). */
+  noTime?: boolean;
+}
+
+export class StepLog {
+  readonly actor: string;
+  readonly #sink: LogSink;
+  readonly #quiet: boolean;
+  readonly #noTime: boolean;
+
+  constructor(actor: string, options: LoggerOptions = {}) {
+    this.actor = actor;
+    this.#sink = options.sink ?? stderrSink;
+    this.#quiet = options.quiet ?? false;
+    this.#noTime = options.noTime ?? false;
+  }
+
+  /** A line for one of the seeds' steps. */
+  step(n: number | string, text: string): void {
+    if (!this.#quiet) this.#emit(`STEP ${n} ${text}`);
+  }
+
+  info(text: string): void {
+    if (!this.#quiet) this.#emit(text);
+  }
+
+  warn(text: string): void {
+    this.#emit(`WARNING ${text}`);
+  }
+
+  error(text: string): void {
+    this.#emit(`ERROR ${text}`);
+  }
+
+  /** A logger for one connection: `[ca #3]`. */
+  child(suffix: string): StepLog {
+    return new StepLog(`${this.actor} ${suffix}`, {
+      sink: this.#sink,
+      quiet: this.#quiet,
+      noTime: this.#noTime,
+    });
+  }
+
+  #emit(text: string): void {
+    const time = this.#noTime ? "" : new Date().toISOString().slice(11, 23) + " ";
+    this.#sink(`${time}[${this.actor}] ${text}`);
+  }
+}
+
+/** The message of an unknown thrown value, for one log line. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
