@@ -1,0 +1,222 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read
+/**
+ * The TLS chat (system 3): a server for many clients and a client, interactive or scripted.
+ *
+ *     deno task chat serve [--host 127.0.0.1] [--port 8443] [--cert FILE --key FILE]
+ *     deno task chat client --nick NAME [--server HOST:PORT] [--ca-cert FILE] [--tls12]
+ */
+
+import {
+  dispatch,
+  parseCommand,
+  parseHostPort,
+  parsePort,
+  parsePositiveInt,
+  required,
+  runMain,
+  shutdownSignal,
+  UsageError,
+} from "../lib/cli.ts";
+import { assertPrivateFile, readTextFile } from "../lib/fsutil.ts";
+import { StepLog } from "../lib/log.ts";
+import { CHAT_PORT, MAX_TEXT } from "../lib/chat_protocol.ts";
+import { type ChatLimits, DEFAULT_CHAT_LIMITS, serveChat } from "../lib/chat_server.ts";
+import { ChatClient, formatServerMessage } from "../lib/chat_client.ts";
+import { readLines, runInteractive, runScript, type ScriptStep } from "../lib/chat_session.ts";
+
+const DEFAULT_DIR = "data/chat";
+const D = DEFAULT_CHAT_LIMITS;
+
+const USAGE = `The TLS chat (system 3)
+
+Usage: deno task chat COMMAND [options]
+
+Commands:
+  serve    run the chat server on TLS port ${CHAT_PORT}
+  client   join the chat: interactive, or scripted with --send/--expect
+
+First issue the server's certificate from the CA:
+  deno task ca issue --server localhost --ip 127.0.0.1 --out ${DEFAULT_DIR}
+
+Run 'deno task chat COMMAND --help' for a command's options.`;
+
+async function serveCommand(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "chat serve",
+    usage: `Usage: deno task chat serve [options]
+
+Serves the chat over TLS (rustls: TLS 1.3 and 1.2 with forward-secret AEAD suites only) until
+SIGINT, which tells every client the server is shutting down. Prints 'listening on HOST:PORT'.
+
+Options:
+  --host HOST            address to listen on (default 127.0.0.1)
+  --port PORT            TLS port (default ${CHAT_PORT}; 0 picks a free one)
+  --cert FILE            server certificate from the CA (default ${DEFAULT_DIR}/localhost.cer)
+  --key FILE             its private key, mode 0600 (default ${DEFAULT_DIR}/localhost.key)
+  --max-clients N        clients at once (default ${D.maxClients})
+  --max-text N           longest message in characters (default ${D.maxText}, at most ${MAX_TEXT})
+  --rate N               messages per second per client (default ${D.rate})
+  --burst N              messages a client may send at once above the rate (default ${D.burst})
+  --max-queue N          messages queued for a slow client before it is dropped (default ${D.maxQueue})
+  --idle-timeout SEC     drop a client silent this long (default ${D.idleTimeoutMs / 1000})
+  --hello-timeout SEC    TLS handshake and hello deadline (default ${D.helloTimeoutMs / 1000})
+  --write-timeout SEC    drop a client that takes no data this long (default ${
+      D.writeTimeoutMs / 1000
+    })
+  --quiet                log warnings and errors only`,
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: String(CHAT_PORT) },
+      cert: { type: "string", default: `${DEFAULT_DIR}/localhost.cer` },
+      key: { type: "string", default: `${DEFAULT_DIR}/localhost.key` },
+      "max-clients": { type: "string" },
+      "max-text": { type: "string" },
+      rate: { type: "string" },
+      burst: { type: "string" },
+      "max-queue": { type: "string" },
+      "idle-timeout": { type: "string" },
+      "hello-timeout": { type: "string" },
+      "write-timeout": { type: "string" },
+      quiet: { type: "boolean", default: false },
+    },
+  });
+  if (!parsed) return;
+  const { values } = parsed;
+  const port = parsePort(values.port);
+  const limits: Partial<ChatLimits> = {};
+  const int = (name: keyof typeof values, set: (n: number) => void) => {
+    const v = values[name];
+    if (typeof v === "string") set(parsePositiveInt(v, name));
+  };
+  int("max-clients", (n) => (limits.maxClients = n));
+  int("max-text", (n) => {
+    if (n > MAX_TEXT) throw new UsageError(`--max-text must be at most ${MAX_TEXT}`);
+    limits.maxText = n;
+  });
+  int("rate", (n) => (limits.rate = n));
+  int("burst", (n) => (limits.burst = n));
+  int("max-queue", (n) => (limits.maxQueue = n));
+  int("idle-timeout", (n) => (limits.idleTimeoutMs = n * 1000));
+  int("hello-timeout", (n) => (limits.helloTimeoutMs = n * 1000));
+  int("write-timeout", (n) => (limits.writeTimeoutMs = n * 1000));
+  const cert = await readTextFile(values.cert, "the server certificate");
+  await assertPrivateFile(values.key).catch((err) => {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new Error(
+        `Cannot read the server key: ${values.key} does not exist (deno task ca issue --server localhost --ip 127.0.0.1 --out ${DEFAULT_DIR})`,
+      );
+    }
+    throw err;
+  });
+  const key = await readTextFile(values.key, "the server key");
+  const log = new StepLog("chat", { quiet: values.quiet });
+  const server = serveChat({
+    cert,
+    key,
+    log,
+    hostname: values.host,
+    port,
+    limits,
+    signal: shutdownSignal(),
+  });
+  const host = values.host.includes(":") ? `[${values.host}]` : values.host;
+  // Always printed (also with --quiet): scripts wait for this line.
+  console.error(`listening on ${host}:${server.port} (TLS, certificate ${values.cert})`);
+  await server.finished;
+  log.info("stopped");
+}
+
+/** `--send`, `--expect` and `--sleep` in the order given. */
+function scriptSteps(args: string[]): ScriptStep[] {
+  const steps: ScriptStep[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const m = /^--(send|expect|sleep)(?:=(.*))?$/s.exec(args[i]!);
+    if (!m) continue;
+    const value = m[2] ?? args[++i];
+    if (value === undefined) throw new UsageError(`option '--${m[1]}' needs a value`);
+    if (m[1] === "send") steps.push({ send: value });
+    else if (m[1] === "sleep") steps.push({ sleepMs: parsePositiveInt(value, "sleep") });
+    else {
+      try {
+        steps.push({ expect: new RegExp(value) });
+      } catch (err) {
+        throw new UsageError(
+          `--expect '${value}' is not a valid pattern: ${(err as Error).message}`,
+        );
+      }
+    }
+  }
+  return steps;
+}
+
+async function clientCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(args, {
+    name: "chat client",
+    usage: `Usage: deno task chat client --nick NAME [options]
+
+Joins the chat over TLS, verifying the server's certificate against the CA root only.
+Interactive: type lines to broadcast them; /who lists who is online, /msg NICK text sends a
+private message, /quit leaves. Messages are printed with time and sender on standard output.
+
+Scripted (when any --send, --expect or --sleep is given, run in the order given, then /quit):
+  deno task chat client --nick alice --expect "bob joined" --send "hi bob" --expect "<bob> hi"
+
+Options:
+  --nick NAME          nickname: 1-24 letters, digits, '_', '.' or '-' (unique, case-insensitive)
+  --server HOST:PORT   the chat server (default 127.0.0.1:${CHAT_PORT})
+  --ca-cert FILE       the CA root to trust (default ${DEFAULT_DIR}/cuhk.cer)
+  --server-name NAME   name to check in the server's certificate (default: HOST)
+  --tls12              TLS 1.2 through node:tls (maxVersion TLSv1.2), as in the seed's capture
+  --send LINE          send a line (repeatable)
+  --expect REGEX       wait for an output line matching REGEX (repeatable)
+  --sleep MS           pause (repeatable)
+  --timeout SEC        how long each --expect may wait (default 10)`,
+    options: {
+      nick: { type: "string" },
+      server: { type: "string", default: `127.0.0.1:${CHAT_PORT}` },
+      "ca-cert": { type: "string", default: `${DEFAULT_DIR}/cuhk.cer` },
+      "server-name": { type: "string" },
+      tls12: { type: "boolean", default: false },
+      send: { type: "string", multiple: true },
+      expect: { type: "string", multiple: true },
+      sleep: { type: "string", multiple: true },
+      timeout: { type: "string", default: "10" },
+    },
+  });
+  if (!parsed) return 0;
+  const { values } = parsed;
+  const nick = required(values.nick, "nick");
+  const { hostname, port } = parseHostPort(values.server, CHAT_PORT, "server");
+  const timeoutMs = parsePositiveInt(values.timeout, "timeout") * 1000;
+  const steps = scriptSteps(args);
+  const ca = await readTextFile(values["ca-cert"], "the CA root certificate");
+  const log = new StepLog(`chat ${nick}`);
+  log.info(`connecting to ${hostname}:${port} (${values.tls12 ? "TLS 1.2, node:tls" : "TLS"})`);
+  const client = await ChatClient.join({
+    hostname,
+    port,
+    caCerts: [ca],
+    nick,
+    tls12: values.tls12,
+    ...(values["server-name"] ? { serverName: values["server-name"] } : {}),
+  });
+  log.info(
+    `${client.protocol}${
+      client.cipher ? ` ${client.cipher}` : ""
+    }: server certificate verified against ${values["ca-cert"]}`,
+  );
+  const encoder = new TextEncoder();
+  const print = (line: string) => Deno.stdout.writeSync(encoder.encode(line + "\n"));
+  const warn = (line: string) => log.warn(line);
+  print(formatServerMessage(client.welcome));
+  const end = steps.length > 0
+    ? await runScript(client, steps, { print, warn, timeoutMs })
+    : await runInteractive(client, readLines(Deno.stdin.readable), { print, warn });
+  return end.quit ? 0 : 1;
+}
+
+export async function main(args: string[]): Promise<number | void> {
+  return await dispatch("chat", USAGE, { serve: serveCommand, client: clientCommand }, args);
+}
+
+if (import.meta.main) await runMain("chat", main);
