@@ -1,0 +1,365 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read --allow-write
+/**
+ * The bank (system 2, seed 001): Bob the server and Alice the customer.
+ *
+ *     deno task bank serve [--protocol secure|seed]
+ *     deno task bank client --sid SID [deposit 10.50 withdraw 3 balance]
+ */
+
+import { Accounts } from "../lib/bank_accounts.ts";
+import { AmountError, formatCents, parseAmount } from "../lib/bank_amount.ts";
+import { BankClient, type OperationOutcome } from "../lib/bank_client.ts";
+import { type BobIdentity, loadBobIdentity } from "../lib/bank_handshake.ts";
+import { BANK_PORT, type BankMode } from "../lib/bank_protocol.ts";
+import { serveBank } from "../lib/bank_server.ts";
+import {
+  dispatch,
+  parseCommand,
+  parseHostPort,
+  parsePort,
+  parsePositiveInt,
+  parseStudentId,
+  runMain,
+  shutdownSignal,
+  UsageError,
+} from "../lib/cli.ts";
+import { loadIdentity, loadRoot } from "../lib/enrol.ts";
+import { ensureDir, exists, readTextFile } from "../lib/fsutil.ts";
+import { StepLog } from "../lib/log.ts";
+import {
+  type Crl,
+  exportPrivateKeyPem,
+  generateRsaKeyPair,
+  parseCertificate,
+  parseCrl,
+  verifyCertificate,
+  verifyCrl,
+} from "../lib/pki.ts";
+
+const DEFAULT_DATA_DIR = "data/bank";
+const SEED_WARNING =
+  "--protocol seed: the seed's protocol, flaws included: Bob's public key is not authenticated, " +
+  "his proof is a signature over a fixed sentence that anyone can replay, and records are " +
+  "encrypted deterministically (AES-256-ECB) with no integrity. For teaching attacks only";
+
+const USAGE = `The bank (system 2): Bob the server and Alice the customer
+
+Usage: deno task bank COMMAND [options]
+
+Commands:
+  serve    run Bob, the bank server, on TCP ${BANK_PORT}
+  client   run Alice, the customer: the seed's menu, or operations given as arguments or lines
+
+Run 'deno task bank COMMAND --help' for a command's options.`;
+
+function parseMode(text: string): BankMode {
+  if (text !== "secure" && text !== "seed") {
+    throw new UsageError(`--protocol must be secure or seed, got '${text}'`);
+  }
+  return text;
+}
+
+async function serveCommand(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "bank serve",
+    usage: `Usage: deno task bank serve [options]
+
+Runs Bob until SIGINT. Accounts live in DATA-DIR/accounts.db (SQLite, WAL, full sync).
+Secure mode (default) needs Bob's certificate from the CA, made once with
+  deno task ca issue --server bank --ip 127.0.0.1 --out ${DEFAULT_DATA_DIR}
+
+Options:
+  --host HOST          address to listen on (default 127.0.0.1)
+  --port PORT          TCP port (default ${BANK_PORT}; 0 picks a free one)
+  --data-dir DIR       accounts and, by default, certificate and key (default ${DEFAULT_DATA_DIR})
+  --protocol MODE      secure (default) or seed (the seed's flawed protocol, for teaching)
+  --cert FILE          Bob's certificate (default DATA-DIR/bank.cer)
+  --key FILE           Bob's private key (default DATA-DIR/bank.key; seed mode makes one if absent)
+  --ca-cert FILE       the root customers' certificates must chain to (default DATA-DIR/cuhk.cer)
+  --crl FILE           a CRL from 'ca crl': revoked customers are refused
+  --idle-timeout SEC   close a session silent this long (default 120)
+  --quiet              log warnings and errors only`,
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: String(BANK_PORT) },
+      "data-dir": { type: "string", default: DEFAULT_DATA_DIR },
+      protocol: { type: "string", default: "secure" },
+      cert: { type: "string" },
+      key: { type: "string" },
+      "ca-cert": { type: "string" },
+      crl: { type: "string" },
+      "idle-timeout": { type: "string", default: "120" },
+      quiet: { type: "boolean", default: false },
+    },
+  });
+  if (!parsed) return;
+  const { values } = parsed;
+  const mode = parseMode(values.protocol);
+  const port = parsePort(values.port);
+  const idleTimeoutMs = parsePositiveInt(values["idle-timeout"], "idle-timeout") * 1000;
+  const dataDir = values["data-dir"];
+  const certPath = values.cert ?? `${dataDir}/bank.cer`;
+  const keyPath = values.key ?? `${dataDir}/bank.key`;
+  const rootPath = values["ca-cert"] ?? `${dataDir}/cuhk.cer`;
+  const log = new StepLog("Bob", { quiet: values.quiet });
+  if (mode === "seed") log.warn(SEED_WARNING);
+
+  let identity: BobIdentity;
+  let root;
+  let crl: Crl | undefined;
+  if (mode === "secure") {
+    for (const [path, what] of [[certPath, "certificate"], [keyPath, "key"]] as const) {
+      if (!(await exists(path))) {
+        throw new Error(
+          `No ${what} at ${path}: run 'deno task ca issue --server bank --ip 127.0.0.1 --out ${dataDir}' first`,
+        );
+      }
+    }
+    const cert = parseCertificate(await readTextFile(certPath, "Bob's certificate"), certPath);
+    root = await loadRoot(rootPath);
+    await verifyCertificate(cert, { root, purpose: "serverAuth" });
+    identity = await loadBobIdentity(await readTextFile(keyPath, "Bob's key"), cert);
+    if (values.crl !== undefined) {
+      crl = parseCrl(await readTextFile(values.crl, "the CRL"));
+      await verifyCrl(crl, root);
+    }
+    log.info(`certificate ${cert.subject} verified against ${rootPath}`);
+  } else if (await exists(keyPath)) {
+    identity = await loadBobIdentity(await readTextFile(keyPath, "Bob's key"));
+    log.info(`seed mode: Bob's raw public key is the one of ${keyPath}`);
+  } else {
+    const keys = await generateRsaKeyPair(2048);
+    identity = await loadBobIdentity(await exportPrivateKeyPem(keys.privateKey));
+    log.info(`seed mode: no key at ${keyPath}, made an RSA-2048 key pair for this run`);
+  }
+
+  await ensureDir(dataDir, 0o700);
+  using accounts = Accounts.open(`${dataDir}/accounts.db`);
+  const server = serveBank({
+    mode,
+    accounts,
+    identity,
+    log,
+    hostname: values.host,
+    port,
+    idleTimeoutMs,
+    signal: shutdownSignal(),
+    ...(root ? { root } : {}),
+    ...(crl ? { crl } : {}),
+  });
+  log.info(
+    `Bob listening on ${values.host}:${server.port} (${mode} protocol), accounts in ${accounts.path}`,
+  );
+  await server.finished;
+  log.info("Bob stopped");
+}
+
+// ------------------------------------------------------------------ client
+
+type Operation =
+  | { kind: "deposit" | "withdraw"; amount: string }
+  | { kind: "balance" }
+  | { kind: "statement" }
+  | { kind: "exit" };
+
+const MENU = "Deposit : 1   Withdraw : 2   Check Balance : 3   Exit : 4";
+const WORDS: Record<string, Operation["kind"]> = {
+  "1": "deposit",
+  deposit: "deposit",
+  "2": "withdraw",
+  withdraw: "withdraw",
+  "3": "balance",
+  balance: "balance",
+  statement: "statement",
+  "4": "exit",
+  exit: "exit",
+};
+
+/** Parses `deposit 10.50 withdraw 3 balance` (or the seed's codes `1 10.50 2 3 3`). */
+export function parseOperations(tokens: string[]): Operation[] {
+  const ops: Operation[] = [];
+  for (let i = 0; i < tokens.length; i++) {
+    const word = tokens[i]!;
+    const kind = WORDS[word.toLowerCase()];
+    if (kind === undefined) {
+      throw new UsageError(
+        `unknown operation '${word}' (deposit AMOUNT, withdraw AMOUNT, balance, statement, exit)`,
+      );
+    }
+    if (kind === "deposit" || kind === "withdraw") {
+      const amount = tokens[++i];
+      if (amount === undefined) throw new UsageError(`${kind} needs an amount`);
+      try {
+        parseAmount(amount);
+      } catch (err) {
+        if (err instanceof AmountError) throw new UsageError(`${kind}: ${err.message}`);
+        throw err;
+      }
+      ops.push({ kind, amount });
+    } else {
+      ops.push({ kind });
+    }
+  }
+  return ops;
+}
+
+function describe(outcome: OperationOutcome): string {
+  if (!outcome.ok) return `refused: ${outcome.reason}`;
+  const verb = outcome.kind === "deposit" ? "deposited" : "withdrew";
+  return `${verb} ${formatCents(outcome.amount)}, balance ${formatCents(outcome.balance)}${
+    outcome.replayed ? " (retried: applied once)" : ""
+  }`;
+}
+
+/** Runs one operation and prints its result line; false when Bob refused it. */
+async function perform(client: BankClient, op: Operation): Promise<boolean> {
+  switch (op.kind) {
+    case "deposit":
+    case "withdraw": {
+      const outcome = await client.operate(op.kind, op.amount);
+      console.log(describe(outcome));
+      return outcome.ok;
+    }
+    case "balance":
+      console.log(`balance ${formatCents(await client.balance())}`);
+      return true;
+    case "statement":
+      for (const line of await client.statement()) {
+        const [at, kind, amount, status, balance] = line.split("\t");
+        console.log(`statement ${at} ${kind} ${amount} ${status}, balance ${balance}`);
+      }
+      return true;
+    case "exit":
+      await client.exit();
+      return true;
+  }
+}
+
+function ask(question: string): string | null {
+  return prompt(question);
+}
+
+/** The seed's menu, for a person at a terminal; amounts are checked before anything is sent. */
+async function interactive(client: BankClient): Promise<number> {
+  let status = 0;
+  for (;;) {
+    console.log(MENU);
+    const code = ask("Enter operation code (1, 2, or 3):");
+    if (code === null || code.trim() === "4") break;
+    const kind = WORDS[code.trim().toLowerCase()];
+    if (kind === undefined || kind === "exit") {
+      console.log(`Unknown operation code '${code.trim()}'`);
+      continue;
+    }
+    let op: Operation = { kind } as Operation;
+    if (kind === "deposit" || kind === "withdraw") {
+      const amount = ask(`Enter amount u need ${kind}:`) ?? "";
+      try {
+        parseAmount(amount);
+      } catch (err) {
+        if (err instanceof AmountError) {
+          console.log(err.message);
+          continue;
+        }
+        throw err;
+      }
+      op = { kind, amount };
+    }
+    if (!(await perform(client, op))) status = 1;
+  }
+  await client.exit();
+  return status;
+}
+
+async function clientCommand(args: string[]): Promise<number | void> {
+  const parsed = parseCommand(args, {
+    name: "bank client",
+    usage: `Usage: deno task bank client [options] [OPERATION...]
+
+Connects to Bob, runs the handshake (STEP 1-5) and banks (STEP 6). At a terminal with no
+operations, shows the seed's menu (${MENU}).
+Otherwise runs the operations given as arguments, or one per line on standard input:
+  deposit AMOUNT | withdraw AMOUNT | balance | statement | exit    (or the seed's 1, 2, 3, 4)
+and prints one result per line; exits 1 if Bob refused any, 2 on a bad amount (nothing sent).
+
+Options:
+  --bank HOST:PORT     Bob (default 127.0.0.1:${BANK_PORT})
+  --protocol MODE      secure (default) or seed (the seed's flawed protocol, for teaching)
+  --sid SID            the customer's student ID; home defaults to data/students/SID
+  --home DIR           the student home from 'student enroll' (key, certificate, cuhk.cer)
+  --ca-cert FILE       the root Bob's certificate must chain to (default HOME/cuhk.cer)
+  --bank-name NAME     the name Bob's certificate must carry (default the host of --bank)
+  --customer NAME      seed mode: the account to claim (default the SID, else 'alice')
+  --quiet              log warnings and errors only`,
+    options: {
+      bank: { type: "string", default: `127.0.0.1:${BANK_PORT}` },
+      protocol: { type: "string", default: "secure" },
+      sid: { type: "string" },
+      home: { type: "string" },
+      "ca-cert": { type: "string" },
+      "bank-name": { type: "string" },
+      customer: { type: "string" },
+      quiet: { type: "boolean", default: false },
+    },
+    positionals: Infinity,
+  });
+  if (!parsed) return;
+  const { values, positionals } = parsed;
+  const mode = parseMode(values.protocol);
+  const bank = parseHostPort(values.bank, BANK_PORT, "bank");
+  const sid = values.sid === undefined ? undefined : parseStudentId(values.sid);
+
+  // Every operation is checked before anything is sent.
+  const tty = Deno.stdin.isTerminal();
+  let ops: Operation[] | null = null;
+  if (positionals.length > 0) {
+    ops = parseOperations(positionals);
+  } else if (!tty) {
+    const text = await new Response(Deno.stdin.readable).text();
+    ops = parseOperations(text.split(/\s+/).filter((t) => t !== ""));
+  }
+
+  const log = new StepLog(`Alice`, { quiet: values.quiet });
+  let client: BankClient;
+  if (mode === "secure") {
+    const home = values.home ?? (sid ? `data/students/${sid}` : undefined);
+    if (home === undefined) throw new UsageError("give --sid or --home (the customer's key)");
+    const identity = await loadIdentity(home);
+    if (sid !== undefined && identity.sid !== sid) {
+      throw new UsageError(`${home} holds the certificate of ${identity.sid}, not ${sid}`);
+    }
+    const root = values["ca-cert"] ? await loadRoot(values["ca-cert"]) : identity.root;
+    client = new BankClient({
+      bank,
+      mode,
+      log: log.child(identity.sid),
+      root,
+      cert: identity.cert,
+      keyPem: identity.keyPem,
+      ...(values["bank-name"] ? { expectedHost: values["bank-name"] } : {}),
+    });
+  } else {
+    log.warn(SEED_WARNING);
+    const customer = values.customer ?? sid ?? "alice";
+    client = new BankClient({ bank, mode, log: log.child(customer), customer });
+  }
+  try {
+    await client.ensureSession();
+    if (ops === null) return await interactive(client);
+    let status = 0;
+    for (const op of ops) {
+      if (!(await perform(client, op))) status = 1;
+      if (op.kind === "exit") return status;
+    }
+    await client.exit();
+    return status;
+  } finally {
+    client.close();
+  }
+}
+
+export async function main(args: string[]): Promise<number | void> {
+  return await dispatch("bank", USAGE, { serve: serveCommand, client: clientCommand }, args);
+}
+
+if (import.meta.main) await runMain("bank", main);
