@@ -1,8 +1,11 @@
 #!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read --allow-write
 /**
- * The student (system 1): enrolment with the CA (steps 1–2).
+ * The student (system 1): enrolment with the CA (steps 1–2), then messages and report uploads to
+ * Blackboard (steps 3–6).
  *
  *     deno task student enroll --sid SID --code CODE
+ *     deno task student send --sid SID --message TEXT
+ *     deno task student upload --sid SID --file PATH
  */
 
 import { CA_PORT } from "../lib/ca_protocol.ts";
@@ -15,8 +18,12 @@ import {
   runMain,
   UsageError,
 } from "../lib/cli.ts";
+import { openSeedSession, openSession } from "../lib/blackboard_client.ts";
+import { BLACKBOARD_NAME, BLACKBOARD_PORT } from "../lib/blackboard_protocol.ts";
+import { ProgressBar } from "../lib/upload_progress.ts";
 import {
   homePaths,
+  loadIdentity,
   loadRoot,
   requestCertificate,
   storeCertificate,
@@ -49,6 +56,8 @@ Usage: deno task student COMMAND [options]
 
 Commands:
   enroll   make a key pair and CSR, enrol with the CA, store key and cert 2 (steps 1-2)
+  send     open a session with Blackboard and send messages | HMAC (steps 3-6)
+  upload   upload a report to Blackboard in authenticated chunks, resumable (steps 3-6)
 
 Run 'deno task student COMMAND --help' for a command's options.`;
 
@@ -159,8 +168,140 @@ Options:
   console.log(`SID: ${sid} sign finished.`);
 }
 
+const sessionOptions = {
+  sid: { type: "string" },
+  blackboard: { type: "string", default: `127.0.0.1:${BLACKBOARD_PORT}` },
+  home: { type: "string" },
+  encrypt: { type: "boolean", default: false },
+  protocol: { type: "string", default: "default" },
+  "blackboard-name": { type: "string", default: BLACKBOARD_NAME },
+  quiet: { type: "boolean", default: false },
+} as const;
+
+const SESSION_USAGE =
+  `  --sid SID              the student ID (10 digits); key and cert 2 come from its home
+  --blackboard HOST:PORT Blackboard (default 127.0.0.1:${BLACKBOARD_PORT})
+  --home DIR             the student's home (default data/students/SID)
+  --encrypt              AES-GCM records as well as HMAC integrity
+  --blackboard-name CN   the CN Blackboard's certificate must carry (default ${BLACKBOARD_NAME})
+  --protocol MODE        default | seed (the seeds' steps 5-6: the session key goes back in the
+                         clear, no sequence numbers; teaching only)
+  --quiet                log warnings and errors only`;
+
+interface SessionArgs {
+  sid: string;
+  blackboard: string;
+  home: string | undefined;
+  encrypt: boolean;
+  protocol: string;
+  "blackboard-name": string;
+  quiet: boolean;
+}
+
+async function sessionSetup(values: Partial<SessionArgs>) {
+  const sid = parseStudentId(required(values.sid, "sid"));
+  const blackboard = parseHostPort(values.blackboard!, BLACKBOARD_PORT, "blackboard");
+  const protocol = values.protocol!;
+  if (protocol !== "default" && protocol !== "seed") {
+    throw new UsageError(`--protocol must be 'default' or 'seed', got '${protocol}'`);
+  }
+  if (protocol === "seed" && values.encrypt) {
+    throw new UsageError("--encrypt does not apply to the seed protocol");
+  }
+  const identity = await loadIdentity(values.home ?? defaultHome(sid));
+  if (identity.sid !== sid) {
+    throw new Error(`The certificate in ${identity.home} is for ${identity.sid}, not ${sid}`);
+  }
+  const log = new StepLog(`student ${sid}`, { quiet: values.quiet ?? false });
+  const options = {
+    blackboard,
+    identity,
+    log,
+    encrypt: values.encrypt ?? false,
+    blackboardName: values["blackboard-name"] ?? BLACKBOARD_NAME,
+  };
+  return { sid, protocol, log, options };
+}
+
+async function sendCommand(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "student send",
+    usage: `Usage: deno task student send --sid SID --message TEXT [--message TEXT]... [options]
+
+STEP 3: sends "SID:<id> requests to upload report !" with cert 2. STEP 4: checks Blackboard's
+certificate and signature and decrypts the session key. STEP 5: proves it holds the key with a MAC.
+STEP 6: sends each message as message | HMAC (sequence numbered); Blackboard prints it.
+
+Options:
+  --message TEXT         a message (repeatable, at most 4096 bytes each)
+${SESSION_USAGE}`,
+    options: { ...sessionOptions, message: { type: "string", multiple: true, default: [] } },
+  });
+  if (!parsed) return;
+  const { values } = parsed;
+  if (values.message.length === 0) throw new UsageError("missing required option --message");
+  for (const m of values.message) {
+    if (new TextEncoder().encode(m).length > 4096) {
+      throw new UsageError("--message is longer than 4096 bytes");
+    }
+  }
+  const { sid, protocol, log, options } = await sessionSetup(values);
+  if (protocol === "seed") {
+    log.warn("SEED PROTOCOL: the session key will cross the wire in the clear (teaching only)");
+    using session = await openSeedSession(options);
+    for (const m of values.message) await session.send(m);
+  } else {
+    using session = await openSession(options);
+    for (const m of values.message) await session.send(m);
+  }
+  console.log(`SID: ${sid} sent ${values.message.length} message(s) to Blackboard.`);
+}
+
+async function uploadCommand(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "student upload",
+    usage: `Usage: deno task student upload --sid SID --file PATH [options]
+
+Steps 3-5 as for 'send', then STEP 6: streams the file in authenticated chunks of 256 KiB with a
+progress bar, ends with the file's SHA-256 and prints Blackboard's receipt. If the upload is cut,
+run the same command again: it resumes from the offset Blackboard acknowledges.
+
+Options:
+  --file PATH            the report to upload (any size)
+${SESSION_USAGE}`,
+    options: { ...sessionOptions, file: { type: "string" } },
+  });
+  if (!parsed) return;
+  const { values } = parsed;
+  const file = required(values.file, "file");
+  const { protocol, log, options } = await sessionSetup(values);
+  if (protocol === "seed") {
+    throw new UsageError("the seeds had no uploads: 'upload' needs the default protocol");
+  }
+  const info = await Deno.stat(file).catch((err) => {
+    throw new Error(`Cannot read ${file}: ${err.message}`);
+  });
+  if (!info.isFile) throw new Error(`Cannot upload ${file}: not a regular file`);
+  using session = await openSession(options);
+  const bar = values.quiet ? undefined : new ProgressBar({ label: "upload" });
+  const receipt = await session.upload(file, {
+    onProgress: (sent, total) => bar?.update(sent, total),
+  });
+  log.info(
+    receipt.resumedFrom > 0 ? `resumed from byte ${receipt.resumedFrom}` : "uploaded in one go",
+  );
+  console.log(
+    `Receipt: stored as ${receipt.stored}, ${receipt.size} bytes, SHA-256 ${receipt.sha256}`,
+  );
+}
+
 export async function main(args: string[]): Promise<number | void> {
-  return await dispatch("student", USAGE, { enroll: enrollCommand }, args);
+  return await dispatch(
+    "student",
+    USAGE,
+    { enroll: enrollCommand, send: sendCommand, upload: uploadCommand },
+    args,
+  );
 }
 
 if (import.meta.main) await runMain("student", main);

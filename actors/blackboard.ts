@@ -1,0 +1,180 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read --allow-write
+/**
+ * Blackboard (system 1, steps 3–6): verifies students' cert 2, hands out session keys, prints
+ * authenticated messages and stores uploaded reports.
+ *
+ *     deno task blackboard serve [options]
+ */
+
+import { CA_PORT } from "../lib/ca_protocol.ts";
+import {
+  dispatch,
+  parseCommand,
+  parseHostPort,
+  parsePort,
+  parsePositiveInt,
+  runMain,
+  shutdownSignal,
+  UsageError,
+} from "../lib/cli.ts";
+import { BLACKBOARD_NAME, BLACKBOARD_PORT } from "../lib/blackboard_protocol.ts";
+import {
+  type BlackboardMode,
+  DEFAULT_CRL_REFRESH_MS,
+  RevocationChecker,
+  serveBlackboard,
+} from "../lib/blackboard_server.ts";
+import { loadRoot } from "../lib/enrol.ts";
+import { assertPrivateFile, ensureDir, readTextFile } from "../lib/fsutil.ts";
+import { StepLog } from "../lib/log.ts";
+import {
+  commonName,
+  importSigningKey,
+  parseCertificate,
+  publicKeyOf,
+  samePublicKey,
+  verifyCertificate,
+} from "../lib/pki.ts";
+import { DEFAULT_MAX_REPORT_SIZE, UploadStore } from "../lib/upload_store.ts";
+
+const DEFAULT_DATA_DIR = "data/blackboard";
+
+const USAGE = `Blackboard (system 1, steps 3-6)
+
+Usage: deno task blackboard COMMAND [options]
+
+Commands:
+  serve    verify students' cert 2, hand out session keys, print messages, store reports
+
+Run 'deno task blackboard COMMAND --help' for a command's options.`;
+
+async function serveCommand(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "blackboard serve",
+    usage: `Usage: deno task blackboard serve [options]
+
+Listens for students. STEP 3: verifies the request and cert 2 (chain to the pinned root, validity,
+key usage, clientAuth, CN = the request's ID, not revoked by the CA's current CRL). STEP 4: sends a
+fresh 256-bit session key, RSA-OAEP to cert 2's key, signed with Blackboard's own key. STEP 5:
+checks the student's key confirmation (a MAC; the key never crosses the wire). STEP 6: prints each
+message whose HMAC and sequence number are valid, and stores uploaded reports in
+DATA-DIR/reports/<id>/ once their SHA-256 matches.
+
+Blackboard's certificate comes from the CA:
+  deno task ca issue --server ${BLACKBOARD_NAME} --ip 127.0.0.1 --out ${DEFAULT_DATA_DIR}
+
+Options:
+  --host HOST          address to listen on (default 127.0.0.1)
+  --port PORT          TCP port (default ${BLACKBOARD_PORT}; 0 picks a free one)
+  --data-dir DIR       reports and partial uploads (default ${DEFAULT_DATA_DIR})
+  --ca-cert FILE       the pinned root (default data/ca/cuhk.cer)
+  --ca HOST:PORT       the CA, for its CRL (default 127.0.0.1:${CA_PORT})
+  --cert FILE          Blackboard's certificate (default DATA-DIR/${BLACKBOARD_NAME}.cer)
+  --key FILE           Blackboard's private key, mode 0600 (default DATA-DIR/${BLACKBOARD_NAME}.key)
+  --crl-refresh SECS   fetch the CRL again when older than this (default ${
+      DEFAULT_CRL_REFRESH_MS / 1000
+    }); when the CA is
+                       unreachable the last CRL is used only until its nextUpdate
+  --encrypt            require AES-GCM records (students must use --encrypt too)
+  --protocol MODE      default | seed (the seeds' steps 5-6: key echoed in the clear, no
+                       sequence numbers; teaching only)
+  --max-report MIB     largest report accepted, in MiB (default ${
+      DEFAULT_MAX_REPORT_SIZE / 1024 ** 2
+    })
+  --quiet              log warnings and errors only`,
+    options: {
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: String(BLACKBOARD_PORT) },
+      "data-dir": { type: "string", default: DEFAULT_DATA_DIR },
+      "ca-cert": { type: "string", default: "data/ca/cuhk.cer" },
+      ca: { type: "string", default: `127.0.0.1:${CA_PORT}` },
+      cert: { type: "string" },
+      key: { type: "string" },
+      "crl-refresh": { type: "string", default: String(DEFAULT_CRL_REFRESH_MS / 1000) },
+      encrypt: { type: "boolean", default: false },
+      protocol: { type: "string", default: "default" },
+      "max-report": { type: "string", default: String(DEFAULT_MAX_REPORT_SIZE / 1024 ** 2) },
+      quiet: { type: "boolean", default: false },
+    },
+  });
+  if (!parsed) return;
+  const { values } = parsed;
+  const port = parsePort(values.port);
+  const ca = parseHostPort(values.ca, CA_PORT, "ca");
+  const protocol = values.protocol;
+  if (protocol !== "default" && protocol !== "seed") {
+    throw new UsageError(`--protocol must be 'default' or 'seed', got '${protocol}'`);
+  }
+  if (protocol === "seed" && values.encrypt) {
+    throw new UsageError("--encrypt does not apply to the seed protocol");
+  }
+  const refreshMs = parsePositiveInt(values["crl-refresh"], "crl-refresh") * 1000;
+  const maxSize = parsePositiveInt(values["max-report"], "max-report") * 1024 ** 2;
+  const dataDir = values["data-dir"];
+  const certPath = values.cert ?? `${dataDir}/${BLACKBOARD_NAME}.cer`;
+  const keyPath = values.key ?? `${dataDir}/${BLACKBOARD_NAME}.key`;
+
+  const log = new StepLog("Blackboard", { quiet: values.quiet });
+  const root = await loadRoot(values["ca-cert"]);
+  const cert = parseCertificate(await readTextFile(certPath, "Blackboard's certificate"), certPath);
+  await assertPrivateFile(keyPath).catch((err) => {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new Error(
+        `Cannot read Blackboard's key: ${keyPath} does not exist (deno task ca issue --server ${BLACKBOARD_NAME} --ip 127.0.0.1 --out ${dataDir})`,
+      );
+    }
+    throw err;
+  });
+  const keyPem = await readTextFile(keyPath, "Blackboard's private key");
+  if (!samePublicKey(cert, await publicKeyOf(keyPem))) {
+    throw new Error(`${keyPath} is not the key of ${certPath}`);
+  }
+  // Refuse to start with a certificate students would refuse.
+  await verifyCertificate(cert, {
+    root,
+    purpose: "serverAuth",
+    expectedCommonName: commonName(cert) ?? "",
+  });
+  if (commonName(cert) !== BLACKBOARD_NAME) {
+    log.warn(
+      `the certificate's CN is '${
+        commonName(cert)
+      }': students expect '${BLACKBOARD_NAME}' unless given --blackboard-name`,
+    );
+  }
+  await ensureDir(dataDir, 0o700);
+  const mode: BlackboardMode = protocol;
+  if (mode === "seed") {
+    log.warn(
+      "SEED PROTOCOL: students send the session key back IN THE CLEAR and messages carry no sequence number; anyone on the path can read the key, forge and replay messages. Teaching only.",
+    );
+  }
+  const server = serveBlackboard({
+    root,
+    cert,
+    signingKey: await importSigningKey(keyPem),
+    revocation: new RevocationChecker({ ca, root, log, refreshMs }),
+    store: new UploadStore(dataDir, { maxSize }),
+    log,
+    protocol: mode,
+    requireEncrypt: values.encrypt,
+    hostname: values.host,
+    port,
+    signal: shutdownSignal(),
+  });
+  log.info(
+    `listening on ${values.host}:${server.port} (${mode} protocol${
+      values.encrypt ? ", AES-GCM required" : ""
+    }); root ${values["ca-cert"]}, CRL from ${ca.hostname}:${ca.port} every ${
+      refreshMs / 1000
+    } s; reports in ${dataDir}/reports`,
+  );
+  await server.finished;
+  log.info("stopped");
+}
+
+export async function main(args: string[]): Promise<number | void> {
+  return await dispatch("blackboard", USAGE, { serve: serveCommand }, args);
+}
+
+if (import.meta.main) await runMain("blackboard", main);

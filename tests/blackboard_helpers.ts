@@ -1,0 +1,281 @@
+/**
+ * Fixtures for the Blackboard tests: a Blackboard on port 0 over a test PKI, and a relay that
+ * sits between student and Blackboard and replays, reorders, corrupts or cuts frames.
+ */
+
+import {
+  type BlackboardMode,
+  RevocationChecker,
+  serveBlackboard,
+} from "../lib/blackboard_server.ts";
+import type { HostPort } from "../lib/cli.ts";
+import { loadIdentity, type StudentIdentity } from "../lib/enrol.ts";
+import { importSigningKey, parseCertificate } from "../lib/pki.ts";
+import type { Server } from "../lib/server.ts";
+import { UploadStore } from "../lib/upload_store.ts";
+import { memoryLog, type TestPki } from "./helpers.ts";
+
+export interface TestBlackboard extends AsyncDisposable {
+  server: Server;
+  addr: HostPort;
+  dataDir: string;
+  /** Log lines. */
+  lines: string[];
+  /** What Blackboard printed (each valid message, each receipt). */
+  printed: string[];
+}
+
+export interface BlackboardFixtureOptions {
+  protocol?: BlackboardMode;
+  requireEncrypt?: boolean;
+  handshakeTimeoutMs?: number;
+  sessionTimeoutMs?: number;
+  /** The CA to fetch CRLs from (default the test PKI's server). */
+  ca?: HostPort;
+  refreshMs?: number;
+  /** Reuse a data directory (for restarts). */
+  dataDir?: string;
+}
+
+const serverCertCache: WeakMap<TestPki, Promise<{ certPem: string; keyPem: string }>> =
+  new WeakMap();
+
+/** Starts Blackboard with its own certificate from the test PKI, in a fresh data directory. */
+export async function startBlackboard(
+  pki: TestPki,
+  options: BlackboardFixtureOptions = {},
+): Promise<TestBlackboard> {
+  let issued = serverCertCache.get(pki);
+  if (!issued) {
+    issued = pki.serverCert("blackboard").then((c) => ({
+      certPem: c.cert.toString("pem"),
+      keyPem: c.keyPem,
+    }));
+    serverCertCache.set(pki, issued);
+  }
+  const { certPem, keyPem } = await issued;
+  const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lab-blackboard-" });
+  const { log, lines } = memoryLog("Blackboard");
+  const printed: string[] = [];
+  const [host, port] = pki.caAddr.split(":");
+  const server = serveBlackboard({
+    root: pki.root,
+    cert: parseCertificate(certPem),
+    signingKey: await importSigningKey(keyPem),
+    revocation: new RevocationChecker({
+      ca: options.ca ?? { hostname: host!, port: Number(port) },
+      root: pki.root,
+      log,
+      refreshMs: options.refreshMs ?? 0,
+      timeoutMs: 2000,
+    }),
+    store: new UploadStore(dataDir),
+    log,
+    print: (line) => printed.push(line),
+    port: 0,
+    ...(options.protocol ? { protocol: options.protocol } : {}),
+    ...(options.requireEncrypt ? { requireEncrypt: true } : {}),
+    ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
+    ...(options.sessionTimeoutMs ? { sessionTimeoutMs: options.sessionTimeoutMs } : {}),
+  });
+  return {
+    server,
+    addr: { hostname: "127.0.0.1", port: server.port },
+    dataDir,
+    lines,
+    printed,
+    async [Symbol.asyncDispose]() {
+      await server.close();
+      if (!options.dataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+export async function identity(home: string): Promise<StudentIdentity> {
+  return await loadIdentity(home);
+}
+
+/** Every file under `dir`, relative to it. */
+export async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string, prefix: string) => {
+    for await (const e of Deno.readDir(d)) {
+      if (e.isDirectory) await walk(`${d}/${e.name}`, `${prefix}${e.name}/`);
+      else out.push(`${prefix}${e.name}`);
+    }
+  };
+  await walk(dir, "").catch((err) => {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  });
+  return out.sort();
+}
+
+export interface RelayOptions {
+  /**
+   * Student → Blackboard frames (payloads, without the 4-byte header), numbered from 0 per
+   * connection; returns the payloads to forward instead (none drops it).
+   */
+  transform?: (frame: Uint8Array, index: number) => Uint8Array[];
+  /** Cut both directions after this many bytes from the student (first connection only). */
+  cutAfterBytes?: number;
+}
+
+/** A frame-aware TCP relay for fault injection. */
+export class Relay implements AsyncDisposable {
+  readonly #listener: Deno.Listener;
+  readonly #tasks = new Set<Promise<void>>();
+  readonly #conns = new Set<Deno.Conn>();
+  readonly #accepting: Promise<void>;
+  #connections = 0;
+
+  constructor(upstream: HostPort, options: RelayOptions = {}) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#listener = listener;
+    this.#accepting = (async () => {
+      try {
+        for await (const down of listener) {
+          const n = this.#connections++;
+          const up = await Deno.connect(upstream);
+          this.#conns.add(down);
+          this.#conns.add(up);
+          const task = this.#pipe(
+            down,
+            up,
+            n === 0 ? options : { ...(options.transform ? { transform: options.transform } : {}) },
+          )
+            .catch(() => {})
+            .finally(() => this.#tasks.delete(task));
+          this.#tasks.add(task);
+        }
+      } catch {
+        // Listener closed.
+      }
+    })();
+  }
+
+  get addr(): HostPort {
+    return { hostname: "127.0.0.1", port: (this.#listener.addr as Deno.NetAddr).port };
+  }
+
+  async #pipe(down: Deno.Conn, up: Deno.Conn, options: RelayOptions): Promise<void> {
+    const close = () => {
+      for (const c of [down, up]) {
+        try {
+          c.close();
+        } catch {
+          // Closed already.
+        }
+      }
+    };
+    const upstreamToDown = (async () => {
+      const buf = new Uint8Array(64 * 1024);
+      for (;;) {
+        const n = await up.read(buf).catch(() => null);
+        if (n === null) break;
+        await writeAll(down, buf.subarray(0, n)).catch(() => {});
+      }
+      close();
+    })();
+    // Student → Blackboard, frame by frame.
+    let pending = new Uint8Array(0);
+    let index = 0;
+    let total = 0;
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await down.read(buf).catch(() => null);
+        if (n === null) break;
+        let bytes = buf.subarray(0, n);
+        if (options.cutAfterBytes !== undefined) {
+          const room = options.cutAfterBytes - total;
+          if (room <= n) {
+            bytes = bytes.subarray(0, room);
+            await writeAll(up, bytes).catch(() => {});
+            break;
+          }
+        }
+        total += n;
+        if (!options.transform) {
+          await writeAll(up, bytes);
+          continue;
+        }
+        const joined = new Uint8Array(pending.length + bytes.length);
+        joined.set(pending);
+        joined.set(bytes, pending.length);
+        let off = 0;
+        while (joined.length - off >= 4) {
+          const len = new DataView(joined.buffer, off).getUint32(0);
+          if (joined.length - off - 4 < len) break;
+          const frame = joined.slice(off + 4, off + 4 + len);
+          off += 4 + len;
+          for (const out of options.transform(frame, index)) {
+            const framed = new Uint8Array(4 + out.length);
+            new DataView(framed.buffer).setUint32(0, out.length);
+            framed.set(out, 4);
+            await writeAll(up, framed);
+          }
+          index++;
+        }
+        pending = joined.slice(off);
+      }
+    } finally {
+      close();
+      await upstreamToDown;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.#listener.close();
+    } catch {
+      // Closed.
+    }
+    await this.#accepting;
+    for (const c of this.#conns) {
+      try {
+        c.close();
+      } catch {
+        // Closed.
+      }
+    }
+    await Promise.allSettled(this.#tasks);
+  }
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await conn.write(data.subarray(off));
+}
+
+/** Writes a file of `size` bytes of pseudo-random data (1 MiB pattern, varied per MiB). */
+export async function writeTestFile(path: string, size: number): Promise<void> {
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const block = crypto.getRandomValues(new Uint8Array(65536));
+  const mib = new Uint8Array(1024 * 1024);
+  for (let i = 0; i < 16; i++) mib.set(block, i * 65536);
+  let written = 0;
+  let n = 0;
+  while (written < size) {
+    mib[0] = n & 0xff;
+    mib[1] = (n >> 8) & 0xff;
+    n++;
+    const part = mib.subarray(0, Math.min(mib.length, size - written));
+    let off = 0;
+    while (off < part.length) off += await file.write(part.subarray(off));
+    written += part.length;
+  }
+}
+
+/** SHA-256 of a file, streamed. */
+export async function fileSha256(path: string): Promise<string> {
+  const { createHash } = await import("node:crypto");
+  const hash = createHash("sha256");
+  using file = await Deno.open(path, { read: true });
+  const buf = new Uint8Array(1024 * 1024);
+  for (;;) {
+    const n = await file.read(buf);
+    if (n === null) break;
+    hash.update(buf.subarray(0, n));
+  }
+  return hash.digest("hex");
+}
