@@ -290,32 +290,41 @@ class ChatRoom {
     info: ConnectionInfo,
   ): Promise<Member | null> {
     const { log, remote } = info;
-    const deadline = setTimeout(() => framed.close(), this.#limits.helloTimeoutMs);
+    const helloMs = this.#limits.helloTimeoutMs;
+    const started = performance.now();
+    // Until the handshake is done there is no way to say why: the deadline just closes.
+    let deadline = setTimeout(() => framed.close(), helloMs);
+    let timedOut = false;
     try {
       try {
         await conn.handshake();
       } catch (err) {
         log.warn(
           framed.closed && !this.#shuttingDown
-            ? `TLS handshake from ${remote} not finished within ${
-              formatMs(this.#limits.helloTimeoutMs)
-            }: closed`
+            ? `TLS handshake from ${remote} not finished within ${formatMs(helloMs)}: closed`
             : `TLS handshake from ${remote} failed: ${errorMessage(err)}`,
         );
         return null;
       }
       log.info(`TLS handshake with ${remote} complete`);
+      clearTimeout(deadline);
+      deadline = setTimeout(() => {
+        timedOut = true;
+        log.warn(`${remote}: no hello within ${formatMs(helloMs)}`);
+        void this.#refuse(framed, `No hello within ${formatMs(helloMs)}`);
+      }, Math.max(0, helloMs - (performance.now() - started)));
       let payload: Uint8Array | null;
       try {
-        payload = await framed.readFrame({ timeoutMs: this.#limits.helloTimeoutMs });
+        // The timer above answers first; this deadline only backs it up.
+        payload = await framed.readFrame({ timeoutMs: helloMs + this.#limits.writeTimeoutMs });
       } catch (err) {
-        const reason = err instanceof DeadlineError || framed.closed
-          ? `No hello within ${formatMs(this.#limits.helloTimeoutMs)}`
-          : errorMessage(err);
-        log.warn(`${remote}: ${reason}`);
-        await this.#refuse(framed, reason);
+        if (timedOut || this.#shuttingDown) return null;
+        log.warn(`${remote}: ${errorMessage(err)}`);
+        await this.#refuse(framed, errorMessage(err));
         return null;
       }
+      clearTimeout(deadline);
+      if (timedOut) return null;
       if (payload === null) {
         log.info(`${remote} closed before hello`);
         return null;
@@ -374,49 +383,64 @@ class ChatRoom {
   }
 
   async #readLoop(member: Member): Promise<void> {
-    const { framed, log } = member;
-    for (;;) {
-      let payload: Uint8Array | null;
-      try {
-        payload = await framed.readFrame();
-      } catch (err) {
-        if (err instanceof DeadlineError) {
-          this.#drop(member, `Idle for ${formatMs(this.#limits.idleTimeoutMs)}`);
-        } else if (framed.closed) {
-          // Closed by the writer (a stalled write) or by a drop: the reason is already known.
-        } else if (err instanceof FrameError) {
-          this.#drop(member, errorMessage(err));
-        } else {
-          log.warn(`${member.nick}: read failed: ${errorMessage(err)}`);
-        }
-        return;
+    const idleMs = this.#limits.idleTimeoutMs;
+    // A resettable idle timer: on expiry the client gets a `bye` saying why, then is closed. The
+    // read's own deadline (later) only backs it up.
+    let idle: ReturnType<typeof setTimeout> | undefined;
+    try {
+      for (;;) {
+        clearTimeout(idle);
+        idle = setTimeout(() => this.#drop(member, `Idle for ${formatMs(idleMs)}`), idleMs);
+        if (!(await this.#readOne(member, idleMs + this.#limits.writeTimeoutMs))) return;
       }
-      if (payload === null) return;
-      let msg: ClientMessage;
-      try {
-        msg = decodeClientMessage(payload);
-      } catch (err) {
-        this.#drop(member, errorMessage(err));
-        return;
-      }
-      if (!member.limiter.take()) {
-        member.strikes++;
-        if (member.strikes > this.#limits.burst) {
-          this.#drop(member, `Flooding: over ${this.#limits.rate} messages per second`);
-          return;
-        }
-        if (member.strikes === 1) {
-          log.warn(`${member.nick}: over the rate limit, dropping messages`);
-          this.#tell(member, {
-            type: "error",
-            reason: `Rate limit: at most ${this.#limits.rate} messages per second; message dropped`,
-          });
-        }
-        continue;
-      }
-      member.strikes = 0;
-      if (!this.#dispatch(member, msg)) return;
+    } finally {
+      clearTimeout(idle);
     }
+  }
+
+  /** Reads and handles one message; false when the session ends. */
+  async #readOne(member: Member, timeoutMs: number): Promise<boolean> {
+    const { framed, log } = member;
+    let payload: Uint8Array | null;
+    try {
+      payload = await framed.readFrame({ timeoutMs });
+    } catch (err) {
+      if (err instanceof DeadlineError) {
+        this.#drop(member, `Idle for ${formatMs(this.#limits.idleTimeoutMs)}`);
+      } else if (framed.closed) {
+        // Closed by the writer (a stalled write) or by a drop: the reason is already known.
+      } else if (err instanceof FrameError) {
+        this.#drop(member, errorMessage(err));
+      } else {
+        log.warn(`${member.nick}: read failed: ${errorMessage(err)}`);
+      }
+      return false;
+    }
+    if (payload === null) return false;
+    let msg: ClientMessage;
+    try {
+      msg = decodeClientMessage(payload);
+    } catch (err) {
+      this.#drop(member, errorMessage(err));
+      return false;
+    }
+    if (!member.limiter.take()) {
+      member.strikes++;
+      if (member.strikes > this.#limits.burst) {
+        this.#drop(member, `Flooding: over ${this.#limits.rate} messages per second`);
+        return false;
+      }
+      if (member.strikes === 1) {
+        log.warn(`${member.nick}: over the rate limit, dropping messages`);
+        this.#tell(member, {
+          type: "error",
+          reason: `Rate limit: at most ${this.#limits.rate} messages per second; message dropped`,
+        });
+      }
+      return true;
+    }
+    member.strikes = 0;
+    return this.#dispatch(member, msg);
   }
 
   /** Acts on one message; false when the session ends. */
