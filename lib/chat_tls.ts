@@ -37,12 +37,10 @@ export async function connectTls(options: TlsConnectOptions): Promise<TlsConnect
   const timeoutMs = options.timeoutMs ?? 10_000;
   if (options.tls12) return await connectNodeTls12(options, timeoutMs);
   const serverName = options.serverName ?? options.hostname;
-  const conn = await Deno.connectTls({
-    hostname: options.hostname,
-    port: options.port,
-    caCerts: options.caCerts,
-    ...(serverName !== options.hostname ? { serverName } : {}),
-  } as Deno.ConnectTlsOptions);
+  // TCP first, then TLS over it: `startTls` checks the certificate against `hostname`, which may
+  // be another name than the address connected to.
+  const tcp = await Deno.connect({ hostname: options.hostname, port: options.port });
+  const conn = await Deno.startTls(tcp, { hostname: serverName, caCerts: options.caCerts });
   const timer = setTimeout(() => conn.close(), timeoutMs);
   try {
     await conn.handshake();
