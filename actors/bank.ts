@@ -271,8 +271,25 @@ async function interactive(client: BankClient): Promise<number> {
   return status;
 }
 
+/**
+ * Splits `[options…] [operations…]`: operations start at the first word that is not an option or
+ * an option's value, so `withdraw -5` reaches the amount check instead of the option parser.
+ */
+function splitOperations(args: string[]): { options: string[]; operations: string[] } {
+  const flags = new Set(["--quiet", "--help", "-h"]);
+  let i = 0;
+  while (i < args.length) {
+    const a = args[i]!;
+    if (a === "--") return { options: args.slice(0, i), operations: args.slice(i + 1) };
+    if (!a.startsWith("-")) break;
+    i += flags.has(a) || a.includes("=") ? 1 : 2;
+  }
+  return { options: args.slice(0, i), operations: args.slice(i) };
+}
+
 async function clientCommand(args: string[]): Promise<number | void> {
-  const parsed = parseCommand(args, {
+  const split = splitOperations(args);
+  const parsed = parseCommand(split.options, {
     name: "bank client",
     usage: `Usage: deno task bank client [options] [OPERATION...]
 
@@ -301,10 +318,10 @@ Options:
       customer: { type: "string" },
       quiet: { type: "boolean", default: false },
     },
-    positionals: Infinity,
   });
   if (!parsed) return;
-  const { values, positionals } = parsed;
+  const { values } = parsed;
+  const positionals = split.operations;
   const mode = parseMode(values.protocol);
   const bank = parseHostPort(values.bank, BANK_PORT, "bank");
   const sid = values.sid === undefined ? undefined : parseStudentId(values.sid);
