@@ -10,7 +10,7 @@ import { BANK_MAX_FRAME, type BankMode } from "../lib/bank_protocol.ts";
 import { serveBank } from "../lib/bank_server.ts";
 import { FramedStream } from "../lib/frame.ts";
 import type { StepLog } from "../lib/log.ts";
-import type { Certificate } from "../lib/pki.ts";
+import type { Certificate, Crl } from "../lib/pki.ts";
 import type { Server } from "../lib/server.ts";
 import { memoryLog, type TestPki, type TestStudent } from "./helpers.ts";
 
@@ -28,6 +28,7 @@ export interface TestBankOptions {
   identity?: BobIdentity;
   handshakeTimeoutMs?: number;
   idleTimeoutMs?: number;
+  crl?: Crl;
 }
 
 const identities = new WeakMap<TestPki, Promise<BobIdentity>>();
@@ -56,6 +57,7 @@ export async function startBank(pki: TestPki, options: TestBankOptions = {}): Pr
     port: 0,
     ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
     ...(options.idleTimeoutMs ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+    ...(options.crl ? { crl: options.crl } : {}),
   });
   return {
     server,

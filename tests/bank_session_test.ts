@@ -188,6 +188,22 @@ Deno.test("secure mode refuses a customer certificate from another CA at STEP 5"
   );
 });
 
+Deno.test("secure mode refuses a revoked customer at STEP 5 when Bob has the CRL", async () => {
+  await using pki = await TestPki.start();
+  const alice = await pki.student("1155000001");
+  const bob = await pki.student("1155000002");
+  pki.ca.revoke({ sid: "1155000001" });
+  await using bank = await startBank(pki, { crl: await pki.ca.crl() });
+  const { log } = memoryLog("Alice");
+  await assert.rejects(
+    openSession(aliceOptions(pki, alice, bank.port, log)),
+    /Bob refused: STEP 5 Alice's secret failed: Cannot verify certificate 1155000001: it has been revoked/,
+  );
+  const other = await openSession(aliceOptions(pki, bob, bank.port, log));
+  assert.equal(other.customer, "1155000002");
+  other.close();
+});
+
 Deno.test("proof replay: seed mode accepts Bob's recorded proof, secure mode refuses it at STEP 4", async () => {
   await using pki = await TestPki.start();
   const alice = await pki.student("1155000001");
