@@ -1,0 +1,210 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-read=. --allow-write=. --allow-run
+/**
+ * Measures what a large report upload costs: the peak resident memory (VmHWM from
+ * /proc/<pid>/status) of the Blackboard process and of the student process, and the throughput.
+ *
+ *     deno run --allow-net=127.0.0.1 --allow-read=. --allow-write=. --allow-run \
+ *       tasks/bench_upload.ts [--size-mib 1024] [--encrypt] [--random]
+ *
+ * Everything lives in a temporary directory under data/ that is deleted at the end: a CA (served
+ * in this process for the CRL), Blackboard's certificate, an enrolled student, and the file (sparse
+ * by default, or random bytes with --random). Blackboard and the student run as the real actors.
+ */
+
+import { CertificateAuthority } from "../lib/ca.ts";
+import { serveCa } from "../lib/ca_server.ts";
+import { parseCommand, parsePositiveInt, runMain } from "../lib/cli.ts";
+import { storeCertificate, storeKey } from "../lib/enrol.ts";
+import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/fsutil.ts";
+import { StepLog } from "../lib/log.ts";
+import {
+  certificatePem,
+  createCsr,
+  der,
+  exportPrivateKeyPem,
+  generateRsaKeyPair,
+} from "../lib/pki.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const SID = "1155999999";
+const MiB = 1024 * 1024;
+
+/**
+ * VmHWM of a process. Deno refuses to read another process's /proc entry without --allow-all, so
+ * `cat` reads it (this script runs subprocesses anyway).
+ */
+async function peakRss(pid: number): Promise<number | undefined> {
+  const out = await new Deno.Command("cat", {
+    args: [`/proc/${pid}/status`],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  if (!out.success) return undefined;
+  const m = /VmHWM:\s+(\d+) kB/.exec(new TextDecoder().decode(out.stdout));
+  return m ? Number(m[1]) * 1024 : undefined;
+}
+
+async function waitForLine(
+  stream: ReadableStream<Uint8Array>,
+  pattern: RegExp,
+): Promise<RegExpMatchArray> {
+  let text = "";
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`Blackboard ended before ${pattern}:\n${text}`);
+    text += value;
+    const m = text.match(pattern);
+    if (m) {
+      // Keep draining so the process never blocks on a full pipe.
+      (async () => {
+        while (!(await reader.read()).done) { /* discard */ }
+      })().catch(() => {});
+      return m;
+    }
+  }
+}
+
+async function main(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "bench_upload",
+    usage: `Usage: deno run --allow-net=127.0.0.1 --allow-read=. --allow-write=. --allow-run \\
+         tasks/bench_upload.ts [--size-mib N] [--encrypt] [--random]
+
+Uploads an N MiB file (default 1024) from a student process to a Blackboard process and prints
+each one's peak resident memory (VmHWM) and the throughput.`,
+    options: {
+      "size-mib": { type: "string", default: "1024" },
+      encrypt: { type: "boolean", default: false },
+      random: { type: "boolean", default: false },
+    },
+  });
+  if (!parsed) return;
+  const size = parsePositiveInt(parsed.values["size-mib"], "size-mib") * MiB;
+  await ensureDir(`${ROOT}/data`);
+  const dir = await Deno.makeTempDir({ dir: `${ROOT}/data`, prefix: "bench-upload-" });
+  const log = new StepLog("bench", { quiet: true });
+  const ca = await CertificateAuthority.open(`${dir}/ca`, { rootBits: 2048 });
+  const caServer = serveCa({ ca, log, port: 0 });
+  let blackboard: Deno.ChildProcess | undefined;
+  try {
+    // Blackboard's certificate and an enrolled student, as `ca issue` and `student enroll` make them.
+    const issued = await ca.issueServer({ name: "blackboard", ipAddresses: ["127.0.0.1"] });
+    await ensureDir(`${dir}/bb`);
+    await writeSecretFile(`${dir}/bb/blackboard.key`, issued.keyPem);
+    await writeFileAtomic(`${dir}/bb/blackboard.cer`, certificatePem(issued.cert));
+    const keys = await generateRsaKeyPair(2048);
+    const { code } = ca.createCode(SID);
+    const cert = await ca.enrol({ sid: SID, code, csr: der(await createCsr(keys, SID)) });
+    const home = `${dir}/home`;
+    await storeKey(home, await exportPrivateKeyPem(keys.privateKey));
+    await storeCertificate(home, cert, ca.root);
+
+    const file = `${dir}/report.bin`;
+    if (parsed.values.random) {
+      using f = await Deno.open(file, { write: true, create: true });
+      const block = new Uint8Array(MiB);
+      for (let off = 0; off < size; off += MiB) {
+        crypto.getRandomValues(block.subarray(0, 65536));
+        for (let i = 1; i < 16; i++) block.copyWithin(i * 65536, 0, 65536);
+        let w = 0;
+        const part = block.subarray(0, Math.min(MiB, size - off));
+        while (w < part.length) w += await f.write(part.subarray(w));
+      }
+    } else {
+      await Deno.writeFile(file, new Uint8Array());
+      await Deno.truncate(file, size);
+    }
+
+    const perms = ["--allow-net=127.0.0.1", `--allow-read=${ROOT}`, `--allow-write=${dir}`];
+    blackboard = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        ...perms,
+        `${ROOT}/actors/blackboard.ts`,
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        `${dir}/bb`,
+        "--ca-cert",
+        ca.rootPath,
+        "--ca",
+        `127.0.0.1:${caServer.port}`,
+        "--max-report",
+        String(Math.ceil(size / MiB) + 1),
+        ...(parsed.values.encrypt ? ["--encrypt"] : []),
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const port = (await waitForLine(blackboard.stderr, /listening on 127\.0\.0\.1:(\d+)/))[1];
+
+    const started = performance.now();
+    const student = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        ...perms,
+        `${ROOT}/actors/student.ts`,
+        "upload",
+        "--sid",
+        SID,
+        "--home",
+        home,
+        "--file",
+        file,
+        "--blackboard",
+        `127.0.0.1:${port}`,
+        "--quiet",
+        ...(parsed.values.encrypt ? ["--encrypt"] : []),
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let studentPeak = 0;
+    let bbPeak = 0;
+    let running = true;
+    const output = student.output().finally(() => (running = false));
+    while (running) {
+      studentPeak = Math.max(studentPeak, (await peakRss(student.pid)) ?? 0);
+      bbPeak = Math.max(bbPeak, (await peakRss(blackboard.pid)) ?? 0);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const out = await output;
+    const seconds = (performance.now() - started) / 1000;
+    bbPeak = Math.max(bbPeak, (await peakRss(blackboard.pid)) ?? 0);
+    const dec = new TextDecoder();
+    if (!out.success) throw new Error(`The student failed: ${dec.decode(out.stderr)}`);
+    const stored = await Deno.stat(`${dir}/bb/reports/${SID}/report.bin`);
+    if (stored.size !== size) throw new Error(`Stored ${stored.size} bytes, expected ${size}`);
+    console.log(dec.decode(out.stdout).trim());
+    console.log(
+      `Uploaded ${size / MiB} MiB${parsed.values.encrypt ? " (AES-GCM)" : " (HMAC)"} in ${
+        seconds.toFixed(1)
+      } s (${(size / MiB / seconds).toFixed(0)} MiB/s, both processes start-up included)`,
+    );
+    console.log(
+      `Peak resident memory (VmHWM): student ${(studentPeak / MiB).toFixed(0)} MiB, Blackboard ${
+        (bbPeak / MiB).toFixed(0)
+      } MiB`,
+    );
+  } finally {
+    if (blackboard) {
+      try {
+        blackboard.kill("SIGINT");
+      } catch {
+        // Exited.
+      }
+      await blackboard.status;
+    }
+    await caServer.close();
+    ca.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+if (import.meta.main) await runMain("bench_upload", main);
