@@ -1,0 +1,278 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-read=. --allow-write=. --allow-run
+/**
+ * Many clients at once: connects N chat clients (default 500) over TLS to a real chat server
+ * process, then has one client send messages and measures, for each, how many of the others
+ * received it, the delivery rate, and the slowest delivery.
+ *
+ *     deno task bench:chat [--clients 500] [--messages 10] [--concurrency 50] [--json]
+ *
+ * Everything lives in a temporary directory under data/ that is deleted at the end: a CA and the
+ * server's certificate. The server is the real actor (`actors/chat.ts serve`) in its own process;
+ * the clients all run in this one (one TLS connection each, like separate users).
+ */
+
+import { CertificateAuthority } from "../lib/ca.ts";
+import { ChatClient } from "../lib/chat_client.ts";
+import { parseCommand, parsePositiveInt, runMain } from "../lib/cli.ts";
+import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/fsutil.ts";
+import { certificatePem } from "../lib/pki.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+const USAGE = `Usage: deno task bench:chat [options]
+
+Connects many TLS chat clients to a chat server process and measures broadcast delivery.
+
+Options:
+  --clients N        clients connected at once (default 500)
+  --messages N       messages sent, one at a time, by one client (default 10)
+  --concurrency N    TLS handshakes in flight while connecting (default 50)
+  --timeout SEC      how long one message may take to reach everyone (default 30)
+  --json             print the results as JSON`;
+
+/** A client with the arrival time of each message it got, keyed by text. */
+class Receiver {
+  readonly client: ChatClient;
+  readonly arrivals = new Map<string, number>();
+  #waiters = new Map<string, () => void>();
+  ended = false;
+
+  constructor(client: ChatClient) {
+    this.client = client;
+    (async () => {
+      try {
+        for await (const msg of client.messages()) {
+          if (msg.type !== "said") continue;
+          this.arrivals.set(msg.text, performance.now());
+          this.#waiters.get(msg.text)?.();
+        }
+      } catch {
+        // Counted as not delivered.
+      } finally {
+        this.ended = true;
+        for (const wake of this.#waiters.values()) wake();
+      }
+    })();
+  }
+
+  /** Resolves when `text` has arrived, the connection ended, or the deadline passed. */
+  received(text: string, deadline: number): Promise<void> {
+    if (this.arrivals.has(text) || this.ended) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
+      const waiters = this.#waiters;
+      function done() {
+        clearTimeout(timer);
+        waiters.delete(text);
+        resolve();
+      }
+      this.#waiters.set(text, done);
+    });
+  }
+}
+
+interface RoundResult {
+  delivered: number;
+  expected: number;
+  slowestMs: number;
+  medianMs: number;
+  p99Ms: number;
+  /** Deliveries per second: the others reached divided by the time to reach the last one. */
+  perSecond: number;
+}
+
+async function startServer(dir: string, maxClients: number) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${dir}`,
+      `${ROOT}/actors/chat.ts`,
+      "serve",
+      "--port",
+      "0",
+      "--cert",
+      `${dir}/localhost.cer`,
+      "--key",
+      `${dir}/localhost.key`,
+      "--max-clients",
+      String(maxClients),
+      "--quiet",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`The chat server ended before listening:\n${text}`);
+    text += value;
+    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(text);
+    if (m) {
+      // Keep draining (and showing warnings) so the server never blocks on a full pipe.
+      (async () => {
+        for (;;) {
+          const r = await reader.read();
+          if (r.done) return;
+          Deno.stderr.writeSync(new TextEncoder().encode(r.value));
+        }
+      })();
+      return { child, port: Number(m[1]) };
+    }
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export async function main(args: string[]): Promise<number | void> {
+  const parsed = parseCommand(args, {
+    name: "bench:chat",
+    usage: USAGE,
+    options: {
+      clients: { type: "string", default: "500" },
+      messages: { type: "string", default: "10" },
+      concurrency: { type: "string", default: "50" },
+      timeout: { type: "string", default: "30" },
+      json: { type: "boolean", default: false },
+    },
+  });
+  if (!parsed) return;
+  const n = parsePositiveInt(parsed.values.clients, "clients");
+  const rounds = parsePositiveInt(parsed.values.messages, "messages");
+  const concurrency = parsePositiveInt(parsed.values.concurrency, "concurrency");
+  const timeoutMs = parsePositiveInt(parsed.values.timeout, "timeout") * 1000;
+  const progress = (s: string) => Deno.stderr.writeSync(new TextEncoder().encode(s + "\n"));
+
+  await ensureDir(`${ROOT}/data`);
+  const dir = await Deno.makeTempDir({ dir: `${ROOT}/data`, prefix: "bench-chat-" });
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  const receivers: Receiver[] = [];
+  try {
+    {
+      using ca = await CertificateAuthority.open(`${dir}/ca`, { rootBits: 2048 });
+      const { cert, keyPem } = await ca.issueServer({
+        name: "localhost",
+        ipAddresses: ["127.0.0.1"],
+      });
+      await writeSecretFile(`${dir}/localhost.key`, keyPem);
+      await writeFileAtomic(`${dir}/localhost.cer`, certificatePem(cert));
+      await writeFileAtomic(`${dir}/cuhk.cer`, ca.rootPem);
+    }
+    const rootPem = await Deno.readTextFile(`${dir}/cuhk.cer`);
+    server = await startServer(dir, n + 10);
+    const port = server.port;
+
+    progress(`connecting ${n} TLS clients to 127.0.0.1:${port} (${concurrency} at a time)…`);
+    const connectStart = performance.now();
+    let next = 0;
+    const worker = async () => {
+      while (next < n) {
+        const i = next++;
+        const client = await ChatClient.join({
+          hostname: "127.0.0.1",
+          port,
+          caCerts: [rootPem],
+          nick: `client${i}`,
+          timeoutMs: 60_000,
+          welcomeTimeoutMs: 60_000,
+        });
+        receivers[i] = new Receiver(client);
+        if ((i + 1) % 100 === 0) progress(`  ${i + 1} joined`);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+    const connectMs = performance.now() - connectStart;
+    progress(
+      `${n} clients joined in ${(connectMs / 1000).toFixed(1)} s; letting join notices settle…`,
+    );
+    // Every join is announced to everyone already there: let that traffic drain first.
+    await new Promise((r) => setTimeout(r, 2000));
+
+    const sender = receivers[0]!;
+    const others = receivers.slice(1);
+    const results: RoundResult[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const text = `bench message ${r}`;
+      const sent = performance.now();
+      await sender.client.say(text);
+      const deadline = sent + timeoutMs;
+      await Promise.all(others.map((o) => o.received(text, deadline)));
+      const latencies = others
+        .map((o) => o.arrivals.get(text))
+        .filter((t): t is number => t !== undefined)
+        .map((t) => t - sent)
+        .sort((a, b) => a - b);
+      const slowest = latencies.at(-1) ?? NaN;
+      results.push({
+        delivered: latencies.length,
+        expected: others.length,
+        slowestMs: slowest,
+        medianMs: percentile(latencies, 50),
+        p99Ms: percentile(latencies, 99),
+        perSecond: latencies.length / (slowest / 1000),
+      });
+      const x = results.at(-1)!;
+      progress(
+        `  message ${r + 1}/${rounds}: ${x.delivered}/${x.expected} delivered, slowest ${
+          x.slowestMs.toFixed(1)
+        } ms, median ${x.medianMs.toFixed(1)} ms, ${Math.round(x.perSecond)} deliveries/s`,
+      );
+      // The server's default rate limit is 5 messages per second per client.
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    const delivered = results.reduce((s, x) => s + x.delivered, 0);
+    const expected = results.reduce((s, x) => s + x.expected, 0);
+    const summary = {
+      clients: n,
+      messages: rounds,
+      connectSeconds: connectMs / 1000,
+      delivered,
+      expected,
+      deliveredPercent: (100 * delivered) / expected,
+      slowestMs: Math.max(...results.map((x) => x.slowestMs)),
+      medianSlowestMs: percentile(results.map((x) => x.slowestMs).sort((a, b) => a - b), 50),
+      medianDeliveriesPerSecond: percentile(
+        results.map((x) => x.perSecond).sort((a, b) => a - b),
+        50,
+      ),
+      rounds: results,
+    };
+    if (parsed.values.json) {
+      console.log(JSON.stringify(summary, null, 2));
+    } else {
+      console.log(
+        `${n} clients over TLS, ${rounds} messages from one of them:\n` +
+          `  delivered          ${delivered}/${expected} (${
+            summary.deliveredPercent.toFixed(1)
+          }%)\n` +
+          `  slowest delivery   ${summary.slowestMs.toFixed(1)} ms (median over messages ${
+            summary.medianSlowestMs.toFixed(1)
+          } ms)\n` +
+          `  delivery rate      ${
+            Math.round(summary.medianDeliveriesPerSecond)
+          } deliveries/s (median over messages)\n` +
+          `  connect + join     ${summary.connectSeconds.toFixed(1)} s for ${n} clients`,
+      );
+    }
+    return delivered === expected ? 0 : 1;
+  } finally {
+    for (const r of receivers) r?.client.close();
+    if (server) {
+      try {
+        server.child.kill("SIGINT");
+      } catch {
+        // Already gone.
+      }
+      await server.child.status;
+    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+if (import.meta.main) await runMain("bench:chat", main);
