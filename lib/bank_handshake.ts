@@ -194,13 +194,7 @@ export class HandshakeMachine {
 
   /** SHA-256 over the transcript so far plus `extra`, each part length-prefixed. */
   async hash(...extra: Uint8Array[]): Promise<Uint8Array> {
-    const parts: Uint8Array[] = [];
-    for (const p of [...this.transcript, ...extra]) {
-      const len = new Uint8Array(4);
-      new DataView(len.buffer).setUint32(0, p.length);
-      parts.push(len, p);
-    }
-    return await sha256(concatBytes(...parts));
+    return await transcriptHash([...this.transcript, ...extra]);
   }
 
   /** Tells the peer why, then closes; never throws. */
@@ -213,6 +207,17 @@ export class HandshakeMachine {
   finish(): void {
     this.#state = "Banking";
   }
+}
+
+/** SHA-256 over `parts`, each prefixed with its 4-byte length so no two splits hash alike. */
+export async function transcriptHash(parts: Uint8Array[]): Promise<Uint8Array> {
+  const all: Uint8Array[] = [];
+  for (const p of parts) {
+    const len = new Uint8Array(4);
+    new DataView(len.buffer).setUint32(0, p.length);
+    all.push(len, p);
+  }
+  return await sha256(concatBytes(...all));
 }
 
 // ------------------------------------------------------------------ X25519 (WebCrypto)
@@ -439,7 +444,7 @@ async function aliceSecure(
   }
   const signedByBob = signedData(
     "Bob's proof",
-    await hashOf(machine.transcript.slice(0, beforeProof), proof.nonce, proof.share),
+    await transcriptHash([...machine.transcript.slice(0, beforeProof), proof.nonce, proof.share]),
   );
   let valid = false;
   try {
@@ -489,16 +494,6 @@ async function aliceSecure(
   machine.finish();
   log.step(6, `banking: AES-GCM records with sequence numbers, account ${welcome.customer}`);
   return session;
-}
-
-async function hashOf(parts: Uint8Array[], ...extra: Uint8Array[]): Promise<Uint8Array> {
-  const all: Uint8Array[] = [];
-  for (const p of [...parts, ...extra]) {
-    const len = new Uint8Array(4);
-    new DataView(len.buffer).setUint32(0, p.length);
-    all.push(len, p);
-  }
-  return await sha256(concatBytes(...all));
 }
 
 // ------------------------------------------------------------------ Bob
@@ -634,7 +629,11 @@ async function bobSecure(machine: HandshakeMachine, options: BobOptions): Promis
   if (customer === undefined) throw new HandshakeError(5, "Alice's certificate has no single CN");
   const signedByAlice = signedData(
     "Alice's secret",
-    await hashOf(machine.transcript.slice(0, beforeSecret), secret.share, secret.certificate),
+    await transcriptHash([
+      ...machine.transcript.slice(0, beforeSecret),
+      secret.share,
+      secret.certificate,
+    ]),
   );
   let valid = false;
   try {
