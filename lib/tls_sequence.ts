@@ -44,6 +44,11 @@ export interface ExpectedRecord {
   wire: string;
   /** The decrypted name, when it differs from the wire name. */
   decrypted?: string;
+  /**
+   * Consecutive handshake records with the same group may come in any order: records that the two
+   * sides send at the same time cross on the wire (TLS 1.3's client Change Cipher Spec).
+   */
+  group?: string;
 }
 
 export interface ExpectedTail extends ExpectedRecord {
@@ -341,6 +346,7 @@ export function parseExpectation(text: string, source = "expectation"): Expectat
       wire: str(o.wire, `${where}.wire is missing`),
     };
     if (o.decrypted !== undefined) out.decrypted = str(o.decrypted, `${where}.decrypted`);
+    if (o.group !== undefined) out.group = str(o.group, `${where}.group`);
     for (const k of ["min", "max"] as const) {
       if (o[k] !== undefined) {
         if (typeof o[k] !== "number" || !Number.isInteger(o[k]) || (o[k] as number) < 0) {
@@ -458,6 +464,27 @@ function align(expected: readonly ExpectedRecord[], actual: readonly TlsRecord[]
   return pairs;
 }
 
+/**
+ * Whether the first records match the handshake in order, where the records of one group may come
+ * in any order among themselves.
+ */
+function handshakeMatches(hs: readonly ExpectedRecord[], actual: readonly TlsRecord[]): boolean {
+  let i = 0;
+  while (i < hs.length) {
+    const group = hs[i]!.group;
+    let j = i + 1;
+    if (group !== undefined) { while (j < hs.length && hs[j]!.group === group) j++; }
+    const unused = hs.slice(i, j);
+    for (let k = i; k < j; k++) {
+      const at = unused.findIndex((e) => matches(e, actual[k]!));
+      if (at < 0) return false;
+      unused.splice(at, 1);
+    }
+    i = j;
+  }
+  return true;
+}
+
 /** Compares one connection with one expectation. */
 export function checkConnection(
   connection: TlsConnection,
@@ -467,7 +494,7 @@ export function checkConnection(
   const hs = expectation.handshake;
   const problems: string[] = [];
   const rows: Row[] = [];
-  const prefixOk = actual.length >= hs.length && hs.every((e, i) => matches(e, actual[i]!));
+  const prefixOk = actual.length >= hs.length && handshakeMatches(hs, actual);
   let tail: TlsRecord[];
   if (prefixOk) {
     hs.forEach((e, i) =>

@@ -1,0 +1,111 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read=. --allow-write=. --allow-run=dumpcap,editcap,tshark,deno,python3,openssl
+/**
+ * `deno task capture SCENARIO [--out DIR] [--diagram]`: runs a scenario on loopback with capture
+ * on and writes DIR/SCENARIO.pcapng (TLS key log embedded: Wireshark decrypts it with no set-up),
+ * checks its TLS record sequences and its lab messages, and with --diagram draws it
+ * (DIR/SCENARIO.svg and .html).
+ */
+
+import { missingCaptureTools } from "../lib/capture.ts";
+import {
+  ALL_SCENARIOS,
+  PROJECT_ROOT,
+  runScenario,
+  SCENARIO_NAMES,
+  type ScenarioName,
+  type ScenarioResult,
+  scenarioTitle,
+} from "../lib/capture_scenarios.ts";
+import { parseCommand, runMain, UsageError } from "../lib/cli.ts";
+import { stderrSink } from "../lib/log.ts";
+
+const USAGE = `Usage: deno task capture SCENARIO [--out DIR] [--diagram]
+
+Runs SCENARIO on 127.0.0.1 (free ports, actors as real processes) while dumpcap captures its ports
+on 'lo'; writes DIR/SCENARIO.pcapng with the TLS key log embedded (open it in Wireshark: TLS is
+decrypted, and pcap/lab.lua names the lab's messages), checks the TLS record sequence against
+pcap/expected/*.json and that every lab message is named by its step.
+
+Scenarios:
+${SCENARIO_NAMES.map((n) => `  ${n.padEnd(12)} ${scenarioTitle(n)}`).join("\n")}
+  all          ${ALL_SCENARIOS.join(", ")}
+
+Options:
+  --out DIR      where the captures go (default pcap/captures)
+  --diagram      also draw each capture as a ladder diagram (DIR/SCENARIO.svg and .html)
+  --keep         keep the actors' data (keys, ledgers, reports) under data/capture/
+  --quiet        print only the results, not the actors' steps
+
+Capturing needs root (or membership of the 'wireshark' group) and tshark: see 'deno task setup'.`;
+
+export function printResult(r: ScenarioResult, print: (s: string) => void): void {
+  print(`\n== ${r.name}: ${r.title} (${r.seconds.toFixed(1)} s)`);
+  if (r.error) print(`FAIL the scenario did not complete: ${r.error}`);
+  for (const c of r.checks) {
+    print(`${c.ok ? "PASS" : "FAIL"} ${c.what}`);
+    if (c.report && (!c.ok || c.what.startsWith("TLS"))) {
+      print(c.report.split("\n").map((l) => `    ${l}`).join("\n"));
+    }
+  }
+  for (const n of r.notes) print(`note: ${n}`);
+  if (r.capture) print(`capture: ${r.capture}`);
+  if (r.diagram) {
+    print(`diagram: ${r.diagram.html} (${r.diagram.arrows} messages), ${r.diagram.svg}`);
+  }
+}
+
+export async function main(args: string[]): Promise<number | void> {
+  const parsed = parseCommand(args, {
+    name: "capture",
+    usage: USAGE,
+    positionals: 1,
+    options: {
+      out: { type: "string", default: "pcap/captures" },
+      diagram: { type: "boolean", default: false },
+      keep: { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+    },
+  });
+  if (!parsed) return;
+  const which = parsed.positionals[0];
+  if (which === undefined) throw new UsageError("missing SCENARIO");
+  const names: readonly ScenarioName[] = which === "all"
+    ? ALL_SCENARIOS
+    : (SCENARIO_NAMES as readonly string[]).includes(which)
+    ? [which as ScenarioName]
+    : (() => {
+      throw new UsageError(
+        `unknown scenario '${which}' (one of: ${SCENARIO_NAMES.join(", ")}, all)`,
+      );
+    })();
+  const missing = await missingCaptureTools();
+  if (missing.length > 0) {
+    throw new Error(`${missing.join(", ")} not found: run 'deno task setup' first`);
+  }
+  const out = parsed.values.out.startsWith("/")
+    ? parsed.values.out
+    : `${Deno.cwd()}/${parsed.values.out}`;
+  const results: ScenarioResult[] = [];
+  for (const name of names) {
+    console.error(`\n== ${name}: ${scenarioTitle(name)}`);
+    const r = await runScenario(name, {
+      outDir: out,
+      workParent: `${PROJECT_ROOT}/data/capture`,
+      capture: true,
+      diagram: parsed.values.diagram,
+      keepWork: parsed.values.keep,
+      sink: parsed.values.quiet ? () => {} : stderrSink,
+    });
+    results.push(r);
+    printResult(r, (s) => console.log(s));
+  }
+  const failed = results.filter((r) => !r.ok).map((r) => r.name);
+  console.log(
+    failed.length === 0
+      ? `\nAll ${results.length} scenario(s) passed`
+      : `\nFailed: ${failed.join(", ")}`,
+  );
+  return failed.length === 0 ? 0 : 1;
+}
+
+if (import.meta.main) await runMain("capture", main);
