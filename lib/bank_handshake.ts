@@ -159,6 +159,9 @@ export class HandshakeMachine {
     type: N,
   ): Promise<BankMessage<N>> {
     this.#enter(step, "receive");
+    if (STEP_MESSAGES[this.mode][step] !== type) {
+      throw new HandshakeError(step, `${type} is not this mode's message`);
+    }
     const label = bankProtocol.label(type);
     let frame: Uint8Array | null;
     try {
@@ -199,6 +202,7 @@ export class HandshakeMachine {
 
   /** Tells the peer why, then closes; never throws. */
   async abort(reason: string): Promise<void> {
+    this.#state = "Closed";
     await this.stream.writeFrame(bankProtocol.encode("error", { reason })).catch(() => {});
     this.stream.close();
   }

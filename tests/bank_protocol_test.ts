@@ -6,9 +6,10 @@ import {
   STEP_MESSAGES,
   stepName,
 } from "../lib/bank_protocol.ts";
+import { HandshakeError, HandshakeMachine } from "../lib/bank_handshake.ts";
 import { SecureRecords } from "../lib/bank_records.ts";
 import { randomBytes } from "../lib/crypto.ts";
-import { FrameError } from "../lib/frame.ts";
+import { FramedStream, FrameError } from "../lib/frame.ts";
 
 const samples = {
   hello: { greeting: "Hello", version: "bank/1" },
@@ -75,4 +76,35 @@ Deno.test("secure records: one direction's key cannot open the other's records",
   const a = bankProtocol.decode(await alice.seal(Uint8Array.of(1)));
   const b = bankProtocol.decode(await alice.seal(Uint8Array.of(1)));
   assert.notDeepEqual(a, b);
+});
+
+Deno.test("the handshake machine keeps the seed's order and each mode's messages", async () => {
+  const written: Uint8Array[] = [];
+  const wire = {
+    read: () => Promise.resolve(null),
+    write: (p: Uint8Array) => {
+      written.push(p.slice());
+      return Promise.resolve(p.length);
+    },
+    close() {},
+  };
+  const m = new HandshakeMachine(new FramedStream(wire), "secure", "alice", 1000);
+  assert.equal(m.state, "ExpectHello");
+  await assert.rejects(
+    m.send(3, "proveIt", { text: "prove it", nonce: randomBytes(32) }),
+    /^HandshakeError: STEP 3 prove it failed: not allowed in state ExpectHello/,
+  );
+  await assert.rejects(
+    m.send(1, "seedHello", { greeting: "Hello", customer: "alice" }),
+    /STEP 1 Hello failed: seedHello is not this mode's message/,
+  );
+  await assert.rejects(m.receive(1, "hello"), /STEP 1 Hello failed: not allowed/);
+  await m.send(1, "hello", { greeting: "Hello", version: "bank/1" });
+  assert.equal(m.state, "ExpectHiBob");
+  assert.equal(written.length, 1);
+  await assert.rejects(m.receive(2, "hiBob"), (err: unknown) => {
+    assert.ok(err instanceof HandshakeError && err.transport && err.step === 2);
+    assert.match(err.message, /connection closed before STEP 2 Hi, I'm Bob/);
+    return true;
+  });
 });
