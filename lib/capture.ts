@@ -264,3 +264,62 @@ export async function embedSecrets(
   await Deno.rename(tmp, out);
   return { path: out, secrets: keys > 0 };
 }
+
+/** Exactly how to install the capture tools by hand, for the usual systems. */
+export const INSTALL_HINT = `Install Wireshark's command-line tools (tshark, dumpcap, editcap):
+  Debian, Ubuntu:  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y tshark
+  Fedora, RHEL:    sudo dnf install -y wireshark-cli
+  Arch:            sudo pacman -S --needed wireshark-cli
+  macOS:           brew install wireshark
+Capturing on 'lo' needs root, or (Debian, Ubuntu) 'sudo dpkg-reconfigure wireshark-common'
+(answer Yes) then 'sudo usermod -aG wireshark $USER' and log in again.`;
+
+function isRoot(): boolean {
+  try {
+    return Deno.uid() === 0;
+  } catch {
+    return false;
+  }
+}
+
+export interface EnsureToolsOptions {
+  /** Install with apt-get when root (default true). */
+  install?: boolean;
+  /** Progress and instructions. */
+  print: (line: string) => void;
+}
+
+/**
+ * Makes sure tshark, dumpcap and editcap are there: installs them with apt-get when running as
+ * root on a Debian-like system, otherwise prints exactly how. Returns whether they are ready.
+ */
+export async function ensureCaptureTools(options: EnsureToolsOptions): Promise<boolean> {
+  let missing = await missingCaptureTools();
+  if (missing.length === 0) return true;
+  options.print(`Missing: ${missing.join(", ")}`);
+  if ((options.install ?? true) && isRoot() && await hasTool("apt-get")) {
+    options.print("Installing tshark with apt-get (running as root)…");
+    const env = { DEBIAN_FRONTEND: "noninteractive" };
+    for (const args of [["update"], ["install", "-y", "--no-install-recommends", "tshark"]]) {
+      const res = await new Deno.Command("apt-get", {
+        args,
+        env,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      if (!res.success) {
+        const err = new TextDecoder().decode(res.stderr).trim().split("\n").pop() ?? "";
+        options.print(`apt-get ${args[0]} failed: ${err}`);
+        break;
+      }
+    }
+    missing = await missingCaptureTools();
+    if (missing.length === 0) {
+      options.print("Installed tshark, dumpcap and editcap");
+      return true;
+    }
+  }
+  options.print(INSTALL_HINT);
+  return false;
+}
