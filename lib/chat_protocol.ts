@@ -123,8 +123,9 @@ function decodeMessage(table: Schemas, payload: Uint8Array): { type: string } {
   let value: unknown;
   try {
     value = JSON.parse(text);
-  } catch (err) {
-    throw new ChatProtocolError(`Invalid message: not JSON (${(err as Error).message})`);
+  } catch {
+    // No parser detail: it would echo the peer's bytes into logs and answers.
+    throw new ChatProtocolError("Invalid message: not JSON");
   }
   const problem = shapeProblem(table, value);
   if (problem) throw new ChatProtocolError(`Invalid message: ${problem}`);
@@ -139,11 +140,11 @@ function shapeProblem(table: Schemas, value: unknown): string | null {
   const obj = value as Record<string, unknown>;
   const type = obj.type;
   if (typeof type !== "string") return "missing string field 'type'";
-  if (!Object.hasOwn(table, type)) return `unknown type '${type.slice(0, 32)}'`;
+  if (!Object.hasOwn(table, type)) return `unknown type '${quoted(type)}'`;
   const schema = table[type]!;
   for (const key of Object.keys(obj)) {
     if (key !== "type" && !Object.hasOwn(schema, key)) {
-      return `unexpected field '${key.slice(0, 32)}' in '${type}'`;
+      return `unexpected field '${quoted(key)}' in '${type}'`;
     }
   }
   for (const [field, rule] of Object.entries(schema)) {
@@ -152,6 +153,12 @@ function shapeProblem(table: Schemas, value: unknown): string | null {
     if (problem) return `field '${field}' of '${type}' ${problem}`;
   }
   return null;
+}
+
+/** A peer-chosen name, short and with control characters escaped, for an error message. */
+function quoted(s: string): string {
+  const short = [...s].slice(0, 32).join("");
+  return printable(short) + (short.length < s.length ? "…" : "");
 }
 
 function ruleProblem(rule: Rule, value: unknown): string | null {

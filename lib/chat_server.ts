@@ -21,6 +21,7 @@ import {
   MAX_TEXT,
   nickKey,
   nickProblem,
+  printable,
   type ServerMessage,
   textProblem,
 } from "./chat_protocol.ts";
@@ -457,7 +458,12 @@ class ChatRoom {
         const problem = textProblem(msg.text, this.#limits.maxText);
         if (problem) return this.#tell(member, { type: "error", reason: problem });
         const to = this.#members.get(nickKey(msg.to));
-        if (!to) return this.#tell(member, { type: "error", reason: `No such user: ${msg.to}` });
+        if (!to) {
+          return this.#tell(member, {
+            type: "error",
+            reason: `No such user: ${printable(msg.to)}`,
+          });
+        }
         const out: ServerMessage = {
           type: "private",
           from: member.nick,

@@ -185,3 +185,19 @@ Deno.test("received messages print with time and sender, control characters esca
     "12:00:01 ! disconnected by the server: Goodbye",
   );
 });
+
+Deno.test("error messages never carry the peer's control characters or long input", () => {
+  const evil = `{"type":"\\u001b[2J${"x".repeat(100)}"}`;
+  assert.throws(
+    () => decodeClientMessage(utf8.encode(evil)),
+    (err: Error) => err.message === `Invalid message: unknown type '\\u{1b}[2J${"x".repeat(28)}…'`,
+  );
+  assert.throws(
+    () => decodeClientMessage(utf8.encode(`{"type":"who","\\u0007":1}`)),
+    (err: Error) => err.message === "Invalid message: unexpected field '\\u{7}' in 'who'",
+  );
+  assert.throws(
+    () => decodeClientMessage(utf8.encode(`{"secret": "\u001b${"y".repeat(5000)}`)),
+    (err: Error) => err.message === "Invalid message: not JSON",
+  );
+});
