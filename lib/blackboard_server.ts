@@ -7,7 +7,14 @@
 
 import type { HostPort } from "./cli.ts";
 import { PeerRefusedError } from "./codec.ts";
-import { constantTimeEqual, hmacSha256, randomBytes, rsaOaepEncrypt, toBytes } from "./crypto.ts";
+import {
+  constantTimeEqual,
+  hmacSha256,
+  randomBytes,
+  rsaOaepEncrypt,
+  toBytes,
+  toHex,
+} from "./crypto.ts";
 import { fetchCrl } from "./enrol.ts";
 import { DeadlineError, FramedStream, FrameError } from "./frame.ts";
 import { errorMessage, type StepLog } from "./log.ts";
@@ -31,7 +38,6 @@ import {
   NONCE_BYTES,
   parseRequestLine,
   receiveHandshake,
-  RecordError,
   RecordLayer,
   SecureSession,
   sendHandshake,
@@ -435,7 +441,7 @@ async function serveSession(
           const current = upload;
           upload = undefined;
           const receipt = await current.finish(msg.sha256);
-          const hex = toHexString(receipt.sha256);
+          const hex = toHex(receipt.sha256);
           log.step(6, `stored ${receipt.stored} (${receipt.size} bytes, SHA-256 ${hex})`);
           ctx.print(
             `Report from ${sid}: ${receipt.stored} (${receipt.size} bytes, SHA-256 ${hex})`,
@@ -452,15 +458,14 @@ async function serveSession(
       }
     }
   } catch (err) {
-    if (err instanceof RecordError || err instanceof Refusal || err instanceof UploadError) {
-      // Refusals inside the session also go as an authenticated error when the session is intact.
-      if (!(err instanceof RecordError)) {
-        await session.send("error", { reason: err.message }).catch(() => {});
-        log.warn(`refused SID ${sid} (${peer.remote}): ${err.message}`);
-        peer.refused = true;
-        return;
-      }
+    if (err instanceof Refusal || err instanceof UploadError) {
+      // The session is intact: the refusal goes as an authenticated record.
+      await session.send("error", { reason: err.message }).catch(() => {});
+      log.warn(`refused SID ${sid} (${peer.remote}): ${err.message}`);
+      peer.refused = true;
+      return;
     }
+    // A record refused (RecordError) or a broken stream: the session is over; `refuse` answers.
     if (err instanceof FrameError && upload) {
       log.warn(
         `${sid}: ${err.message}; partial ${upload.name} kept at byte ${upload.offset} for a resume`,
@@ -470,10 +475,6 @@ async function serveSession(
   } finally {
     await upload?.close();
   }
-}
-
-function toHexString(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 async function handleSeed(ctx: Context, peer: Peer): Promise<void> {

@@ -3,6 +3,7 @@
  * sits between student and Blackboard and replays, reorders, corrupts or cuts frames.
  */
 
+import { createHash } from "node:crypto";
 import {
   type BlackboardMode,
   RevocationChecker,
@@ -268,7 +269,6 @@ export async function writeTestFile(path: string, size: number): Promise<void> {
 
 /** SHA-256 of a file, streamed. */
 export async function fileSha256(path: string): Promise<string> {
-  const { createHash } = await import("node:crypto");
   const hash = createHash("sha256");
   using file = await Deno.open(path, { read: true });
   const buf = new Uint8Array(1024 * 1024);
