@@ -13,7 +13,7 @@
 
 import { CertificateAuthority } from "../lib/ca.ts";
 import { ChatClient } from "../lib/chat_client.ts";
-import { parseCommand, parsePositiveInt, runMain } from "../lib/cli.ts";
+import { parseCommand, parsePositiveInt, runMain, UsageError } from "../lib/cli.ts";
 import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/fsutil.ts";
 import { certificatePem } from "../lib/pki.ts";
 
@@ -25,48 +25,58 @@ Connects many TLS chat clients to a chat server process and measures broadcast d
 
 Options:
   --clients N        clients connected at once (default 500)
-  --messages N       messages sent, one at a time, by one client (default 10)
+  --messages N       rounds: each sender sends one message per round (default 10)
+  --senders N        clients that send in each round, all at once (default 1)
   --concurrency N    TLS handshakes in flight while connecting (default 50)
   --timeout SEC      how long one message may take to reach everyone (default 30)
   --json             print the results as JSON`;
 
-/** A client with the arrival time of each message it got, keyed by text. */
+/** A client that records when each benchmark message (`bench ROUND SENDER`) reached it. */
 class Receiver {
   readonly client: ChatClient;
-  readonly arrivals = new Map<string, number>();
-  #waiters = new Map<string, () => void>();
+  /** This client's number: its own messages coming back are not deliveries. */
+  readonly index: number;
+  /** Per round: arrival times (performance.now()) of the others' messages of that round. */
+  readonly arrivals = new Map<number, number[]>();
+  #waiter: { round: number; count: number; wake: () => void } | null = null;
   ended = false;
 
-  constructor(client: ChatClient) {
+  constructor(client: ChatClient, index: number) {
     this.client = client;
+    this.index = index;
     (async () => {
       try {
         for await (const msg of client.messages()) {
           if (msg.type !== "said") continue;
-          this.arrivals.set(msg.text, performance.now());
-          this.#waiters.get(msg.text)?.();
+          const m = /^bench (\d+) (\d+)$/.exec(msg.text);
+          if (!m || Number(m[2]) === index) continue;
+          const round = Number(m[1]);
+          const list = this.arrivals.get(round) ?? [];
+          list.push(performance.now());
+          this.arrivals.set(round, list);
+          const w = this.#waiter;
+          if (w && w.round === round && list.length >= w.count) w.wake();
         }
       } catch {
         // Counted as not delivered.
       } finally {
         this.ended = true;
-        for (const wake of this.#waiters.values()) wake();
+        this.#waiter?.wake();
       }
     })();
   }
 
-  /** Resolves when `text` has arrived, the connection ended, or the deadline passed. */
-  received(text: string, deadline: number): Promise<void> {
-    if (this.arrivals.has(text) || this.ended) return Promise.resolve();
+  /** Resolves when `count` messages of `round` arrived, the connection ended, or the deadline. */
+  received(round: number, count: number, deadline: number): Promise<void> {
+    if ((this.arrivals.get(round)?.length ?? 0) >= count || this.ended) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
-      const waiters = this.#waiters;
-      function done() {
+      const timer = setTimeout(() => wake(), Math.max(0, deadline - performance.now()));
+      const wake = () => {
         clearTimeout(timer);
-        waiters.delete(text);
+        this.#waiter = null;
         resolve();
-      }
-      this.#waiters.set(text, done);
+      };
+      this.#waiter = { round, count, wake };
     });
   }
 }
@@ -137,6 +147,7 @@ export async function main(args: string[]): Promise<number | void> {
     options: {
       clients: { type: "string", default: "500" },
       messages: { type: "string", default: "10" },
+      senders: { type: "string", default: "1" },
       concurrency: { type: "string", default: "50" },
       timeout: { type: "string", default: "30" },
       json: { type: "boolean", default: false },
@@ -145,6 +156,8 @@ export async function main(args: string[]): Promise<number | void> {
   if (!parsed) return;
   const n = parsePositiveInt(parsed.values.clients, "clients");
   const rounds = parsePositiveInt(parsed.values.messages, "messages");
+  const senders = parsePositiveInt(parsed.values.senders, "senders");
+  if (senders > n) throw new UsageError("--senders cannot exceed --clients");
   const concurrency = parsePositiveInt(parsed.values.concurrency, "concurrency");
   const timeoutMs = parsePositiveInt(parsed.values.timeout, "timeout") * 1000;
   const progress = (s: string) => Deno.stderr.writeSync(new TextEncoder().encode(s + "\n"));
@@ -182,7 +195,7 @@ export async function main(args: string[]): Promise<number | void> {
           timeoutMs: 60_000,
           welcomeTimeoutMs: 60_000,
         });
-        receivers[i] = new Receiver(client);
+        receivers[i] = new Receiver(client, i);
         if ((i + 1) % 100 === 0) progress(`  ${i + 1} joined`);
       }
     };
@@ -194,24 +207,20 @@ export async function main(args: string[]): Promise<number | void> {
     // Every join is announced to everyone already there: let that traffic drain first.
     await new Promise((r) => setTimeout(r, 2000));
 
-    const sender = receivers[0]!;
-    const others = receivers.slice(1);
     const results: RoundResult[] = [];
     for (let r = 0; r < rounds; r++) {
-      const text = `bench message ${r}`;
       const sent = performance.now();
-      await sender.client.say(text);
+      await Promise.all(receivers.slice(0, senders).map((x, i) => x.client.say(`bench ${r} ${i}`)));
       const deadline = sent + timeoutMs;
-      await Promise.all(others.map((o) => o.received(text, deadline)));
-      const latencies = others
-        .map((o) => o.arrivals.get(text))
-        .filter((t): t is number => t !== undefined)
-        .map((t) => t - sent)
-        .sort((a, b) => a - b);
+      await Promise.all(
+        receivers.map((x, i) => x.received(r, i < senders ? senders - 1 : senders, deadline)),
+      );
+      const latencies = receivers.flatMap((x) => (x.arrivals.get(r) ?? []).map((t) => t - sent));
+      latencies.sort((a, b) => a - b);
       const slowest = latencies.at(-1) ?? NaN;
       results.push({
         delivered: latencies.length,
-        expected: others.length,
+        expected: senders * (n - 1),
         slowestMs: slowest,
         medianMs: percentile(latencies, 50),
         p99Ms: percentile(latencies, 99),
@@ -219,7 +228,7 @@ export async function main(args: string[]): Promise<number | void> {
       });
       const x = results.at(-1)!;
       progress(
-        `  message ${r + 1}/${rounds}: ${x.delivered}/${x.expected} delivered, slowest ${
+        `  round ${r + 1}/${rounds}: ${x.delivered}/${x.expected} delivered, slowest ${
           x.slowestMs.toFixed(1)
         } ms, median ${x.medianMs.toFixed(1)} ms, ${Math.round(x.perSecond)} deliveries/s`,
       );
@@ -230,7 +239,8 @@ export async function main(args: string[]): Promise<number | void> {
     const expected = results.reduce((s, x) => s + x.expected, 0);
     const summary = {
       clients: n,
-      messages: rounds,
+      rounds: rounds,
+      senders,
       connectSeconds: connectMs / 1000,
       delivered,
       expected,
@@ -241,22 +251,22 @@ export async function main(args: string[]): Promise<number | void> {
         results.map((x) => x.perSecond).sort((a, b) => a - b),
         50,
       ),
-      rounds: results,
+      results,
     };
     if (parsed.values.json) {
       console.log(JSON.stringify(summary, null, 2));
     } else {
       console.log(
-        `${n} clients over TLS, ${rounds} messages from one of them:\n` +
+        `${n} clients over TLS, ${rounds} rounds of ${senders} message(s) sent at once:\n` +
           `  delivered          ${delivered}/${expected} (${
             summary.deliveredPercent.toFixed(1)
           }%)\n` +
-          `  slowest delivery   ${summary.slowestMs.toFixed(1)} ms (median over messages ${
+          `  slowest delivery   ${summary.slowestMs.toFixed(1)} ms (median over rounds ${
             summary.medianSlowestMs.toFixed(1)
           } ms)\n` +
           `  delivery rate      ${
             Math.round(summary.medianDeliveriesPerSecond)
-          } deliveries/s (median over messages)\n` +
+          } deliveries/s (median over rounds)\n` +
           `  connect + join     ${summary.connectSeconds.toFixed(1)} s for ${n} clients`,
       );
     }
