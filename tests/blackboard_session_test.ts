@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { openSeedSession, openSession } from "../lib/blackboard_client.ts";
 import { blackboardProtocol } from "../lib/blackboard_protocol.ts";
 import { PeerRefusedError } from "../lib/codec.ts";
-import { memoryLog, TestPki } from "./helpers.ts";
+import { memoryLog, tempDir, TestPki } from "./helpers.ts";
+import { randomBytes } from "../lib/crypto.ts";
 import { identity, listFiles, Relay, startBlackboard } from "./blackboard_helpers.ts";
 
 const SID = "1155000101";
@@ -133,7 +134,7 @@ Deno.test("blackboard: reordered records (chunks swapped on the wire) are refuse
       return [f];
     },
   });
-  await using dir = await (await import("./helpers.ts")).tempDir();
+  await using dir = await tempDir();
   const path = `${dir.path}/report.bin`;
   await Deno.writeFile(path, crypto.getRandomValues(new Uint8Array(60_000)));
   const { log } = memoryLog("student");
@@ -213,4 +214,35 @@ Deno.test("blackboard: --encrypt on Blackboard refuses a student without it", as
   });
   await ok.send("fine");
   assert.deepEqual(bb.printed, [`Message from ${SID}: fine`]);
+});
+
+Deno.test("blackboard serves several students at once", async () => {
+  await using pki = await TestPki.start();
+  const sids = ["1155000111", "1155000112", "1155000113", "1155000114"];
+  const students = await Promise.all(sids.map((sid) => pki.student(sid)));
+  await using bb = await startBlackboard(pki);
+  await using dir = await tempDir();
+  await Promise.all(students.map(async (s, i) => {
+    const { log } = memoryLog(s.sid);
+    using session = await openSession({
+      blackboard: bb.addr,
+      identity: await identity(s.home),
+      log,
+      encrypt: i % 2 === 1,
+    });
+    await session.send(`hello from ${s.sid}`);
+    const path = `${dir.path}/r${i}.bin`;
+    await Deno.writeFile(path, randomBytes(700_000 + i));
+    const receipt = await session.upload(path, { stateDir: `${dir.path}/state${i}` });
+    assert.equal(receipt.stored, `reports/${s.sid}/r${i}.bin`);
+    assert.equal(receipt.size, 700_000 + i);
+  }));
+  assert.deepEqual(
+    bb.printed.filter((l) => l.startsWith("Message")).sort(),
+    sids.map((sid) => `Message from ${sid}: hello from ${sid}`),
+  );
+  assert.deepEqual(
+    await listFiles(`${bb.dataDir}/reports`),
+    sids.map((sid, i) => `${sid}/r${i}.bin`),
+  );
 });
