@@ -23,9 +23,10 @@ import {
   shutdownSignal,
   UsageError,
 } from "../lib/cli.ts";
-import { loadIdentity, loadRoot } from "../lib/enrol.ts";
+import { fetchCrl, loadIdentity, loadRoot } from "../lib/enrol.ts";
+import { CA_PORT } from "../lib/ca_protocol.ts";
 import { ensureDir, exists, readTextFile } from "../lib/fsutil.ts";
-import { StepLog } from "../lib/log.ts";
+import { errorMessage, StepLog } from "../lib/log.ts";
 import {
   type Crl,
   exportPrivateKeyPem,
@@ -37,6 +38,7 @@ import {
 } from "../lib/pki.ts";
 
 const DEFAULT_DATA_DIR = "data/bank";
+const CRL_REFRESH_MS = 10 * 60_000;
 const SEED_WARNING =
   "--protocol seed: the seed's protocol, flaws included: Bob's public key is not authenticated, " +
   "his proof is a signature over a fixed sentence that anyone can replay, and records are " +
@@ -77,6 +79,7 @@ Options:
   --key FILE           Bob's private key (default DATA-DIR/bank.key; seed mode makes one if absent)
   --ca-cert FILE       the root customers' certificates must chain to (default DATA-DIR/cuhk.cer)
   --crl FILE           a CRL from 'ca crl': revoked customers are refused
+  --ca HOST:PORT       fetch the CRL from the CA at start and every 10 minutes instead
   --idle-timeout SEC   close a session silent this long (default 120)
   --quiet              log warnings and errors only`,
     options: {
@@ -88,6 +91,7 @@ Options:
       key: { type: "string" },
       "ca-cert": { type: "string" },
       crl: { type: "string" },
+      ca: { type: "string" },
       "idle-timeout": { type: "string", default: "120" },
       quiet: { type: "boolean", default: false },
     },
@@ -107,6 +111,7 @@ Options:
   let identity: BobIdentity;
   let root;
   let crl: Crl | undefined;
+  let refresh: ReturnType<typeof setInterval> | undefined;
   if (mode === "secure") {
     for (const [path, what] of [[certPath, "certificate"], [keyPath, "key"]] as const) {
       if (!(await exists(path))) {
@@ -119,9 +124,28 @@ Options:
     root = await loadRoot(rootPath);
     await verifyCertificate(cert, { root, purpose: "serverAuth" });
     identity = await loadBobIdentity(await readTextFile(keyPath, "Bob's key"), cert);
+    if (values.crl !== undefined && values.ca !== undefined) {
+      throw new UsageError("give --crl or --ca, not both");
+    }
     if (values.crl !== undefined) {
       crl = parseCrl(await readTextFile(values.crl, "the CRL"));
       await verifyCrl(crl, root);
+      log.info(`CRL from ${values.crl}: ${crl.entries.length} revoked`);
+    }
+    if (values.ca !== undefined) {
+      const ca = parseHostPort(values.ca, CA_PORT, "ca");
+      const trusted = root;
+      crl = await fetchCrl(ca, trusted);
+      log.info(`CRL from the CA at ${values.ca}: ${crl.entries.length} revoked`);
+      const timer = setInterval(() => {
+        fetchCrl(ca, trusted).then((fresh) => {
+          crl = fresh;
+        }).catch((err) =>
+          log.warn(`CRL refresh failed, keeping the last one: ${errorMessage(err)}`)
+        );
+      }, CRL_REFRESH_MS);
+      Deno.unrefTimer(timer);
+      refresh = timer;
     }
     log.info(`certificate ${cert.subject} verified against ${rootPath}`);
   } else if (await exists(keyPath)) {
@@ -145,12 +169,13 @@ Options:
     idleTimeoutMs,
     signal: shutdownSignal(),
     ...(root ? { root } : {}),
-    ...(crl ? { crl } : {}),
+    crl: () => crl,
   });
   log.info(
     `Bob listening on ${values.host}:${server.port} (${mode} protocol), accounts in ${accounts.path}`,
   );
   await server.finished;
+  clearInterval(refresh);
   log.info("Bob stopped");
 }
 

@@ -30,13 +30,19 @@ export interface BankServerOptions {
   log: StepLog;
   /** Secure: the root customers' certificates chain to. */
   root?: Certificate;
-  crl?: Crl;
+  /** The current verified CRL, asked for at each handshake (so it can be refreshed). */
+  crl?: Crl | (() => Crl | undefined);
   hostname?: string;
   port?: number;
   signal?: AbortSignal;
   handshakeTimeoutMs?: number;
   idleTimeoutMs?: number;
   maxConnections?: number;
+}
+
+function crlOption(crl: BankServerOptions["crl"]): { crl?: Crl } {
+  const current = typeof crl === "function" ? crl() : crl;
+  return current ? { crl: current } : {};
 }
 
 /** One statement entry per line, tab-separated: time, kind, amount, status, balance. */
@@ -71,7 +77,7 @@ export function serveBank(options: BankServerOptions): Server {
           identity: options.identity,
           remote,
           ...(options.root ? { root: options.root } : {}),
-          ...(options.crl ? { crl: options.crl } : {}),
+          ...crlOption(options.crl),
           ...(options.handshakeTimeoutMs ? { timeoutMs: options.handshakeTimeoutMs } : {}),
         }));
       } catch (err) {

@@ -25,7 +25,7 @@ const BANK = "actors/bank.ts";
 async function startBob(
   server: TestServerCert,
   dataDir: string,
-  options: { mode?: "secure" | "seed"; port?: number } = {},
+  options: { mode?: "secure" | "seed"; port?: number; extra?: string[] } = {},
 ): Promise<{ bob: ActorProcess; port: number }> {
   const bob = new ActorProcess(BANK, [
     "serve",
@@ -41,6 +41,7 @@ async function startBob(
     server.keyPath,
     "--ca-cert",
     server.rootPath,
+    ...(options.extra ?? []),
   ]);
   const port = Number((await bob.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
   return { bob, port };
@@ -167,6 +168,31 @@ Deno.test("bank CLI: scripted sessions in both modes, refusals and bad amounts",
   } finally {
     await secure.bob.stop();
     await seed.bob.stop();
+  }
+});
+
+Deno.test("bank serve --ca: Bob fetches the CA's CRL and refuses a revoked customer at STEP 5", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir();
+  const revoked = await pki.student("1155000001");
+  const fine = await pki.student("1155000002");
+  pki.ca.revoke({ sid: revoked.sid });
+  const cert = await pki.serverCert("bank", ["127.0.0.1"]);
+  const { bob, port } = await startBob(cert, dir.path, { extra: ["--ca", pki.caAddr] });
+  try {
+    assert.match(bob.stderr, /CRL from the CA at 127\.0\.0\.1:\d+: 1 revoked/);
+    const bank = `127.0.0.1:${port}`;
+    const r = await runActor(BANK, ["client", "--bank", bank, "--home", revoked.home, "balance"]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /Bob refused: STEP 5 Alice's secret failed: Cannot verify certificate 1155000001: it has been revoked/,
+    );
+    const ok = await runActor(BANK, ["client", "--bank", bank, "--home", fine.home, "balance"]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, "balance 0.00\n");
+  } finally {
+    await bob.stop();
   }
 });
 
