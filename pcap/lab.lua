@@ -165,6 +165,26 @@ local function well_formed(tvb, offset, len, messages)
   return pos == stop
 end
 
+-- Whether the start of a frame whose end is not captured yet (a large first frame split across
+-- segments) is consistent with the table: a known type and field lengths that fit the frame.
+local function plausible_start(tvb, offset, len, messages)
+  local msg = messages[tvb(offset, 1):uint()]
+  if not msg then return false end
+  local avail = tvb:len()
+  local pos = offset + 1
+  local stop = offset + len
+  for _, f in ipairs(msg.fields) do
+    if f.kind == "uint" then
+      pos = pos + 8
+    else
+      if pos + 4 > avail then return pos + 4 <= stop end
+      pos = pos + 4 + tvb(pos, 4):uint()
+    end
+    if pos > stop then return false end
+  end
+  return pos == stop
+end
+
 local function printable(s)
   if #s > INFO_TEXT_MAX then s = s:sub(1, INFO_TEXT_MAX) .. "..." end
   return (s:gsub("[%c]", "."))
@@ -310,8 +330,12 @@ local function register(spec)
   local function heuristic(tvb, pinfo, tree)
     if tvb:len() < 5 then return false end
     local len = tvb(0, 4):uint()
-    if len < 1 or len > HEURISTIC_MAX_FRAME or tvb:len() < 4 + len then return false end
-    if not well_formed(tvb, 4, len, spec.messages) then return false end
+    if len < 1 or len > HEURISTIC_MAX_FRAME then return false end
+    if tvb:len() >= 4 + len then
+      if not well_formed(tvb, 4, len, spec.messages) then return false end
+    elseif not plausible_start(tvb, 4, len, spec.messages) then
+      return false
+    end
     pinfo.conversation = proto
     proto.dissector(tvb, pinfo, tree)
     return true
