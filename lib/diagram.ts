@@ -176,11 +176,11 @@ function xml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-const LANE = 230;
+const LANE = 330;
 const ROW = 30;
 const TOP = 70;
 const LEFT = 90;
-const LABEL_MAX = 58;
+const LABEL_MAX = 80;
 
 function colour(a: Arrow): string {
   if (a.protocol !== "TLS") return a.label.startsWith("error") ? "#b3261e" : "#1a5fb4";
@@ -195,7 +195,7 @@ export function renderSvg(ladder: Ladder, title: string): string {
   const x = (name: string) => LEFT + ladder.actors.indexOf(name) * LANE + LANE / 2;
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
-    `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+    `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
     `<title>${xml(title)}</title>`,
     `<defs>${
       ["#1a5fb4", "#26734d", "#6b6b6b", "#b3261e"].map((c) =>
