@@ -57,7 +57,9 @@ Options:
   --max-text N           longest message in characters (default ${D.maxText}, at most ${MAX_TEXT})
   --rate N               messages per second per client (default ${D.rate})
   --burst N              messages a client may send at once above the rate (default ${D.burst})
-  --max-queue N          messages queued for a slow client before it is dropped (default ${D.maxQueue})
+  --max-queue KIB        KiB queued for a slow client before it is dropped (default ${
+      D.maxQueueBytes / 1024
+    })
   --idle-timeout SEC     drop a client silent this long (default ${D.idleTimeoutMs / 1000})
   --hello-timeout SEC    TLS handshake and hello deadline (default ${D.helloTimeoutMs / 1000})
   --write-timeout SEC    drop a client that takes no data this long (default ${
@@ -95,7 +97,7 @@ Options:
   });
   int("rate", (n) => (limits.rate = n));
   int("burst", (n) => (limits.burst = n));
-  int("max-queue", (n) => (limits.maxQueue = n));
+  int("max-queue", (n) => (limits.maxQueueBytes = n * 1024));
   int("idle-timeout", (n) => (limits.idleTimeoutMs = n * 1000));
   int("hello-timeout", (n) => (limits.helloTimeoutMs = n * 1000));
   int("write-timeout", (n) => (limits.writeTimeoutMs = n * 1000));

@@ -35,8 +35,8 @@ export interface ChatLimits {
   idleTimeoutMs: number;
   /** A write to a client that makes no progress for this long disconnects it. */
   writeTimeoutMs: number;
-  /** Frames waiting for one client; over this it is disconnected. */
-  maxQueue: number;
+  /** Bytes waiting for one client (beyond what its socket holds); over this it is disconnected. */
+  maxQueueBytes: number;
   /** Largest frame accepted from a client, checked before buffering. */
   maxFrame: number;
   /** Longest chat text, in characters. */
@@ -52,7 +52,7 @@ export const DEFAULT_CHAT_LIMITS: Readonly<ChatLimits> = {
   helloTimeoutMs: 10_000,
   idleTimeoutMs: 90_000,
   writeTimeoutMs: 10_000,
-  maxQueue: 256,
+  maxQueueBytes: 1024 * 1024,
   maxFrame: CLIENT_MAX_FRAME,
   maxText: 1000,
   rate: 5,
@@ -142,6 +142,15 @@ export function serveChat(options: ChatServerOptions): ChatServer {
   return new ChatServer(server, room, controller);
 }
 
+/** Most bytes one write carries when a client's queue holds several frames. */
+const BATCH = 64 * 1024;
+
+function formatBytes(n: number): string {
+  if (n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
+}
+
 /** Token bucket: `rate` per second, up to `burst` saved. */
 class RateLimiter {
   readonly #rate: number;
@@ -172,9 +181,10 @@ class Member {
   readonly framed: FramedStream;
   readonly log: StepLog;
   readonly limiter: RateLimiter;
-  readonly #maxQueue: number;
+  readonly #maxQueueBytes: number;
   readonly #writeTimeoutMs: number;
   readonly #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
   #wake: (() => void) | null = null;
   #closing = false;
   #hardClose: ReturnType<typeof setTimeout> | undefined;
@@ -189,15 +199,16 @@ class Member {
     this.framed = framed;
     this.log = log;
     this.limiter = new RateLimiter(limits.rate, limits.burst);
-    this.#maxQueue = limits.maxQueue;
+    this.#maxQueueBytes = limits.maxQueueBytes;
     this.#writeTimeoutMs = limits.writeTimeoutMs;
   }
 
   /** Queues a frame; false when the queue is full (the caller disconnects this member). */
   enqueue(payload: Uint8Array): boolean {
     if (this.#closing) return true;
-    if (this.#queue.length >= this.#maxQueue) return false;
+    if (this.#queuedBytes + payload.length > this.#maxQueueBytes) return false;
     this.#queue.push(payload);
+    this.#queuedBytes += payload.length;
     this.#wake?.();
     return true;
   }
@@ -208,20 +219,29 @@ class Member {
    */
   finish(reason: string, graceMs: number, flush = false): void {
     if (this.#closing) return;
-    if (!flush) this.#queue.length = 0;
+    if (!flush) {
+      this.#queue.length = 0;
+      this.#queuedBytes = 0;
+    }
     this.#queue.push(encodeServerMessage({ type: "bye", reason }));
     this.#closing = true;
     this.#hardClose = setTimeout(() => this.framed.close(), graceMs);
     this.#wake?.();
   }
 
-  /** Writes queued frames in order until the session ends. */
+  /** Writes queued frames in order, in batches of up to 64 KiB, until the session ends. */
   async writeLoop(): Promise<void> {
     try {
       while (!this.framed.closed) {
-        const payload = this.#queue.shift();
-        if (payload) {
-          await this.framed.writeFrame(payload);
+        if (this.#queue.length > 0) {
+          let n = 0;
+          let bytes = 0;
+          while (n < this.#queue.length && (n === 0 || bytes + this.#queue[n]!.length <= BATCH)) {
+            bytes += this.#queue[n++]!.length;
+          }
+          const batch = this.#queue.splice(0, n);
+          this.#queuedBytes -= bytes;
+          await this.framed.writeFrames(batch);
           continue;
         }
         if (this.#closing) break;
@@ -493,7 +513,7 @@ class ChatRoom {
   /** Queues one message for one member; a full queue disconnects it. False if it was dropped. */
   #tell(member: Member, msg: ServerMessage): boolean {
     if (member.enqueue(encodeServerMessage(msg))) return true;
-    this.#drop(member, `Not reading: more than ${this.#limits.maxQueue} messages queued`);
+    this.#drop(member, this.#overflow());
     return false;
   }
 
@@ -505,8 +525,12 @@ class ChatRoom {
       if (m !== except && !m.enqueue(payload)) overflowed.push(m);
     }
     for (const m of overflowed) {
-      this.#drop(m, `Not reading: more than ${this.#limits.maxQueue} messages queued`);
+      this.#drop(m, this.#overflow());
     }
+  }
+
+  #overflow(): string {
+    return `Not reading: more than ${formatBytes(this.#limits.maxQueueBytes)} queued`;
   }
 
   /** Disconnects a member for `reason`: it gets a `bye`, everyone else a `left`. */

@@ -109,6 +109,24 @@ export class FramedStream {
     });
   }
 
+  /**
+   * Writes several frames in one go (one buffer, so fewer TLS records and system calls), under
+   * one write deadline. Each payload is checked against the limit as `writeFrame` does.
+   */
+  async writeFrames(payloads: readonly Uint8Array[]): Promise<void> {
+    const frames = payloads.map((p) => encodeFrame(p, this.maxFrame));
+    const out = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+    let at = 0;
+    for (const f of frames) {
+      out.set(f, at);
+      at += f.length;
+    }
+    await this.#withDeadline(this.writeTimeoutMs, "write", async () => {
+      let off = 0;
+      while (off < out.length) off += await this.#conn.write(out.subarray(off));
+    });
+  }
+
   /** Closes the underlying stream; safe to call more than once. */
   close(): void {
     if (this.#closed) return;
