@@ -344,7 +344,7 @@ except ssl.SSLError as e:
 /** Connects offering only AES128-SHA; returns what happened, throws if it was accepted. */
 async function offerAes128Sha(ctx: Context, port: number, root: string): Promise<string> {
   const tool = await refusalClient();
-  if (!tool) return "skipped: neither python3 nor openssl is installed";
+  if (!tool) return "AES128-SHA refusal not tried: neither python3 nor openssl is installed";
   const args = tool === "python3"
     ? ["-c", SEED_CLIENT, String(port), root]
     : ["s_client", "-connect", `127.0.0.1:${port}`, "-tls1_2", "-cipher", "AES128-SHA"];
@@ -650,12 +650,19 @@ export async function runScenario(
     notes: [],
     seconds: 0,
   };
+  // Output shows the work directory without its random suffix, relative to the project.
+  const shown = `${
+    absDir.startsWith(PROJECT_ROOT + "/")
+      ? absDir.slice(PROJECT_ROOT.length + 1).replace(/-[0-9a-f]+$/, "")
+      : absDir
+  }`;
+  const sink: Sink = (line) => options.sink(line.replaceAll(absDir, shown));
   const ctx: Context = {
     dir: absDir,
     ports,
-    actors: new Actors(absDir, options.sink),
+    actors: new Actors(absDir, sink),
     tlsEnv: {},
-    sink: options.sink,
+    sink,
     notes: result.notes,
   };
   let capture: Capture | undefined;
@@ -663,7 +670,7 @@ export async function runScenario(
     if (options.capture) {
       capture = await Capture.start({ ports: spec.capture(ports), workDir: `${absDir}/capture` });
       ctx.tlsEnv = { SSLKEYLOGFILE: capture.keyLogPath };
-      options.sink(`* capturing on lo (${capture.filter})`);
+      sink(`* capturing on lo (${capture.filter})`);
     }
     try {
       await using _actors = ctx.actors;

@@ -1,0 +1,182 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read=. --allow-write=. --allow-run --allow-sys=uid
+/**
+ * `deno task demo`: the whole lab end to end on 127.0.0.1, every step printed, every capture
+ * checked.
+ *
+ *     system 1  the CA starts (STEP 0), a code is issued, a student enrols (STEP 1-2), talks to
+ *               Blackboard (STEP 3-6) and uploads a report in authenticated chunks
+ *     system 2  Alice enrols and banks with Bob: Hello, Hi I'm Bob, prove it, Bob's proof,
+ *               Alice's secret, AES-GCM records (deposit, withdraw, balance)
+ *     system 3  three chat clients over TLS 1.3, one over TLS 1.2 (the seed's sequence), and a
+ *               client offering only AES128-SHA (the seed's cipher), refused
+ *
+ * With tshark/dumpcap available (installed here with apt-get when run as root), each system is
+ * captured on `lo` into pcap/captures/*.pcapng with the TLS key log embedded, the TLS record
+ * sequences are asserted against pcap/expected/*.json, pcap/lab.lua must name every lab message,
+ * and each capture is drawn as a ladder diagram. Without them, the systems still run.
+ */
+
+import { Capture, ensureCaptureTools, freePort } from "../lib/capture.ts";
+import {
+  PROJECT_ROOT,
+  runScenario,
+  type ScenarioName,
+  type ScenarioResult,
+} from "../lib/capture_scenarios.ts";
+import { parseCommand, runMain } from "../lib/cli.ts";
+import { errorMessage } from "../lib/log.ts";
+
+const USAGE = `Usage: deno task demo [--no-capture] [--quiet]
+
+Runs the three systems end to end on 127.0.0.1 (free ports, data in data/demo/, removed after),
+prints every protocol step, captures each system with dumpcap (TLS key log embedded), asserts the
+TLS record sequences and the dissector's names, draws each capture, and ends with a summary.
+
+Options:
+  --no-capture   run the systems without capturing
+  --quiet        print only the summary`;
+
+const PARTS: Array<{ scenario: ScenarioName; system: string; what: string }> = [
+  {
+    scenario: "upload",
+    system: "1 report upload",
+    what: "CA starts, code issued, student enrols, talks to Blackboard, uploads a report",
+  },
+  {
+    scenario: "bank",
+    system: "2 the bank",
+    what: "Alice enrols, banks with Bob (secure mode): deposit, withdraw, balance",
+  },
+  {
+    scenario: "chat-tls13",
+    system: "3 the chat",
+    what: "three chat clients over TLS 1.3",
+  },
+  {
+    scenario: "chat-tls12",
+    system: "3 the chat",
+    what: "one chat client over TLS 1.2; AES128-SHA refused",
+  },
+];
+
+/** Whether dumpcap can capture on lo here (root, or the wireshark group). */
+async function canCapture(dir: string): Promise<string | undefined> {
+  try {
+    await using _cap = await Capture.start({ ports: [freePort()], workDir: dir });
+    return undefined;
+  } catch (err) {
+    return errorMessage(err);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
+  return [line(rows[0]!), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)]
+    .join("\n");
+}
+
+function relative(path: string): string {
+  return path.startsWith(PROJECT_ROOT + "/") ? path.slice(PROJECT_ROOT.length + 1) : path;
+}
+
+export async function main(args: string[]): Promise<number | void> {
+  const parsed = parseCommand(args, {
+    name: "demo",
+    usage: USAGE,
+    options: {
+      "no-capture": { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+    },
+  });
+  if (!parsed) return;
+  const print = (s: string) => console.log(s);
+  const sink = parsed.values.quiet ? () => {} : print;
+  const workParent = `${PROJECT_ROOT}/data/demo`;
+  const outDir = `${PROJECT_ROOT}/pcap/captures`;
+
+  print("Secure-channel lab: the three systems end to end on 127.0.0.1\n");
+  let capture = !parsed.values["no-capture"];
+  let captureNote = parsed.values["no-capture"] ? "capture off (--no-capture)" : "";
+  if (capture) {
+    const ready = await ensureCaptureTools({ print: (l) => print(`setup: ${l}`) });
+    if (!ready) {
+      capture = false;
+      captureNote = "capture off: tshark/dumpcap/editcap are missing (see above)";
+    } else {
+      await Deno.mkdir(workParent, { recursive: true, mode: 0o700 });
+      const why = await canCapture(`${workParent}/probe-${crypto.randomUUID()}`);
+      if (why !== undefined) {
+        capture = false;
+        captureNote = `capture off: dumpcap cannot capture on lo here (${why}); run as root, ` +
+          "or 'sudo dpkg-reconfigure wireshark-common' (Yes) and 'sudo usermod -aG wireshark $USER'";
+      }
+    }
+  }
+  print(capture ? "Capturing each system on lo into pcap/captures/\n" : `${captureNote}\n`);
+
+  const results: ScenarioResult[] = [];
+  for (const part of PARTS) {
+    print(`\n━━━ System ${part.system}: ${part.what} ━━━`);
+    const r = await runScenario(part.scenario, {
+      outDir,
+      workParent,
+      capture,
+      diagram: capture,
+      sink,
+    });
+    results.push(r);
+    if (r.error) print(`FAIL ${part.scenario}: ${r.error}`);
+    for (const c of r.checks) {
+      print(`${c.ok ? "PASS" : "FAIL"} ${c.what}`);
+      // The side-by-side comparison with the seed's sequence, and the notes on what differs.
+      if (c.report && (!c.ok || part.scenario === "chat-tls12")) {
+        print(c.report.split("\n").map((l) => `    ${l}`).join("\n"));
+      }
+    }
+    for (const n of r.notes) print(`note: ${n}`);
+  }
+
+  print("\n━━━ Summary ━━━");
+  const rows = [["system", "scenario", "what ran", "ran", "checks", "time"]];
+  results.forEach((r, i) => {
+    const part = PARTS[i]!;
+    const passed = r.checks.filter((c) => c.ok).length;
+    rows.push([
+      part.system,
+      r.name,
+      part.what,
+      r.error ? "FAILED" : "yes",
+      capture ? `${passed}/${r.checks.length} passed` : "(no capture)",
+      `${r.seconds.toFixed(1)} s`,
+    ]);
+  });
+  print(table(rows));
+  const checks = results.flatMap((r) => r.checks);
+  if (capture) {
+    print("\nCaptures (open in Wireshark: TLS decrypts itself; add the lab's dissector with");
+    print('  wireshark -X lua_script:pcap/lab.lua FILE   or install it, see README "Wireshark"):');
+    for (const r of results) {
+      if (r.capture) print(`  ${relative(r.capture)}`);
+    }
+    print("Ladder diagrams (open the .html in a browser):");
+    for (const r of results) {
+      if (r.diagram) print(`  ${relative(r.diagram.html)}  (${r.diagram.arrows} messages)`);
+    }
+  } else {
+    print(`\n${captureNote}`);
+  }
+  const failed = results.filter((r) => !r.ok);
+  print(
+    failed.length === 0
+      ? `\nAll ${results.length} runs completed${
+        capture ? `, all ${checks.length} capture checks passed` : ""
+      }`
+      : `\nFAILED: ${failed.map((r) => r.name).join(", ")}`,
+  );
+  return failed.length === 0 ? 0 : 1;
+}
+
+if (import.meta.main) await runMain("demo", main);
