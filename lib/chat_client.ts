@@ -7,9 +7,13 @@
 
 import { DeadlineError, FramedStream } from "./frame.ts";
 import {
+  charCount,
   type ClientMessage,
   decodeServerMessage,
   encodeClientMessage,
+  MAX_NICK,
+  MAX_TEXT,
+  nickProblem,
   printable,
   SERVER_MAX_FRAME,
   type ServerMessage,
@@ -35,6 +39,9 @@ type Welcome = Extract<ServerMessage, { type: "welcome" }>;
 export function parseInputLine(line: string): ClientMessage | { problem: string } | null {
   const text = line.replace(/\r$/, "");
   if (text.trim() === "") return null;
+  const n = charCount(text);
+  // The server sets its own, lower limit; this one is what the protocol can carry at all.
+  if (n > MAX_TEXT) return { problem: `Message too long: ${n} characters (limit ${MAX_TEXT})` };
   if (!text.startsWith("/")) return { type: "say", text };
   const m = /^\/(\S+)\s*(.*)$/s.exec(text)!;
   const command = m[1]!;
@@ -122,6 +129,10 @@ export class ChatClient {
    * the welcome. Throws `ChatRefusedError` with the server's reason when refused.
    */
   static async join(options: JoinOptions): Promise<ChatClient> {
+    // The server decides what a valid nickname is; one too long to send at all stops here.
+    if (charCount(options.nick) > 2 * MAX_NICK) {
+      throw new ChatRefusedError(nickProblem(options.nick)!);
+    }
     const { stream, protocol, cipher } = await connectTls(options);
     const framed = new FramedStream(stream, { maxFrame: SERVER_MAX_FRAME });
     try {

@@ -43,7 +43,8 @@ export type MessageOf<S extends Schemas, T extends keyof S = keyof S> = {
   [K in T]: { readonly type: K } & { readonly [F in keyof S[K]]: ValueOf<S[K][F]> };
 }[T];
 
-const nick = { kind: "string", max: 64 } as const; // checked further by nickProblem()
+// Nicknames are checked further by nickProblem(): this bound only keeps the message small.
+const nick = { kind: "string", max: 2 * MAX_NICK } as const;
 const text = { kind: "string", max: MAX_TEXT } as const;
 const reason = { kind: "string", max: 500 } as const;
 const int = { kind: "int" } as const;

@@ -52,7 +52,7 @@ export const DEFAULT_CHAT_LIMITS: Readonly<ChatLimits> = {
   helloTimeoutMs: 10_000,
   idleTimeoutMs: 90_000,
   writeTimeoutMs: 10_000,
-  maxQueueBytes: 1024 * 1024,
+  maxQueueBytes: 256 * 1024,
   maxFrame: CLIENT_MAX_FRAME,
   maxText: 1000,
   rate: 5,
@@ -500,6 +500,7 @@ class ChatRoom {
       case "ping":
         return this.#tell(member, { type: "pong" });
       case "quit":
+        member.log.info(`${member.nick} left (quit)`);
         this.#members.delete(member.key);
         this.#broadcast({ type: "left", nick: member.nick, reason: "quit", time });
         member.finish("Goodbye", this.#limits.writeTimeoutMs, true);

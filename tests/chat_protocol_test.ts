@@ -156,6 +156,9 @@ Deno.test("input lines become messages: text, /who, /msg, /quit; mistakes are ex
     text: "/who is a command",
   });
   assert.deepEqual(parseInputLine("/msg bob"), { problem: "Usage: /msg NICK text" });
+  assert.deepEqual(parseInputLine("z".repeat(4001)), {
+    problem: "Message too long: 4001 characters (limit 4000)",
+  });
   assert.deepEqual(parseInputLine("/nick x"), {
     problem: "Unknown command /nick (/who, /msg NICK text, /quit, /say text)",
   });

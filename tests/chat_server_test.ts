@@ -68,6 +68,7 @@ Deno.test("nicknames already taken, empty, too long or with control characters a
     ["ALICE", "Nickname 'ALICE' is already taken"],
     ["", "Nickname is empty"],
     ["x".repeat(25), "Nickname is longer than 24 characters"],
+    ["x".repeat(100), "Nickname is longer than 24 characters"], // refused before sending
     ["evil\u001b[2J", "Nickname contains control characters"],
     ["tab\there", "Nickname contains control characters"],
     ["two words", "Nickname may only contain letters, digits, '_', '.' and '-'"],
