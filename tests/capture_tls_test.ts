@@ -199,12 +199,25 @@ Deno.test("capture: TLS 1.3, TLS 1.2 and the AES128-SHA refusal match pcap/expec
   await t.step("the same records in another order fail (record level)", async () => {
     const conns = await readTlsConnections(f.file, { serverPorts: [f.port] });
     const tls13 = conns.find((c) => c.records[1]?.wire === "Server Hello")!;
-    const swapped = { ...tls13, records: [...tls13.records] };
-    [swapped.records[2], swapped.records[3]] = [swapped.records[3]!, swapped.records[2]!];
-    const bad = checkConnections([swapped], [{ expectation: f.expectations.tls13 }]);
-    assert.equal(bad.ok, false);
-    const good = checkConnections([tls13], [{ expectation: f.expectations.tls13 }]);
+    const expect = [{ expectation: f.expectations.tls13 }];
+    const good = checkConnections([tls13], expect);
     assert.ok(good.ok, good.report);
+    // Server Hello after the server's Change Cipher Spec: refused.
+    const swapped = { ...tls13, records: [...tls13.records] };
+    [swapped.records[1], swapped.records[2]] = [swapped.records[2]!, swapped.records[1]!];
+    const bad = checkConnections([swapped], expect);
+    assert.equal(bad.ok, false);
+    assert.match(bad.report, /✗/);
+    // The client's Change Cipher Spec crossing the server's flight on the wire: accepted.
+    const crossing = { ...tls13, records: [...tls13.records] };
+    assert.equal(crossing.records[4]!.from, "client");
+    assert.equal(crossing.records[4]!.wire, "Change Cipher Spec");
+    crossing.records.splice(2, 0, crossing.records.splice(4, 1)[0]!);
+    assert.ok(checkConnections([crossing], expect).ok);
+    // …but not before the Server Hello it answers.
+    const early = { ...tls13, records: [...tls13.records] };
+    early.records.splice(1, 0, early.records.splice(4, 1)[0]!);
+    assert.equal(checkConnections([early], expect).ok, false);
   });
 
   await t.step("without the key log the checker fails: records not decrypted", async () => {
