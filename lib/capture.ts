@@ -177,10 +177,14 @@ export class Capture implements AsyncDisposable {
     })().catch(() => {});
     if (!live) {
       await this.#status;
+      const lines = this.#stderr.trim().split("\n");
+      const reason = lines.find((l) => l.startsWith("dumpcap: "))?.slice(9) ?? lines.pop() ??
+        "no output";
+      const hint = /permission|privilege|not permitted/i.test(this.#stderr)
+        ? " (capturing on lo needs root or the wireshark group: see 'deno task setup')"
+        : "";
       throw new CaptureError(
-        `dumpcap did not start capturing (filter '${this.filter}'): ${
-          this.#stderr.trim().split("\n").pop() ?? "no output"
-        }`,
+        `dumpcap did not start capturing (filter '${this.filter}'): ${reason}${hint}`,
       );
     }
   }
