@@ -18,10 +18,10 @@ import {
 } from "./bank_protocol.ts";
 import { type BankSession, RecordError, UnknownOperationError } from "./bank_records.ts";
 import { PeerRefusedError } from "./codec.ts";
-import { DeadlineError, FramedStream, FrameError } from "./frame.ts";
+import { DeadlineError, FrameError } from "./frame.ts";
 import type { StepLog } from "./log.ts";
 import type { Certificate, Crl } from "./pki.ts";
-import { serve, type Server } from "./server.ts";
+import { serveFramed, type Server } from "./server.ts";
 
 export interface BankServerOptions {
   mode: BankMode;
@@ -53,22 +53,19 @@ export function encodeStatement(entries: StatementEntry[]): string {
 }
 
 export function serveBank(options: BankServerOptions): Server {
-  const listener = Deno.listen({
-    hostname: options.hostname ?? "127.0.0.1",
-    port: options.port ?? BANK_PORT,
-  });
   const { accounts, mode } = options;
   const idleMs = options.idleTimeoutMs ?? BANK_IDLE_TIMEOUT_MS;
-  return serve({
-    listener,
+  return serveFramed({
+    hostname: options.hostname,
+    port: options.port ?? BANK_PORT,
     log: options.log,
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.maxConnections ? { maxConnections: options.maxConnections } : {}),
-    handler: async (conn, { remote, log }) => {
-      const stream = new FramedStream(conn, {
-        maxFrame: BANK_MAX_FRAME,
-        readTimeoutMs: options.handshakeTimeoutMs ?? BANK_HANDSHAKE_TIMEOUT_MS,
-      });
+    signal: options.signal,
+    maxConnections: options.maxConnections,
+    stream: {
+      maxFrame: BANK_MAX_FRAME,
+      readTimeoutMs: options.handshakeTimeoutMs ?? BANK_HANDSHAKE_TIMEOUT_MS,
+    },
+    handler: async (stream, { remote, log }) => {
       let session: BankSession;
       try {
         ({ session } = await bobHandshake(stream, {

@@ -16,7 +16,7 @@ import {
   toHex,
 } from "./crypto.ts";
 import { fetchCrl } from "./enrol.ts";
-import { DeadlineError, FramedStream, FrameError } from "./frame.ts";
+import { DeadlineError, type FramedStream, FrameError } from "./frame.ts";
 import { errorMessage, type StepLog } from "./log.ts";
 import {
   type Certificate,
@@ -48,7 +48,7 @@ import {
   trafficKeys,
   Transcript,
 } from "./blackboard_protocol.ts";
-import { serve, type Server } from "./server.ts";
+import { serveFramed, type Server } from "./server.ts";
 import { type PartialUpload, UploadError, type UploadStore } from "./upload_store.ts";
 
 // ---------------------------------------------------------------- revocation
@@ -169,10 +169,6 @@ export function printable(text: string): string {
 }
 
 export function serveBlackboard(options: BlackboardOptions): Server {
-  const listener = Deno.listen({
-    hostname: options.hostname ?? "127.0.0.1",
-    port: options.port ?? BLACKBOARD_PORT,
-  });
   const certDer = new Uint8Array(options.cert.rawData);
   const ctx: Context = {
     ...options,
@@ -181,16 +177,14 @@ export function serveBlackboard(options: BlackboardOptions): Server {
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     sessionTimeoutMs: options.sessionTimeoutMs ?? SESSION_TIMEOUT_MS,
   };
-  return serve({
-    listener,
+  return serveFramed({
+    hostname: options.hostname,
+    port: options.port ?? BLACKBOARD_PORT,
     log: options.log,
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.maxConnections ? { maxConnections: options.maxConnections } : {}),
-    handler: async (conn, { remote, log }) => {
-      const stream = new FramedStream(conn, {
-        maxFrame: SESSION_MAX_FRAME,
-        readTimeoutMs: ctx.handshakeTimeoutMs,
-      });
+    signal: options.signal,
+    maxConnections: options.maxConnections,
+    stream: { maxFrame: SESSION_MAX_FRAME, readTimeoutMs: ctx.handshakeTimeoutMs },
+    handler: async (stream, { remote, log }, conn) => {
       const peer: Peer = { remote, log, stream, sid: undefined, refused: false };
       try {
         if (options.protocol === "seed") await handleSeed(ctx, peer);

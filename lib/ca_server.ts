@@ -4,12 +4,12 @@
  */
 
 import { type CertificateAuthority, EnrolmentError, serialOf } from "./ca.ts";
-import { CA_MAX_FRAME, CA_READ_TIMEOUT_MS, caProtocol } from "./ca_protocol.ts";
+import { CA_MAX_FRAME, CA_PORT, CA_READ_TIMEOUT_MS, caProtocol } from "./ca_protocol.ts";
 import { Channel } from "./codec.ts";
-import { DeadlineError, FramedStream, FrameError } from "./frame.ts";
+import { DeadlineError, FrameError } from "./frame.ts";
 import { errorMessage, type StepLog } from "./log.ts";
 import { der } from "./pki.ts";
-import { serve, type Server } from "./server.ts";
+import { serveFramed, type Server } from "./server.ts";
 
 export interface CaServerOptions {
   ca: CertificateAuthority;
@@ -24,24 +24,16 @@ export interface CaServerOptions {
 }
 
 export function serveCa(options: CaServerOptions): Server {
-  const listener = Deno.listen({
-    hostname: options.hostname ?? "127.0.0.1",
-    port: options.port ?? 9335,
-  });
   const { ca } = options;
-  return serve({
-    listener,
+  return serveFramed({
+    hostname: options.hostname,
+    port: options.port ?? CA_PORT,
     log: options.log,
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.maxConnections ? { maxConnections: options.maxConnections } : {}),
-    handler: async (conn, { remote, log }) => {
-      const channel = new Channel(
-        caProtocol,
-        new FramedStream(conn, {
-          maxFrame: CA_MAX_FRAME,
-          readTimeoutMs: options.readTimeoutMs ?? CA_READ_TIMEOUT_MS,
-        }),
-      );
+    signal: options.signal,
+    maxConnections: options.maxConnections,
+    stream: { maxFrame: CA_MAX_FRAME, readTimeoutMs: options.readTimeoutMs ?? CA_READ_TIMEOUT_MS },
+    handler: async (stream, { remote, log }) => {
+      const channel = new Channel(caProtocol, stream);
       const refuse = async (reason: string) => {
         log.warn(`refused ${remote}: ${reason}`);
         await channel.send("error", { reason }).catch(() => {});

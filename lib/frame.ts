@@ -100,13 +100,9 @@ export class FramedStream {
     });
   }
 
-  /** Writes one frame; the whole frame goes out in one write call sequence. */
+  /** Writes one frame, header and payload in one buffer. */
   async writeFrame(payload: Uint8Array): Promise<void> {
-    const frame = encodeFrame(payload, this.maxFrame);
-    await this.#withDeadline(this.writeTimeoutMs, "write", async () => {
-      let off = 0;
-      while (off < frame.length) off += await this.#conn.write(frame.subarray(off));
-    });
+    await this.#writeAll(encodeFrame(payload, this.maxFrame));
   }
 
   /**
@@ -121,9 +117,13 @@ export class FramedStream {
       out.set(f, at);
       at += f.length;
     }
+    await this.#writeAll(out);
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
     await this.#withDeadline(this.writeTimeoutMs, "write", async () => {
       let off = 0;
-      while (off < out.length) off += await this.#conn.write(out.subarray(off));
+      while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
     });
   }
 

@@ -3,6 +3,7 @@
  * set, errors of one connection never reaching another, and graceful shutdown on abort.
  */
 
+import { FramedStream, type FramedStreamOptions } from "./frame.ts";
 import { errorMessage, type StepLog } from "./log.ts";
 
 export interface ConnectionInfo {
@@ -19,10 +20,10 @@ export interface ServeOptions<C extends Deno.Conn = Deno.Conn> {
   log: StepLog;
   handler: (conn: C, info: ConnectionInfo) => Promise<void>;
   /** Connections served at once; more are closed at accept. Default 256. */
-  maxConnections?: number;
-  signal?: AbortSignal;
+  maxConnections?: number | undefined;
+  signal?: AbortSignal | undefined;
   /** On shutdown, how long connections get to finish before they are closed. Default 2 s. */
-  graceMs?: number;
+  graceMs?: number | undefined;
 }
 
 export function formatAddr(addr: Deno.Addr): string {
@@ -133,4 +134,41 @@ export function serve<C extends Deno.Conn>(options: ServeOptions<C>): Server {
   };
 
   return new Server(listener.addr as Deno.NetAddr, run(), controller);
+}
+
+export interface FramedServeOptions {
+  hostname?: string | undefined;
+  port: number;
+  log: StepLog;
+  /** Frame limit and deadlines of each connection's stream. */
+  stream: FramedStreamOptions;
+  /** The raw connection is there for shutting it down gently (`closeWrite`). */
+  handler: (stream: FramedStream, info: ConnectionInfo, conn: Deno.Conn) => Promise<void>;
+  maxConnections?: number | undefined;
+  signal?: AbortSignal | undefined;
+  graceMs?: number | undefined;
+}
+
+/**
+ * A TCP server whose connections speak length-prefixed frames (the CA, Blackboard, the bank):
+ * listens on `hostname:port` (default 127.0.0.1), wraps each connection in a `FramedStream`, and
+ * closes it when the handler returns.
+ */
+export function serveFramed(options: FramedServeOptions): Server {
+  const listener = Deno.listen({ hostname: options.hostname ?? "127.0.0.1", port: options.port });
+  return serve({
+    listener,
+    log: options.log,
+    signal: options.signal,
+    maxConnections: options.maxConnections,
+    graceMs: options.graceMs,
+    handler: async (conn, info) => {
+      const stream = new FramedStream(conn, options.stream);
+      try {
+        await options.handler(stream, info, conn);
+      } finally {
+        stream.close();
+      }
+    },
+  });
 }
