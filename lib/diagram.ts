@@ -86,12 +86,56 @@ export async function readLabMessages(
   return messages;
 }
 
-/** TLS records as messages, named decrypted where possible. */
+/** The chat messages (system 3) that pcap/lab.lua finds in decrypted TLS, by frame, in order. */
+export async function readChatTypes(
+  file: string,
+  options: { lua?: string } = {},
+): Promise<Map<number, string[]>> {
+  const out = await tshark([
+    "-X",
+    `lua_script:${options.lua ?? LUA_DISSECTOR}`,
+    "-r",
+    file,
+    ...REASSEMBLY_PREFS,
+    "-Y",
+    "labchat",
+    "-T",
+    "fields",
+    "-E",
+    "occurrence=a",
+    "-E",
+    "aggregator=,",
+    "-e",
+    "frame.number",
+    "-e",
+    "labchat.type",
+  ]);
+  const byFrame = new Map<number, string[]>();
+  for (const line of out.split("\n")) {
+    const [frame, types] = line.split("\t");
+    if (frame && types) byFrame.set(Number(frame), types.split(","));
+  }
+  return byFrame;
+}
+
+/**
+ * TLS records as messages, named decrypted where possible; application data carrying chat
+ * messages is named by them (`Application Data [chat say]`).
+ */
 export async function readTlsMessages(
   file: string,
   serverPorts: readonly number[],
 ): Promise<CaptureMessage[]> {
   const conns = await readTlsConnections(file, { serverPorts });
+  const chat = await readChatTypes(file);
+  const used = new Map<number, number>();
+  const name = (frame: number, label: string): string => {
+    const types = chat.get(frame);
+    if (label !== "Application Data" || !types) return label;
+    const k = used.get(frame) ?? 0;
+    used.set(frame, k + 1);
+    return k < types.length ? `${label} [chat ${types[k]}]` : label;
+  };
   return conns.flatMap((c) => {
     const clientPort = Number(c.client.slice(c.client.lastIndexOf(":") + 1));
     const serverPort = Number(c.server.slice(c.server.lastIndexOf(":") + 1));
@@ -102,7 +146,7 @@ export async function readTlsMessages(
       srcPort: r.from === "client" ? clientPort : serverPort,
       dstPort: r.from === "client" ? serverPort : clientPort,
       protocol: "TLS",
-      label: r.content ?? r.wire,
+      label: name(r.frame, r.content ?? r.wire),
     }));
   });
 }
@@ -185,7 +229,7 @@ const LABEL_MAX = 80;
 function colour(a: Arrow): string {
   if (a.protocol !== "TLS") return a.label.startsWith("error") ? "#b3261e" : "#1a5fb4";
   if (/Alert/.test(a.label)) return "#b3261e";
-  return a.label === "Application Data" ? "#6b6b6b" : "#26734d";
+  return a.label.startsWith("Application Data") ? "#6b6b6b" : "#26734d";
 }
 
 /** The ladder as a standalone SVG. */

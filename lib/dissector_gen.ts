@@ -17,6 +17,7 @@
 import { BANK_PORT, bankProtocol } from "./bank_protocol.ts";
 import { BLACKBOARD_PORT, blackboardProtocol, sessionProtocol } from "./blackboard_protocol.ts";
 import { CA_PORT, caProtocol } from "./ca_protocol.ts";
+import { CLIENT_MESSAGES, SERVER_MAX_FRAME, SERVER_MESSAGES } from "./chat_protocol.ts";
 import type { FieldKind, MessageSpecs, Protocol } from "./codec.ts";
 
 export interface DissectedProtocol {
@@ -61,9 +62,15 @@ export const LAB_DISSECTORS: readonly DissectedProtocol[] = [
 /** Where the generated dissector lives. */
 export const DISSECTOR_PATH = new URL("../pcap/lab.lua", import.meta.url);
 
+/** The chat's message types (system 3: JSON in frames, inside TLS), by direction. */
+export const CHAT_TYPES = {
+  client: Object.keys(CLIENT_MESSAGES),
+  server: Object.keys(SERVER_MESSAGES),
+};
+
 /** The dissector as `deno task dissector` writes it. */
 export function labDissector(): string {
-  return generateDissector(LAB_DISSECTORS);
+  return generateDissector(LAB_DISSECTORS, { chat: CHAT_TYPES });
 }
 
 /** Bytes shown in the Info column for a short text field; longer ones are cut. */
@@ -121,8 +128,19 @@ function messagesTable(
   return `{ -- ${abbrev}: ${protocol.name}\n${lines.join("\n")}\n${indent.slice(2)}}`;
 }
 
+export interface GenerateOptions {
+  /**
+   * The chat's message types: adds a dissector for its frames (a 4-byte length and a JSON object
+   * with a `type`) inside decrypted TLS.
+   */
+  chat?: { client: readonly string[]; server: readonly string[] };
+}
+
 /** Generates the whole Lua dissector. */
-export function generateDissector(protocols: readonly DissectedProtocol[]): string {
+export function generateDissector(
+  protocols: readonly DissectedProtocol[],
+  options: GenerateOptions = {},
+): string {
   const tables: string[] = [];
   const seen = new Set<string>();
   const inner = new Map<string, Protocol<MessageSpecs>>();
@@ -155,7 +173,19 @@ ${innerTables.join("\n")}
 
 local INFO_TEXT_MAX = ${INFO_TEXT_MAX}
 local HEURISTIC_MAX_FRAME = ${HEURISTIC_MAX_FRAME}
-${ENGINE}`;
+${ENGINE}${options.chat ? chatDissector(options.chat) : ""}`;
+}
+
+function chatDissector(types: { client: readonly string[]; server: readonly string[] }): string {
+  const set = (names: readonly string[]) =>
+    names.map((n) => `[${luaString(checkName(n, "chat message"))}] = true`).join(", ");
+  return `
+-- The chat (system 3): frames of a 4-byte length and one JSON object {"type": ..., ...}, inside
+-- TLS. Shown once the capture's embedded key log decrypts the TLS records.
+local CHAT_CLIENT_TYPES = { ${set(types.client)} }
+local CHAT_SERVER_TYPES = { ${set(types.server)} }
+local CHAT_MAX_FRAME = ${SERVER_MAX_FRAME}
+${CHAT_ENGINE}`;
 }
 
 const HEADER =
@@ -408,4 +438,66 @@ end
 for _, spec in ipairs(PROTOCOLS) do
   register(spec)
 end
+`;
+
+const CHAT_ENGINE = `
+local chat = Proto("labchat", "Lab chat (secure-channel lab, system 3, inside TLS)")
+local c_length = ProtoField.uint32("labchat.length", "Frame length", base.DEC)
+local c_type = ProtoField.string("labchat.type", "Message type")
+local c_text = ProtoField.string("labchat.text", "Text")
+chat.fields = { c_length, c_type, c_text }
+local json = Dissector.get("json")
+local chat_first = true
+
+local function chat_type(s)
+  return s:match('^%s*{%s*"type"%s*:%s*"([%w_]+)"')
+end
+
+local function chat_pdu(tvb, pinfo, tree)
+  local len = tvb(0, 4):uint()
+  local body = tvb(4, len)
+  local s = body:string(ENC_UTF_8)
+  local t = chat_type(s) or "?"
+  local root = tree:add(chat, tvb(0, 4 + len), "Lab chat, " .. t)
+  root:add(c_length, tvb(0, 4))
+  root:add(c_type, body, t)
+  local text = s:match('"text"%s*:%s*"(.-[^\\\\])"') or s:match('"text"%s*:%s*""')
+  if text then root:add(c_text, body, text) end
+  if not (CHAT_CLIENT_TYPES[t] or CHAT_SERVER_TYPES[t]) then
+    root:add_expert_info(PI_MALFORMED, PI_WARN, "Unknown chat message type")
+  end
+  if json then json:call(body:tvb(), pinfo, root) end
+  local nick = s:match('"nick"%s*:%s*"([^"\\\\]*)"') or s:match('"from"%s*:%s*"([^"\\\\]*)"')
+  local info = "chat " .. t .. (nick and (" " .. printable(nick)) or "") ..
+    (text and (' "' .. printable(text) .. '"') or "")
+  if chat_first then
+    pinfo.cols.protocol:set("Chat")
+    pinfo.cols.info:set(info)
+    chat_first = false
+  else
+    pinfo.cols.info:append(", " .. info)
+  end
+  return 4 + len
+end
+
+function chat.dissector(tvb, pinfo, tree)
+  chat_first = true
+  return dissect_tcp_pdus(tvb, tree, 4, function(t, p, off) return 4 + t(off, 4):uint() end,
+    chat_pdu, true)
+end
+
+local function chat_heuristic(tvb, pinfo, tree)
+  if tvb:len() < 6 then return false end
+  local len = tvb(0, 4):uint()
+  if len < 2 or len > CHAT_MAX_FRAME then return false end
+  local head = tvb(4, math.min(len, tvb:len() - 4, 64)):string(ENC_UTF_8)
+  local t = chat_type(head)
+  if not t or not (CHAT_CLIENT_TYPES[t] or CHAT_SERVER_TYPES[t]) then return false end
+  -- No conversation is claimed: TCP must keep handing the bytes to TLS; each decrypted record
+  -- comes back through this heuristic.
+  chat.dissector(tvb, pinfo, tree)
+  return true
+end
+
+chat:register_heuristic("tls", chat_heuristic)
 `;

@@ -348,3 +348,69 @@ end
 for _, spec in ipairs(PROTOCOLS) do
   register(spec)
 end
+
+-- The chat (system 3): frames of a 4-byte length and one JSON object {"type": ..., ...}, inside
+-- TLS. Shown once the capture's embedded key log decrypts the TLS records.
+local CHAT_CLIENT_TYPES = { ["hello"] = true, ["say"] = true, ["msg"] = true, ["who"] = true, ["ping"] = true, ["quit"] = true }
+local CHAT_SERVER_TYPES = { ["welcome"] = true, ["joined"] = true, ["left"] = true, ["said"] = true, ["private"] = true, ["users"] = true, ["pong"] = true, ["error"] = true, ["bye"] = true }
+local CHAT_MAX_FRAME = 262144
+
+local chat = Proto("labchat", "Lab chat (secure-channel lab, system 3, inside TLS)")
+local c_length = ProtoField.uint32("labchat.length", "Frame length", base.DEC)
+local c_type = ProtoField.string("labchat.type", "Message type")
+local c_text = ProtoField.string("labchat.text", "Text")
+chat.fields = { c_length, c_type, c_text }
+local json = Dissector.get("json")
+local chat_first = true
+
+local function chat_type(s)
+  return s:match('^%s*{%s*"type"%s*:%s*"([%w_]+)"')
+end
+
+local function chat_pdu(tvb, pinfo, tree)
+  local len = tvb(0, 4):uint()
+  local body = tvb(4, len)
+  local s = body:string(ENC_UTF_8)
+  local t = chat_type(s) or "?"
+  local root = tree:add(chat, tvb(0, 4 + len), "Lab chat, " .. t)
+  root:add(c_length, tvb(0, 4))
+  root:add(c_type, body, t)
+  local text = s:match('"text"%s*:%s*"(.-[^\\])"') or s:match('"text"%s*:%s*""')
+  if text then root:add(c_text, body, text) end
+  if not (CHAT_CLIENT_TYPES[t] or CHAT_SERVER_TYPES[t]) then
+    root:add_expert_info(PI_MALFORMED, PI_WARN, "Unknown chat message type")
+  end
+  if json then json:call(body:tvb(), pinfo, root) end
+  local nick = s:match('"nick"%s*:%s*"([^"\\]*)"') or s:match('"from"%s*:%s*"([^"\\]*)"')
+  local info = "chat " .. t .. (nick and (" " .. printable(nick)) or "") ..
+    (text and (' "' .. printable(text) .. '"') or "")
+  if chat_first then
+    pinfo.cols.protocol:set("Chat")
+    pinfo.cols.info:set(info)
+    chat_first = false
+  else
+    pinfo.cols.info:append(", " .. info)
+  end
+  return 4 + len
+end
+
+function chat.dissector(tvb, pinfo, tree)
+  chat_first = true
+  return dissect_tcp_pdus(tvb, tree, 4, function(t, p, off) return 4 + t(off, 4):uint() end,
+    chat_pdu, true)
+end
+
+local function chat_heuristic(tvb, pinfo, tree)
+  if tvb:len() < 6 then return false end
+  local len = tvb(0, 4):uint()
+  if len < 2 or len > CHAT_MAX_FRAME then return false end
+  local head = tvb(4, math.min(len, tvb:len() - 4, 64)):string(ENC_UTF_8)
+  local t = chat_type(head)
+  if not t or not (CHAT_CLIENT_TYPES[t] or CHAT_SERVER_TYPES[t]) then return false end
+  -- No conversation is claimed: TCP must keep handing the bytes to TLS; each decrypted record
+  -- comes back through this heuristic.
+  chat.dissector(tvb, pinfo, tree)
+  return true
+end
+
+chat:register_heuristic("tls", chat_heuristic)

@@ -7,8 +7,14 @@
 
 import assert from "node:assert/strict";
 import { runScenario } from "../lib/capture_scenarios.ts";
-import { buildLadder, type CaptureMessage, renderHtml, renderSvg } from "../lib/diagram.ts";
-import { readTlsConnections } from "../lib/tls_sequence.ts";
+import {
+  buildLadder,
+  type CaptureMessage,
+  LUA_DISSECTOR,
+  renderHtml,
+  renderSvg,
+} from "../lib/diagram.ts";
+import { readTlsConnections, tshark } from "../lib/tls_sequence.ts";
 import { run, runActor, tempDir } from "./helpers.ts";
 
 /** Parses XML with an independent parser (Python's), failing on anything malformed. */
@@ -67,6 +73,29 @@ Deno.test("capture scenarios: chat over TLS 1.3 and TLS 1.2, checked and drawn",
       } else {
         assert.match(svg, />client 3</);
         assert.match(svg, />Encrypted Extensions, Certificate, Certificate Verify, Finished</);
+        // Decrypted chat frames are named by pcap/lab.lua, in the diagram too.
+        assert.match(svg, />Application Data \[chat say\]</);
+        const chat = await tshark([
+          "-X",
+          `lua_script:${LUA_DISSECTOR}`,
+          "-r",
+          r.capture!,
+          "-Y",
+          "labchat",
+          "-T",
+          "fields",
+          "-e",
+          "labchat.type",
+          "-e",
+          "labchat.text",
+          "-E",
+          "occurrence=a",
+        ]);
+        const types = new Set(chat.split(/[\n\t,]/));
+        for (const t of ["hello", "welcome", "joined", "say", "said", "who", "users", "msg"]) {
+          assert.ok(types.has(t), `chat ${t} not dissected: ${[...types].join(" ")}`);
+        }
+        assert.match(chat, /\tpsst, bob/);
       }
       const html = await Deno.readTextFile(r.diagram!.html);
       assert.ok(html.includes(svg.trim()), "the page embeds the SVG");

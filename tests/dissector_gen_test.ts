@@ -97,6 +97,7 @@ Deno.test("dissector: tshark loads pcap/lab.lua and registers its fields", async
       "blackboard.session.chunk.offset",
       "bank.proof.signature",
       "bank.message",
+      "labchat.type",
     ]
   ) {
     assert.match(fields.stdout, new RegExp(`\\t${f.replace(/\./g, "\\.")}\\t`), f);
