@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read --allow-write
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read --allow-write --allow-run=tshark
 /**
  * Trudy, the attacker: each flaw of the seeds shown by an attack that works against seed mode
  * and fails against the default.
@@ -6,16 +6,32 @@
  *     deno task trudy ATTACK [options]
  */
 
-import { verdictLine, verdictStatus } from "../lib/attack.ts";
+import { type AttackServer, type Verdict, verdictLine, verdictStatus } from "../lib/attack.ts";
+import { startBankMitm } from "../lib/attack_bank_mitm.ts";
+import { recordBobProof, startFakeBob } from "../lib/attack_bank_replay.ts";
+import { SETTLE_MS } from "../lib/attack_blackboard.ts";
 import { enrolImpersonation } from "../lib/attack_enrol.ts";
+import { startMessageReplay } from "../lib/attack_message_replay.ts";
+import {
+  FORGED_MESSAGE,
+  sniffCapture,
+  startSessionKeySniff,
+} from "../lib/attack_session_key_sniff.ts";
+import { parseAmount } from "../lib/bank_amount.ts";
+import { BANK_PORT, type BankMode } from "../lib/bank_protocol.ts";
+import { BLACKBOARD_PORT } from "../lib/blackboard_protocol.ts";
 import { CA_PORT } from "../lib/ca_protocol.ts";
 import {
   dispatch,
   parseCommand,
   parseHostPort,
+  parsePort,
+  parsePositiveInt,
   parseStudentId,
   required,
   runMain,
+  shutdownSignal,
+  UsageError,
 } from "../lib/cli.ts";
 import { loadRoot } from "../lib/enrol.ts";
 import { StepLog } from "../lib/log.ts";
@@ -25,6 +41,14 @@ const USAGE = `Trudy, the attacker (for the lab's own servers on loopback only)
 Usage: deno task trudy ATTACK [options]
 
 Attacks:
+  bank-mitm             on the path between Alice and Bob: substitute Trudy's key, read and change
+                        Alice's operations (seed mode), refused at STEP 2 (default)
+  bank-replay           record Bob's proof, replay it to impersonate Bob (seed mode), refused at
+                        STEP 4 (default: Alice's nonce)
+  session-key-sniff     read the session key the seeds' student sends back in the clear and forge
+                        a message | HMAC, on the path or from a capture (--pcap)
+  message-replay        send a step-6 message to Blackboard a second time (accepted in seed mode,
+                        refused by sequence number in the default)
   enrol-impersonation   get a certificate for someone else's student ID
 
 Each attack prints what Trudy saw and did as STEP lines and ends with a verdict line:
@@ -61,8 +85,236 @@ Options:
   return verdictStatus(verdict);
 }
 
+/** Options every on-the-path attack takes. */
+const LISTEN_OPTIONS = {
+  "listen-port": { type: "string", default: "0" },
+  once: { type: "boolean", default: false },
+} as const;
+
+const LISTEN_USAGE =
+  `  --listen-port PORT   where victims connect (default 0: a free port; the 'Trudy listening on'
+                       line says which)
+  --once               stop after the first victim connection (exit status from its verdict)`;
+
+/**
+ * Prints where Trudy listens, then one verdict line per victim connection, until --once is
+ * satisfied or SIGINT/SIGTERM. The exit status is the last verdict's (3 when there was none).
+ */
+async function runAttackServer(
+  server: AttackServer,
+  log: StepLog,
+  once: boolean,
+  signal: AbortSignal,
+): Promise<number> {
+  log.info(`Trudy listening on 127.0.0.1:${server.port}`);
+  const stopped = new Promise<undefined>((resolve) => {
+    if (signal.aborted) resolve(undefined);
+    signal.addEventListener("abort", () => resolve(undefined), { once: true });
+  });
+  let last: Verdict | undefined;
+  try {
+    for (;;) {
+      const verdict = await Promise.race([server.nextVerdict(), stopped]);
+      if (verdict === undefined) break;
+      console.log(verdictLine(verdict));
+      last = verdict;
+      if (once) break;
+    }
+  } finally {
+    await server.close();
+  }
+  if (!last) {
+    const none = { succeeded: false, detail: "no victim connected" };
+    console.log(verdictLine(none));
+    return verdictStatus(none);
+  }
+  return verdictStatus(last);
+}
+
+function parseSettle(text: string): number {
+  return parsePositiveInt(text, "settle-ms");
+}
+
+async function bankMitmCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(args, {
+    name: "trudy bank-mitm",
+    usage: `Usage: deno task trudy bank-mitm [options]
+
+Trudy relays between Alice and Bob; point Alice at Trudy's port. Seed mode: Trudy puts her own key
+in 'Hi, I'm Bob', forges Bob's proof with it, reads Alice's secret, passes it on to Bob under his
+real key, reads every operation, changes each deposit's amount and rewrites Bob's replies so that
+Alice sees nothing wrong. Default mode: Trudy's certificate (her own CA) is refused by Alice at
+STEP 2, and Alice says why.
+
+Options:
+  --bank HOST:PORT     the real Bob (default 127.0.0.1:${BANK_PORT})
+  --amount AMOUNT      what each deposit becomes on its way to Bob (default 900.00)
+${LISTEN_USAGE}`,
+    options: {
+      bank: { type: "string", default: `127.0.0.1:${BANK_PORT}` },
+      amount: { type: "string", default: "900.00" },
+      ...LISTEN_OPTIONS,
+    },
+  });
+  if (!parsed) return 0;
+  const { values } = parsed;
+  const bank = parseHostPort(values.bank, BANK_PORT, "bank");
+  const port = parsePort(values["listen-port"], "listen-port");
+  try {
+    parseAmount(values.amount);
+  } catch (err) {
+    throw new UsageError(`--amount: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const log = new StepLog("Trudy");
+  log.info("making Trudy's RSA key and her own CA's certificate for Bob's name");
+  const signal = shutdownSignal();
+  const server = await startBankMitm({ bank, log, port, amount: values.amount, graceMs: 2000 });
+  return await runAttackServer(server, log, values.once, signal);
+}
+
+function parseMode(text: string | undefined): BankMode | undefined {
+  if (text === undefined) return undefined;
+  if (text !== "seed" && text !== "secure") {
+    throw new UsageError(`--protocol must be seed or secure, got '${text}'`);
+  }
+  return text;
+}
+
+async function bankReplayCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(args, {
+    name: "trudy bank-replay",
+    usage: `Usage: deno task trudy bank-replay [options]
+
+First Trudy connects to Bob as a client, says Hello and 'prove it', and records his 'Hi, I'm Bob'
+and proof. Then she plays Bob on her own port with those frames; point Alice at it. Seed mode:
+Alice accepts the replayed proof (a signature over a fixed sentence) and sends her secret to Trudy.
+Default mode: the recorded proof does not cover Alice's fresh nonce; Alice refuses at STEP 4.
+
+Options:
+  --bank HOST:PORT     the real Bob to record from (default 127.0.0.1:${BANK_PORT})
+  --protocol MODE      seed or secure (default: try seed, then secure)
+${LISTEN_USAGE}`,
+    options: {
+      bank: { type: "string", default: `127.0.0.1:${BANK_PORT}` },
+      protocol: { type: "string" },
+      ...LISTEN_OPTIONS,
+    },
+  });
+  if (!parsed) return 0;
+  const { values } = parsed;
+  const bank = parseHostPort(values.bank, BANK_PORT, "bank");
+  const port = parsePort(values["listen-port"], "listen-port");
+  const mode = parseMode(values.protocol);
+  const log = new StepLog("Trudy");
+  const signal = shutdownSignal();
+  const recorded = await recordBobProof({ bank, log, ...(mode ? { mode } : {}) });
+  log.info(`recorded Bob's ${recorded.mode} handshake: now playing Bob`);
+  const server = startFakeBob({ recorded, log, port, graceMs: 2000 });
+  return await runAttackServer(server, log, values.once, signal);
+}
+
+async function sessionKeySniffCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(args, {
+    name: "trudy session-key-sniff",
+    usage: `Usage: deno task trudy session-key-sniff [options]
+       deno task trudy session-key-sniff --pcap FILE [--port PORT]
+
+On the path (default): Trudy relays between a student and Blackboard; point the student at
+Trudy's port. Seed mode: she reads the session key the student sends back in the clear at STEP 5
+and injects a forged message | HMAC under it before the student says anything; the seeds'
+Blackboard acknowledges nothing, so acceptance is judged from what Trudy can see (no refusal, the
+connection stays open). Default mode: no key on the wire; a message forged under a guessed key is
+refused.
+
+Passive (--pcap): Trudy reads a capture with tshark, puts each TCP stream to Blackboard back
+together, finds the session key sent in the clear, checks the captured messages' HMACs under it
+and forges a message | HMAC. A default-mode capture holds no key.
+
+Options:
+  --blackboard HOST:PORT  the real Blackboard (default 127.0.0.1:${BLACKBOARD_PORT})
+  --message TEXT          the forged message (default '${FORGED_MESSAGE}')
+  --settle-ms MS          how long to wait for a refusal after the forgery (default ${SETTLE_MS})
+  --pcap FILE             read a capture instead of relaying
+  --port PORT             with --pcap: Blackboard's port in the capture (default ${BLACKBOARD_PORT})
+${LISTEN_USAGE}`,
+    options: {
+      blackboard: { type: "string", default: `127.0.0.1:${BLACKBOARD_PORT}` },
+      message: { type: "string", default: FORGED_MESSAGE },
+      "settle-ms": { type: "string", default: String(SETTLE_MS) },
+      pcap: { type: "string" },
+      port: { type: "string", default: String(BLACKBOARD_PORT) },
+      ...LISTEN_OPTIONS,
+    },
+  });
+  if (!parsed) return 0;
+  const { values } = parsed;
+  const log = new StepLog("Trudy");
+  if (values.pcap !== undefined) {
+    const verdict = await sniffCapture({
+      pcap: values.pcap,
+      port: parsePort(values.port, "port"),
+      log,
+      message: values.message,
+    });
+    console.log(verdictLine(verdict));
+    return verdictStatus(verdict);
+  }
+  const blackboard = parseHostPort(values.blackboard, BLACKBOARD_PORT, "blackboard");
+  const port = parsePort(values["listen-port"], "listen-port");
+  const signal = shutdownSignal();
+  const server = startSessionKeySniff({
+    blackboard,
+    log,
+    port,
+    message: values.message,
+    settleMs: parseSettle(values["settle-ms"]),
+    graceMs: 2000,
+  });
+  return await runAttackServer(server, log, values.once, signal);
+}
+
+async function messageReplayCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(args, {
+    name: "trudy message-replay",
+    usage: `Usage: deno task trudy message-replay [options]
+
+Trudy relays between a student and Blackboard; point the student at Trudy's port. The first step-6
+message of each session goes to Blackboard twice. Seed mode: no sequence number, the copy's HMAC is
+valid and Blackboard prints the message twice (it acknowledges nothing, so Trudy judges acceptance
+from the absence of a refusal). Default mode: Blackboard refuses the copy by its sequence number.
+
+Options:
+  --blackboard HOST:PORT  the real Blackboard (default 127.0.0.1:${BLACKBOARD_PORT})
+  --settle-ms MS          how long to wait for a refusal after the copy (default ${SETTLE_MS})
+${LISTEN_USAGE}`,
+    options: {
+      blackboard: { type: "string", default: `127.0.0.1:${BLACKBOARD_PORT}` },
+      "settle-ms": { type: "string", default: String(SETTLE_MS) },
+      ...LISTEN_OPTIONS,
+    },
+  });
+  if (!parsed) return 0;
+  const { values } = parsed;
+  const blackboard = parseHostPort(values.blackboard, BLACKBOARD_PORT, "blackboard");
+  const port = parsePort(values["listen-port"], "listen-port");
+  const log = new StepLog("Trudy");
+  const signal = shutdownSignal();
+  const server = startMessageReplay({
+    blackboard,
+    log,
+    port,
+    settleMs: parseSettle(values["settle-ms"]),
+    graceMs: 2000,
+  });
+  return await runAttackServer(server, log, values.once, signal);
+}
+
 export async function main(args: string[]): Promise<number | void> {
   return await dispatch("trudy", USAGE, {
+    "bank-mitm": bankMitmCommand,
+    "bank-replay": bankReplayCommand,
+    "session-key-sniff": sessionKeySniffCommand,
+    "message-replay": messageReplayCommand,
     "enrol-impersonation": enrolImpersonationCommand,
   }, args);
 }
