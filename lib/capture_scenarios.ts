@@ -17,7 +17,13 @@ import { bankProtocol } from "./bank_protocol.ts";
 import { blackboardProtocol, sessionProtocol } from "./blackboard_protocol.ts";
 import { caProtocol } from "./ca_protocol.ts";
 import { Capture, freePorts, hasTool } from "./capture.ts";
-import { type ActorMap, type DiagramFiles, readLabMessages, writeDiagram } from "./diagram.ts";
+import {
+  type ActorMap,
+  type DiagramFiles,
+  labCoverage,
+  readLabMessages,
+  writeDiagram,
+} from "./diagram.ts";
 import { errorMessage } from "./log.ts";
 import { checkCapture, loadExpectation } from "./tls_sequence.ts";
 
@@ -724,12 +730,17 @@ async function checkScenario(spec: ScenarioSpec, ctx: Context, file: string): Pr
     const seen = new Set(messages.map((m) => m.label));
     const missing = spec.labels.filter((l) => !seen.has(l));
     const unknown = messages.filter((m) => /unknown message type|empty frame/.test(m.label));
+    // Every payload byte of every connection must sit inside a frame the dissector named.
+    const unnamed = [...(await labCoverage(file))].filter(([, c]) => c.named !== c.wire);
     checks.push({
-      what: `pcap/lab.lua names all ${messages.length} lab messages, every step present`,
-      ok: missing.length === 0 && unknown.length === 0 && messages.length > 0,
+      what:
+        `pcap/lab.lua names all ${messages.length} lab messages (every byte), every step present`,
+      ok: missing.length === 0 && unknown.length === 0 && unnamed.length === 0 &&
+        messages.length > 0,
       report: [
         ...missing.map((l) => `missing: ${l}`),
         ...unknown.map((m) => `frame ${m.frame}: ${m.label}`),
+        ...unnamed.map(([s, c]) => `TCP stream ${s}: ${c.named} of ${c.wire} payload bytes named`),
       ].join("\n") || messages.map((m) => `frame ${m.frame}: ${m.label}`).join("\n"),
     });
   }

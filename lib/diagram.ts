@@ -86,6 +86,51 @@ export async function readLabMessages(
   return messages;
 }
 
+/**
+ * Per TCP stream of the lab protocols: the payload bytes on the wire and the bytes of the frames
+ * pcap/lab.lua named. Equal counts mean every byte belongs to a named message.
+ */
+export async function labCoverage(
+  file: string,
+  options: { lua?: string } = {},
+): Promise<Map<number, { wire: number; named: number }>> {
+  const out = await tshark([
+    "-X",
+    `lua_script:${options.lua ?? LUA_DISSECTOR}`,
+    "-r",
+    file,
+    ...REASSEMBLY_PREFS,
+    "-Y",
+    "tcp.len > 0",
+    "-T",
+    "fields",
+    "-E",
+    "occurrence=a",
+    "-E",
+    "aggregator=,",
+    "-e",
+    "tcp.stream",
+    "-e",
+    "tcp.len",
+    "-e",
+    "cuhk.length",
+    "-e",
+    "blackboard.length",
+    "-e",
+    "bank.length",
+  ]);
+  const streams = new Map<number, { wire: number; named: number }>();
+  for (const line of out.trim().split("\n")) {
+    if (line === "") continue;
+    const [stream, len, ...lengths] = line.split("\t");
+    const s = streams.get(Number(stream)) ?? { wire: 0, named: 0 };
+    s.wire += Number(len || 0);
+    for (const l of lengths.join(",").split(",").filter((x) => x !== "")) s.named += 4 + Number(l);
+    streams.set(Number(stream), s);
+  }
+  return streams;
+}
+
 /** The chat messages (system 3) that pcap/lab.lua finds in decrypted TLS, by frame, in order. */
 export async function readChatTypes(
   file: string,

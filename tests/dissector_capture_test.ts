@@ -13,44 +13,9 @@ import { caProtocol } from "../lib/ca_protocol.ts";
 import { Capture } from "../lib/capture.ts";
 import { runScenario, type ScenarioResult } from "../lib/capture_scenarios.ts";
 import { encodeFrame } from "../lib/frame.ts";
-import { LUA_DISSECTOR, readLabMessages } from "../lib/diagram.ts";
+import { labCoverage, LUA_DISSECTOR, readLabMessages } from "../lib/diagram.ts";
 import { tshark } from "../lib/tls_sequence.ts";
 import { tempDir } from "./helpers.ts";
-
-/** Per TCP stream: payload bytes on the wire, and bytes of the frames the dissector named. */
-async function coverage(file: string): Promise<Map<number, { wire: number; named: number }>> {
-  const out = await tshark([
-    "-X",
-    `lua_script:${LUA_DISSECTOR}`,
-    "-r",
-    file,
-    "-T",
-    "fields",
-    "-E",
-    "occurrence=a",
-    "-E",
-    "aggregator=,",
-    "-e",
-    "tcp.stream",
-    "-e",
-    "tcp.len",
-    "-e",
-    "cuhk.length",
-    "-e",
-    "blackboard.length",
-    "-e",
-    "bank.length",
-  ]);
-  const streams = new Map<number, { wire: number; named: number }>();
-  for (const line of out.trim().split("\n")) {
-    const [stream, len, ...lengths] = line.split("\t");
-    const s = streams.get(Number(stream)) ?? { wire: 0, named: 0 };
-    s.wire += Number(len || 0);
-    for (const l of lengths.join(",").split(",").filter((x) => x !== "")) s.named += 4 + Number(l);
-    streams.set(Number(stream), s);
-  }
-  return streams;
-}
 
 async function scenario(name: "upload" | "bank", dir: string): Promise<ScenarioResult> {
   const lines: string[] = [];
@@ -111,7 +76,7 @@ Deno.test("dissector: every message of a real upload capture is named by its ste
   assert.ok(labels.includes(caProtocol.label("crlRequest")));
   assert.ok(labels.includes(caProtocol.label("crl")));
   // Every payload byte of every connection is inside a named frame.
-  for (const [stream, c] of await coverage(r.capture!)) {
+  for (const [stream, c] of await labCoverage(r.capture!)) {
     assert.equal(c.named, c.wire, `stream ${stream}: ${c.named} of ${c.wire} bytes named`);
   }
   // Info column: the step name and the seed's request line.
@@ -137,7 +102,7 @@ Deno.test("dissector: every message of a real bank capture is named by its step"
   ]);
   // deposit, withdraw, balance, exit: a record each way for each, at least.
   assert.ok(labels.filter((l) => l === b("record")).length >= 7);
-  for (const [stream, c] of await coverage(r.capture!)) {
+  for (const [stream, c] of await labCoverage(r.capture!)) {
     assert.equal(c.named, c.wire, `stream ${stream}: ${c.named} of ${c.wire} bytes named`);
   }
 });
