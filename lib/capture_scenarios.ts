@@ -11,6 +11,8 @@
  *     chat-tls13   three chat clients over TLS 1.3
  *     chat-tls12   a chat client over TLS 1.2 (the seed's sequence), and a client offering only
  *                  AES128-SHA (the seed's cipher), refused
+ *     seed         systems 1 and 2 in seed mode, flaws included, for teaching: the session key
+ *                  echoed in the clear, Bob's unauthenticated key, ECB records
  */
 
 import { bankProtocol } from "./bank_protocol.ts";
@@ -29,7 +31,14 @@ import { checkCapture, loadExpectation } from "./tls_sequence.ts";
 
 export const PROJECT_ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
-export const SCENARIO_NAMES = ["enrol", "upload", "bank", "chat-tls13", "chat-tls12"] as const;
+export const SCENARIO_NAMES = [
+  "enrol",
+  "upload",
+  "bank",
+  "chat-tls13",
+  "chat-tls12",
+  "seed",
+] as const;
 export type ScenarioName = typeof SCENARIO_NAMES[number];
 /** What `all` runs (enrol is the first half of upload). */
 export const ALL_SCENARIOS: readonly ScenarioName[] = [
@@ -595,6 +604,80 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
       ], true);
       await ctx.actors.finish(dave);
       ctx.notes.push(await offerAes128Sha(ctx, ctx.ports.chat!, `${ctx.dir}/chat/cuhk.cer`));
+    },
+  },
+  "seed": {
+    name: "seed",
+    title: "Seed mode (teaching): systems 1 and 2 as the seeds wrote them, flaws on the wire",
+    ports: ["ca", "blackboard", "bank"],
+    capture: (p) => [p.ca!, p.blackboard!, p.bank!],
+    actors: (p) => ({
+      servers: { [p.ca!]: "CUHK (CA)", [p.blackboard!]: "Blackboard", [p.bank!]: "Bob (bank)" },
+      clients: { [p.ca!]: "Student", [p.blackboard!]: "Student", [p.bank!]: "Alice" },
+    }),
+    labels: [
+      bb("seedRequest"),
+      bb("seedSessionKey"),
+      bb("seedKeyEcho"),
+      bb("seedOk"),
+      bb("seedMessage"),
+      bank("seedHello"),
+      bank("seedHiBob"),
+      bank("seedProveIt"),
+      bank("seedProof"),
+      bank("seedSecret"),
+      bank("seedRecord"),
+    ],
+    async run(ctx) {
+      await startCa(ctx);
+      await issueServer(ctx, "blackboard", `${ctx.dir}/blackboard`);
+      await ctx.actors.serve("Blackboard", "actors/blackboard.ts", [
+        "serve",
+        "--protocol",
+        "seed",
+        "--port",
+        String(ctx.ports.blackboard),
+        "--data-dir",
+        `${ctx.dir}/blackboard`,
+        "--ca-cert",
+        `${ctx.dir}/ca/cuhk.cer`,
+        "--ca",
+        `127.0.0.1:${ctx.ports.ca}`,
+      ]);
+      const home = await enrol(ctx, STUDENT_SID);
+      ctx.sink("* seed mode: the student sends the decrypted session key back in the clear");
+      await ctx.actors.run("student", "actors/student.ts", [
+        "send",
+        "--protocol",
+        "seed",
+        "--sid",
+        STUDENT_SID,
+        "--home",
+        home,
+        "--blackboard",
+        `127.0.0.1:${ctx.ports.blackboard}`,
+        "--message",
+        "Anyone who saw STEP 5 can forge this",
+      ]);
+      await ctx.actors.serve("Bob", "actors/bank.ts", [
+        "serve",
+        "--protocol",
+        "seed",
+        "--port",
+        String(ctx.ports.bank),
+        "--data-dir",
+        `${ctx.dir}/bank`,
+      ]);
+      ctx.sink("* seed mode: Bob's key unauthenticated, a replayable proof, ECB records");
+      await ctx.actors.run("Alice", "actors/bank.ts", [
+        "client",
+        "--protocol",
+        "seed",
+        "--bank",
+        `127.0.0.1:${ctx.ports.bank}`,
+        "--customer",
+        "alice",
+      ], { stdin: "deposit 10.00\nbalance\nexit\n" });
     },
   },
 };

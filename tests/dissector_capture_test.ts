@@ -17,7 +17,7 @@ import { labCoverage, LUA_DISSECTOR, readLabMessages } from "../lib/diagram.ts";
 import { tshark } from "../lib/tls_sequence.ts";
 import { tempDir } from "./helpers.ts";
 
-async function scenario(name: "upload" | "bank", dir: string): Promise<ScenarioResult> {
+async function scenario(name: "upload" | "bank" | "seed", dir: string): Promise<ScenarioResult> {
   const lines: string[] = [];
   const r = await runScenario(name, {
     outDir: `${dir}/out`,
@@ -102,6 +102,47 @@ Deno.test("dissector: every message of a real bank capture is named by its step"
   ]);
   // deposit, withdraw, balance, exit: a record each way for each, at least.
   assert.ok(labels.filter((l) => l === b("record")).length >= 7);
+  for (const [stream, c] of await labCoverage(r.capture!)) {
+    assert.equal(c.named, c.wire, `stream ${stream}: ${c.named} of ${c.wire} bytes named`);
+  }
+});
+
+Deno.test("dissector: seed mode on the wire, the session key echoed in the clear", async () => {
+  await using dir = await tempDir("lab-dissect-seed-");
+  const r = await scenario("seed", dir.path);
+  const messages = await readLabMessages(r.capture!);
+  const bb = (t: keyof typeof blackboardProtocol.messages) => blackboardProtocol.label(t);
+  const b = (t: keyof typeof bankProtocol.messages) => bankProtocol.label(t);
+  const steps = collapse(
+    messages.filter((m) => m.protocol !== "CUHK").map((m) => m.label),
+  );
+  assert.deepEqual(steps, [
+    bb("seedRequest"),
+    bb("seedSessionKey"),
+    bb("seedKeyEcho"),
+    bb("seedOk"),
+    bb("seedMessage"),
+    b("seedHello"),
+    b("seedHiBob"),
+    b("seedProveIt"),
+    b("seedProof"),
+    b("seedSecret"),
+    b("seedRecord"),
+  ]);
+  // The flaw, visible to anyone with the capture: the 32-byte session key as a field.
+  const key = await tshark([
+    "-X",
+    `lua_script:${LUA_DISSECTOR}`,
+    "-r",
+    r.capture!,
+    "-Y",
+    "blackboard.seedKeyEcho.sessionKey",
+    "-T",
+    "fields",
+    "-e",
+    "blackboard.seedKeyEcho.sessionKey",
+  ]);
+  assert.match(key.trim(), /^[0-9a-f]{64}$/);
   for (const [stream, c] of await labCoverage(r.capture!)) {
     assert.equal(c.named, c.wire, `stream ${stream}: ${c.named} of ${c.wire} bytes named`);
   }
