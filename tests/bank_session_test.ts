@@ -5,13 +5,6 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  constants,
-  createPrivateKey,
-  createPublicKey,
-  privateDecrypt,
-  publicEncrypt,
-} from "node:crypto";
 import { AmountError } from "../lib/bank_amount.ts";
 import { BankClient, newRequestId, openSession } from "../lib/bank_client.ts";
 import { HandshakeError, loadBobIdentity } from "../lib/bank_handshake.ts";
@@ -27,7 +20,10 @@ import {
   importSigningKey,
   issueCertificate,
 } from "../lib/pki.ts";
-import { aliceOptions, fakeBob, FrameRelay, startBank } from "./bank_fixture.ts";
+import { makeTrudyBankKeys, startBankMitm } from "../lib/attack_bank_mitm.ts";
+import { recordBobProof, startFakeBob } from "../lib/attack_bank_replay.ts";
+import { startRelay } from "../lib/relay.ts";
+import { aliceOptions, startBank } from "./bank_fixture.ts";
 import { memoryLog, TestPki } from "./helpers.ts";
 
 const DAY_MS = 86_400_000;
@@ -209,41 +205,36 @@ Deno.test("proof replay: seed mode accepts Bob's recorded proof, secure mode ref
   const alice = await pki.student("1155000001");
   for (const mode of ["seed", "secure"] as const) {
     await using bank = await startBank(pki, { mode });
-    // Record one genuine session through a relay.
-    const recorded = await (async () => {
-      await using relay = new FrameRelay(bank.port);
-      const { log } = memoryLog("Alice");
-      const client = await BankClient.connect(
-        mode === "seed"
-          ? { bank: { hostname: "127.0.0.1", port: relay.port }, mode, log, customer: "alice" }
-          : aliceOptions(pki, alice, relay.port, log),
-      );
-      await client.exit();
-      return relay.sent("toAlice");
-    })();
-    const hi = recorded[0]!;
-    const proof = recorded[1]!;
-    assert.equal(bankProtocol.decode(proof).type, mode === "seed" ? "seedProof" : "proof");
+    // Trudy records one genuine "Hi, I'm Bob" and proof (lib/attack_bank_replay.ts).
+    const { log: trudyLog } = memoryLog("Trudy");
+    const recorded = await recordBobProof({
+      bank: { hostname: "127.0.0.1", port: bank.port },
+      log: trudyLog,
+    });
+    assert.equal(recorded.mode, mode);
+    assert.equal(bankProtocol.decode(recorded.proof).type, mode === "seed" ? "seedProof" : "proof");
     // Later, Trudy plays Bob with the recorded "Hi, I'm Bob" and proof.
+    await using fake = startFakeBob({ recorded, log: trudyLog });
     const { log, lines } = memoryLog("Alice");
     let outcome: unknown = "accepted";
-    const fromAlice = await fakeBob([hi, proof], async (port) => {
-      try {
-        const session = await openSession(
-          mode === "seed"
-            ? { bank: { hostname: "127.0.0.1", port }, mode, log, customer: "alice" }
-            : aliceOptions(pki, alice, port, log),
-        );
-        session.close();
-      } catch (err) {
-        outcome = err;
-      }
-    });
+    try {
+      const session = await openSession(
+        mode === "seed"
+          ? { bank: { hostname: "127.0.0.1", port: fake.port }, mode, log, customer: "alice" }
+          : aliceOptions(pki, alice, fake.port, log),
+      );
+      session.close();
+    } catch (err) {
+      outcome = err;
+    }
+    const { fromAlice, succeeded } = await fake.nextVerdict();
     if (mode === "seed") {
       assert.equal(outcome, "accepted");
+      assert.equal(succeeded, true);
       assert.ok(lines.some((l) => l.includes("STEP 4 Bob's proof: signature over")));
       assert.equal(bankProtocol.decode(fromAlice.at(-1)!).type, "seedSecret");
     } else {
+      assert.equal(succeeded, false);
       assert.ok(outcome instanceof HandshakeError, String(outcome));
       assert.equal(outcome.step, 4);
       assert.match(outcome.message, /^STEP 4 Bob's proof failed: .*replayed or forged proof/);
@@ -258,62 +249,18 @@ Deno.test("proof replay: seed mode accepts Bob's recorded proof, secure mode ref
 Deno.test("key substitution: seed mode lets Trudy read and change a deposit, secure mode stops her at STEP 2", async () => {
   await using pki = await TestPki.start();
   const alice = await pki.student("1155000001");
-  const trudyKeys = await generateRsaKeyPair(2048);
-  const trudyPem = await exportPrivateKeyPem(trudyKeys.privateKey);
-  const trudy = await loadBobIdentity(trudyPem);
-  const trudyPriv = createPrivateKey(trudyPem);
+  // Trudy's key and her own CA's certificate for Bob's name (lib/attack_bank_mitm.ts).
+  const keys = await makeTrudyBankKeys();
+  const { log: trudyLog, lines: trudyLines } = memoryLog("Trudy");
 
   // Seed mode.
   {
     await using bank = await startBank(pki, { mode: "seed" });
-    let bobKey: Uint8Array | undefined;
-    let records: SeedRecords | undefined;
-    const seen: string[] = [];
-    await using relay = new FrameRelay(bank.port, (direction, frame) => {
-      const msg = bankProtocol.decode(frame);
-      if (msg.type === "seedHiBob") {
-        bobKey = msg.publicKey;
-        return bankProtocol.encode("seedHiBob", {
-          greeting: msg.greeting,
-          publicKey: trudy.publicKey,
-        });
-      }
-      if (msg.type === "seedProof") {
-        return bankProtocol.encode("seedProof", {
-          sentence: msg.sentence,
-          signature: trudy.seedProof,
-        });
-      }
-      if (msg.type === "seedSecret") {
-        const block = privateDecrypt(
-          { key: trudyPriv, padding: constants.RSA_NO_PADDING },
-          msg.secret,
-        );
-        records = new SeedRecords(new Uint8Array(block.subarray(block.length - 32)));
-        const bob = createPublicKey({ key: Buffer.from(bobKey!), format: "der", type: "spki" });
-        const secret = new Uint8Array(
-          publicEncrypt({ key: bob, padding: constants.RSA_NO_PADDING }, block),
-        );
-        return bankProtocol.encode("seedSecret", { text: msg.text, secret });
-      }
-      if (msg.type === "seedRecord" && records) {
-        const op = bankOps.decode(records.decrypt(msg.data));
-        seen.push(`${direction} ${op.type}`);
-        if (direction === "toBob" && op.type === "deposit") {
-          const forged = bankOps.encode("deposit", { requestId: op.requestId, amount: "900.00" });
-          return bankProtocol.encode("seedRecord", { data: records.encrypt(forged) });
-        }
-        if (direction === "toAlice" && op.type === "applied") {
-          // Alice is shown what she asked for.
-          const shown = bankOps.encode("applied", {
-            ...op,
-            amount: 1000,
-            balance: op.balance - 89000,
-          });
-          return bankProtocol.encode("seedRecord", { data: records.encrypt(shown) });
-        }
-      }
-      return frame;
+    await using relay = await startBankMitm({
+      bank: { hostname: "127.0.0.1", port: bank.port },
+      log: trudyLog,
+      keys,
+      amount: "900.00",
     });
     const { log } = memoryLog("Alice");
     const client = await BankClient.connect({
@@ -326,40 +273,42 @@ Deno.test("key substitution: seed mode lets Trudy read and change a deposit, sec
     await client.exit();
     assert.ok(d.ok && d.amount === 1000 && d.balance === 1000, "Alice sees nothing wrong");
     assert.equal(bank.accounts.balance("seed/alice"), 90000, "Bob applied Trudy's amount");
-    assert.ok(seen.includes("toBob deposit"), "Trudy read the operation");
+    assert.ok(
+      trudyLines.some((l) => /read Alice → Bob: deposit 10\.00/.test(l)),
+      "Trudy read the operation",
+    );
+    assert.equal((await relay.nextVerdict()).succeeded, true);
   }
 
   // Secure mode: Trudy's certificate (her own CA) for the same name is refused at STEP 2.
   {
     await using bank = await startBank(pki);
-    const other = await createRoot({ bits: 2048, name: "CN=Trudy Root CA" });
-    const fake = await bobWith(other.cert, other.keys.privateKey);
-    await using relay = new FrameRelay(bank.port, (_direction, frame) => {
-      const msg = bankProtocol.decode(frame);
-      if (msg.type === "hiBob") {
-        return bankProtocol.encode("hiBob", {
-          greeting: msg.greeting,
-          certificate: new Uint8Array(fake.cert!.rawData),
-        });
-      }
-      return frame;
+    await using relay = await startBankMitm({
+      bank: { hostname: "127.0.0.1", port: bank.port },
+      log: trudyLog,
+      keys,
     });
     const { log } = memoryLog("Alice");
     await assert.rejects(
       openSession(aliceOptions(pki, alice, relay.port, log)),
       /^HandshakeError: STEP 2 Hi, I'm Bob failed: Cannot verify certificate bank: it is not issued by the pinned root/,
     );
+    assert.equal((await relay.nextVerdict()).succeeded, false);
     // With Bob's genuine certificate but Trudy's own X25519 share, the proof fails.
-    await using relay2 = new FrameRelay(bank.port, async (_direction, frame) => {
-      const msg = bankProtocol.decode(frame);
-      if (msg.type === "proof") {
-        const pair = await crypto.subtle.generateKey({ name: "X25519" }, true, [
-          "deriveBits",
-        ]) as CryptoKeyPair;
-        const share = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
-        return bankProtocol.encode("proof", { ...msg, share });
-      }
-      return frame;
+    await using relay2 = startRelay({
+      upstream: { hostname: "127.0.0.1", port: bank.port },
+      log: trudyLog,
+      onFrame: async (_direction, frame) => {
+        const msg = bankProtocol.decode(frame);
+        if (msg.type === "proof") {
+          const pair = await crypto.subtle.generateKey({ name: "X25519" }, true, [
+            "deriveBits",
+          ]) as CryptoKeyPair;
+          const share = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+          return bankProtocol.encode("proof", { ...msg, share });
+        }
+        return frame;
+      },
     });
     await assert.rejects(
       openSession(aliceOptions(pki, alice, relay2.port, log)),

@@ -22,14 +22,9 @@ import {
   importSigningKey,
   issueCertificate,
 } from "../lib/pki.ts";
+import { startRelay } from "../lib/relay.ts";
 import { memoryLog, TestPki } from "./helpers.ts";
-import {
-  identity,
-  listFiles,
-  Relay,
-  startBlackboard,
-  type TestBlackboard,
-} from "./blackboard_helpers.ts";
+import { identity, listFiles, startBlackboard, type TestBlackboard } from "./blackboard_helpers.ts";
 
 const SID = "1155000201";
 const OTHER = "1155000202";
@@ -188,12 +183,14 @@ Deno.test("blackboard refuses a wrong key confirmation (one bit flipped on the w
   const student = await pki.student(SID);
   await using bb = await startBlackboard(pki);
   // Frame 1 is the confirmation; flip the last bit of its MAC.
-  await using relay = new Relay(bb.addr, {
-    transform: (f, i) => {
-      if (i !== 1) return [f];
+  await using relay = startRelay({
+    upstream: bb.addr,
+    log: memoryLog("relay").log,
+    onFrame: (direction, f, _session, i) => {
+      if (direction !== "toServer" || i !== 1) return f;
       const g = f.slice();
       g[g.length - 1]! ^= 0x01;
-      return [g];
+      return g;
     },
   });
   const { log } = memoryLog("student");

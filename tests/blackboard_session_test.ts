@@ -9,7 +9,9 @@ import { blackboardProtocol } from "../lib/blackboard_protocol.ts";
 import { PeerRefusedError } from "../lib/codec.ts";
 import { memoryLog, tempDir, TestPki } from "./helpers.ts";
 import { randomBytes } from "../lib/crypto.ts";
-import { identity, listFiles, Relay, startBlackboard } from "./blackboard_helpers.ts";
+import { startMessageReplay } from "../lib/attack_message_replay.ts";
+import { startRelay } from "../lib/relay.ts";
+import { identity, listFiles, startBlackboard } from "./blackboard_helpers.ts";
 
 const SID = "1155000101";
 
@@ -46,10 +48,12 @@ Deno.test("blackboard: the session key never crosses the wire in the default mod
   const student = await pki.student(SID);
   await using bb = await startBlackboard(pki);
   const frames: Uint8Array[] = [];
-  await using relay = new Relay(bb.addr, {
-    transform: (f) => {
-      frames.push(f);
-      return [f];
+  await using relay = startRelay({
+    upstream: bb.addr,
+    log: memoryLog("relay").log,
+    onFrame: (direction, f) => {
+      if (direction === "toServer") frames.push(f);
+      return f;
     },
   });
   const { log } = memoryLog("student");
@@ -71,11 +75,11 @@ Deno.test("blackboard: a replayed step-6 record is refused, the original was acc
   await using pki = await TestPki.start();
   const student = await pki.student(SID);
   await using bb = await startBlackboard(pki);
-  // Frames: 0 request, 1 confirm, 2 the first record; send it twice.
-  await using relay = new Relay(bb.addr, { transform: (f, i) => (i === 2 ? [f, f] : [f]) });
+  // Trudy sends the first record twice (lib/attack_message_replay.ts).
+  await using relay = startMessageReplay({ blackboard: bb.addr, log: memoryLog("Trudy").log });
   const { log } = memoryLog("student");
   using session = await openSession({
-    blackboard: relay.addr,
+    blackboard: { hostname: "127.0.0.1", port: relay.port },
     identity: await identity(student.home),
     log,
   });
@@ -86,6 +90,9 @@ Deno.test("blackboard: a replayed step-6 record is refused, the original was acc
   );
   assert.deepEqual(bb.printed, [`Message from ${SID}: pay me once`]);
   assert.match(bb.lines.join("\n"), /sequence number 0, expected 1 \(replayed or reordered\)/);
+  const verdict = await relay.nextVerdict();
+  assert.equal(verdict.succeeded, false);
+  assert.match(verdict.detail, /sequence number 0, expected 1/);
 });
 
 Deno.test("blackboard: a step-6 message with one flipped bit is refused", async () => {
@@ -93,13 +100,15 @@ Deno.test("blackboard: a step-6 message with one flipped bit is refused", async 
     await using pki = await TestPki.start();
     const student = await pki.student(SID);
     await using bb = await startBlackboard(pki);
-    await using relay = new Relay(bb.addr, {
-      transform: (f, i) => {
-        if (i !== 2) return [f];
+    await using relay = startRelay({
+      upstream: bb.addr,
+      log: memoryLog("relay").log,
+      onFrame: (direction, f, _session, i) => {
+        if (direction !== "toServer" || i !== 2) return f;
         const g = f.slice();
         // A bit inside the message text (or ciphertext), well before the MAC.
         g[g.length - (encrypt ? 20 : 40)]! ^= 0x01;
-        return [g];
+        return g;
       },
     });
     const { log } = memoryLog("student");
@@ -124,14 +133,17 @@ Deno.test("blackboard: reordered records (chunks swapped on the wire) are refuse
   await using bb = await startBlackboard(pki);
   let held: Uint8Array | undefined;
   // 0 request, 1 confirm, 2 uploadBegin, 3 chunk 0, 4 chunk 1: send 4 before 3.
-  await using relay = new Relay(bb.addr, {
-    transform: (f, i) => {
+  await using relay = startRelay({
+    upstream: bb.addr,
+    log: memoryLog("relay").log,
+    onFrame: (direction, f, _session, i) => {
+      if (direction !== "toServer") return f;
       if (i === 3) {
         held = f;
-        return [];
+        return null;
       }
       if (i === 4) return [f, held!];
-      return [f];
+      return f;
     },
   });
   await using dir = await tempDir();
@@ -157,17 +169,11 @@ Deno.test("blackboard: seed mode echoes the key in the clear and accepts a repla
   await using pki = await TestPki.start();
   const student = await pki.student(SID);
   await using bb = await startBlackboard(pki, { protocol: "seed" });
-  const frames: Uint8Array[] = [];
-  // 0 seedRequest, 1 seedKeyEcho, 2 seedMessage: replayed.
-  await using relay = new Relay(bb.addr, {
-    transform: (f, i) => {
-      frames.push(f);
-      return i === 2 ? [f, f] : [f];
-    },
-  });
+  // Trudy sends the first seedMessage twice (lib/attack_message_replay.ts).
+  await using relay = startMessageReplay({ blackboard: bb.addr, log: memoryLog("Trudy").log });
   const { log, lines } = memoryLog("student");
   const session = await openSeedSession({
-    blackboard: relay.addr,
+    blackboard: { hostname: "127.0.0.1", port: relay.port },
     identity: await identity(student.home),
     log,
   });
@@ -181,9 +187,15 @@ Deno.test("blackboard: seed mode echoes the key in the clear and accepts a repla
     `Message from ${SID}: seed message`,
     `Message from ${SID}: seed message`,
   ]);
-  const echo = blackboardProtocol.decode(frames[1]!);
-  assert.equal(echo.type, "seedKeyEcho");
-  assert.equal(echo.type === "seedKeyEcho" && echo.sessionKey.length, 32);
+  // 0 seedRequest, 1 seedKeyEcho, 2 seedMessage (replayed): the key crossed the wire.
+  const verdict = await relay.nextVerdict();
+  assert.equal(verdict.succeeded, true, verdict.detail);
+  assert.deepEqual(verdict.seen.filter((t) => t.startsWith("toServer")), [
+    "toServer seedRequest",
+    "toServer seedKeyEcho",
+    "toServer seedMessage",
+  ]);
+  assert.equal(verdict.sessionKey?.length, 32);
   assert.match(lines.join("\n"), /IN THE CLEAR/);
   // The default Blackboard refuses a seed student, and the other way round.
   await using strict = await startBlackboard(pki);

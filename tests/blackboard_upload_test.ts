@@ -8,12 +8,12 @@ import { openSession } from "../lib/blackboard_client.ts";
 import { CHUNK_SIZE } from "../lib/blackboard_protocol.ts";
 import { PeerRefusedError } from "../lib/codec.ts";
 import { randomBytes, toHex } from "../lib/crypto.ts";
+import { startRelay } from "../lib/relay.ts";
 import { memoryLog, tempDir, TestPki } from "./helpers.ts";
 import {
   fileSha256,
   identity,
   listFiles,
-  Relay,
   startBlackboard,
   writeTestFile,
 } from "./blackboard_helpers.ts";
@@ -77,7 +77,11 @@ Deno.test("blackboard: an upload cut in the middle resumes after a restart, noth
   {
     await using bb = await startBlackboard(pki, { dataDir: data.path });
     // The relay cuts the connection after about 5 MiB from the student.
-    await using relay = new Relay(bb.addr, { cutAfterBytes: 5 * MiB + 12345 });
+    await using relay = startRelay({
+      upstream: bb.addr,
+      log: memoryLog("relay").log,
+      connection: (id) => (id === 1 ? { cutAfterBytes: 5 * MiB + 12345 } : undefined),
+    });
     using session = await openSession({ blackboard: relay.addr, identity: id, log });
     await assert.rejects(session.upload(path));
     // Let Blackboard notice the cut.
