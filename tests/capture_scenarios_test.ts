@@ -160,7 +160,7 @@ Deno.test("capture task: usage errors and --help", async () => {
   assert.equal(bad.code, 2);
   assert.match(
     bad.stderr,
-    /unknown scenario 'nope' \(one of: enrol, upload, bank, chat-tls13, chat-tls12, all\)/,
+    /unknown scenario 'nope' \(one of: enrol, upload, bank, chat-tls13, chat-tls12, seed, all\)/,
   );
   const none = await runActor("tasks/capture.ts", [], { permissions: perms });
   assert.equal(none.code, 2);
