@@ -27,8 +27,11 @@ export class CaptureError extends Error {
   override name = "CaptureError";
 }
 
-/** Whether a program is on the PATH (runs `PROGRAM --version`). */
-export async function hasTool(name: string): Promise<boolean> {
+/**
+ * Whether a program runs (`PROGRAM --version`): `not-permitted` when this process may not run it
+ * (Deno resolves `--allow-run=NAME` when it starts, so a program installed later is refused).
+ */
+export async function toolState(name: string): Promise<"ok" | "missing" | "not-permitted"> {
   try {
     const out = await new Deno.Command(name, {
       args: ["--version"],
@@ -36,10 +39,17 @@ export async function hasTool(name: string): Promise<boolean> {
       stdout: "null",
       stderr: "null",
     }).output();
-    return out.success;
-  } catch {
-    return false;
+    return out.success ? "ok" : "missing";
+  } catch (err) {
+    return err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
+      ? "not-permitted"
+      : "missing";
   }
+}
+
+/** Whether a program is on the PATH and may be run (`PROGRAM --version` succeeds). */
+export async function hasTool(name: string): Promise<boolean> {
+  return (await toolState(name)) === "ok";
 }
 
 /** The capture tools that are missing, in `CAPTURE_TOOLS` order. */
@@ -318,9 +328,15 @@ export async function ensureCaptureTools(options: EnsureToolsOptions): Promise<b
         break;
       }
     }
-    missing = await missingCaptureTools();
+    const states = await Promise.all(CAPTURE_TOOLS.map(toolState));
+    missing = CAPTURE_TOOLS.filter((_, i) => states[i] === "missing");
     if (missing.length === 0) {
-      options.print("Installed tshark, dumpcap and editcap");
+      options.print(
+        states.every((st) => st === "ok")
+          ? "Installed tshark, dumpcap and editcap"
+          : "Installed tshark, dumpcap and editcap (run the task again to use them: this one may " +
+            "only run the programs that existed when it started)",
+      );
       return true;
     }
   }

@@ -17,9 +17,17 @@ Options:
   --check   only check; never install (exit 1 when something is missing)`;
 
 async function version(tool: string): Promise<string> {
-  const out = await new Deno.Command(tool, { args: ["--version"], stdout: "piped", stderr: "null" })
-    .output();
-  return new TextDecoder().decode(out.stdout).split("\n")[0]!.trim();
+  try {
+    const out = await new Deno.Command(tool, {
+      args: ["--version"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return new TextDecoder().decode(out.stdout).split("\n")[0]!.trim();
+  } catch {
+    // Installed after this task started: Deno's --allow-run=NAME did not resolve it then.
+    return "installed";
+  }
 }
 
 export async function main(args: string[]): Promise<number | void> {
