@@ -11,8 +11,9 @@ import { writeFileAtomic } from "../lib/fsutil.ts";
 
 const USAGE = `Usage: deno task dissector [--check]
 
-Generates pcap/lab.lua (the Wireshark dissector of the CUHK, Blackboard and bank protocols) from
-the message tables in lib/*_protocol.ts. Commit the result.
+Generates pcap/lab.lua (the Wireshark dissector of the CUHK, Blackboard and bank protocols, and of
+the chat's frames inside decrypted TLS) from the message tables in lib/*_protocol.ts and
+lib/chat_protocol.ts. Commit the result.
 
 Options:
   --check   do not write; exit 1 when pcap/lab.lua is out of date`;
@@ -27,7 +28,10 @@ export async function main(args: string[]): Promise<number | void> {
   const lua = labDissector();
   const path = DISSECTOR_PATH.pathname;
   const current = await Deno.readTextFile(DISSECTOR_PATH).catch(() => undefined);
-  const names = LAB_DISSECTORS.map((d) => `${d.abbrev} (${d.port})`).join(", ");
+  const names = [
+    ...LAB_DISSECTORS.map((d) => `${d.abbrev} (TCP ${d.port})`),
+    "labchat (inside TLS)",
+  ].join(", ");
   if (parsed.values.check) {
     if (current === lua) {
       console.log(`${path} is up to date: ${names}`);
