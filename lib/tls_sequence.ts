@@ -465,24 +465,30 @@ function align(expected: readonly ExpectedRecord[], actual: readonly TlsRecord[]
 }
 
 /**
- * Whether the first records match the handshake in order, where the records of one group may come
- * in any order among themselves.
+ * Pairs the first records with the handshake in order, where the records of one group may come in
+ * any order among themselves: for each record, the index of the expected record it matches, or
+ * `null` when the records do not match.
  */
-function handshakeMatches(hs: readonly ExpectedRecord[], actual: readonly TlsRecord[]): boolean {
+function matchHandshake(
+  hs: readonly ExpectedRecord[],
+  actual: readonly TlsRecord[],
+): number[] | null {
+  if (actual.length < hs.length) return null;
+  const pairing: number[] = [];
   let i = 0;
   while (i < hs.length) {
     const group = hs[i]!.group;
     let j = i + 1;
     if (group !== undefined) { while (j < hs.length && hs[j]!.group === group) j++; }
-    const unused = hs.slice(i, j);
+    const unused = Array.from({ length: j - i }, (_, k) => i + k);
     for (let k = i; k < j; k++) {
-      const at = unused.findIndex((e) => matches(e, actual[k]!));
-      if (at < 0) return false;
-      unused.splice(at, 1);
+      const at = unused.findIndex((e) => matches(hs[e]!, actual[k]!));
+      if (at < 0) return null;
+      pairing.push(unused.splice(at, 1)[0]!);
     }
     i = j;
   }
-  return true;
+  return pairing;
 }
 
 /** Compares one connection with one expectation. */
@@ -494,11 +500,15 @@ export function checkConnection(
   const hs = expectation.handshake;
   const problems: string[] = [];
   const rows: Row[] = [];
-  const prefixOk = actual.length >= hs.length && handshakeMatches(hs, actual);
+  const pairing = matchHandshake(hs, actual);
   let tail: TlsRecord[];
-  if (prefixOk) {
-    hs.forEach((e, i) =>
-      rows.push({ expected: describeExpected(e), actual: describeRecord(actual[i]!), ok: true })
+  if (pairing) {
+    pairing.forEach((e, i) =>
+      rows.push({
+        expected: describeExpected(hs[e]!),
+        actual: describeRecord(actual[i]!),
+        ok: true,
+      })
     );
     tail = actual.slice(hs.length);
   } else {
