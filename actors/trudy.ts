@@ -217,7 +217,7 @@ async function sessionKeySniffCommand(args: string[]): Promise<number> {
   const parsed = parseCommand(args, {
     name: "trudy session-key-sniff",
     usage: `Usage: deno task trudy session-key-sniff [options]
-       deno task trudy session-key-sniff --pcap FILE [--port PORT]
+       deno task trudy session-key-sniff --pcap FILE [--port PORT] [--message TEXT]
 
 On the path (default): Trudy relays between a student and Blackboard; point the student at
 Trudy's port. Seed mode: she reads the session key the student sends back in the clear at STEP 5
@@ -235,14 +235,15 @@ Options:
   --message TEXT          the forged message (default '${FORGED_MESSAGE}')
   --settle-ms MS          how long to wait for a refusal after the forgery (default ${SETTLE_MS})
   --pcap FILE             read a capture instead of relaying
-  --port PORT             with --pcap: Blackboard's port in the capture (default ${BLACKBOARD_PORT})
+  --port PORT             with --pcap: Blackboard's port in the capture (default: found, as
+                          the side of each connection that receives a step-3 request)
 ${LISTEN_USAGE}`,
     options: {
       blackboard: { type: "string", default: `127.0.0.1:${BLACKBOARD_PORT}` },
       message: { type: "string", default: FORGED_MESSAGE },
       "settle-ms": { type: "string", default: String(SETTLE_MS) },
       pcap: { type: "string" },
-      port: { type: "string", default: String(BLACKBOARD_PORT) },
+      port: { type: "string" },
       ...LISTEN_OPTIONS,
     },
   });
@@ -252,7 +253,7 @@ ${LISTEN_USAGE}`,
   if (values.pcap !== undefined) {
     const verdict = await sniffCapture({
       pcap: values.pcap,
-      port: parsePort(values.port, "port"),
+      ...(values.port !== undefined ? { port: parsePort(values.port, "port") } : {}),
       log,
       message: values.message,
     });

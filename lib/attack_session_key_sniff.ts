@@ -22,7 +22,7 @@ import {
   seedAcceptance,
   startBlackboardAttack,
 } from "./attack_blackboard.ts";
-import { BLACKBOARD_PORT, blackboardProtocol, sessionProtocol } from "./blackboard_protocol.ts";
+import { blackboardProtocol, sessionProtocol } from "./blackboard_protocol.ts";
 import {
   aesGcmEncrypt,
   constantTimeEqual,
@@ -141,7 +141,10 @@ export function startSessionKeySniff(
 export interface SniffCaptureOptions {
   /** The capture file (pcap or pcapng). */
   pcap: string;
-  /** Blackboard's TCP port in the capture (default 3141). */
+  /**
+   * Blackboard's TCP port in the capture. Default: any port; Blackboard's side of each connection
+   * is the one that receives the step-3 request.
+   */
   port?: number;
   log: StepLog;
   /** The text of the forged message. */
@@ -161,15 +164,17 @@ interface Segment {
   payload: Uint8Array;
 }
 
-/** One TCP connection's two byte streams, from the client and from Blackboard. */
+/** One TCP connection's two byte streams, by the port that sent them. */
 interface TcpStream {
   id: string;
-  toServer: Segment[];
-  toClient: Segment[];
+  bySource: Map<number, { dst: number; segments: Segment[] }>;
 }
 
-/** Runs tshark on the capture: one line per TCP segment with payload on `port`. */
-async function readSegments(pcap: string, port: number): Promise<Map<string, TcpStream>> {
+/** Runs tshark on the capture: one line per TCP segment with payload (on `port`, if given). */
+async function readSegments(
+  pcap: string,
+  port: number | undefined,
+): Promise<Map<string, TcpStream>> {
   let out: Deno.CommandOutput;
   try {
     out = await new Deno.Command("tshark", {
@@ -177,11 +182,13 @@ async function readSegments(pcap: string, port: number): Promise<Map<string, Tcp
         "-r",
         pcap,
         "-Y",
-        `tcp.port==${port} && tcp.len>0`,
+        port === undefined ? "tcp.len>0" : `tcp.port==${port} && tcp.len>0`,
         "-T",
         "fields",
         "-e",
         "tcp.stream",
+        "-e",
+        "tcp.srcport",
         "-e",
         "tcp.dstport",
         "-e",
@@ -202,16 +209,18 @@ async function readSegments(pcap: string, port: number): Promise<Map<string, Tcp
   }
   const streams = new Map<string, TcpStream>();
   for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
-    const [id, dst, seq, hex] = line.trim().split("\t");
-    if (!id || !dst || !seq || !hex) continue;
+    const [id, src, dst, seq, hex] = line.trim().split("\t");
+    if (!id || !src || !dst || !seq || !hex) continue;
     let s = streams.get(id);
-    if (!s) streams.set(id, s = { id, toServer: [], toClient: [] });
+    if (!s) streams.set(id, s = { id, bySource: new Map() });
+    let side = s.bySource.get(Number(src));
+    if (!side) s.bySource.set(Number(src), side = { dst: Number(dst), segments: [] });
     const clean = hex.replace(/:/g, "");
     const payload = new Uint8Array(clean.length / 2);
     for (let i = 0; i < payload.length; i++) {
       payload[i] = parseInt(clean.slice(2 * i, 2 * i + 2), 16);
     }
-    (Number(dst) === port ? s.toServer : s.toClient).push({ seq: Number(seq), payload });
+    side.segments.push({ seq: Number(seq), payload });
   }
   return streams;
 }
@@ -253,8 +262,10 @@ function splitFrames(bytes: Uint8Array): Uint8Array[] {
   return frames;
 }
 
-function decodeAll(frames: Uint8Array[]) {
-  const out = [];
+type Decoded = ReturnType<typeof blackboardProtocol.decode>;
+
+function decodeAll(frames: Uint8Array[]): Decoded[] {
+  const out: Decoded[] = [];
   for (const f of frames) {
     try {
       out.push(blackboardProtocol.decode(f));
@@ -271,19 +282,39 @@ function decodeAll(frames: Uint8Array[]) {
  */
 export async function sniffCapture(options: SniffCaptureOptions): Promise<SniffCaptureVerdict> {
   const { log } = options;
-  const port = options.port ?? BLACKBOARD_PORT;
   const message = options.message ?? FORGED_MESSAGE;
-  const streams = await readSegments(options.pcap, port);
+  const all = await readSegments(options.pcap, options.port);
+  // Blackboard's connections: one side sends a step-3 request (that side is the student).
+  const streams: Array<{ id: string; port: number; up: Decoded[]; down: Decoded[] }> = [];
+  for (const s of all.values()) {
+    for (const side of s.bySource.values()) {
+      if (options.port !== undefined && side.dst !== options.port) continue;
+      const up = decodeAll(splitFrames(reassemble(side.segments)));
+      if (up[0]?.type !== "seedRequest" && up[0]?.type !== "request") continue;
+      const back = s.bySource.get(side.dst)?.segments ?? [];
+      streams.push({
+        id: s.id,
+        port: side.dst,
+        up,
+        down: decodeAll(splitFrames(reassemble(back))),
+      });
+    }
+  }
+  const ports = [...new Set(streams.map((s) => s.port))].join(", ");
+  const where = options.port !== undefined
+    ? `port ${options.port}`
+    : streams.length > 0
+    ? `Blackboard (port ${ports})`
+    : "Blackboard";
   log.step(
     "-",
-    `read ${options.pcap} with tshark: ${streams.size} TCP connection${
-      streams.size === 1 ? "" : "s"
-    } to port ${port}`,
+    `read ${options.pcap} with tshark: ${streams.length} TCP connection${
+      streams.length === 1 ? "" : "s"
+    } to ${where}`,
   );
   const kinds = new Set<string>();
-  for (const s of streams.values()) {
-    const up = decodeAll(splitFrames(reassemble(s.toServer)));
-    const down = decodeAll(splitFrames(reassemble(s.toClient)));
+  for (const s of streams) {
+    const { up, down } = s;
     for (const m of [...up, ...down]) kinds.add(m.type);
     const request = up.find((m) => m.type === "seedRequest" || m.type === "request");
     const sid = request && "request" in request
@@ -337,11 +368,13 @@ export async function sniffCapture(options: SniffCaptureOptions): Promise<SniffC
   }
   return {
     succeeded: false,
-    detail: streams.size === 0
-      ? `the capture holds no traffic to port ${port}`
-      : `no session key in the capture: ${streams.size} connection${
-        streams.size === 1 ? "" : "s"
-      } to port ${port} carry ${
+    detail: streams.length === 0
+      ? `the capture holds no Blackboard session${
+        options.port !== undefined ? ` on port ${options.port}` : ""
+      }`
+      : `no session key in the capture: ${streams.length} connection${
+        streams.length === 1 ? "" : "s"
+      } to ${where} carry ${
         [...kinds].join(", ") || "no Blackboard message"
       } (the default mode sends only a key confirmation MAC at STEP 5), so Trudy cannot forge a message | HMAC`,
   };

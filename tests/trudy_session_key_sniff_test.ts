@@ -134,13 +134,12 @@ Deno.test("trudy session-key-sniff --pcap: a seed capture gives the key and a va
       constantTimeEqual(forged.hmac, await hmacSha256(verdict.sessionKey!, toBytes(FORGED))),
   );
   assert.match(lines.join("\n"), /captured message 'second captured message': HMAC verifies/);
-  // The same through the CLI: the printed key is the one found.
+  // The same through the CLI, Blackboard's port found in the capture: the printed key is the one
+  // found.
   const cli = await runActor("actors/trudy.ts", [
     "session-key-sniff",
     "--pcap",
     seed.file,
-    "--port",
-    String(seed.port),
   ], { permissions: [...ACTOR_PERMISSIONS, "--allow-run=tshark"] });
   assert.equal(cli.code, 0, cli.stderr);
   assert.match(
@@ -151,6 +150,7 @@ Deno.test("trudy session-key-sniff --pcap: a seed capture gives the key and a va
   );
   const printed = /IN THE CLEAR: ([0-9a-f]{64})/.exec(cli.stderr)?.[1];
   assert.ok(printed && constantTimeEqual(fromHex(printed), verdict.sessionKey!));
+  assert.match(cli.stderr, new RegExp(`1 TCP connection to Blackboard \\(port ${seed.port}\\)`));
 
   // Default mode: no key anywhere in the capture.
   const def = await captureSession(pki, dir.path, "default");
