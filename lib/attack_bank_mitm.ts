@@ -225,8 +225,7 @@ function mitmConnection(
         return st.records ? rewriteRecord(direction, msg.data, st.records) : frame;
       case "error":
         st.refusal = msg.reason;
-        log.step(
-          "-",
+        log.info(
           `${direction === "toServer" ? "Alice" : "Bob"} refused, in the clear: ${msg.reason}`,
         );
         return frame;

@@ -89,7 +89,7 @@ export class BlackboardObserver {
         break;
       case "error":
         if (direction === "toClient") {
-          log.step("-", `Blackboard refused, in the clear: ${msg.reason}`);
+          log.info(`Blackboard refused, in the clear: ${msg.reason}`);
           this.watch.refused(msg.reason);
         }
         break;

@@ -306,8 +306,7 @@ export async function sniffCapture(options: SniffCaptureOptions): Promise<SniffC
     : streams.length > 0
     ? `Blackboard (port ${ports})`
     : "Blackboard";
-  log.step(
-    "-",
+  log.info(
     `read ${options.pcap} with tshark: ${streams.length} TCP connection${
       streams.length === 1 ? "" : "s"
     } to ${where}`,
@@ -360,7 +359,9 @@ export async function sniffCapture(options: SniffCaptureOptions): Promise<SniffC
         sid ? `student ${sid}` : "a student"
       } from STEP 5 of TCP stream ${s.id} (sent back in the clear); ${valid} of ${total} captured message${
         total === 1 ? "" : "s"
-      } verify under it, and she forged '${message}' | HMAC ${toHex(hmac)} that Blackboard accepts`,
+      } ${valid === 1 ? "verifies" : "verify"} under it, and she forged '${message}' | HMAC ${
+        toHex(hmac)
+      } that Blackboard accepts`,
       sessionKey: key,
       forged,
       verified: { valid, total },
