@@ -442,6 +442,8 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
     actors: (p) => ({
       servers: { [p.ca!]: "CUHK (CA)", [p.blackboard!]: "Blackboard" },
       clients: { [p.ca!]: "Student", [p.blackboard!]: "Student" },
+      byFirstMessage: { [caProtocol.label("crlRequest")]: "Blackboard" },
+      order: ["Student", "CUHK (CA)", "Blackboard", "Alice", "Bob (bank)"],
     }),
     labels: [
       caProtocol.label("csr"),
@@ -499,6 +501,8 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
     actors: (p) => ({
       servers: { [p.ca!]: "CUHK (CA)", [p.bank!]: "Bob (bank)" },
       clients: { [p.ca!]: "Alice", [p.bank!]: "Alice" },
+      byFirstMessage: { [caProtocol.label("crlRequest")]: "Bob (bank)" },
+      order: ["Alice", "CUHK (CA)", "Bob (bank)"],
     }),
     labels: [
       caProtocol.label("csr"),
@@ -519,6 +523,8 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
         String(ctx.ports.bank),
         "--data-dir",
         `${ctx.dir}/bank`,
+        "--ca",
+        `127.0.0.1:${ctx.ports.ca}`,
       ]);
       const home = await enrol(ctx, ALICE_SID);
       ctx.sink("* Alice: deposit 100.00, withdraw 25.50, check balance, exit");
@@ -614,6 +620,8 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
     actors: (p) => ({
       servers: { [p.ca!]: "CUHK (CA)", [p.blackboard!]: "Blackboard", [p.bank!]: "Bob (bank)" },
       clients: { [p.ca!]: "Student", [p.blackboard!]: "Student", [p.bank!]: "Alice" },
+      byFirstMessage: { [caProtocol.label("crlRequest")]: "Blackboard" },
+      order: ["Student", "CUHK (CA)", "Blackboard", "Alice", "Bob (bank)"],
     }),
     labels: [
       bb("seedRequest"),

@@ -203,6 +203,13 @@ export interface ActorMap {
   clients: Record<number, string>;
   /** Server ports whose clients get a lane each, numbered (`chat client 1`, `chat client 2`). */
   numbered?: number[];
+  /**
+   * Clients told apart by the first message of their connection (a server that is also a client:
+   * Blackboard's `CRL request` to the CA).
+   */
+  byFirstMessage?: Record<string, string>;
+  /** Lane order, left to right (actors not listed follow in order of appearance). */
+  order?: string[];
 }
 
 export interface Arrow {
@@ -229,6 +236,8 @@ export function buildLadder(messages: readonly CaptureMessage[], actors: ActorMa
   const clientNames = new Map<string, string>();
   const counters = new Map<number, number>();
   const arrows: Arrow[] = [];
+  const firstLabel = new Map<number, string>();
+  for (const m of sorted) if (!firstLabel.has(m.stream)) firstLabel.set(m.stream, m.label);
   for (const m of sorted) {
     const toServer = actors.servers[m.dstPort] !== undefined;
     const serverPort = toServer ? m.dstPort : m.srcPort;
@@ -236,6 +245,11 @@ export function buildLadder(messages: readonly CaptureMessage[], actors: ActorMa
     if (server === undefined) continue;
     const key = `${serverPort}/${m.stream}`;
     let client = clientNames.get(key);
+    const byFirst = actors.byFirstMessage?.[firstLabel.get(m.stream)!];
+    if (client === undefined && byFirst !== undefined) {
+      client = byFirst;
+      clientNames.set(key, client);
+    }
     if (client === undefined) {
       const base = actors.clients[serverPort] ?? "client";
       if (actors.numbered?.includes(serverPort)) {
@@ -258,7 +272,13 @@ export function buildLadder(messages: readonly CaptureMessage[], actors: ActorMa
       protocol: m.protocol,
     });
   }
-  return { actors: names, arrows };
+  const rank = (n: string) => {
+    const i = actors.order?.indexOf(n) ?? -1;
+    return i < 0 ? Number.MAX_SAFE_INTEGER : i;
+  };
+  const lanes = names.map((n, i) => ({ n, i })).sort((a, b) => rank(a.n) - rank(b.n) || a.i - b.i)
+    .map((x) => x.n);
+  return { actors: lanes, arrows };
 }
 
 function xml(s: string): string {
@@ -368,10 +388,34 @@ ${rows}
 `;
 }
 
+/**
+ * The ladder as text lines, `Student → CUHK (CA)  STEP 1 CSR`, runs of the same message between the
+ * same actors collapsed (`× 3`).
+ */
+export function ladderLines(ladder: Ladder): string[] {
+  const lines: string[] = [];
+  const width = Math.max(0, ...ladder.arrows.map((a) => `${a.from} → ${a.to}`.length));
+  let i = 0;
+  while (i < ladder.arrows.length) {
+    const a = ladder.arrows[i]!;
+    let j = i + 1;
+    while (
+      j < ladder.arrows.length && ladder.arrows[j]!.label === a.label &&
+      ladder.arrows[j]!.from === a.from && ladder.arrows[j]!.to === a.to
+    ) j++;
+    lines.push(
+      `${`${a.from} → ${a.to}`.padEnd(width)}  ${a.label}${j - i > 1 ? `  × ${j - i}` : ""}`,
+    );
+    i = j;
+  }
+  return lines;
+}
+
 export interface DiagramFiles {
   svg: string;
   html: string;
   arrows: number;
+  ladder: Ladder;
 }
 
 /**
@@ -394,5 +438,5 @@ export async function writeDiagram(
   await Deno.writeTextFile(`${base}.html`, html, { mode: 0o644 });
   await Deno.chmod(`${base}.svg`, 0o644);
   await Deno.chmod(`${base}.html`, 0o644);
-  return { svg: `${base}.svg`, html: `${base}.html`, arrows: ladder.arrows.length };
+  return { svg: `${base}.svg`, html: `${base}.html`, arrows: ladder.arrows.length, ladder };
 }

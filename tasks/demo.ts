@@ -24,6 +24,7 @@ import {
   type ScenarioResult,
 } from "../lib/capture_scenarios.ts";
 import { parseCommand, runMain } from "../lib/cli.ts";
+import { ladderLines } from "../lib/diagram.ts";
 import { errorMessage } from "../lib/log.ts";
 
 const USAGE = `Usage: deno task demo [--no-capture] [--quiet]
@@ -137,6 +138,10 @@ export async function main(args: string[]): Promise<number | void> {
       }
     }
     for (const n of r.notes) print(`note: ${n}`);
+    if (r.diagram && part.scenario !== "chat-tls13") {
+      print(`On the wire (${relative(r.capture!)}, as pcap/lab.lua and the key log show it):`);
+      for (const line of ladderLines(r.diagram.ladder)) print(`  ${line}`);
+    }
   }
 
   print("\n━━━ Summary ━━━");
@@ -155,6 +160,12 @@ export async function main(args: string[]): Promise<number | void> {
   });
   print(table(rows));
   const checks = results.flatMap((r) => r.checks);
+  if (checks.length > 0) {
+    print("\nAssertions on the captures:");
+    for (const r of results) {
+      for (const c of r.checks) print(`  ${c.ok ? "PASS" : "FAIL"}  ${r.name}: ${c.what}`);
+    }
+  }
   if (capture) {
     print("\nCaptures (open in Wireshark: TLS decrypts itself; add the lab's dissector with");
     print('  wireshark -X lua_script:pcap/lab.lua FILE   or install it, see README "Wireshark"):');

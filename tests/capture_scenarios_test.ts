@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { runScenario } from "../lib/capture_scenarios.ts";
 import {
+  type ActorMap,
   buildLadder,
   type CaptureMessage,
   LUA_DISSECTOR,
@@ -119,15 +120,19 @@ Deno.test("diagram: arrows between named actors, in frame order, labels escaped"
     m(3, 9335, 50001, 0, "STEP 2 cert 2"),
     m(1, 50001, 9335, 0, "STEP 1 CSR"),
     m(5, 50002, 3141, 1, "STEP 3 request | cert 2 <&>"),
+    m(9, 50005, 9335, 5, "CRL request"),
+    m(10, 9335, 50005, 5, "CRL"),
     m(6, 40000, 40001, 2, "not ours"),
     m(7, 50003, 8443, 3, "Client Hello"),
     m(8, 50004, 8443, 4, "Client Hello"),
   ];
-  const ladder = buildLadder(messages, {
+  const map: ActorMap = {
     servers: { 9335: "CUHK", 3141: "Blackboard", 8443: "chat server" },
     clients: { 9335: "Student", 3141: "Student", 8443: "client" },
+    byFirstMessage: { "CRL request": "Blackboard" },
     numbered: [8443],
-  });
+  };
+  const ladder = buildLadder(messages, map);
   assert.deepEqual(ladder.actors, [
     "Student",
     "CUHK",
@@ -144,8 +149,14 @@ Deno.test("diagram: arrows between named actors, in frame order, labels escaped"
       "Student > Blackboard: STEP 3 request | cert 2 <&>",
       "client 1 > chat server: Client Hello",
       "client 2 > chat server: Client Hello",
+      "Blackboard > CUHK: CRL request",
+      "CUHK > Blackboard: CRL",
     ],
   );
+  // A lane order puts the named actors first.
+  const ordered = buildLadder(messages, { ...map, order: ["chat server", "Blackboard"] });
+  assert.deepEqual(ordered.actors.slice(0, 3), ["chat server", "Blackboard", "Student"]);
+  assert.equal(ordered.arrows.length, ladder.arrows.length);
   const svg = renderSvg(ladder, "t <1>");
   assert.ok(svg.includes("STEP 3 request | cert 2 &#60;&#38;&#62;"));
   assert.ok(!svg.includes("<&>"));
