@@ -448,6 +448,8 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
     labels: [
       caProtocol.label("csr"),
       caProtocol.label("certificate"),
+      caProtocol.label("crlRequest"),
+      caProtocol.label("crl"),
       bb("request"),
       bb("sessionKey"),
       bb("confirm"),
@@ -507,6 +509,8 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
     labels: [
       caProtocol.label("csr"),
       caProtocol.label("certificate"),
+      caProtocol.label("crlRequest"),
+      caProtocol.label("crl"),
       bank("hello"),
       bank("hiBob"),
       bank("proveIt"),
