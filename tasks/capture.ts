@@ -85,6 +85,11 @@ export async function main(args: string[]): Promise<number | void> {
   const out = parsed.values.out.startsWith("/")
     ? parsed.values.out
     : `${Deno.cwd()}/${parsed.values.out}`;
+  if (Deno.permissions.querySync({ name: "write", path: out }).state !== "granted") {
+    throw new UsageError(
+      `--out must be inside the project (the task may write only here), got '${parsed.values.out}'`,
+    );
+  }
   const results: ScenarioResult[] = [];
   for (const name of names) {
     console.error(`\n== ${name}: ${scenarioTitle(name)}`);

@@ -176,6 +176,11 @@ Deno.test("capture task: usage errors and --help", async () => {
   const none = await runActor("tasks/capture.ts", [], { permissions: perms });
   assert.equal(none.code, 2);
   assert.match(none.stderr, /missing SCENARIO/);
+  const outside = await runActor("tasks/capture.ts", ["enrol", "--out", "/nowhere"], {
+    permissions: [...perms, "--allow-write=."],
+  });
+  assert.equal(outside.code, 2);
+  assert.match(outside.stderr, /--out must be inside the project/);
   const help = await runActor("tasks/capture.ts", ["--help"], { permissions: perms });
   assert.equal(help.code, 0);
   assert.match(help.stdout, /chat-tls12 +System 3/);
