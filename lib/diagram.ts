@@ -375,7 +375,9 @@ figure { margin: 0; overflow-x: auto; }
 </head>
 <body>
 <h1>${xml(options.title)}</h1>
-<p>Capture: <code>${xml(options.capture)}</code> (open it in Wireshark; TLS decrypts itself,
+<p>Capture: <a href="${xml(encodeURI(options.capture))}"><code>${
+    xml(options.capture)
+  }</code></a> (open it in Wireshark; TLS decrypts itself,
 and <code>pcap/lab.lua</code> names the lab's messages). One arrow per message, in capture order.</p>
 <figure>
 ${svg}</figure>
@@ -433,7 +435,10 @@ export async function writeDiagram(
   ];
   const ladder = buildLadder(messages, options.actors);
   const svg = renderSvg(ladder, options.title);
-  const html = renderHtml(ladder, svg, { title: options.title, capture });
+  // The page links the capture relative to itself when they share a directory.
+  const dir = base.slice(0, base.lastIndexOf("/") + 1);
+  const shown = dir !== "" && capture.startsWith(dir) ? capture.slice(dir.length) : capture;
+  const html = renderHtml(ladder, svg, { title: options.title, capture: shown });
   await Deno.writeTextFile(`${base}.svg`, svg, { mode: 0o644 });
   await Deno.writeTextFile(`${base}.html`, html, { mode: 0o644 });
   await Deno.chmod(`${base}.svg`, 0o644);
