@@ -25,6 +25,7 @@ import {
 import { blackboardProtocol, sessionProtocol } from "./blackboard_protocol.ts";
 import {
   aesGcmEncrypt,
+  concatBytes,
   constantTimeEqual,
   hmacSha256,
   importAesGcmKey,
@@ -33,7 +34,7 @@ import {
   toBytes,
   toHex,
 } from "./crypto.ts";
-import { HEADER_BYTES } from "./frame.ts";
+import { splitFrames } from "./frame.ts";
 import { errorMessage, type StepLog } from "./log.ts";
 
 /** What Trudy forges by default. */
@@ -230,36 +231,15 @@ function reassemble(segments: Segment[]): Uint8Array {
   const sorted = [...segments].sort((a, b) => a.seq - b.seq);
   const parts: Uint8Array[] = [];
   let end = sorted[0]?.seq ?? 0;
-  let total = 0;
   for (const s of sorted) {
     const skip = end - s.seq;
     if (s.seq > end) break; // a gap: the capture missed bytes; stop at what is contiguous
     if (skip >= s.payload.length) continue;
     const fresh = s.payload.subarray(Math.max(0, skip));
     parts.push(fresh);
-    total += fresh.length;
     end += fresh.length;
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-/** Splits a byte stream into frames' payloads (a cut last frame is left out). */
-function splitFrames(bytes: Uint8Array): Uint8Array[] {
-  const frames: Uint8Array[] = [];
-  let off = 0;
-  while (bytes.length - off >= HEADER_BYTES) {
-    const len = new DataView(bytes.buffer, bytes.byteOffset + off).getUint32(0);
-    if (bytes.length - off - HEADER_BYTES < len) break;
-    frames.push(bytes.subarray(off + HEADER_BYTES, off + HEADER_BYTES + len));
-    off += HEADER_BYTES + len;
-  }
-  return frames;
+  return concatBytes(...parts);
 }
 
 type Decoded = ReturnType<typeof blackboardProtocol.decode>;

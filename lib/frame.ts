@@ -57,6 +57,23 @@ export function encodeFrame(payload: Uint8Array, maxFrame = DEFAULT_MAX_FRAME): 
   return out;
 }
 
+/**
+ * Splits bytes already in memory (a stream reassembled from a capture) into frames' payloads, the
+ * inverse of `encodeFrame`; a frame cut short at the end is left out.
+ */
+export function splitFrames(bytes: Uint8Array): Uint8Array[] {
+  const frames: Uint8Array[] = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let off = 0;
+  while (bytes.length - off >= HEADER_BYTES) {
+    const len = view.getUint32(off);
+    if (bytes.length - off - HEADER_BYTES < len) break;
+    frames.push(bytes.subarray(off + HEADER_BYTES, off + HEADER_BYTES + len));
+    off += HEADER_BYTES + len;
+  }
+  return frames;
+}
+
 /** Reads and writes frames on a byte stream, with a bounded buffer and deadlines. */
 export class FramedStream {
   readonly #conn: ByteStream;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DeadlineError, encodeFrame, FramedStream, FrameError } from "../lib/frame.ts";
+import { DeadlineError, encodeFrame, FramedStream, FrameError, splitFrames } from "../lib/frame.ts";
 import { Channel, defineProtocol, PeerRefusedError, UnexpectedMessageError } from "../lib/codec.ts";
 import { randomBytes } from "../lib/crypto.ts";
 
@@ -158,4 +158,18 @@ Deno.test("a channel names what it expected, and turns a peer's error into a ref
   } finally {
     close();
   }
+});
+
+Deno.test("frames split from bytes in memory are the inverse of encodeFrame; a cut frame is left out", () => {
+  const payloads = [Uint8Array.of(1), new Uint8Array(0), randomBytes(300)];
+  const bytes = new Uint8Array(payloads.reduce((n, p) => n + 4 + p.length, 0));
+  let off = 0;
+  for (const p of payloads) {
+    const f = encodeFrame(p);
+    bytes.set(f, off);
+    off += f.length;
+  }
+  assert.deepEqual(splitFrames(bytes), payloads);
+  assert.deepEqual(splitFrames(bytes.subarray(0, bytes.length - 1)), payloads.slice(0, 2));
+  assert.deepEqual(splitFrames(bytes.subarray(0, 3)), []);
 });
