@@ -213,7 +213,7 @@ export class Capture implements AsyncDisposable {
    */
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, 500));
       this.#kill("SIGINT");
       const timer = setTimeout(() => this.#kill("SIGTERM"), CAPTURE_STOP_TIMEOUT_MS);
       try {
