@@ -67,15 +67,51 @@ export function freePort(): number {
   return listener.addr.port;
 }
 
-/** `n` distinct free ports. */
-export function freePorts(n: number): number[] {
+/** `n` distinct free ports, none of them in `avoid`. */
+export function freePorts(n: number, avoid: ReadonlySet<number> = new Set()): number[] {
   const listeners: Deno.TcpListener[] = [];
+  const picked: number[] = [];
   try {
-    for (let i = 0; i < n; i++) listeners.push(Deno.listen({ hostname: "127.0.0.1", port: 0 }));
-    return listeners.map((l) => l.addr.port);
+    while (picked.length < n) {
+      if (listeners.length > n + 1000) throw new CaptureError("Cannot find enough free ports");
+      const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      listeners.push(l);
+      if (!avoid.has(l.addr.port)) picked.push(l.addr.port);
+    }
+    return picked;
   } finally {
     for (const l of listeners) l.close();
   }
+}
+
+let registered: Promise<Set<number>> | undefined;
+
+/**
+ * The TCP ports Wireshark decodes as some protocol by default (`tshark -G decodes`, e.g. 44321 as
+ * PCP). A lab server on a free port that happens to be one of them would be dissected as that
+ * protocol instead of by pcap/lab.lua's heuristic, so capture scenarios avoid them. Empty when
+ * tshark cannot say.
+ */
+export function wiresharkTcpPorts(): Promise<Set<number>> {
+  registered ??= (async () => {
+    try {
+      const out = await new Deno.Command("tshark", {
+        args: ["-G", "decodes"],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+      }).output();
+      const ports = new Set<number>();
+      for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
+        const [table, port] = line.split("\t");
+        if (table === "tcp.port" && port !== undefined) ports.add(Number(port));
+      }
+      return ports;
+    } catch {
+      return new Set<number>();
+    }
+  })();
+  return registered;
 }
 
 /** The BPF capture filter for a set of TCP ports: `tcp port 9335 or tcp port 3141`. */

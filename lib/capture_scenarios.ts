@@ -13,20 +13,27 @@
  *                  AES128-SHA (the seed's cipher), refused
  *     seed         systems 1 and 2 in seed mode, flaws included, for teaching: the session key
  *                  echoed in the clear, Bob's unauthenticated key, ECB records
+ *     attack-…     one per attack of Trudy's (actors/trudy.ts), each run against seed mode and
+ *                  then against the default, Trudy on the path on a free port: both legs (victim ↔
+ *                  Trudy, Trudy ↔ server) captured, her verdicts and the victims' outcomes asserted
  */
 
 import { bankProtocol } from "./bank_protocol.ts";
 import { blackboardProtocol, sessionProtocol } from "./blackboard_protocol.ts";
 import { caProtocol } from "./ca_protocol.ts";
-import { Capture, freePorts, hasTool } from "./capture.ts";
+import { Capture, freePorts, hasTool, wiresharkTcpPorts } from "./capture.ts";
 import {
   type ActorMap,
   type DiagramFiles,
   labCoverage,
+  type Ladder,
   readLabMessages,
   writeDiagram,
 } from "./diagram.ts";
-import { errorMessage } from "./log.ts";
+import { verdictLine, verdictStatus } from "./attack.ts";
+import { FORGED_MESSAGE, sniffCapture } from "./attack_session_key_sniff.ts";
+import { Accounts } from "./bank_accounts.ts";
+import { errorMessage, StepLog } from "./log.ts";
 import { checkCapture, loadExpectation } from "./tls_sequence.ts";
 
 export const PROJECT_ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -38,14 +45,28 @@ export const SCENARIO_NAMES = [
   "chat-tls13",
   "chat-tls12",
   "seed",
+  "attack-enrol-impersonation",
+  "attack-bank-mitm",
+  "attack-bank-replay",
+  "attack-session-key-sniff",
+  "attack-message-replay",
 ] as const;
 export type ScenarioName = typeof SCENARIO_NAMES[number];
+/** What `attacks` runs: Trudy's five attacks, each against seed mode and the default. */
+export const ATTACK_SCENARIOS: readonly ScenarioName[] = [
+  "attack-enrol-impersonation",
+  "attack-bank-mitm",
+  "attack-bank-replay",
+  "attack-session-key-sniff",
+  "attack-message-replay",
+];
 /** What `all` runs (enrol is the first half of upload). */
 export const ALL_SCENARIOS: readonly ScenarioName[] = [
   "upload",
   "bank",
   "chat-tls13",
   "chat-tls12",
+  ...ATTACK_SCENARIOS,
 ];
 
 export type Sink = (line: string) => void;
@@ -256,6 +277,8 @@ interface Context {
   sink: Sink;
   /** Facts for the summary (e.g. `AES128-SHA refused by python3`). */
   notes: string[];
+  /** Assertions on what the actors did (an attack's verdicts), with or without capture. */
+  checks: Check[];
 }
 
 interface ScenarioSpec {
@@ -273,7 +296,13 @@ interface ScenarioSpec {
   };
   /** Lab message labels the dissected capture must show. */
   labels?: string[];
+  /** Trudy's ports (free ones: pcap/lab.lua must recognise them heuristically). */
+  trudyPorts?: (ports: Record<string, number>) => number[];
+  /** Lanes the ladder must show in this order, with arrows between neighbours (victim, Trudy, server). */
+  path?: string[];
   run: (ctx: Context) => Promise<void>;
+  /** Runs on the finished capture (Trudy's passive sniffer reads it). */
+  analyse?: (ctx: Context, capture: string) => Promise<void>;
 }
 
 const STUDENT_SID = "1155123456";
@@ -420,6 +449,208 @@ const bb = (t: keyof typeof blackboardProtocol.messages) => blackboardProtocol.l
 const session = (t: keyof typeof sessionProtocol.messages) =>
   `${bb("record")} [${sessionProtocol.label(t)}]`;
 const bank = (t: keyof typeof bankProtocol.messages) => bankProtocol.label(t);
+
+// --- Trudy's attacks: each half (seed, then default) on its own free ports ----------------------
+
+type Half = "seed" | "default";
+
+interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const VICTIM_SID = "1155000777";
+
+/** Waits for an actor that may fail (a victim refused, Trudy's exit 3); stopped after the timeout. */
+async function outcome(run: ActorRun, timeoutMs = COMMAND_TIMEOUT_MS): Promise<Outcome> {
+  const timer = setTimeout(() => run.kill("SIGTERM"), timeoutMs);
+  try {
+    return await run.done;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function check(ctx: Context, what: string, ok: boolean, report?: string): void {
+  ctx.checks.push({ what, ok, ...(report !== undefined ? { report } : {}) });
+}
+
+/** Whether an actor prints `pattern` within a few seconds (its output arrives asynchronously). */
+async function prints(run: ActorRun, pattern: RegExp, timeoutMs = 5_000): Promise<boolean> {
+  return await run.waitFor(pattern, timeoutMs).then(() => true, () => false);
+}
+
+/**
+ * Asserts Trudy's verdict line: `ATTACK SUCCEEDED` (exit 0) against seed mode, `ATTACK FAILED:
+ * <why>` (exit 3) against the default; the line goes into the notes.
+ */
+function checkVerdict(
+  ctx: Context,
+  half: Half,
+  trudy: Outcome,
+  expected: { pattern: RegExp; says: string },
+): void {
+  const line = trudy.stdout.split("\n").find((l) => l.startsWith("ATTACK ")) ??
+    `(no verdict line, exit ${trudy.code})`;
+  ctx.notes.push(`${half}: ${line}`);
+  const status = half === "seed" ? 0 : 3;
+  check(
+    ctx,
+    `${half}: Trudy's verdict ${expected.says} (exit ${status})`,
+    trudy.code === status && expected.pattern.test(line),
+    `exit ${trudy.code}: ${line}`,
+  );
+}
+
+/** Starts Trudy on the path: `ATTACK --listen-port PORT --once`, after her `listening on` line. */
+async function startTrudy(
+  ctx: Context,
+  half: Half,
+  attack: string,
+  args: string[],
+  port: number,
+): Promise<ActorRun> {
+  ctx.sink(
+    `* ${half} mode: Trudy (${attack}) waits on 127.0.0.1:${port}; the victim is sent there`,
+  );
+  return await ctx.actors.serve("Trudy", "actors/trudy.ts", [
+    attack,
+    ...args,
+    "--listen-port",
+    String(port),
+    "--once",
+  ]);
+}
+
+/** The bank attacks' set-up: Bob in seed mode; the CA, Bob in secure mode and Alice enrolled. */
+async function startBanks(ctx: Context): Promise<{ home: string }> {
+  await Promise.all([
+    startCa(ctx),
+    ctx.actors.serve("Bob (seed)", "actors/bank.ts", [
+      "serve",
+      "--protocol",
+      "seed",
+      "--port",
+      String(ctx.ports.bankSeed),
+      "--data-dir",
+      `${ctx.dir}/bank-seed`,
+    ]),
+  ]);
+  await issueServer(ctx, "bank", `${ctx.dir}/bank`);
+  const [home] = await Promise.all([
+    enrol(ctx, ALICE_SID),
+    ctx.actors.serve("Bob", "actors/bank.ts", [
+      "serve",
+      "--port",
+      String(ctx.ports.bank),
+      "--data-dir",
+      `${ctx.dir}/bank`,
+    ]),
+  ]);
+  return { home };
+}
+
+/** Bob's stored balance for a customer, in cents, read from his accounts database. */
+function storedBalance(ctx: Context, dataDir: string, customer: string): number {
+  using accounts = Accounts.open(`${ctx.dir}/${dataDir}/accounts.db`);
+  return accounts.balance(customer);
+}
+
+/** Blackboard attacks' set-up: the CA, Blackboard in seed mode and in the default, a student. */
+async function startBlackboards(
+  ctx: Context,
+): Promise<{ seed: ActorRun; def: ActorRun; home: string }> {
+  await startCa(ctx);
+  await issueServer(ctx, "blackboard", `${ctx.dir}/blackboard`);
+  const common = [
+    "--cert",
+    `${ctx.dir}/blackboard/blackboard.cer`,
+    "--key",
+    `${ctx.dir}/blackboard/blackboard.key`,
+    "--ca-cert",
+    `${ctx.dir}/ca/cuhk.cer`,
+    "--ca",
+    `127.0.0.1:${ctx.ports.ca}`,
+  ];
+  const [seed, def, home] = await Promise.all([
+    ctx.actors.serve("Blackboard (seed)", "actors/blackboard.ts", [
+      "serve",
+      "--protocol",
+      "seed",
+      "--port",
+      String(ctx.ports.bbSeed),
+      "--data-dir",
+      `${ctx.dir}/blackboard-seed`,
+      ...common,
+    ]),
+    ctx.actors.serve("Blackboard", "actors/blackboard.ts", [
+      "serve",
+      "--port",
+      String(ctx.ports.blackboard),
+      "--data-dir",
+      `${ctx.dir}/blackboard`,
+      ...common,
+    ]),
+    enrol(ctx, STUDENT_SID),
+  ]);
+  return { seed, def, home };
+}
+
+/** The student's `send` through Trudy's port (seed or default protocol). */
+function studentSend(ctx: Context, half: Half, home: string, port: number, text: string): ActorRun {
+  return ctx.actors.spawn("student", "actors/student.ts", [
+    "send",
+    ...(half === "seed" ? ["--protocol", "seed"] : []),
+    "--sid",
+    STUDENT_SID,
+    "--home",
+    home,
+    "--blackboard",
+    `127.0.0.1:${port}`,
+    "--message",
+    text,
+  ]);
+}
+
+function count(text: string, line: string): number {
+  return text.split("\n").filter((l) => l === line).length;
+}
+
+const BANK_ATTACK_PORTS = ["ca", "bankSeed", "trudySeed", "bank", "trudy"];
+const BB_ATTACK_PORTS = ["ca", "bbSeed", "trudySeed", "blackboard", "trudy"];
+
+const bankAttackActors = (p: Record<string, number>): ActorMap => ({
+  servers: {
+    [p.bankSeed!]: "Bob (bank)",
+    [p.bank!]: "Bob (bank)",
+    [p.trudySeed!]: "Trudy",
+    [p.trudy!]: "Trudy",
+  },
+  clients: {
+    [p.bankSeed!]: "Trudy",
+    [p.bank!]: "Trudy",
+    [p.trudySeed!]: "Alice",
+    [p.trudy!]: "Alice",
+  },
+  order: ["Alice", "Trudy", "Bob (bank)"],
+});
+
+const bbAttackActors = (p: Record<string, number>): ActorMap => ({
+  servers: {
+    [p.bbSeed!]: "Blackboard",
+    [p.blackboard!]: "Blackboard",
+    [p.trudySeed!]: "Trudy",
+    [p.trudy!]: "Trudy",
+  },
+  clients: {
+    [p.bbSeed!]: "Trudy",
+    [p.blackboard!]: "Trudy",
+    [p.trudySeed!]: "Student",
+    [p.trudy!]: "Student",
+  },
+  order: ["Student", "Trudy", "Blackboard"],
+});
 
 const SPECS: Record<ScenarioName, ScenarioSpec> = {
   "enrol": {
@@ -692,6 +923,391 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
       ], { stdin: "deposit 10.00\nbalance\nexit\n" });
     },
   },
+  "attack-enrol-impersonation": {
+    name: "attack-enrol-impersonation",
+    title: "Trudy, enrol-impersonation: a certificate for someone else's student ID",
+    ports: ["caOpen", "ca"],
+    capture: (p) => [p.caOpen!, p.ca!],
+    actors: (p) => ({
+      servers: { [p.caOpen!]: "CUHK (CA, open enrolment)", [p.ca!]: "CUHK (CA)" },
+      clients: { [p.caOpen!]: "Trudy", [p.ca!]: "Trudy" },
+      order: ["Trudy", "CUHK (CA, open enrolment)", "CUHK (CA)"],
+    }),
+    labels: [caProtocol.label("csr"), caProtocol.label("certificate"), caProtocol.label("error")],
+    path: ["Trudy", "CUHK (CA, open enrolment)"],
+    async run(ctx) {
+      const [open, strict] = await Promise.all([
+        ctx.actors.serve("CUHK (open)", "actors/ca.ts", [
+          "serve",
+          "--open-enrolment",
+          "--port",
+          String(ctx.ports.caOpen),
+          "--data-dir",
+          `${ctx.dir}/ca-open`,
+        ]),
+        ctx.actors.serve("CUHK", "actors/ca.ts", [
+          "serve",
+          "--port",
+          String(ctx.ports.ca),
+          "--data-dir",
+          `${ctx.dir}/ca`,
+        ]),
+      ]);
+      const attack = (ca: number, dir: string) =>
+        outcome(ctx.actors.spawn("Trudy", "actors/trudy.ts", [
+          "enrol-impersonation",
+          "--victim",
+          VICTIM_SID,
+          "--ca",
+          `127.0.0.1:${ca}`,
+          "--ca-cert",
+          `${ctx.dir}/${dir}/cuhk.cer`,
+        ]));
+
+      ctx.sink(`* seed mode (--open-enrolment): Trudy asks for cert 2 with ${VICTIM_SID}'s ID`);
+      checkVerdict(ctx, "seed", await attack(ctx.ports.caOpen!, "ca-open"), {
+        pattern: /^ATTACK SUCCEEDED: /,
+        says: "ATTACK SUCCEEDED",
+      });
+      check(
+        ctx,
+        `seed: the open CA signed cert 2 for ${VICTIM_SID}, Trudy's key in it`,
+        await prints(open, new RegExp(`STEP 2 signed cert 2 for SID ${VICTIM_SID}`)),
+      );
+
+      ctx.sink(`* default: ${VICTIM_SID} has a one-time code; Trudy does not know it`);
+      await ctx.actors.run("ca code", "actors/ca.ts", [
+        "code",
+        "--sid",
+        VICTIM_SID,
+        "--data-dir",
+        `${ctx.dir}/ca`,
+      ]);
+      checkVerdict(ctx, "default", await attack(ctx.ports.ca!, "ca"), {
+        pattern: new RegExp(
+          `^ATTACK FAILED: the CA refused to issue a certificate for ${VICTIM_SID}: Enrolment refused: Enrolment code is not valid for ${VICTIM_SID}$`,
+        ),
+        says: "ATTACK FAILED: the CA refused (no valid enrolment code)",
+      });
+      check(
+        ctx,
+        "default: the CA refused and signed nothing",
+        await prints(strict, /refused .*Enrolment code is not valid/) &&
+          !/signed cert 2/.test(strict.output),
+      );
+    },
+  },
+  "attack-bank-mitm": {
+    name: "attack-bank-mitm",
+    title: "Trudy, bank-mitm: on the path between Alice and Bob, seed mode then the default",
+    ports: BANK_ATTACK_PORTS,
+    capture: (p) => [p.bankSeed!, p.trudySeed!, p.bank!, p.trudy!],
+    actors: bankAttackActors,
+    labels: [
+      bank("seedHello"),
+      bank("seedHiBob"),
+      bank("seedProveIt"),
+      bank("seedProof"),
+      bank("seedSecret"),
+      bank("seedRecord"),
+      bank("hello"),
+      bank("hiBob"),
+      bank("error"),
+    ],
+    trudyPorts: (p) => [p.trudySeed!, p.trudy!],
+    path: ["Alice", "Trudy", "Bob (bank)"],
+    async run(ctx) {
+      const { home } = await startBanks(ctx);
+
+      let trudy = await startTrudy(ctx, "seed", "bank-mitm", [
+        "--bank",
+        `127.0.0.1:${ctx.ports.bankSeed}`,
+        "--amount",
+        "900.00",
+      ], ctx.ports.trudySeed!);
+      ctx.sink("* Alice (seed mode): deposit 10.00, balance, exit");
+      const seen = await ctx.actors.run("Alice", "actors/bank.ts", [
+        "client",
+        "--protocol",
+        "seed",
+        "--bank",
+        `127.0.0.1:${ctx.ports.trudySeed}`,
+        "--customer",
+        "alice",
+      ], { stdin: "deposit 10.00\nbalance\nexit\n" });
+      checkVerdict(ctx, "seed", await outcome(trudy), {
+        pattern: /^ATTACK SUCCEEDED: .*changed a deposit of 10\.00 into 900\.00/,
+        says: "ATTACK SUCCEEDED (a deposit of 10.00 changed into 900.00)",
+      });
+      const seedBalance = storedBalance(ctx, "bank-seed", "seed/alice");
+      check(
+        ctx,
+        "seed: Bob stored a balance of 900.00 for alice; Alice was shown 10.00",
+        seedBalance === 90_000 && /balance 10\.00$/m.test(seen) && !/900/.test(seen),
+        `Bob's balance ${seedBalance} cents; Alice saw: ${seen.trim().replaceAll("\n", " / ")}`,
+      );
+
+      trudy = await startTrudy(ctx, "default", "bank-mitm", [
+        "--bank",
+        `127.0.0.1:${ctx.ports.bank}`,
+        "--amount",
+        "900.00",
+      ], ctx.ports.trudy!);
+      ctx.sink("* Alice (secure mode): deposit 10.00");
+      const alice = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [
+        "client",
+        "--bank",
+        `127.0.0.1:${ctx.ports.trudy}`,
+        "--home",
+        home,
+        "deposit",
+        "10.00",
+      ]));
+      checkVerdict(ctx, "default", await outcome(trudy), {
+        pattern:
+          /^ATTACK FAILED: Alice refused Trudy's key at STEP 2 and told Trudy why: .*it is not issued by the pinned root/,
+        says: "ATTACK FAILED: Alice refused Trudy's certificate at STEP 2",
+      });
+      const balance = storedBalance(ctx, "bank", ALICE_SID);
+      check(
+        ctx,
+        "default: Alice stopped at STEP 2 (certificate not issued by the pinned root), Bob's balance 0",
+        alice.code !== 0 && /STEP 2 .*not issued by the pinned root/.test(alice.stderr) &&
+          balance === 0,
+        `Alice exit ${alice.code}; Bob's balance ${balance} cents`,
+      );
+    },
+  },
+  "attack-bank-replay": {
+    name: "attack-bank-replay",
+    title: "Trudy, bank-replay: Bob's recorded proof replayed to Alice, seed mode then the default",
+    ports: BANK_ATTACK_PORTS,
+    capture: (p) => [p.bankSeed!, p.trudySeed!, p.bank!, p.trudy!],
+    actors: bankAttackActors,
+    labels: [
+      bank("seedHello"),
+      bank("seedHiBob"),
+      bank("seedProveIt"),
+      bank("seedProof"),
+      bank("seedSecret"),
+      bank("hello"),
+      bank("hiBob"),
+      bank("proveIt"),
+      bank("proof"),
+      bank("error"),
+    ],
+    trudyPorts: (p) => [p.trudySeed!, p.trudy!],
+    path: ["Alice", "Trudy", "Bob (bank)"],
+    async run(ctx) {
+      const { home } = await startBanks(ctx);
+      const halves = [
+        {
+          half: "seed" as const,
+          bank: ctx.ports.bankSeed!,
+          port: ctx.ports.trudySeed!,
+          alice: ["--protocol", "seed", "--customer", "alice"],
+          expected: {
+            pattern:
+              /^ATTACK SUCCEEDED: Alice accepted Bob's proof replayed from an earlier session/,
+            says: "ATTACK SUCCEEDED (Alice took Trudy for Bob)",
+          },
+          victim: /STEP 5 Alice's secret: sent/,
+          seen: "seed: Alice accepted the replayed proof and sent her secret (STEP 5) to Trudy",
+        },
+        {
+          half: "default" as const,
+          bank: ctx.ports.bank!,
+          port: ctx.ports.trudy!,
+          alice: ["--home", home],
+          expected: {
+            pattern:
+              /^ATTACK FAILED: Alice refused the replayed frames at STEP 4 .*Alice's nonce is not in it/,
+            says: "ATTACK FAILED: Alice refused the replayed proof at STEP 4 (her nonce)",
+          },
+          victim: /STEP 4 Bob's proof failed: .*Alice's nonce is not in it/,
+          seen: "default: Alice stopped at STEP 4 and sent no secret",
+        },
+      ];
+      for (const h of halves) {
+        const trudy = await startTrudy(ctx, h.half, "bank-replay", [
+          "--bank",
+          `127.0.0.1:${h.bank}`,
+          "--protocol",
+          h.half === "seed" ? "seed" : "secure",
+        ], h.port);
+        ctx.sink(`* Alice (${h.half} mode) connects to "Bob" and asks for her balance`);
+        const alice = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [
+          "client",
+          ...h.alice,
+          "--bank",
+          `127.0.0.1:${h.port}`,
+          "balance",
+        ]));
+        checkVerdict(ctx, h.half, await outcome(trudy), h.expected);
+        check(
+          ctx,
+          h.seen,
+          h.victim.test(alice.stderr) &&
+            (h.half === "seed" || !/STEP 5 Alice's secret: sent/.test(alice.stderr)),
+          alice.stderr.trim().split("\n").slice(-2).join(" / "),
+        );
+      }
+    },
+  },
+  "attack-session-key-sniff": {
+    name: "attack-session-key-sniff",
+    title:
+      "Trudy, session-key-sniff: the session key read off the wire, a forged message | HMAC; seed mode then the default",
+    ports: BB_ATTACK_PORTS,
+    capture: (p) => [p.bbSeed!, p.trudySeed!, p.blackboard!, p.trudy!],
+    actors: bbAttackActors,
+    labels: [
+      bb("seedRequest"),
+      bb("seedSessionKey"),
+      bb("seedKeyEcho"),
+      bb("seedMessage"),
+      bb("request"),
+      bb("sessionKey"),
+      bb("confirm"),
+      bb("error"),
+    ],
+    trudyPorts: (p) => [p.trudySeed!, p.trudy!],
+    path: ["Student", "Trudy", "Blackboard"],
+    async run(ctx) {
+      const { seed, def, home } = await startBlackboards(ctx);
+
+      let trudy = await startTrudy(ctx, "seed", "session-key-sniff", [
+        "--blackboard",
+        `127.0.0.1:${ctx.ports.bbSeed}`,
+        "--settle-ms",
+        "500",
+      ], ctx.ports.trudySeed!);
+      ctx.sink("* the student (seed protocol) sends one message through Trudy's port");
+      await outcome(studentSend(ctx, "seed", home, ctx.ports.trudySeed!, "my own message"));
+      checkVerdict(ctx, "seed", await outcome(trudy), {
+        pattern:
+          /^ATTACK SUCCEEDED: Trudy read the session key that the student sent back in the clear at STEP 5 and injected a forged message \| HMAC under it; Blackboard accepted it/,
+        says: "ATTACK SUCCEEDED (key read at STEP 5, forgery accepted)",
+      });
+      const forged = `Message from ${STUDENT_SID}: ${FORGED_MESSAGE}`;
+      check(
+        ctx,
+        `seed: Blackboard printed Trudy's forgery as ${STUDENT_SID}'s message`,
+        await prints(seed, new RegExp(forged.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))),
+      );
+
+      trudy = await startTrudy(ctx, "default", "session-key-sniff", [
+        "--blackboard",
+        `127.0.0.1:${ctx.ports.blackboard}`,
+      ], ctx.ports.trudy!);
+      ctx.sink("* the student (default protocol) sends one message through Trudy's port");
+      const student = await outcome(
+        studentSend(ctx, "default", home, ctx.ports.trudy!, "my own message"),
+      );
+      checkVerdict(ctx, "default", await outcome(trudy), {
+        pattern:
+          /^ATTACK FAILED: no session key crossed the wire .*Blackboard refused Trudy's message forged under a guessed key: .*HMAC does not verify/,
+        says: "ATTACK FAILED: no key on the wire, the forgery refused",
+      });
+      check(
+        ctx,
+        "default: Blackboard printed nothing (the session closed on the forgery), the student was told",
+        !/Message from/.test(def.output) && student.code !== 0,
+        `student exit ${student.code}`,
+      );
+    },
+    async analyse(ctx, capture) {
+      ctx.sink("* Trudy, passive: session-key-sniff --pcap on this scenario's own capture");
+      const log = new StepLog("Trudy", { sink: ctx.sink });
+      const seed = await sniffCapture({ pcap: capture, port: ctx.ports.bbSeed!, log });
+      ctx.sink(`  [Trudy] ${verdictLine(seed)}`);
+      checkVerdict(ctx, "seed", {
+        code: verdictStatus(seed),
+        stdout: verdictLine(seed),
+        stderr: "",
+      }, {
+        pattern: new RegExp(
+          `^ATTACK SUCCEEDED: Trudy read the session key of student ${STUDENT_SID} from STEP 5 .*2 of 2 captured messages verify under it`,
+        ),
+        says: "(--pcap) ATTACK SUCCEEDED: the key read from the capture, 2 of 2 messages verify",
+      });
+      const def = await sniffCapture({ pcap: capture, port: ctx.ports.blackboard!, log });
+      ctx.sink(`  [Trudy] ${verdictLine(def)}`);
+      checkVerdict(ctx, "default", {
+        code: verdictStatus(def),
+        stdout: verdictLine(def),
+        stderr: "",
+      }, {
+        pattern: /^ATTACK FAILED: no session key in the capture/,
+        says: "(--pcap) ATTACK FAILED: no session key in the capture",
+      });
+    },
+  },
+  "attack-message-replay": {
+    name: "attack-message-replay",
+    title: "Trudy, message-replay: a step-6 message sent twice, seed mode then the default",
+    ports: BB_ATTACK_PORTS,
+    capture: (p) => [p.bbSeed!, p.trudySeed!, p.blackboard!, p.trudy!],
+    actors: bbAttackActors,
+    labels: [
+      bb("seedRequest"),
+      bb("seedSessionKey"),
+      bb("seedKeyEcho"),
+      bb("seedMessage"),
+      bb("request"),
+      bb("sessionKey"),
+      bb("confirm"),
+      bb("ready"),
+      session("message"),
+      bb("error"),
+    ],
+    trudyPorts: (p) => [p.trudySeed!, p.trudy!],
+    path: ["Student", "Trudy", "Blackboard"],
+    async run(ctx) {
+      const { seed, def, home } = await startBlackboards(ctx);
+      const text = "pay me once";
+      const printed = `Message from ${STUDENT_SID}: ${text}`;
+
+      let trudy = await startTrudy(ctx, "seed", "message-replay", [
+        "--blackboard",
+        `127.0.0.1:${ctx.ports.bbSeed}`,
+        "--settle-ms",
+        "500",
+      ], ctx.ports.trudySeed!);
+      ctx.sink(`* the student (seed protocol) sends '${text}' once, through Trudy's port`);
+      await outcome(studentSend(ctx, "seed", home, ctx.ports.trudySeed!, text));
+      checkVerdict(ctx, "seed", await outcome(trudy), {
+        pattern: /^ATTACK SUCCEEDED: Blackboard accepted the copy of the student's message/,
+        says: "ATTACK SUCCEEDED (the copy accepted)",
+      });
+      await prints(seed, new RegExp(`(${printed}\\n[^]*){2}`));
+      check(
+        ctx,
+        `seed: Blackboard printed '${text}' twice`,
+        count(seed.output, printed) === 2,
+        `printed ${count(seed.output, printed)} times`,
+      );
+
+      trudy = await startTrudy(ctx, "default", "message-replay", [
+        "--blackboard",
+        `127.0.0.1:${ctx.ports.blackboard}`,
+      ], ctx.ports.trudy!);
+      ctx.sink(`* the student (default protocol) sends '${text}' once, through Trudy's port`);
+      await outcome(studentSend(ctx, "default", home, ctx.ports.trudy!, text));
+      checkVerdict(ctx, "default", await outcome(trudy), {
+        pattern:
+          /^ATTACK FAILED: Blackboard refused the copy of record 0: .*sequence number 0, expected 1/,
+        says: "ATTACK FAILED: the copy refused by its sequence number",
+      });
+      await prints(def, new RegExp(printed));
+      check(
+        ctx,
+        `default: Blackboard printed '${text}' once`,
+        count(def.output, printed) === 1,
+        `printed ${count(def.output, printed)} times`,
+      );
+    },
+  },
 };
 
 export function scenarioTitle(name: ScenarioName): string {
@@ -741,7 +1357,11 @@ export async function runScenario(
   await Deno.mkdir(options.workParent, { recursive: true, mode: 0o700 });
   const dir = await Deno.makeTempDir({ dir: options.workParent, prefix: `${name}-` });
   const absDir = await Deno.realPath(dir);
-  const picked = freePorts(spec.ports.length);
+  // Servers stay off the ports Wireshark dissects as other protocols (pcap/lab.lua must name them).
+  const picked = freePorts(
+    spec.ports.length,
+    options.capture ? await wiresharkTcpPorts() : new Set(),
+  );
   const ports = Object.fromEntries(spec.ports.map((p, i) => [p, picked[i]!]));
   const result: ScenarioResult = {
     name,
@@ -765,6 +1385,7 @@ export async function runScenario(
     tlsEnv: {},
     sink,
     notes: result.notes,
+    checks: result.checks,
   };
   let capture: Capture | undefined;
   try {
@@ -786,6 +1407,13 @@ export async function runScenario(
       capture = undefined;
       result.capture = path;
       if (spec.tls) result.notes.push(secrets ? "TLS key log embedded" : "no TLS key log");
+      if (spec.analyse && result.error === undefined) {
+        try {
+          await spec.analyse(ctx, path);
+        } catch (err) {
+          result.error = errorMessage(err);
+        }
+      }
       if (result.error === undefined) result.checks.push(...await checkScenario(spec, ctx, path));
       if (options.diagram) {
         result.diagram = await writeDiagram(path, `${options.outDir}/${name}`, {
@@ -793,6 +1421,9 @@ export async function runScenario(
           actors: spec.actors(ports),
           ...(spec.tls ? { tlsPorts: spec.tls(ports, ctx).serverPorts } : {}),
         });
+        if (spec.path && result.error === undefined) {
+          result.checks.push(checkPath(spec.path, result.diagram.ladder));
+        }
       }
     }
   } catch (err) {
@@ -804,6 +1435,27 @@ export async function runScenario(
   result.ok = result.error === undefined && result.checks.every((c) => c.ok);
   result.seconds = (Date.now() - started) / 1000;
   return result;
+}
+
+/** The ladder shows `path`'s lanes in order, with messages both ways between each neighbour. */
+function checkPath(path: readonly string[], ladder: Ladder): Check {
+  const lanes = path.map((a) => ladder.actors.indexOf(a));
+  const ordered = lanes.every((l, i) => l >= 0 && (i === 0 || l > lanes[i - 1]!));
+  const between = (from: string, to: string) =>
+    ladder.arrows.filter((a) => a.from === from && a.to === to).length;
+  const missing: string[] = [];
+  for (let i = 1; i < path.length; i++) {
+    const [a, b] = [path[i - 1]!, path[i]!];
+    if (between(a, b) === 0) missing.push(`no message ${a} → ${b}`);
+    if (between(b, a) === 0) missing.push(`no message ${b} → ${a}`);
+  }
+  return {
+    what: `the ladder shows ${path.join(" ⇄ ")}${
+      path.length > 2 ? `, ${path[1]} in the middle lane` : ""
+    }`,
+    ok: ordered && missing.length === 0,
+    report: [`lanes: ${ladder.actors.join(", ")}`, ...missing].join("\n"),
+  };
 }
 
 async function checkScenario(spec: ScenarioSpec, ctx: Context, file: string): Promise<Check[]> {
@@ -827,6 +1479,23 @@ async function checkScenario(spec: ScenarioSpec, ctx: Context, file: string): Pr
     const unknown = messages.filter((m) => /unknown message type|empty frame/.test(m.label));
     // Every payload byte of every connection must sit inside a frame the dissector named.
     const unnamed = [...(await labCoverage(file))].filter(([, c]) => c.named !== c.wire);
+    if (spec.trudyPorts) {
+      const trudy = spec.trudyPorts(ctx.ports);
+      const onTrudy = messages.filter((m) =>
+        trudy.includes(m.srcPort) || trudy.includes(m.dstPort)
+      );
+      const streams = new Set(onTrudy.map((m) => m.stream));
+      checks.push({
+        what: `pcap/lab.lua recognises Trudy's free port${trudy.length === 1 ? "" : "s"} ${
+          trudy.join(", ")
+        } (heuristic): ${onTrudy.length} messages named on ${streams.size} connection${
+          streams.size === 1 ? "" : "s"
+        }`,
+        ok: trudy.every((p) => onTrudy.some((m) => m.srcPort === p || m.dstPort === p)),
+        report: onTrudy.map((m) => `frame ${m.frame}: ${m.srcPort} → ${m.dstPort} ${m.label}`)
+          .join("\n"),
+      });
+    }
     checks.push({
       what:
         `pcap/lab.lua names all ${messages.length} lab messages (every byte), every step present`,

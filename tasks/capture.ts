@@ -9,6 +9,7 @@
 import { missingCaptureTools } from "../lib/capture.ts";
 import {
   ALL_SCENARIOS,
+  ATTACK_SCENARIOS,
   PROJECT_ROOT,
   runScenario,
   SCENARIO_NAMES,
@@ -19,6 +20,13 @@ import {
 import { parseCommand, runMain, UsageError } from "../lib/cli.ts";
 import { stderrSink } from "../lib/log.ts";
 
+const WIDTH = Math.max(...SCENARIO_NAMES.map((n) => n.length));
+/** Names that run several scenarios. */
+const GROUPS: Record<string, readonly ScenarioName[]> = {
+  attacks: ATTACK_SCENARIOS,
+  all: ALL_SCENARIOS,
+};
+
 const USAGE = `Usage: deno task capture SCENARIO [--out DIR] [--diagram]
 
 Runs SCENARIO on 127.0.0.1 (free ports, actors as real processes) while dumpcap captures its ports
@@ -27,8 +35,9 @@ decrypted, and pcap/lab.lua names the lab's messages), checks the TLS record seq
 pcap/expected/*.json and that every lab message is named by its step.
 
 Scenarios:
-${SCENARIO_NAMES.map((n) => `  ${n.padEnd(12)} ${scenarioTitle(n)}`).join("\n")}
-  all          ${ALL_SCENARIOS.join(", ")}
+${SCENARIO_NAMES.map((n) => `  ${n.padEnd(WIDTH)} ${scenarioTitle(n)}`).join("\n")}
+  ${"attacks".padEnd(WIDTH)} ${ATTACK_SCENARIOS.join(", ")}
+  ${"all".padEnd(WIDTH)} ${ALL_SCENARIOS.join(", ")}
 
 Options:
   --out DIR      where the captures go (default pcap/captures)
@@ -69,15 +78,16 @@ export async function main(args: string[]): Promise<number | void> {
   if (!parsed) return;
   const which = parsed.positionals[0];
   if (which === undefined) throw new UsageError("missing SCENARIO");
-  const names: readonly ScenarioName[] = which === "all"
-    ? ALL_SCENARIOS
-    : (SCENARIO_NAMES as readonly string[]).includes(which)
-    ? [which as ScenarioName]
-    : (() => {
-      throw new UsageError(
-        `unknown scenario '${which}' (one of: ${SCENARIO_NAMES.join(", ")}, all)`,
-      );
-    })();
+  let names: readonly ScenarioName[];
+  if (Object.hasOwn(GROUPS, which)) names = GROUPS[which]!;
+  else if ((SCENARIO_NAMES as readonly string[]).includes(which)) names = [which as ScenarioName];
+  else {
+    throw new UsageError(
+      `unknown scenario '${which}' (one of: ${SCENARIO_NAMES.join(", ")}, ${
+        Object.keys(GROUPS).join(", ")
+      })`,
+    );
+  }
   const missing = await missingCaptureTools();
   if (missing.length > 0) {
     throw new Error(`${missing.join(", ")} not found: run 'deno task setup' first`);

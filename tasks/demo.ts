@@ -9,6 +9,8 @@
  *               Alice's secret, AES-GCM records (deposit, withdraw, balance)
  *     system 3  three chat clients over TLS 1.3, one over TLS 1.2 (the seed's sequence), and a
  *               client offering only AES128-SHA (the seed's cipher), refused
+ *     Trudy     each of the attacker's five attacks against seed mode (ATTACK SUCCEEDED) and
+ *               then the default (ATTACK FAILED: why), both legs of her relay captured
  *
  * With tshark/dumpcap available (installed here with apt-get when run as root), each system is
  * captured on `lo` into pcap/captures/*.pcapng with the TLS key log embedded, the TLS record
@@ -30,8 +32,9 @@ import { errorMessage } from "../lib/log.ts";
 const USAGE = `Usage: deno task demo [--no-capture] [--quiet]
 
 Runs the three systems end to end on 127.0.0.1 (free ports, data in data/demo/, removed after),
-prints every protocol step, captures each system with dumpcap (TLS key log embedded), asserts the
-TLS record sequences and the dissector's names, draws each capture, and ends with a summary.
+then Trudy's attacks, each against seed mode and the default; prints every protocol step, captures
+each run with dumpcap (TLS key log embedded), asserts the TLS record sequences, the dissector's
+names and each attack's verdicts, draws each capture, and ends with a summary.
 
 Options:
   --no-capture   run the systems without capturing
@@ -58,7 +61,42 @@ const PARTS: Array<{ scenario: ScenarioName; system: string; what: string }> = [
     system: "3 the chat",
     what: "one chat client over TLS 1.2; AES128-SHA refused",
   },
+  {
+    scenario: "attack-enrol-impersonation",
+    system: "Trudy",
+    what: "enrol-impersonation: cert 2 for another's ID from the open CA; refused without the code",
+  },
+  {
+    scenario: "attack-bank-mitm",
+    system: "Trudy",
+    what: "bank-mitm: seed mode falls (10.00 becomes 900.00); the default refuses at STEP 2",
+  },
+  {
+    scenario: "attack-bank-replay",
+    system: "Trudy",
+    what: "bank-replay: Bob's recorded proof accepted in seed mode; refused at STEP 4 (nonce)",
+  },
+  {
+    scenario: "attack-session-key-sniff",
+    system: "Trudy",
+    what: "session-key-sniff (on the path and --pcap): key read, forgery accepted; default: no key",
+  },
+  {
+    scenario: "attack-message-replay",
+    system: "Trudy",
+    what: "message-replay: a step-6 message printed twice in seed mode; refused by sequence number",
+  },
 ];
+
+/** `seed SUCCEEDED, default FAILED` from an attack scenario's verdict notes. */
+function verdicts(notes: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const n of notes) {
+    const m = /^(seed|default): ATTACK (SUCCEEDED|FAILED)/.exec(n);
+    if (m) counts.set(`${m[1]} ${m[2]}`, (counts.get(`${m[1]} ${m[2]}`) ?? 0) + 1);
+  }
+  return [...counts].map(([v, n]) => (n > 1 ? `${v} ×${n}` : v)).join(", ");
+}
 
 /** Whether dumpcap can capture on lo here (root, or the wireshark group). */
 async function canCapture(dir: string): Promise<string | undefined> {
@@ -98,7 +136,7 @@ export async function main(args: string[]): Promise<number | void> {
   const workParent = `${PROJECT_ROOT}/data/demo`;
   const outDir = `${PROJECT_ROOT}/pcap/captures`;
 
-  print("Secure-channel lab: the three systems end to end on 127.0.0.1\n");
+  print("Secure-channel lab: the three systems end to end on 127.0.0.1, then Trudy's attacks\n");
   let capture = !parsed.values["no-capture"];
   let captureNote = parsed.values["no-capture"] ? "capture off (--no-capture)" : "";
   if (capture) {
@@ -120,7 +158,14 @@ export async function main(args: string[]): Promise<number | void> {
 
   const results: ScenarioResult[] = [];
   for (const part of PARTS) {
-    print(`\n━━━ System ${part.system}: ${part.what} ━━━`);
+    if (part.system === "Trudy" && part === PARTS.find((p) => p.system === "Trudy")) {
+      print("\n━━━━━━ Trudy, the attacker: each attack against seed mode, then the default ━━━━━━");
+    }
+    print(
+      part.system === "Trudy"
+        ? `\n━━━ Attack ${part.what} ━━━`
+        : `\n━━━ System ${part.system}: ${part.what} ━━━`,
+    );
     const r = await runScenario(part.scenario, {
       outDir,
       workParent,
@@ -145,7 +190,7 @@ export async function main(args: string[]): Promise<number | void> {
   }
 
   print("\n━━━ Summary ━━━");
-  const rows = [["system", "scenario", "what ran", "ran", "checks", "time"]];
+  const rows = [["system", "scenario", "what ran", "ran", "checks", "verdicts", "time"]];
   results.forEach((r, i) => {
     const part = PARTS[i]!;
     const passed = r.checks.filter((c) => c.ok).length;
@@ -154,14 +199,15 @@ export async function main(args: string[]): Promise<number | void> {
       r.name,
       part.what,
       r.error ? "FAILED" : "yes",
-      capture ? `${passed}/${r.checks.length} passed` : "(no capture)",
+      r.checks.length > 0 ? `${passed}/${r.checks.length} passed` : "(no capture)",
+      verdicts(r.notes),
       `${r.seconds.toFixed(1)} s`,
     ]);
   });
   print(table(rows));
   const checks = results.flatMap((r) => r.checks);
   if (checks.length > 0) {
-    print("\nAssertions on the captures:");
+    print("\nAssertions (on the captures; on each attack's verdicts and outcomes):");
     for (const r of results) {
       for (const c of r.checks) print(`  ${c.ok ? "PASS" : "FAIL"}  ${r.name}: ${c.what}`);
     }
@@ -183,7 +229,7 @@ export async function main(args: string[]): Promise<number | void> {
   print(
     failed.length === 0
       ? `\nAll ${results.length} runs completed${
-        capture ? `, all ${checks.length} capture checks passed` : ""
+        checks.length > 0 ? `, all ${checks.length} checks passed` : ""
       }`
       : `\nFAILED: ${failed.map((r) => r.name).join(", ")}`,
   );
