@@ -1136,14 +1136,21 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
           h.half === "seed" ? "seed" : "secure",
         ], h.port);
         ctx.sink(`* Alice (${h.half} mode) connects to "Bob" and asks for her balance`);
-        const alice = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [
+        const run = ctx.actors.spawn("Alice", "actors/bank.ts", [
           "client",
           ...h.alice,
           "--bank",
           `127.0.0.1:${h.port}`,
           "balance",
-        ]));
+        ]);
         checkVerdict(ctx, h.half, await outcome(trudy), h.expected);
+        if (h.half === "seed") {
+          // Trudy hung up with Alice's secret; Alice's retries of her balance cannot reach Bob.
+          await prints(run, /STEP 5 Alice's secret: sent/);
+          ctx.sink("* Trudy has hung up with Alice's secret: Alice is stopped");
+          run.kill("SIGTERM");
+        }
+        const alice = await outcome(run);
         check(
           ctx,
           h.seen,
