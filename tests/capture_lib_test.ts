@@ -4,7 +4,14 @@
  */
 
 import assert from "node:assert/strict";
-import { Capture, CaptureError, embedSecrets, freePorts, portFilter } from "../lib/capture.ts";
+import {
+  Capture,
+  CaptureError,
+  embedSecrets,
+  freePorts,
+  portFilter,
+  wiresharkTcpPorts,
+} from "../lib/capture.ts";
 import { tshark } from "../lib/tls_sequence.ts";
 import { tempDir } from "./helpers.ts";
 
@@ -88,4 +95,16 @@ Deno.test("capture: port filters, free ports, and editcap failures", async () =>
   );
   await assert.rejects(Deno.stat(`${dir.path}/out.pcapng`));
   await assert.rejects(Deno.stat(`${dir.path}/out.pcapng.tmp`));
+});
+
+Deno.test("capture: free ports for scenarios skip the ports Wireshark decodes as other protocols", async () => {
+  const registered = await wiresharkTcpPorts();
+  // PCP's port, where a lab server was once dissected as Performance Co-Pilot instead of lab.lua.
+  assert.ok(registered.has(44321), "tshark -G decodes lists tcp.port 44321");
+  assert.ok(registered.size > 100);
+  // Ports just handed out are likely to be handed out again: avoiding them must skip them all.
+  const avoid = new Set(freePorts(20));
+  const picked = freePorts(5, avoid);
+  assert.equal(new Set(picked).size, 5);
+  for (const p of picked) assert.ok(!avoid.has(p), `${p} was to be avoided`);
 });
