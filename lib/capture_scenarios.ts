@@ -1225,7 +1225,7 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
     },
     async analyse(ctx, capture) {
       ctx.sink("* Trudy, passive: session-key-sniff --pcap on this scenario's own capture");
-      const log = new StepLog("Trudy", { sink: ctx.sink });
+      const log = new StepLog("Trudy", { sink: (line) => ctx.sink(`  ${line}`) });
       const seed = await sniffCapture({ pcap: capture, port: ctx.ports.bbSeed!, log });
       ctx.sink(`  [Trudy] ${verdictLine(seed)}`);
       checkVerdict(ctx, "seed", {

@@ -184,7 +184,11 @@ export async function main(args: string[]): Promise<number | void> {
     }
     for (const n of r.notes) print(`note: ${n}`);
     if (r.diagram && part.scenario !== "chat-tls13") {
-      print(`On the wire (${relative(r.capture!)}, as pcap/lab.lua and the key log show it):`);
+      print(
+        `On the wire (${relative(r.capture!)}, as pcap/lab.lua and the key log show it)${
+          part.system === "Trudy" ? ": seed mode first (the '(seed)' steps), then the default" : ""
+        }:`,
+      );
       for (const line of ladderLines(r.diagram.ladder)) print(`  ${line}`);
     }
   }
