@@ -523,30 +523,63 @@ async function startTrudy(
   ]);
 }
 
+/** Options shared by the scenarios' Blackboard and Bob processes. */
+interface ServerRun {
+  /** The actor's name in the log and the ladder. */
+  name: string;
+  port: number;
+  dataDir: string;
+  seed?: boolean;
+}
+
+/** Blackboard with the certificate `issueServer` wrote, pinning the scenario's CA and its CRL. */
+function serveBlackboard(ctx: Context, run: ServerRun): Promise<ActorRun> {
+  return ctx.actors.serve(run.name, "actors/blackboard.ts", [
+    "serve",
+    ...(run.seed ? ["--protocol", "seed"] : []),
+    "--port",
+    String(run.port),
+    "--data-dir",
+    run.dataDir,
+    "--cert",
+    `${ctx.dir}/blackboard/blackboard.cer`,
+    "--key",
+    `${ctx.dir}/blackboard/blackboard.key`,
+    "--ca-cert",
+    `${ctx.dir}/ca/cuhk.cer`,
+    "--ca",
+    `127.0.0.1:${ctx.ports.ca}`,
+  ]);
+}
+
+/** Bob (his certificate, if any, in the data directory); `crl` makes him check the CA's CRL. */
+function serveBob(ctx: Context, run: ServerRun & { crl?: boolean }): Promise<ActorRun> {
+  return ctx.actors.serve(run.name, "actors/bank.ts", [
+    "serve",
+    ...(run.seed ? ["--protocol", "seed"] : []),
+    "--port",
+    String(run.port),
+    "--data-dir",
+    run.dataDir,
+    ...(run.crl ? ["--ca", `127.0.0.1:${ctx.ports.ca}`] : []),
+  ]);
+}
+
 /** The bank attacks' set-up: Bob in seed mode; the CA, Bob in secure mode and Alice enrolled. */
 async function startBanks(ctx: Context): Promise<{ home: string }> {
   await Promise.all([
     startCa(ctx),
-    ctx.actors.serve("Bob (seed)", "actors/bank.ts", [
-      "serve",
-      "--protocol",
-      "seed",
-      "--port",
-      String(ctx.ports.bankSeed),
-      "--data-dir",
-      `${ctx.dir}/bank-seed`,
-    ]),
+    serveBob(ctx, {
+      name: "Bob (seed)",
+      seed: true,
+      port: ctx.ports.bankSeed!,
+      dataDir: `${ctx.dir}/bank-seed`,
+    }),
   ]);
   await issueServer(ctx, "bank", `${ctx.dir}/bank`);
   const [home] = await Promise.all([
     enrol(ctx, ALICE_SID),
-    ctx.actors.serve("Bob", "actors/bank.ts", [
-      "serve",
-      "--port",
-      String(ctx.ports.bank),
-      "--data-dir",
-      `${ctx.dir}/bank`,
-    ]),
+    serveBob(ctx, { name: "Bob", port: ctx.ports.bank!, dataDir: `${ctx.dir}/bank` }),
   ]);
   return { home };
 }
@@ -563,35 +596,18 @@ async function startBlackboards(
 ): Promise<{ seed: ActorRun; def: ActorRun; home: string }> {
   await startCa(ctx);
   await issueServer(ctx, "blackboard", `${ctx.dir}/blackboard`);
-  const common = [
-    "--cert",
-    `${ctx.dir}/blackboard/blackboard.cer`,
-    "--key",
-    `${ctx.dir}/blackboard/blackboard.key`,
-    "--ca-cert",
-    `${ctx.dir}/ca/cuhk.cer`,
-    "--ca",
-    `127.0.0.1:${ctx.ports.ca}`,
-  ];
   const [seed, def, home] = await Promise.all([
-    ctx.actors.serve("Blackboard (seed)", "actors/blackboard.ts", [
-      "serve",
-      "--protocol",
-      "seed",
-      "--port",
-      String(ctx.ports.bbSeed),
-      "--data-dir",
-      `${ctx.dir}/blackboard-seed`,
-      ...common,
-    ]),
-    ctx.actors.serve("Blackboard", "actors/blackboard.ts", [
-      "serve",
-      "--port",
-      String(ctx.ports.blackboard),
-      "--data-dir",
-      `${ctx.dir}/blackboard`,
-      ...common,
-    ]),
+    serveBlackboard(ctx, {
+      name: "Blackboard (seed)",
+      seed: true,
+      port: ctx.ports.bbSeed!,
+      dataDir: `${ctx.dir}/blackboard-seed`,
+    }),
+    serveBlackboard(ctx, {
+      name: "Blackboard",
+      port: ctx.ports.blackboard!,
+      dataDir: `${ctx.dir}/blackboard`,
+    }),
     enrol(ctx, STUDENT_SID),
   ]);
   return { seed, def, home };
@@ -694,17 +710,11 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
     async run(ctx) {
       await startCa(ctx);
       await issueServer(ctx, "blackboard", `${ctx.dir}/blackboard`);
-      await ctx.actors.serve("Blackboard", "actors/blackboard.ts", [
-        "serve",
-        "--port",
-        String(ctx.ports.blackboard),
-        "--data-dir",
-        `${ctx.dir}/blackboard`,
-        "--ca-cert",
-        `${ctx.dir}/ca/cuhk.cer`,
-        "--ca",
-        `127.0.0.1:${ctx.ports.ca}`,
-      ]);
+      await serveBlackboard(ctx, {
+        name: "Blackboard",
+        port: ctx.ports.blackboard!,
+        dataDir: `${ctx.dir}/blackboard`,
+      });
       const home = await enrol(ctx, STUDENT_SID);
       const common = [
         "--sid",
@@ -752,15 +762,12 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
     async run(ctx) {
       await startCa(ctx);
       await issueServer(ctx, "bank", `${ctx.dir}/bank`);
-      await ctx.actors.serve("Bob", "actors/bank.ts", [
-        "serve",
-        "--port",
-        String(ctx.ports.bank),
-        "--data-dir",
-        `${ctx.dir}/bank`,
-        "--ca",
-        `127.0.0.1:${ctx.ports.ca}`,
-      ]);
+      await serveBob(ctx, {
+        name: "Bob",
+        port: ctx.ports.bank!,
+        dataDir: `${ctx.dir}/bank`,
+        crl: true,
+      });
       const home = await enrol(ctx, ALICE_SID);
       ctx.sink("* Alice: deposit 100.00, withdraw 25.50, check balance, exit");
       await ctx.actors.run("Alice", "actors/bank.ts", [
@@ -874,19 +881,12 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
     async run(ctx) {
       await startCa(ctx);
       await issueServer(ctx, "blackboard", `${ctx.dir}/blackboard`);
-      await ctx.actors.serve("Blackboard", "actors/blackboard.ts", [
-        "serve",
-        "--protocol",
-        "seed",
-        "--port",
-        String(ctx.ports.blackboard),
-        "--data-dir",
-        `${ctx.dir}/blackboard`,
-        "--ca-cert",
-        `${ctx.dir}/ca/cuhk.cer`,
-        "--ca",
-        `127.0.0.1:${ctx.ports.ca}`,
-      ]);
+      await serveBlackboard(ctx, {
+        name: "Blackboard",
+        seed: true,
+        port: ctx.ports.blackboard!,
+        dataDir: `${ctx.dir}/blackboard`,
+      });
       const home = await enrol(ctx, STUDENT_SID);
       ctx.sink("* seed mode: the student sends the decrypted session key back in the clear");
       await ctx.actors.run("student", "actors/student.ts", [
@@ -902,15 +902,12 @@ const SPECS: Record<ScenarioName, ScenarioSpec> = {
         "--message",
         "Anyone who saw STEP 5 can forge this",
       ]);
-      await ctx.actors.serve("Bob", "actors/bank.ts", [
-        "serve",
-        "--protocol",
-        "seed",
-        "--port",
-        String(ctx.ports.bank),
-        "--data-dir",
-        `${ctx.dir}/bank`,
-      ]);
+      await serveBob(ctx, {
+        name: "Bob",
+        seed: true,
+        port: ctx.ports.bank!,
+        dataDir: `${ctx.dir}/bank`,
+      });
       ctx.sink("* seed mode: Bob's key unauthenticated, a replayable proof, ECB records");
       await ctx.actors.run("Alice", "actors/bank.ts", [
         "client",
