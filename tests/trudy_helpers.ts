@@ -3,7 +3,12 @@
  * port read from her `Trudy listening on` line, her verdict line read from standard output.
  */
 
-import { ACTOR_PERMISSIONS, ActorProcess } from "./helpers.ts";
+import type { BlackboardMode } from "../lib/blackboard_server.ts";
+import type { HostPort } from "../lib/cli.ts";
+import type { StudentIdentity } from "../lib/enrol.ts";
+import type { StepLog } from "../lib/log.ts";
+import { identity, startBlackboard, type TestBlackboard } from "./blackboard_helpers.ts";
+import { ACTOR_PERMISSIONS, ActorProcess, memoryLog, TestPki } from "./helpers.ts";
 
 export interface TrudyRun extends AsyncDisposable {
   process: ActorProcess;
@@ -41,4 +46,56 @@ export async function startTrudy(attack: string, args: string[]): Promise<TrudyR
       await process.stop("SIGTERM");
     },
   };
+}
+
+/** A student, a Blackboard, and Trudy on the path between them: what the Blackboard attacks need. */
+export interface BlackboardOnThePath extends AsyncDisposable {
+  bb: TestBlackboard;
+  trudy: TrudyRun;
+  /** The student's session options: connect to Trudy, with the student's identity. */
+  session: { blackboard: HostPort; identity: StudentIdentity; log: StepLog };
+}
+
+/**
+ * Starts a test PKI, enrols `sid`, starts Blackboard (`protocol`) and Trudy's `attack` relaying to
+ * it (with `trudyArgs`); disposing stops all three.
+ */
+export async function blackboardOnThePath(
+  attack: string,
+  sid: string,
+  protocol: BlackboardMode,
+  trudyArgs: string[] = [],
+): Promise<BlackboardOnThePath> {
+  const pki = await TestPki.start();
+  try {
+    const student = await pki.student(sid);
+    const bb = await startBlackboard(pki, { protocol });
+    try {
+      const trudy = await startTrudy(attack, [
+        "--blackboard",
+        `127.0.0.1:${bb.addr.port}`,
+        ...trudyArgs,
+      ]);
+      return {
+        bb,
+        trudy,
+        session: {
+          blackboard: { hostname: "127.0.0.1", port: trudy.port },
+          identity: await identity(student.home),
+          log: memoryLog("student").log,
+        },
+        async [Symbol.asyncDispose]() {
+          await trudy[Symbol.asyncDispose]();
+          await bb[Symbol.asyncDispose]();
+          await pki[Symbol.asyncDispose]();
+        },
+      };
+    } catch (err) {
+      await bb[Symbol.asyncDispose]();
+      throw err;
+    }
+  } catch (err) {
+    await pki[Symbol.asyncDispose]();
+    throw err;
+  }
 }

@@ -6,28 +6,17 @@
 import assert from "node:assert/strict";
 import { openSeedSession, openSession } from "../lib/blackboard_client.ts";
 import { PeerRefusedError } from "../lib/codec.ts";
-import { identity, startBlackboard } from "./blackboard_helpers.ts";
-import { memoryLog, TestPki } from "./helpers.ts";
-import { startTrudy } from "./trudy_helpers.ts";
+import { blackboardOnThePath } from "./trudy_helpers.ts";
 
 const SID = "1155000401";
 
 Deno.test("trudy message-replay succeeds against seed mode: Blackboard prints the message twice", async () => {
-  await using pki = await TestPki.start();
-  const student = await pki.student(SID);
-  await using bb = await startBlackboard(pki, { protocol: "seed" });
-  await using trudy = await startTrudy("message-replay", [
-    "--blackboard",
-    `127.0.0.1:${bb.addr.port}`,
+  await using rig = await blackboardOnThePath("message-replay", SID, "seed", [
     "--settle-ms",
     "500",
   ]);
-  const { log } = memoryLog("student");
-  const session = await openSeedSession({
-    blackboard: { hostname: "127.0.0.1", port: trudy.port },
-    identity: await identity(student.home),
-    log,
-  });
+  const { bb, trudy } = rig;
+  const session = await openSeedSession(rig.session);
   await session.send("pay me once");
   // Trudy judges while the session is open; then the student leaves.
   await trudy.process.waitFor(/^ATTACK /m);
@@ -46,19 +35,9 @@ Deno.test("trudy message-replay succeeds against seed mode: Blackboard prints th
 });
 
 Deno.test("trudy message-replay fails against the default: the copy's sequence number is refused", async () => {
-  await using pki = await TestPki.start();
-  const student = await pki.student(SID);
-  await using bb = await startBlackboard(pki);
-  await using trudy = await startTrudy("message-replay", [
-    "--blackboard",
-    `127.0.0.1:${bb.addr.port}`,
-  ]);
-  const { log } = memoryLog("student");
-  using session = await openSession({
-    blackboard: { hostname: "127.0.0.1", port: trudy.port },
-    identity: await identity(student.home),
-    log,
-  });
+  await using rig = await blackboardOnThePath("message-replay", SID, "default");
+  const { bb, trudy } = rig;
+  using session = await openSession(rig.session);
   await session.send("pay me once");
   await assert.rejects(
     session.send("after the replay"),

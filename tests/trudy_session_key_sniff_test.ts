@@ -13,27 +13,18 @@ import { Capture } from "../lib/capture.ts";
 import { constantTimeEqual, fromHex, hmacSha256, toBytes } from "../lib/crypto.ts";
 import { identity, startBlackboard } from "./blackboard_helpers.ts";
 import { ACTOR_PERMISSIONS, memoryLog, runActor, tempDir, TestPki } from "./helpers.ts";
-import { startTrudy } from "./trudy_helpers.ts";
+import { blackboardOnThePath } from "./trudy_helpers.ts";
 
 const SID = "1155000501";
 const FORGED = "Trudy deserves full marks (signed: the student)";
 
 Deno.test("trudy session-key-sniff on the path succeeds against seed mode: Blackboard prints the forgery", async () => {
-  await using pki = await TestPki.start();
-  const student = await pki.student(SID);
-  await using bb = await startBlackboard(pki, { protocol: "seed" });
-  await using trudy = await startTrudy("session-key-sniff", [
-    "--blackboard",
-    `127.0.0.1:${bb.addr.port}`,
+  await using rig = await blackboardOnThePath("session-key-sniff", SID, "seed", [
     "--settle-ms",
     "500",
   ]);
-  const { log } = memoryLog("student");
-  const session = await openSeedSession({
-    blackboard: { hostname: "127.0.0.1", port: trudy.port },
-    identity: await identity(student.home),
-    log,
-  });
+  const { bb, trudy } = rig;
+  const session = await openSeedSession(rig.session);
   await session.send("my own message");
   await trudy.process.waitFor(/^ATTACK /m);
   session.close();
@@ -56,19 +47,9 @@ Deno.test("trudy session-key-sniff on the path succeeds against seed mode: Black
 });
 
 Deno.test("trudy session-key-sniff on the path fails against the default: no key, the forgery is refused", async () => {
-  await using pki = await TestPki.start();
-  const student = await pki.student(SID);
-  await using bb = await startBlackboard(pki);
-  await using trudy = await startTrudy("session-key-sniff", [
-    "--blackboard",
-    `127.0.0.1:${bb.addr.port}`,
-  ]);
-  const { log } = memoryLog("student");
-  using session = await openSession({
-    blackboard: { hostname: "127.0.0.1", port: trudy.port },
-    identity: await identity(student.home),
-    log,
-  });
+  await using rig = await blackboardOnThePath("session-key-sniff", SID, "default");
+  const { bb, trudy } = rig;
+  using session = await openSession(rig.session);
   // Trudy's forgery went in first; Blackboard refused it and closed the session.
   await assert.rejects(session.send("my own message"));
   const r = await trudy.result();
