@@ -27,6 +27,7 @@ import {
   aesGcmEncrypt,
   concatBytes,
   constantTimeEqual,
+  fromHex,
   hmacSha256,
   importAesGcmKey,
   randomBytes,
@@ -36,6 +37,7 @@ import {
 } from "./crypto.ts";
 import { splitFrames } from "./frame.ts";
 import { errorMessage, type StepLog } from "./log.ts";
+import { tshark } from "./tls_sequence.ts";
 
 /** What Trudy forges by default. */
 export const FORGED_MESSAGE = "Trudy deserves full marks (signed: the student)";
@@ -176,52 +178,38 @@ async function readSegments(
   pcap: string,
   port: number | undefined,
 ): Promise<Map<string, TcpStream>> {
-  let out: Deno.CommandOutput;
+  let out: string;
   try {
-    out = await new Deno.Command("tshark", {
-      args: [
-        "-r",
-        pcap,
-        "-Y",
-        port === undefined ? "tcp.len>0" : `tcp.port==${port} && tcp.len>0`,
-        "-T",
-        "fields",
-        "-e",
-        "tcp.stream",
-        "-e",
-        "tcp.srcport",
-        "-e",
-        "tcp.dstport",
-        "-e",
-        "tcp.seq",
-        "-e",
-        "tcp.payload",
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    out = await tshark([
+      "-r",
+      pcap,
+      "-Y",
+      port === undefined ? "tcp.len>0" : `tcp.port==${port} && tcp.len>0`,
+      "-T",
+      "fields",
+      "-e",
+      "tcp.stream",
+      "-e",
+      "tcp.srcport",
+      "-e",
+      "tcp.dstport",
+      "-e",
+      "tcp.seq",
+      "-e",
+      "tcp.payload",
+    ]);
   } catch (err) {
-    throw new Error(`Cannot run tshark: ${errorMessage(err)} (run 'deno task setup')`);
-  }
-  if (!out.success) {
-    const err = new TextDecoder().decode(out.stderr).trim().split("\n").pop();
-    throw new Error(`tshark cannot read ${pcap}: ${err}`);
+    throw new Error(`Cannot read ${pcap}: ${errorMessage(err)}`);
   }
   const streams = new Map<string, TcpStream>();
-  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
+  for (const line of out.split("\n")) {
     const [id, src, dst, seq, hex] = line.trim().split("\t");
     if (!id || !src || !dst || !seq || !hex) continue;
     let s = streams.get(id);
     if (!s) streams.set(id, s = { id, bySource: new Map() });
     let side = s.bySource.get(Number(src));
     if (!side) s.bySource.set(Number(src), side = { dst: Number(dst), segments: [] });
-    const clean = hex.replace(/:/g, "");
-    const payload = new Uint8Array(clean.length / 2);
-    for (let i = 0; i < payload.length; i++) {
-      payload[i] = parseInt(clean.slice(2 * i, 2 * i + 2), 16);
-    }
-    side.segments.push({ seq: Number(seq), payload });
+    side.segments.push({ seq: Number(seq), payload: fromHex(hex.replace(/:/g, "")) });
   }
   return streams;
 }
