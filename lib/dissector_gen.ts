@@ -282,6 +282,18 @@ local function printable(s)
   return (s:gsub("[%c]", "."))
 end
 
+-- The first message of a packet sets the Protocol and Info columns, the next ones append to Info.
+-- Returns the new "first in packet" state (false).
+local function show_in_columns(pinfo, protocol, text, first)
+  if first then
+    pinfo.cols.protocol:set(protocol)
+    pinfo.cols.info:set(text)
+  else
+    pinfo.cols.info:append(", " .. text)
+  end
+  return false
+end
+
 -- Adds one message (type byte and fields) under tree; returns its label and a short summary.
 local function dissect_message(tvb, offset, len, tree, ctx)
   local code = tvb(offset, 1):uint()
@@ -404,13 +416,7 @@ local function register(spec)
     root:add(f_message, tvb(0, 4), full):set_generated()
     root:append_text(", " .. full)
     local text = label .. (summary ~= "" and (" " .. summary) or "")
-    if first_in_packet then
-      pinfo.cols.protocol:set(spec.name)
-      pinfo.cols.info:set(text)
-      first_in_packet = false
-    else
-      pinfo.cols.info:append(", " .. text)
-    end
+    first_in_packet = show_in_columns(pinfo, spec.name, text, first_in_packet)
     return 4 + len
   end
 
@@ -472,13 +478,7 @@ local function chat_pdu(tvb, pinfo, tree)
   local nick = s:match('"nick"%s*:%s*"([^"\\\\]*)"') or s:match('"from"%s*:%s*"([^"\\\\]*)"')
   local info = "chat " .. t .. (nick and (" " .. printable(nick)) or "") ..
     (text and (' "' .. printable(text) .. '"') or "")
-  if chat_first then
-    pinfo.cols.protocol:set("Chat")
-    pinfo.cols.info:set(info)
-    chat_first = false
-  else
-    pinfo.cols.info:append(", " .. info)
-  end
+  chat_first = show_in_columns(pinfo, "Chat", info, chat_first)
   return 4 + len
 end
 
