@@ -18,6 +18,7 @@
  *                  Trudy, Trudy ↔ server) captured, her verdicts and the victims' outcomes asserted
  */
 
+import { PROJECT_ROOT } from "./runtime/paths.ts";
 import { bankProtocol } from "./bank_protocol.ts";
 import { blackboardProtocol, sessionProtocol } from "./blackboard_protocol.ts";
 import { caProtocol } from "./ca_protocol.ts";
@@ -35,8 +36,6 @@ import { FORGED_MESSAGE, sniffCapture } from "./attack_session_key_sniff.ts";
 import { Accounts } from "./bank_accounts.ts";
 import { errorMessage, StepLog } from "./log.ts";
 import { checkCapture, loadExpectation } from "./tls_sequence.ts";
-
-export const PROJECT_ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
 export const SCENARIO_NAMES = [
   "enrol",

@@ -7,6 +7,7 @@
  * The SVG stands alone; the HTML page embeds it and lists the same messages as a table.
  */
 
+import { DISSECTOR_PATH } from "./runtime/paths.ts";
 import { readTlsConnections, REASSEMBLY_PREFS, tshark } from "./tls_sequence.ts";
 
 export interface CaptureMessage {
@@ -21,7 +22,7 @@ export interface CaptureMessage {
   label: string;
 }
 
-export const LUA_DISSECTOR = new URL("../pcap/lab.lua", import.meta.url).pathname;
+export const LUA_DISSECTOR = DISSECTOR_PATH;
 
 const LAB_FIELDS: Record<string, string> = {
   "cuhk.message": "CUHK",

@@ -15,6 +15,7 @@
  * - names the chat's JSON frames (system 3) inside decrypted TLS (`labchat`).
  */
 
+import { DISSECTOR_PATH } from "./runtime/paths.ts";
 import { BANK_PORT, bankProtocol } from "./bank_protocol.ts";
 import { BLACKBOARD_PORT, blackboardProtocol, sessionProtocol } from "./blackboard_protocol.ts";
 import { CA_PORT, caProtocol } from "./ca_protocol.ts";
@@ -61,7 +62,7 @@ export const LAB_DISSECTORS: readonly DissectedProtocol[] = [
 ];
 
 /** Where the generated dissector lives. */
-export const DISSECTOR_PATH = new URL("../pcap/lab.lua", import.meta.url);
+export { DISSECTOR_PATH };
 
 /** The chat's message types (system 3: JSON in frames, inside TLS), by direction. */
 export const CHAT_TYPES = {

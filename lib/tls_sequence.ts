@@ -15,6 +15,8 @@
  * records, the decrypted name) and then the records allowed after the handshake, with counts.
  */
 
+import { EXPECTED_DIR } from "./runtime/paths.ts";
+
 export type Side = "client" | "server";
 
 export interface TlsRecord {
@@ -381,12 +383,14 @@ export function parseExpectation(text: string, source = "expectation"): Expectat
   return exp;
 }
 
-export const EXPECTED_DIR = new URL("../pcap/expected/", import.meta.url);
+export { EXPECTED_DIR };
 
 /** Loads `pcap/expected/NAME.json`. */
 export async function loadExpectation(name: string): Promise<Expectation> {
-  const url = new URL(`${name}.json`, EXPECTED_DIR);
-  return parseExpectation(await Deno.readTextFile(url), `pcap/expected/${name}.json`);
+  return parseExpectation(
+    await Deno.readTextFile(`${EXPECTED_DIR}/${name}.json`),
+    `pcap/expected/${name}.json`,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

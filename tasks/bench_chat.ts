@@ -11,13 +11,12 @@
  * the clients all run in this one (one TLS connection each, like separate users).
  */
 
+import { PROJECT_ROOT as ROOT } from "../lib/runtime/paths.ts";
 import { CertificateAuthority } from "../lib/ca.ts";
 import { ChatClient } from "../lib/chat_client.ts";
 import { parseCommand, parsePositiveInt, runMain, UsageError } from "../lib/cli.ts";
 import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/fsutil.ts";
 import { certificatePem } from "../lib/pki.ts";
-
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
 const USAGE = `Usage: deno task bench:chat [options]
 

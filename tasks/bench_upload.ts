@@ -11,6 +11,7 @@
  * by default, or random bytes with --random). Blackboard and the student run as the real actors.
  */
 
+import { PROJECT_ROOT as ROOT } from "../lib/runtime/paths.ts";
 import { CertificateAuthority } from "../lib/ca.ts";
 import { serveCa } from "../lib/ca_server.ts";
 import { parseCommand, parsePositiveInt, runMain } from "../lib/cli.ts";
@@ -25,7 +26,6 @@ import {
   generateRsaKeyPair,
 } from "../lib/pki.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const SID = "1155999999";
 const MiB = 1024 * 1024;
 

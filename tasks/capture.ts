@@ -6,11 +6,11 @@
  * (DIR/SCENARIO.svg and .html).
  */
 
+import { PROJECT_ROOT } from "../lib/runtime/paths.ts";
 import { missingCaptureTools } from "../lib/capture.ts";
 import {
   ALL_SCENARIOS,
   ATTACK_SCENARIOS,
-  PROJECT_ROOT,
   runScenario,
   SCENARIO_NAMES,
   type ScenarioName,

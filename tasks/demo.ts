@@ -18,13 +18,9 @@
  * and each capture is drawn as a ladder diagram. Without them, the systems still run.
  */
 
+import { PROJECT_ROOT } from "../lib/runtime/paths.ts";
 import { Capture, ensureCaptureTools, freePort } from "../lib/capture.ts";
-import {
-  PROJECT_ROOT,
-  runScenario,
-  type ScenarioName,
-  type ScenarioResult,
-} from "../lib/capture_scenarios.ts";
+import { runScenario, type ScenarioName, type ScenarioResult } from "../lib/capture_scenarios.ts";
 import { parseCommand, runMain } from "../lib/cli.ts";
 import { ladderLines } from "../lib/diagram.ts";
 import { errorMessage } from "../lib/log.ts";

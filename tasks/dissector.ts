@@ -26,7 +26,7 @@ export async function main(args: string[]): Promise<number | void> {
   });
   if (!parsed) return;
   const lua = labDissector();
-  const path = DISSECTOR_PATH.pathname;
+  const path = DISSECTOR_PATH;
   const current = await Deno.readTextFile(DISSECTOR_PATH).catch(() => undefined);
   const names = [
     ...LAB_DISSECTORS.map((d) => `${d.abbrev} (TCP ${d.port})`),

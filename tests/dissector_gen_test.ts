@@ -87,7 +87,7 @@ Deno.test("dissector: tshark loads pcap/lab.lua and registers its fields", async
     "-G",
     "fields",
     "-X",
-    `lua_script:${DISSECTOR_PATH.pathname}`,
+    `lua_script:${DISSECTOR_PATH}`,
   ]);
   assert.doesNotMatch(fields.stderr, /Lua:/);
   for (

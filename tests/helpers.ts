@@ -18,7 +18,8 @@ import {
 } from "../lib/pki.ts";
 import type { Server } from "../lib/server.ts";
 
-export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+export { PROJECT_ROOT as ROOT } from "../lib/runtime/paths.ts";
+import { PROJECT_ROOT as ROOT } from "../lib/runtime/paths.ts";
 
 /** A temporary directory removed when disposed. */
 export async function tempDir(prefix = "lab-test-"): Promise<AsyncDisposable & { path: string }> {
