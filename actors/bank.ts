@@ -6,12 +6,12 @@
  *     deno task bank client --sid SID [deposit 10.50 withdraw 3 balance]
  */
 
-import { Accounts } from "../lib/bank_accounts.ts";
-import { AmountError, formatCents, parseAmount } from "../lib/bank_amount.ts";
-import { BankClient, type OperationOutcome } from "../lib/bank_client.ts";
-import { type BobIdentity, loadBobIdentity } from "../lib/bank_handshake.ts";
-import { BANK_PORT, type BankMode } from "../lib/bank_protocol.ts";
-import { serveBank } from "../lib/bank_server.ts";
+import { Accounts } from "../lib/bank/accounts.ts";
+import { AmountError, formatCents, parseAmount } from "../lib/bank/amount.ts";
+import { BankClient, type OperationOutcome } from "../lib/bank/client.ts";
+import { type BobIdentity, loadBobIdentity } from "../lib/bank/handshake.ts";
+import { BANK_PORT, type BankMode } from "../lib/bank/protocol.ts";
+import { serveBank } from "../lib/bank/server.ts";
 import {
   dispatch,
   parseCommand,
@@ -22,11 +22,11 @@ import {
   runMain,
   shutdownSignal,
   UsageError,
-} from "../lib/cli.ts";
-import { fetchCrl, loadIdentity, loadRoot } from "../lib/enrol.ts";
-import { CA_PORT } from "../lib/ca_protocol.ts";
-import { ensureDir, exists, readTextFile } from "../lib/fsutil.ts";
-import { errorMessage, StepLog } from "../lib/log.ts";
+} from "../lib/runtime/cli.ts";
+import { fetchCrl, loadIdentity, loadRoot } from "../lib/ca/client.ts";
+import { CA_PORT } from "../lib/ca/protocol.ts";
+import { ensureDir, exists, readTextFile } from "../lib/runtime/fs.ts";
+import { errorMessage, StepLog } from "../lib/runtime/log.ts";
 import {
   type Crl,
   exportPrivateKeyPem,
@@ -35,7 +35,7 @@ import {
   parseCrl,
   verifyCertificate,
   verifyCrl,
-} from "../lib/pki.ts";
+} from "../lib/pki/pki.ts";
 
 const DEFAULT_DATA_DIR = "data/bank";
 const CRL_REFRESH_MS = 10 * 60_000;

@@ -6,7 +6,7 @@
  *     deno task blackboard serve [options]
  */
 
-import { CA_PORT } from "../lib/ca_protocol.ts";
+import { CA_PORT } from "../lib/ca/protocol.ts";
 import {
   dispatch,
   parseCommand,
@@ -16,17 +16,17 @@ import {
   runMain,
   shutdownSignal,
   UsageError,
-} from "../lib/cli.ts";
-import { BLACKBOARD_NAME, BLACKBOARD_PORT } from "../lib/blackboard_protocol.ts";
+} from "../lib/runtime/cli.ts";
+import { BLACKBOARD_NAME, BLACKBOARD_PORT } from "../lib/blackboard/protocol.ts";
 import {
   type BlackboardMode,
   DEFAULT_CRL_REFRESH_MS,
   RevocationChecker,
   serveBlackboard,
-} from "../lib/blackboard_server.ts";
-import { loadRoot } from "../lib/enrol.ts";
-import { assertPrivateFile, ensureDir, readTextFile } from "../lib/fsutil.ts";
-import { StepLog } from "../lib/log.ts";
+} from "../lib/blackboard/server.ts";
+import { loadRoot } from "../lib/ca/client.ts";
+import { assertPrivateFile, ensureDir, readTextFile } from "../lib/runtime/fs.ts";
+import { StepLog } from "../lib/runtime/log.ts";
 import {
   commonName,
   importSigningKey,
@@ -34,8 +34,8 @@ import {
   publicKeyOf,
   samePublicKey,
   verifyCertificate,
-} from "../lib/pki.ts";
-import { DEFAULT_MAX_REPORT_SIZE, UploadStore } from "../lib/upload_store.ts";
+} from "../lib/pki/pki.ts";
+import { DEFAULT_MAX_REPORT_SIZE, UploadStore } from "../lib/blackboard/upload_store.ts";
 
 const DEFAULT_DATA_DIR = "data/blackboard";
 

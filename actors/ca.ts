@@ -5,9 +5,9 @@
  *     deno task ca serve | code | issue | revoke | crl | list
  */
 
-import { CertificateAuthority, DEFAULT_CODE_TTL_MS, serialOf } from "../lib/ca.ts";
-import { CA_PORT } from "../lib/ca_protocol.ts";
-import { serveCa } from "../lib/ca_server.ts";
+import { CertificateAuthority, DEFAULT_CODE_TTL_MS, serialOf } from "../lib/ca/authority.ts";
+import { CA_PORT } from "../lib/ca/protocol.ts";
+import { serveCa } from "../lib/ca/server.ts";
 import {
   dispatch,
   parseCommand,
@@ -18,10 +18,10 @@ import {
   runMain,
   shutdownSignal,
   UsageError,
-} from "../lib/cli.ts";
-import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/fsutil.ts";
-import { StepLog } from "../lib/log.ts";
-import { certificatePem, crlNumber, crlPem, der } from "../lib/pki.ts";
+} from "../lib/runtime/cli.ts";
+import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/runtime/fs.ts";
+import { StepLog } from "../lib/runtime/log.ts";
+import { certificatePem, crlNumber, crlPem, der } from "../lib/pki/pki.ts";
 
 const DEFAULT_DATA_DIR = "data/ca";
 

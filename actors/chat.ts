@@ -16,13 +16,13 @@ import {
   runMain,
   shutdownSignal,
   UsageError,
-} from "../lib/cli.ts";
-import { assertPrivateFile, readTextFile } from "../lib/fsutil.ts";
-import { StepLog } from "../lib/log.ts";
-import { CHAT_PORT, MAX_TEXT } from "../lib/chat_protocol.ts";
-import { type ChatLimits, DEFAULT_CHAT_LIMITS, serveChat } from "../lib/chat_server.ts";
-import { ChatClient, formatServerMessage } from "../lib/chat_client.ts";
-import { readLines, runInteractive, runScript, type ScriptStep } from "../lib/chat_session.ts";
+} from "../lib/runtime/cli.ts";
+import { assertPrivateFile, readTextFile } from "../lib/runtime/fs.ts";
+import { StepLog } from "../lib/runtime/log.ts";
+import { CHAT_PORT, MAX_TEXT } from "../lib/chat/protocol.ts";
+import { type ChatLimits, DEFAULT_CHAT_LIMITS, serveChat } from "../lib/chat/server.ts";
+import { ChatClient, formatServerMessage } from "../lib/chat/client.ts";
+import { readLines, runInteractive, runScript, type ScriptStep } from "../lib/chat/session.ts";
 
 const DEFAULT_DIR = "data/chat";
 const D = DEFAULT_CHAT_LIMITS;

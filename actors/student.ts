@@ -8,7 +8,7 @@
  *     deno task student upload --sid SID --file PATH
  */
 
-import { CA_PORT } from "../lib/ca_protocol.ts";
+import { CA_PORT } from "../lib/ca/protocol.ts";
 import {
   dispatch,
   parseCommand,
@@ -17,10 +17,10 @@ import {
   required,
   runMain,
   UsageError,
-} from "../lib/cli.ts";
-import { openSeedSession, openSession } from "../lib/blackboard_client.ts";
-import { BLACKBOARD_NAME, BLACKBOARD_PORT } from "../lib/blackboard_protocol.ts";
-import { ProgressBar } from "../lib/upload_progress.ts";
+} from "../lib/runtime/cli.ts";
+import { openSeedSession, openSession } from "../lib/blackboard/client.ts";
+import { BLACKBOARD_NAME, BLACKBOARD_PORT } from "../lib/blackboard/protocol.ts";
+import { ProgressBar } from "../lib/blackboard/progress.ts";
 import {
   homePaths,
   loadIdentity,
@@ -28,10 +28,10 @@ import {
   requestCertificate,
   storeCertificate,
   storeKey,
-} from "../lib/enrol.ts";
-import { toBytes } from "../lib/crypto.ts";
-import { exists, readTextFile, writeFileAtomic } from "../lib/fsutil.ts";
-import { StepLog } from "../lib/log.ts";
+} from "../lib/ca/client.ts";
+import { toBytes } from "../lib/crypto/primitives.ts";
+import { exists, readTextFile, writeFileAtomic } from "../lib/runtime/fs.ts";
+import { StepLog } from "../lib/runtime/log.ts";
 import {
   certificatePem,
   createCsr,
@@ -42,7 +42,7 @@ import {
   parseCsr,
   publicKeyOf,
   RSA_SIGN,
-} from "../lib/pki.ts";
+} from "../lib/pki/pki.ts";
 
 const DEFAULT_CA_CERT = "data/ca/cuhk.cer";
 

@@ -6,21 +6,26 @@
  *     deno task trudy ATTACK [options]
  */
 
-import { type AttackServer, type Verdict, verdictLine, verdictStatus } from "../lib/attack.ts";
-import { startBankMitm } from "../lib/attack_bank_mitm.ts";
-import { recordBobProof, startFakeBob } from "../lib/attack_bank_replay.ts";
-import { SETTLE_MS } from "../lib/attack_blackboard.ts";
-import { enrolImpersonation } from "../lib/attack_enrol.ts";
-import { startMessageReplay } from "../lib/attack_message_replay.ts";
+import {
+  type AttackServer,
+  type Verdict,
+  verdictLine,
+  verdictStatus,
+} from "../lib/trudy/attack.ts";
+import { startBankMitm } from "../lib/trudy/bank_mitm.ts";
+import { recordBobProof, startFakeBob } from "../lib/trudy/bank_replay.ts";
+import { SETTLE_MS } from "../lib/trudy/blackboard_path.ts";
+import { enrolImpersonation } from "../lib/trudy/enrol_impersonation.ts";
+import { startMessageReplay } from "../lib/trudy/message_replay.ts";
 import {
   FORGED_MESSAGE,
   sniffCapture,
   startSessionKeySniff,
-} from "../lib/attack_session_key_sniff.ts";
-import { parseAmount } from "../lib/bank_amount.ts";
-import { BANK_PORT, type BankMode } from "../lib/bank_protocol.ts";
-import { BLACKBOARD_PORT } from "../lib/blackboard_protocol.ts";
-import { CA_PORT } from "../lib/ca_protocol.ts";
+} from "../lib/trudy/session_key_sniff.ts";
+import { parseAmount } from "../lib/bank/amount.ts";
+import { BANK_PORT, type BankMode } from "../lib/bank/protocol.ts";
+import { BLACKBOARD_PORT } from "../lib/blackboard/protocol.ts";
+import { CA_PORT } from "../lib/ca/protocol.ts";
 import {
   dispatch,
   parseCommand,
@@ -32,9 +37,9 @@ import {
   runMain,
   shutdownSignal,
   UsageError,
-} from "../lib/cli.ts";
-import { loadRoot } from "../lib/enrol.ts";
-import { StepLog } from "../lib/log.ts";
+} from "../lib/runtime/cli.ts";
+import { loadRoot } from "../lib/ca/client.ts";
+import { StepLog } from "../lib/runtime/log.ts";
 
 const USAGE = `Trudy, the attacker (for the lab's own servers on loopback only)
 

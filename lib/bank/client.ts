@@ -1,0 +1,222 @@
+/**
+ * Alice, the bank's customer (system 2): connects, runs the handshake, and sends banking
+ * operations. Amounts are parsed before anything is sent; every deposit and withdrawal carries a
+ * request id, and when the connection is lost before the reply Alice reconnects and sends the same
+ * request again, which Bob applies once.
+ */
+
+import { parseAmount } from "./amount.ts";
+import { aliceHandshake, HandshakeError } from "./handshake.ts";
+import { BANK_HANDSHAKE_TIMEOUT_MS, BANK_MAX_FRAME, type BankMode } from "./protocol.ts";
+import type { BankSession } from "./records.ts";
+import type { HostPort } from "../runtime/cli.ts";
+import { PeerRefusedError } from "../wire/codec.ts";
+import { randomBytes, toHex } from "../crypto/primitives.ts";
+import { DeadlineError, FramedStream, FrameError } from "../wire/frame.ts";
+import { errorMessage, type StepLog } from "../runtime/log.ts";
+import type { Certificate } from "../pki/pki.ts";
+
+export interface BankClientOptions {
+  bank: HostPort;
+  mode: BankMode;
+  log: StepLog;
+  /** Secure: the root Bob's certificate must chain to, Alice's certificate and key. */
+  root?: Certificate;
+  cert?: Certificate;
+  keyPem?: string;
+  /** Secure: the name Bob's certificate must carry (default: the host connected to). */
+  expectedHost?: string;
+  /** Seed: the account name claimed. */
+  customer?: string;
+  /** Deadline for each reply. */
+  timeoutMs?: number;
+  /** How long to keep reconnecting to resend a request whose reply was lost (default 5 s). */
+  retryForMs?: number;
+}
+
+export type DepositOrWithdraw = "deposit" | "withdraw";
+
+/** The answer to a deposit or withdrawal. */
+export type OperationOutcome =
+  | {
+    ok: true;
+    kind: DepositOrWithdraw;
+    requestId: string;
+    amount: number;
+    balance: number;
+    replayed: boolean;
+  }
+  | { ok: false; kind: DepositOrWithdraw; requestId: string; reason: string };
+
+/** A fresh request id: 128 random bits. */
+export function newRequestId(): string {
+  return toHex(randomBytes(16));
+}
+
+/** Whether an error means the connection broke (worth reconnecting), not a refusal. */
+export function isConnectionLoss(err: unknown): boolean {
+  if (err instanceof HandshakeError) return err.transport;
+  if (err instanceof DeadlineError) return true;
+  if (err instanceof FrameError) return /closed|truncated/i.test(err.message);
+  return err instanceof Deno.errors.ConnectionRefused ||
+    err instanceof Deno.errors.ConnectionReset ||
+    err instanceof Deno.errors.ConnectionAborted ||
+    err instanceof Deno.errors.BrokenPipe ||
+    err instanceof Deno.errors.NotConnected ||
+    err instanceof Deno.errors.UnexpectedEof;
+}
+
+/** Opens a connection to Bob and runs Alice's side of the handshake. */
+export async function openSession(options: BankClientOptions): Promise<BankSession> {
+  const conn = await Deno.connect({ hostname: options.bank.hostname, port: options.bank.port });
+  const stream = new FramedStream(conn, {
+    maxFrame: BANK_MAX_FRAME,
+    readTimeoutMs: options.timeoutMs ?? BANK_HANDSHAKE_TIMEOUT_MS,
+  });
+  const { session } = await aliceHandshake(stream, {
+    mode: options.mode,
+    log: options.log,
+    expectedHost: options.expectedHost ?? options.bank.hostname,
+    ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+    ...(options.root ? { root: options.root } : {}),
+    ...(options.cert ? { cert: options.cert } : {}),
+    ...(options.keyPem ? { keyPem: options.keyPem } : {}),
+    ...(options.customer ? { customer: options.customer } : {}),
+  }).catch((err) => {
+    if (err instanceof PeerRefusedError) throw new PeerRefusedError(`Bob refused: ${err.message}`);
+    throw err;
+  });
+  return session;
+}
+
+/** Alice's banking client: one session at a time, reopened when a request's reply is lost. */
+export class BankClient {
+  readonly options: BankClientOptions;
+  #session: BankSession | undefined;
+  #closed = false;
+  /** How many times a lost connection was reopened. */
+  reconnects = 0;
+
+  constructor(options: BankClientOptions) {
+    this.options = options;
+  }
+
+  /** Connects now (otherwise the first request does). */
+  static async connect(options: BankClientOptions): Promise<BankClient> {
+    const client = new BankClient(options);
+    await client.ensureSession();
+    return client;
+  }
+
+  /** The current session, opening one if needed. */
+  async ensureSession(): Promise<BankSession> {
+    if (this.#closed) throw new Error("The bank client is closed");
+    this.#session ??= await openSession(this.options);
+    return this.#session;
+  }
+
+  get session(): BankSession | undefined {
+    return this.#session;
+  }
+
+  async #request<T>(what: string, exchange: (s: BankSession) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + (this.options.retryForMs ?? 5000);
+    let delay = 50;
+    for (;;) {
+      try {
+        return await exchange(await this.ensureSession());
+      } catch (err) {
+        this.#session?.close();
+        this.#session = undefined;
+        if (!isConnectionLoss(err) || Date.now() + delay > deadline) throw err;
+        this.options.log.warn(`connection lost during ${what} (${errorMessage(err)}): resending`);
+        this.reconnects++;
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 500);
+      }
+    }
+  }
+
+  /**
+   * Deposits or withdraws `amount` (text like `10.50`, checked here before anything is sent).
+   * The same `requestId` may be given again to retry an operation: Bob applies it once.
+   */
+  async operate(
+    kind: DepositOrWithdraw,
+    amount: string,
+    requestId = newRequestId(),
+  ): Promise<OperationOutcome> {
+    parseAmount(amount);
+    const reply = await this.#request(`${kind} ${amount}`, async (s) => {
+      await s.send(kind, { requestId, amount });
+      return await s.receive(["applied", "refused"], this.#timeout());
+    });
+    if (reply.requestId !== requestId) {
+      throw new FrameError(`Bob answered request ${reply.requestId}, not ${requestId}`);
+    }
+    if (reply.type === "refused") return { ok: false, kind, requestId, reason: reply.reason };
+    return {
+      ok: true,
+      kind,
+      requestId,
+      amount: reply.amount,
+      balance: reply.balance,
+      replayed: reply.replayed === 1,
+    };
+  }
+
+  async deposit(amount: string, requestId?: string): Promise<OperationOutcome> {
+    return await this.operate("deposit", amount, requestId);
+  }
+
+  async withdraw(amount: string, requestId?: string): Promise<OperationOutcome> {
+    return await this.operate("withdraw", amount, requestId);
+  }
+
+  /** The balance in cents. */
+  async balance(): Promise<number> {
+    const reply = await this.#request("balance", async (s) => {
+      await s.send("balance", {});
+      return await s.receive(["balanceIs"], this.#timeout());
+    });
+    return reply.balance;
+  }
+
+  /** The most recent operations, newest first, one tab-separated line each. */
+  async statement(limit = 10): Promise<string[]> {
+    const reply = await this.#request("statement", async (s) => {
+      await s.send("statement", { limit });
+      return await s.receive(["statementIs"], this.#timeout());
+    });
+    return reply.entries === "" ? [] : reply.entries.split("\n");
+  }
+
+  /** The seed's `Exit : 4`: says goodbye and closes. */
+  async exit(): Promise<void> {
+    const s = this.#session;
+    if (s) {
+      try {
+        await s.send("exit", {});
+        await s.receive(["bye"], this.#timeout());
+      } finally {
+        this.close();
+      }
+    } else {
+      this.close();
+    }
+  }
+
+  #timeout(): { timeoutMs?: number } {
+    return this.options.timeoutMs ? { timeoutMs: this.options.timeoutMs } : {};
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#session?.close();
+    this.#session = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

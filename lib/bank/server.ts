@@ -1,0 +1,196 @@
+/**
+ * Bob, the bank server (system 2): the handshake, then banking operations against the accounts,
+ * for many customers and many sessions of one customer at once. A failed handshake or a bad record
+ * gets a one-line refusal naming the step and closes that session; everyone else goes on.
+ */
+
+import { type Accounts, OperationError, type StatementEntry } from "./accounts.ts";
+import { formatCents } from "./amount.ts";
+import { bobHandshake, type BobIdentity, HandshakeError } from "./handshake.ts";
+import {
+  BANK_HANDSHAKE_TIMEOUT_MS,
+  BANK_IDLE_TIMEOUT_MS,
+  BANK_MAX_FRAME,
+  BANK_PORT,
+  type BankMode,
+  bankOps,
+  stepName,
+} from "./protocol.ts";
+import { type BankSession, RecordError, UnknownOperationError } from "./records.ts";
+import { PeerRefusedError } from "../wire/codec.ts";
+import { DeadlineError, FrameError } from "../wire/frame.ts";
+import type { StepLog } from "../runtime/log.ts";
+import type { Certificate, Crl } from "../pki/pki.ts";
+import { serveFramed, type Server } from "../net/server.ts";
+
+export interface BankServerOptions {
+  mode: BankMode;
+  accounts: Accounts;
+  identity: BobIdentity;
+  log: StepLog;
+  /** Secure: the root customers' certificates chain to. */
+  root?: Certificate;
+  /** The current verified CRL, asked for at each handshake (so it can be refreshed). */
+  crl?: Crl | (() => Crl | undefined);
+  hostname?: string;
+  port?: number;
+  signal?: AbortSignal;
+  handshakeTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  maxConnections?: number;
+}
+
+function crlOption(crl: BankServerOptions["crl"]): { crl?: Crl } {
+  const current = typeof crl === "function" ? crl() : crl;
+  return current ? { crl: current } : {};
+}
+
+/** One statement entry per line, tab-separated: time, kind, amount, status, balance. */
+export function encodeStatement(entries: StatementEntry[]): string {
+  return entries.map((e) =>
+    [e.at, e.kind, formatCents(e.amount), e.status, formatCents(e.balance)].join("\t")
+  ).join("\n");
+}
+
+export function serveBank(options: BankServerOptions): Server {
+  const { accounts, mode } = options;
+  const idleMs = options.idleTimeoutMs ?? BANK_IDLE_TIMEOUT_MS;
+  return serveFramed({
+    hostname: options.hostname,
+    port: options.port ?? BANK_PORT,
+    log: options.log,
+    signal: options.signal,
+    maxConnections: options.maxConnections,
+    stream: {
+      maxFrame: BANK_MAX_FRAME,
+      readTimeoutMs: options.handshakeTimeoutMs ?? BANK_HANDSHAKE_TIMEOUT_MS,
+    },
+    handler: async (stream, { remote, log }) => {
+      let session: BankSession;
+      try {
+        ({ session } = await bobHandshake(stream, {
+          mode,
+          log,
+          identity: options.identity,
+          remote,
+          ...(options.root ? { root: options.root } : {}),
+          ...crlOption(options.crl),
+          ...(options.handshakeTimeoutMs ? { timeoutMs: options.handshakeTimeoutMs } : {}),
+        }));
+      } catch (err) {
+        if (err instanceof HandshakeError) return log.warn(`refused ${remote}: ${err.message}`);
+        if (err instanceof PeerRefusedError) {
+          return log.warn(`${remote} gave up: ${err.message}`);
+        }
+        throw err;
+      }
+      const customer = session.customer;
+      if (mode === "secure") {
+        await session.send("welcome", { customer, balance: accounts.open(customer) });
+      }
+      log.info(`${stepName(6)}: session open for account ${customer}`);
+      await serveOperations(session, accounts, log, idleMs);
+    },
+  });
+}
+
+async function serveOperations(
+  session: BankSession,
+  accounts: Accounts,
+  log: StepLog,
+  idleMs: number,
+): Promise<void> {
+  const customer = session.customer;
+  for (;;) {
+    let op;
+    try {
+      op = await session.next({ timeoutMs: idleMs });
+    } catch (err) {
+      if (err instanceof UnknownOperationError) {
+        log.warn(`${customer}: ${err.message}`);
+        await session.send("refused", {
+          requestId: "",
+          reason: `Unknown operation: ${err.message}`,
+        });
+        continue;
+      }
+      if (err instanceof RecordError) {
+        log.warn(`${customer}: ${err.message}: closing`);
+        await session.refuse(err.message);
+        return;
+      }
+      if (err instanceof DeadlineError) {
+        log.warn(`${customer}: idle: ${err.message}`);
+        return;
+      }
+      if (err instanceof FrameError) {
+        log.warn(`${customer}: ${err.message}: closing`);
+        await session.refuse(err.message);
+        return;
+      }
+      if (err instanceof PeerRefusedError) return log.warn(`${customer} gave up: ${err.message}`);
+      throw err;
+    }
+    if (op === null) return log.info(`${customer}: disconnected`);
+    switch (op.type) {
+      case "deposit":
+      case "withdraw": {
+        let result;
+        try {
+          result = accounts.apply({
+            customer,
+            requestId: op.requestId,
+            kind: op.type,
+            amount: op.amount,
+          });
+        } catch (err) {
+          if (!(err instanceof OperationError)) throw err;
+          log.warn(`${customer}: ${op.type} refused: ${err.message}`);
+          await session.send("refused", { requestId: op.requestId, reason: err.message });
+          break;
+        }
+        const again = result.replayed ? " (retry: original result)" : "";
+        if (result.status === "refused") {
+          log.info(
+            `${customer}: ${bankOps.label(op.type)} ${
+              formatCents(result.amount)
+            } refused${again}: ${result.reason}`,
+          );
+          await session.send("refused", { requestId: op.requestId, reason: result.reason });
+        } else {
+          log.info(
+            `${customer}: ${bankOps.label(op.type)} ${
+              formatCents(result.amount)
+            } applied${again}, balance ${formatCents(result.balance)}`,
+          );
+          await session.send("applied", {
+            requestId: op.requestId,
+            kind: result.kind,
+            amount: result.amount,
+            balance: result.balance,
+            replayed: result.replayed ? 1 : 0,
+          });
+        }
+        break;
+      }
+      case "balance":
+        await session.send("balanceIs", { balance: accounts.balance(customer) });
+        break;
+      case "statement":
+        await session.send("statementIs", {
+          entries: encodeStatement(accounts.statement(customer, op.limit)),
+        });
+        break;
+      case "exit":
+        await session.send("bye", {});
+        log.info(`${customer}: ${bankOps.label("exit")}`);
+        return;
+      default:
+        log.warn(`${customer}: ${op.type} is not a request`);
+        await session.send("refused", {
+          requestId: "",
+          reason: `Unknown operation: ${op.type} is not a request`,
+        });
+    }
+  }
+}

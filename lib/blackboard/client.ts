@@ -1,0 +1,436 @@
+/**
+ * The student's side of the Blackboard protocol (system 1, steps 3–6): the handshake, messages and
+ * resumable report uploads; and the seeds' protocol for `--protocol seed`.
+ */
+
+import { createHash } from "node:crypto";
+import type { HostPort } from "../runtime/cli.ts";
+import { PeerRefusedError } from "../wire/codec.ts";
+import {
+  constantTimeEqual,
+  hmacSha256,
+  randomBytes,
+  rsaOaepDecrypt,
+  sha256,
+  toBytes,
+  toHex,
+} from "../crypto/primitives.ts";
+import type { StudentIdentity } from "../ca/client.ts";
+import { FramedStream } from "../wire/frame.ts";
+import { ensureDir, exists, writeFileAtomic } from "../runtime/fs.ts";
+import type { StepLog } from "../runtime/log.ts";
+import {
+  CertificateError,
+  parseCertificate,
+  privateKeyDer,
+  verifyCertificate,
+  verifyRsa,
+} from "../pki/pki.ts";
+import {
+  BLACKBOARD_NAME,
+  CHUNK_SIZE,
+  confirmationKey,
+  confirmationMac,
+  HANDSHAKE_TIMEOUT_MS,
+  MAX_MESSAGE_BYTES,
+  NONCE_BYTES,
+  receiveHandshake,
+  RecordLayer,
+  requestLine,
+  SecureSession,
+  sendHandshake,
+  SESSION_KEY_BYTES,
+  SESSION_MAX_FRAME,
+  SESSION_TIMEOUT_MS,
+  type SessionMessage,
+  step4SignedData,
+  trafficKeys,
+  Transcript,
+} from "./protocol.ts";
+import { reportNameOf } from "./upload_store.ts";
+
+export interface ConnectOptions {
+  blackboard: HostPort;
+  identity: StudentIdentity;
+  log: StepLog;
+  /** AES-GCM records as well as integrity. */
+  encrypt?: boolean;
+  /** The CN that Blackboard's certificate must carry (default "blackboard"). */
+  blackboardName?: string;
+  timeoutMs?: number;
+}
+
+async function connect(address: HostPort, timeoutMs: number): Promise<FramedStream> {
+  const conn = await Deno.connect({ hostname: address.hostname, port: address.port }).catch(
+    (err) => {
+      throw new Error(
+        `Cannot reach Blackboard at ${address.hostname}:${address.port}: ${err.message}`,
+      );
+    },
+  );
+  return new FramedStream(conn, { maxFrame: SESSION_MAX_FRAME, readTimeoutMs: timeoutMs });
+}
+
+/**
+ * Runs steps 3–5 and returns the session (step 6). Throws with Blackboard's reason when it refuses
+ * (`PeerRefusedError`), or a `CertificateError` when Blackboard's own certificate or signature
+ * does not verify.
+ */
+export async function openSession(options: ConnectOptions): Promise<StudentSession> {
+  const { identity, log } = options;
+  const timeoutMs = options.timeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+  const encrypt = options.encrypt ?? false;
+  const stream = await connect(options.blackboard, timeoutMs);
+  try {
+    const t = new Transcript();
+    // STEP 3
+    const line = requestLine(identity.sid);
+    t.add(
+      await sendHandshake(stream, "request", {
+        request: line,
+        certificate: new Uint8Array(identity.cert.rawData),
+        nonce: randomBytes(NONCE_BYTES),
+        encrypt: encrypt ? 1 : 0,
+      }),
+    );
+    log.step(3, `sent "${line}" with cert 2 and a fresh nonce`);
+
+    // STEP 4: Blackboard's certificate, its signature over the exchange, the session key.
+    const { msg, bytes } = await receiveHandshake(stream, ["sessionKey"], timeoutMs);
+    const name = options.blackboardName ?? BLACKBOARD_NAME;
+    const bbCert = parseCertificate(msg.certificate, "Blackboard's certificate");
+    await verifyCertificate(bbCert, {
+      root: identity.root,
+      purpose: "serverAuth",
+      expectedCommonName: name,
+    });
+    const signed = step4SignedData(t, msg);
+    if (!(await verifyRsa(bbCert, msg.signature, signed))) {
+      throw new CertificateError(
+        "Blackboard's step-4 signature does not verify: not the real Blackboard, or the exchange was altered",
+      );
+    }
+    t.add(bytes);
+    let sessionKey: Uint8Array;
+    try {
+      sessionKey = await rsaOaepDecrypt(privateKeyDer(identity.keyPem), msg.encryptedKey);
+    } catch {
+      throw new Error("Cannot decrypt the session key: the private key is not the key of cert 2");
+    }
+    if (sessionKey.length !== SESSION_KEY_BYTES) {
+      throw new Error(`Session key has ${sessionKey.length} bytes, expected ${SESSION_KEY_BYTES}`);
+    }
+    log.step(
+      4,
+      `Blackboard's certificate (CN=${name}) and signature verified; session key decrypted with the private key`,
+    );
+
+    // STEP 5: prove possession of the key with a MAC; the key never crosses the wire.
+    const confirmHash = t.digest();
+    const kConfirm = await confirmationKey(sessionKey, confirmHash);
+    t.add(
+      await sendHandshake(stream, "confirm", {
+        mac: await confirmationMac(kConfirm, "student", confirmHash),
+      }),
+    );
+    const readyHash = t.digest();
+    const ready = await receiveHandshake(stream, ["ready"], timeoutMs);
+    if (
+      !constantTimeEqual(
+        ready.msg.mac,
+        await confirmationMac(kConfirm, "blackboard", readyHash),
+      )
+    ) {
+      throw new Error("Blackboard's key confirmation does not verify");
+    }
+    const keys = await trafficKeys(sessionKey, readyHash, "student", encrypt);
+    log.step(
+      5,
+      `key confirmation accepted: start to communicate (HMAC-SHA256 records${
+        encrypt ? ", AES-GCM" : ""
+      })`,
+    );
+    return new StudentSession(
+      identity,
+      new SecureSession(stream, new RecordLayer(keys, "student", encrypt)),
+      log,
+      options.timeoutMs ?? SESSION_TIMEOUT_MS,
+    );
+  } catch (err) {
+    stream.close();
+    throw err;
+  }
+}
+
+export interface UploadOptions {
+  /** Where upload IDs are kept between runs (default `<home>/uploads`). */
+  stateDir?: string;
+  onProgress?: (sent: number, total: number) => void;
+  /** Bytes per chunk (default and maximum 256 KiB). */
+  chunkSize?: number;
+}
+
+export interface UploadReceipt {
+  stored: string;
+  size: number;
+  sha256: string;
+  resumedFrom: number;
+}
+
+interface UploadState {
+  uploadId: string;
+  path: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/** Step 6: authenticated messages and uploads over a finished handshake. */
+export class StudentSession {
+  readonly sid: string;
+  /** The record layer itself (tests use it to act as a misbehaving student). */
+  readonly secure: SecureSession;
+  readonly #identity: StudentIdentity;
+  readonly #log: StepLog;
+  readonly #timeoutMs: number;
+
+  constructor(identity: StudentIdentity, secure: SecureSession, log: StepLog, timeoutMs: number) {
+    this.sid = identity.sid;
+    this.#identity = identity;
+    this.secure = secure;
+    this.#log = log;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  /** Sends one message | HMAC and waits until Blackboard confirms it. */
+  async send(text: string): Promise<void> {
+    if (toBytes(text).length > MAX_MESSAGE_BYTES) {
+      throw new RangeError(`Message too long: at most ${MAX_MESSAGE_BYTES} bytes`);
+    }
+    await this.secure.send("message", { text });
+    await this.secure.receive(["received"], { timeoutMs: this.#timeoutMs });
+    this.#log.step(6, `message sent as message | HMAC, Blackboard confirmed it`);
+  }
+
+  /**
+   * Uploads a file in authenticated chunks, resuming a partial upload of the same file (same
+   * path, size and modification time) from the offset Blackboard holds. Memory use does not depend
+   * on the file's size.
+   */
+  async upload(path: string, options: UploadOptions = {}): Promise<UploadReceipt> {
+    const chunkSize = Math.min(options.chunkSize ?? CHUNK_SIZE, CHUNK_SIZE);
+    const info = await Deno.stat(path).catch((err) => {
+      throw new Error(`Cannot read ${path}: ${err.message}`);
+    });
+    if (!info.isFile) throw new Error(`Cannot upload ${path}: not a regular file`);
+    const size = info.size;
+    const name = reportNameOf(path);
+    const stateDir = options.stateDir ?? `${this.#identity.home}/uploads`;
+    const state = await loadUploadState(stateDir, path, info);
+
+    await this.secure.send("uploadBegin", { uploadId: state.state.uploadId, name, size });
+    const { offset } = await this.secure.receive(["uploadOffset"], { timeoutMs: this.#timeoutMs });
+    if (offset > size) throw new Error(`Blackboard holds ${offset} bytes of a ${size}-byte file`);
+    this.#log.step(
+      6,
+      offset > 0
+        ? `resuming ${name} (${size} bytes) from byte ${offset}, acknowledged by Blackboard`
+        : `uploading ${name} (${size} bytes) in chunks of ${chunkSize / 1024} KiB`,
+    );
+
+    using file = await Deno.open(path, { read: true });
+    const hash = createHash("sha256");
+    const buf = new Uint8Array(Math.max(chunkSize, 64 * 1024));
+    // The bytes Blackboard already has still count in the whole file's SHA-256.
+    let pos = 0;
+    while (pos < offset) {
+      const n = await readFull(file, buf.subarray(0, Math.min(buf.length, offset - pos)));
+      if (n === 0) throw new Error(`${path} shrank during the upload`);
+      hash.update(buf.subarray(0, n));
+      pos += n;
+    }
+    options.onProgress?.(pos, size);
+
+    // Blackboard says nothing while chunks flow, except to refuse: listen for that meanwhile, so
+    // a refusal stops the upload at once with Blackboard's reason.
+    let settled: { msg: SessionMessage | null } | { err: unknown } | undefined;
+    const incoming = this.secure.next({ timeoutMs: 7 * 86_400_000 }).then(
+      (msg) => (settled = { msg }),
+      (err) => (settled = { err }),
+    );
+    const stop = (): never => {
+      const s = settled!;
+      if ("err" in s) throw s.err;
+      if (s.msg?.type === "error") throw new PeerRefusedError(s.msg.reason);
+      throw new Error(`Blackboard sent ${s.msg?.type ?? "end of stream"} during the upload`);
+    };
+    const sendOrStop = async (send: () => Promise<void>) => {
+      if (settled) stop();
+      try {
+        await send();
+      } catch (err) {
+        // A refusal may be on its way just behind a failed write.
+        await Promise.race([incoming, new Promise((r) => setTimeout(r, 1000))]);
+        if (settled) stop();
+        throw err;
+      }
+    };
+    while (pos < size) {
+      const n = await readFull(file, buf.subarray(0, Math.min(chunkSize, size - pos)));
+      if (n === 0) throw new Error(`${path} shrank during the upload`);
+      const data = buf.subarray(0, n);
+      hash.update(data);
+      const at = pos;
+      await sendOrStop(() => this.secure.send("chunk", { offset: at, data }));
+      pos += n;
+      options.onProgress?.(pos, size);
+    }
+    const digest = new Uint8Array(hash.digest());
+    await sendOrStop(() => this.secure.send("uploadEnd", { sha256: digest }));
+    // Blackboard syncs the whole file before it answers.
+    const waitMs = Math.max(this.#timeoutMs, 60_000);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      incoming,
+      new Promise((r) => (timer = setTimeout(r, waitMs))),
+    ]);
+    clearTimeout(timer);
+    if (!settled) {
+      this.close();
+      throw new Error(`No receipt from Blackboard within ${waitMs / 1000} s`);
+    }
+    const s = settled as { msg: SessionMessage | null } | { err: unknown };
+    if (!("msg" in s) || s.msg?.type !== "receipt") stop();
+    const receipt = (s as { msg: SessionMessage<"receipt"> }).msg;
+    if (receipt.size !== size || !constantTimeEqual(receipt.sha256, digest)) {
+      throw new Error("Blackboard's receipt does not match the file sent");
+    }
+    await Deno.remove(state.path).catch(() => {});
+    this.#log.step(
+      6,
+      `receipt: stored as ${receipt.stored}, ${receipt.size} bytes, SHA-256 ${toHex(digest)}`,
+    );
+    return { stored: receipt.stored, size, sha256: toHex(digest), resumedFrom: offset };
+  }
+
+  close(): void {
+    this.secure.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+async function readFull(file: Deno.FsFile, buf: Uint8Array): Promise<number> {
+  let filled = 0;
+  while (filled < buf.length) {
+    const n = await file.read(buf.subarray(filled));
+    if (n === null) break;
+    filled += n;
+  }
+  return filled;
+}
+
+/**
+ * The upload ID of a file: reused when the same file (real path, size, modification time) was
+ * being uploaded before, so that Blackboard can find the partial; a new random one otherwise. It is
+ * written before the first chunk is sent.
+ */
+async function loadUploadState(
+  stateDir: string,
+  path: string,
+  info: Deno.FileInfo,
+): Promise<{ path: string; state: UploadState }> {
+  const real = await Deno.realPath(path);
+  const mtimeMs = info.mtime?.getTime() ?? 0;
+  const key = toHex((await sha256(`${real}\0${info.size}\0${mtimeMs}`)).subarray(0, 16));
+  const statePath = `${stateDir}/${key}.json`;
+  if (await exists(statePath)) {
+    try {
+      const state = JSON.parse(await Deno.readTextFile(statePath)) as UploadState;
+      if (
+        state.path === real && state.size === info.size && state.mtimeMs === mtimeMs &&
+        /^[0-9a-f]{32}$/.test(state.uploadId)
+      ) {
+        return { path: statePath, state };
+      }
+    } catch {
+      // Unreadable state: start a new upload.
+    }
+  }
+  const state: UploadState = {
+    uploadId: toHex(randomBytes(16)),
+    path: real,
+    size: info.size,
+    mtimeMs,
+  };
+  await ensureDir(stateDir, 0o700);
+  await writeFileAtomic(statePath, JSON.stringify(state), { mode: 0o600 });
+  return { path: statePath, state };
+}
+
+// ---------------------------------------------------------------- seed mode
+
+/**
+ * The seeds' protocol (teaching only): after step 4 the student sends the decrypted session key
+ * back in the clear, and messages are message | HMAC(session key, message) with no sequence
+ * number. Anyone on the path reads the key and can forge or replay messages.
+ */
+export class SeedSession {
+  readonly sid: string;
+  readonly #stream: FramedStream;
+  readonly #sessionKey: Uint8Array;
+  readonly #log: StepLog;
+
+  constructor(sid: string, stream: FramedStream, sessionKey: Uint8Array, log: StepLog) {
+    this.sid = sid;
+    this.#stream = stream;
+    this.#sessionKey = sessionKey;
+    this.#log = log;
+  }
+
+  /** STEP 6 as the seeds wrote it: message | HMAC, nothing else. */
+  async send(text: string): Promise<void> {
+    const hmac = await hmacSha256(this.#sessionKey, toBytes(text));
+    await sendHandshake(this.#stream, "seedMessage", { message: text, hmac });
+    this.#log.step(6, "message sent as message | HMAC (seed: no sequence number)");
+  }
+
+  close(): void {
+    this.#stream.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+export async function openSeedSession(options: ConnectOptions): Promise<SeedSession> {
+  const { identity, log } = options;
+  const timeoutMs = options.timeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+  const stream = await connect(options.blackboard, timeoutMs);
+  try {
+    const line = requestLine(identity.sid);
+    await sendHandshake(stream, "seedRequest", {
+      request: line,
+      certificate: new Uint8Array(identity.cert.rawData),
+    });
+    log.step(3, `sent "${line}" with cert 2 (seed)`);
+    const { msg } = await receiveHandshake(stream, ["seedSessionKey"], timeoutMs);
+    let sessionKey: Uint8Array;
+    try {
+      sessionKey = await rsaOaepDecrypt(privateKeyDer(identity.keyPem), msg.encryptedKey);
+    } catch {
+      throw new Error("Cannot decrypt the session key: the private key is not the key of cert 2");
+    }
+    log.step(4, "session key decrypted with the private key (seed: Blackboard is not verified)");
+    await sendHandshake(stream, "seedKeyEcho", { sessionKey });
+    log.warn("STEP 5 seed mode: the decrypted session key was just sent back IN THE CLEAR");
+    await receiveHandshake(stream, ["seedOk"], timeoutMs);
+    log.step(5, "Blackboard checked the session key: start to communicate (seed)");
+    return new SeedSession(identity.sid, stream, sessionKey, log);
+  } catch (err) {
+    stream.close();
+    throw err;
+  }
+}

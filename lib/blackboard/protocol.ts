@@ -1,0 +1,401 @@
+/**
+ * The Blackboard protocol on TCP 3141 (system 1, steps 3–6), declared once: message tables, the
+ * transcript, the key schedule and the step-6 record layer.
+ *
+ * Default mode (the seeds' steps done right):
+ *
+ *     student → Blackboard  request     STEP 3 "SID:<id> requests to upload report !" | cert 2 | nonce
+ *     Blackboard → student  sessionKey  STEP 4 RSA-OAEP(session key) | Blackboard's cert | nonce |
+ *                                              signature over the transcript so far
+ *     student → Blackboard  confirm     STEP 5 HMAC(K_confirm, "student" | transcript hash)
+ *     Blackboard → student  ready       STEP 5 HMAC(K_confirm, "blackboard" | transcript hash)
+ *     either way            record      STEP 6 seq | message | HMAC(K_dir, dir | seq | message)
+ *     either way            sealed      STEP 6 seq | AES-GCM(K_dir, nonce = seq, aad = dir | seq)
+ *     Blackboard → student  error       a refusal, one line (then the connection closes)
+ *
+ * Seed mode (`--protocol seed`, teaching only: the seeds' steps 5 and 6 exactly as written):
+ *
+ *     seedRequest   STEP 3 request | cert 2
+ *     seedSessionKey STEP 4 RSA-OAEP(session key)
+ *     seedKeyEcho   STEP 5 the decrypted session key, sent back in the clear
+ *     seedOk        STEP 5 check pass
+ *     seedMessage   STEP 6 message | HMAC(session key, message), no sequence number
+ *
+ * Inside `record` and `sealed`, the payload is one message of `sessionProtocol` (a text message,
+ * or the upload messages), so a capture of the default mode can still be read message by message.
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import { defineProtocol, type Message, PeerRefusedError, type Values } from "../wire/codec.ts";
+import {
+  aesGcmDecrypt,
+  aesGcmEncrypt,
+  concatBytes,
+  constantTimeEqual,
+  hkdfSha256,
+  hmacSha256,
+  importAesGcmKey,
+  importHmacKey,
+  sequenceNonce,
+  toBytes,
+} from "../crypto/primitives.ts";
+import { type FramedStream, FrameError } from "../wire/frame.ts";
+
+export const BLACKBOARD_PORT = 3141;
+/** The CN (and SAN DNS name) the student expects on Blackboard's certificate. */
+export const BLACKBOARD_NAME = "blackboard";
+/** Handshake messages carry a certificate or two: a few KiB. */
+export const HANDSHAKE_MAX_FRAME = 16 * 1024;
+/** Bytes of report data per chunk. */
+export const CHUNK_SIZE = 256 * 1024;
+/** A step-6 frame: a chunk plus its headers, MAC or tag. */
+export const SESSION_MAX_FRAME = CHUNK_SIZE + 1024;
+/** Longest text message (UTF-8 bytes). */
+export const MAX_MESSAGE_BYTES = 4096;
+/** Deadline for each handshake read. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Deadline for each read once the session runs (an idle student is dropped). */
+export const SESSION_TIMEOUT_MS = 60_000;
+export const NONCE_BYTES = 32;
+export const SESSION_KEY_BYTES = 32;
+
+/** Step 3's request line, exactly as the seeds wrote it. */
+export function requestLine(sid: string): string {
+  return `SID:${sid} requests to upload report !`;
+}
+
+/** The student ID in a step-3 request line, or undefined when the line is not one. */
+export function parseRequestLine(line: string): string | undefined {
+  return /^SID:(\d{10}) requests to upload report !$/.exec(line)?.[1];
+}
+
+export const blackboardProtocol = defineProtocol("Blackboard", {
+  request: {
+    code: 0x01,
+    label: "STEP 3 request | cert 2",
+    fields: { request: "text", certificate: "bytes", nonce: "bytes", encrypt: "uint" },
+  },
+  sessionKey: {
+    code: 0x02,
+    label: "STEP 4 session key (RSA-OAEP, signed by Blackboard)",
+    fields: { encryptedKey: "bytes", certificate: "bytes", nonce: "bytes", signature: "bytes" },
+  },
+  confirm: { code: 0x03, label: "STEP 5 key confirmation (HMAC)", fields: { mac: "bytes" } },
+  ready: { code: 0x04, label: "STEP 5 start to communicate", fields: { mac: "bytes" } },
+  record: {
+    code: 0x10,
+    label: "STEP 6 message | HMAC (sequence numbered)",
+    fields: { seq: "uint", payload: "bytes", mac: "bytes" },
+  },
+  sealed: {
+    code: 0x11,
+    label: "STEP 6 message (AES-GCM, sequence numbered)",
+    fields: { seq: "uint", ciphertext: "bytes" },
+  },
+  seedRequest: {
+    code: 0x21,
+    label: "STEP 3 request | cert 2 (seed)",
+    fields: { request: "text", certificate: "bytes" },
+  },
+  seedSessionKey: {
+    code: 0x22,
+    label: "STEP 4 encrypted session key (seed)",
+    fields: { encryptedKey: "bytes" },
+  },
+  seedKeyEcho: {
+    code: 0x23,
+    label: "STEP 5 decrypted session key IN THE CLEAR (seed)",
+    fields: { sessionKey: "bytes" },
+  },
+  seedOk: { code: 0x24, label: "STEP 5 check pass (seed)", fields: {} },
+  seedMessage: {
+    code: 0x25,
+    label: "STEP 6 message | HMAC, no sequence number (seed)",
+    fields: { message: "text", hmac: "bytes" },
+  },
+  error: { code: 0x7f, label: "error", fields: { reason: "text" } },
+});
+
+export type BlackboardSpecs = typeof blackboardProtocol.messages;
+
+/** The messages inside a step-6 record. */
+export const sessionProtocol = defineProtocol("Blackboard session", {
+  message: { code: 0x01, label: "STEP 6 message", fields: { text: "text" } },
+  received: { code: 0x02, label: "STEP 6 message received", fields: {} },
+  uploadBegin: {
+    code: 0x10,
+    label: "upload: begin or resume",
+    fields: { uploadId: "text", name: "text", size: "uint" },
+  },
+  uploadOffset: { code: 0x11, label: "upload: resume from offset", fields: { offset: "uint" } },
+  chunk: { code: 0x12, label: "upload: chunk", fields: { offset: "uint", data: "bytes" } },
+  uploadEnd: { code: 0x13, label: "upload: end, SHA-256 of the file", fields: { sha256: "bytes" } },
+  receipt: {
+    code: 0x14,
+    label: "upload: receipt",
+    fields: { stored: "text", size: "uint", sha256: "bytes" },
+  },
+  error: { code: 0x7f, label: "error", fields: { reason: "text" } },
+});
+
+export type SessionSpecs = typeof sessionProtocol.messages;
+export type SessionMessage<N extends keyof SessionSpecs = keyof SessionSpecs> = Message<
+  SessionSpecs,
+  N
+>;
+
+// ---------------------------------------------------------------- transcript and keys
+
+const LABEL = "secure-channel-lab blackboard v1";
+
+/** A running SHA-256 over every handshake message, each length-prefixed, in order. */
+export class Transcript {
+  readonly #hash: Hash = createHash("sha256");
+
+  add(message: Uint8Array): void {
+    const len = new Uint8Array(4);
+    new DataView(len.buffer).setUint32(0, message.length);
+    this.#hash.update(len);
+    this.#hash.update(message);
+  }
+
+  /** The hash of everything added so far (the transcript goes on). */
+  digest(): Uint8Array {
+    return new Uint8Array(this.#hash.copy().digest());
+  }
+}
+
+/**
+ * What Blackboard signs in step 4: a context label and SHA-256(hash of the transcript so far |
+ * the step-4 message with an empty signature field), so the signature covers the request, both
+ * nonces, cert 2, the encrypted session key and Blackboard's own certificate.
+ */
+export function step4SignedData(
+  transcript: Transcript,
+  values: Values<BlackboardSpecs["sessionKey"]["fields"]>,
+): Uint8Array {
+  const t = transcript.digest();
+  const unsigned = blackboardProtocol.encode("sessionKey", {
+    ...values,
+    signature: new Uint8Array(),
+  });
+  const h = createHash("sha256").update(t).update(unsigned).digest();
+  return concatBytes(toBytes(`${LABEL} STEP 4 signature\0`), new Uint8Array(h));
+}
+
+/** The key that both step-5 MACs are made with. */
+export async function confirmationKey(
+  sessionKey: Uint8Array,
+  transcriptHash: Uint8Array,
+): Promise<CryptoKey> {
+  return await importHmacKey(
+    await hkdfSha256(sessionKey, transcriptHash, `${LABEL} key confirmation`),
+  );
+}
+
+/** A step-5 MAC: `who` is "student" or "blackboard", over the transcript hash. */
+export async function confirmationMac(
+  key: CryptoKey,
+  who: "student" | "blackboard",
+  transcriptHash: Uint8Array,
+): Promise<Uint8Array> {
+  return await hmacSha256(key, concatBytes(toBytes(`${who} confirms\0`), transcriptHash));
+}
+
+export type Direction = "student->blackboard" | "blackboard->student";
+
+/** Step 6's per-direction keys, derived from the session key and the whole handshake. */
+export interface TrafficKeys {
+  send: CryptoKey;
+  receive: CryptoKey;
+}
+
+export async function trafficKeys(
+  sessionKey: Uint8Array,
+  transcriptHash: Uint8Array,
+  role: "student" | "blackboard",
+  encrypt: boolean,
+): Promise<TrafficKeys> {
+  const derive = async (dir: Direction) => {
+    const raw = await hkdfSha256(
+      sessionKey,
+      transcriptHash,
+      `${LABEL} ${dir} ${encrypt ? "aes-gcm" : "hmac"}`,
+    );
+    return encrypt ? await importAesGcmKey(raw) : await importHmacKey(raw);
+  };
+  const up = await derive("student->blackboard");
+  const down = await derive("blackboard->student");
+  return role === "student" ? { send: up, receive: down } : { send: down, receive: up };
+}
+
+// ---------------------------------------------------------------- step 6 records
+
+/** A step-6 record refused: replayed, reordered, altered or truncated. */
+export class RecordError extends FrameError {
+  override name = "RecordError";
+}
+
+function recordHeader(dir: Direction, seq: number): Uint8Array {
+  const head = new Uint8Array(8);
+  new DataView(head.buffer).setBigUint64(0, BigInt(seq));
+  return concatBytes(toBytes(`${LABEL} ${dir}\0`), head);
+}
+
+/**
+ * The step-6 record layer of one side: each record carries the next sequence number of its
+ * direction, under the MAC (or as the AES-GCM nonce and additional data). A record whose number is
+ * not the one expected next, or whose MAC or tag does not verify, is refused.
+ */
+export class RecordLayer {
+  readonly #keys: TrafficKeys;
+  readonly #encrypt: boolean;
+  readonly #sendDir: Direction;
+  readonly #receiveDir: Direction;
+  #sendSeq = 0;
+  #receiveSeq = 0;
+
+  constructor(keys: TrafficKeys, role: "student" | "blackboard", encrypt: boolean) {
+    this.#keys = keys;
+    this.#encrypt = encrypt;
+    this.#sendDir = role === "student" ? "student->blackboard" : "blackboard->student";
+    this.#receiveDir = role === "student" ? "blackboard->student" : "student->blackboard";
+  }
+
+  get encrypt(): boolean {
+    return this.#encrypt;
+  }
+
+  /** Protects one payload; returns the encoded outer message (a frame's payload). */
+  async seal(payload: Uint8Array): Promise<Uint8Array> {
+    const seq = this.#sendSeq++;
+    const head = recordHeader(this.#sendDir, seq);
+    if (this.#encrypt) {
+      const ciphertext = await aesGcmEncrypt(this.#keys.send, sequenceNonce(seq), payload, head);
+      return blackboardProtocol.encode("sealed", { seq, ciphertext });
+    }
+    const mac = await hmacSha256(this.#keys.send, concatBytes(head, payload));
+    return blackboardProtocol.encode("record", { seq, payload, mac });
+  }
+
+  /** Checks one received outer message and returns its payload. */
+  async open(frame: Uint8Array): Promise<Uint8Array> {
+    const msg = blackboardProtocol.decode(frame);
+    if (msg.type === "error") throw new PeerRefusedError(msg.reason);
+    const want = this.#encrypt ? "sealed" : "record";
+    if (msg.type !== "record" && msg.type !== "sealed" || msg.type !== want) {
+      throw new RecordError(`Expected a step-6 ${want}, got ${msg.type}`);
+    }
+    const seq = this.#receiveSeq;
+    if (msg.seq !== seq) {
+      throw new RecordError(
+        `Record refused: sequence number ${msg.seq}, expected ${seq} (replayed or reordered)`,
+      );
+    }
+    const head = recordHeader(this.#receiveDir, seq);
+    let payload: Uint8Array;
+    if (msg.type === "sealed") {
+      try {
+        payload = await aesGcmDecrypt(this.#keys.receive, sequenceNonce(seq), msg.ciphertext, head);
+      } catch {
+        throw new RecordError(`Record ${seq} refused: AES-GCM tag does not verify (altered)`);
+      }
+    } else {
+      const expected = await hmacSha256(this.#keys.receive, concatBytes(head, msg.payload));
+      if (!constantTimeEqual(expected, msg.mac)) {
+        throw new RecordError(`Record ${seq} refused: HMAC does not verify (altered)`);
+      }
+      payload = msg.payload;
+    }
+    this.#receiveSeq++;
+    return payload;
+  }
+}
+
+/**
+ * A finished handshake (typestate): only here can step-6 messages be sent and received.
+ * Received `error` messages (inner, authenticated; or outer) become `PeerRefusedError`.
+ */
+export class SecureSession {
+  readonly stream: FramedStream;
+  readonly #records: RecordLayer;
+
+  constructor(stream: FramedStream, records: RecordLayer) {
+    this.stream = stream;
+    this.#records = records;
+  }
+
+  get encrypt(): boolean {
+    return this.#records.encrypt;
+  }
+
+  async send<N extends keyof SessionSpecs & string>(
+    type: N,
+    values: Values<SessionSpecs[N]["fields"]>,
+  ): Promise<void> {
+    await this.stream.writeFrame(await this.#records.seal(sessionProtocol.encode(type, values)));
+  }
+
+  /** The next message, or null at a clean end of stream between records. */
+  async next(options: { timeoutMs?: number } = {}): Promise<SessionMessage | null> {
+    const frame = await this.stream.readFrame(options);
+    if (frame === null) return null;
+    return sessionProtocol.decode(await this.#records.open(frame));
+  }
+
+  /** The next message, which must be one of `types`. */
+  async receive<N extends keyof SessionSpecs & string>(
+    types: readonly N[],
+    options: { timeoutMs?: number } = {},
+  ): Promise<SessionMessage<N>> {
+    const expected = types.join(" or ");
+    const msg = await this.next(options);
+    if (msg === null) throw new FrameError(`Connection closed while waiting for ${expected}`);
+    if ((types as readonly string[]).includes(msg.type)) return msg as SessionMessage<N>;
+    if (msg.type === "error") throw new PeerRefusedError(msg.reason);
+    throw new FrameError(`Expected ${expected}, got ${msg.type}`);
+  }
+
+  close(): void {
+    this.stream.close();
+  }
+}
+
+// ---------------------------------------------------------------- handshake helpers
+
+/** A handshake message received with its exact bytes (for the transcript). */
+export interface Received<N extends keyof BlackboardSpecs> {
+  msg: Message<BlackboardSpecs, N>;
+  bytes: Uint8Array;
+}
+
+/**
+ * Receives one handshake message, which must be one of `types`, with its bytes. An `error` from the
+ * peer becomes `PeerRefusedError`; end of stream or anything else is a `FrameError`.
+ */
+export async function receiveHandshake<N extends keyof BlackboardSpecs & string>(
+  stream: FramedStream,
+  types: readonly N[],
+  timeoutMs: number,
+): Promise<Received<N>> {
+  const expected = types.join(" or ");
+  const bytes = await stream.readFrame({ maxFrame: HANDSHAKE_MAX_FRAME, timeoutMs });
+  if (bytes === null) throw new FrameError(`Connection closed while waiting for ${expected}`);
+  const msg = blackboardProtocol.decode(bytes);
+  if ((types as readonly string[]).includes(msg.type)) {
+    return { msg: msg as Message<BlackboardSpecs, N>, bytes };
+  }
+  if (msg.type === "error") throw new PeerRefusedError(msg.reason);
+  throw new FrameError(`Expected ${expected}, got ${msg.type}`);
+}
+
+/** Sends one handshake message and returns its bytes (for the transcript). */
+export async function sendHandshake<N extends keyof BlackboardSpecs & string>(
+  stream: FramedStream,
+  type: N,
+  values: Values<BlackboardSpecs[N]["fields"]>,
+): Promise<Uint8Array> {
+  const bytes = blackboardProtocol.encode(type, values);
+  await stream.writeFrame(bytes);
+  return bytes;
+}

@@ -1,0 +1,297 @@
+/**
+ * Blackboard's report store: partial uploads under `partial/<sid>/`, finished reports under
+ * `reports/<sid>/`.
+ *
+ * A partial upload is `<uploadId>.part` (the bytes received so far, each from an authenticated
+ * chunk) and `<uploadId>.json` (its name and declared size). A report reaches its final name only
+ * after the whole file has arrived, been synced to disk and matched the student's SHA-256: it is
+ * hard-linked under a name that does not exist yet (never overwriting), then the partial is
+ * removed. A crash or a cut connection leaves at worst a partial, which the next upload with the
+ * same upload ID resumes.
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import { constantTimeEqual } from "../crypto/primitives.ts";
+import { ensureDir, exists, syncDir, writeFileAtomic } from "../runtime/fs.ts";
+
+/** A refusal of an upload request; the message goes to the student. */
+export class UploadError extends Error {
+  override name = "UploadError";
+}
+
+export const UPLOAD_ID = /^[0-9a-f]{32}$/;
+const NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$/;
+
+/** Checks a report's file name: a plain name, no path, no leading dot, at most 100 characters. */
+export function checkReportName(name: string): string {
+  if (!NAME.test(name) || name.includes("..")) {
+    throw new UploadError(
+      `Invalid report name '${name}': use 1-100 letters, digits, '.', '_' or '-', no path`,
+    );
+  }
+  return name;
+}
+
+/** A report name from any local file name (other characters become '_'). */
+export function reportNameOf(path: string): string {
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  let name = base.replace(/[^A-Za-z0-9._-]/g, "_").replace(/\.\.+/g, ".").slice(0, 100);
+  if (name === "" || name.startsWith(".")) name = `report${name}`.slice(0, 100);
+  return name;
+}
+
+export interface Receipt {
+  /** Path relative to the data directory: `reports/<sid>/<name>`. */
+  stored: string;
+  size: number;
+  sha256: Uint8Array;
+}
+
+interface PartialMeta {
+  sid: string;
+  name: string;
+  size: number;
+}
+
+const READ_BUFFER = 1024 * 1024;
+
+export interface UploadStoreOptions {
+  /** Largest report accepted, in bytes. */
+  maxSize?: number;
+}
+
+export const DEFAULT_MAX_REPORT_SIZE = 8 * 1024 ** 3;
+
+export class UploadStore {
+  readonly dataDir: string;
+  readonly maxSize: number;
+  readonly #active = new Set<string>();
+
+  constructor(dataDir: string, options: UploadStoreOptions = {}) {
+    this.dataDir = dataDir;
+    this.maxSize = options.maxSize ?? DEFAULT_MAX_REPORT_SIZE;
+  }
+
+  partialDir(sid: string): string {
+    return `${this.dataDir}/partial/${sid}`;
+  }
+
+  reportsDir(sid: string): string {
+    return `${this.dataDir}/reports/${sid}`;
+  }
+
+  /**
+   * Starts or resumes an upload. The returned upload's `offset` is where the student continues:
+   * the length of the partial already held (re-hashed from disk), or 0.
+   */
+  async begin(sid: string, uploadId: string, name: string, size: number): Promise<PartialUpload> {
+    if (!UPLOAD_ID.test(uploadId)) {
+      throw new UploadError("Invalid upload ID: 32 hex digits expected");
+    }
+    checkReportName(name);
+    if (size > this.maxSize) {
+      throw new UploadError(`Report of ${size} bytes exceeds the limit of ${this.maxSize} bytes`);
+    }
+    const key = `${sid}/${uploadId}`;
+    if (this.#active.has(key)) throw new UploadError("This upload is already in progress");
+    this.#active.add(key);
+    try {
+      const dir = this.partialDir(sid);
+      await ensureDir(dir, 0o700);
+      const part = `${dir}/${uploadId}.part`;
+      const metaPath = `${dir}/${uploadId}.json`;
+      const meta: PartialMeta = { sid, name, size };
+      let keep = false;
+      if (await exists(metaPath)) {
+        try {
+          const old = JSON.parse(await Deno.readTextFile(metaPath)) as PartialMeta;
+          keep = old.sid === sid && old.name === name && old.size === size;
+        } catch {
+          keep = false;
+        }
+      }
+      if (!keep) {
+        await Deno.remove(part).catch(() => {});
+        await writeFileAtomic(metaPath, JSON.stringify(meta));
+      }
+      const file = await Deno.open(part, { read: true, write: true, create: true, mode: 0o600 });
+      try {
+        let hash = createHash("sha256");
+        let offset = keep ? await hashFile(file, hash) : 0;
+        if (offset > size) {
+          // More than was declared: not ours to trust. Start over.
+          await file.truncate(0);
+          hash = createHash("sha256");
+          offset = 0;
+        }
+        await file.seek(offset, Deno.SeekMode.Start);
+        return new PartialUpload(this, {
+          sid,
+          uploadId,
+          name,
+          size,
+          part,
+          metaPath,
+          file,
+          hash,
+          offset,
+        });
+      } catch (err) {
+        file.close();
+        throw err;
+      }
+    } catch (err) {
+      this.#active.delete(key);
+      throw err;
+    }
+  }
+
+  /** @internal */
+  release(sid: string, uploadId: string): void {
+    this.#active.delete(`${sid}/${uploadId}`);
+  }
+}
+
+async function hashFile(file: Deno.FsFile, hash: Hash): Promise<number> {
+  const buf = new Uint8Array(READ_BUFFER);
+  await file.seek(0, Deno.SeekMode.Start);
+  let total = 0;
+  for (;;) {
+    const n = await file.read(buf);
+    if (n === null) break;
+    hash.update(buf.subarray(0, n));
+    total += n;
+  }
+  return total;
+}
+
+interface PartialState {
+  sid: string;
+  uploadId: string;
+  name: string;
+  size: number;
+  part: string;
+  metaPath: string;
+  file: Deno.FsFile;
+  hash: Hash;
+  offset: number;
+}
+
+/** One upload in progress; `close()` keeps the partial for a later resume. */
+export class PartialUpload {
+  readonly sid: string;
+  readonly uploadId: string;
+  readonly name: string;
+  readonly size: number;
+  readonly #store: UploadStore;
+  readonly #s: PartialState;
+  readonly resumedFrom: number;
+  #closed = false;
+
+  constructor(store: UploadStore, state: PartialState) {
+    this.#store = store;
+    this.#s = state;
+    this.sid = state.sid;
+    this.uploadId = state.uploadId;
+    this.name = state.name;
+    this.size = state.size;
+    this.resumedFrom = state.offset;
+  }
+
+  get offset(): number {
+    return this.#s.offset;
+  }
+
+  /** Appends one authenticated chunk, which must start exactly at the current offset. */
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    const s = this.#s;
+    if (this.#closed) throw new UploadError("Upload is closed");
+    if (offset !== s.offset) {
+      throw new UploadError(
+        `Chunk out of order: it starts at byte ${offset}, expected ${s.offset}`,
+      );
+    }
+    if (s.offset + data.length > s.size) {
+      throw new UploadError(`Chunk goes past the declared size of ${s.size} bytes`);
+    }
+    let off = 0;
+    while (off < data.length) off += await s.file.write(data.subarray(off));
+    s.hash.update(data);
+    s.offset += data.length;
+  }
+
+  /**
+   * Ends the upload: all bytes must be there and their SHA-256 must match `sha256`. On a match the
+   * report is synced and linked under its final name; on a mismatch the partial is deleted and
+   * nothing is stored.
+   */
+  async finish(sha256: Uint8Array): Promise<Receipt> {
+    const s = this.#s;
+    if (this.#closed) throw new UploadError("Upload is closed");
+    if (s.offset !== s.size) {
+      throw new UploadError(`Upload ended at byte ${s.offset} of ${s.size}`);
+    }
+    const digest = new Uint8Array(s.hash.digest());
+    if (!constantTimeEqual(digest, sha256)) {
+      await this.discard();
+      throw new UploadError(
+        "SHA-256 mismatch: the report received is not the file sent, nothing stored",
+      );
+    }
+    await s.file.sync();
+    this.#close();
+    const dir = this.#store.reportsDir(s.sid);
+    await ensureDir(dir, 0o755);
+    const stored = await linkUnique(s.part, dir, s.name);
+    await syncDir(dir);
+    await Deno.remove(s.part);
+    await Deno.remove(s.metaPath).catch(() => {});
+    await syncDir(this.#store.partialDir(s.sid));
+    return { stored: `reports/${s.sid}/${stored}`, size: s.size, sha256: digest };
+  }
+
+  /** Deletes the partial (nothing stored). */
+  async discard(): Promise<void> {
+    this.#close();
+    await Deno.remove(this.#s.part).catch(() => {});
+    await Deno.remove(this.#s.metaPath).catch(() => {});
+  }
+
+  /** Syncs and keeps the partial so that the student can resume; safe to call twice. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.#s.file.sync();
+    } catch {
+      // Best effort: the resume re-reads what is on disk.
+    }
+    this.#close();
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#s.file.close();
+    } catch {
+      // Already closed.
+    }
+    this.#store.release(this.#s.sid, this.#s.uploadId);
+  }
+}
+
+/** Hard-links `src` as `dir/name`, or `name-2`, `name-3`… when taken; never overwrites. */
+async function linkUnique(src: string, dir: string, name: string): Promise<string> {
+  const dot = name.lastIndexOf(".");
+  const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ""];
+  for (let i = 1; i < 10_000; i++) {
+    const candidate = i === 1 ? name : `${stem}-${i}${ext}`;
+    try {
+      await Deno.link(src, `${dir}/${candidate}`);
+      return candidate;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+    }
+  }
+  throw new UploadError(`Too many reports named ${name}`);
+}

@@ -1,0 +1,387 @@
+/**
+ * The CUHK certificate authority's state: its root (step 0), the ledger of every certificate it
+ * issued, one-time enrolment codes, revocations and the CRL. Everything durable lives in the data
+ * directory: `cuhk.cer`, `cuhk.key` (0600) and `ledger.db` (SQLite).
+ */
+
+import { createHash } from "node:crypto";
+import { randomBytes, toHex } from "../crypto/primitives.ts";
+import {
+  assertPrivateFile,
+  ensureDir,
+  exists,
+  writeFileAtomic,
+  writeSecretFile,
+} from "../runtime/fs.ts";
+import {
+  type Certificate,
+  certificatePem,
+  checkStudentCsr,
+  createCrl,
+  createRoot,
+  type Crl,
+  CsrError,
+  exportPrivateKeyPem,
+  generateRsaKeyPair,
+  importSigningKey,
+  issueCertificate,
+  parseCertificate,
+  parseCsr,
+  publicKeyOf,
+  samePublicKey,
+} from "../pki/pki.ts";
+import { type Database, openDatabase, transaction } from "../runtime/sqlite.ts";
+import type { StepLog } from "../runtime/log.ts";
+
+export const ROOT_CERT_FILE = "cuhk.cer";
+export const ROOT_KEY_FILE = "cuhk.key";
+export const LEDGER_FILE = "ledger.db";
+export const DEFAULT_CODE_TTL_MS = 7 * 86_400_000;
+export const DEFAULT_CRL_VALIDITY_MS = 3_600_000;
+
+/** An enrolment the CA refuses; the message is safe to send to the client. */
+export class EnrolmentError extends Error {
+  override name = "EnrolmentError";
+}
+
+export interface LedgerEntry {
+  serial: string;
+  subject: string;
+  sid: string | null;
+  kind: "student" | "server";
+  notBefore: string;
+  notAfter: string;
+  issuedAt: string;
+  status: "valid" | "revoked";
+  revokedAt: string | null;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS certificates (
+  serial      TEXT PRIMARY KEY,
+  subject     TEXT NOT NULL,
+  sid         TEXT,
+  kind        TEXT NOT NULL CHECK (kind IN ('student', 'server')),
+  not_before  TEXT NOT NULL,
+  not_after   TEXT NOT NULL,
+  issued_at   TEXT NOT NULL,
+  status      TEXT NOT NULL DEFAULT 'valid' CHECK (status IN ('valid', 'revoked')),
+  revoked_at  TEXT,
+  pem         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS certificates_sid ON certificates (sid);
+CREATE TABLE IF NOT EXISTS enrolment_codes (
+  hash        TEXT PRIMARY KEY,
+  sid         TEXT NOT NULL,
+  created_at  INTEGER NOT NULL,
+  expires_at  INTEGER NOT NULL,
+  used_at     INTEGER,
+  serial      TEXT REFERENCES certificates (serial)
+);
+CREATE TABLE IF NOT EXISTS counters (
+  name        TEXT PRIMARY KEY,
+  value       INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('crl_number', 0), ('revocations', 0);
+`;
+
+/** Serials are kept as lower-case hex. */
+export function serialOf(cert: Certificate): string {
+  return cert.serialNumber.toLowerCase();
+}
+
+function hashCode(code: string): string {
+  return createHash("sha256").update(code, "utf8").digest("hex");
+}
+
+/** A one-time code: 128 bits from the CSPRNG, in four groups of eight hex digits. */
+function newCode(): string {
+  return toHex(randomBytes(16)).match(/.{8}/g)!.join("-");
+}
+
+export interface OpenOptions {
+  log?: StepLog;
+  /** Root key size when a root is created (default 3072). */
+  rootBits?: number;
+}
+
+export interface EnrolRequest {
+  sid: string;
+  code: string;
+  /** DER or PEM PKCS#10. */
+  csr: Uint8Array | string;
+  /** The seeds' behaviour: no code needed. */
+  openEnrolment?: boolean;
+  now?: Date;
+}
+
+export interface ServerIssue {
+  name: string;
+  dnsNames?: string[];
+  ipAddresses?: string[];
+  validityDays?: number;
+}
+
+export class CertificateAuthority {
+  readonly dataDir: string;
+  readonly root: Certificate;
+  readonly rootPem: string;
+  readonly #key: CryptoKey;
+  readonly #db: Database;
+  #crl: { crl: Crl; revocations: number; expiresAt: number } | undefined;
+  #closed = false;
+
+  private constructor(dataDir: string, root: Certificate, key: CryptoKey, db: Database) {
+    this.dataDir = dataDir;
+    this.root = root;
+    this.rootPem = certificatePem(root);
+    this.#key = key;
+    this.#db = db;
+  }
+
+  /**
+   * Opens the CA in `dataDir`. Step 0: the root is created the first time and reused after; a
+   * directory holding only one of `cuhk.cer` and `cuhk.key` is refused, never silently replaced.
+   */
+  static async open(dataDir: string, options: OpenOptions = {}): Promise<CertificateAuthority> {
+    await ensureDir(dataDir, 0o700);
+    const certPath = `${dataDir}/${ROOT_CERT_FILE}`;
+    const keyPath = `${dataDir}/${ROOT_KEY_FILE}`;
+    const [hasCert, hasKey] = await Promise.all([exists(certPath), exists(keyPath)]);
+    let root: Certificate;
+    let key: CryptoKey;
+    if (hasCert && hasKey) {
+      await assertPrivateFile(keyPath);
+      const keyPem = await Deno.readTextFile(keyPath);
+      root = parseCertificate(await Deno.readTextFile(certPath), `root certificate ${certPath}`);
+      if (!samePublicKey(root, await publicKeyOf(keyPem))) {
+        throw new Error(`${keyPath} is not the key of ${certPath}: refusing to start`);
+      }
+      key = await importSigningKey(keyPem);
+      options.log?.step(
+        0,
+        `reusing root ${root.subject} (serial ${root.serialNumber}) from ${dataDir}`,
+      );
+    } else if (hasCert || hasKey) {
+      const [have, missing] = hasCert ? [certPath, keyPath] : [keyPath, certPath];
+      throw new Error(
+        `Found ${have} but not ${missing}: refusing to make a new root over part of an old one`,
+      );
+    } else {
+      const created = await createRoot({ bits: options.rootBits ?? 3072 });
+      root = created.cert;
+      // Key first: a crash between the two writes leaves a refusal on restart, never a lost key.
+      await writeSecretFile(keyPath, await exportPrivateKeyPem(created.keys.privateKey));
+      await writeFileAtomic(certPath, certificatePem(root));
+      // From here on the key is used as stored: not extractable.
+      key = await importSigningKey(await Deno.readTextFile(keyPath));
+      options.log?.step(0, `created root key pair and self-signed ${root.subject} in ${dataDir}`);
+    }
+    const db = openDatabase(`${dataDir}/${LEDGER_FILE}`);
+    db.exec(SCHEMA);
+    return new CertificateAuthority(dataDir, root, key, db);
+  }
+
+  get rootPath(): string {
+    return `${this.dataDir}/${ROOT_CERT_FILE}`;
+  }
+
+  /** Issues a one-time enrolment code for `sid`; only its hash is stored. */
+  createCode(
+    sid: string,
+    ttlMs = DEFAULT_CODE_TTL_MS,
+    now = Date.now(),
+  ): { code: string; expiresAt: Date } {
+    const code = newCode();
+    this.#db.prepare(
+      "INSERT INTO enrolment_codes (hash, sid, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    ).run(hashCode(code), sid, now, now + ttlMs);
+    return { code, expiresAt: new Date(now + ttlMs) };
+  }
+
+  #checkCode(sid: string, code: string, now: number): void {
+    const row = this.#db.prepare(
+      "SELECT sid, expires_at, used_at FROM enrolment_codes WHERE hash = ?",
+    ).get(hashCode(code)) as
+      | { sid: string; expires_at: number; used_at: number | null }
+      | undefined;
+    if (!row || row.sid !== sid) throw new EnrolmentError(`Enrolment code is not valid for ${sid}`);
+    if (row.used_at !== null) throw new EnrolmentError("Enrolment code has already been used");
+    if (row.expires_at <= now) throw new EnrolmentError("Enrolment code has expired");
+  }
+
+  /**
+   * Step 2: checks the CSR and the code, issues cert 2, and records it (consuming the code) in one
+   * transaction before returning it. A refusal records nothing and consumes nothing.
+   */
+  async enrol(request: EnrolRequest): Promise<Certificate> {
+    const now = request.now ?? new Date();
+    if (!/^\d{10}$/.test(request.sid)) {
+      throw new EnrolmentError(`Student ID must be exactly 10 digits, got '${request.sid}'`);
+    }
+    if (!request.openEnrolment) this.#checkCode(request.sid, request.code, now.getTime());
+    let checked;
+    try {
+      checked = await checkStudentCsr(parseCsr(request.csr));
+    } catch (err) {
+      if (err instanceof CsrError) throw new EnrolmentError(err.message);
+      throw err;
+    }
+    if (checked.sid !== request.sid) {
+      throw new EnrolmentError(
+        `CSR's CN ${checked.sid} does not match the requested ID ${request.sid}`,
+      );
+    }
+    const cert = await issueCertificate({
+      publicKey: checked.publicKey,
+      profile: { kind: "student", sid: checked.sid },
+      issuer: this.root,
+      issuerKey: this.#key,
+      now,
+    });
+    transaction(this.#db, () => {
+      this.#record(cert, "student", checked.sid, now);
+      if (request.openEnrolment) return;
+      const used = this.#db.prepare(
+        `UPDATE enrolment_codes SET used_at = ?, serial = ?
+         WHERE hash = ? AND sid = ? AND used_at IS NULL AND expires_at > ?`,
+      ).run(now.getTime(), serialOf(cert), hashCode(request.code), request.sid, now.getTime());
+      // Another connection used the same code while this one was signing: undo the record.
+      if (Number(used.changes) !== 1) {
+        throw new EnrolmentError("Enrolment code has already been used");
+      }
+    });
+    return cert;
+  }
+
+  /** The operator issues a server key and certificate (serverAuth, SAN). */
+  async issueServer(request: ServerIssue): Promise<{ cert: Certificate; keyPem: string }> {
+    const keys = await generateRsaKeyPair(2048);
+    const spki = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
+    const dnsNames = [...new Set([request.name, ...(request.dnsNames ?? [])])];
+    const cert = await issueCertificate({
+      publicKey: spki,
+      profile: {
+        kind: "server",
+        commonName: request.name,
+        dnsNames,
+        ipAddresses: request.ipAddresses ?? [],
+      },
+      issuer: this.root,
+      issuerKey: this.#key,
+      validityDays: request.validityDays ?? 365,
+    });
+    transaction(this.#db, () => this.#record(cert, "server", null, new Date()));
+    return { cert, keyPem: await exportPrivateKeyPem(keys.privateKey) };
+  }
+
+  #record(cert: Certificate, kind: "student" | "server", sid: string | null, now: Date): void {
+    this.#db.prepare(
+      `INSERT INTO certificates (serial, subject, sid, kind, not_before, not_after, issued_at, pem)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      serialOf(cert),
+      cert.subject,
+      sid,
+      kind,
+      cert.notBefore.toISOString(),
+      cert.notAfter.toISOString(),
+      now.toISOString(),
+      certificatePem(cert),
+    );
+  }
+
+  /** Revokes by serial or by student ID; returns the serials newly revoked. */
+  revoke(by: { serial: string } | { sid: string }, now = new Date()): string[] {
+    return transaction(this.#db, () => {
+      const rows = ("serial" in by
+        ? this.#db.prepare("SELECT serial FROM certificates WHERE serial = ? AND status = 'valid'")
+          .all(
+            by.serial.toLowerCase(),
+          )
+        : this.#db.prepare("SELECT serial FROM certificates WHERE sid = ? AND status = 'valid'")
+          .all(by.sid)) as {
+          serial: string;
+        }[];
+      const update = this.#db.prepare(
+        "UPDATE certificates SET status = 'revoked', revoked_at = ? WHERE serial = ?",
+      );
+      for (const r of rows) {
+        update.run(now.toISOString(), r.serial);
+      }
+      if (rows.length > 0) {
+        this.#db.prepare("UPDATE counters SET value = value + ? WHERE name = 'revocations'").run(
+          rows.length,
+        );
+      }
+      return rows.map((r) =>
+        r.serial
+      );
+    });
+  }
+
+  /** Whether a serial is in the ledger at all. */
+  hasSerial(serial: string): boolean {
+    return this.#db.prepare("SELECT 1 FROM certificates WHERE serial = ?").get(
+      serial.toLowerCase(),
+    ) !== undefined;
+  }
+
+  /** The current CRL, re-signed when a revocation happened (in any process) or it nears expiry. */
+  async crl(validityMs = DEFAULT_CRL_VALIDITY_MS, now = new Date()): Promise<Crl> {
+    const revocations = this.#counter("revocations");
+    const cached = this.#crl;
+    if (
+      cached && cached.revocations === revocations &&
+      cached.expiresAt - now.getTime() > validityMs / 2
+    ) {
+      return cached.crl;
+    }
+    const entries = (this.#db.prepare(
+      "SELECT serial, revoked_at FROM certificates WHERE status = 'revoked' ORDER BY revoked_at",
+    ).all() as { serial: string; revoked_at: string }[]).map((r) => ({
+      serialNumber: r.serial,
+      revocationDate: new Date(r.revoked_at),
+    }));
+    const number = transaction(this.#db, () => {
+      this.#db.prepare("UPDATE counters SET value = value + 1 WHERE name = 'crl_number'").run();
+      return this.#counter("crl_number");
+    });
+    const crl = await createCrl({
+      issuer: this.root,
+      issuerKey: this.#key,
+      entries,
+      crlNumber: number,
+      now,
+      validityMs,
+    });
+    this.#crl = { crl, revocations, expiresAt: now.getTime() + validityMs };
+    return crl;
+  }
+
+  #counter(name: string): number {
+    const row = this.#db.prepare("SELECT value FROM counters WHERE name = ?").get(name) as {
+      value: number;
+    };
+    return Number(row.value);
+  }
+
+  /** Every certificate issued, oldest first. */
+  ledger(): LedgerEntry[] {
+    return (this.#db.prepare(
+      `SELECT serial, subject, sid, kind, not_before AS notBefore, not_after AS notAfter,
+              issued_at AS issuedAt, status, revoked_at AS revokedAt
+       FROM certificates ORDER BY issued_at, rowid`,
+    ).all() as unknown as LedgerEntry[]).map((r) => ({ ...r }));
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

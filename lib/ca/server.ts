@@ -1,0 +1,77 @@
+/**
+ * The CA's network side: serves enrolments (steps 1–2) and the CRL to many clients at once.
+ * A malformed or hostile peer gets a one-line refusal and is disconnected; others are unaffected.
+ */
+
+import { type CertificateAuthority, EnrolmentError, serialOf } from "./authority.ts";
+import { CA_MAX_FRAME, CA_PORT, CA_READ_TIMEOUT_MS, caProtocol } from "./protocol.ts";
+import { Channel } from "../wire/codec.ts";
+import { DeadlineError, FrameError } from "../wire/frame.ts";
+import { errorMessage, type StepLog } from "../runtime/log.ts";
+import { der } from "../pki/pki.ts";
+import { serveFramed, type Server } from "../net/server.ts";
+
+export interface CaServerOptions {
+  ca: CertificateAuthority;
+  log: StepLog;
+  hostname?: string;
+  port?: number;
+  /** The seeds' behaviour: enrol any ID without a code. */
+  openEnrolment?: boolean;
+  signal?: AbortSignal;
+  readTimeoutMs?: number;
+  maxConnections?: number;
+}
+
+export function serveCa(options: CaServerOptions): Server {
+  const { ca } = options;
+  return serveFramed({
+    hostname: options.hostname,
+    port: options.port ?? CA_PORT,
+    log: options.log,
+    signal: options.signal,
+    maxConnections: options.maxConnections,
+    stream: { maxFrame: CA_MAX_FRAME, readTimeoutMs: options.readTimeoutMs ?? CA_READ_TIMEOUT_MS },
+    handler: async (stream, { remote, log }) => {
+      const channel = new Channel(caProtocol, stream);
+      const refuse = async (reason: string) => {
+        log.warn(`refused ${remote}: ${reason}`);
+        await channel.send("error", { reason }).catch(() => {});
+      };
+      let msg;
+      try {
+        msg = await channel.receive(["csr", "crlRequest"]);
+      } catch (err) {
+        if (err instanceof DeadlineError) return log.warn(`dropped ${remote}: ${err.message}`);
+        if (err instanceof FrameError) return await refuse(err.message);
+        throw err;
+      }
+      if (msg.type === "crlRequest") {
+        const crl = await ca.crl();
+        await channel.send("crl", { crl: der(crl) });
+        log.info(`sent CRL to ${remote} (${crl.entries.length} revoked)`);
+        return;
+      }
+      log.step(1, `received CSR for SID ${msg.sid} from ${remote} (${msg.csr.length} bytes)`);
+      try {
+        const cert = await ca.enrol({
+          sid: msg.sid,
+          code: msg.code,
+          csr: msg.csr,
+          openEnrolment: options.openEnrolment ?? false,
+        });
+        log.step(
+          2,
+          `signed cert 2 for SID ${msg.sid}, serial ${
+            serialOf(cert)
+          }, valid until ${cert.notAfter.toISOString()}`,
+        );
+        await channel.send("certificate", { certificate: der(cert) });
+      } catch (err) {
+        if (err instanceof EnrolmentError) return await refuse(`Enrolment refused: ${err.message}`);
+        log.error(`enrolment of ${msg.sid} failed: ${errorMessage(err)}`);
+        await channel.send("error", { reason: "Enrolment failed: internal error" }).catch(() => {});
+      }
+    },
+  });
+}

@@ -1,0 +1,237 @@
+/**
+ * The chat protocol (system 3), declared once: every message either side may send, with a small
+ * schema per message type, and strict encode/decode side by side.
+ *
+ * Wire format: the seed's length-prefixed frames (`lib/wire/frame.ts`, 4-byte big-endian length), each
+ * carrying one UTF-8 JSON object `{"type": …, …fields}`. The seed used pickle, which runs code on
+ * load; JSON.parse only builds data, and every decoded object is checked against its schema: known
+ * type, exactly the declared keys, each value of the declared kind and within its bound.
+ */
+
+import { FrameError } from "../wire/frame.ts";
+
+export const CHAT_PORT = 8443;
+
+/** Largest frame a client may send (checked before buffering). */
+export const CLIENT_MAX_FRAME = 16 * 1024;
+/** Largest frame a server may send (a `/who` list of many users is the biggest). */
+export const SERVER_MAX_FRAME = 256 * 1024;
+/** Longest nickname, in characters. */
+export const MAX_NICK = 24;
+/** Longest chat text the schema admits; the server's own limit (`maxText`) may be lower. */
+export const MAX_TEXT = 4000;
+
+/** Invalid message from the peer: not JSON, unknown type, or a field of the wrong shape. */
+export class ChatProtocolError extends FrameError {
+  override name = "ChatProtocolError";
+}
+
+type Rule =
+  | { readonly kind: "string"; readonly max: number }
+  | { readonly kind: "int" }
+  | { readonly kind: "strings"; readonly max: number; readonly maxItems: number };
+
+type ValueOf<R extends Rule> = R extends { kind: "string" } ? string
+  : R extends { kind: "int" } ? number
+  : readonly string[];
+
+type Schema = Readonly<Record<string, Rule>>;
+type Schemas = Readonly<Record<string, Schema>>;
+
+/** The message type `T` of a table: `{ type: T } & its fields`. */
+export type MessageOf<S extends Schemas, T extends keyof S = keyof S> = {
+  [K in T]: { readonly type: K } & { readonly [F in keyof S[K]]: ValueOf<S[K][F]> };
+}[T];
+
+// Nicknames are checked further by nickProblem(): this bound only keeps the message small.
+const nick = { kind: "string", max: 2 * MAX_NICK } as const;
+const text = { kind: "string", max: MAX_TEXT } as const;
+const reason = { kind: "string", max: 500 } as const;
+const int = { kind: "int" } as const;
+const users = { kind: "strings", max: MAX_NICK, maxItems: 100_000 } as const;
+
+/** What a client may send. */
+export const CLIENT_MESSAGES = {
+  /** First message: the nickname to join with. */
+  hello: { nick },
+  /** Broadcast to everyone. */
+  say: { text },
+  /** `/msg NICK text`: a private message. */
+  msg: { to: nick, text },
+  /** `/who`. */
+  who: {},
+  /** Keep-alive, so that an idle human is not reaped like a half-open connection. */
+  ping: {},
+  /** `/quit`. */
+  quit: {},
+} as const satisfies Schemas;
+
+/** What the server may send. `time` is milliseconds since the epoch, stamped by the server. */
+export const SERVER_MESSAGES = {
+  /** Answer to `hello`: joined, with who is online and the server's limits. */
+  welcome: { nick, users, idleMs: int, maxText: int, rate: int },
+  joined: { nick, time: int },
+  left: { nick, reason, time: int },
+  said: { from: nick, text, time: int },
+  private: { from: nick, to: nick, text, time: int },
+  users: { users },
+  pong: {},
+  /** A refused request; the connection stays open. */
+  error: { reason },
+  /** The server is closing this connection, and why. */
+  bye: { reason },
+} as const satisfies Schemas;
+
+export type ClientMessage = MessageOf<typeof CLIENT_MESSAGES>;
+export type ServerMessage = MessageOf<typeof SERVER_MESSAGES>;
+
+const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Encodes a client message (checked against its schema first). */
+export function encodeClientMessage(msg: ClientMessage): Uint8Array {
+  return encodeMessage(CLIENT_MESSAGES, msg);
+}
+
+/** Encodes a server message (checked against its schema first). */
+export function encodeServerMessage(msg: ServerMessage): Uint8Array {
+  return encodeMessage(SERVER_MESSAGES, msg);
+}
+
+/** Decodes and validates a frame from a client; throws `ChatProtocolError`. */
+export function decodeClientMessage(payload: Uint8Array): ClientMessage {
+  return decodeMessage(CLIENT_MESSAGES, payload) as ClientMessage;
+}
+
+/** Decodes and validates a frame from the server; throws `ChatProtocolError`. */
+export function decodeServerMessage(payload: Uint8Array): ServerMessage {
+  return decodeMessage(SERVER_MESSAGES, payload) as ServerMessage;
+}
+
+function encodeMessage(table: Schemas, msg: { type: string }): Uint8Array {
+  const problem = shapeProblem(table, msg);
+  if (problem) throw new TypeError(`Cannot encode chat message: ${problem}`);
+  return utf8.encode(JSON.stringify(msg));
+}
+
+function decodeMessage(table: Schemas, payload: Uint8Array): { type: string } {
+  let text: string;
+  try {
+    text = strictUtf8.decode(payload);
+  } catch {
+    throw new ChatProtocolError("Invalid message: not UTF-8");
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    // No parser detail: it would echo the peer's bytes into logs and answers.
+    throw new ChatProtocolError("Invalid message: not JSON");
+  }
+  const problem = shapeProblem(table, value);
+  if (problem) throw new ChatProtocolError(`Invalid message: ${problem}`);
+  return value as { type: string };
+}
+
+/** Why `value` is not a valid message of `table`, or null when it is. */
+function shapeProblem(table: Schemas, value: unknown): string | null {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return "expected a JSON object";
+  }
+  const obj = value as Record<string, unknown>;
+  const type = obj.type;
+  if (typeof type !== "string") return "missing string field 'type'";
+  if (!Object.hasOwn(table, type)) return `unknown type '${quoted(type)}'`;
+  const schema = table[type]!;
+  for (const key of Object.keys(obj)) {
+    if (key !== "type" && !Object.hasOwn(schema, key)) {
+      return `unexpected field '${quoted(key)}' in '${type}'`;
+    }
+  }
+  for (const [field, rule] of Object.entries(schema)) {
+    if (!Object.hasOwn(obj, field)) return `missing field '${field}' in '${type}'`;
+    const problem = ruleProblem(rule, obj[field]);
+    if (problem) return `field '${field}' of '${type}' ${problem}`;
+  }
+  return null;
+}
+
+/** A peer-chosen name, short and with control characters escaped, for an error message. */
+function quoted(s: string): string {
+  const short = [...s].slice(0, 32).join("");
+  return printable(short) + (short.length < s.length ? "…" : "");
+}
+
+function ruleProblem(rule: Rule, value: unknown): string | null {
+  switch (rule.kind) {
+    case "string":
+      return stringProblem(value, rule.max);
+    case "int":
+      return Number.isSafeInteger(value) && (value as number) >= 0
+        ? null
+        : "must be a non-negative integer";
+    case "strings": {
+      if (!Array.isArray(value)) return "must be a list of strings";
+      if (value.length > rule.maxItems) return `has more than ${rule.maxItems} items`;
+      for (const item of value) {
+        const problem = stringProblem(item, rule.max);
+        if (problem) return `has an item that ${problem}`;
+      }
+      return null;
+    }
+  }
+}
+
+function stringProblem(value: unknown, max: number): string | null {
+  if (typeof value !== "string") return "must be a string";
+  if (!value.isWellFormed()) return "is not well-formed Unicode";
+  if (value.length > max * 2 || charCount(value) > max) return `is longer than ${max} characters`;
+  return null;
+}
+
+/** Characters (code points), not UTF-16 units. */
+export function charCount(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+/**
+ * Control characters, and the bidirectional overrides that make text display differently from
+ * what it is (the "Trojan Source" characters): refused in nicknames and chat text.
+ */
+const UNSAFE_CHARS = /[\p{Cc}\u202A-\u202E\u2066-\u2069]/u;
+const NICK_CHARS = /^[\p{L}\p{N}_.-]+$/u;
+
+/** Why `nick` cannot be a nickname, or null when it can. */
+export function nickProblem(nick: string): string | null {
+  if (nick.length === 0) return "Nickname is empty";
+  if (UNSAFE_CHARS.test(nick)) return "Nickname contains control characters";
+  if (charCount(nick) > MAX_NICK) return `Nickname is longer than ${MAX_NICK} characters`;
+  if (!NICK_CHARS.test(nick)) {
+    return "Nickname may only contain letters, digits, '_', '.' and '-'";
+  }
+  return null;
+}
+
+/** Why `text` cannot be sent as chat text under a `maxText` limit, or null when it can. */
+export function textProblem(text: string, maxText: number): string | null {
+  if (text.length === 0) return "Message is empty";
+  const n = charCount(text);
+  if (n > maxText) return `Message too long: ${n} characters (limit ${maxText})`;
+  if (UNSAFE_CHARS.test(text)) return "Message contains control characters";
+  return null;
+}
+
+/** The key under which a nickname is unique: `Alice` and `alice` are the same person. */
+export function nickKey(nick: string): string {
+  return nick.normalize("NFC").toLowerCase();
+}
+
+/** Replaces characters that could drive a terminal (escape sequences) by visible escapes. */
+export function printable(s: string): string {
+  return s.replace(
+    new RegExp(UNSAFE_CHARS.source, "gu"),
+    (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`,
+  );
+}

@@ -1,0 +1,568 @@
+/**
+ * The chat server (system 3): TLS (`Deno.listenTls`, rustls: TLS 1.3 and 1.2, forward-secret AEAD
+ * suites only, so the seed's AES128-SHA is refused), length-prefixed JSON frames, many clients.
+ *
+ * One slow client never delays the others: every client has its own bounded outgoing queue and a
+ * writer task; a broadcast only appends to queues. A client whose queue overflows, or whose socket
+ * makes no write progress within the write deadline, is disconnected (with a `bye` notice queued
+ * for it and a `left` notice for everyone else). Deadlines reap connections that never finish the
+ * TLS handshake or never say hello, and joined connections that go quiet (clients send pings).
+ */
+
+import { DeadlineError, formatMs, FramedStream, FrameError } from "../wire/frame.ts";
+import { errorMessage, type StepLog } from "../runtime/log.ts";
+import { type ConnectionInfo, serve, type Server } from "../net/server.ts";
+import {
+  CHAT_PORT,
+  CLIENT_MAX_FRAME,
+  type ClientMessage,
+  decodeClientMessage,
+  encodeServerMessage,
+  MAX_TEXT,
+  nickKey,
+  nickProblem,
+  printable,
+  type ServerMessage,
+  textProblem,
+} from "./protocol.ts";
+
+export interface ChatLimits {
+  /** Clients joined at once; more are told the server is full. */
+  maxClients: number;
+  /** TLS handshake and the `hello` must finish within this. */
+  helloTimeoutMs: number;
+  /** A joined client that sends nothing (not even a ping) for this long is disconnected. */
+  idleTimeoutMs: number;
+  /** A write to a client that makes no progress for this long disconnects it. */
+  writeTimeoutMs: number;
+  /** Bytes waiting for one client (beyond what its socket holds); over this it is disconnected. */
+  maxQueueBytes: number;
+  /** Largest frame accepted from a client, checked before buffering. */
+  maxFrame: number;
+  /** Longest chat text, in characters. */
+  maxText: number;
+  /** Messages per second per client (sustained). */
+  rate: number;
+  /** Messages a client may send in a burst above the rate. */
+  burst: number;
+}
+
+export const DEFAULT_CHAT_LIMITS: Readonly<ChatLimits> = {
+  maxClients: 1000,
+  helloTimeoutMs: 10_000,
+  idleTimeoutMs: 90_000,
+  writeTimeoutMs: 10_000,
+  maxQueueBytes: 256 * 1024,
+  maxFrame: CLIENT_MAX_FRAME,
+  maxText: 1000,
+  rate: 5,
+  burst: 20,
+};
+
+export interface ChatServerOptions {
+  /** Server certificate (PEM, issued by the CA: rustls refuses a self-signed one). */
+  cert: string;
+  /** Its private key (PEM). */
+  key: string;
+  log: StepLog;
+  hostname?: string;
+  /** Default 8443; 0 picks a free port. */
+  port?: number;
+  limits?: Partial<ChatLimits>;
+  /** Aborting it shuts down gracefully: every client is told, then the server stops. */
+  signal?: AbortSignal;
+}
+
+/** A running chat server. */
+export class ChatServer {
+  readonly #server: Server;
+  readonly #room: ChatRoom;
+  readonly #controller: AbortController;
+
+  constructor(server: Server, room: ChatRoom, controller: AbortController) {
+    this.#server = server;
+    this.#room = room;
+    this.#controller = controller;
+  }
+
+  get addr(): Deno.NetAddr {
+    return this.#server.addr;
+  }
+
+  get port(): number {
+    return this.#server.port;
+  }
+
+  /** Settles when the server has stopped. */
+  get finished(): Promise<void> {
+    return this.#server.finished;
+  }
+
+  /** Nicknames joined right now. */
+  get nicks(): string[] {
+    return this.#room.nicks();
+  }
+
+  /** Tells every client the server is shutting down, stops accepting, and waits until done. */
+  async close(): Promise<void> {
+    this.#controller.abort();
+    await this.#server.finished;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** Starts the chat server. */
+export function serveChat(options: ChatServerOptions): ChatServer {
+  const limits: ChatLimits = { ...DEFAULT_CHAT_LIMITS, ...options.limits };
+  if (limits.maxText > MAX_TEXT) throw new RangeError(`maxText must be at most ${MAX_TEXT}`);
+  const controller = new AbortController();
+  const signal = options.signal
+    ? AbortSignal.any([options.signal, controller.signal])
+    : controller.signal;
+  const listener = Deno.listenTls({
+    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port ?? CHAT_PORT,
+    cert: options.cert,
+    key: options.key,
+  });
+  const room = new ChatRoom(limits, options.log);
+  signal.addEventListener("abort", () => room.shutdown("Server is shutting down"), { once: true });
+  const server = serve({
+    listener,
+    log: options.log,
+    // Room for a few connections over the client limit, so that they hear why they are refused.
+    maxConnections: limits.maxClients + 32,
+    signal,
+    graceMs: Math.min(limits.writeTimeoutMs, 3000),
+    handler: (conn, info) => room.handle(conn, info),
+  });
+  return new ChatServer(server, room, controller);
+}
+
+/** Most bytes one write carries when a client's queue holds several frames. */
+const BATCH = 64 * 1024;
+
+function formatBytes(n: number): string {
+  if (n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
+}
+
+/** Token bucket: `rate` per second, up to `burst` saved. */
+class RateLimiter {
+  readonly #rate: number;
+  readonly #burst: number;
+  #tokens: number;
+  #last = performance.now();
+
+  constructor(rate: number, burst: number) {
+    this.#rate = rate;
+    this.#burst = Math.max(1, burst);
+    this.#tokens = this.#burst;
+  }
+
+  take(): boolean {
+    const now = performance.now();
+    this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) / 1000) * this.#rate);
+    this.#last = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+}
+
+/** One joined client: its frames, its bounded queue and its writer task. */
+class Member {
+  readonly nick: string;
+  readonly key: string;
+  readonly framed: FramedStream;
+  readonly log: StepLog;
+  readonly limiter: RateLimiter;
+  readonly #maxQueueBytes: number;
+  readonly #writeTimeoutMs: number;
+  readonly #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #wake: (() => void) | null = null;
+  #closing = false;
+  #hardClose: ReturnType<typeof setTimeout> | undefined;
+  /** Messages refused in a row for the rate limit. */
+  strikes = 0;
+  /** Why the writer gave up, when it did. */
+  failure: string | null = null;
+
+  constructor(nick: string, framed: FramedStream, log: StepLog, limits: ChatLimits) {
+    this.nick = nick;
+    this.key = nickKey(nick);
+    this.framed = framed;
+    this.log = log;
+    this.limiter = new RateLimiter(limits.rate, limits.burst);
+    this.#maxQueueBytes = limits.maxQueueBytes;
+    this.#writeTimeoutMs = limits.writeTimeoutMs;
+  }
+
+  /** Queues a frame; false when the queue is full (the caller disconnects this member). */
+  enqueue(payload: Uint8Array): boolean {
+    if (this.#closing) return true;
+    if (this.#queuedBytes + payload.length > this.#maxQueueBytes) return false;
+    this.#queue.push(payload);
+    this.#queuedBytes += payload.length;
+    this.#wake?.();
+    return true;
+  }
+
+  /**
+   * Ends this member's session: its queue is replaced by a final `bye` (or kept, to flush what is
+   * already queued when `flush`), and the connection closes once written or after `graceMs`.
+   */
+  finish(reason: string, graceMs: number, flush = false): void {
+    if (this.#closing) return;
+    if (!flush) {
+      this.#queue.length = 0;
+      this.#queuedBytes = 0;
+    }
+    this.#queue.push(encodeServerMessage({ type: "bye", reason }));
+    this.#closing = true;
+    this.#hardClose = setTimeout(() => this.framed.close(), graceMs);
+    this.#wake?.();
+  }
+
+  /** Writes queued frames in order, in batches of up to 64 KiB, until the session ends. */
+  async writeLoop(): Promise<void> {
+    try {
+      while (!this.framed.closed) {
+        if (this.#queue.length > 0) {
+          let n = 0;
+          let bytes = 0;
+          while (n < this.#queue.length && (n === 0 || bytes + this.#queue[n]!.length <= BATCH)) {
+            bytes += this.#queue[n++]!.length;
+          }
+          const batch = this.#queue.splice(0, n);
+          this.#queuedBytes -= bytes;
+          await this.framed.writeFrames(batch);
+          continue;
+        }
+        if (this.#closing) break;
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+        this.#wake = null;
+      }
+    } catch (err) {
+      if (err instanceof DeadlineError) {
+        this.failure = `Not reading: no write progress within ${formatMs(this.#writeTimeoutMs)}`;
+      } else if (!this.framed.closed) {
+        this.failure = `Write failed: ${errorMessage(err)}`;
+      }
+    } finally {
+      clearTimeout(this.#hardClose);
+      this.framed.close();
+    }
+  }
+}
+
+/** Everyone joined, and the rules of the room. */
+class ChatRoom {
+  readonly #limits: ChatLimits;
+  readonly #log: StepLog;
+  readonly #members = new Map<string, Member>();
+  /** Connections still in the TLS handshake or before `hello`. */
+  readonly #pending = new Set<FramedStream>();
+  #shuttingDown = false;
+
+  constructor(limits: ChatLimits, log: StepLog) {
+    this.#limits = limits;
+    this.#log = log;
+  }
+
+  nicks(): string[] {
+    return [...this.#members.values()].map((m) => m.nick);
+  }
+
+  /** Serves one connection from the TLS handshake to the end. */
+  async handle(conn: Deno.TlsConn, info: ConnectionInfo): Promise<void> {
+    const log = info.log;
+    const framed = new FramedStream(conn, {
+      maxFrame: this.#limits.maxFrame,
+      readTimeoutMs: this.#limits.idleTimeoutMs,
+      writeTimeoutMs: this.#limits.writeTimeoutMs,
+    });
+    this.#pending.add(framed);
+    const member = await this.#admit(conn, framed, info).finally(() =>
+      this.#pending.delete(framed)
+    );
+    if (!member) return;
+    const writer = member.writeLoop();
+    try {
+      await this.#readLoop(member);
+    } finally {
+      // Wakes the writer if it waits; closes the connection once it is done.
+      member.finish("Connection closed", 0);
+      await writer;
+      this.#leave(member, member.failure ?? "connection closed");
+      log.info(`${member.nick}: connection closed`);
+    }
+  }
+
+  /** TLS handshake, then `hello` with a free, valid nickname; null when refused. */
+  async #admit(
+    conn: Deno.TlsConn,
+    framed: FramedStream,
+    info: ConnectionInfo,
+  ): Promise<Member | null> {
+    const { log, remote } = info;
+    const helloMs = this.#limits.helloTimeoutMs;
+    const started = performance.now();
+    // Until the handshake is done there is no way to say why: the deadline just closes.
+    let deadline = setTimeout(() => framed.close(), helloMs);
+    let timedOut = false;
+    try {
+      try {
+        await conn.handshake();
+      } catch (err) {
+        log.warn(
+          framed.closed && !this.#shuttingDown
+            ? `TLS handshake from ${remote} not finished within ${formatMs(helloMs)}: closed`
+            : `TLS handshake from ${remote} failed: ${errorMessage(err)}`,
+        );
+        return null;
+      }
+      log.info(`TLS handshake with ${remote} complete`);
+      clearTimeout(deadline);
+      deadline = setTimeout(() => {
+        timedOut = true;
+        log.warn(`${remote}: no hello within ${formatMs(helloMs)}`);
+        void this.#refuse(framed, `No hello within ${formatMs(helloMs)}`);
+      }, Math.max(0, helloMs - (performance.now() - started)));
+      let payload: Uint8Array | null;
+      try {
+        // The timer above answers first; this deadline only backs it up.
+        payload = await framed.readFrame({ timeoutMs: helloMs + this.#limits.writeTimeoutMs });
+      } catch (err) {
+        if (timedOut || this.#shuttingDown) return null;
+        log.warn(`${remote}: ${errorMessage(err)}`);
+        await this.#refuse(framed, errorMessage(err));
+        return null;
+      }
+      clearTimeout(deadline);
+      if (timedOut) return null;
+      if (payload === null) {
+        log.info(`${remote} closed before hello`);
+        return null;
+      }
+      let msg: ClientMessage;
+      try {
+        msg = decodeClientMessage(payload);
+      } catch (err) {
+        log.warn(`${remote}: ${errorMessage(err)}`);
+        await this.#refuse(framed, errorMessage(err));
+        return null;
+      }
+      if (msg.type !== "hello") {
+        await this.#refuse(framed, `Expected hello, got ${msg.type}`);
+        return null;
+      }
+      const problem = nickProblem(msg.nick) ??
+        (this.#members.has(nickKey(msg.nick)) ? `Nickname '${msg.nick}' is already taken` : null) ??
+        (this.#shuttingDown ? "Server is shutting down" : null) ??
+        (this.#members.size >= this.#limits.maxClients
+          ? `Server is full (${this.#limits.maxClients} clients)`
+          : null);
+      if (problem) {
+        log.warn(`${remote}: refused: ${problem}`);
+        await this.#refuse(framed, problem);
+        return null;
+      }
+      const member = new Member(msg.nick, framed, log, this.#limits);
+      const others = this.nicks();
+      this.#members.set(member.key, member);
+      member.enqueue(encodeServerMessage({
+        type: "welcome",
+        nick: member.nick,
+        users: [...others, member.nick],
+        idleMs: this.#limits.idleTimeoutMs,
+        maxText: this.#limits.maxText,
+        rate: this.#limits.rate,
+      }));
+      log.info(`${member.nick} joined from ${remote} (${this.#members.size} online)`);
+      this.#broadcast({ type: "joined", nick: member.nick, time: Date.now() }, member);
+      return member;
+    } finally {
+      clearTimeout(deadline);
+    }
+  }
+
+  /** Writes a last `bye` to a connection that never joined, then closes it. */
+  async #refuse(framed: FramedStream, reason: string): Promise<void> {
+    try {
+      if (!framed.closed) await framed.writeFrame(encodeServerMessage({ type: "bye", reason }));
+    } catch {
+      // The peer is gone; nothing more to tell it.
+    } finally {
+      framed.close();
+    }
+  }
+
+  async #readLoop(member: Member): Promise<void> {
+    const idleMs = this.#limits.idleTimeoutMs;
+    // A resettable idle timer: on expiry the client gets a `bye` saying why, then is closed. The
+    // read's own deadline (later) only backs it up.
+    let idle: ReturnType<typeof setTimeout> | undefined;
+    try {
+      for (;;) {
+        clearTimeout(idle);
+        idle = setTimeout(() => this.#drop(member, `Idle for ${formatMs(idleMs)}`), idleMs);
+        if (!(await this.#readOne(member, idleMs + this.#limits.writeTimeoutMs))) return;
+      }
+    } finally {
+      clearTimeout(idle);
+    }
+  }
+
+  /** Reads and handles one message; false when the session ends. */
+  async #readOne(member: Member, timeoutMs: number): Promise<boolean> {
+    const { framed, log } = member;
+    let payload: Uint8Array | null;
+    try {
+      payload = await framed.readFrame({ timeoutMs });
+    } catch (err) {
+      if (err instanceof DeadlineError) {
+        this.#drop(member, `Idle for ${formatMs(this.#limits.idleTimeoutMs)}`);
+      } else if (framed.closed) {
+        // Closed by the writer (a stalled write) or by a drop: the reason is already known.
+      } else if (err instanceof FrameError) {
+        this.#drop(member, errorMessage(err));
+      } else {
+        log.warn(`${member.nick}: read failed: ${errorMessage(err)}`);
+      }
+      return false;
+    }
+    if (payload === null) return false;
+    let msg: ClientMessage;
+    try {
+      msg = decodeClientMessage(payload);
+    } catch (err) {
+      this.#drop(member, errorMessage(err));
+      return false;
+    }
+    if (!member.limiter.take()) {
+      member.strikes++;
+      if (member.strikes > this.#limits.burst) {
+        this.#drop(member, `Flooding: over ${this.#limits.rate} messages per second`);
+        return false;
+      }
+      if (member.strikes === 1) {
+        log.warn(`${member.nick}: over the rate limit, dropping messages`);
+        this.#tell(member, {
+          type: "error",
+          reason: `Rate limit: at most ${this.#limits.rate} messages per second; message dropped`,
+        });
+      }
+      return true;
+    }
+    member.strikes = 0;
+    return this.#dispatch(member, msg);
+  }
+
+  /** Acts on one message; false when the session ends. */
+  #dispatch(member: Member, msg: ClientMessage): boolean {
+    const time = Date.now();
+    switch (msg.type) {
+      case "say": {
+        const problem = textProblem(msg.text, this.#limits.maxText);
+        if (problem) return this.#tell(member, { type: "error", reason: problem });
+        this.#broadcast({ type: "said", from: member.nick, text: msg.text, time });
+        return true;
+      }
+      case "msg": {
+        const problem = textProblem(msg.text, this.#limits.maxText);
+        if (problem) return this.#tell(member, { type: "error", reason: problem });
+        const to = this.#members.get(nickKey(msg.to));
+        if (!to) {
+          return this.#tell(member, {
+            type: "error",
+            reason: `No such user: ${printable(msg.to)}`,
+          });
+        }
+        const out: ServerMessage = {
+          type: "private",
+          from: member.nick,
+          to: to.nick,
+          text: msg.text,
+          time,
+        };
+        this.#tell(to, out);
+        if (to !== member) this.#tell(member, out);
+        return true;
+      }
+      case "who":
+        return this.#tell(member, { type: "users", users: this.nicks() });
+      case "ping":
+        return this.#tell(member, { type: "pong" });
+      case "quit":
+        member.log.info(`${member.nick} left (quit)`);
+        this.#members.delete(member.key);
+        this.#broadcast({ type: "left", nick: member.nick, reason: "quit", time });
+        member.finish("Goodbye", this.#limits.writeTimeoutMs, true);
+        return false;
+      case "hello":
+        this.#drop(member, "Already joined: hello sent twice");
+        return false;
+    }
+  }
+
+  /** Queues one message for one member; a full queue disconnects it. False if it was dropped. */
+  #tell(member: Member, msg: ServerMessage): boolean {
+    if (member.enqueue(encodeServerMessage(msg))) return true;
+    this.#drop(member, this.#overflow());
+    return false;
+  }
+
+  /** Queues one message for everyone (but `except`); whoever overflows is disconnected. */
+  #broadcast(msg: ServerMessage, except?: Member): void {
+    const payload = encodeServerMessage(msg);
+    const overflowed: Member[] = [];
+    for (const m of this.#members.values()) {
+      if (m !== except && !m.enqueue(payload)) overflowed.push(m);
+    }
+    for (const m of overflowed) {
+      this.#drop(m, this.#overflow());
+    }
+  }
+
+  #overflow(): string {
+    return `Not reading: more than ${formatBytes(this.#limits.maxQueueBytes)} queued`;
+  }
+
+  /** Disconnects a member for `reason`: it gets a `bye`, everyone else a `left`. */
+  #drop(member: Member, reason: string): void {
+    if (this.#members.get(member.key) !== member) {
+      member.finish(reason, 1000);
+      return;
+    }
+    this.#members.delete(member.key);
+    member.log.warn(`${member.nick} disconnected: ${reason}`);
+    member.finish(reason, Math.min(this.#limits.writeTimeoutMs, 2000));
+    this.#broadcast({ type: "left", nick: member.nick, reason, time: Date.now() });
+  }
+
+  /** A member whose connection ended: remove it (unless dropped already) and tell the others. */
+  #leave(member: Member, reason: string): void {
+    if (this.#members.get(member.key) !== member) return;
+    this.#members.delete(member.key);
+    if (member.failure) member.log.warn(`${member.nick} disconnected: ${reason}`);
+    if (this.#shuttingDown) return;
+    this.#broadcast({ type: "left", nick: member.nick, reason, time: Date.now() });
+  }
+
+  /** Graceful shutdown: everyone gets a `bye` after what is already queued. */
+  shutdown(reason: string): void {
+    if (this.#shuttingDown) return;
+    this.#shuttingDown = true;
+    this.#log.info(`shutting down: telling ${this.#members.size} clients`);
+    for (const framed of this.#pending) framed.close();
+    for (const m of this.#members.values()) {
+      m.finish(reason, Math.min(this.#limits.writeTimeoutMs, 2000), true);
+    }
+  }
+}

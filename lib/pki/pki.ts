@@ -1,0 +1,501 @@
+/**
+ * PKI on @peculiar/x509: keys, CSRs, the root, issuing, CRLs, and verifying a certificate against
+ * a pinned root. The library's chain builder checks only names and signatures, so everything else
+ * (dates, CA flag, key usage, extended key usage, critical extensions, revocation, names) is
+ * checked here, explicitly, with one clear reason per failure.
+ */
+
+import "reflect-metadata";
+import * as x509 from "@peculiar/x509";
+import { AsnConvert } from "@peculiar/asn1-schema";
+import {
+  CRLNumber,
+  id_ce_cRLNumber,
+  SubjectPublicKeyInfo as SubjectPublicKeyInfoSchema,
+} from "@peculiar/asn1-x509";
+import { randomBytes, toBytes, toHex } from "../crypto/primitives.ts";
+
+x509.cryptoProvider.set(crypto);
+
+export { x509 };
+export type Certificate = x509.X509Certificate;
+export type Crl = x509.X509Crl;
+export type Csr = x509.Pkcs10CertificateRequest;
+
+/** The signature scheme of every RSA key here. */
+export const RSA_SIGN = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } as const;
+const RSA_SIGN_GEN = { ...RSA_SIGN, publicExponent: new Uint8Array([1, 0, 1]) } as const;
+
+export const OID = {
+  commonName: "2.5.4.3",
+  basicConstraints: "2.5.29.19",
+  keyUsage: "2.5.29.15",
+  extKeyUsage: "2.5.29.37",
+  subjectKeyId: "2.5.29.14",
+  authorityKeyId: "2.5.29.35",
+  subjectAltName: "2.5.29.17",
+  clientAuth: "1.3.6.1.5.5.7.3.2",
+  serverAuth: "1.3.6.1.5.5.7.3.1",
+  rsaEncryption: "1.2.840.113549.1.1.1",
+} as const;
+
+/** Extensions this verifier understands; any other critical extension makes a certificate invalid. */
+const KNOWN_EXTENSIONS: ReadonlySet<string> = new Set([
+  OID.basicConstraints,
+  OID.keyUsage,
+  OID.extKeyUsage,
+  OID.subjectKeyId,
+  OID.authorityKeyId,
+  OID.subjectAltName,
+]);
+
+/** A certificate that fails verification; the message says which check failed. */
+export class CertificateError extends Error {
+  override name = "CertificateError";
+}
+
+/** A CSR the CA refuses; the message says why. */
+export class CsrError extends Error {
+  override name = "CsrError";
+}
+
+// ---------------------------------------------------------------- keys
+
+/** An RSA key pair for signing (RSASSA-PKCS1-v1_5, SHA-256), extractable so it can be stored. */
+export async function generateRsaKeyPair(bits = 2048): Promise<CryptoKeyPair> {
+  return await crypto.subtle.generateKey({ ...RSA_SIGN_GEN, modulusLength: bits }, true, [
+    "sign",
+    "verify",
+  ]) as CryptoKeyPair;
+}
+
+export async function exportPrivateKeyPem(key: CryptoKey): Promise<string> {
+  const der = await crypto.subtle.exportKey("pkcs8", key);
+  return x509.PemConverter.encode(der, "PRIVATE KEY");
+}
+
+/** The PKCS#8 DER inside a `PRIVATE KEY` PEM. */
+export function privateKeyDer(pem: string): Uint8Array {
+  const blocks = x509.PemConverter.decodeWithHeaders(pem).filter((b) => b.type === "PRIVATE KEY");
+  if (blocks.length !== 1) throw new SyntaxError("Expected one PKCS#8 'PRIVATE KEY' PEM block");
+  return new Uint8Array(blocks[0]!.rawData);
+}
+
+/** Imports a PKCS#8 PEM RSA key for signing. */
+export async function importSigningKey(pem: string): Promise<CryptoKey> {
+  return await crypto.subtle.importKey("pkcs8", toBytes(privateKeyDer(pem)), RSA_SIGN, false, [
+    "sign",
+  ]);
+}
+
+/** The public half of a PKCS#8 RSA key, as SubjectPublicKeyInfo DER. */
+export async function publicKeyOf(pem: string): Promise<Uint8Array> {
+  const key = await crypto.subtle.importKey("pkcs8", toBytes(privateKeyDer(pem)), RSA_SIGN, true, [
+    "sign",
+  ]);
+  const jwk = await crypto.subtle.exportKey("jwk", key);
+  const pub = await crypto.subtle.importKey(
+    "jwk",
+    { kty: "RSA", n: jwk.n!, e: jwk.e!, ext: true },
+    RSA_SIGN,
+    true,
+    ["verify"],
+  );
+  return new Uint8Array(await crypto.subtle.exportKey("spki", pub));
+}
+
+export async function signRsa(key: CryptoKey, data: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.sign(RSA_SIGN, key, toBytes(data)));
+}
+
+/** Verifies an RSASSA-PKCS1-v1_5 SHA-256 signature with a certificate's public key. */
+export async function verifyRsa(
+  cert: Certificate,
+  signature: Uint8Array,
+  data: Uint8Array,
+): Promise<boolean> {
+  const key = await cert.publicKey.export(RSA_SIGN, ["verify"]);
+  return await crypto.subtle.verify(RSA_SIGN, key, toBytes(signature), toBytes(data));
+}
+
+// ---------------------------------------------------------------- parsing
+
+/** Parses a certificate from PEM or DER, with a clear error. */
+export function parseCertificate(data: string | Uint8Array, what = "certificate"): Certificate {
+  try {
+    return new x509.X509Certificate(typeof data === "string" ? data : toBytes(data));
+  } catch (err) {
+    throw new CertificateError(
+      `Cannot read ${what}: not an X.509 certificate (${err instanceof Error ? err.message : err})`,
+    );
+  }
+}
+
+export function parseCsr(data: string | Uint8Array): Csr {
+  try {
+    return new x509.Pkcs10CertificateRequest(typeof data === "string" ? data : toBytes(data));
+  } catch {
+    throw new CsrError("Cannot read CSR: not a PKCS#10 certificate request");
+  }
+}
+
+export function parseCrl(data: string | Uint8Array): Crl {
+  try {
+    return new x509.X509Crl(typeof data === "string" ? data : toBytes(data));
+  } catch {
+    throw new CertificateError("Cannot read CRL: not an X.509 CRL");
+  }
+}
+
+export function certificatePem(cert: Certificate): string {
+  return cert.toString("pem") + "\n";
+}
+
+/** PEM with the `X509 CRL` label that OpenSSL and GnuTLS read. */
+export function crlPem(crl: Crl): string {
+  return x509.PemConverter.encode(crl.rawData, "X509 CRL") + "\n";
+}
+
+export function der(obj: { rawData: ArrayBuffer }): Uint8Array {
+  return new Uint8Array(obj.rawData);
+}
+
+/** The certificate's single common name, or undefined. */
+export function commonName(cert: Certificate | Csr): string | undefined {
+  const cns = cert.subjectName.getField(OID.commonName);
+  return cns.length === 1 ? cns[0] : undefined;
+}
+
+/** A short name for messages: the CN, else the serial. */
+export function certificateLabel(cert: Certificate): string {
+  return commonName(cert) ?? `serial ${cert.serialNumber}`;
+}
+
+// ---------------------------------------------------------------- issuing
+
+/** A random positive serial of 127 bits from the CSPRNG (RFC 5280 allows up to 20 octets). */
+export function randomSerial(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0]! & 0x7f) | 0x40; // positive, and no leading zero byte to strip
+  return toHex(bytes);
+}
+
+const DAY_MS = 86_400_000;
+
+export interface RootOptions {
+  name?: string;
+  bits?: number;
+  validityDays?: number;
+  now?: Date;
+}
+
+export const ROOT_NAME = "CN=CUHK Root CA, O=The Chinese University of Hong Kong, C=HK";
+
+/** Step 0: a root key pair and self-signed root certificate (CA:TRUE, keyCertSign, cRLSign, SKI). */
+export async function createRoot(
+  options: RootOptions = {},
+): Promise<{ cert: Certificate; keys: CryptoKeyPair }> {
+  const keys = await generateRsaKeyPair(options.bits ?? 3072);
+  const now = options.now ?? new Date();
+  const ski = await x509.SubjectKeyIdentifierExtension.create(keys.publicKey);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerial(),
+    name: options.name ?? ROOT_NAME,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + (options.validityDays ?? 3650) * DAY_MS),
+    signingAlgorithm: RSA_SIGN,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
+      ski,
+      new x509.AuthorityKeyIdentifierExtension(ski.keyId),
+    ],
+  });
+  return { cert, keys };
+}
+
+export type Profile =
+  | { kind: "student"; sid: string }
+  | { kind: "server"; dnsNames: string[]; ipAddresses: string[]; commonName: string };
+
+export interface IssueOptions {
+  /** DER SubjectPublicKeyInfo of the subject's key. */
+  publicKey: Uint8Array;
+  profile: Profile;
+  issuer: Certificate;
+  issuerKey: CryptoKey;
+  validityDays?: number;
+  now?: Date;
+  serialNumber?: string;
+}
+
+/**
+ * Issues a leaf certificate. The profile alone decides the extensions: nothing a CSR asks for is
+ * copied. Validity is bounded and never outlives the issuer.
+ */
+export async function issueCertificate(options: IssueOptions): Promise<Certificate> {
+  const now = options.now ?? new Date();
+  const notBefore = new Date(now.getTime() - 60_000);
+  let notAfter = new Date(now.getTime() + (options.validityDays ?? 365) * DAY_MS);
+  if (notAfter > options.issuer.notAfter) notAfter = options.issuer.notAfter;
+  const publicKey = new x509.PublicKey(toBytes(options.publicKey));
+  const p = options.profile;
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(
+      x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+      true,
+    ),
+    new x509.ExtendedKeyUsageExtension(
+      [p.kind === "student" ? OID.clientAuth : OID.serverAuth],
+      false,
+    ),
+    await x509.SubjectKeyIdentifierExtension.create(publicKey),
+    await x509.AuthorityKeyIdentifierExtension.create(options.issuer.publicKey),
+  ];
+  if (p.kind === "server") {
+    extensions.push(
+      new x509.SubjectAlternativeNameExtension([
+        ...p.dnsNames.map((value) => ({ type: "dns" as const, value })),
+        ...p.ipAddresses.map((value) => ({ type: "ip" as const, value })),
+      ]),
+    );
+  }
+  const subject = p.kind === "student" ? `CN=${p.sid}` : `CN=${p.commonName}`;
+  return await x509.X509CertificateGenerator.create({
+    serialNumber: options.serialNumber ?? randomSerial(),
+    subject,
+    issuer: options.issuer.subjectName,
+    notBefore,
+    notAfter,
+    signingAlgorithm: RSA_SIGN,
+    publicKey,
+    signingKey: options.issuerKey,
+    extensions,
+  });
+}
+
+/** A CSR with CN = `cn`, signed by the key it carries. */
+export async function createCsr(keys: CryptoKeyPair, cn: string): Promise<Csr> {
+  return await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${cn}`,
+    keys,
+    signingAlgorithm: RSA_SIGN,
+  });
+}
+
+export interface CheckedCsr {
+  sid: string;
+  /** DER SubjectPublicKeyInfo. */
+  publicKey: Uint8Array;
+}
+
+/**
+ * Step 2's checks on a student's CSR: the signature (proof of possession), exactly one CN that is a
+ * 10-digit ID, an RSA key of at least 2048 bits with e = 65537. Requested extensions are ignored.
+ */
+export async function checkStudentCsr(csr: Csr): Promise<CheckedCsr> {
+  const cns = csr.subjectName.getField(OID.commonName);
+  if (cns.length !== 1) throw new CsrError(`CSR must name exactly one CN, it names ${cns.length}`);
+  const sid = cns[0]!;
+  if (!/^\d{10}$/.test(sid)) {
+    throw new CsrError(`CSR's CN must be a 10-digit student ID, got '${sid}'`);
+  }
+  const spki = new x509.PublicKey(csr.publicKey.rawData);
+  const algOid = spkiAlgorithmOid(spki);
+  if (algOid !== OID.rsaEncryption) {
+    throw new CsrError(`CSR's key must be RSA, got algorithm ${algOid}`);
+  }
+  let key: CryptoKey;
+  try {
+    key = await spki.export(RSA_SIGN, ["verify"]);
+  } catch {
+    throw new CsrError("CSR's RSA key cannot be read");
+  }
+  const alg = key.algorithm as RsaHashedKeyAlgorithm;
+  if (alg.modulusLength < 2048) {
+    throw new CsrError(`CSR's RSA key has ${alg.modulusLength} bits, at least 2048 are required`);
+  }
+  if (toHex(alg.publicExponent).replace(/^0+/, "") !== "10001") {
+    throw new CsrError("CSR's RSA public exponent must be 65537");
+  }
+  let ok = false;
+  try {
+    ok = await csr.verify();
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new CsrError("CSR's signature does not match its key (no proof of possession)");
+  return { sid, publicKey: new Uint8Array(csr.publicKey.rawData) };
+}
+
+function spkiAlgorithmOid(spki: x509.PublicKey): string {
+  // SubjectPublicKeyInfo.algorithm.algorithm, read through the library's ASN.1 schema.
+  const asn = AsnConvert.parse(spki.rawData, SubjectPublicKeyInfoSchema);
+  return asn.algorithm.algorithm;
+}
+
+// ---------------------------------------------------------------- CRLs
+
+export interface CrlEntry {
+  serialNumber: string;
+  revocationDate: Date;
+}
+
+export interface CrlOptions {
+  issuer: Certificate;
+  issuerKey: CryptoKey;
+  entries: CrlEntry[];
+  crlNumber: number;
+  now?: Date;
+  /** How long the CRL is valid (default 1 day). */
+  validityMs?: number;
+}
+
+/** A v2 CRL with a CRL number and authority key identifier, signed by the root. */
+export async function createCrl(options: CrlOptions): Promise<Crl> {
+  const now = options.now ?? new Date();
+  return await x509.X509CrlGenerator.create({
+    issuer: options.issuer.subjectName.toString(),
+    thisUpdate: new Date(now.getTime() - 1000),
+    nextUpdate: new Date(now.getTime() + (options.validityMs ?? DAY_MS)),
+    signingAlgorithm: RSA_SIGN,
+    signingKey: options.issuerKey,
+    entries: options.entries.map((e) => ({
+      serialNumber: e.serialNumber,
+      revocationDate: e.revocationDate,
+    })),
+    extensions: [
+      await x509.AuthorityKeyIdentifierExtension.create(options.issuer.publicKey),
+      new x509.Extension(
+        id_ce_cRLNumber,
+        false,
+        AsnConvert.serialize(new CRLNumber(options.crlNumber)),
+      ),
+    ],
+  });
+}
+
+/** The CRL number extension's value. */
+export function crlNumber(crl: Crl): number | undefined {
+  const ext = crl.getExtension(id_ce_cRLNumber);
+  if (!ext) return undefined;
+  return AsnConvert.parse(ext.value, CRLNumber).value;
+}
+
+/** Checks that a CRL comes from the root and is current. */
+export async function verifyCrl(crl: Crl, root: Certificate, now = new Date()): Promise<void> {
+  if (!sameName(crl.issuerName, root.subjectName)) {
+    throw new CertificateError("CRL is not issued by the pinned root");
+  }
+  let ok = false;
+  try {
+    ok = await crl.verify({ publicKey: root.publicKey });
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new CertificateError("CRL's signature does not match the root");
+  if (crl.thisUpdate > now) throw new CertificateError("CRL is not valid yet");
+  if (!crl.nextUpdate || crl.nextUpdate <= now) {
+    throw new CertificateError("CRL has expired (next update was due)");
+  }
+}
+
+// ---------------------------------------------------------------- verifying
+
+export type Purpose = "clientAuth" | "serverAuth";
+
+export interface VerifyOptions {
+  /** The pinned root. */
+  root: Certificate;
+  purpose: Purpose;
+  now?: Date;
+  /** A CRL already checked with `verifyCrl`; a listed serial is refused. */
+  crl?: Crl;
+  /** The CN that the certificate must carry (a student ID). */
+  expectedCommonName?: string;
+  /** A DNS name or IP address that the certificate's SAN must list. */
+  expectedHost?: string;
+  /** Key usages required on top of digitalSignature. */
+  keyEncipherment?: boolean;
+}
+
+function sameName(a: x509.Name, b: x509.Name): boolean {
+  const x = new Uint8Array(a.toArrayBuffer());
+  const y = new Uint8Array(b.toArrayBuffer());
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+/**
+ * Verifies a leaf certificate against the pinned root: issuer name and signature, validity of
+ * both, no CA flag, critical extensions understood, key usage, extended key usage, revocation, and
+ * the expected name. Throws `CertificateError("Cannot verify certificate <name>: <reason>")`.
+ */
+export async function verifyCertificate(cert: Certificate, options: VerifyOptions): Promise<void> {
+  const label = certificateLabel(cert);
+  const fail = (reason: string): never => {
+    throw new CertificateError(`Cannot verify certificate ${label}: ${reason}`);
+  };
+  const now = options.now ?? new Date();
+  const { root } = options;
+
+  if (!sameName(cert.issuerName, root.subjectName)) fail("it is not issued by the pinned root");
+  let signed = false;
+  try {
+    signed = await cert.verify({ publicKey: root.publicKey, signatureOnly: true });
+  } catch {
+    signed = false;
+  }
+  if (!signed) fail("signature does not match the root");
+  if (now < root.notBefore || now > root.notAfter) fail("the root is outside its validity period");
+  if (now < cert.notBefore) fail(`not valid before ${cert.notBefore.toISOString()}`);
+  if (now > cert.notAfter) fail(`expired on ${cert.notAfter.toISOString()}`);
+
+  for (const ext of cert.extensions) {
+    if (ext.critical && !KNOWN_EXTENSIONS.has(ext.type)) {
+      fail(`unknown critical extension ${ext.type}`);
+    }
+  }
+  const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  if (bc?.ca) fail("it is a CA certificate, not an end-entity certificate");
+
+  const ku = cert.getExtension(x509.KeyUsagesExtension);
+  if (!ku) fail("it has no key usage extension");
+  if (!(ku!.usages & x509.KeyUsageFlags.digitalSignature)) {
+    fail("key usage does not allow digitalSignature");
+  }
+  if (options.keyEncipherment && !(ku!.usages & x509.KeyUsageFlags.keyEncipherment)) {
+    fail("key usage does not allow keyEncipherment");
+  }
+  const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
+  const wanted = options.purpose === "clientAuth" ? OID.clientAuth : OID.serverAuth;
+  if (!eku || !eku.usages.map(String).includes(wanted)) {
+    fail(`extended key usage does not allow ${options.purpose}`);
+  }
+
+  if (options.crl && options.crl.findRevoked(cert)) fail("it has been revoked");
+
+  if (options.expectedCommonName !== undefined) {
+    const cn = commonName(cert);
+    if (cn !== options.expectedCommonName) {
+      fail(`its CN is '${cn ?? ""}', not '${options.expectedCommonName}'`);
+    }
+  }
+  if (options.expectedHost !== undefined) {
+    const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
+    const names = san?.names.items.map((n) => n.value.toLowerCase()) ?? [];
+    if (!names.includes(options.expectedHost.toLowerCase())) {
+      fail(`it is not issued for ${options.expectedHost} (SAN: ${names.join(", ") || "none"})`);
+    }
+  }
+}
+
+/** True when two SubjectPublicKeyInfo DER encodings are the same key. */
+export function samePublicKey(cert: Certificate, spki: Uint8Array): boolean {
+  const a = new Uint8Array(cert.publicKey.rawData);
+  return a.length === spki.length && a.every((v, i) => v === spki[i]);
+}

@@ -1,0 +1,198 @@
+/**
+ * What every attack of Trudy's shares: a verdict, the line that ends each run, and the relay
+ * attack plumbing (one verdict per victim connection).
+ */
+
+import type { HostPort } from "../runtime/cli.ts";
+import type { StepLog } from "../runtime/log.ts";
+import { type FrameHandler, type RelaySession, startRelay } from "../net/relay.ts";
+
+export interface Verdict {
+  succeeded: boolean;
+  /** What Trudy obtained, or why the attack failed. */
+  detail: string;
+}
+
+export const ATTACK_SUCCEEDED = "ATTACK SUCCEEDED";
+export const ATTACK_FAILED = "ATTACK FAILED";
+
+/** `ATTACK SUCCEEDED: …` or `ATTACK FAILED: <why>`. */
+export function verdictLine(verdict: Verdict): string {
+  return `${verdict.succeeded ? ATTACK_SUCCEEDED : ATTACK_FAILED}: ${verdict.detail}`;
+}
+
+/** Exit status of an attack run: 0 when it succeeded, 3 when the defence held. */
+export function verdictStatus(verdict: Verdict): number {
+  return verdict.succeeded ? 0 : 3;
+}
+
+/** Verdicts in the order victims' connections end, for whoever waits for the next one. */
+export class VerdictQueue<V extends Verdict = Verdict> {
+  readonly #ready: V[] = [];
+  readonly #waiting: Array<(v: V) => void> = [];
+  /** Every verdict so far. */
+  readonly all: V[] = [];
+
+  push(verdict: V): void {
+    this.all.push(verdict);
+    const waiter = this.#waiting.shift();
+    if (waiter) waiter(verdict);
+    else this.#ready.push(verdict);
+  }
+
+  /** The next verdict (of the next victim connection to end). */
+  next(): Promise<V> {
+    const ready = this.#ready.shift();
+    if (ready) return Promise.resolve(ready);
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+}
+
+/** A running attack that waits for victims: Trudy's relay or her fake server. */
+export interface AttackServer<V extends Verdict = Verdict> extends AsyncDisposable {
+  /** The port victims are pointed at. */
+  readonly port: number;
+  /** The verdict of the next victim connection (one per connection, in order). */
+  nextVerdict(): Promise<V>;
+  /** Every verdict so far. */
+  readonly verdicts: readonly V[];
+  close(): Promise<void>;
+}
+
+/**
+ * Waits for what the server does after Trudy's frame went in: a refusal (the protocol's `error`,
+ * which travels in the clear), the end of the connection, or `settleMs` of silence with the
+ * connection still open. Resolves once with the first of these.
+ */
+export class RefusalWatch {
+  readonly settleMs: number;
+  #settle: ((outcome: WatchOutcome) => void) | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly outcome: Promise<WatchOutcome>;
+  #armed = false;
+  #result: WatchOutcome | undefined;
+
+  constructor(settleMs: number) {
+    this.settleMs = settleMs;
+    this.outcome = new Promise((resolve) => (this.#settle = resolve));
+  }
+
+  /** The outcome, once there is one. */
+  get result(): WatchOutcome | undefined {
+    return this.#result;
+  }
+
+  /** Whether Trudy's frame went in (the watch started). */
+  get armed(): boolean {
+    return this.#armed;
+  }
+
+  /** Trudy's frame has just gone in: start the clock. */
+  arm(): void {
+    if (this.#armed) return;
+    this.#armed = true;
+    this.#timer = setTimeout(() => this.#end({ kind: "silence" }), this.settleMs);
+  }
+
+  refused(reason: string): void {
+    this.#end({ kind: "refused", reason });
+  }
+
+  closed(): void {
+    this.#end({ kind: "closed" });
+  }
+
+  #end(outcome: WatchOutcome): void {
+    clearTimeout(this.#timer);
+    const settle = this.#settle;
+    this.#settle = undefined;
+    this.#result ??= outcome;
+    settle?.(outcome);
+  }
+}
+
+export type WatchOutcome =
+  | { kind: "refused"; reason: string }
+  | { kind: "closed" }
+  | { kind: "silence" };
+
+/** How acceptance was judged, in words, for a verdict. */
+export function describeAcceptance(outcome: WatchOutcome, settleMs: number): string {
+  return outcome.kind === "silence"
+    ? `no refusal came back within ${settleMs} ms and the connection stayed open`
+    : "no refusal came back before the session ended normally";
+}
+
+/** What an attack does on one relayed connection. */
+export interface ConnectionAttack<V extends Verdict = Verdict> {
+  onFrame: FrameHandler;
+  /** Resolves when the verdict is known before the connection ends (optional). */
+  early?: Promise<V>;
+  /** The verdict when the connection has ended (unless `early` gave it before). */
+  finish(): V;
+}
+
+export interface RelayAttackOptions<V extends Verdict = Verdict> {
+  /** The real server. */
+  upstream: HostPort;
+  log: StepLog;
+  /** Port to listen on (0 picks one). */
+  port?: number;
+  maxFrame?: number;
+  /** On close, how long victims' connections get to finish (default 0). */
+  graceMs?: number;
+  signal?: AbortSignal;
+  /** Makes the attack's state for one victim connection. */
+  attack: (session: RelaySession, log: StepLog) => ConnectionAttack<V>;
+}
+
+/**
+ * Trudy on the path: a relay whose every victim connection runs `attack` and ends in a verdict.
+ * The client's clean end of stream is passed on as a half-close, so Trudy still sees the server's
+ * last word (a refusal) before the connection ends.
+ */
+export function startRelayAttack<V extends Verdict = Verdict>(
+  options: RelayAttackOptions<V>,
+): AttackServer<V> {
+  const queue = new VerdictQueue<V>();
+  const states = new Map<number, { attack: ConnectionAttack<V>; done: boolean }>();
+  const report = (state: { done: boolean }, verdict: V) => {
+    if (state.done) return;
+    state.done = true;
+    queue.push(verdict);
+  };
+  const server = startRelay({
+    upstream: options.upstream,
+    log: options.log,
+    halfClose: true,
+    graceMs: options.graceMs ?? 0,
+    ...(options.port !== undefined ? { port: options.port } : {}),
+    ...(options.maxFrame !== undefined ? { maxFrame: options.maxFrame } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    onOpen: (session) => {
+      const log = options.log.child(`#${session.id}`);
+      log.info(
+        `a victim connected: relaying to ${options.upstream.hostname}:${options.upstream.port}`,
+      );
+      const state = { attack: options.attack(session, log), done: false };
+      states.set(session.id, state);
+      state.attack.early?.then((v) => report(state, v));
+    },
+    onFrame: (direction, frame, session, index) =>
+      states.get(session.id)!.attack.onFrame(direction, frame, session, index),
+    onClose: (session) => {
+      const state = states.get(session.id);
+      if (!state) return;
+      states.delete(session.id);
+      report(state, state.attack.finish());
+    },
+  });
+  const close = () => server.close();
+  return {
+    port: server.port,
+    nextVerdict: () => queue.next(),
+    verdicts: queue.all,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}

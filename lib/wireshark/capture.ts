@@ -1,0 +1,381 @@
+/**
+ * Packet capture on the loopback interface, for captures that decrypt themselves in Wireshark.
+ *
+ *     await using cap = await Capture.start({ ports: [9335, 3141], workDir });
+ *     // … start the actors with SSLKEYLOGFILE = cap.keyLogPath, run the traffic …
+ *     const file = await cap.finish("pcap/captures/upload.pcapng");
+ *
+ * `dumpcap` captures only the scenario's TCP ports. `start` returns once dumpcap has printed its
+ * `File:` line (the capture is live), so no packet of the scenario is missed. `finish` stops it with
+ * SIGINT (never SIGKILL: the file must be complete), then `editcap --inject-secrets tls,KEYLOG`
+ * embeds the TLS key log into the pcapng so that Wireshark and tshark decrypt it with no set-up.
+ * The result is readable by everyone (0644): it is meant to be opened by the user running
+ * Wireshark, who may not be root. The key log itself stays private (0600) and is deleted.
+ */
+
+import { ensureDir, exists } from "../runtime/fs.ts";
+
+/** Tools the capture needs, all from Wireshark's command-line package (`tshark`). */
+export const CAPTURE_TOOLS = ["dumpcap", "editcap", "tshark"] as const;
+
+/** How long dumpcap gets to say that the capture is live. */
+export const CAPTURE_START_TIMEOUT_MS = 15_000;
+/** How long dumpcap gets to write out its file after SIGINT. */
+export const CAPTURE_STOP_TIMEOUT_MS = 15_000;
+
+export class CaptureError extends Error {
+  override name = "CaptureError";
+}
+
+/**
+ * Whether a program runs (`PROGRAM --version`): `not-permitted` when this process may not run it
+ * (Deno resolves `--allow-run=NAME` when it starts, so a program installed later is refused).
+ */
+export async function toolState(name: string): Promise<"ok" | "missing" | "not-permitted"> {
+  try {
+    const out = await new Deno.Command(name, {
+      args: ["--version"],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success ? "ok" : "missing";
+  } catch (err) {
+    return err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
+      ? "not-permitted"
+      : "missing";
+  }
+}
+
+/** Whether a program is on the PATH and may be run (`PROGRAM --version` succeeds). */
+export async function hasTool(name: string): Promise<boolean> {
+  return (await toolState(name)) === "ok";
+}
+
+/** The capture tools that are missing, in `CAPTURE_TOOLS` order. */
+export async function missingCaptureTools(): Promise<string[]> {
+  const missing: string[] = [];
+  for (const tool of CAPTURE_TOOLS) {
+    if (!(await hasTool(tool))) missing.push(tool);
+  }
+  return missing;
+}
+
+/** A free TCP port on 127.0.0.1 (bound, read and released at once). */
+export function freePort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return listener.addr.port;
+}
+
+/** `n` distinct free ports, none of them in `avoid`. */
+export function freePorts(n: number, avoid: ReadonlySet<number> = new Set()): number[] {
+  const listeners: Deno.TcpListener[] = [];
+  const picked: number[] = [];
+  try {
+    while (picked.length < n) {
+      if (listeners.length > n + 1000) throw new CaptureError("Cannot find enough free ports");
+      const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      listeners.push(l);
+      if (!avoid.has(l.addr.port)) picked.push(l.addr.port);
+    }
+    return picked;
+  } finally {
+    for (const l of listeners) l.close();
+  }
+}
+
+let registered: Promise<Set<number>> | undefined;
+
+/**
+ * The TCP ports Wireshark decodes as some protocol by default (`tshark -G decodes`, e.g. 44321 as
+ * PCP). A lab server on a free port that happens to be one of them would be dissected as that
+ * protocol instead of by pcap/lab.lua's heuristic, so capture scenarios avoid them. Empty when
+ * tshark cannot say.
+ */
+export function wiresharkTcpPorts(): Promise<Set<number>> {
+  registered ??= (async () => {
+    try {
+      const out = await new Deno.Command("tshark", {
+        args: ["-G", "decodes"],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+      }).output();
+      const ports = new Set<number>();
+      for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
+        const [table, port] = line.split("\t");
+        if (table === "tcp.port" && port !== undefined) ports.add(Number(port));
+      }
+      return ports;
+    } catch {
+      return new Set<number>();
+    }
+  })();
+  return registered;
+}
+
+/** The BPF capture filter for a set of TCP ports: `tcp port 9335 or tcp port 3141`. */
+export function portFilter(ports: readonly number[]): string {
+  if (ports.length === 0) throw new RangeError("A capture needs at least one port");
+  for (const p of ports) {
+    if (!Number.isInteger(p) || p < 1 || p > 65535) throw new RangeError(`Bad port ${p}`);
+  }
+  return [...new Set(ports)].map((p) => `tcp port ${p}`).join(" or ");
+}
+
+export interface CaptureOptions {
+  /** TCP ports to capture (either direction). */
+  ports: readonly number[];
+  /** A private working directory for the raw capture and the key log (created 0700). */
+  workDir: string;
+  /** Interface (default `lo`). */
+  interface?: string;
+}
+
+export interface CaptureResult {
+  /** The pcapng written. */
+  path: string;
+  /** Whether a non-empty TLS key log was embedded. */
+  secrets: boolean;
+}
+
+/** A running dumpcap. Dispose it to stop it (SIGINT) if `finish` was not reached. */
+export class Capture implements AsyncDisposable {
+  readonly rawPath: string;
+  /** Give this to the TLS actors as SSLKEYLOGFILE (Deno reads it once, at process start). */
+  readonly keyLogPath: string;
+  readonly filter: string;
+  readonly #child: Deno.ChildProcess;
+  readonly #status: Promise<Deno.CommandStatus>;
+  #stderr = "";
+  #stopped: Promise<void> | undefined;
+
+  private constructor(
+    child: Deno.ChildProcess,
+    rawPath: string,
+    keyLogPath: string,
+    filter: string,
+  ) {
+    this.#child = child;
+    this.rawPath = rawPath;
+    this.keyLogPath = keyLogPath;
+    this.filter = filter;
+    this.#status = child.status;
+  }
+
+  /** What dumpcap printed on standard error so far. */
+  get log(): string {
+    return this.#stderr;
+  }
+
+  /** Starts dumpcap and waits until it reports the capture file (the capture is live). */
+  static async start(options: CaptureOptions): Promise<Capture> {
+    const filter = portFilter(options.ports);
+    await ensureDir(options.workDir, 0o700);
+    await Deno.chmod(options.workDir, 0o700);
+    const rawPath = `${options.workDir}/raw.pcapng`;
+    const keyLogPath = `${options.workDir}/tls-keys.log`;
+    // Created empty and private before any TLS actor appends to it.
+    await Deno.writeFile(keyLogPath, new Uint8Array(), { mode: 0o600 });
+    await Deno.chmod(keyLogPath, 0o600);
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command("dumpcap", {
+        args: ["-i", options.interface ?? "lo", "-f", filter, "-w", rawPath],
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+    } catch (err) {
+      throw new CaptureError(
+        `Cannot start dumpcap: ${err instanceof Error ? err.message : String(err)}` +
+          " (run 'deno task setup')",
+      );
+    }
+    const capture = new Capture(child, rawPath, keyLogPath, filter);
+    await capture.#waitUntilLive();
+    return capture;
+  }
+
+  async #waitUntilLive(): Promise<void> {
+    const reader = this.#child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let live = false;
+    const timer = setTimeout(() => {
+      if (!live) this.#kill("SIGINT");
+    }, CAPTURE_START_TIMEOUT_MS);
+    try {
+      while (!live) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        this.#stderr += value;
+        live = /^File: /m.test(this.#stderr);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    // Keep draining standard error so that dumpcap never blocks on a full pipe.
+    (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        this.#stderr += value;
+      }
+    })().catch(() => {});
+    if (!live) {
+      await this.#status;
+      const lines = this.#stderr.trim().split("\n");
+      const reason = lines.find((l) => l.startsWith("dumpcap: "))?.slice(9) ?? lines.pop() ??
+        "no output";
+      const hint = /permission|privilege|not permitted/i.test(this.#stderr)
+        ? " (capturing on lo needs root or the wireshark group: see 'deno task setup')"
+        : "";
+      throw new CaptureError(
+        `dumpcap did not start capturing (filter '${this.filter}'): ${reason}${hint}`,
+      );
+    }
+  }
+
+  #kill(signal: Deno.Signal): void {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+  }
+
+  /**
+   * Stops dumpcap with SIGINT and waits until it has closed the file. Safe to call twice. The
+   * short pause first lets the kernel hand over the last packets of the scenario.
+   */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      this.#kill("SIGINT");
+      const timer = setTimeout(() => this.#kill("SIGTERM"), CAPTURE_STOP_TIMEOUT_MS);
+      try {
+        await this.#status;
+      } finally {
+        clearTimeout(timer);
+      }
+    })();
+    return this.#stopped;
+  }
+
+  /**
+   * Stops the capture and writes `out` (pcapng, mode 0644) with the TLS key log embedded when
+   * there is one. The raw capture and the key log are removed afterwards.
+   */
+  async finish(out: string): Promise<CaptureResult> {
+    await this.stop();
+    if (!(await exists(this.rawPath))) {
+      throw new CaptureError(`dumpcap wrote no capture file: ${this.#stderr.trim()}`);
+    }
+    const result = await embedSecrets(this.rawPath, this.keyLogPath, out);
+    await Deno.remove(this.rawPath).catch(() => {});
+    await Deno.remove(this.keyLogPath).catch(() => {});
+    return result;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+    await Deno.remove(this.keyLogPath).catch(() => {});
+  }
+}
+
+/**
+ * Writes `out` from the capture `raw`, embedding the TLS key log `keyLog` (a Decryption Secrets
+ * Block) when it is not empty. `out` ends up with mode 0644 in a directory that is created 0755.
+ */
+export async function embedSecrets(
+  raw: string,
+  keyLog: string,
+  out: string,
+): Promise<CaptureResult> {
+  const dir = out.includes("/") ? out.slice(0, out.lastIndexOf("/")) : ".";
+  await ensureDir(dir, 0o755);
+  const keys = await Deno.stat(keyLog).then((s) => s.size).catch(() => 0);
+  const tmp = `${out}.tmp`;
+  const args = keys > 0
+    ? ["--inject-secrets", `tls,${keyLog}`, "-F", "pcapng", raw, tmp]
+    : ["-F", "pcapng", raw, tmp];
+  const res = await new Deno.Command("editcap", {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!res.success) {
+    await Deno.remove(tmp).catch(() => {});
+    throw new CaptureError(
+      `editcap failed: ${new TextDecoder().decode(res.stderr).trim() || `status ${res.code}`}`,
+    );
+  }
+  await Deno.chmod(tmp, 0o644);
+  await Deno.rename(tmp, out);
+  return { path: out, secrets: keys > 0 };
+}
+
+/** Exactly how to install the capture tools by hand, for the usual systems. */
+export const INSTALL_HINT = `Install Wireshark's command-line tools (tshark, dumpcap, editcap):
+  Debian, Ubuntu:  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y tshark
+  Fedora, RHEL:    sudo dnf install -y wireshark-cli
+  Arch:            sudo pacman -S --needed wireshark-cli
+  macOS:           brew install wireshark
+Capturing on 'lo' needs root, or (Debian, Ubuntu) 'sudo dpkg-reconfigure wireshark-common'
+(answer Yes) then 'sudo usermod -aG wireshark $USER' and log in again.`;
+
+function isRoot(): boolean {
+  try {
+    return Deno.uid() === 0;
+  } catch {
+    return false;
+  }
+}
+
+export interface EnsureToolsOptions {
+  /** Install with apt-get when root (default true). */
+  install?: boolean;
+  /** Progress and instructions. */
+  print: (line: string) => void;
+}
+
+/**
+ * Makes sure tshark, dumpcap and editcap are there: installs them with apt-get when running as
+ * root on a Debian-like system, otherwise prints exactly how. Returns whether they are ready.
+ */
+export async function ensureCaptureTools(options: EnsureToolsOptions): Promise<boolean> {
+  let missing = await missingCaptureTools();
+  if (missing.length === 0) return true;
+  options.print(`Missing: ${missing.join(", ")}`);
+  if ((options.install ?? true) && isRoot() && await hasTool("apt-get")) {
+    options.print("Installing tshark with apt-get (running as root)…");
+    const env = { DEBIAN_FRONTEND: "noninteractive" };
+    for (const args of [["update"], ["install", "-y", "--no-install-recommends", "tshark"]]) {
+      const res = await new Deno.Command("apt-get", {
+        args,
+        env,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      if (!res.success) {
+        const err = new TextDecoder().decode(res.stderr).trim().split("\n").pop() ?? "";
+        options.print(`apt-get ${args[0]} failed: ${err}`);
+        break;
+      }
+    }
+    const states = await Promise.all(CAPTURE_TOOLS.map(toolState));
+    missing = CAPTURE_TOOLS.filter((_, i) => states[i] === "missing");
+    if (missing.length === 0) {
+      options.print(
+        states.every((st) => st === "ok")
+          ? "Installed tshark, dumpcap and editcap"
+          : "Installed tshark, dumpcap and editcap (run the task again to use them: this one may " +
+            "only run the programs that existed when it started)",
+      );
+      return true;
+    }
+  }
+  options.print(INSTALL_HINT);
+  return false;
+}

@@ -1,0 +1,92 @@
+/**
+ * Fixtures for the bank tests: Bob on port 0 over a test PKI and Alice's client options for a test
+ * student. (Relaying, rewriting and replaying frames is Trudy's: lib/net/relay.ts, lib/attack_bank_*.ts.)
+ */
+
+import { Accounts } from "../../lib/bank/accounts.ts";
+import type { BankClientOptions } from "../../lib/bank/client.ts";
+import { type BobIdentity, loadBobIdentity } from "../../lib/bank/handshake.ts";
+import type { BankMode } from "../../lib/bank/protocol.ts";
+import { serveBank } from "../../lib/bank/server.ts";
+import type { StepLog } from "../../lib/runtime/log.ts";
+import type { Certificate, Crl } from "../../lib/pki/pki.ts";
+import type { Server } from "../../lib/net/server.ts";
+import { memoryLog, type TestPki, type TestStudent } from "./helpers.ts";
+
+export interface TestBank extends AsyncDisposable {
+  server: Server;
+  port: number;
+  accounts: Accounts;
+  lines: string[];
+  dir: string;
+}
+
+export interface TestBankOptions {
+  mode?: BankMode;
+  /** Bob's identity (default: a certificate for 127.0.0.1 from the test PKI). */
+  identity?: BobIdentity;
+  handshakeTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  crl?: Crl;
+}
+
+const identities = new WeakMap<TestPki, Promise<BobIdentity>>();
+
+/** Bob's identity from the test PKI, made once per PKI. */
+export function bobIdentity(pki: TestPki): Promise<BobIdentity> {
+  let p = identities.get(pki);
+  if (!p) {
+    p = pki.serverCert("bank", ["127.0.0.1"]).then((c) => loadBobIdentity(c.keyPem, c.cert));
+    identities.set(pki, p);
+  }
+  return p;
+}
+
+/** Bob in this process, on port 0, with accounts in a temporary directory. */
+export async function startBank(pki: TestPki, options: TestBankOptions = {}): Promise<TestBank> {
+  const dir = await Deno.makeTempDir({ prefix: "lab-bank-" });
+  const accounts = Accounts.open(`${dir}/accounts.db`);
+  const { log, lines } = memoryLog("Bob");
+  const server = serveBank({
+    mode: options.mode ?? "secure",
+    accounts,
+    identity: options.identity ?? await bobIdentity(pki),
+    log,
+    root: pki.root,
+    port: 0,
+    ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
+    ...(options.idleTimeoutMs ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+    ...(options.crl ? { crl: options.crl } : {}),
+  });
+  return {
+    server,
+    port: server.port,
+    accounts,
+    lines,
+    dir,
+    async [Symbol.asyncDispose]() {
+      await server.close();
+      accounts.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Alice's client options for a test student against a port. */
+export function aliceOptions(
+  pki: TestPki,
+  student: TestStudent,
+  port: number,
+  log: StepLog,
+  extra: Partial<BankClientOptions> = {},
+): BankClientOptions {
+  return {
+    bank: { hostname: "127.0.0.1", port },
+    mode: "secure",
+    log,
+    root: pki.root as Certificate,
+    cert: student.cert,
+    keyPem: student.keyPem,
+    ...extra,
+  };
+}

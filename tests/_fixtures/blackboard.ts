@@ -1,0 +1,144 @@
+/**
+ * Fixtures for the Blackboard tests: a Blackboard on port 0 over a test PKI, and test files.
+ * (Replaying, reordering, corrupting or cutting frames on the path is lib/net/relay.ts, Trudy's.)
+ */
+
+import { createHash } from "node:crypto";
+import {
+  type BlackboardMode,
+  RevocationChecker,
+  serveBlackboard,
+} from "../../lib/blackboard/server.ts";
+import type { HostPort } from "../../lib/runtime/cli.ts";
+import { loadIdentity, type StudentIdentity } from "../../lib/ca/client.ts";
+import { importSigningKey, parseCertificate } from "../../lib/pki/pki.ts";
+import type { Server } from "../../lib/net/server.ts";
+import { UploadStore } from "../../lib/blackboard/upload_store.ts";
+import { memoryLog, type TestPki } from "./helpers.ts";
+
+export interface TestBlackboard extends AsyncDisposable {
+  server: Server;
+  addr: HostPort;
+  dataDir: string;
+  /** Log lines. */
+  lines: string[];
+  /** What Blackboard printed (each valid message, each receipt). */
+  printed: string[];
+}
+
+export interface BlackboardFixtureOptions {
+  protocol?: BlackboardMode;
+  requireEncrypt?: boolean;
+  handshakeTimeoutMs?: number;
+  sessionTimeoutMs?: number;
+  /** The CA to fetch CRLs from (default the test PKI's server). */
+  ca?: HostPort;
+  refreshMs?: number;
+  /** Reuse a data directory (for restarts). */
+  dataDir?: string;
+}
+
+const serverCertCache: WeakMap<TestPki, Promise<{ certPem: string; keyPem: string }>> =
+  new WeakMap();
+
+/** Starts Blackboard with its own certificate from the test PKI, in a fresh data directory. */
+export async function startBlackboard(
+  pki: TestPki,
+  options: BlackboardFixtureOptions = {},
+): Promise<TestBlackboard> {
+  let issued = serverCertCache.get(pki);
+  if (!issued) {
+    issued = pki.serverCert("blackboard").then((c) => ({
+      certPem: c.cert.toString("pem"),
+      keyPem: c.keyPem,
+    }));
+    serverCertCache.set(pki, issued);
+  }
+  const { certPem, keyPem } = await issued;
+  const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lab-blackboard-" });
+  const { log, lines } = memoryLog("Blackboard");
+  const printed: string[] = [];
+  const [host, port] = pki.caAddr.split(":");
+  const server = serveBlackboard({
+    root: pki.root,
+    cert: parseCertificate(certPem),
+    signingKey: await importSigningKey(keyPem),
+    revocation: new RevocationChecker({
+      ca: options.ca ?? { hostname: host!, port: Number(port) },
+      root: pki.root,
+      log,
+      refreshMs: options.refreshMs ?? 0,
+      timeoutMs: 2000,
+    }),
+    store: new UploadStore(dataDir),
+    log,
+    print: (line) => printed.push(line),
+    port: 0,
+    ...(options.protocol ? { protocol: options.protocol } : {}),
+    ...(options.requireEncrypt ? { requireEncrypt: true } : {}),
+    ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
+    ...(options.sessionTimeoutMs ? { sessionTimeoutMs: options.sessionTimeoutMs } : {}),
+  });
+  return {
+    server,
+    addr: { hostname: "127.0.0.1", port: server.port },
+    dataDir,
+    lines,
+    printed,
+    async [Symbol.asyncDispose]() {
+      await server.close();
+      if (!options.dataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+export async function identity(home: string): Promise<StudentIdentity> {
+  return await loadIdentity(home);
+}
+
+/** Every file under `dir`, relative to it. */
+export async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string, prefix: string) => {
+    for await (const e of Deno.readDir(d)) {
+      if (e.isDirectory) await walk(`${d}/${e.name}`, `${prefix}${e.name}/`);
+      else out.push(`${prefix}${e.name}`);
+    }
+  };
+  await walk(dir, "").catch((err) => {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  });
+  return out.sort();
+}
+
+/** Writes a file of `size` bytes of pseudo-random data (1 MiB pattern, varied per MiB). */
+export async function writeTestFile(path: string, size: number): Promise<void> {
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const block = crypto.getRandomValues(new Uint8Array(65536));
+  const mib = new Uint8Array(1024 * 1024);
+  for (let i = 0; i < 16; i++) mib.set(block, i * 65536);
+  let written = 0;
+  let n = 0;
+  while (written < size) {
+    mib[0] = n & 0xff;
+    mib[1] = (n >> 8) & 0xff;
+    n++;
+    const part = mib.subarray(0, Math.min(mib.length, size - written));
+    let off = 0;
+    while (off < part.length) off += await file.write(part.subarray(off));
+    written += part.length;
+  }
+}
+
+/** SHA-256 of a file, streamed. */
+export async function fileSha256(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  using file = await Deno.open(path, { read: true });
+  const buf = new Uint8Array(1024 * 1024);
+  for (;;) {
+    const n = await file.read(buf);
+    if (n === null) break;
+    hash.update(buf.subarray(0, n));
+  }
+  return hash.digest("hex");
+}

@@ -1,0 +1,208 @@
+/**
+ * Shared by the chat tests: a chat server on port 0 with a real CA-issued certificate, clients
+ * that collect what they receive, and raw TLS connections for hostile peers.
+ */
+
+import { ChatClient, type JoinOptions } from "../../lib/chat/client.ts";
+import {
+  decodeServerMessage,
+  encodeClientMessage,
+  SERVER_MAX_FRAME,
+  type ServerMessage,
+} from "../../lib/chat/protocol.ts";
+import { type ChatLimits, type ChatServer, serveChat } from "../../lib/chat/server.ts";
+import { FramedStream } from "../../lib/wire/frame.ts";
+import { memoryLog, TestPki, type TestServerCert } from "./helpers.ts";
+
+export class ChatFixture implements AsyncDisposable {
+  readonly pki: TestPki;
+  readonly cert: TestServerCert;
+  readonly rootPem: string;
+  readonly server: ChatServer;
+  readonly lines: string[];
+  readonly #clients: ChatClient[] = [];
+
+  private constructor(
+    pki: TestPki,
+    cert: TestServerCert,
+    server: ChatServer,
+    lines: string[],
+  ) {
+    this.pki = pki;
+    this.cert = cert;
+    this.rootPem = pki.ca.rootPem;
+    this.server = server;
+    this.lines = lines;
+  }
+
+  static async start(limits: Partial<ChatLimits> = {}): Promise<ChatFixture> {
+    const pki = await TestPki.start();
+    const cert = await pki.serverCert("localhost", ["127.0.0.1"]);
+    const { log, lines } = memoryLog("chat");
+    const server = serveChat({
+      cert: await Deno.readTextFile(cert.certPath),
+      key: cert.keyPem,
+      log,
+      port: 0,
+      limits,
+    });
+    return new ChatFixture(pki, cert, server, lines);
+  }
+
+  get port(): number {
+    return this.server.port;
+  }
+
+  /** Joins as `nick` (TLS 1.3 by default), trusting only the test root. */
+  async join(nick: string, options: Partial<JoinOptions> = {}): Promise<Member> {
+    const client = await ChatClient.join({
+      hostname: "127.0.0.1",
+      port: this.port,
+      caCerts: [this.rootPem],
+      nick,
+      ...options,
+    });
+    this.#clients.push(client);
+    return new Member(client);
+  }
+
+  /** A TLS connection that speaks raw frames (for hostile cases). */
+  async raw(): Promise<{ conn: Deno.TlsConn; framed: FramedStream }> {
+    const conn = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: this.port,
+      caCerts: [this.rootPem],
+    });
+    await conn.handshake();
+    return { conn, framed: new FramedStream(conn, { maxFrame: SERVER_MAX_FRAME }) };
+  }
+
+  /** Waits until a server log line matches. */
+  async logMatching(pattern: RegExp, timeoutMs = 5000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const line = this.lines.find((l) => pattern.test(l));
+      if (line) return line;
+      if (Date.now() > deadline) {
+        throw new Error(`No server log line matches ${pattern}:\n${this.lines.join("\n")}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const c of this.#clients) c.close();
+    await this.server.close();
+    await this.pki[Symbol.asyncDispose]();
+  }
+}
+
+/** A joined client whose messages are collected as they come. */
+export class Member {
+  readonly client: ChatClient;
+  readonly inbox: ServerMessage[] = [];
+  /** Arrival time (performance.now()) of each inbox message. */
+  readonly arrivals: number[] = [];
+  ended = false;
+  readonly done: Promise<void>;
+  #waiters = new Set<() => void>();
+
+  constructor(client: ChatClient) {
+    this.client = client;
+    this.done = (async () => {
+      try {
+        for await (const msg of client.messages()) {
+          this.inbox.push(msg);
+          this.arrivals.push(performance.now());
+          this.#notify();
+        }
+      } catch {
+        // Ended; `ended` says so.
+      } finally {
+        this.ended = true;
+        this.#notify();
+      }
+    })();
+  }
+
+  #notify(): void {
+    for (const w of this.#waiters) w();
+  }
+
+  send(line: Parameters<ChatClient["send"]>[0]): Promise<void> {
+    return this.client.send(line);
+  }
+
+  /** The first message (from index `from`) matching `pred`, waiting up to `timeoutMs`. */
+  async waitFor(
+    pred: (m: ServerMessage) => boolean,
+    timeoutMs = 5000,
+    from = 0,
+  ): Promise<ServerMessage> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.inbox.slice(from).find(pred);
+      if (found) return found;
+      if (this.ended) {
+        throw new Error(
+          `${this.client.nick}: connection ended; received ${JSON.stringify(this.inbox)}`,
+        );
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(
+          `${this.client.nick}: timed out; received ${JSON.stringify(this.inbox).slice(0, 2000)}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(t);
+          this.#waiters.delete(wake);
+          resolve();
+        };
+        const t = setTimeout(wake, left);
+        this.#waiters.add(wake);
+      });
+    }
+  }
+
+  /** Waits until the connection has ended. */
+  async closed(timeoutMs = 5000): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.done,
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${this.client.nick}: still open after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+}
+
+/** Sends `hello` on a raw connection and reads the answer. */
+export async function rawHello(framed: FramedStream, nick: string): Promise<ServerMessage> {
+  await framed.writeFrame(encodeClientMessage({ type: "hello", nick }));
+  const payload = await framed.readFrame({ timeoutMs: 5000 });
+  if (payload === null) throw new Error("Closed before welcome");
+  return decodeServerMessage(payload);
+}
+
+/** Reads frames until the connection ends; returns the decoded messages. */
+export async function readAll(framed: FramedStream, timeoutMs = 5000): Promise<ServerMessage[]> {
+  const out: ServerMessage[] = [];
+  for (;;) {
+    let payload: Uint8Array | null;
+    try {
+      payload = await framed.readFrame({ timeoutMs });
+    } catch {
+      return out;
+    }
+    if (payload === null) return out;
+    out.push(decodeServerMessage(payload));
+  }
+}
+
+export const is = <T extends ServerMessage["type"]>(type: T) => (m: ServerMessage) =>
+  m.type === type;

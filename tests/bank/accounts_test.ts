@@ -1,0 +1,183 @@
+import assert from "node:assert/strict";
+import { Accounts, OperationError } from "../../lib/bank/accounts.ts";
+import { AmountError, formatCents, MAX_AMOUNT_CENTS, parseAmount } from "../../lib/bank/amount.ts";
+import { tempDir } from "../_fixtures/helpers.ts";
+
+Deno.test("amounts parse to integer cents", () => {
+  assert.equal(parseAmount("10"), 1000);
+  assert.equal(parseAmount("10.5"), 1050);
+  assert.equal(parseAmount("10.50"), 1050);
+  assert.equal(parseAmount("0.01"), 1);
+  assert.equal(parseAmount(" 7.25 "), 725);
+  assert.equal(parseAmount("999999.99"), MAX_AMOUNT_CENTS - 1);
+  // 0.1 + 0.2 style float error cannot happen: 0.29 is exactly 29 cents.
+  assert.equal(parseAmount("0.29"), 29);
+});
+
+Deno.test("hostile amounts are refused with the reason", () => {
+  const cases: [string, RegExp][] = [
+    ["-5", /must be positive/],
+    ["0", /must be positive/],
+    ["0.00", /must be positive/],
+    ["1e9", /not a number/],
+    ["1000000000", /must be under 1000000\.00/],
+    ["1000000", /must be under/],
+    ["12.345", /at most two decimals/],
+    ["abc", /not a number/],
+    ["", /empty/],
+    ["   ", /empty/],
+    ["+5", /not a number/],
+    ["5.", /not a number/],
+    [".5", /not a number/],
+    ["0x10", /not a number/],
+    ["Infinity", /not a number/],
+    ["NaN", /not a number/],
+    ["1".repeat(400), /not a number/],
+  ];
+  for (const [text, reason] of cases) {
+    assert.throws(() => parseAmount(text), (err: unknown) => {
+      assert.ok(err instanceof AmountError, `${text}: ${err}`);
+      assert.match(err.message, reason, text);
+      return true;
+    });
+  }
+});
+
+Deno.test("cents format with two decimals", () => {
+  assert.equal(formatCents(0), "0.00");
+  assert.equal(formatCents(5), "0.05");
+  assert.equal(formatCents(1050), "10.50");
+  assert.equal(formatCents(123456789), "1234567.89");
+});
+
+Deno.test("accounts: deposit, withdraw, no overdraft, statement", async () => {
+  await using dir = await tempDir();
+  using accounts = Accounts.open(`${dir.path}/accounts.db`);
+  const c = "1155000001";
+  assert.equal(accounts.open(c), 0);
+  const d = accounts.apply({
+    customer: c,
+    requestId: "req-000001",
+    kind: "deposit",
+    amount: "10.50",
+  });
+  assert.deepEqual(d, {
+    status: "applied",
+    kind: "deposit",
+    amount: 1050,
+    balance: 1050,
+    replayed: false,
+  });
+  const w = accounts.apply({ customer: c, requestId: "req-000002", kind: "withdraw", amount: "3" });
+  assert.equal(w.status, "applied");
+  assert.equal(accounts.balance(c), 750);
+  const over = accounts.apply({
+    customer: c,
+    requestId: "req-000003",
+    kind: "withdraw",
+    amount: "7.51",
+  });
+  assert.equal(over.status, "refused");
+  assert.match(over.status === "refused" ? over.reason : "", /Insufficient funds: balance 7\.50/);
+  assert.equal(accounts.balance(c), 750);
+  // Exactly the balance is allowed, to zero.
+  accounts.apply({ customer: c, requestId: "req-000004", kind: "withdraw", amount: "7.50" });
+  assert.equal(accounts.balance(c), 0);
+  const st = accounts.statement(c, 10);
+  assert.deepEqual(st.map((e) => [e.kind, e.amount, e.status, e.balance]), [
+    ["withdraw", 750, "applied", 0],
+    ["withdraw", 751, "refused", 750],
+    ["withdraw", 300, "applied", 750],
+    ["deposit", 1050, "applied", 1050],
+  ]);
+  // Accounts are separate.
+  assert.equal(accounts.balance("1155000002"), 0);
+});
+
+Deno.test("accounts: a retried request id is applied once and returns the original result", async () => {
+  await using dir = await tempDir();
+  using accounts = Accounts.open(`${dir.path}/accounts.db`);
+  const c = "1155000001";
+  const first = accounts.apply({
+    customer: c,
+    requestId: "retry-0001",
+    kind: "deposit",
+    amount: "5",
+  });
+  const again = accounts.apply({
+    customer: c,
+    requestId: "retry-0001",
+    kind: "deposit",
+    amount: "5",
+  });
+  assert.equal(first.replayed, false);
+  assert.deepEqual(again, { ...first, replayed: true });
+  assert.equal(accounts.balance(c), 500);
+  // A refused withdrawal stays refused on retry, even if funds arrived meanwhile.
+  const refused = accounts.apply({
+    customer: c,
+    requestId: "retry-0002",
+    kind: "withdraw",
+    amount: "50",
+  });
+  assert.equal(refused.status, "refused");
+  accounts.apply({ customer: c, requestId: "retry-0003", kind: "deposit", amount: "100" });
+  const retried = accounts.apply({
+    customer: c,
+    requestId: "retry-0002",
+    kind: "withdraw",
+    amount: "50",
+  });
+  assert.equal(retried.status, "refused");
+  assert.equal(retried.replayed, true);
+  assert.equal(accounts.balance(c), 10500);
+  // The same id for another operation is refused; another customer may use the same id.
+  assert.throws(
+    () => accounts.apply({ customer: c, requestId: "retry-0001", kind: "deposit", amount: "6" }),
+    /already used for deposit 5\.00/,
+  );
+  const other = accounts.apply({
+    customer: "1155000002",
+    requestId: "retry-0001",
+    kind: "deposit",
+    amount: "6",
+  });
+  assert.equal(other.status === "applied" && other.balance, 600);
+});
+
+Deno.test("accounts: bad amounts and request ids never reach the database", async () => {
+  await using dir = await tempDir();
+  using accounts = Accounts.open(`${dir.path}/accounts.db`);
+  for (const amount of ["-5", "0", "1e9", "12.345", "abc", ""]) {
+    assert.throws(
+      () => accounts.apply({ customer: "c", requestId: "bad-amount-1", kind: "deposit", amount }),
+      OperationError,
+    );
+  }
+  for (const id of ["", "short", "x".repeat(65), "has space 123", "semi;colon1"]) {
+    assert.throws(
+      () => accounts.apply({ customer: "c", requestId: id, kind: "deposit", amount: "1" }),
+      /Invalid request id/,
+    );
+  }
+  assert.deepEqual(accounts.statement("c"), []);
+});
+
+Deno.test("accounts survive reopening (committed operations are durable)", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/accounts.db`;
+  {
+    using a = Accounts.open(path);
+    a.apply({ customer: "c", requestId: "durable-01", kind: "deposit", amount: "12.34" });
+  }
+  using b = Accounts.open(path);
+  assert.equal(b.balance("c"), 1234);
+  const again = b.apply({
+    customer: "c",
+    requestId: "durable-01",
+    kind: "deposit",
+    amount: "12.34",
+  });
+  assert.equal(again.replayed, true);
+  assert.equal(b.balance("c"), 1234);
+});

@@ -1,0 +1,344 @@
+/**
+ * Bob and Alice as real processes: scripted sessions in both modes through the CLI, 20 concurrent
+ * customers' sessions on shared accounts, and a server killed with SIGKILL in the middle of that
+ * run and restarted.
+ */
+
+import assert from "node:assert/strict";
+import { Accounts } from "../../lib/bank/accounts.ts";
+import { BankClient, newRequestId, type OperationOutcome } from "../../lib/bank/client.ts";
+import { formatCents } from "../../lib/bank/amount.ts";
+import {
+  ActorProcess,
+  memoryLog,
+  runActor,
+  tempDir,
+  TestPki,
+  type TestServerCert,
+  type TestStudent,
+} from "../_fixtures/helpers.ts";
+import { aliceOptions } from "../_fixtures/bank.ts";
+
+const BANK = "actors/bank.ts";
+
+/** Starts `bank serve` on `port` (0 = any) and returns the process and its port. */
+async function startBob(
+  server: TestServerCert,
+  dataDir: string,
+  options: { mode?: "secure" | "seed"; port?: number; extra?: string[] } = {},
+): Promise<{ bob: ActorProcess; port: number }> {
+  const bob = new ActorProcess(BANK, [
+    "serve",
+    "--port",
+    String(options.port ?? 0),
+    "--data-dir",
+    dataDir,
+    "--protocol",
+    options.mode ?? "secure",
+    "--cert",
+    server.certPath,
+    "--key",
+    server.keyPath,
+    "--ca-cert",
+    server.rootPath,
+    ...(options.extra ?? []),
+  ]);
+  const port = Number((await bob.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+  return { bob, port };
+}
+
+Deno.test("bank CLI: scripted sessions in both modes, refusals and bad amounts", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir();
+  const alice = await pki.student("1155000001");
+  const cert = await pki.serverCert("bank", ["127.0.0.1"]);
+  const secure = await startBob(cert, `${dir.path}/secure`);
+  const seed = await startBob(cert, `${dir.path}/seed`, { mode: "seed" });
+  try {
+    const bank = `127.0.0.1:${secure.port}`;
+    const r = await runActor(BANK, [
+      "client",
+      "--bank",
+      bank,
+      "--home",
+      alice.home,
+      "deposit",
+      "10.50",
+      "withdraw",
+      "3",
+      "balance",
+      "exit",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split("\n"), [
+      "deposited 10.50, balance 10.50",
+      "withdrew 3.00, balance 7.50",
+      "balance 7.50",
+    ]);
+    for (
+      const step of [
+        "STEP 1 Hello",
+        "STEP 2 Hi, I'm Bob",
+        "STEP 3 prove it",
+        "STEP 4 Bob's proof",
+        "STEP 5 Alice's secret",
+      ]
+    ) {
+      assert.ok(r.stderr.includes(step), step);
+    }
+    // Operations on standard input, the seed's codes; a refused withdrawal makes the exit non-zero.
+    const lines = await runActor(
+      BANK,
+      ["client", "--bank", bank, "--home", alice.home, "--quiet"],
+      { stdin: "1 5\n2 100\n3\nstatement\n4\n" },
+    );
+    assert.equal(lines.code, 1, lines.stderr);
+    const out = lines.stdout.trim().split("\n");
+    assert.equal(out[0], "deposited 5.00, balance 12.50");
+    assert.equal(out[1], "refused: Insufficient funds: balance 12.50, withdrawal 100.00");
+    assert.equal(out[2], "balance 12.50");
+    assert.match(out[3]!, /^statement \S+ withdraw 100\.00 refused, balance 12\.50$/);
+    // A bad amount: one clear line, exit 2, nothing sent (no new connection at Bob).
+    const before = (secure.bob.stderr.match(/STEP 1 Hello from/g) ?? []).length;
+    for (const amount of ["-5", "0", "1e9", "12.345", "abc", ""]) {
+      const bad = await runActor(BANK, [
+        "client",
+        "--bank",
+        bank,
+        "--home",
+        alice.home,
+        "--",
+        "deposit",
+        amount,
+      ]);
+      assert.equal(bad.code, 2, `${amount}: ${bad.stderr}`);
+      assert.match(bad.stderr, /Invalid amount|needs an amount/, amount);
+    }
+    const unknown = await runActor(BANK, [
+      "client",
+      "--bank",
+      bank,
+      "--home",
+      alice.home,
+      "steal",
+      "5",
+    ]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown operation 'steal'/);
+    assert.equal((secure.bob.stderr.match(/STEP 1 Hello from/g) ?? []).length, before);
+
+    // Seed mode.
+    const s = await runActor(BANK, [
+      "client",
+      "--bank",
+      `127.0.0.1:${seed.port}`,
+      "--protocol",
+      "seed",
+      "--customer",
+      "alice",
+      "deposit",
+      "10.50",
+      "withdraw",
+      "3",
+      "balance",
+      "exit",
+    ]);
+    assert.equal(s.code, 0, s.stderr);
+    assert.deepEqual(s.stdout.trim().split("\n"), [
+      "deposited 10.50, balance 10.50",
+      "withdrew 3.00, balance 7.50",
+      "balance 7.50",
+    ]);
+    assert.match(s.stderr, /WARNING --protocol seed/);
+    assert.match(seed.bob.stderr, /WARNING --protocol seed/);
+    // A secure client at the seed server is told why.
+    const mismatch = await runActor(BANK, [
+      "client",
+      "--bank",
+      `127.0.0.1:${seed.port}`,
+      "--home",
+      alice.home,
+      "balance",
+    ]);
+    assert.equal(mismatch.code, 1);
+    assert.match(
+      mismatch.stderr,
+      /Bob refused: STEP 1 Hello failed: .*the peer speaks the secure protocol/,
+    );
+  } finally {
+    await secure.bob.stop();
+    await seed.bob.stop();
+  }
+});
+
+Deno.test("bank serve --ca: Bob fetches the CA's CRL and refuses a revoked customer at STEP 5", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir();
+  const revoked = await pki.student("1155000001");
+  const fine = await pki.student("1155000002");
+  pki.ca.revoke({ sid: revoked.sid });
+  const cert = await pki.serverCert("bank", ["127.0.0.1"]);
+  const { bob, port } = await startBob(cert, dir.path, { extra: ["--ca", pki.caAddr] });
+  try {
+    assert.match(bob.stderr, /CRL from the CA at 127\.0\.0\.1:\d+: 1 revoked/);
+    const bank = `127.0.0.1:${port}`;
+    const r = await runActor(BANK, ["client", "--bank", bank, "--home", revoked.home, "balance"]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /Bob refused: STEP 5 Alice's secret failed: Cannot verify certificate 1155000001: it has been revoked/,
+    );
+    const ok = await runActor(BANK, ["client", "--bank", bank, "--home", fine.home, "balance"]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, "balance 0.00\n");
+  } finally {
+    await bob.stop();
+  }
+});
+
+interface Ledger {
+  /** Applied operations as Alice saw them acknowledged, by request id. */
+  applied: Map<string, { customer: string; delta: number }>;
+  refused: number;
+  /** Answers that came from a retry of a request Bob had already applied. */
+  replayed: number;
+  reconnects: number;
+}
+
+/**
+ * `clients` sessions over `students` (several per customer), each doing `ops` random deposits
+ * and withdrawals; `onProgress` is called after each acknowledged operation.
+ */
+async function runCustomers(
+  pki: TestPki,
+  students: TestStudent[],
+  port: number,
+  options: {
+    clients: number;
+    ops: number;
+    retryForMs: number;
+    onProgress?: (done: number) => void;
+  },
+): Promise<Ledger> {
+  const ledger: Ledger = { applied: new Map(), refused: 0, replayed: 0, reconnects: 0 };
+  let done = 0;
+  const one = async (i: number) => {
+    const student = students[i % students.length]!;
+    const { log } = memoryLog(`Alice ${i}`);
+    const client = new BankClient({
+      ...aliceOptions(pki, student, port, log),
+      retryForMs: options.retryForMs,
+    });
+    try {
+      for (let n = 0; n < options.ops; n++) {
+        const deposit = Math.random() < 0.55;
+        const cents = 1 + Math.floor(Math.random() * 5000);
+        const requestId = newRequestId();
+        const outcome: OperationOutcome = await client.operate(
+          deposit ? "deposit" : "withdraw",
+          formatCents(cents),
+          requestId,
+        );
+        if (outcome.ok) {
+          assert.ok(outcome.balance >= 0);
+          if (outcome.replayed) ledger.replayed++;
+          assert.equal(outcome.amount, cents);
+          ledger.applied.set(requestId, {
+            customer: student.sid,
+            delta: deposit ? cents : -cents,
+          });
+        } else {
+          assert.match(outcome.reason, /Insufficient funds/);
+          ledger.refused++;
+        }
+        options.onProgress?.(++done);
+      }
+      await client.exit();
+    } finally {
+      ledger.reconnects += client.reconnects;
+      client.close();
+    }
+  };
+  await Promise.all(Array.from({ length: options.clients }, (_, i) => one(i)));
+  return ledger;
+}
+
+/** Every acknowledged operation is in the database once, and nothing else was applied. */
+function assertLedger(dbPath: string, students: TestStudent[], ledger: Ledger): void {
+  using accounts = Accounts.open(dbPath);
+  let total = 0;
+  for (const s of students) {
+    const inDb = accounts.appliedRequests(s.sid);
+    const acked = [...ledger.applied].filter(([, v]) => v.customer === s.sid);
+    assert.equal(inDb.size, acked.length, `${s.sid}: applied operations in the database`);
+    let sum = 0;
+    for (const [id, v] of acked) {
+      const row = inDb.get(id);
+      assert.ok(row, `${s.sid}: acknowledged request ${id} is in the database`);
+      assert.equal(row.kind === "deposit" ? row.amount : -row.amount, v.delta);
+      sum += v.delta;
+    }
+    assert.equal(accounts.balance(s.sid), sum, `${s.sid}: balance = sum of accepted operations`);
+    assert.ok(sum >= 0);
+    total += acked.length;
+  }
+  assert.equal(total, ledger.applied.size);
+}
+
+Deno.test("20 concurrent clients x 100 operations on shared accounts stay consistent", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir();
+  const students = await Promise.all(
+    ["1155000001", "1155000002", "1155000003", "1155000004"].map((sid) => pki.student(sid)),
+  );
+  const { bob, port } = await startBob(await pki.serverCert("bank", ["127.0.0.1"]), dir.path);
+  let ledger: Ledger;
+  try {
+    ledger = await runCustomers(pki, students, port, { clients: 20, ops: 100, retryForMs: 0 });
+    assert.equal(ledger.applied.size + ledger.refused, 2000);
+    assert.ok(ledger.applied.size > 1000, `${ledger.applied.size} applied`);
+    assert.equal(ledger.replayed, 0);
+  } finally {
+    const status = await bob.stop("SIGINT");
+    assert.equal(status.code, 0, bob.stderr.slice(-2000));
+  }
+  assertLedger(`${dir.path}/accounts.db`, students, ledger);
+});
+
+Deno.test("Bob killed with SIGKILL mid-run and restarted: no acknowledged operation lost, none applied twice", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir();
+  const students = await Promise.all(
+    ["1155000001", "1155000002", "1155000003", "1155000004"].map((sid) => pki.student(sid)),
+  );
+  const cert = await pki.serverCert("bank", ["127.0.0.1"]);
+  let { bob, port } = await startBob(cert, dir.path);
+  let restart: Promise<void> | undefined;
+  let ledger: Ledger;
+  try {
+    ledger = await runCustomers(pki, students, port, {
+      clients: 20,
+      ops: 100,
+      retryForMs: 30_000,
+      onProgress: (done) => {
+        if (done !== 700 || restart) return;
+        restart = (async () => {
+          const status = await bob.stop("SIGKILL");
+          assert.equal(status.signal, "SIGKILL");
+          ({ bob, port } = await startBob(cert, dir.path, { port }));
+        })();
+      },
+    });
+    await restart;
+    assert.ok(restart, "the server was killed and restarted");
+    assert.equal(ledger.applied.size + ledger.refused, 2000);
+    assert.ok(ledger.reconnects >= 1, "clients reconnected after the kill");
+    console.log(
+      `killed at 700: ${ledger.reconnects} reconnects, ${ledger.replayed} retried requests answered from the ledger`,
+    );
+  } finally {
+    await restart?.catch(() => {});
+    await bob.stop("SIGINT");
+  }
+  assertLedger(`${dir.path}/accounts.db`, students, ledger);
+});

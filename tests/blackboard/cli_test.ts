@@ -1,0 +1,126 @@
+/**
+ * The actors as real processes, as the README runs them: CA, Blackboard and student, from
+ * enrolment to a message and an upload, in both protocols.
+ */
+
+import assert from "node:assert/strict";
+import { ActorProcess, runActor, tempDir } from "../_fixtures/helpers.ts";
+import { fileSha256, writeTestFile } from "../_fixtures/blackboard.ts";
+
+const SID = "1155000401";
+
+Deno.test("blackboard CLI: enrol, send, upload, seed mode, bad arguments", async () => {
+  await using dir = await tempDir("lab-bb-cli-");
+  const cwd = dir.path;
+  const ok = async (script: string, args: string[]) => {
+    const r = await runActor(script, args, { cwd });
+    assert.equal(r.code, 0, `${script} ${args.join(" ")}: ${r.stderr}`);
+    return r;
+  };
+
+  await ok("actors/ca.ts", [
+    "issue",
+    "--server",
+    "blackboard",
+    "--ip",
+    "127.0.0.1",
+    "--out",
+    "data/blackboard",
+  ]);
+  await using ca = new ActorProcess("actors/ca.ts", ["serve", "--port", "0"], { cwd });
+  const caPort = (await ca.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]!;
+  const code = (await ok("actors/ca.ts", ["code", "--sid", SID])).stdout.trim();
+  await ok("actors/student.ts", [
+    "enroll",
+    "--sid",
+    SID,
+    "--code",
+    code,
+    "--ca",
+    `127.0.0.1:${caPort}`,
+  ]);
+
+  await using bb = new ActorProcess("actors/blackboard.ts", [
+    "serve",
+    "--port",
+    "0",
+    "--ca",
+    `127.0.0.1:${caPort}`,
+  ], { cwd });
+  const bbAddr = `127.0.0.1:${(await bb.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]!}`;
+
+  const sent = await ok("actors/student.ts", [
+    "send",
+    "--sid",
+    SID,
+    "--message",
+    "Hello from the CLI",
+    "--blackboard",
+    bbAddr,
+  ]);
+  assert.match(sent.stdout, new RegExp(`SID: ${SID} sent 1 message\\(s\\) to Blackboard\\.`));
+  for (const step of [3, 4, 5, 6]) assert.match(sent.stderr, new RegExp(`STEP ${step} `));
+  await bb.waitFor(new RegExp(`Message from ${SID}: Hello from the CLI`));
+
+  await writeTestFile(`${cwd}/data/report.bin`, 3 * 1024 * 1024 + 17);
+  const up = await ok("actors/student.ts", [
+    "upload",
+    "--sid",
+    SID,
+    "--file",
+    "data/report.bin",
+    "--blackboard",
+    bbAddr,
+    "--encrypt",
+  ]);
+  const digest = await fileSha256(`${cwd}/data/report.bin`);
+  assert.match(
+    up.stdout,
+    new RegExp(`Receipt: stored as reports/${SID}/report\\.bin, 3145745 bytes, SHA-256 ${digest}`),
+  );
+  assert.match(up.stderr, /upload: 100%/);
+  assert.equal(await fileSha256(`${cwd}/data/blackboard/reports/${SID}/report.bin`), digest);
+  for (const step of [3, 4, 5, 6]) {
+    assert.match(bb.stderr, new RegExp(`\\[Blackboard #\\d+\\] STEP ${step} `));
+  }
+
+  // Bad input: one line and exit status 2, nothing sent.
+  const bad = await runActor("actors/student.ts", ["send", "--sid", "123", "--message", "x"], {
+    cwd,
+  });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^student send: --sid must be exactly 10 digits, got '123'\n/);
+  const noFile = await runActor("actors/student.ts", ["upload", "--sid", SID, "--file", "nope"], {
+    cwd,
+  });
+  assert.equal(noFile.code, 1);
+  assert.match(noFile.stderr, /Cannot read nope/);
+
+  // Seed mode on both sides: it works, and says loudly what it gives away.
+  await using seed = new ActorProcess("actors/blackboard.ts", [
+    "serve",
+    "--port",
+    "0",
+    "--ca",
+    `127.0.0.1:${caPort}`,
+    "--protocol",
+    "seed",
+  ], { cwd });
+  const seedAddr = `127.0.0.1:${(await seed.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]!}`;
+  assert.match(seed.stderr, /SEED PROTOCOL: students send the session key back IN THE CLEAR/);
+  const seedSent = await ok("actors/student.ts", [
+    "send",
+    "--sid",
+    SID,
+    "--message",
+    "seed hello",
+    "--protocol",
+    "seed",
+    "--blackboard",
+    seedAddr,
+  ]);
+  assert.match(seedSent.stderr, /IN THE CLEAR/);
+  await seed.waitFor(new RegExp(`Message from ${SID}: seed hello`));
+
+  for (const p of [seed, bb, ca]) assert.equal((await p.stop()).code, 0);
+});

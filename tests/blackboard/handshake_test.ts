@@ -1,0 +1,310 @@
+/**
+ * Steps 3–5 under attack: every certificate Blackboard must refuse, key confirmations that fail,
+ * hostile framing and stalled clients. Each refusal is one clear line, and nothing is stored.
+ */
+
+import assert from "node:assert/strict";
+import { openSession } from "../../lib/blackboard/client.ts";
+import {
+  blackboardProtocol,
+  receiveHandshake,
+  requestLine,
+  sendHandshake,
+  SESSION_MAX_FRAME,
+} from "../../lib/blackboard/protocol.ts";
+import { PeerRefusedError } from "../../lib/wire/codec.ts";
+import { randomBytes } from "../../lib/crypto/primitives.ts";
+import type { StudentIdentity } from "../../lib/ca/client.ts";
+import { FramedStream } from "../../lib/wire/frame.ts";
+import {
+  exportPrivateKeyPem,
+  generateRsaKeyPair,
+  importSigningKey,
+  issueCertificate,
+} from "../../lib/pki/pki.ts";
+import { startRelay } from "../../lib/net/relay.ts";
+import { memoryLog, TestPki } from "../_fixtures/helpers.ts";
+import {
+  identity,
+  listFiles,
+  startBlackboard,
+  type TestBlackboard,
+} from "../_fixtures/blackboard.ts";
+
+const SID = "1155000201";
+const OTHER = "1155000202";
+
+async function assertRefused(
+  bb: TestBlackboard,
+  id: StudentIdentity,
+  pattern: RegExp,
+  options: { blackboardName?: string } = {},
+): Promise<void> {
+  const { log } = memoryLog("student");
+  await assert.rejects(
+    openSession({ blackboard: bb.addr, identity: id, log, ...options }),
+    (err: Error) => {
+      assert.match(err.message, pattern);
+      return true;
+    },
+  );
+  assert.deepEqual(bb.printed, []);
+  assert.deepEqual(await listFiles(bb.dataDir), []);
+}
+
+Deno.test("blackboard refuses a certificate from another CA", async () => {
+  await using pki = await TestPki.start();
+  await using other = await TestPki.start();
+  const stranger = await other.student(SID);
+  await using bb = await startBlackboard(pki);
+  await assertRefused(
+    bb,
+    await identity(stranger.home),
+    new RegExp(
+      `Cannot verify certificate ${SID}: (signature does not match the root|it is not issued by the pinned root)`,
+    ),
+  );
+  assert.match(
+    bb.lines.join("\n"),
+    new RegExp(`WARNING refused SID ${SID} \\(.*\\): Cannot verify certificate`),
+  );
+});
+
+Deno.test("blackboard refuses an expired certificate", async () => {
+  await using pki = await TestPki.start();
+  const rootKey = await importSigningKey(await Deno.readTextFile(`${pki.dir}/ca/cuhk.key`));
+  const keys = await generateRsaKeyPair(2048);
+  const spki = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
+  const cert = await issueCertificate({
+    publicKey: spki,
+    profile: { kind: "student", sid: SID },
+    issuer: pki.root,
+    issuerKey: rootKey,
+    validityDays: 1,
+    now: new Date(Date.now() - 3 * 86_400_000),
+  });
+  await using bb = await startBlackboard(pki);
+  const id: StudentIdentity = {
+    sid: SID,
+    cert,
+    keyPem: await exportPrivateKeyPem(keys.privateKey),
+    root: pki.root,
+    home: pki.dir,
+  };
+  await assertRefused(bb, id, new RegExp(`Cannot verify certificate ${SID}: expired on `));
+});
+
+Deno.test("blackboard refuses a revoked certificate within the CRL refresh interval", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki, { refreshMs: 300 });
+  const id = await identity(student.home);
+  const { log } = memoryLog("student");
+  {
+    using session = await openSession({ blackboard: bb.addr, identity: id, log });
+    await session.send("before revocation");
+  }
+  assert.equal(pki.ca.revoke({ sid: SID }).length, 1);
+  await new Promise((r) => setTimeout(r, 400));
+  bb.printed.length = 0;
+  await assert.rejects(
+    openSession({ blackboard: bb.addr, identity: id, log }),
+    new RegExp(`Cannot verify certificate ${SID}: it has been revoked`),
+  );
+  assert.deepEqual(bb.printed, []);
+});
+
+Deno.test("blackboard refuses a certificate whose CN is not the ID in the request", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  const id = { ...(await identity(student.home)), sid: OTHER };
+  await assertRefused(
+    bb,
+    id,
+    new RegExp(`Cannot verify certificate ${SID}: its CN is '${SID}', not '${OTHER}'`),
+  );
+});
+
+Deno.test("blackboard refuses a server certificate presented as a student's", async () => {
+  await using pki = await TestPki.start();
+  // A server certificate (serverAuth only) whose CN even looks like an ID.
+  const { cert, keyPem } = await pki.ca.issueServer({ name: SID });
+  await using bb = await startBlackboard(pki);
+  const id: StudentIdentity = { sid: SID, cert, keyPem, root: pki.root, home: pki.dir };
+  await assertRefused(
+    bb,
+    id,
+    new RegExp(`Cannot verify certificate ${SID}: extended key usage does not allow clientAuth`),
+  );
+});
+
+Deno.test("blackboard refuses a valid certificate presented without its private key", async () => {
+  await using pki = await TestPki.start();
+  const victim = await pki.student(SID);
+  const thief = await pki.student(OTHER);
+  await using bb = await startBlackboard(pki);
+
+  // With the real client: the thief cannot even decrypt the session key.
+  const stolen = { ...(await identity(victim.home)), keyPem: thief.keyPem };
+  const { log } = memoryLog("thief");
+  await assert.rejects(
+    openSession({ blackboard: bb.addr, identity: stolen, log }),
+    /Cannot decrypt the session key: the private key is not the key of cert 2/,
+  );
+
+  // By hand: the thief guesses a key confirmation, and Blackboard refuses it.
+  const conn = await Deno.connect(bb.addr);
+  const stream = new FramedStream(conn, { maxFrame: SESSION_MAX_FRAME });
+  try {
+    await sendHandshake(stream, "request", {
+      request: requestLine(SID),
+      certificate: new Uint8Array(victim.cert.rawData),
+      nonce: randomBytes(32),
+      encrypt: 0,
+    });
+    await receiveHandshake(stream, ["sessionKey"], 5000);
+    await sendHandshake(stream, "confirm", { mac: randomBytes(32) });
+    await assert.rejects(
+      receiveHandshake(stream, ["ready"], 5000),
+      (err: Error) => {
+        assert.ok(err instanceof PeerRefusedError);
+        assert.equal(
+          err.message,
+          "Key confirmation failed: the student does not hold the private key of cert 2",
+        );
+        return true;
+      },
+    );
+  } finally {
+    stream.close();
+  }
+  assert.deepEqual(bb.printed, []);
+  assert.deepEqual(await listFiles(bb.dataDir), []);
+});
+
+Deno.test("blackboard refuses a wrong key confirmation (one bit flipped on the wire)", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  // Frame 1 is the confirmation; flip the last bit of its MAC.
+  await using relay = startRelay({
+    upstream: bb.addr,
+    log: memoryLog("relay").log,
+    onFrame: (direction, f, _session, i) => {
+      if (direction !== "toServer" || i !== 1) return f;
+      const g = f.slice();
+      g[g.length - 1]! ^= 0x01;
+      return g;
+    },
+  });
+  const { log } = memoryLog("student");
+  await assert.rejects(
+    openSession({ blackboard: relay.addr, identity: await identity(student.home), log }),
+    /Key confirmation failed/,
+  );
+  assert.deepEqual(bb.printed, []);
+});
+
+Deno.test("the student refuses a Blackboard with the wrong certificate name", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  await assertRefused(bb, await identity(student.home), /its CN is 'blackboard', not 'elsewhere'/, {
+    blackboardName: "elsewhere",
+  });
+});
+
+Deno.test("blackboard refuses an oversized frame before buffering it", async () => {
+  await using pki = await TestPki.start();
+  await using bb = await startBlackboard(pki);
+  const conn = await Deno.connect(bb.addr);
+  const stream = new FramedStream(conn);
+  try {
+    await conn.write(Uint8Array.of(0x7f, 0xff, 0xff, 0xff, 0x01, 0x02));
+    const reply = await stream.readFrame({ timeoutMs: 5000 });
+    assert.ok(reply);
+    const msg = blackboardProtocol.decode(reply);
+    assert.equal(msg.type, "error");
+    assert.equal(
+      msg.type === "error" && msg.reason,
+      "Frame of 2147483647 bytes exceeds the limit of 16384 bytes",
+    );
+    assert.equal(await stream.readFrame({ timeoutMs: 5000 }), null);
+  } finally {
+    stream.close();
+  }
+  assert.deepEqual(await listFiles(bb.dataDir), []);
+});
+
+Deno.test("a client that stops mid-handshake is dropped at the deadline; others are served", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki, { handshakeTimeoutMs: 800 });
+  // Half a request, then silence.
+  const stalled = await Deno.connect(bb.addr);
+  const request = blackboardProtocol.encode("request", {
+    request: requestLine(SID),
+    certificate: new Uint8Array(student.cert.rawData),
+    nonce: randomBytes(32),
+    encrypt: 0,
+  });
+  const framed = new Uint8Array(4 + request.length);
+  new DataView(framed.buffer).setUint32(0, request.length);
+  framed.set(request, 4);
+  await stalled.write(framed.subarray(0, 100));
+  const started = Date.now();
+  // Meanwhile another student is served normally.
+  const { log } = memoryLog("student");
+  {
+    using session = await openSession({
+      blackboard: bb.addr,
+      identity: await identity(student.home),
+      log,
+    });
+    await session.send("not blocked");
+  }
+  assert.deepEqual(bb.printed, [`Message from ${SID}: not blocked`]);
+  // The stalled connection is closed by Blackboard after its deadline.
+  const buf = new Uint8Array(16);
+  const n = await stalled.read(buf).catch(() => null);
+  assert.equal(n, null);
+  assert.ok(Date.now() - started >= 700, "closed before the deadline");
+  stalled.close();
+  assert.match(bb.lines.join("\n"), /WARNING dropped .*No read progress within 800 ms/);
+});
+
+Deno.test("blackboard refuses when the CA is unreachable and it holds no valid CRL", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  // A port where nothing listens.
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadPort = (l.addr as Deno.NetAddr).port;
+  l.close();
+  await using bb = await startBlackboard(pki, { ca: { hostname: "127.0.0.1", port: deadPort } });
+  await assertRefused(
+    bb,
+    await identity(student.home),
+    /Blackboard cannot check revocation right now: try again later/,
+  );
+  assert.match(bb.lines.join("\n"), /ERROR Cannot check revocation: Cannot reach the CA/);
+
+  // With a CRL fetched earlier and still valid, a CA outage does not stop Blackboard.
+  await using bb2 = await startBlackboard(pki, { refreshMs: 1 });
+  const { log } = memoryLog("student");
+  const id = await identity(student.home);
+  {
+    using s = await openSession({ blackboard: bb2.addr, identity: id, log });
+    await s.send("CA up");
+  }
+  await pki.server.close();
+  {
+    using s = await openSession({ blackboard: bb2.addr, identity: id, log });
+    await s.send("CA down");
+  }
+  assert.deepEqual(bb2.printed, [`Message from ${SID}: CA up`, `Message from ${SID}: CA down`]);
+  assert.match(
+    bb2.lines.join("\n"),
+    /WARNING cannot refresh the CRL .*: using CRL #\d+, valid until/,
+  );
+});

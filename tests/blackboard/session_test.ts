@@ -1,0 +1,260 @@
+/**
+ * Steps 3–6 end to end on real sockets, and the step-6 record layer under attack: replayed,
+ * reordered, altered records; the seed mode that accepts what the default refuses.
+ */
+
+import assert from "node:assert/strict";
+import { openSeedSession, openSession } from "../../lib/blackboard/client.ts";
+import { blackboardProtocol } from "../../lib/blackboard/protocol.ts";
+import { PeerRefusedError } from "../../lib/wire/codec.ts";
+import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
+import { randomBytes } from "../../lib/crypto/primitives.ts";
+import { startMessageReplay } from "../../lib/trudy/message_replay.ts";
+import { startRelay } from "../../lib/net/relay.ts";
+import { identity, listFiles, startBlackboard } from "../_fixtures/blackboard.ts";
+
+const SID = "1155000101";
+
+Deno.test("blackboard: a student sends authenticated messages (HMAC, then AES-GCM)", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  const { log, lines } = memoryLog("student");
+  const id = await identity(student.home);
+
+  {
+    using session = await openSession({ blackboard: bb.addr, identity: id, log });
+    await session.send("hello Blackboard");
+    await session.send("second message");
+  }
+  {
+    using session = await openSession({ blackboard: bb.addr, identity: id, log, encrypt: true });
+    await session.send("encrypted one");
+  }
+  assert.deepEqual(bb.printed, [
+    `Message from ${SID}: hello Blackboard`,
+    `Message from ${SID}: second message`,
+    `Message from ${SID}: encrypted one`,
+  ]);
+  const text = bb.lines.join("\n");
+  for (const step of [3, 4, 5, 6]) assert.match(text, new RegExp(`STEP ${step} `));
+  assert.match(text, /not revoked \(CRL #\d+\)/);
+  assert.match(text, /AES-GCM/);
+  assert.match(lines.join("\n"), /STEP 4 Blackboard's certificate \(CN=blackboard\)/);
+});
+
+Deno.test("blackboard: the session key never crosses the wire in the default mode", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  const frames: Uint8Array[] = [];
+  await using relay = startRelay({
+    upstream: bb.addr,
+    log: memoryLog("relay").log,
+    onFrame: (direction, f) => {
+      if (direction === "toServer") frames.push(f);
+      return f;
+    },
+  });
+  const { log } = memoryLog("student");
+  using session = await openSession({
+    blackboard: relay.addr,
+    identity: await identity(student.home),
+    log,
+    encrypt: true,
+  });
+  await session.send("secret text");
+  const types = frames.map((f) => blackboardProtocol.decode(f).type);
+  assert.deepEqual(types, ["request", "confirm", "sealed"]);
+  // With --encrypt the message itself is not on the wire either.
+  const all = new TextDecoder("latin1").decode(new Uint8Array(frames.flatMap((f) => [...f])));
+  assert.ok(!all.includes("secret text"));
+});
+
+Deno.test("blackboard: a replayed step-6 record is refused, the original was accepted", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  // Trudy sends the first record twice (lib/trudy/message_replay.ts).
+  await using relay = startMessageReplay({ blackboard: bb.addr, log: memoryLog("Trudy").log });
+  const { log } = memoryLog("student");
+  using session = await openSession({
+    blackboard: { hostname: "127.0.0.1", port: relay.port },
+    identity: await identity(student.home),
+    log,
+  });
+  await session.send("pay me once");
+  await assert.rejects(
+    session.send("after the replay"),
+    (err: Error) => err instanceof PeerRefusedError || /closed/.test(err.message),
+  );
+  assert.deepEqual(bb.printed, [`Message from ${SID}: pay me once`]);
+  assert.match(bb.lines.join("\n"), /sequence number 0, expected 1 \(replayed or reordered\)/);
+  const verdict = await relay.nextVerdict();
+  assert.equal(verdict.succeeded, false);
+  assert.match(verdict.detail, /sequence number 0, expected 1/);
+});
+
+Deno.test("blackboard: a step-6 message with one flipped bit is refused", async () => {
+  for (const encrypt of [false, true]) {
+    await using pki = await TestPki.start();
+    const student = await pki.student(SID);
+    await using bb = await startBlackboard(pki);
+    await using relay = startRelay({
+      upstream: bb.addr,
+      log: memoryLog("relay").log,
+      onFrame: (direction, f, _session, i) => {
+        if (direction !== "toServer" || i !== 2) return f;
+        const g = f.slice();
+        // A bit inside the message text (or ciphertext), well before the MAC.
+        g[g.length - (encrypt ? 20 : 40)]! ^= 0x01;
+        return g;
+      },
+    });
+    const { log } = memoryLog("student");
+    using session = await openSession({
+      blackboard: relay.addr,
+      identity: await identity(student.home),
+      log,
+      encrypt,
+    });
+    await assert.rejects(session.send("transfer 100 to Alice"), (err: Error) => {
+      assert.ok(err instanceof PeerRefusedError, err.message);
+      assert.match(err.message, encrypt ? /AES-GCM tag does not verify/ : /HMAC does not verify/);
+      return true;
+    });
+    assert.deepEqual(bb.printed, []);
+  }
+});
+
+Deno.test("blackboard: reordered records (chunks swapped on the wire) are refused", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  let held: Uint8Array | undefined;
+  // 0 request, 1 confirm, 2 uploadBegin, 3 chunk 0, 4 chunk 1: send 4 before 3.
+  await using relay = startRelay({
+    upstream: bb.addr,
+    log: memoryLog("relay").log,
+    onFrame: (direction, f, _session, i) => {
+      if (direction !== "toServer") return f;
+      if (i === 3) {
+        held = f;
+        return null;
+      }
+      if (i === 4) return [f, held!];
+      return f;
+    },
+  });
+  await using dir = await tempDir();
+  const path = `${dir.path}/report.bin`;
+  await Deno.writeFile(path, crypto.getRandomValues(new Uint8Array(60_000)));
+  const { log } = memoryLog("student");
+  using session = await openSession({
+    blackboard: relay.addr,
+    identity: await identity(student.home),
+    log,
+  });
+  await assert.rejects(
+    session.upload(path, { chunkSize: 16 * 1024, stateDir: `${dir.path}/state` }),
+    (err: Error) => {
+      assert.match(err.message, /sequence number 2, expected 1 \(replayed or reordered\)/);
+      return true;
+    },
+  );
+  assert.deepEqual(await listFiles(`${bb.dataDir}/reports`), []);
+});
+
+Deno.test("blackboard: seed mode echoes the key in the clear and accepts a replayed message", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki, { protocol: "seed" });
+  // Trudy sends the first seedMessage twice (lib/trudy/message_replay.ts).
+  await using relay = startMessageReplay({ blackboard: bb.addr, log: memoryLog("Trudy").log });
+  const { log, lines } = memoryLog("student");
+  const session = await openSeedSession({
+    blackboard: { hostname: "127.0.0.1", port: relay.port },
+    identity: await identity(student.home),
+    log,
+  });
+  await session.send("seed message");
+  // Let Blackboard read both copies before the connection closes.
+  for (let i = 0; i < 100 && bb.printed.length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  session.close();
+  assert.deepEqual(bb.printed, [
+    `Message from ${SID}: seed message`,
+    `Message from ${SID}: seed message`,
+  ]);
+  // 0 seedRequest, 1 seedKeyEcho, 2 seedMessage (replayed): the key crossed the wire.
+  const verdict = await relay.nextVerdict();
+  assert.equal(verdict.succeeded, true, verdict.detail);
+  assert.deepEqual(verdict.seen.filter((t) => t.startsWith("toServer")), [
+    "toServer seedRequest",
+    "toServer seedKeyEcho",
+    "toServer seedMessage",
+  ]);
+  assert.equal(verdict.sessionKey?.length, 32);
+  assert.match(lines.join("\n"), /IN THE CLEAR/);
+  // The default Blackboard refuses a seed student, and the other way round.
+  await using strict = await startBlackboard(pki);
+  await assert.rejects(
+    openSeedSession({ blackboard: strict.addr, identity: await identity(student.home), log }),
+    /Blackboard speaks the default protocol/,
+  );
+  await assert.rejects(
+    openSession({ blackboard: bb.addr, identity: await identity(student.home), log }),
+    /seed mode: the student must use --protocol seed/,
+  );
+});
+
+Deno.test("blackboard: --encrypt on Blackboard refuses a student without it", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki, { requireEncrypt: true });
+  const { log } = memoryLog("student");
+  await assert.rejects(
+    openSession({ blackboard: bb.addr, identity: await identity(student.home), log }),
+    /requires AES-GCM records: run the student with --encrypt/,
+  );
+  using ok = await openSession({
+    blackboard: bb.addr,
+    identity: await identity(student.home),
+    log,
+    encrypt: true,
+  });
+  await ok.send("fine");
+  assert.deepEqual(bb.printed, [`Message from ${SID}: fine`]);
+});
+
+Deno.test("blackboard serves several students at once", async () => {
+  await using pki = await TestPki.start();
+  const sids = ["1155000111", "1155000112", "1155000113", "1155000114"];
+  const students = await Promise.all(sids.map((sid) => pki.student(sid)));
+  await using bb = await startBlackboard(pki);
+  await using dir = await tempDir();
+  await Promise.all(students.map(async (s, i) => {
+    const { log } = memoryLog(s.sid);
+    using session = await openSession({
+      blackboard: bb.addr,
+      identity: await identity(s.home),
+      log,
+      encrypt: i % 2 === 1,
+    });
+    await session.send(`hello from ${s.sid}`);
+    const path = `${dir.path}/r${i}.bin`;
+    await Deno.writeFile(path, randomBytes(700_000 + i));
+    const receipt = await session.upload(path, { stateDir: `${dir.path}/state${i}` });
+    assert.equal(receipt.stored, `reports/${s.sid}/r${i}.bin`);
+    assert.equal(receipt.size, 700_000 + i);
+  }));
+  assert.deepEqual(
+    bb.printed.filter((l) => l.startsWith("Message")).sort(),
+    sids.map((sid) => `Message from ${sid}: hello from ${sid}`),
+  );
+  assert.deepEqual(
+    await listFiles(`${bb.dataDir}/reports`),
+    sids.map((sid, i) => `${sid}/r${i}.bin`),
+  );
+});

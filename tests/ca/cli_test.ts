@@ -1,0 +1,341 @@
+/**
+ * The CA and student as real processes, and interop with independent peers: a certificate issued
+ * for an `openssl req` CSR passes `openssl verify -x509_strict` and GnuTLS `certtool --verify`, and
+ * after `ca revoke`, `openssl verify -crl_check` with the CA's CRL refuses it.
+ */
+
+import assert from "node:assert/strict";
+import { ActorProcess, run, runActor, tempDir, TestPki } from "../_fixtures/helpers.ts";
+
+const SID = "1155000042";
+
+async function startCa(
+  dataDir: string,
+  extra: string[] = [],
+): Promise<{ proc: ActorProcess; addr: string }> {
+  const proc = new ActorProcess("actors/ca.ts", [
+    "serve",
+    "--port",
+    "0",
+    "--data-dir",
+    dataDir,
+    ...extra,
+  ]);
+  const m = await proc.waitFor(/listening on (127\.0\.0\.1:\d+)/);
+  return { proc, addr: m[1]! };
+}
+
+Deno.test("ca and student: --help, usage errors, and a bad ID sends nothing", async () => {
+  for (
+    const [script, args] of [["actors/ca.ts", ["--help"]], ["actors/ca.ts", ["serve", "--help"]], [
+      "actors/student.ts",
+      ["enroll", "--help"],
+    ]] as const
+  ) {
+    const r = await runActor(script, [...args]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Usage: deno task/);
+  }
+  const unknown = await runActor("actors/ca.ts", ["serve", "--bogus"]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /^ca serve: unknown option '--bogus'\nTry 'ca serve --help'/);
+  const noCommand = await runActor("actors/ca.ts", ["frobnicate"]);
+  assert.equal(noCommand.code, 2);
+  assert.match(noCommand.stderr, /unknown command 'frobnicate'/);
+
+  await using pki = await TestPki.start();
+  for (const sid of ["115500004", "11550000421", "11550000a4", ""]) {
+    const r = await runActor("actors/student.ts", [
+      "enroll",
+      "--sid",
+      sid,
+      "--code",
+      "x",
+      "--ca",
+      pki.caAddr,
+      "--ca-cert",
+      pki.rootPath,
+      "--home",
+      `${pki.dir}/home-${sid}`,
+    ]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr.split("\n").filter(Boolean).length, 2, "one line and a hint");
+    assert.match(r.stderr, /--sid must be exactly 10 digits|missing required option --sid/);
+  }
+  assert.deepEqual(pki.lines, [], "the CA saw no connection");
+  const badPort = await runActor("actors/student.ts", [
+    "enroll",
+    "--sid",
+    SID,
+    "--code",
+    "x",
+    "--ca",
+    "127.0.0.1:99999",
+  ]);
+  assert.equal(badPort.code, 2);
+  assert.match(badPort.stderr, /--ca must be a port number/);
+});
+
+Deno.test("enrolment end to end as processes; the CA keeps its root across a restart", async () => {
+  await using dir = await tempDir();
+  const dataDir = `${dir.path}/ca`;
+  const { proc, addr } = await startCa(dataDir);
+  let rootPem: string;
+  try {
+    await proc.waitFor(/STEP 0 created root key pair/);
+    rootPem = await Deno.readTextFile(`${dataDir}/cuhk.cer`);
+    const codeRun = await runActor("actors/ca.ts", ["code", "--sid", SID, "--data-dir", dataDir]);
+    assert.equal(codeRun.code, 0, codeRun.stderr);
+    assert.match(
+      codeRun.stdout,
+      /^[0-9a-f]{8}(-[0-9a-f]{8}){3}\n$/,
+      "the code alone on standard output",
+    );
+    assert.match(codeRun.stderr, /single use, expires/);
+    const home = `${dir.path}/home`;
+    const args = [
+      "enroll",
+      "--sid",
+      SID,
+      "--code",
+      codeRun.stdout.trim(),
+      "--ca",
+      addr,
+      "--ca-cert",
+      `${dataDir}/cuhk.cer`,
+      "--home",
+      home,
+    ];
+    const enrol = await runActor("actors/student.ts", args);
+    assert.equal(enrol.code, 0, enrol.stderr);
+    assert.equal(enrol.stdout, `SID: ${SID} sign finished.\n`);
+    assert.match(
+      enrol.stderr,
+      /STEP 1 generated an RSA-2048 key pair[\s\S]*STEP 1 sending CSR[\s\S]*STEP 2 cert 2/,
+    );
+    assert.equal((await Deno.stat(`${home}/student.key`)).mode! & 0o777, 0o600);
+    assert.equal(await Deno.readTextFile(`${home}/cuhk.cer`), rootPem);
+
+    // The same code a second time: refused, and the existing certificate is kept.
+    const again = await runActor("actors/student.ts", args);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /already holds a certificate/);
+  } finally {
+    const status = await proc.stop("SIGINT");
+    assert.equal(status.code, 0, "SIGINT stops the CA cleanly");
+  }
+  const restarted = await startCa(dataDir);
+  try {
+    await restarted.proc.waitFor(/STEP 0 reusing root/);
+    assert.equal(await Deno.readTextFile(`${dataDir}/cuhk.cer`), rootPem);
+    const list = await runActor("actors/ca.ts", ["list", "--json", "--data-dir", dataDir]);
+    const rows = JSON.parse(list.stdout) as { sid: string; status: string }[];
+    assert.deepEqual(rows.map((r) => [r.sid, r.status]), [[SID, "valid"]]);
+  } finally {
+    await restarted.proc.stop("SIGINT");
+  }
+});
+
+Deno.test("interop: an openssl CSR enrolled by the CA verifies with OpenSSL and GnuTLS, until revoked", async () => {
+  await using dir = await tempDir();
+  const dataDir = `${dir.path}/ca`;
+  const { proc, addr } = await startCa(dataDir);
+  try {
+    const d = dir.path;
+    const req = await run("openssl", [
+      "req",
+      "-new",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      `${d}/me.key`,
+      "-subj",
+      `/CN=${SID}`,
+      "-out",
+      `${d}/me.csr`,
+    ]);
+    assert.equal(req.code, 0, req.stderr);
+    const code = (await runActor("actors/ca.ts", ["code", "--sid", SID, "--data-dir", dataDir]))
+      .stdout.trim();
+    const enrol = await runActor("actors/student.ts", [
+      "enroll",
+      "--sid",
+      SID,
+      "--code",
+      code,
+      "--csr",
+      `${d}/me.csr`,
+      "--out",
+      `${d}/me.cer`,
+      "--ca",
+      addr,
+      "--ca-cert",
+      `${dataDir}/cuhk.cer`,
+    ]);
+    assert.equal(enrol.code, 0, enrol.stderr);
+
+    const root = `${dataDir}/cuhk.cer`;
+    const strict = await run("openssl", [
+      "verify",
+      "-x509_strict",
+      "-purpose",
+      "sslclient",
+      "-CAfile",
+      root,
+      `${d}/me.cer`,
+    ]);
+    assert.equal(strict.code, 0, strict.stdout + strict.stderr);
+    assert.match(strict.stdout, /me\.cer: OK/);
+    const rootStrict = await run("openssl", ["verify", "-x509_strict", "-CAfile", root, root]);
+    assert.equal(rootStrict.code, 0, rootStrict.stdout + rootStrict.stderr);
+
+    const gnutls = await run("certtool", [
+      "--verify",
+      "--load-ca-certificate",
+      root,
+      "--infile",
+      `${d}/me.cer`,
+    ]);
+    assert.equal(gnutls.code, 0, gnutls.stdout + gnutls.stderr);
+    assert.match(gnutls.stdout, /Chain verification output: Verified/);
+
+    // Revoke by ID, write the CRL, and both peers read it.
+    const revoke = await runActor("actors/ca.ts", ["revoke", "--sid", SID, "--data-dir", dataDir]);
+    assert.equal(revoke.code, 0, revoke.stderr);
+    const serial = revoke.stdout.trim();
+    assert.match(serial, /^[0-9a-f]{32}$/);
+    const crlRun = await runActor("actors/ca.ts", [
+      "crl",
+      "--out",
+      `${d}/crl.pem`,
+      "--data-dir",
+      dataDir,
+    ]);
+    assert.equal(crlRun.code, 0, crlRun.stderr);
+    const text = await run("openssl", [
+      "crl",
+      "-in",
+      `${d}/crl.pem`,
+      "-noout",
+      "-text",
+      "-CAfile",
+      root,
+    ]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /X509v3 CRL Number:\s*\n\s*\d+/);
+    assert.match(text.stdout.toLowerCase(), new RegExp(`serial number: ${serial}`));
+    assert.match(text.stderr + text.stdout, /verify OK/);
+
+    const crlCheck = await run("openssl", [
+      "verify",
+      "-x509_strict",
+      "-crl_check",
+      "-CRLfile",
+      `${d}/crl.pem`,
+      "-CAfile",
+      root,
+      `${d}/me.cer`,
+    ]);
+    assert.notEqual(crlCheck.code, 0);
+    assert.match(crlCheck.stdout + crlCheck.stderr, /certificate revoked/);
+
+    const gnutlsCrl = await run("certtool", [
+      "--verify",
+      "--load-ca-certificate",
+      root,
+      "--load-crl",
+      `${d}/crl.pem`,
+      "--infile",
+      `${d}/me.cer`,
+    ]);
+    assert.notEqual(gnutlsCrl.code, 0);
+    assert.match(gnutlsCrl.stdout + gnutlsCrl.stderr, /revoked/i);
+
+    const derCrl = await runActor("actors/ca.ts", [
+      "crl",
+      "--der",
+      "--out",
+      `${d}/crl.der`,
+      "--data-dir",
+      dataDir,
+    ]);
+    assert.equal(derCrl.code, 0);
+    const derText = await run("openssl", [
+      "crl",
+      "-inform",
+      "DER",
+      "-in",
+      `${d}/crl.der`,
+      "-noout",
+      "-CAfile",
+      root,
+    ]);
+    assert.match(derText.stderr + derText.stdout, /verify OK/);
+
+    const nothing = await runActor("actors/ca.ts", [
+      "revoke",
+      "--serial",
+      "abcdef",
+      "--data-dir",
+      dataDir,
+    ]);
+    assert.equal(nothing.code, 1);
+    assert.match(nothing.stderr, /No certificate with serial abcdef/);
+  } finally {
+    await proc.stop("SIGINT");
+  }
+});
+
+Deno.test("ca issue writes a server key (0600) and certificate that OpenSSL accepts for TLS servers", async () => {
+  await using dir = await tempDir();
+  const dataDir = `${dir.path}/ca`;
+  const out = `${dir.path}/srv`;
+  const r = await runActor("actors/ca.ts", [
+    "issue",
+    "--server",
+    "localhost",
+    "--ip",
+    "127.0.0.1",
+    "--ip",
+    "::1",
+    "--out",
+    out,
+    "--data-dir",
+    dataDir,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((await Deno.stat(`${out}/localhost.key`)).mode! & 0o777, 0o600);
+  const v = await run("openssl", [
+    "verify",
+    "-x509_strict",
+    "-purpose",
+    "sslserver",
+    "-CAfile",
+    `${out}/cuhk.cer`,
+    `${out}/localhost.cer`,
+  ]);
+  assert.equal(v.code, 0, v.stdout + v.stderr);
+  const text = await run("openssl", [
+    "x509",
+    "-in",
+    `${out}/localhost.cer`,
+    "-noout",
+    "-ext",
+    "subjectAltName,extendedKeyUsage,basicConstraints",
+  ]);
+  assert.match(text.stdout, /DNS:localhost, IP Address:127\.0\.0\.1, IP Address:0:0:0:0:0:0:0:1/);
+  assert.match(text.stdout, /TLS Web Server Authentication/);
+  assert.match(text.stdout, /CA:FALSE/);
+  const bad = await runActor("actors/ca.ts", [
+    "issue",
+    "--server",
+    "bad name!",
+    "--out",
+    out,
+    "--data-dir",
+    dataDir,
+  ]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /'bad name!' is not a DNS name/);
+});

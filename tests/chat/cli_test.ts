@@ -1,0 +1,185 @@
+/**
+ * The chat actor as a user and a script drive it: `serve` on port 0 printing where it listens,
+ * scripted clients (TLS 1.3 and 1.2), an interactive client on standard input, SIGINT, key logs.
+ */
+
+import assert from "node:assert/strict";
+import { ActorProcess, runActor, tempDir, TestPki } from "../_fixtures/helpers.ts";
+
+const SCRIPT = "actors/chat.ts";
+
+async function startServer(pki: TestPki, extra: string[] = [], env?: Record<string, string>) {
+  const cert = await pki.serverCert("localhost", ["127.0.0.1"]);
+  const server = new ActorProcess(SCRIPT, [
+    "serve",
+    "--port",
+    "0",
+    "--cert",
+    cert.certPath,
+    "--key",
+    cert.keyPath,
+    ...extra,
+  ], env ? { env } : {});
+  const m = await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
+  return { server, port: Number(m[1]), root: cert.rootPath };
+}
+
+Deno.test("scripted clients chat over TLS 1.3 and TLS 1.2; an interactive one reads stdin", async () => {
+  await using pki = await TestPki.start();
+  const { server, port, root } = await startServer(pki);
+  await using _ = server;
+  const common = ["client", "--server", `127.0.0.1:${port}`, "--ca-cert", root];
+  const bob = runActor(SCRIPT, [
+    ...common,
+    "--nick",
+    "bob",
+    "--expect",
+    "\\* alice joined",
+    "--expect",
+    "<alice> hi bob",
+    "--send",
+    "hi alice",
+    "--send",
+    "/msg alice a secret",
+    "--expect",
+    "\\[private\\] <bob -> alice> a secret",
+    "--expect",
+    "<alice> done",
+  ]);
+  await server.waitFor(/bob joined from/);
+  const alice = await runActor(SCRIPT, [
+    ...common,
+    "--tls12",
+    "--nick",
+    "alice",
+    "--send",
+    "hi bob",
+    "--expect",
+    "<bob> hi alice",
+    "--expect",
+    "\\[private\\] <bob -> alice> a secret",
+    "--send",
+    "/who",
+    "--expect",
+    "online \\(2\\): (bob, alice|alice, bob)",
+    "--send",
+    "done",
+  ]);
+  assert.equal(alice.code, 0, alice.stderr);
+  assert.match(alice.stderr, /TLSv1\.2 TLS_ECDHE_RSA_WITH_AES_(128|256)_GCM_SHA(256|384)/);
+  assert.match(alice.stdout, /^\d\d:\d\d:\d\d \* joined as alice; online \(2\): bob, alice$/m);
+  assert.match(alice.stdout, /^\d\d:\d\d:\d\d <bob> hi alice$/m);
+  assert.match(alice.stdout, /disconnected by the server: Goodbye/);
+  const b = await bob;
+  assert.equal(b.code, 0, b.stderr);
+  assert.match(b.stdout, /^\d\d:\d\d:\d\d <alice> hi bob$/m);
+  assert.match(b.stderr, /server certificate verified against/);
+
+  const carol = await runActor(SCRIPT, [...common, "--nick", "carol"], {
+    stdin: "hello from stdin\n/nonsense\n/who\n",
+  });
+  assert.equal(carol.code, 0, carol.stderr);
+  assert.match(carol.stdout, /<carol> hello from stdin/);
+  assert.match(carol.stdout, /online \(1\): carol/);
+  assert.match(carol.stderr, /Unknown command \/nonsense/);
+  await server.waitFor(/carol: connection closed/);
+});
+
+Deno.test("a refused nickname, a missed expectation and bad options end with one clear line", async () => {
+  await using pki = await TestPki.start();
+  const { server, port, root } = await startServer(pki);
+  await using _ = server;
+  const common = ["client", "--server", `127.0.0.1:${port}`, "--ca-cert", root];
+  const bad = await runActor(SCRIPT, [...common, "--nick", "two words", "--send", "x"]);
+  assert.equal(bad.code, 1);
+  assert.match(
+    bad.stderr,
+    /^chat: Nickname may only contain letters, digits, '_', '\.' and '-'$/m,
+  );
+  const missed = await runActor(SCRIPT, [
+    ...common,
+    "--nick",
+    "dave",
+    "--expect",
+    "never said",
+    "--timeout",
+    "1",
+  ]);
+  assert.equal(missed.code, 1);
+  assert.match(missed.stderr, /^chat: Timed out after 1 s waiting for \/never said\/$/m);
+
+  const noNick = await runActor(SCRIPT, ["client"]);
+  assert.equal(noNick.code, 2);
+  assert.match(noNick.stderr, /^chat client: missing required option --nick$/m);
+  const badPort = await runActor(SCRIPT, ["serve", "--port", "70000"]);
+  assert.equal(badPort.code, 2);
+  assert.match(badPort.stderr, /--port must be a port number from 0 to 65535, got '70000'/);
+  const noKey = await runActor(SCRIPT, ["serve", "--port", "0", "--cert", root, "--key", "nope"]);
+  assert.equal(noKey.code, 1);
+  assert.match(noKey.stderr, /^chat: Cannot read the server key: nope does not exist/m);
+  const help = await runActor(SCRIPT, ["client", "--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--tls12/);
+});
+
+Deno.test("SIGINT: the server tells every client, stops accepting and exits cleanly", async () => {
+  await using pki = await TestPki.start();
+  const { server, port, root } = await startServer(pki);
+  const waiting = runActor(SCRIPT, [
+    "client",
+    "--server",
+    `127.0.0.1:${port}`,
+    "--ca-cert",
+    root,
+    "--nick",
+    "eve",
+    "--expect",
+    "never said",
+    "--timeout",
+    "30",
+  ]);
+  await server.waitFor(/eve joined from/);
+  const status = await server.stop("SIGINT");
+  assert.equal(status.code, 0, server.stderr);
+  assert.match(server.stderr, /shutting down: telling 1 clients/);
+  assert.match(server.stderr, /\] stopped$/m);
+  const eve = await waiting;
+  assert.equal(eve.code, 1);
+  assert.match(eve.stdout, /disconnected by the server: Server is shutting down/);
+  assert.match(
+    eve.stderr,
+    /Connection ended while waiting for \/never said\/: Server is shutting down/,
+  );
+});
+
+Deno.test("with SSLKEYLOGFILE set, server and clients write TLS key logs (for the captures)", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir();
+  const serverLog = `${dir.path}/server.keys`;
+  const { server, port, root } = await startServer(pki, [], { SSLKEYLOGFILE: serverLog });
+  await using _ = server;
+  for (const [name, tls12] of [["k13", false], ["k12", true]] as const) {
+    const keyLog = `${dir.path}/${name}.keys`;
+    const r = await runActor(SCRIPT, [
+      "client",
+      "--server",
+      `127.0.0.1:${port}`,
+      "--ca-cert",
+      root,
+      "--nick",
+      name,
+      ...(tls12 ? ["--tls12"] : []),
+      "--send",
+      "logged",
+      "--expect",
+      "logged",
+    ], { env: { SSLKEYLOGFILE: keyLog } });
+    assert.equal(r.code, 0, r.stderr);
+    // Deno's node:tls does not write key logs (no 'keylog' event either): for TLS 1.2 the
+    // server's key log is the one that decrypts a capture.
+    if (!tls12) assert.match(await Deno.readTextFile(keyLog), /^CLIENT_TRAFFIC_SECRET_0 /m);
+  }
+  const text = await Deno.readTextFile(serverLog);
+  assert.match(text, /^CLIENT_TRAFFIC_SECRET_0 [0-9a-f]{64} [0-9a-f]{64,96}$/m); // TLS 1.3
+  assert.match(text, /^CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}$/m); // TLS 1.2
+});

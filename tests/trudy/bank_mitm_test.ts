@@ -1,0 +1,78 @@
+/**
+ * bank-mitm, Trudy as a real process between Alice and Bob: in seed mode she reads and changes
+ * Alice's deposit and Alice sees nothing wrong; in secure mode Alice refuses her certificate at
+ * STEP 2 and tells her why.
+ */
+
+import assert from "node:assert/strict";
+import { BankClient, openSession } from "../../lib/bank/client.ts";
+import { aliceOptions, startBank } from "../_fixtures/bank.ts";
+import { memoryLog, runActor, TestPki } from "../_fixtures/helpers.ts";
+import { startTrudy } from "../_fixtures/trudy.ts";
+
+Deno.test("trudy bank-mitm succeeds against seed mode: a deposit of 10.00 becomes 900.00, Alice sees 10.00", async () => {
+  await using pki = await TestPki.start();
+  await using bank = await startBank(pki, { mode: "seed" });
+  await using trudy = await startTrudy("bank-mitm", [
+    "--bank",
+    `127.0.0.1:${bank.port}`,
+    "--amount",
+    "900.00",
+  ]);
+  const { log } = memoryLog("Alice");
+  const client = await BankClient.connect({
+    bank: { hostname: "127.0.0.1", port: trudy.port },
+    mode: "seed",
+    log,
+    customer: "alice",
+  });
+  const d = await client.deposit("10.00");
+  const balance = await client.balance();
+  await client.exit();
+  assert.ok(d.ok && d.amount === 1000 && d.balance === 1000, "Alice is shown her own deposit");
+  assert.equal(balance, 1000, "Alice is shown the balance she expects");
+  assert.equal(bank.accounts.balance("seed/alice"), 90000, "Bob applied Trudy's amount");
+
+  const r = await trudy.result();
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^ATTACK SUCCEEDED: Trudy put her key in 'Hi, I'm Bob' \(seed: unauthenticated\), forged Bob's proof with it, read Alice's secret and 3 operations \(Alice → Bob deposit 10\.00, Alice → Bob balance, Alice → Bob exit\); changed a deposit of 10\.00 into 900\.00 on its way to Bob, and rewrote Bob's reply so Alice saw her own amount\n$/,
+  );
+  for (
+    const step of [
+      /STEP 2 Hi, I'm Bob: kept Bob's raw key .* and sent Alice Trudy's/,
+      /STEP 4 Bob's proof: replaced Bob's signature with Trudy's/,
+      /STEP 5 Alice's secret: decrypted with Trudy's private key/,
+      /STEP 6 read Alice → Bob: deposit 10\.00 .*changed it to 900\.00/,
+      /STEP 6 read Bob → Alice: applied 900\.00, balance 900\.00; rewritten to show 10\.00, balance 10\.00/,
+      /STEP 6 read Bob → Alice: balance 900\.00; rewritten to 10\.00/,
+    ]
+  ) assert.match(r.stderr, step);
+});
+
+Deno.test("trudy bank-mitm fails against secure mode: Alice refuses Trudy's certificate at STEP 2", async () => {
+  await using pki = await TestPki.start();
+  const alice = await pki.student("1155000001");
+  await using bank = await startBank(pki);
+  await using trudy = await startTrudy("bank-mitm", ["--bank", `127.0.0.1:${bank.port}`]);
+  const { log } = memoryLog("Alice");
+  await assert.rejects(
+    openSession(aliceOptions(pki, alice, trudy.port, log)),
+    /^HandshakeError: STEP 2 Hi, I'm Bob failed: Cannot verify certificate bank: it is not issued by the pinned root/,
+  );
+  const r = await trudy.result();
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(
+    r.stdout,
+    "ATTACK FAILED: Alice refused Trudy's key at STEP 2 and told Trudy why: STEP 2 Hi, I'm Bob failed: Cannot verify certificate bank: it is not issued by the pinned root\n",
+  );
+  assert.match(r.stderr, /STEP 2 Hi, I'm Bob: replaced Bob's certificate with Trudy's/);
+  assert.equal(bank.accounts.balance("1155000001"), 0);
+});
+
+Deno.test("trudy bank-mitm: a bad amount is a usage error", async () => {
+  const r = await runActor("actors/trudy.ts", ["bank-mitm", "--amount", "1.234"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^trudy bank-mitm: --amount: /);
+});

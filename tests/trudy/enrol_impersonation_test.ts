@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import { enrolImpersonation } from "../../lib/trudy/enrol_impersonation.ts";
+import { verifyCertificate } from "../../lib/pki/pki.ts";
+import { memoryLog, runActor, TestPki } from "../_fixtures/helpers.ts";
+
+const VICTIM = "1155000777";
+
+Deno.test("enrol-impersonation succeeds against the seeds' open enrolment", async () => {
+  await using pki = await TestPki.start({ openEnrolment: true });
+  const { log, lines } = memoryLog("Trudy");
+  const verdict = await enrolImpersonation({
+    ca: { hostname: "127.0.0.1", port: pki.server.port },
+    root: pki.root,
+    victim: VICTIM,
+    log,
+  });
+  assert.equal(verdict.succeeded, true, verdict.detail);
+  // What Trudy holds is a certificate any verifier accepts for the victim.
+  await verifyCertificate(verdict.cert!, {
+    root: pki.root,
+    purpose: "clientAuth",
+    expectedCommonName: VICTIM,
+  });
+  assert.deepEqual(pki.ca.ledger().map((r) => r.sid), [VICTIM]);
+  assert.match(
+    lines.join("\n"),
+    /STEP 1 Trudy made her own RSA key pair[\s\S]*STEP 2 the CA signed cert 2/,
+  );
+});
+
+Deno.test("enrol-impersonation fails against the default CA: no code, no certificate", async () => {
+  await using pki = await TestPki.start();
+  // The victim has a code, but Trudy does not know it.
+  pki.ca.createCode(VICTIM);
+  const r = await runActor("actors/trudy.ts", [
+    "enrol-impersonation",
+    "--victim",
+    VICTIM,
+    "--ca",
+    pki.caAddr,
+    "--ca-cert",
+    pki.rootPath,
+  ]);
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(
+    r.stdout,
+    `ATTACK FAILED: the CA refused to issue a certificate for ${VICTIM}: Enrolment refused: Enrolment code is not valid for ${VICTIM}\n`,
+  );
+  assert.match(r.stderr, /STEP 2 the CA refused/);
+  assert.equal(pki.ca.ledger().length, 0, "nothing issued");
+});

@@ -1,0 +1,53 @@
+/**
+ * message-replay, Trudy as a real process between a student and Blackboard: the first step-6
+ * message goes twice. Seed mode: Blackboard prints it twice. Default: refused by sequence number.
+ */
+
+import assert from "node:assert/strict";
+import { openSeedSession, openSession } from "../../lib/blackboard/client.ts";
+import { PeerRefusedError } from "../../lib/wire/codec.ts";
+import { blackboardOnThePath } from "../_fixtures/trudy.ts";
+
+const SID = "1155000401";
+
+Deno.test("trudy message-replay succeeds against seed mode: Blackboard prints the message twice", async () => {
+  await using rig = await blackboardOnThePath("message-replay", SID, "seed", [
+    "--settle-ms",
+    "500",
+  ]);
+  const { bb, trudy } = rig;
+  const session = await openSeedSession(rig.session);
+  await session.send("pay me once");
+  // Trudy judges while the session is open; then the student leaves.
+  await trudy.process.waitFor(/^ATTACK /m);
+  session.close();
+  const r = await trudy.result();
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^ATTACK SUCCEEDED: Blackboard accepted the copy of the student's message 'pay me once' \| HMAC: no refusal came back within 500 ms and the connection stayed open \(seed Blackboard sends no acknowledgement, so Trudy judges acceptance from the absence of a refusal\)\n$/,
+  );
+  assert.deepEqual(bb.printed, [
+    `Message from ${SID}: pay me once`,
+    `Message from ${SID}: pay me once`,
+  ]);
+  assert.match(r.stderr, /STEP 6 saw the student's message 'pay me once' \| HMAC .*sent again/);
+});
+
+Deno.test("trudy message-replay fails against the default: the copy's sequence number is refused", async () => {
+  await using rig = await blackboardOnThePath("message-replay", SID, "default");
+  const { bb, trudy } = rig;
+  using session = await openSession(rig.session);
+  await session.send("pay me once");
+  await assert.rejects(
+    session.send("after the replay"),
+    (err: Error) => err instanceof PeerRefusedError || /closed/.test(err.message),
+  );
+  const r = await trudy.result();
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(
+    r.stdout,
+    "ATTACK FAILED: Blackboard refused the copy of record 0: Record refused: sequence number 0, expected 1 (replayed or reordered)\n",
+  );
+  assert.deepEqual(bb.printed, [`Message from ${SID}: pay me once`]);
+});

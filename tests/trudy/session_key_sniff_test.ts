@@ -1,0 +1,150 @@
+/**
+ * session-key-sniff: on the path (Trudy as a real process) and passive (a real capture on lo with
+ * dumpcap, read back with tshark). Seed mode: the key crosses the wire in the clear at STEP 5 and
+ * Trudy's forged message | HMAC is printed by Blackboard. Default: no key on the wire, and a message
+ * forged under a guessed key is refused.
+ */
+
+import assert from "node:assert/strict";
+import { sniffCapture } from "../../lib/trudy/session_key_sniff.ts";
+import { openSeedSession, openSession } from "../../lib/blackboard/client.ts";
+import { blackboardProtocol } from "../../lib/blackboard/protocol.ts";
+import { Capture } from "../../lib/wireshark/capture.ts";
+import { constantTimeEqual, fromHex, hmacSha256, toBytes } from "../../lib/crypto/primitives.ts";
+import { identity, startBlackboard } from "../_fixtures/blackboard.ts";
+import { ACTOR_PERMISSIONS, memoryLog, runActor, tempDir, TestPki } from "../_fixtures/helpers.ts";
+import { blackboardOnThePath } from "../_fixtures/trudy.ts";
+
+const SID = "1155000501";
+const FORGED = "Trudy deserves full marks (signed: the student)";
+
+Deno.test("trudy session-key-sniff on the path succeeds against seed mode: Blackboard prints the forgery", async () => {
+  await using rig = await blackboardOnThePath("session-key-sniff", SID, "seed", [
+    "--settle-ms",
+    "500",
+  ]);
+  const { bb, trudy } = rig;
+  const session = await openSeedSession(rig.session);
+  await session.send("my own message");
+  await trudy.process.waitFor(/^ATTACK /m);
+  session.close();
+  const r = await trudy.result();
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^ATTACK SUCCEEDED: Trudy read the session key that the student sent back in the clear at STEP 5 and injected a forged message \| HMAC under it; Blackboard accepted it: no refusal came back within 500 ms and the connection stayed open \(seed Blackboard sends no acknowledgement/,
+  );
+  // What Blackboard printed: Trudy's forgery first (injected before the student spoke), then the
+  // student's own message.
+  assert.deepEqual(bb.printed, [
+    `Message from ${SID}: ${FORGED}`,
+    `Message from ${SID}: my own message`,
+  ]);
+  assert.match(
+    r.stderr,
+    /STEP 5 the student sent the decrypted session key back IN THE CLEAR: [0-9a-f]{64}/,
+  );
+});
+
+Deno.test("trudy session-key-sniff on the path fails against the default: no key, the forgery is refused", async () => {
+  await using rig = await blackboardOnThePath("session-key-sniff", SID, "default");
+  const { bb, trudy } = rig;
+  using session = await openSession(rig.session);
+  // Trudy's forgery went in first; Blackboard refused it and closed the session.
+  await assert.rejects(session.send("my own message"));
+  const r = await trudy.result();
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(
+    r.stdout,
+    "ATTACK FAILED: no session key crossed the wire (STEP 5 carried only a key confirmation MAC); Blackboard refused Trudy's message forged under a guessed key: Record 0 refused: HMAC does not verify (altered)\n",
+  );
+  assert.deepEqual(bb.printed, []);
+  assert.doesNotMatch(r.stderr, /IN THE CLEAR/);
+});
+
+/** Captures one student session with Blackboard (seed or default) on lo; returns the pcapng. */
+async function captureSession(
+  pki: TestPki,
+  dir: string,
+  protocol: "seed" | "default",
+): Promise<{ file: string; port: number }> {
+  const student = await pki.student(protocol === "seed" ? SID : "1155000502");
+  await using bb = await startBlackboard(pki, { protocol });
+  // Capture is part of the test: a failure to capture fails it (we run as root).
+  const cap = await Capture.start({ ports: [bb.addr.port], workDir: `${dir}/${protocol}-work` });
+  try {
+    const { log } = memoryLog("student");
+    const id = await identity(student.home);
+    if (protocol === "seed") {
+      const s = await openSeedSession({ blackboard: bb.addr, identity: id, log });
+      await s.send("first captured message");
+      await s.send("second captured message");
+      for (let i = 0; i < 100 && bb.printed.length < 2; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      s.close();
+    } else {
+      using s = await openSession({ blackboard: bb.addr, identity: id, log });
+      await s.send("first captured message");
+    }
+    assert.equal(bb.printed.length, protocol === "seed" ? 2 : 1);
+  } finally {
+    await cap.stop();
+  }
+  const file = `${dir}/${protocol}.pcapng`;
+  await cap.finish(file);
+  return { file, port: bb.addr.port };
+}
+
+Deno.test("trudy session-key-sniff --pcap: a seed capture gives the key and a valid forgery; a default capture holds no key", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir("lab-trudy-pcap-");
+
+  // Seed mode.
+  const seed = await captureSession(pki, dir.path, "seed");
+  const { log, lines } = memoryLog("Trudy");
+  const verdict = await sniffCapture({ pcap: seed.file, port: seed.port, log, message: FORGED });
+  assert.equal(verdict.succeeded, true, verdict.detail);
+  assert.deepEqual(verdict.verified, { valid: 2, total: 2 });
+  assert.equal(verdict.sessionKey?.length, 32);
+  // The forgery is a valid seedMessage: its HMAC is the session key's over the text.
+  const forged = blackboardProtocol.decode(verdict.forged!);
+  assert.equal(forged.type, "seedMessage");
+  assert.ok(
+    forged.type === "seedMessage" &&
+      constantTimeEqual(forged.hmac, await hmacSha256(verdict.sessionKey!, toBytes(FORGED))),
+  );
+  assert.match(lines.join("\n"), /captured message 'second captured message': HMAC verifies/);
+  // The same through the CLI, Blackboard's port found in the capture: the printed key is the one
+  // found.
+  const cli = await runActor("actors/trudy.ts", [
+    "session-key-sniff",
+    "--pcap",
+    seed.file,
+  ], { permissions: [...ACTOR_PERMISSIONS, "--allow-run=tshark"] });
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.match(
+    cli.stdout,
+    new RegExp(
+      `^ATTACK SUCCEEDED: Trudy read the session key of student ${SID} from STEP 5 of TCP stream \\d+ \\(sent back in the clear\\); 2 of 2 captured messages verify under it`,
+    ),
+  );
+  const printed = /IN THE CLEAR: ([0-9a-f]{64})/.exec(cli.stderr)?.[1];
+  assert.ok(printed && constantTimeEqual(fromHex(printed), verdict.sessionKey!));
+  assert.match(cli.stderr, new RegExp(`1 TCP connection to Blackboard \\(port ${seed.port}\\)`));
+
+  // Default mode: no key anywhere in the capture.
+  const def = await captureSession(pki, dir.path, "default");
+  const r = await runActor("actors/trudy.ts", [
+    "session-key-sniff",
+    "--pcap",
+    def.file,
+    "--port",
+    String(def.port),
+  ], { permissions: [...ACTOR_PERMISSIONS, "--allow-run=tshark"] });
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(
+    r.stdout,
+    `ATTACK FAILED: no session key in the capture: 1 connection to port ${def.port} carry request, confirm, record, sessionKey, ready (the default mode sends only a key confirmation MAC at STEP 5), so Trudy cannot forge a message | HMAC\n`,
+  );
+});

@@ -1,0 +1,110 @@
+/**
+ * lib/wireshark/capture.ts: the capture is live before `start` returns, only the given ports are captured,
+ * a stopped capture is complete and readable by everyone, and failures say why.
+ */
+
+import assert from "node:assert/strict";
+import {
+  Capture,
+  CaptureError,
+  embedSecrets,
+  freePorts,
+  portFilter,
+  wiresharkTcpPorts,
+} from "../../lib/wireshark/capture.ts";
+import { tshark } from "../../lib/wireshark/tls_sequence.ts";
+import { tempDir } from "../_fixtures/helpers.ts";
+
+/** Opens a TCP connection to `port`, sends `text`, and waits for the echo server to close. */
+async function exchange(port: number, text: string): Promise<void> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(new TextEncoder().encode(text));
+  conn.closeWrite();
+  const buf = new Uint8Array(1024);
+  while ((await conn.read(buf)) !== null) {
+    // Drain until the server closes.
+  }
+  conn.close();
+}
+
+function sink(listener: Deno.Listener): Promise<void> {
+  return (async () => {
+    for await (const conn of listener) {
+      const buf = new Uint8Array(1024);
+      while ((await conn.read(buf)) !== null) {
+        // Read everything, then close.
+      }
+      conn.close();
+    }
+  })().catch(() => {});
+}
+
+Deno.test("capture: only the filtered ports, live at once, complete after stop, mode 0644", async () => {
+  await using dir = await tempDir("lab-cap-");
+  const wanted = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const other = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const done = [sink(wanted), sink(other)];
+  const capture = await Capture.start({ ports: [wanted.addr.port], workDir: `${dir.path}/w` });
+  assert.equal(capture.filter, `tcp port ${wanted.addr.port}`);
+  assert.match(capture.log, /^File: /m);
+  assert.equal((await Deno.stat(capture.keyLogPath)).mode! & 0o777, 0o600);
+  // Sent right after start returns: must be in the capture.
+  await exchange(wanted.addr.port, "first bytes after start");
+  await exchange(other.addr.port, "not on the filtered port");
+  await capture.stop();
+  await capture.stop(); // safe twice
+  const { path, secrets } = await capture.finish(`${dir.path}/out/plain.pcapng`);
+  assert.equal(secrets, false);
+  assert.equal((await Deno.stat(path)).mode! & 0o777, 0o644);
+  assert.equal((await Deno.stat(`${dir.path}/out`)).mode! & 0o777, 0o755);
+  const ports = await tshark(["-r", path, "-T", "fields", "-e", "tcp.dstport"]);
+  const seen = new Set(ports.trim().split("\n").map(Number));
+  assert.ok(seen.has(wanted.addr.port));
+  assert.ok(!seen.has(other.addr.port), "the other port must not be captured");
+  const data = await tshark(["-r", path, "-T", "fields", "-e", "tcp.payload"]);
+  assert.match(data.replace(/[:\s]/g, ""), /6669727374206279746573/); // "first bytes"
+  // The raw capture and the key log are gone.
+  await assert.rejects(Deno.stat(capture.rawPath));
+  await assert.rejects(Deno.stat(capture.keyLogPath));
+  wanted.close();
+  other.close();
+  await Promise.all(done);
+});
+
+Deno.test("capture: a bad interface fails with dumpcap's reason", async () => {
+  await using dir = await tempDir("lab-cap-bad-");
+  await assert.rejects(
+    Capture.start({ ports: [9], workDir: `${dir.path}/w`, interface: "no-such-if0" }),
+    (err: unknown) =>
+      err instanceof CaptureError && /dumpcap did not start capturing/.test(err.message),
+  );
+});
+
+Deno.test("capture: port filters, free ports, and editcap failures", async () => {
+  assert.equal(portFilter([1, 2, 2]), "tcp port 1 or tcp port 2");
+  assert.throws(() => portFilter([]), RangeError);
+  assert.throws(() => portFilter([0]), /Bad port 0/);
+  assert.throws(() => portFilter([70000]), /Bad port 70000/);
+  const ports = freePorts(3);
+  assert.equal(new Set(ports).size, 3);
+  await using dir = await tempDir("lab-cap-edit-");
+  await Deno.writeTextFile(`${dir.path}/junk.pcapng`, "not a capture");
+  await assert.rejects(
+    embedSecrets(`${dir.path}/junk.pcapng`, `${dir.path}/none.log`, `${dir.path}/out.pcapng`),
+    /editcap failed/,
+  );
+  await assert.rejects(Deno.stat(`${dir.path}/out.pcapng`));
+  await assert.rejects(Deno.stat(`${dir.path}/out.pcapng.tmp`));
+});
+
+Deno.test("capture: free ports for scenarios skip the ports Wireshark decodes as other protocols", async () => {
+  const registered = await wiresharkTcpPorts();
+  // PCP's port, where a lab server was once dissected as Performance Co-Pilot instead of lab.lua.
+  assert.ok(registered.has(44321), "tshark -G decodes lists tcp.port 44321");
+  assert.ok(registered.size > 100);
+  // Ports just handed out are likely to be handed out again: avoiding them must skip them all.
+  const avoid = new Set(freePorts(20));
+  const picked = freePorts(5, avoid);
+  assert.equal(new Set(picked).size, 5);
+  for (const p of picked) assert.ok(!avoid.has(p), `${p} was to be avoided`);
+});

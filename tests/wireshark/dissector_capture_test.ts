@@ -1,0 +1,220 @@
+/**
+ * pcap/lab.lua on real captures (`tshark -X lua_script:pcap/lab.lua`): the upload scenario (CA,
+ * student, Blackboard) and the bank scenario (CA, Alice, Bob) run as real processes on free ports
+ * while dumpcap captures them; every byte of every lab connection must belong to a message the
+ * dissector names, in the order of the protocol's steps. Hostile input (unknown types, truncated
+ * fields, frames split across segments) is dissected without losing the conversation.
+ */
+
+import assert from "node:assert/strict";
+import { bankProtocol } from "../../lib/bank/protocol.ts";
+import { blackboardProtocol, sessionProtocol } from "../../lib/blackboard/protocol.ts";
+import { caProtocol } from "../../lib/ca/protocol.ts";
+import { Capture } from "../../lib/wireshark/capture.ts";
+import { runScenario, type ScenarioResult } from "../../tasks/scenarios/catalogue.ts";
+import { encodeFrame } from "../../lib/wire/frame.ts";
+import { labCoverage, LUA_DISSECTOR, readLabMessages } from "../../lib/wireshark/ladder.ts";
+import { tshark } from "../../lib/wireshark/tls_sequence.ts";
+import { tempDir } from "../_fixtures/helpers.ts";
+
+async function scenario(name: "upload" | "bank" | "seed", dir: string): Promise<ScenarioResult> {
+  const lines: string[] = [];
+  const r = await runScenario(name, {
+    outDir: `${dir}/out`,
+    workParent: `${dir}/work`,
+    capture: true,
+    diagram: false,
+    sink: (l) => lines.push(l),
+  });
+  assert.ok(
+    r.ok,
+    `${r.error ?? ""}\n${r.checks.map((c) => c.report).join("\n")}\n${lines.join("\n")}`,
+  );
+  assert.ok(r.capture);
+  return r;
+}
+
+function collapse(labels: string[]): string[] {
+  // Runs of the same label (records, chunks) collapse into one entry.
+  return labels.filter((l, i) => l !== labels[i - 1]);
+}
+
+Deno.test("dissector: every message of a real upload capture is named by its step", async () => {
+  await using dir = await tempDir("lab-dissect-upload-");
+  const r = await scenario("upload", dir.path);
+  const messages = await readLabMessages(r.capture!);
+  const labels = messages.map((m) => m.label);
+  const bb = (t: keyof typeof blackboardProtocol.messages) => blackboardProtocol.label(t);
+  const s = (t: keyof typeof sessionProtocol.messages) =>
+    `${bb("record")} [${sessionProtocol.label(t)}]`;
+  // Enrolment, then the CRL that Blackboard fetches while it checks cert 2.
+  assert.deepEqual(labels.slice(0, 2), [caProtocol.label("csr"), caProtocol.label("certificate")]);
+  // The message session, in order.
+  const session1 = labels.filter((l) => !l.startsWith("CRL")).slice(2, 8);
+  assert.deepEqual(session1, [
+    bb("request"),
+    bb("sessionKey"),
+    bb("confirm"),
+    bb("ready"),
+    s("message"),
+    s("received"),
+  ]);
+  // The upload session: 600 KiB in three chunks of at most 256 KiB, each frame reassembled.
+  const upload = collapse(labels.slice(labels.lastIndexOf(bb("request"))));
+  assert.deepEqual(upload, [
+    bb("request"),
+    bb("sessionKey"),
+    bb("confirm"),
+    bb("ready"),
+    s("uploadBegin"),
+    s("uploadOffset"),
+    s("chunk"),
+    s("uploadEnd"),
+    s("receipt"),
+  ]);
+  assert.equal(labels.filter((l) => l === s("chunk")).length, 3);
+  assert.ok(labels.includes(caProtocol.label("crlRequest")));
+  assert.ok(labels.includes(caProtocol.label("crl")));
+  // Every payload byte of every connection is inside a named frame.
+  for (const [stream, c] of await labCoverage(r.capture!)) {
+    assert.equal(c.named, c.wire, `stream ${stream}: ${c.named} of ${c.wire} bytes named`);
+  }
+  // Info column: the step name and the seed's request line.
+  const info = await tshark(["-X", `lua_script:${LUA_DISSECTOR}`, "-r", r.capture!]);
+  assert.match(info, /Blackboard .* STEP 3 request \| cert 2 request="SID:1155123456 requests/);
+  assert.match(info, /CUHK .* STEP 1 CSR sid="1155123456"/);
+});
+
+Deno.test("dissector: every message of a real bank capture is named by its step", async () => {
+  await using dir = await tempDir("lab-dissect-bank-");
+  const r = await scenario("bank", dir.path);
+  const all = (await readLabMessages(r.capture!)).map((m) => m.label);
+  // Bob fetches the CA's CRL (--ca); the rest is Alice's enrolment and session.
+  assert.ok(all.includes(caProtocol.label("crlRequest")));
+  assert.ok(all.includes(caProtocol.label("crl")));
+  const labels = all.filter((l) => !l.startsWith("CRL"));
+  const b = (t: keyof typeof bankProtocol.messages) => bankProtocol.label(t);
+  assert.deepEqual(collapse(labels), [
+    caProtocol.label("csr"),
+    caProtocol.label("certificate"),
+    b("hello"),
+    b("hiBob"),
+    b("proveIt"),
+    b("proof"),
+    b("secret"),
+    b("record"),
+  ]);
+  // deposit, withdraw, balance, exit: a record each way for each, at least.
+  assert.ok(labels.filter((l) => l === b("record")).length >= 7);
+  for (const [stream, c] of await labCoverage(r.capture!)) {
+    assert.equal(c.named, c.wire, `stream ${stream}: ${c.named} of ${c.wire} bytes named`);
+  }
+});
+
+Deno.test("dissector: seed mode on the wire, the session key echoed in the clear", async () => {
+  await using dir = await tempDir("lab-dissect-seed-");
+  const r = await scenario("seed", dir.path);
+  const messages = await readLabMessages(r.capture!);
+  const bb = (t: keyof typeof blackboardProtocol.messages) => blackboardProtocol.label(t);
+  const b = (t: keyof typeof bankProtocol.messages) => bankProtocol.label(t);
+  const steps = collapse(
+    messages.filter((m) => m.protocol !== "CUHK").map((m) => m.label),
+  );
+  assert.deepEqual(steps, [
+    bb("seedRequest"),
+    bb("seedSessionKey"),
+    bb("seedKeyEcho"),
+    bb("seedOk"),
+    bb("seedMessage"),
+    b("seedHello"),
+    b("seedHiBob"),
+    b("seedProveIt"),
+    b("seedProof"),
+    b("seedSecret"),
+    b("seedRecord"),
+  ]);
+  // The flaw, visible to anyone with the capture: the 32-byte session key as a field.
+  const key = await tshark([
+    "-X",
+    `lua_script:${LUA_DISSECTOR}`,
+    "-r",
+    r.capture!,
+    "-Y",
+    "blackboard.seedKeyEcho.sessionKey",
+    "-T",
+    "fields",
+    "-e",
+    "blackboard.seedKeyEcho.sessionKey",
+  ]);
+  assert.match(key.trim(), /^[0-9a-f]{64}$/);
+  for (const [stream, c] of await labCoverage(r.capture!)) {
+    assert.equal(c.named, c.wire, `stream ${stream}: ${c.named} of ${c.wire} bytes named`);
+  }
+});
+
+Deno.test("dissector: split frames, unknown types and truncated fields on a hostile connection", async () => {
+  await using dir = await tempDir("lab-dissect-hostile-");
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  const received = (async () => {
+    const conn = await listener.accept();
+    const buf = new Uint8Array(64 * 1024);
+    let total = 0;
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      total += n;
+    }
+    conn.close();
+    return total;
+  })();
+  const capture = await Capture.start({ ports: [port], workDir: `${dir.path}/work` });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const pause = () => new Promise((r) => setTimeout(r, 60));
+  // A CRL request in one segment: enough for the heuristic to recognise the conversation.
+  await conn.write(encodeFrame(caProtocol.encode("crlRequest", {})));
+  await pause();
+  // A valid CSR frame in three segments, the length itself split: reassembled into one message.
+  const csr = encodeFrame(caProtocol.encode("csr", {
+    sid: "1155123456",
+    code: "code",
+    csr: new Uint8Array(3000).fill(7),
+  }));
+  for (const [a, b] of [[0, 2], [2, 1500], [1500, csr.length]] as const) {
+    await conn.write(csr.subarray(a, b));
+    await pause();
+  }
+  // An unknown message type, then a CRL request whose length runs past the frame.
+  await conn.write(encodeFrame(Uint8Array.of(0x55, 1, 2, 3)));
+  await pause();
+  await conn.write(encodeFrame(Uint8Array.of(0x04, 0, 0, 0, 99, 1)));
+  await pause();
+  conn.close();
+  assert.equal(await received, 5 + csr.length + 8 + 10);
+  const { path } = await capture.finish(`${dir.path}/hostile.pcapng`);
+  const messages = await readLabMessages(path);
+  assert.deepEqual(messages.map((m) => m.label), [
+    caProtocol.label("crlRequest"),
+    caProtocol.label("csr"),
+    "unknown message type 0x55",
+    caProtocol.label("crl"),
+  ]);
+  // The CSR was named once, on the segment that completed it.
+  const frames = new Set(messages.map((m) => m.frame));
+  assert.equal(frames.size, 4);
+  // The malformed messages carry expert errors.
+  const errors = await tshark([
+    "-X",
+    `lua_script:${LUA_DISSECTOR}`,
+    "-r",
+    path,
+    "-Y",
+    "_ws.expert.severity == error",
+    "-T",
+    "fields",
+    "-e",
+    "_ws.expert.message",
+  ]);
+  assert.match(errors, /Unknown message type/);
+  assert.match(errors, /Truncated field crl/);
+});

@@ -1,0 +1,110 @@
+/**
+ * The generated dissector: pcap/lab.lua is committed and must match what the protocol tables give
+ * today; the generator carries every message of every table; tshark loads it without error.
+ */
+
+import assert from "node:assert/strict";
+import { defineProtocol, type MessageSpecs } from "../../lib/wire/codec.ts";
+import {
+  DISSECTOR_PATH,
+  generateDissector,
+  LAB_DISSECTORS,
+  labDissector,
+} from "../../lib/wireshark/dissector.ts";
+import { run, runActor, tempDir } from "../_fixtures/helpers.ts";
+
+Deno.test("dissector: pcap/lab.lua is up to date with lib/*_protocol.ts", async () => {
+  const committed = await Deno.readTextFile(DISSECTOR_PATH);
+  assert.ok(
+    committed === labDissector(),
+    "pcap/lab.lua is out of date with the protocol tables: run 'deno task dissector' and commit it",
+  );
+  const check = await runActor("tasks/dissector.ts", ["--check"], {
+    permissions: ["--allow-read=."],
+  });
+  assert.equal(check.code, 0, check.stderr);
+  assert.match(check.stdout, /up to date/);
+});
+
+Deno.test("dissector: every message of the CA, Blackboard and bank tables, on their ports", () => {
+  const lua = labDissector();
+  assert.deepEqual(LAB_DISSECTORS.map((d) => [d.abbrev, d.port]), [
+    ["cuhk", 9335],
+    ["blackboard", 3141],
+    ["bank", 6001],
+  ]);
+  for (const d of LAB_DISSECTORS) {
+    assert.match(lua, new RegExp(`abbrev = "${d.abbrev}", name = "${d.protocol.name}"`));
+    assert.match(lua, new RegExp(`port = ${d.port},`));
+    for (const [type, spec] of Object.entries(d.protocol.messages as MessageSpecs)) {
+      const label = spec.label.replace(/[\\"]/g, "\\$&");
+      assert.ok(
+        lua.includes(`[${spec.code}] = { name = "${type}", label = "${label}",`),
+        `${d.abbrev}.${type} (${spec.label}) is missing from the Lua tables`,
+      );
+    }
+  }
+  // Blackboard's step-6 payload is decoded with the session table.
+  assert.match(lua, /name = "payload", kind = "bytes", inner = "session"/);
+  assert.match(lua, /dissect_tcp_pdus\(tvb, tree, 4, get_len, dissect_pdu, true\)/);
+});
+
+Deno.test("dissector: the generator escapes labels and refuses what Lua or tshark would break on", () => {
+  const odd = defineProtocol("Odd", {
+    quote: { code: 1, label: 'say "hi" \\ bye — ok', fields: { t: "text" } },
+  });
+  const lua = generateDissector([{ protocol: odd, abbrev: "odd", port: 1, title: "Odd" }]);
+  assert.match(lua, /label = "say \\"hi\\" \\\\ bye \\226\\128\\148 ok"/);
+  assert.throws(
+    () => generateDissector([{ protocol: odd, abbrev: "Odd-1", port: 1, title: "x" }]),
+    /Bad dissector name/,
+  );
+  assert.throws(
+    () =>
+      generateDissector([
+        { protocol: odd, abbrev: "odd", port: 1, title: "x" },
+        { protocol: odd, abbrev: "odd", port: 2, title: "y" },
+      ]),
+    /Duplicate dissector odd/,
+  );
+  const semi = defineProtocol("Semi", { a: { code: 1, label: "a; b", fields: {} } });
+  assert.throws(
+    () => generateDissector([{ protocol: semi, abbrev: "semi", port: 1, title: "x" }]),
+    /contains ';'/,
+  );
+  const badField = defineProtocol("Bad", { a: { code: 1, label: "a", fields: { "x-y": "text" } } });
+  assert.throws(
+    () => generateDissector([{ protocol: badField, abbrev: "bad", port: 1, title: "x" }]),
+    /Bad field name 'x-y'/,
+  );
+});
+
+Deno.test("dissector: tshark loads pcap/lab.lua and registers its fields", async () => {
+  await using dir = await tempDir("lab-lua-");
+  // Lua errors at load time go to standard error; the field list shows what was registered.
+  // -G must come first for tshark to accept it.
+  const fields = await run("tshark", [
+    "-G",
+    "fields",
+    "-X",
+    `lua_script:${DISSECTOR_PATH}`,
+  ]);
+  assert.doesNotMatch(fields.stderr, /Lua:/);
+  for (
+    const f of [
+      "cuhk.csr.sid",
+      "blackboard.record.payload",
+      "blackboard.session.chunk.offset",
+      "bank.proof.signature",
+      "bank.message",
+      "labchat.type",
+    ]
+  ) {
+    assert.match(fields.stdout, new RegExp(`\\t${f.replace(/\./g, "\\.")}\\t`), f);
+  }
+  // A broken script is reported (so the check above would notice one).
+  const broken = `${dir.path}/broken.lua`;
+  await Deno.writeTextFile(broken, "local x = = 1\n");
+  const res = await run("tshark", ["-G", "protocols", "-X", `lua_script:${broken}`]);
+  assert.match(res.stderr, /Lua: syntax error: .*broken\.lua/);
+});
