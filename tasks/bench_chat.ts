@@ -12,11 +12,11 @@
  */
 
 import { PROJECT_ROOT as ROOT } from "../lib/runtime/paths.ts";
-import { CertificateAuthority } from "../lib/ca.ts";
-import { ChatClient } from "../lib/chat_client.ts";
-import { parseCommand, parsePositiveInt, runMain, UsageError } from "../lib/cli.ts";
-import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/fsutil.ts";
-import { certificatePem } from "../lib/pki.ts";
+import { CertificateAuthority } from "../lib/ca/authority.ts";
+import { ChatClient } from "../lib/chat/client.ts";
+import { parseCommand, parsePositiveInt, runMain, UsageError } from "../lib/runtime/cli.ts";
+import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/runtime/fs.ts";
+import { certificatePem } from "../lib/pki/pki.ts";
 
 const USAGE = `Usage: deno task bench:chat [options]
 

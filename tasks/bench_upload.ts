@@ -12,19 +12,19 @@
  */
 
 import { PROJECT_ROOT as ROOT } from "../lib/runtime/paths.ts";
-import { CertificateAuthority } from "../lib/ca.ts";
-import { serveCa } from "../lib/ca_server.ts";
-import { parseCommand, parsePositiveInt, runMain } from "../lib/cli.ts";
-import { storeCertificate, storeKey } from "../lib/enrol.ts";
-import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/fsutil.ts";
-import { StepLog } from "../lib/log.ts";
+import { CertificateAuthority } from "../lib/ca/authority.ts";
+import { serveCa } from "../lib/ca/server.ts";
+import { parseCommand, parsePositiveInt, runMain } from "../lib/runtime/cli.ts";
+import { storeCertificate, storeKey } from "../lib/ca/client.ts";
+import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/runtime/fs.ts";
+import { StepLog } from "../lib/runtime/log.ts";
 import {
   certificatePem,
   createCsr,
   der,
   exportPrivateKeyPem,
   generateRsaKeyPair,
-} from "../lib/pki.ts";
+} from "../lib/pki/pki.ts";
 
 const SID = "1155999999";
 const MiB = 1024 * 1024;

@@ -7,7 +7,7 @@
  */
 
 import { PROJECT_ROOT } from "../lib/runtime/paths.ts";
-import { missingCaptureTools } from "../lib/capture.ts";
+import { missingCaptureTools } from "../lib/wireshark/capture.ts";
 import {
   ALL_SCENARIOS,
   ATTACK_SCENARIOS,
@@ -16,9 +16,9 @@ import {
   type ScenarioName,
   type ScenarioResult,
   scenarioTitle,
-} from "../lib/capture_scenarios.ts";
-import { parseCommand, runMain, UsageError } from "../lib/cli.ts";
-import { stderrSink } from "../lib/log.ts";
+} from "./scenarios/catalogue.ts";
+import { parseCommand, runMain, UsageError } from "../lib/runtime/cli.ts";
+import { stderrSink } from "../lib/runtime/log.ts";
 
 const WIDTH = Math.max(...SCENARIO_NAMES.map((n) => n.length));
 /** Names that run several scenarios. */

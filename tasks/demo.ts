@@ -19,11 +19,11 @@
  */
 
 import { PROJECT_ROOT } from "../lib/runtime/paths.ts";
-import { Capture, ensureCaptureTools, freePort } from "../lib/capture.ts";
-import { runScenario, type ScenarioName, type ScenarioResult } from "../lib/capture_scenarios.ts";
-import { parseCommand, runMain } from "../lib/cli.ts";
-import { ladderLines } from "../lib/diagram.ts";
-import { errorMessage } from "../lib/log.ts";
+import { Capture, ensureCaptureTools, freePort } from "../lib/wireshark/capture.ts";
+import { runScenario, type ScenarioName, type ScenarioResult } from "./scenarios/catalogue.ts";
+import { parseCommand, runMain } from "../lib/runtime/cli.ts";
+import { ladderLines } from "../lib/wireshark/ladder.ts";
+import { errorMessage } from "../lib/runtime/log.ts";
 
 const USAGE = `Usage: deno task demo [--no-capture] [--quiet]
 

@@ -5,15 +5,15 @@
  * (exit 1 when it is not).
  */
 
-import { parseCommand, runMain } from "../lib/cli.ts";
-import { DISSECTOR_PATH, LAB_DISSECTORS, labDissector } from "../lib/dissector_gen.ts";
-import { writeFileAtomic } from "../lib/fsutil.ts";
+import { parseCommand, runMain } from "../lib/runtime/cli.ts";
+import { DISSECTOR_PATH, LAB_DISSECTORS, labDissector } from "../lib/wireshark/dissector.ts";
+import { writeFileAtomic } from "../lib/runtime/fs.ts";
 
 const USAGE = `Usage: deno task dissector [--check]
 
 Generates pcap/lab.lua (the Wireshark dissector of the CUHK, Blackboard and bank protocols, and of
 the chat's frames inside decrypted TLS) from the message tables in lib/*_protocol.ts and
-lib/chat_protocol.ts. Commit the result.
+lib/chat/protocol.ts. Commit the result.
 
 Options:
   --check   do not write; exit 1 when pcap/lab.lua is out of date`;
