@@ -6,27 +6,20 @@
  *     deno task bank client --sid SID [deposit 10.50 withdraw 3 balance]
  */
 
-import { Accounts } from "../lib/bank/accounts.ts";
-import { AmountError, formatCents, parseAmount } from "../lib/bank/amount.ts";
-import { BankClient, type OperationOutcome } from "../lib/bank/client.ts";
-import { type BobIdentity, loadBobIdentity } from "../lib/bank/handshake.ts";
-import { BANK_PORT, type BankMode } from "../lib/bank/protocol.ts";
-import { serveBank } from "../lib/bank/server.ts";
 import {
-  dispatch,
-  parseCommand,
-  parseHostPort,
-  parsePort,
-  parsePositiveInt,
-  parseStudentId,
-  runMain,
-  shutdownSignal,
-  UsageError,
-} from "../lib/runtime/cli.ts";
-import { fetchCrl, loadIdentity, loadRoot } from "../lib/ca/client.ts";
-import { CA_PORT } from "../lib/ca/protocol.ts";
-import { ensureDir, exists, readTextFile } from "../lib/runtime/fs.ts";
-import { errorMessage, StepLog } from "../lib/runtime/log.ts";
+  Accounts,
+  AmountError,
+  BANK_PORT,
+  BankClient,
+  type BankMode,
+  type BobIdentity,
+  formatCents,
+  loadBobIdentity,
+  type OperationOutcome,
+  parseAmount,
+  serveBank,
+} from "../lib/bank/mod.ts";
+import { CA_PORT, fetchCrl, loadIdentity, loadRoot } from "../lib/ca/mod.ts";
 import {
   type Crl,
   exportPrivateKeyPem,
@@ -35,7 +28,23 @@ import {
   parseCrl,
   verifyCertificate,
   verifyCrl,
-} from "../lib/pki/pki.ts";
+} from "../lib/pki/mod.ts";
+import {
+  dispatch,
+  ensureDir,
+  errorMessage,
+  exists,
+  parseCommand,
+  parseHostPort,
+  parsePort,
+  parsePositiveInt,
+  parseStudentId,
+  readTextFile,
+  runMain,
+  shutdownSignal,
+  StepLog,
+  UsageError,
+} from "../lib/runtime/mod.ts";
 
 const DEFAULT_DATA_DIR = "data/bank";
 const CRL_REFRESH_MS = 10 * 60_000;

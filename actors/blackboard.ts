@@ -6,27 +6,17 @@
  *     deno task blackboard serve [options]
  */
 
-import { CA_PORT } from "../lib/ca/protocol.ts";
 import {
-  dispatch,
-  parseCommand,
-  parseHostPort,
-  parsePort,
-  parsePositiveInt,
-  runMain,
-  shutdownSignal,
-  UsageError,
-} from "../lib/runtime/cli.ts";
-import { BLACKBOARD_NAME, BLACKBOARD_PORT } from "../lib/blackboard/protocol.ts";
-import {
+  BLACKBOARD_NAME,
+  BLACKBOARD_PORT,
   type BlackboardMode,
   DEFAULT_CRL_REFRESH_MS,
+  DEFAULT_MAX_REPORT_SIZE,
   RevocationChecker,
   serveBlackboard,
-} from "../lib/blackboard/server.ts";
-import { loadRoot } from "../lib/ca/client.ts";
-import { assertPrivateFile, ensureDir, readTextFile } from "../lib/runtime/fs.ts";
-import { StepLog } from "../lib/runtime/log.ts";
+  UploadStore,
+} from "../lib/blackboard/mod.ts";
+import { CA_PORT, loadRoot } from "../lib/ca/mod.ts";
 import {
   commonName,
   importSigningKey,
@@ -34,8 +24,21 @@ import {
   publicKeyOf,
   samePublicKey,
   verifyCertificate,
-} from "../lib/pki/pki.ts";
-import { DEFAULT_MAX_REPORT_SIZE, UploadStore } from "../lib/blackboard/upload_store.ts";
+} from "../lib/pki/mod.ts";
+import {
+  assertPrivateFile,
+  dispatch,
+  ensureDir,
+  parseCommand,
+  parseHostPort,
+  parsePort,
+  parsePositiveInt,
+  readTextFile,
+  runMain,
+  shutdownSignal,
+  StepLog,
+  UsageError,
+} from "../lib/runtime/mod.ts";
 
 const DEFAULT_DATA_DIR = "data/blackboard";
 

@@ -5,11 +5,17 @@
  *     deno task ca serve | code | issue | revoke | crl | list
  */
 
-import { CertificateAuthority, DEFAULT_CODE_TTL_MS, serialOf } from "../lib/ca/authority.ts";
-import { CA_PORT } from "../lib/ca/protocol.ts";
-import { serveCa } from "../lib/ca/server.ts";
+import {
+  CA_PORT,
+  CertificateAuthority,
+  DEFAULT_CODE_TTL_MS,
+  serialOf,
+  serveCa,
+} from "../lib/ca/mod.ts";
+import { certificatePem, crlNumber, crlPem, der } from "../lib/pki/mod.ts";
 import {
   dispatch,
+  ensureDir,
   parseCommand,
   parsePort,
   parsePositiveInt,
@@ -17,11 +23,11 @@ import {
   required,
   runMain,
   shutdownSignal,
+  StepLog,
   UsageError,
-} from "../lib/runtime/cli.ts";
-import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/runtime/fs.ts";
-import { StepLog } from "../lib/runtime/log.ts";
-import { certificatePem, crlNumber, crlPem, der } from "../lib/pki/pki.ts";
+  writeFileAtomic,
+  writeSecretFile,
+} from "../lib/runtime/mod.ts";
 
 const DEFAULT_DATA_DIR = "data/ca";
 

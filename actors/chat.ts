@@ -7,22 +7,32 @@
  */
 
 import {
+  CHAT_PORT,
+  ChatClient,
+  type ChatLimits,
+  DEFAULT_CHAT_LIMITS,
+  formatServerMessage,
+  MAX_TEXT,
+  readLines,
+  runInteractive,
+  runScript,
+  type ScriptStep,
+  serveChat,
+} from "../lib/chat/mod.ts";
+import {
+  assertPrivateFile,
   dispatch,
   parseCommand,
   parseHostPort,
   parsePort,
   parsePositiveInt,
+  readTextFile,
   required,
   runMain,
   shutdownSignal,
+  StepLog,
   UsageError,
-} from "../lib/runtime/cli.ts";
-import { assertPrivateFile, readTextFile } from "../lib/runtime/fs.ts";
-import { StepLog } from "../lib/runtime/log.ts";
-import { CHAT_PORT, MAX_TEXT } from "../lib/chat/protocol.ts";
-import { type ChatLimits, DEFAULT_CHAT_LIMITS, serveChat } from "../lib/chat/server.ts";
-import { ChatClient, formatServerMessage } from "../lib/chat/client.ts";
-import { readLines, runInteractive, runScript, type ScriptStep } from "../lib/chat/session.ts";
+} from "../lib/runtime/mod.ts";
 
 const DEFAULT_DIR = "data/chat";
 const D = DEFAULT_CHAT_LIMITS;

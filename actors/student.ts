@@ -8,30 +8,23 @@
  *     deno task student upload --sid SID --file PATH
  */
 
-import { CA_PORT } from "../lib/ca/protocol.ts";
 import {
-  dispatch,
-  parseCommand,
-  parseHostPort,
-  parseStudentId,
-  required,
-  runMain,
-  UsageError,
-} from "../lib/runtime/cli.ts";
-import { openSeedSession, openSession } from "../lib/blackboard/client.ts";
-import { BLACKBOARD_NAME, BLACKBOARD_PORT } from "../lib/blackboard/protocol.ts";
-import { ProgressBar } from "../lib/blackboard/progress.ts";
+  BLACKBOARD_NAME,
+  BLACKBOARD_PORT,
+  openSeedSession,
+  openSession,
+  ProgressBar,
+} from "../lib/blackboard/mod.ts";
 import {
+  CA_PORT,
   homePaths,
   loadIdentity,
   loadRoot,
   requestCertificate,
   storeCertificate,
   storeKey,
-} from "../lib/ca/client.ts";
-import { toBytes } from "../lib/crypto/primitives.ts";
-import { exists, readTextFile, writeFileAtomic } from "../lib/runtime/fs.ts";
-import { StepLog } from "../lib/runtime/log.ts";
+} from "../lib/ca/mod.ts";
+import { toBytes } from "../lib/crypto/mod.ts";
 import {
   certificatePem,
   createCsr,
@@ -42,7 +35,20 @@ import {
   parseCsr,
   publicKeyOf,
   RSA_SIGN,
-} from "../lib/pki/pki.ts";
+} from "../lib/pki/mod.ts";
+import {
+  dispatch,
+  exists,
+  parseCommand,
+  parseHostPort,
+  parseStudentId,
+  readTextFile,
+  required,
+  runMain,
+  StepLog,
+  UsageError,
+  writeFileAtomic,
+} from "../lib/runtime/mod.ts";
 
 const DEFAULT_CA_CERT = "data/ca/cuhk.cer";
 

@@ -6,26 +6,9 @@
  *     deno task trudy ATTACK [options]
  */
 
-import {
-  type AttackServer,
-  type Verdict,
-  verdictLine,
-  verdictStatus,
-} from "../lib/trudy/attack.ts";
-import { startBankMitm } from "../lib/trudy/bank_mitm.ts";
-import { recordBobProof, startFakeBob } from "../lib/trudy/bank_replay.ts";
-import { SETTLE_MS } from "../lib/trudy/blackboard_path.ts";
-import { enrolImpersonation } from "../lib/trudy/enrol_impersonation.ts";
-import { startMessageReplay } from "../lib/trudy/message_replay.ts";
-import {
-  FORGED_MESSAGE,
-  sniffCapture,
-  startSessionKeySniff,
-} from "../lib/trudy/session_key_sniff.ts";
-import { parseAmount } from "../lib/bank/amount.ts";
-import { BANK_PORT, type BankMode } from "../lib/bank/protocol.ts";
-import { BLACKBOARD_PORT } from "../lib/blackboard/protocol.ts";
-import { CA_PORT } from "../lib/ca/protocol.ts";
+import { BANK_PORT, type BankMode, parseAmount } from "../lib/bank/mod.ts";
+import { BLACKBOARD_PORT } from "../lib/blackboard/mod.ts";
+import { CA_PORT, loadRoot } from "../lib/ca/mod.ts";
 import {
   dispatch,
   parseCommand,
@@ -36,10 +19,24 @@ import {
   required,
   runMain,
   shutdownSignal,
+  StepLog,
   UsageError,
-} from "../lib/runtime/cli.ts";
-import { loadRoot } from "../lib/ca/client.ts";
-import { StepLog } from "../lib/runtime/log.ts";
+} from "../lib/runtime/mod.ts";
+import {
+  type AttackServer,
+  enrolImpersonation,
+  FORGED_MESSAGE,
+  recordBobProof,
+  SETTLE_MS,
+  sniffCapture,
+  startBankMitm,
+  startFakeBob,
+  startMessageReplay,
+  startSessionKeySniff,
+  type Verdict,
+  verdictLine,
+  verdictStatus,
+} from "../lib/trudy/mod.ts";
 
 const USAGE = `Trudy, the attacker (for the lab's own servers on loopback only)
 

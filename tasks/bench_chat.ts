@@ -11,12 +11,19 @@
  * the clients all run in this one (one TLS connection each, like separate users).
  */
 
-import { PROJECT_ROOT as ROOT } from "../lib/runtime/paths.ts";
-import { CertificateAuthority } from "../lib/ca/authority.ts";
-import { ChatClient } from "../lib/chat/client.ts";
-import { parseCommand, parsePositiveInt, runMain, UsageError } from "../lib/runtime/cli.ts";
-import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/runtime/fs.ts";
-import { certificatePem } from "../lib/pki/pki.ts";
+import {
+  ensureDir,
+  parseCommand,
+  parsePositiveInt,
+  PROJECT_ROOT as ROOT,
+  runMain,
+  UsageError,
+  writeFileAtomic,
+  writeSecretFile,
+} from "../lib/runtime/mod.ts";
+import { CertificateAuthority } from "../lib/ca/mod.ts";
+import { ChatClient } from "../lib/chat/mod.ts";
+import { certificatePem } from "../lib/pki/mod.ts";
 
 const USAGE = `Usage: deno task bench:chat [options]
 

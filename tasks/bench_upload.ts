@@ -11,20 +11,24 @@
  * by default, or random bytes with --random). Blackboard and the student run as the real actors.
  */
 
-import { PROJECT_ROOT as ROOT } from "../lib/runtime/paths.ts";
-import { CertificateAuthority } from "../lib/ca/authority.ts";
-import { serveCa } from "../lib/ca/server.ts";
-import { parseCommand, parsePositiveInt, runMain } from "../lib/runtime/cli.ts";
-import { storeCertificate, storeKey } from "../lib/ca/client.ts";
-import { ensureDir, writeFileAtomic, writeSecretFile } from "../lib/runtime/fs.ts";
-import { StepLog } from "../lib/runtime/log.ts";
+import {
+  ensureDir,
+  parseCommand,
+  parsePositiveInt,
+  PROJECT_ROOT as ROOT,
+  runMain,
+  StepLog,
+  writeFileAtomic,
+  writeSecretFile,
+} from "../lib/runtime/mod.ts";
+import { CertificateAuthority, serveCa, storeCertificate, storeKey } from "../lib/ca/mod.ts";
 import {
   certificatePem,
   createCsr,
   der,
   exportPrivateKeyPem,
   generateRsaKeyPair,
-} from "../lib/pki/pki.ts";
+} from "../lib/pki/mod.ts";
 
 const SID = "1155999999";
 const MiB = 1024 * 1024;

@@ -6,8 +6,8 @@
  * (DIR/SCENARIO.svg and .html).
  */
 
-import { PROJECT_ROOT } from "../lib/runtime/paths.ts";
-import { missingCaptureTools } from "../lib/wireshark/capture.ts";
+import { parseCommand, PROJECT_ROOT, runMain, stderrSink, UsageError } from "../lib/runtime/mod.ts";
+import { missingCaptureTools } from "../lib/wireshark/mod.ts";
 import {
   ALL_SCENARIOS,
   ATTACK_SCENARIOS,
@@ -17,8 +17,6 @@ import {
   type ScenarioResult,
   scenarioTitle,
 } from "./scenarios/catalogue.ts";
-import { parseCommand, runMain, UsageError } from "../lib/runtime/cli.ts";
-import { stderrSink } from "../lib/runtime/log.ts";
 
 const WIDTH = Math.max(...SCENARIO_NAMES.map((n) => n.length));
 /** Names that run several scenarios. */

@@ -18,12 +18,9 @@
  * and each capture is drawn as a ladder diagram. Without them, the systems still run.
  */
 
-import { PROJECT_ROOT } from "../lib/runtime/paths.ts";
-import { Capture, ensureCaptureTools, freePort } from "../lib/wireshark/capture.ts";
+import { errorMessage, parseCommand, PROJECT_ROOT, runMain } from "../lib/runtime/mod.ts";
+import { Capture, ensureCaptureTools, freePort, ladderLines } from "../lib/wireshark/mod.ts";
 import { runScenario, type ScenarioName, type ScenarioResult } from "./scenarios/catalogue.ts";
-import { parseCommand, runMain } from "../lib/runtime/cli.ts";
-import { ladderLines } from "../lib/wireshark/ladder.ts";
-import { errorMessage } from "../lib/runtime/log.ts";
 
 const USAGE = `Usage: deno task demo [--no-capture] [--quiet]
 

@@ -5,9 +5,8 @@
  * (exit 1 when it is not).
  */
 
-import { parseCommand, runMain } from "../lib/runtime/cli.ts";
-import { DISSECTOR_PATH, LAB_DISSECTORS, labDissector } from "../lib/wireshark/dissector.ts";
-import { writeFileAtomic } from "../lib/runtime/fs.ts";
+import { parseCommand, runMain, writeFileAtomic } from "../lib/runtime/mod.ts";
+import { DISSECTOR_PATH, LAB_DISSECTORS, labDissector } from "../lib/wireshark/mod.ts";
 
 const USAGE = `Usage: deno task dissector [--check]
 

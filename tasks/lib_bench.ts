@@ -3,7 +3,7 @@
  * per-chunk MAC and AEAD, and the public-key operations of each handshake.
  */
 
-import { defineProtocol } from "../lib/wire/codec.ts";
+import { defineProtocol, encodeFrame } from "../lib/wire/mod.ts";
 import {
   aesGcmEncrypt,
   hmacSha256,
@@ -13,9 +13,8 @@ import {
   rsaOaepDecrypt,
   rsaOaepEncrypt,
   sequenceNonce,
-} from "../lib/crypto/primitives.ts";
-import { encodeFrame } from "../lib/wire/frame.ts";
-import { generateRsaKeyPair, signRsa } from "../lib/pki/pki.ts";
+} from "../lib/crypto/mod.ts";
+import { generateRsaKeyPair, signRsa } from "../lib/pki/mod.ts";
 
 const proto = defineProtocol("Bench", {
   chunk: { code: 0x01, label: "chunk", fields: { offset: "uint", data: "bytes" } },

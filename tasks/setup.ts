@@ -4,8 +4,8 @@
  * installs them with apt-get when run as root, otherwise prints exactly how.
  */
 
-import { CAPTURE_TOOLS, ensureCaptureTools } from "../lib/wireshark/capture.ts";
-import { parseCommand, runMain } from "../lib/runtime/cli.ts";
+import { CAPTURE_TOOLS, ensureCaptureTools } from "../lib/wireshark/mod.ts";
+import { parseCommand, runMain } from "../lib/runtime/mod.ts";
 
 const USAGE = `Usage: deno task setup [--check]
 

@@ -7,7 +7,7 @@
 
 import { AmountError, formatCents, MAX_BALANCE_CENTS, parseAmount } from "./amount.ts";
 import { REQUEST_ID } from "./protocol.ts";
-import { type Database, openDatabase, transaction } from "../runtime/sqlite.ts";
+import { type Database, openDatabase, transaction } from "../runtime/mod.ts";
 
 export type OperationKind = "deposit" | "withdraw";
 

@@ -9,12 +9,10 @@ import { parseAmount } from "./amount.ts";
 import { aliceHandshake, HandshakeError } from "./handshake.ts";
 import { BANK_HANDSHAKE_TIMEOUT_MS, BANK_MAX_FRAME, type BankMode } from "./protocol.ts";
 import type { BankSession } from "./records.ts";
-import type { HostPort } from "../runtime/cli.ts";
-import { PeerRefusedError } from "../wire/codec.ts";
-import { randomBytes, toHex } from "../crypto/primitives.ts";
-import { DeadlineError, FramedStream, FrameError } from "../wire/frame.ts";
-import { errorMessage, type StepLog } from "../runtime/log.ts";
-import type { Certificate } from "../pki/pki.ts";
+import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
+import { DeadlineError, FramedStream, FrameError, PeerRefusedError } from "../wire/mod.ts";
+import { randomBytes, toHex } from "../crypto/mod.ts";
+import type { Certificate } from "../pki/mod.ts";
 
 export interface BankClientOptions {
   bank: HostPort;

@@ -38,10 +38,9 @@ import {
   stepName,
 } from "./protocol.ts";
 import { BankSession, SecureRecords, SeedRecords } from "./records.ts";
-import { PeerRefusedError, type Values } from "../wire/codec.ts";
-import { concatBytes, hkdfSha256, randomBytes, sha256, toBytes } from "../crypto/primitives.ts";
-import { type FramedStream, FrameError } from "../wire/frame.ts";
-import { errorMessage, type StepLog } from "../runtime/log.ts";
+import { type FramedStream, FrameError, PeerRefusedError, type Values } from "../wire/mod.ts";
+import { concatBytes, hkdfSha256, randomBytes, sha256, toBytes } from "../crypto/mod.ts";
+import { errorMessage, type StepLog } from "../runtime/mod.ts";
 import {
   type Certificate,
   certificateLabel,
@@ -56,7 +55,7 @@ import {
   signRsa,
   verifyCertificate,
   verifyRsa,
-} from "../pki/pki.ts";
+} from "../pki/mod.ts";
 
 /** A handshake step failed on this side; the message names the step. */
 export class HandshakeError extends Error {

@@ -18,7 +18,7 @@
  * modes apart. Inside records travel the banking operations of `bankOps`, the seed's menu.
  */
 
-import { defineProtocol, type Message } from "../wire/codec.ts";
+import { defineProtocol, type Message } from "../wire/mod.ts";
 
 export const BANK_PORT = 6001;
 /** Handshake messages carry a certificate (~1 KiB); records carry one small operation. */

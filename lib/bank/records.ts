@@ -20,14 +20,14 @@ import {
   bankProtocol,
   stepName,
 } from "./protocol.ts";
-import { PeerRefusedError, UnexpectedMessageError, type Values } from "../wire/codec.ts";
 import {
-  aesGcmDecrypt,
-  aesGcmEncrypt,
-  importAesGcmKey,
-  sequenceNonce,
-} from "../crypto/primitives.ts";
-import { type FramedStream, FrameError } from "../wire/frame.ts";
+  type FramedStream,
+  FrameError,
+  PeerRefusedError,
+  UnexpectedMessageError,
+  type Values,
+} from "../wire/mod.ts";
+import { aesGcmDecrypt, aesGcmEncrypt, importAesGcmKey, sequenceNonce } from "../crypto/mod.ts";
 
 /** A record that cannot be accepted: replayed, reordered, altered or undecryptable. */
 export class RecordError extends Error {

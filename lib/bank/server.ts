@@ -17,11 +17,10 @@ import {
   stepName,
 } from "./protocol.ts";
 import { type BankSession, RecordError, UnknownOperationError } from "./records.ts";
-import { PeerRefusedError } from "../wire/codec.ts";
-import { DeadlineError, FrameError } from "../wire/frame.ts";
-import type { StepLog } from "../runtime/log.ts";
-import type { Certificate, Crl } from "../pki/pki.ts";
-import { serveFramed, type Server } from "../net/server.ts";
+import { DeadlineError, FrameError, PeerRefusedError } from "../wire/mod.ts";
+import type { StepLog } from "../runtime/mod.ts";
+import type { Certificate, Crl } from "../pki/mod.ts";
+import { serveFramed, type Server } from "../net/mod.ts";
 
 export interface BankServerOptions {
   mode: BankMode;

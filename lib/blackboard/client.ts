@@ -4,8 +4,8 @@
  */
 
 import { createHash } from "node:crypto";
-import type { HostPort } from "../runtime/cli.ts";
-import { PeerRefusedError } from "../wire/codec.ts";
+import { ensureDir, exists, type HostPort, type StepLog, writeFileAtomic } from "../runtime/mod.ts";
+import { FramedStream, PeerRefusedError } from "../wire/mod.ts";
 import {
   constantTimeEqual,
   hmacSha256,
@@ -14,18 +14,15 @@ import {
   sha256,
   toBytes,
   toHex,
-} from "../crypto/primitives.ts";
-import type { StudentIdentity } from "../ca/client.ts";
-import { FramedStream } from "../wire/frame.ts";
-import { ensureDir, exists, writeFileAtomic } from "../runtime/fs.ts";
-import type { StepLog } from "../runtime/log.ts";
+} from "../crypto/mod.ts";
+import type { StudentIdentity } from "../ca/mod.ts";
 import {
   CertificateError,
   parseCertificate,
   privateKeyDer,
   verifyCertificate,
   verifyRsa,
-} from "../pki/pki.ts";
+} from "../pki/mod.ts";
 import {
   BLACKBOARD_NAME,
   CHUNK_SIZE,

@@ -26,7 +26,14 @@
  */
 
 import { createHash, type Hash } from "node:crypto";
-import { defineProtocol, type Message, PeerRefusedError, type Values } from "../wire/codec.ts";
+import {
+  defineProtocol,
+  type FramedStream,
+  FrameError,
+  type Message,
+  PeerRefusedError,
+  type Values,
+} from "../wire/mod.ts";
 import {
   aesGcmDecrypt,
   aesGcmEncrypt,
@@ -38,8 +45,7 @@ import {
   importHmacKey,
   sequenceNonce,
   toBytes,
-} from "../crypto/primitives.ts";
-import { type FramedStream, FrameError } from "../wire/frame.ts";
+} from "../crypto/mod.ts";
 
 export const BLACKBOARD_PORT = 3141;
 /** The CN (and SAN DNS name) the student expects on Blackboard's certificate. */

@@ -5,8 +5,8 @@
  * with one clear line and never touches the others.
  */
 
-import type { HostPort } from "../runtime/cli.ts";
-import { PeerRefusedError } from "../wire/codec.ts";
+import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
+import { DeadlineError, type FramedStream, FrameError, PeerRefusedError } from "../wire/mod.ts";
 import {
   constantTimeEqual,
   hmacSha256,
@@ -14,10 +14,8 @@ import {
   rsaOaepEncrypt,
   toBytes,
   toHex,
-} from "../crypto/primitives.ts";
-import { fetchCrl } from "../ca/client.ts";
-import { DeadlineError, type FramedStream, FrameError } from "../wire/frame.ts";
-import { errorMessage, type StepLog } from "../runtime/log.ts";
+} from "../crypto/mod.ts";
+import { fetchCrl } from "../ca/mod.ts";
 import {
   type Certificate,
   CertificateError,
@@ -26,7 +24,7 @@ import {
   parseCertificate,
   signRsa,
   verifyCertificate,
-} from "../pki/pki.ts";
+} from "../pki/mod.ts";
 import {
   BLACKBOARD_PORT,
   blackboardProtocol,
@@ -48,7 +46,7 @@ import {
   trafficKeys,
   Transcript,
 } from "./protocol.ts";
-import { serveFramed, type Server } from "../net/server.ts";
+import { serveFramed, type Server } from "../net/mod.ts";
 import { type PartialUpload, UploadError, type UploadStore } from "./upload_store.ts";
 
 // ---------------------------------------------------------------- revocation

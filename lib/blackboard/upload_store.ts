@@ -11,8 +11,8 @@
  */
 
 import { createHash, type Hash } from "node:crypto";
-import { constantTimeEqual } from "../crypto/primitives.ts";
-import { ensureDir, exists, syncDir, writeFileAtomic } from "../runtime/fs.ts";
+import { constantTimeEqual } from "../crypto/mod.ts";
+import { ensureDir, exists, syncDir, writeFileAtomic } from "../runtime/mod.ts";
 
 /** A refusal of an upload request; the message goes to the student. */
 export class UploadError extends Error {

@@ -5,14 +5,18 @@
  */
 
 import { createHash } from "node:crypto";
-import { randomBytes, toHex } from "../crypto/primitives.ts";
+import { randomBytes, toHex } from "../crypto/mod.ts";
 import {
   assertPrivateFile,
+  type Database,
   ensureDir,
   exists,
+  openDatabase,
+  type StepLog,
+  transaction,
   writeFileAtomic,
   writeSecretFile,
-} from "../runtime/fs.ts";
+} from "../runtime/mod.ts";
 import {
   type Certificate,
   certificatePem,
@@ -29,9 +33,7 @@ import {
   parseCsr,
   publicKeyOf,
   samePublicKey,
-} from "../pki/pki.ts";
-import { type Database, openDatabase, transaction } from "../runtime/sqlite.ts";
-import type { StepLog } from "../runtime/log.ts";
+} from "../pki/mod.ts";
 
 export const ROOT_CERT_FILE = "cuhk.cer";
 export const ROOT_KEY_FILE = "cuhk.key";

@@ -7,17 +7,16 @@
  */
 
 import { CA_MAX_FRAME, CA_READ_TIMEOUT_MS, caProtocol } from "./protocol.ts";
-import type { HostPort } from "../runtime/cli.ts";
-import { Channel } from "../wire/codec.ts";
-import { FramedStream } from "../wire/frame.ts";
 import {
   assertPrivateFile,
   ensureDir,
   exists,
+  type HostPort,
   readTextFile,
   writeFileAtomic,
   writeSecretFile,
-} from "../runtime/fs.ts";
+} from "../runtime/mod.ts";
+import { Channel, FramedStream } from "../wire/mod.ts";
 import {
   type Certificate,
   CertificateError,
@@ -29,7 +28,7 @@ import {
   samePublicKey,
   verifyCertificate,
   verifyCrl,
-} from "../pki/pki.ts";
+} from "../pki/mod.ts";
 
 export const KEY_FILE = "student.key";
 export const CERT_FILE = "student.cer";

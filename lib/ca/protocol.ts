@@ -8,7 +8,7 @@
  *     CA → peer      error        a refusal, one line
  */
 
-import { defineProtocol } from "../wire/codec.ts";
+import { defineProtocol } from "../wire/mod.ts";
 
 export const CA_PORT = 9335;
 /** CSRs and certificates are a few KiB; nothing legitimate comes near this. */

@@ -5,11 +5,10 @@
 
 import { type CertificateAuthority, EnrolmentError, serialOf } from "./authority.ts";
 import { CA_MAX_FRAME, CA_PORT, CA_READ_TIMEOUT_MS, caProtocol } from "./protocol.ts";
-import { Channel } from "../wire/codec.ts";
-import { DeadlineError, FrameError } from "../wire/frame.ts";
-import { errorMessage, type StepLog } from "../runtime/log.ts";
-import { der } from "../pki/pki.ts";
-import { serveFramed, type Server } from "../net/server.ts";
+import { Channel, DeadlineError, FrameError } from "../wire/mod.ts";
+import { errorMessage, type StepLog } from "../runtime/mod.ts";
+import { der } from "../pki/mod.ts";
+import { serveFramed, type Server } from "../net/mod.ts";
 
 export interface CaServerOptions {
   ca: CertificateAuthority;

@@ -5,7 +5,7 @@
  * deadline so that a dead server is noticed.
  */
 
-import { DeadlineError, FramedStream } from "../wire/frame.ts";
+import { DeadlineError, FramedStream } from "../wire/mod.ts";
 import {
   charCount,
   type ClientMessage,
@@ -18,7 +18,7 @@ import {
   SERVER_MAX_FRAME,
   type ServerMessage,
 } from "./protocol.ts";
-import { connectTls, type TlsConnectOptions } from "../net/tls.ts";
+import { connectTls, type TlsConnectOptions } from "../net/mod.ts";
 
 /** The server refused to let us join, or closed the session: `reason` is its `bye`. */
 export class ChatRefusedError extends Error {

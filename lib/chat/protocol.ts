@@ -8,7 +8,7 @@
  * type, exactly the declared keys, each value of the declared kind and within its bound.
  */
 
-import { FrameError } from "../wire/frame.ts";
+import { FrameError } from "../wire/mod.ts";
 
 export const CHAT_PORT = 8443;
 

@@ -9,9 +9,9 @@
  * TLS handshake or never say hello, and joined connections that go quiet (clients send pings).
  */
 
-import { DeadlineError, formatMs, FramedStream, FrameError } from "../wire/frame.ts";
-import { errorMessage, type StepLog } from "../runtime/log.ts";
-import { type ConnectionInfo, serve, type Server } from "../net/server.ts";
+import { DeadlineError, formatMs, FramedStream, FrameError } from "../wire/mod.ts";
+import { errorMessage, type StepLog } from "../runtime/mod.ts";
+import { type ConnectionInfo, serve, type Server } from "../net/mod.ts";
 import {
   CHAT_PORT,
   CLIENT_MAX_FRAME,

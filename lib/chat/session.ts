@@ -5,7 +5,7 @@
  */
 
 import { type ChatClient, formatServerMessage, parseInputLine } from "./client.ts";
-import { formatMs } from "../wire/frame.ts";
+import { formatMs } from "../wire/mod.ts";
 
 export type ScriptStep =
   | { readonly send: string }

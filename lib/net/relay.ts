@@ -5,9 +5,8 @@
  * Trudy's own.
  */
 
-import type { HostPort } from "../runtime/cli.ts";
-import { encodeFrame, FramedStream, FrameError, HEADER_BYTES } from "../wire/frame.ts";
-import { errorMessage, type StepLog } from "../runtime/log.ts";
+import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
+import { encodeFrame, FramedStream, FrameError, HEADER_BYTES } from "../wire/mod.ts";
 import { serve, type Server } from "./server.ts";
 
 export type Direction = "toServer" | "toClient";

@@ -3,8 +3,8 @@
  * set, errors of one connection never reaching another, and graceful shutdown on abort.
  */
 
-import { FramedStream, type FramedStreamOptions } from "../wire/frame.ts";
-import { errorMessage, type StepLog } from "../runtime/log.ts";
+import { FramedStream, type FramedStreamOptions } from "../wire/mod.ts";
+import { errorMessage, type StepLog } from "../runtime/mod.ts";
 
 export interface ConnectionInfo {
   /** A per-server counter, for log lines. */

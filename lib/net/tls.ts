@@ -7,7 +7,7 @@
 
 import * as tls from "node:tls";
 import { Buffer } from "node:buffer";
-import type { ByteStream } from "../wire/frame.ts";
+import type { ByteStream } from "../wire/mod.ts";
 
 export interface TlsConnectOptions {
   hostname: string;

@@ -13,7 +13,7 @@ import {
   id_ce_cRLNumber,
   SubjectPublicKeyInfo as SubjectPublicKeyInfoSchema,
 } from "@peculiar/asn1-x509";
-import { randomBytes, toBytes, toHex } from "../crypto/primitives.ts";
+import { randomBytes, toBytes, toHex } from "../crypto/mod.ts";
 
 x509.cryptoProvider.set(crypto);
 

@@ -2,7 +2,7 @@
  * File helpers: atomic writes (temporary file, fsync, rename) and private key files (0600).
  */
 
-import { randomBytes, toHex } from "../crypto/primitives.ts";
+import { randomBytes, toHex } from "../crypto/mod.ts";
 
 export interface AtomicWriteOptions {
   /** File mode of the result (the temporary file is created with it). Default 0o644. */

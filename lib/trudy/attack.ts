@@ -3,9 +3,8 @@
  * attack plumbing (one verdict per victim connection).
  */
 
-import type { HostPort } from "../runtime/cli.ts";
-import type { StepLog } from "../runtime/log.ts";
-import { type FrameHandler, type RelaySession, startRelay } from "../net/relay.ts";
+import type { HostPort, StepLog } from "../runtime/mod.ts";
+import { type FrameHandler, type RelaySession, startRelay } from "../net/mod.ts";
 
 export interface Verdict {
   succeeded: boolean;

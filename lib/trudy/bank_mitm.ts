@@ -20,12 +20,17 @@ import {
   startRelayAttack,
   type Verdict,
 } from "./attack.ts";
-import { formatCents, parseAmount } from "../bank/amount.ts";
-import { BANK_MAX_FRAME, bankOps, bankProtocol, SEED_SENTENCE } from "../bank/protocol.ts";
-import { SeedRecords } from "../bank/records.ts";
-import type { HostPort } from "../runtime/cli.ts";
-import { sha256, toBytes, toHex } from "../crypto/primitives.ts";
-import { errorMessage, type StepLog } from "../runtime/log.ts";
+import {
+  BANK_MAX_FRAME,
+  bankOps,
+  bankProtocol,
+  formatCents,
+  parseAmount,
+  SEED_SENTENCE,
+  SeedRecords,
+} from "../bank/mod.ts";
+import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
+import { sha256, toBytes, toHex } from "../crypto/mod.ts";
 import {
   type Certificate,
   createRoot,
@@ -33,7 +38,7 @@ import {
   importSigningKey,
   issueCertificate,
   signRsa,
-} from "../pki/pki.ts";
+} from "../pki/mod.ts";
 
 /** Trudy's key pair, as she uses it in either mode. */
 export interface TrudyBankKeys {

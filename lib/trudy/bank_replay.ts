@@ -19,12 +19,11 @@ import {
   type BankMode,
   bankProtocol,
   SEED_TEXT,
-} from "../bank/protocol.ts";
-import type { HostPort } from "../runtime/cli.ts";
-import { randomBytes } from "../crypto/primitives.ts";
-import { FramedStream, FrameError } from "../wire/frame.ts";
-import { errorMessage, type StepLog } from "../runtime/log.ts";
-import { serve } from "../net/server.ts";
+} from "../bank/mod.ts";
+import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
+import { randomBytes } from "../crypto/mod.ts";
+import { FramedStream, FrameError } from "../wire/mod.ts";
+import { serve } from "../net/mod.ts";
 
 /** Bob's frames as recorded, byte for byte. */
 export interface RecordedProof {

@@ -13,11 +13,10 @@ import {
   type Verdict,
   type WatchOutcome,
 } from "./attack.ts";
-import { blackboardProtocol, SESSION_MAX_FRAME } from "../blackboard/protocol.ts";
-import type { HostPort } from "../runtime/cli.ts";
-import { sha256, toHex } from "../crypto/primitives.ts";
-import type { StepLog } from "../runtime/log.ts";
-import type { Direction, FrameResult, RelaySession } from "../net/relay.ts";
+import { blackboardProtocol, SESSION_MAX_FRAME } from "../blackboard/mod.ts";
+import type { HostPort, StepLog } from "../runtime/mod.ts";
+import { sha256, toHex } from "../crypto/mod.ts";
+import type { Direction, FrameResult, RelaySession } from "../net/mod.ts";
 
 /** Default wait for a refusal after Trudy's frame went in. */
 export const SETTLE_MS = 1000;

@@ -6,11 +6,10 @@
  */
 
 import type { Verdict } from "./attack.ts";
-import type { HostPort } from "../runtime/cli.ts";
-import { PeerRefusedError } from "../wire/codec.ts";
-import { requestCertificate } from "../ca/client.ts";
-import type { StepLog } from "../runtime/log.ts";
-import { type Certificate, createCsr, der, generateRsaKeyPair } from "../pki/pki.ts";
+import type { HostPort, StepLog } from "../runtime/mod.ts";
+import { PeerRefusedError } from "../wire/mod.ts";
+import { requestCertificate } from "../ca/mod.ts";
+import { type Certificate, createCsr, der, generateRsaKeyPair } from "../pki/mod.ts";
 
 export interface EnrolImpersonationOptions {
   ca: HostPort;

@@ -22,7 +22,7 @@ import {
   seedAcceptance,
   startBlackboardAttack,
 } from "./blackboard_path.ts";
-import { blackboardProtocol, sessionProtocol } from "../blackboard/protocol.ts";
+import { blackboardProtocol, sessionProtocol } from "../blackboard/mod.ts";
 import {
   aesGcmEncrypt,
   concatBytes,
@@ -34,10 +34,10 @@ import {
   sequenceNonce,
   toBytes,
   toHex,
-} from "../crypto/primitives.ts";
-import { splitFrames } from "../wire/frame.ts";
-import { errorMessage, type StepLog } from "../runtime/log.ts";
-import { tshark } from "../wireshark/tls_sequence.ts";
+} from "../crypto/mod.ts";
+import { splitFrames } from "../wire/mod.ts";
+import { errorMessage, type StepLog } from "../runtime/mod.ts";
+import { tshark } from "../wireshark/mod.ts";
 
 /** What Trudy forges by default. */
 export const FORGED_MESSAGE = "Trudy deserves full marks (signed: the student)";

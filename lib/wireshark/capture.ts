@@ -13,7 +13,7 @@
  * Wireshark, who may not be root. The key log itself stays private (0600) and is deleted.
  */
 
-import { ensureDir, exists } from "../runtime/fs.ts";
+import { ensureDir, exists } from "../runtime/mod.ts";
 
 /** Tools the capture needs, all from Wireshark's command-line package (`tshark`). */
 export const CAPTURE_TOOLS = ["dumpcap", "editcap", "tshark"] as const;

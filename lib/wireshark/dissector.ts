@@ -15,12 +15,12 @@
  * - names the chat's JSON frames (system 3) inside decrypted TLS (`labchat`).
  */
 
-import { DISSECTOR_PATH } from "../runtime/paths.ts";
+import { DISSECTOR_PATH } from "../runtime/mod.ts";
 import { BANK_PORT, bankProtocol } from "../bank/protocol.ts";
 import { BLACKBOARD_PORT, blackboardProtocol, sessionProtocol } from "../blackboard/protocol.ts";
 import { CA_PORT, caProtocol } from "../ca/protocol.ts";
 import { CLIENT_MESSAGES, SERVER_MAX_FRAME, SERVER_MESSAGES } from "../chat/protocol.ts";
-import type { FieldKind, MessageSpecs, Protocol } from "../wire/codec.ts";
+import type { FieldKind, MessageSpecs, Protocol } from "../wire/mod.ts";
 
 export interface DissectedProtocol {
   // deno-lint-ignore no-explicit-any

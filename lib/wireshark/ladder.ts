@@ -7,7 +7,7 @@
  * The SVG stands alone; the HTML page embeds it and lists the same messages as a table.
  */
 
-import { DISSECTOR_PATH } from "../runtime/paths.ts";
+import { DISSECTOR_PATH } from "../runtime/mod.ts";
 import { readTlsConnections, REASSEMBLY_PREFS, tshark } from "./tls_sequence.ts";
 
 export interface CaptureMessage {

@@ -15,7 +15,7 @@
  * records, the decrypted name) and then the records allowed after the handshake, with counts.
  */
 
-import { EXPECTED_DIR } from "../runtime/paths.ts";
+import { EXPECTED_DIR } from "../runtime/mod.ts";
 
 export type Side = "client" | "server";
 

@@ -18,24 +18,25 @@
  *                  Trudy, Trudy ↔ server) captured, her verdicts and the victims' outcomes asserted
  */
 
-import { PROJECT_ROOT } from "../../lib/runtime/paths.ts";
-import { bankProtocol } from "../../lib/bank/protocol.ts";
-import { blackboardProtocol, sessionProtocol } from "../../lib/blackboard/protocol.ts";
-import { caProtocol } from "../../lib/ca/protocol.ts";
-import { Capture, freePorts, hasTool, wiresharkTcpPorts } from "../../lib/wireshark/capture.ts";
+import { errorMessage, PROJECT_ROOT, StepLog } from "../../lib/runtime/mod.ts";
+import { Accounts, bankProtocol } from "../../lib/bank/mod.ts";
+import { blackboardProtocol, sessionProtocol } from "../../lib/blackboard/mod.ts";
+import { caProtocol } from "../../lib/ca/mod.ts";
 import {
   type ActorMap,
+  Capture,
+  checkCapture,
   type DiagramFiles,
+  freePorts,
+  hasTool,
   labCoverage,
   type Ladder,
+  loadExpectation,
   readLabMessages,
+  wiresharkTcpPorts,
   writeDiagram,
-} from "../../lib/wireshark/ladder.ts";
-import { verdictLine, verdictStatus } from "../../lib/trudy/attack.ts";
-import { FORGED_MESSAGE, sniffCapture } from "../../lib/trudy/session_key_sniff.ts";
-import { Accounts } from "../../lib/bank/accounts.ts";
-import { errorMessage, StepLog } from "../../lib/runtime/log.ts";
-import { checkCapture, loadExpectation } from "../../lib/wireshark/tls_sequence.ts";
+} from "../../lib/wireshark/mod.ts";
+import { FORGED_MESSAGE, sniffCapture, verdictLine, verdictStatus } from "../../lib/trudy/mod.ts";
 
 export const SCENARIO_NAMES = [
   "enrol",

@@ -3,14 +3,17 @@
  * student. (Relaying, rewriting and replaying frames is Trudy's: lib/net/relay.ts, lib/attack_bank_*.ts.)
  */
 
-import { Accounts } from "../../lib/bank/accounts.ts";
-import type { BankClientOptions } from "../../lib/bank/client.ts";
-import { type BobIdentity, loadBobIdentity } from "../../lib/bank/handshake.ts";
-import type { BankMode } from "../../lib/bank/protocol.ts";
-import { serveBank } from "../../lib/bank/server.ts";
-import type { StepLog } from "../../lib/runtime/log.ts";
-import type { Certificate, Crl } from "../../lib/pki/pki.ts";
-import type { Server } from "../../lib/net/server.ts";
+import {
+  Accounts,
+  type BankClientOptions,
+  type BankMode,
+  type BobIdentity,
+  loadBobIdentity,
+  serveBank,
+} from "../../lib/bank/mod.ts";
+import type { StepLog } from "../../lib/runtime/mod.ts";
+import type { Certificate, Crl } from "../../lib/pki/mod.ts";
+import type { Server } from "../../lib/net/mod.ts";
 import { memoryLog, type TestPki, type TestStudent } from "./helpers.ts";
 
 export interface TestBank extends AsyncDisposable {

@@ -8,12 +8,12 @@ import {
   type BlackboardMode,
   RevocationChecker,
   serveBlackboard,
-} from "../../lib/blackboard/server.ts";
-import type { HostPort } from "../../lib/runtime/cli.ts";
-import { loadIdentity, type StudentIdentity } from "../../lib/ca/client.ts";
-import { importSigningKey, parseCertificate } from "../../lib/pki/pki.ts";
-import type { Server } from "../../lib/net/server.ts";
-import { UploadStore } from "../../lib/blackboard/upload_store.ts";
+  UploadStore,
+} from "../../lib/blackboard/mod.ts";
+import type { HostPort } from "../../lib/runtime/mod.ts";
+import { loadIdentity, type StudentIdentity } from "../../lib/ca/mod.ts";
+import { importSigningKey, parseCertificate } from "../../lib/pki/mod.ts";
+import type { Server } from "../../lib/net/mod.ts";
 import { memoryLog, type TestPki } from "./helpers.ts";
 
 export interface TestBlackboard extends AsyncDisposable {

@@ -3,15 +3,18 @@
  * that collect what they receive, and raw TLS connections for hostile peers.
  */
 
-import { ChatClient, type JoinOptions } from "../../lib/chat/client.ts";
 import {
+  ChatClient,
+  type ChatLimits,
+  type ChatServer,
   decodeServerMessage,
   encodeClientMessage,
+  type JoinOptions,
+  serveChat,
   SERVER_MAX_FRAME,
   type ServerMessage,
-} from "../../lib/chat/protocol.ts";
-import { type ChatLimits, type ChatServer, serveChat } from "../../lib/chat/server.ts";
-import { FramedStream } from "../../lib/wire/frame.ts";
+} from "../../lib/chat/mod.ts";
+import { FramedStream } from "../../lib/wire/mod.ts";
 import { memoryLog, TestPki, type TestServerCert } from "./helpers.ts";
 
 export class ChatFixture implements AsyncDisposable {

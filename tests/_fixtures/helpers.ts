@@ -3,11 +3,15 @@
  * servers with real certificates, and actors run as real processes.
  */
 
-import { CertificateAuthority } from "../../lib/ca/authority.ts";
-import { serveCa } from "../../lib/ca/server.ts";
-import { storeCertificate, storeKey } from "../../lib/ca/client.ts";
-import { ensureDir, writeFileAtomic, writeSecretFile } from "../../lib/runtime/fs.ts";
-import { type LogSink, StepLog } from "../../lib/runtime/log.ts";
+import { CertificateAuthority, serveCa, storeCertificate, storeKey } from "../../lib/ca/mod.ts";
+import {
+  ensureDir,
+  type LogSink,
+  PROJECT_ROOT as ROOT,
+  StepLog,
+  writeFileAtomic,
+  writeSecretFile,
+} from "../../lib/runtime/mod.ts";
 import {
   type Certificate,
   certificatePem,
@@ -15,11 +19,12 @@ import {
   der,
   exportPrivateKeyPem,
   generateRsaKeyPair,
-} from "../../lib/pki/pki.ts";
-import type { Server } from "../../lib/net/server.ts";
+} from "../../lib/pki/mod.ts";
+import type { Server } from "../../lib/net/mod.ts";
 
-export { PROJECT_ROOT as ROOT } from "../../lib/runtime/paths.ts";
-import { PROJECT_ROOT as ROOT } from "../../lib/runtime/paths.ts";
+export { ROOT };
+/** The project's top folder. */
+export const PROJECT_ROOT = ROOT;
 
 /** A temporary directory removed when disposed. */
 export async function tempDir(prefix = "lab-test-"): Promise<AsyncDisposable & { path: string }> {

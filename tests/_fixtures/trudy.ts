@@ -3,10 +3,9 @@
  * port read from her `Trudy listening on` line, her verdict line read from standard output.
  */
 
-import type { BlackboardMode } from "../../lib/blackboard/server.ts";
-import type { HostPort } from "../../lib/runtime/cli.ts";
-import type { StudentIdentity } from "../../lib/ca/client.ts";
-import type { StepLog } from "../../lib/runtime/log.ts";
+import type { BlackboardMode } from "../../lib/blackboard/mod.ts";
+import type { HostPort, StepLog } from "../../lib/runtime/mod.ts";
+import type { StudentIdentity } from "../../lib/ca/mod.ts";
 import { identity, startBlackboard, type TestBlackboard } from "./blackboard.ts";
 import { ACTOR_PERMISSIONS, ActorProcess, memoryLog, TestPki } from "./helpers.ts";
 

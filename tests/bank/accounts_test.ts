@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
-import { Accounts, OperationError } from "../../lib/bank/accounts.ts";
-import { AmountError, formatCents, MAX_AMOUNT_CENTS, parseAmount } from "../../lib/bank/amount.ts";
+import {
+  Accounts,
+  AmountError,
+  formatCents,
+  MAX_AMOUNT_CENTS,
+  OperationError,
+  parseAmount,
+} from "../../lib/bank/mod.ts";
 import { tempDir } from "../_fixtures/helpers.ts";
 
 Deno.test("amounts parse to integer cents", () => {

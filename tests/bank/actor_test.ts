@@ -5,9 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { Accounts } from "../../lib/bank/accounts.ts";
-import { BankClient, newRequestId, type OperationOutcome } from "../../lib/bank/client.ts";
-import { formatCents } from "../../lib/bank/amount.ts";
+import {
+  Accounts,
+  BankClient,
+  formatCents,
+  newRequestId,
+  type OperationOutcome,
+} from "../../lib/bank/mod.ts";
 import {
   ActorProcess,
   memoryLog,

@@ -3,13 +3,14 @@ import {
   BANK_STEPS,
   bankOps,
   bankProtocol,
+  HandshakeError,
+  HandshakeMachine,
+  SecureRecords,
   STEP_MESSAGES,
   stepName,
-} from "../../lib/bank/protocol.ts";
-import { HandshakeError, HandshakeMachine } from "../../lib/bank/handshake.ts";
-import { SecureRecords } from "../../lib/bank/records.ts";
-import { randomBytes } from "../../lib/crypto/primitives.ts";
-import { FramedStream, FrameError } from "../../lib/wire/frame.ts";
+} from "../../lib/bank/mod.ts";
+import { randomBytes } from "../../lib/crypto/mod.ts";
+import { FramedStream, FrameError } from "../../lib/wire/mod.ts";
 
 const samples = {
   hello: { greeting: "Hello", version: "bank/1" },

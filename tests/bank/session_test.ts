@@ -5,24 +5,34 @@
  */
 
 import assert from "node:assert/strict";
-import { AmountError } from "../../lib/bank/amount.ts";
-import { BankClient, newRequestId, openSession } from "../../lib/bank/client.ts";
-import { HandshakeError, loadBobIdentity } from "../../lib/bank/handshake.ts";
-import { bankOps, bankProtocol, SEED_SENTENCE } from "../../lib/bank/protocol.ts";
-import { SeedRecords } from "../../lib/bank/records.ts";
-import { PeerRefusedError } from "../../lib/wire/codec.ts";
-import { randomBytes } from "../../lib/crypto/primitives.ts";
-import { FramedStream } from "../../lib/wire/frame.ts";
+import {
+  AmountError,
+  BankClient,
+  bankOps,
+  bankProtocol,
+  HandshakeError,
+  loadBobIdentity,
+  newRequestId,
+  openSession,
+  SEED_SENTENCE,
+  SeedRecords,
+} from "../../lib/bank/mod.ts";
+import { FramedStream, PeerRefusedError } from "../../lib/wire/mod.ts";
+import { randomBytes } from "../../lib/crypto/mod.ts";
 import {
   createRoot,
   exportPrivateKeyPem,
   generateRsaKeyPair,
   importSigningKey,
   issueCertificate,
-} from "../../lib/pki/pki.ts";
-import { makeTrudyBankKeys, startBankMitm } from "../../lib/trudy/bank_mitm.ts";
-import { recordBobProof, startFakeBob } from "../../lib/trudy/bank_replay.ts";
-import { startRelay } from "../../lib/net/relay.ts";
+} from "../../lib/pki/mod.ts";
+import {
+  makeTrudyBankKeys,
+  recordBobProof,
+  startBankMitm,
+  startFakeBob,
+} from "../../lib/trudy/mod.ts";
+import { startRelay } from "../../lib/net/mod.ts";
 import { aliceOptions, startBank } from "../_fixtures/bank.ts";
 import { memoryLog, TestPki } from "../_fixtures/helpers.ts";
 

@@ -4,25 +4,24 @@
  */
 
 import assert from "node:assert/strict";
-import { openSession } from "../../lib/blackboard/client.ts";
 import {
   blackboardProtocol,
+  openSession,
   receiveHandshake,
   requestLine,
   sendHandshake,
   SESSION_MAX_FRAME,
-} from "../../lib/blackboard/protocol.ts";
-import { PeerRefusedError } from "../../lib/wire/codec.ts";
-import { randomBytes } from "../../lib/crypto/primitives.ts";
-import type { StudentIdentity } from "../../lib/ca/client.ts";
-import { FramedStream } from "../../lib/wire/frame.ts";
+} from "../../lib/blackboard/mod.ts";
+import { FramedStream, PeerRefusedError } from "../../lib/wire/mod.ts";
+import { randomBytes } from "../../lib/crypto/mod.ts";
+import type { StudentIdentity } from "../../lib/ca/mod.ts";
 import {
   exportPrivateKeyPem,
   generateRsaKeyPair,
   importSigningKey,
   issueCertificate,
-} from "../../lib/pki/pki.ts";
-import { startRelay } from "../../lib/net/relay.ts";
+} from "../../lib/pki/mod.ts";
+import { startRelay } from "../../lib/net/mod.ts";
 import { memoryLog, TestPki } from "../_fixtures/helpers.ts";
 import {
   identity,

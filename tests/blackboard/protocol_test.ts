@@ -6,17 +6,18 @@
 import assert from "node:assert/strict";
 import {
   blackboardProtocol,
+  checkReportName,
   parseRequestLine,
   RecordError,
   RecordLayer,
+  reportNameOf,
   requestLine,
   sessionProtocol,
   trafficKeys,
-} from "../../lib/blackboard/protocol.ts";
-import type { Fields, Protocol } from "../../lib/wire/codec.ts";
-import { randomBytes } from "../../lib/crypto/primitives.ts";
-import { FrameError } from "../../lib/wire/frame.ts";
-import { checkReportName, reportNameOf, UploadError } from "../../lib/blackboard/upload_store.ts";
+  UploadError,
+} from "../../lib/blackboard/mod.ts";
+import { type Fields, FrameError, type Protocol } from "../../lib/wire/mod.ts";
+import { randomBytes } from "../../lib/crypto/mod.ts";
 
 function sample(fields: Fields): Record<string, unknown> {
   const out: Record<string, unknown> = {};

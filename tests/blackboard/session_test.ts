@@ -4,13 +4,12 @@
  */
 
 import assert from "node:assert/strict";
-import { openSeedSession, openSession } from "../../lib/blackboard/client.ts";
-import { blackboardProtocol } from "../../lib/blackboard/protocol.ts";
-import { PeerRefusedError } from "../../lib/wire/codec.ts";
+import { blackboardProtocol, openSeedSession, openSession } from "../../lib/blackboard/mod.ts";
+import { PeerRefusedError } from "../../lib/wire/mod.ts";
 import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
-import { randomBytes } from "../../lib/crypto/primitives.ts";
-import { startMessageReplay } from "../../lib/trudy/message_replay.ts";
-import { startRelay } from "../../lib/net/relay.ts";
+import { randomBytes } from "../../lib/crypto/mod.ts";
+import { startMessageReplay } from "../../lib/trudy/mod.ts";
+import { startRelay } from "../../lib/net/mod.ts";
 import { identity, listFiles, startBlackboard } from "../_fixtures/blackboard.ts";
 
 const SID = "1155000101";

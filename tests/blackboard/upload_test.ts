@@ -4,11 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { openSession } from "../../lib/blackboard/client.ts";
-import { CHUNK_SIZE } from "../../lib/blackboard/protocol.ts";
-import { PeerRefusedError } from "../../lib/wire/codec.ts";
-import { randomBytes, toHex } from "../../lib/crypto/primitives.ts";
-import { startRelay } from "../../lib/net/relay.ts";
+import { CHUNK_SIZE, openSession } from "../../lib/blackboard/mod.ts";
+import { PeerRefusedError } from "../../lib/wire/mod.ts";
+import { randomBytes, toHex } from "../../lib/crypto/mod.ts";
+import { startRelay } from "../../lib/net/mod.ts";
 import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
 import {
   fileSha256,

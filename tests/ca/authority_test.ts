@@ -4,12 +4,15 @@
  */
 
 import assert from "node:assert/strict";
-import { CertificateAuthority, serialOf } from "../../lib/ca/authority.ts";
-import { caProtocol } from "../../lib/ca/protocol.ts";
-import { serveCa } from "../../lib/ca/server.ts";
-import { PeerRefusedError } from "../../lib/wire/codec.ts";
-import { fetchCrl, requestCertificate } from "../../lib/ca/client.ts";
-import { encodeFrame } from "../../lib/wire/frame.ts";
+import {
+  caProtocol,
+  CertificateAuthority,
+  fetchCrl,
+  requestCertificate,
+  serialOf,
+  serveCa,
+} from "../../lib/ca/mod.ts";
+import { encodeFrame, PeerRefusedError } from "../../lib/wire/mod.ts";
 import {
   createCsr,
   der,
@@ -18,7 +21,7 @@ import {
   RSA_SIGN,
   verifyCertificate,
   x509,
-} from "../../lib/pki/pki.ts";
+} from "../../lib/pki/mod.ts";
 import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
 
 const SID = "1155000001";

@@ -6,13 +6,14 @@ import {
   decodeServerMessage,
   encodeClientMessage,
   encodeServerMessage,
+  formatServerMessage,
   nickProblem,
+  parseInputLine,
   printable,
   SERVER_MESSAGES,
   type ServerMessage,
   textProblem,
-} from "../../lib/chat/protocol.ts";
-import { formatServerMessage, parseInputLine } from "../../lib/chat/client.ts";
+} from "../../lib/chat/mod.ts";
 
 const utf8 = new TextEncoder();
 

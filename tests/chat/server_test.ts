@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { ChatRefusedError } from "../../lib/chat/client.ts";
-import { encodeClientMessage, type ServerMessage } from "../../lib/chat/protocol.ts";
+import { ChatRefusedError, encodeClientMessage, type ServerMessage } from "../../lib/chat/mod.ts";
 import { ChatFixture, is, rawHello, readAll } from "../_fixtures/chat.ts";
 
 const utf8 = new TextEncoder();

@@ -12,7 +12,7 @@ import {
   runScenario,
   type ScenarioName,
 } from "../../tasks/scenarios/catalogue.ts";
-import { readLabMessages } from "../../lib/wireshark/ladder.ts";
+import { readLabMessages } from "../../lib/wireshark/mod.ts";
 import { tempDir } from "../_fixtures/helpers.ts";
 
 /** Per attack: the verdicts expected in the notes, the lanes of the ladder, messages that must be on the wire. */

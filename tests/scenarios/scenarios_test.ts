@@ -12,10 +12,11 @@ import {
   buildLadder,
   type CaptureMessage,
   LUA_DISSECTOR,
+  readTlsConnections,
   renderHtml,
   renderSvg,
-} from "../../lib/wireshark/ladder.ts";
-import { readTlsConnections, tshark } from "../../lib/wireshark/tls_sequence.ts";
+  tshark,
+} from "../../lib/wireshark/mod.ts";
 import { run, runActor, tempDir } from "../_fixtures/helpers.ts";
 
 /** Parses XML with an independent parser (Python's), failing on anything malformed. */

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { openSession } from "../../lib/bank/client.ts";
+import { openSession } from "../../lib/bank/mod.ts";
 import { aliceOptions, startBank } from "../_fixtures/bank.ts";
 import { memoryLog, runActor, TestPki } from "../_fixtures/helpers.ts";
 import { startTrudy } from "../_fixtures/trudy.ts";

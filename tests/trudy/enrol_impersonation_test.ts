@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { enrolImpersonation } from "../../lib/trudy/enrol_impersonation.ts";
-import { verifyCertificate } from "../../lib/pki/pki.ts";
+import { enrolImpersonation } from "../../lib/trudy/mod.ts";
+import { verifyCertificate } from "../../lib/pki/mod.ts";
 import { memoryLog, runActor, TestPki } from "../_fixtures/helpers.ts";
 
 const VICTIM = "1155000777";

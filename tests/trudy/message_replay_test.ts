@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { openSeedSession, openSession } from "../../lib/blackboard/client.ts";
-import { PeerRefusedError } from "../../lib/wire/codec.ts";
+import { openSeedSession, openSession } from "../../lib/blackboard/mod.ts";
+import { PeerRefusedError } from "../../lib/wire/mod.ts";
 import { blackboardOnThePath } from "../_fixtures/trudy.ts";
 
 const SID = "1155000401";

@@ -6,11 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import { sniffCapture } from "../../lib/trudy/session_key_sniff.ts";
-import { openSeedSession, openSession } from "../../lib/blackboard/client.ts";
-import { blackboardProtocol } from "../../lib/blackboard/protocol.ts";
-import { Capture } from "../../lib/wireshark/capture.ts";
-import { constantTimeEqual, fromHex, hmacSha256, toBytes } from "../../lib/crypto/primitives.ts";
+import { sniffCapture } from "../../lib/trudy/mod.ts";
+import { blackboardProtocol, openSeedSession, openSession } from "../../lib/blackboard/mod.ts";
+import { Capture } from "../../lib/wireshark/mod.ts";
+import { constantTimeEqual, fromHex, hmacSha256, toBytes } from "../../lib/crypto/mod.ts";
 import { identity, startBlackboard } from "../_fixtures/blackboard.ts";
 import { ACTOR_PERMISSIONS, memoryLog, runActor, tempDir, TestPki } from "../_fixtures/helpers.ts";
 import { blackboardOnThePath } from "../_fixtures/trudy.ts";

@@ -1,18 +1,16 @@
 import assert from "node:assert/strict";
 import {
+  Channel,
   DeadlineError,
+  defineProtocol,
   encodeFrame,
   FramedStream,
   FrameError,
-  splitFrames,
-} from "../../lib/wire/frame.ts";
-import {
-  Channel,
-  defineProtocol,
   PeerRefusedError,
+  splitFrames,
   UnexpectedMessageError,
-} from "../../lib/wire/codec.ts";
-import { randomBytes } from "../../lib/crypto/primitives.ts";
+} from "../../lib/wire/mod.ts";
+import { randomBytes } from "../../lib/crypto/mod.ts";
 
 /** A connected pair of TCP streams on port 0. */
 async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn, () => void]> {

@@ -10,9 +10,9 @@ import {
   embedSecrets,
   freePorts,
   portFilter,
+  tshark,
   wiresharkTcpPorts,
-} from "../../lib/wireshark/capture.ts";
-import { tshark } from "../../lib/wireshark/tls_sequence.ts";
+} from "../../lib/wireshark/mod.ts";
 import { tempDir } from "../_fixtures/helpers.ts";
 
 /** Opens a TCP connection to `port`, sends `text`, and waits for the echo server to close. */

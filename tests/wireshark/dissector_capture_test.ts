@@ -7,14 +7,18 @@
  */
 
 import assert from "node:assert/strict";
-import { bankProtocol } from "../../lib/bank/protocol.ts";
-import { blackboardProtocol, sessionProtocol } from "../../lib/blackboard/protocol.ts";
-import { caProtocol } from "../../lib/ca/protocol.ts";
-import { Capture } from "../../lib/wireshark/capture.ts";
+import { bankProtocol } from "../../lib/bank/mod.ts";
+import { blackboardProtocol, sessionProtocol } from "../../lib/blackboard/mod.ts";
+import { caProtocol } from "../../lib/ca/mod.ts";
+import {
+  Capture,
+  labCoverage,
+  LUA_DISSECTOR,
+  readLabMessages,
+  tshark,
+} from "../../lib/wireshark/mod.ts";
 import { runScenario, type ScenarioResult } from "../../tasks/scenarios/catalogue.ts";
-import { encodeFrame } from "../../lib/wire/frame.ts";
-import { labCoverage, LUA_DISSECTOR, readLabMessages } from "../../lib/wireshark/ladder.ts";
-import { tshark } from "../../lib/wireshark/tls_sequence.ts";
+import { encodeFrame } from "../../lib/wire/mod.ts";
 import { tempDir } from "../_fixtures/helpers.ts";
 
 async function scenario(name: "upload" | "bank" | "seed", dir: string): Promise<ScenarioResult> {

@@ -4,13 +4,13 @@
  */
 
 import assert from "node:assert/strict";
-import { defineProtocol, type MessageSpecs } from "../../lib/wire/codec.ts";
+import { defineProtocol, type MessageSpecs } from "../../lib/wire/mod.ts";
 import {
   DISSECTOR_PATH,
   generateDissector,
   LAB_DISSECTORS,
   labDissector,
-} from "../../lib/wireshark/dissector.ts";
+} from "../../lib/wireshark/mod.ts";
 import { run, runActor, tempDir } from "../_fixtures/helpers.ts";
 
 Deno.test("dissector: pcap/lab.lua is up to date with lib/*_protocol.ts", async () => {

@@ -6,15 +6,15 @@
  */
 
 import assert from "node:assert/strict";
-import { Capture } from "../../lib/wireshark/capture.ts";
 import {
+  Capture,
   checkCapture,
   checkConnections,
   type Expectation,
   loadExpectation,
   readTlsConnections,
   tshark,
-} from "../../lib/wireshark/tls_sequence.ts";
+} from "../../lib/wireshark/mod.ts";
 import { ActorProcess, run, runActor, tempDir, TestPki } from "../_fixtures/helpers.ts";
 
 const PEER = "tests/_fixtures/tls_peer.ts";

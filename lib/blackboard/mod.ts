@@ -1,0 +1,7 @@
+/** lib/blackboard: the public face of this folder (re-exports only). */
+
+export * from "./client.ts";
+export * from "./progress.ts";
+export * from "./protocol.ts";
+export * from "./server.ts";
+export * from "./upload_store.ts";

@@ -1,0 +1,6 @@
+/** lib/chat: the public face of this folder (re-exports only). */
+
+export * from "./client.ts";
+export * from "./protocol.ts";
+export * from "./server.ts";
+export * from "./session.ts";

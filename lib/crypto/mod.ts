@@ -1,0 +1,3 @@
+/** lib/crypto: the public face of this folder (re-exports only). */
+
+export * from "./primitives.ts";

@@ -1,0 +1,5 @@
+/** lib/net: the public face of this folder (re-exports only). */
+
+export * from "./relay.ts";
+export * from "./server.ts";
+export * from "./tls.ts";

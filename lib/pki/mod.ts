@@ -1,0 +1,3 @@
+/** lib/pki: the public face of this folder (re-exports only). */
+
+export * from "./pki.ts";

@@ -1,0 +1,7 @@
+/** lib/runtime: the public face of this folder (re-exports only). */
+
+export * from "./cli.ts";
+export * from "./fs.ts";
+export * from "./log.ts";
+export * from "./paths.ts";
+export * from "./sqlite.ts";

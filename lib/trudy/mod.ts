@@ -1,0 +1,9 @@
+/** lib/trudy: the public face of this folder (re-exports only). */
+
+export * from "./attack.ts";
+export * from "./bank_mitm.ts";
+export * from "./bank_replay.ts";
+export * from "./blackboard_path.ts";
+export * from "./enrol_impersonation.ts";
+export * from "./message_replay.ts";
+export * from "./session_key_sniff.ts";

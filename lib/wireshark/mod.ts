@@ -1,0 +1,6 @@
+/** lib/wireshark: the public face of this folder (re-exports only). */
+
+export * from "./capture.ts";
+export * from "./dissector.ts";
+export * from "./ladder.ts";
+export * from "./tls_sequence.ts";
