@@ -22,7 +22,7 @@ local PROTOCOLS = {
     abbrev = "cuhk", name = "CUHK", title = "CUHK enrolment (secure-channel lab, system 1, steps 1-2)", port = 9335,
     messages = { -- cuhk: CUHK
       [1] = { name = "csr", label = "STEP 1 CSR",
-        fields = { { name = "sid", kind = "text" }, { name = "code", kind = "text" }, { name = "csr", kind = "bytes" } } },
+        fields = { { name = "sid", kind = "text" }, { name = "binding", kind = "bytes" }, { name = "csr", kind = "bytes" } } },
       [2] = { name = "certificate", label = "STEP 2 cert 2",
         fields = { { name = "certificate", kind = "bytes" } } },
       [3] = { name = "crlRequest", label = "CRL request",

@@ -5,7 +5,8 @@
  */
 
 import { createHash } from "node:crypto";
-import { randomBytes, toHex } from "../crypto/mod.ts";
+import { constantTimeEqual, fromHex, randomBytes, toHex } from "../crypto/mod.ts";
+import { codeKey, enrolmentBinding } from "./protocol.ts";
 import {
   assertPrivateFile,
   type Database,
@@ -25,6 +26,7 @@ import {
   createRoot,
   type Crl,
   CsrError,
+  der,
   exportPrivateKeyPem,
   generateRsaKeyPair,
   importSigningKey,
@@ -92,6 +94,7 @@ export function serialOf(cert: Certificate): string {
   return cert.serialNumber.toLowerCase();
 }
 
+/** The ledger keeps a code's key (SHA-256 of its text), never the code. */
 function hashCode(code: string): string {
   return createHash("sha256").update(code, "utf8").digest("hex");
 }
@@ -109,7 +112,10 @@ export interface OpenOptions {
 
 export interface EnrolRequest {
   sid: string;
-  code: string;
+  /** The wire's proof of the code: `enrolmentBinding(codeKey(code), sid, csr)`. */
+  binding?: Uint8Array;
+  /** The code itself, for the operator's own local enrolments (tests, bench): bound here. */
+  code?: string;
   /** DER or PEM PKCS#10. */
   csr: Uint8Array | string;
   /** The seeds' behaviour: no code needed. */
@@ -201,15 +207,29 @@ export class CertificateAuthority {
     return { code, expiresAt: new Date(now + ttlMs) };
   }
 
-  #checkCode(sid: string, code: string, now: number): void {
-    const row = this.#db.prepare(
-      "SELECT sid, expires_at, used_at FROM enrolment_codes WHERE hash = ?",
-    ).get(hashCode(code)) as
-      | { sid: string; expires_at: number; used_at: number | null }
-      | undefined;
-    if (!row || row.sid !== sid) throw new EnrolmentError(`Enrolment code is not valid for ${sid}`);
-    if (row.used_at !== null) throw new EnrolmentError("Enrolment code has already been used");
-    if (row.expires_at <= now) throw new EnrolmentError("Enrolment code has expired");
+  /**
+   * Finds the code whose key made `binding` over this ID and CSR, and checks that it is unused and
+   * unexpired; returns its ledger key. Every code issued for the ID is tried, each MAC compared in
+   * constant time, so the request never names the code.
+   */
+  async #checkBinding(
+    sid: string,
+    binding: Uint8Array,
+    csr: Uint8Array,
+    now: number,
+  ): Promise<string> {
+    const rows = this.#db.prepare(
+      "SELECT hash, expires_at, used_at FROM enrolment_codes WHERE sid = ?",
+    ).all(sid) as { hash: string; expires_at: number; used_at: number | null }[];
+    for (const row of rows) {
+      const expected = await enrolmentBinding(fromHex(row.hash), sid, csr);
+      if (!constantTimeEqual(expected, binding)) continue;
+      if (row.used_at !== null) throw new EnrolmentError("Enrolment code has already been used");
+      if (row.expires_at <= now) throw new EnrolmentError("Enrolment code has expired");
+      return row.hash;
+    }
+    // No code of this ID binds this CSR: a wrong code, or a CSR swapped on the way.
+    throw new EnrolmentError(`Enrolment code is not valid for ${sid}`);
   }
 
   /**
@@ -221,10 +241,26 @@ export class CertificateAuthority {
     if (!/^\d{10}$/.test(request.sid)) {
       throw new EnrolmentError(`Student ID must be exactly 10 digits, got '${request.sid}'`);
     }
-    if (!request.openEnrolment) this.#checkCode(request.sid, request.code, now.getTime());
+    let csr;
+    try {
+      csr = parseCsr(request.csr);
+    } catch (err) {
+      if (err instanceof CsrError) throw new EnrolmentError(err.message);
+      throw err;
+    }
+    // The bytes the binding covers: the CSR as it came.
+    const csrBytes = request.csr instanceof Uint8Array ? request.csr : der(csr);
+    let codeHash: string | undefined;
+    if (!request.openEnrolment) {
+      const binding = request.binding ??
+        (request.code === undefined
+          ? new Uint8Array(0)
+          : await enrolmentBinding(await codeKey(request.code), request.sid, csrBytes));
+      codeHash = await this.#checkBinding(request.sid, binding, csrBytes, now.getTime());
+    }
     let checked;
     try {
-      checked = await checkStudentCsr(parseCsr(request.csr));
+      checked = await checkStudentCsr(csr);
     } catch (err) {
       if (err instanceof CsrError) throw new EnrolmentError(err.message);
       throw err;
@@ -243,11 +279,11 @@ export class CertificateAuthority {
     });
     transaction(this.#db, () => {
       this.#record(cert, "student", checked.sid, now);
-      if (request.openEnrolment) return;
+      if (codeHash === undefined) return;
       const used = this.#db.prepare(
         `UPDATE enrolment_codes SET used_at = ?, serial = ?
          WHERE hash = ? AND sid = ? AND used_at IS NULL AND expires_at > ?`,
-      ).run(now.getTime(), serialOf(cert), hashCode(request.code), request.sid, now.getTime());
+      ).run(now.getTime(), serialOf(cert), codeHash, request.sid, now.getTime());
       // Another connection used the same code while this one was signing: undo the record.
       if (Number(used.changes) !== 1) {
         throw new EnrolmentError("Enrolment code has already been used");

@@ -6,7 +6,13 @@
  * retry reuses it.
  */
 
-import { CA_MAX_FRAME, CA_READ_TIMEOUT_MS, caProtocol } from "./protocol.ts";
+import {
+  CA_MAX_FRAME,
+  CA_READ_TIMEOUT_MS,
+  caProtocol,
+  codeKey,
+  enrolmentBinding,
+} from "./protocol.ts";
 import {
   assertPrivateFile,
   ensureDir,
@@ -54,6 +60,7 @@ async function connect(
 export interface EnrolOptions {
   ca: HostPort;
   sid: string;
+  /** The one-time enrolment code ("" for the seeds' open enrolment); it never leaves this process. */
   code: string;
   /** DER PKCS#10. */
   csr: Uint8Array;
@@ -70,7 +77,11 @@ export interface EnrolOptions {
 export async function requestCertificate(options: EnrolOptions): Promise<Certificate> {
   const channel = await connect(options.ca, options.timeoutMs ?? CA_READ_TIMEOUT_MS);
   try {
-    await channel.send("csr", { sid: options.sid, code: options.code, csr: options.csr });
+    // The code stays here: only its binding to this ID and this CSR is sent.
+    const binding = options.code === ""
+      ? new Uint8Array(0)
+      : await enrolmentBinding(await codeKey(options.code), options.sid, options.csr);
+    await channel.send("csr", { sid: options.sid, binding, csr: options.csr });
     const reply = await channel.receive(["certificate"]);
     const cert = parseCertificate(reply.certificate, "cert 2 from the CA");
     await verifyCertificate(cert, {

@@ -55,7 +55,7 @@ export function serveCa(options: CaServerOptions): Server {
       try {
         const cert = await ca.enrol({
           sid: msg.sid,
-          code: msg.code,
+          binding: msg.binding,
           csr: msg.csr,
           openEnrolment: options.openEnrolment ?? false,
         });

@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import {
   caProtocol,
   CertificateAuthority,
+  codeKey,
+  enrolmentBinding,
   fetchCrl,
   requestCertificate,
   serialOf,
@@ -73,11 +75,16 @@ async function enrolOk(pki: TestPki, sid: string, keys?: CryptoKeyPair) {
   });
 }
 
+/** What the student sends for `code`: its binding to this ID and CSR ("" binds nothing). */
+async function bind(code: string, sid: string, csr: Uint8Array): Promise<Uint8Array> {
+  return code === "" ? new Uint8Array(0) : await enrolmentBinding(await codeKey(code), sid, csr);
+}
+
 async function refused(pki: TestPki, sid: string, csr: Uint8Array, code: string, why: RegExp) {
   const before = pki.ca.ledger().length;
   const reply = await rawExchange(
     pki.server.port,
-    encodeFrame(caProtocol.encode("csr", { sid, code, csr })),
+    encodeFrame(caProtocol.encode("csr", { sid, binding: await bind(code, sid, csr), csr })),
   );
   assert.ok(reply, "the CA answers with a refusal");
   assert.equal(reply.type, "error");
@@ -180,7 +187,13 @@ Deno.test("CA refuses hostile CSRs and codes, records nothing, and serves the ne
       const { code } = pki.ca.createCode(SID);
       const reply = await rawExchange(
         pki.server.port,
-        encodeFrame(caProtocol.encode("csr", { sid: SID, code, csr: der(csr) })),
+        encodeFrame(
+          caProtocol.encode("csr", {
+            sid: SID,
+            binding: await bind(code, SID, der(csr)),
+            csr: der(csr),
+          }),
+        ),
       );
       assert.equal(reply?.type, "certificate");
       const cert = parseCertificate((reply as { certificate: Uint8Array }).certificate);
@@ -207,7 +220,9 @@ Deno.test("CA refuses hostile CSRs and codes, records nothing, and serves the ne
       const big = await rawExchange(pki.server.port, header);
       assert.match((big as { reason: string }).reason, /exceeds the limit of 16384 bytes/);
 
-      const truncated = encodeFrame(caProtocol.encode("csr", { sid: SID, code: "x", csr: goodCsr }))
+      const truncated = encodeFrame(
+        caProtocol.encode("csr", { sid: SID, binding: new Uint8Array(32), csr: goodCsr }),
+      )
         .subarray(0, 50);
       const cut = await rawExchange(pki.server.port, truncated, true);
       assert.match((cut as { reason: string }).reason, /truncated/);

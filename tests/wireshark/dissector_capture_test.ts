@@ -181,7 +181,7 @@ Deno.test("dissector: split frames, unknown types and truncated fields on a host
   // A valid CSR frame in three segments, the length itself split: reassembled into one message.
   const csr = encodeFrame(caProtocol.encode("csr", {
     sid: "1155123456",
-    code: "code",
+    binding: new Uint8Array(32).fill(9),
     csr: new Uint8Array(3000).fill(7),
   }));
   for (const [a, b] of [[0, 2], [2, 1500], [1500, csr.length]] as const) {
