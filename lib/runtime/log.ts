@@ -10,9 +10,21 @@ export type LogSink = (line: string) => void;
 
 const encoder = new TextEncoder();
 
-/** Writes a line to standard error, synchronously so that lines never interleave mid-line. */
+let stderrGone = false;
+
+/**
+ * Writes a line to standard error, synchronously so that lines never interleave mid-line. A
+ * standard error that went away (`serve 2>&1 | head -2`: a broken pipe) silences the log; it
+ * never stops the server.
+ */
 export const stderrSink: LogSink = (line) => {
-  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+  if (stderrGone) return;
+  const bytes = encoder.encode(line + "\n");
+  try {
+    for (let off = 0; off < bytes.length;) off += Deno.stderr.writeSync(bytes.subarray(off));
+  } catch {
+    stderrGone = true;
+  }
 };
 
 export interface LoggerOptions {
