@@ -2,7 +2,7 @@
 /**
  * CUHK, the certificate authority (system 1, steps 0–2, and revocation).
  *
- *     deno task ca serve | code | issue | revoke | crl | list
+ *     deno task ca init | serve | code | issue | revoke | crl | list
  */
 
 import {
@@ -16,6 +16,7 @@ import { certificatePem, crlNumber, crlPem, der } from "../lib/pki/mod.ts";
 import {
   dispatch,
   ensureDir,
+  lockDataDir,
   parseCommand,
   parsePort,
   parsePositiveInt,
@@ -36,7 +37,8 @@ const USAGE = `CUHK certificate authority (system 1, steps 0–2)
 Usage: deno task ca COMMAND [options]
 
 Commands:
-  serve    run the CA on TCP ${CA_PORT}: enrolments and the current CRL
+  init     create the root (cuhk.cer, cuhk.key) and print its fingerprint, then exit
+  serve    run the CA on TCP ${CA_PORT}: enrolments and the current CRL (creates the root once)
   code     print a one-time enrolment code for a student ID
   issue    issue a server key and certificate (Blackboard, the bank, the chat)
   revoke   revoke certificates by serial or by student ID
@@ -47,8 +49,48 @@ Run 'deno task ca COMMAND --help' for a command's options.`;
 
 const dataDirOption = { "data-dir": { type: "string", default: DEFAULT_DATA_DIR } } as const;
 
-async function openCa(dataDir: string, log?: StepLog): Promise<CertificateAuthority> {
-  return await CertificateAuthority.open(dataDir, log ? { log } : {});
+/** Longest validity of an enrolment code, in days. */
+const MAX_CODE_DAYS = 365;
+/** Longest validity of a server certificate, in days (the CA also never outlives its root). */
+const MAX_SERVER_DAYS = 825;
+
+/**
+ * Opens the CA of `dataDir`. Only `serve` and `init` may create a root there; every other command
+ * refuses a directory with no CA, so a mistyped --data-dir never makes a second CA.
+ */
+async function openCa(
+  dataDir: string,
+  options: { log?: StepLog; create?: boolean } = {},
+): Promise<CertificateAuthority> {
+  return await CertificateAuthority.open(dataDir, {
+    create: options.create ?? false,
+    ...(options.log ? { log: options.log } : {}),
+  });
+}
+
+/** The SHA-256 fingerprint of a certificate, as `openssl x509 -fingerprint -sha256` prints it. */
+async function fingerprint(cert: { rawData: ArrayBuffer }): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", cert.rawData));
+  return [...digest].map((b) => b.toString(16).padStart(2, "0").toUpperCase()).join(":");
+}
+
+async function initCommand(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "ca init",
+    usage: `Usage: deno task ca init [options]
+
+STEP 0 alone: creates the root (cuhk.cer, cuhk.key mode 0600) in the data directory, or reuses the
+one there, and prints the root's SHA-256 fingerprint, for students to compare out of band.
+
+Options:
+  --data-dir DIR       (default ${DEFAULT_DATA_DIR})`,
+    options: { ...dataDirOption },
+  });
+  if (!parsed) return;
+  const dir = parsed.values["data-dir"];
+  using _lock = await lockDataDir(dir, "CA");
+  using ca = await openCa(dir, { log: new StepLog("CUHK"), create: true });
+  console.log(`${ca.rootPath}\nSHA-256 fingerprint ${await fingerprint(ca.root)}`);
 }
 
 async function serveCommand(args: string[]): Promise<void> {
@@ -77,7 +119,10 @@ Options:
   const { values } = parsed;
   const log = new StepLog("CUHK", { quiet: values.quiet });
   const port = parsePort(values.port);
-  using ca = await openCa(values["data-dir"], log);
+  // One CA per data directory: a second 'serve' (or 'init') is refused before any root is made.
+  using _lock = await lockDataDir(values["data-dir"], "CA");
+  using ca = await openCa(values["data-dir"], { log, create: true });
+  log.info(`root fingerprint (SHA-256) ${await fingerprint(ca.root)}`);
   if (values["open-enrolment"]) {
     log.warn("--open-enrolment: anyone can get a certificate for any student ID (the seeds' flaw)");
   }
@@ -104,7 +149,9 @@ ID only, until it expires. Only its hash is stored.
 
 Options:
   --sid SID            the student ID (10 digits)
-  --days N             days until the code expires (default ${DEFAULT_CODE_TTL_MS / 86_400_000})
+  --days N             days until the code expires (default ${
+      DEFAULT_CODE_TTL_MS / 86_400_000
+    }, at most ${MAX_CODE_DAYS})
   --data-dir DIR       (default ${DEFAULT_DATA_DIR})`,
     options: { sid: { type: "string" }, days: { type: "string" }, ...dataDirOption },
   });
@@ -113,7 +160,7 @@ Options:
   const sid = parseStudentId(required(values.sid, "sid"));
   const ttl = values.days === undefined
     ? DEFAULT_CODE_TTL_MS
-    : parsePositiveInt(values.days, "days") * 86_400_000;
+    : parsePositiveInt(values.days, "days", MAX_CODE_DAYS) * 86_400_000;
   using ca = await openCa(values["data-dir"]);
   const { code, expiresAt } = ca.createCode(sid, ttl);
   console.log(code);
@@ -138,7 +185,8 @@ Options:
   --ip ADDR            an IP address for the SAN (repeatable)
   --dns NAME           another DNS name for the SAN (repeatable)
   --out DIR            where to write the files
-  --days N             validity in days (default 365, never beyond the root)
+  --days N             validity in days (default 365, at most ${MAX_SERVER_DAYS}, never beyond
+                       the root)
   --data-dir DIR       (default ${DEFAULT_DATA_DIR})`,
     options: {
       server: { type: "string" },
@@ -161,7 +209,9 @@ Options:
       throw new UsageError(`'${ip}' is not an IP address`);
     }
   }
-  const validityDays = values.days === undefined ? 365 : parsePositiveInt(values.days, "days");
+  const validityDays = values.days === undefined
+    ? 365
+    : parsePositiveInt(values.days, "days", MAX_SERVER_DAYS);
   using ca = await openCa(values["data-dir"]);
   const { cert, keyPem } = await ca.issueServer({
     name,
@@ -275,6 +325,7 @@ Prints the ledger: every certificate issued, with serial, subject, validity and 
 
 export async function main(args: string[]): Promise<number | void> {
   return await dispatch("ca", USAGE, {
+    init: initCommand,
     serve: serveCommand,
     code: codeCommand,
     issue: issueCommand,

@@ -108,6 +108,11 @@ export interface OpenOptions {
   log?: StepLog;
   /** Root key size when a root is created (default 3072). */
   rootBits?: number;
+  /**
+   * Whether a directory with no CA gets a new root (default true). The operator's commands other
+   * than `serve` and `init` pass false, so a mistyped `--data-dir` never makes a second CA.
+   */
+  create?: boolean;
 }
 
 export interface EnrolRequest {
@@ -152,10 +157,16 @@ export class CertificateAuthority {
    * directory holding only one of `cuhk.cer` and `cuhk.key` is refused, never silently replaced.
    */
   static async open(dataDir: string, options: OpenOptions = {}): Promise<CertificateAuthority> {
-    await ensureDir(dataDir, 0o700);
     const certPath = `${dataDir}/${ROOT_CERT_FILE}`;
     const keyPath = `${dataDir}/${ROOT_KEY_FILE}`;
     const [hasCert, hasKey] = await Promise.all([exists(certPath), exists(keyPath)]);
+    if (!hasCert && !hasKey && options.create === false) {
+      throw new Error(
+        `No CA in ${dataDir} (no ${ROOT_CERT_FILE}): give the CA's --data-dir, or create one ` +
+          "with 'deno task ca init' or 'deno task ca serve'",
+      );
+    }
+    await ensureDir(dataDir, 0o700);
     let root: Certificate;
     let key: CryptoKey;
     if (hasCert && hasKey) {

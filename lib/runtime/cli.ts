@@ -77,9 +77,12 @@ export function parsePort(text: string, option = "port"): number {
 }
 
 /** Parses a positive integer option. */
-export function parsePositiveInt(text: string, option: string): number {
+export function parsePositiveInt(text: string, option: string, max?: number): number {
   if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
     throw new UsageError(`--${option} must be a positive whole number, got '${text}'`);
+  }
+  if (max !== undefined && Number(text) > max) {
+    throw new UsageError(`--${option} must be a whole number from 1 to ${max}, got '${text}'`);
   }
   return Number(text);
 }

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { CertificateAuthority, fetchCrl, loadRoot } from "../../lib/ca/mod.ts";
 import { CorruptDatabaseError, PROJECT_ROOT } from "../../lib/runtime/mod.ts";
-import { runActor, tempDir } from "../_fixtures/helpers.ts";
+import { ActorProcess, runActor, tempDir } from "../_fixtures/helpers.ts";
 
 Deno.test("the CA keeps serving after its standard error pipe closes (serve 2>&1 | head -2)", async () => {
   await using dir = await tempDir("lab-ca-pipe-");
@@ -89,3 +89,105 @@ Deno.test("a corrupted ledger is refused at start with a clear error; ca serve e
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, /is corrupt .*refusing to start/);
 });
+
+Deno.test("two 'ca serve' on one fresh directory: one root, and the second is refused clearly", async () => {
+  await using dir = await tempDir("lab-ca-lock-");
+  const data = `${dir.path}/ca`;
+  const args = ["serve", "--port", "0", "--data-dir", data];
+  // Started together, as in the hostile-load report (6 of 6 made two roots).
+  const first = new ActorProcess("actors/ca.ts", args);
+  const second = new ActorProcess("actors/ca.ts", args);
+  try {
+    const outcome = await Promise.race([
+      first.status.then(() => "first exited"),
+      second.status.then(() => "second exited"),
+    ]);
+    const [winner, loser] = outcome === "first exited" ? [second, first] : [first, second];
+    const status = await loser.status;
+    assert.equal(status.code, 1);
+    assert.match(
+      loser.stderr,
+      /in use by another process \(CA, pid \d+\): one CA per data directory/,
+    );
+    await winner.waitFor(/listening on/);
+    const root = await Deno.readTextFile(`${data}/cuhk.cer`);
+    // The survivor's root is the one on disk, and a third is refused too.
+    const third = await runActor("actors/ca.ts", ["init", "--data-dir", data]);
+    assert.equal(third.code, 1);
+    assert.match(third.stderr, /in use by another process/);
+    assert.equal(await Deno.readTextFile(`${data}/cuhk.cer`), root);
+  } finally {
+    await first.stop("SIGKILL");
+    await second.stop("SIGKILL");
+  }
+  // Once the owner is gone (even killed), the directory can be taken again.
+  const again = await runActor("actors/ca.ts", ["init", "--data-dir", data]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /SHA-256 fingerprint ([0-9A-F]{2}:){31}[0-9A-F]{2}/);
+});
+
+Deno.test("ca code, list, revoke, crl and issue on a directory with no CA refuse and create nothing", async () => {
+  await using dir = await tempDir("lab-ca-nodir-");
+  const wrong = `${dir.path}/typo`;
+  for (
+    const args of [
+      ["code", "--sid", "1155000001"],
+      ["list"],
+      ["revoke", "--sid", "1155000001"],
+      ["crl", "--out", `${dir.path}/crl.pem`],
+      ["issue", "--server", "bank", "--out", `${dir.path}/bank`],
+    ]
+  ) {
+    const r = await runActor("actors/ca.ts", [...args, "--data-dir", wrong]);
+    assert.equal(r.code, 1, `ca ${args[0]}: ${r.stderr}`);
+    assert.match(r.stderr, /No CA in .*typo .*ca init/);
+    assert.equal(await exists(wrong), false, `ca ${args[0]} created ${wrong}`);
+  }
+});
+
+Deno.test("durations out of bounds are usage errors (exit 2) and store nothing", async () => {
+  await using dir = await tempDir("lab-ca-days-");
+  const data = `${dir.path}/ca`;
+  assert.equal((await runActor("actors/ca.ts", ["init", "--data-dir", data])).code, 0);
+  const ledgerBefore = await runActor("actors/ca.ts", ["list", "--data-dir", data]);
+  for (
+    const [args, why] of [
+      [
+        ["code", "--sid", "1155000001", "--days", "99999999"],
+        /--days must be a whole number from 1 to 365/,
+      ],
+      [["code", "--sid", "1155000001", "--days", "366"], /from 1 to 365/],
+      [
+        ["issue", "--server", "bank", "--out", `${dir.path}/bank`, "--days", "99999999"],
+        /from 1 to 825/,
+      ],
+    ] as const
+  ) {
+    const r = await runActor("actors/ca.ts", [...args, "--data-dir", data]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, why);
+  }
+  assert.equal(await exists(`${dir.path}/bank`), false);
+  const ledgerAfter = await runActor("actors/ca.ts", ["list", "--data-dir", data]);
+  assert.equal(ledgerAfter.stdout, ledgerBefore.stdout);
+  // The largest allowed code still works.
+  const ok = await runActor("actors/ca.ts", [
+    "code",
+    "--sid",
+    "1155000001",
+    "--days",
+    "365",
+    "--data-dir",
+    data,
+  ]);
+  assert.equal(ok.code, 0, ok.stderr);
+});
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
