@@ -291,6 +291,7 @@ Deno.test("ca issue writes a server key (0600) and certificate that OpenSSL acce
   await using dir = await tempDir();
   const dataDir = `${dir.path}/ca`;
   const out = `${dir.path}/srv`;
+  assert.equal((await runActor("actors/ca.ts", ["init", "--data-dir", dataDir])).code, 0);
   const r = await runActor("actors/ca.ts", [
     "issue",
     "--server",
