@@ -55,7 +55,7 @@ export function newRequestId(): string {
 export function isConnectionLoss(err: unknown): boolean {
   if (err instanceof HandshakeError) return err.transport;
   if (err instanceof DeadlineError) return true;
-  if (err instanceof FrameError) return /closed|truncated/i.test(err.message);
+  if (err instanceof FrameError) return err.kind === "closed" || err.kind === "truncated";
   return err instanceof Deno.errors.ConnectionRefused ||
     err instanceof Deno.errors.ConnectionReset ||
     err instanceof Deno.errors.ConnectionAborted ||

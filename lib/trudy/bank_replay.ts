@@ -74,7 +74,7 @@ async function recordOnce(options: RecordOptions, mode: BankMode): Promise<Recor
     type: N,
   ): Promise<{ frame: Uint8Array; msg: BankMessage<N> }> => {
     const frame = await stream.readFrame();
-    if (frame === null) throw new FrameError(`Bob closed the connection before ${type}`);
+    if (frame === null) throw new FrameError(`Bob closed the connection before ${type}`, "closed");
     const msg = bankProtocol.decode(frame);
     if (msg.type === "error") throw new BobRefused(msg.reason);
     if (msg.type !== type) throw new FrameError(`Expected ${type} from Bob, got ${msg.type}`);
@@ -184,7 +184,7 @@ async function impersonate(
 ): Promise<Verdict> {
   const next = async (what: string) => {
     const frame = await stream.readFrame();
-    if (frame === null) throw new FrameError(`Alice hung up before ${what}`);
+    if (frame === null) throw new FrameError(`Alice hung up before ${what}`, "closed");
     fromAlice.push(frame);
     return bankProtocol.decode(frame);
   };

@@ -109,11 +109,12 @@ export class Protocol<S extends MessageSpecs> {
 
   /** Decodes one message; throws `FrameError` on anything but an exact, well-formed message. */
   decode(bytes: Uint8Array): Message<S> {
-    if (bytes.length === 0) throw new FrameError(`Empty ${this.name} message`);
+    if (bytes.length === 0) throw new FrameError(`Empty ${this.name} message`, "malformed");
     const type = this.#byCode.get(bytes[0]!);
     if (type === undefined) {
       throw new FrameError(
         `Unknown ${this.name} message type 0x${bytes[0]!.toString(16).padStart(2, "0")}`,
+        "malformed",
       );
     }
     const spec = this.messages[type]!;
@@ -123,17 +124,19 @@ export class Protocol<S extends MessageSpecs> {
     for (const [field, kind] of Object.entries(spec.fields)) {
       const where = `${this.name} ${type}: field ${field}`;
       if (kind === "uint") {
-        if (off + 8 > bytes.length) throw new FrameError(`Truncated ${where}`);
+        if (off + 8 > bytes.length) throw new FrameError(`Truncated ${where}`, "truncated");
         const v = view.getBigUint64(off);
-        if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new FrameError(`Out of range ${where}`);
+        if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
+          throw new FrameError(`Out of range ${where}`, "malformed");
+        }
         out[field] = Number(v);
         off += 8;
         continue;
       }
-      if (off + 4 > bytes.length) throw new FrameError(`Truncated ${where}`);
+      if (off + 4 > bytes.length) throw new FrameError(`Truncated ${where}`, "truncated");
       const len = view.getUint32(off);
       off += 4;
-      if (off + len > bytes.length) throw new FrameError(`Truncated ${where}`);
+      if (off + len > bytes.length) throw new FrameError(`Truncated ${where}`, "truncated");
       const body = bytes.slice(off, off + len);
       off += len;
       if (kind === "bytes") {
@@ -142,12 +145,15 @@ export class Protocol<S extends MessageSpecs> {
         try {
           out[field] = strictUtf8.decode(body);
         } catch {
-          throw new FrameError(`Invalid UTF-8 in ${where}`);
+          throw new FrameError(`Invalid UTF-8 in ${where}`, "malformed");
         }
       }
     }
     if (off !== bytes.length) {
-      throw new FrameError(`${bytes.length - off} trailing bytes after ${this.name} ${type}`);
+      throw new FrameError(
+        `${bytes.length - off} trailing bytes after ${this.name} ${type}`,
+        "malformed",
+      );
     }
     return out as Message<S>;
   }
@@ -196,7 +202,7 @@ export class Channel<S extends MessageSpecs> {
     const frame = await this.stream.readFrame(options);
     const expected = types.join(" or ");
     if (frame === null) {
-      throw new FrameError(`Connection closed while waiting for ${expected}`);
+      throw new FrameError(`Connection closed while waiting for ${expected}`, "closed");
     }
     const msg = this.protocol.decode(frame);
     if ((types as readonly string[]).includes(msg.type as string)) return msg as Message<S, N>;
