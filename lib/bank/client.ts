@@ -81,7 +81,9 @@ export async function openSession(options: BankClientOptions): Promise<BankSessi
     ...(options.keyPem ? { keyPem: options.keyPem } : {}),
     ...(options.customer ? { customer: options.customer } : {}),
   }).catch((err) => {
-    if (err instanceof PeerRefusedError) throw new PeerRefusedError(`Bob refused: ${err.message}`);
+    if (err instanceof PeerRefusedError) {
+      throw new PeerRefusedError(err.reason, { context: "Bob refused" });
+    }
     throw err;
   });
   return session;

@@ -42,9 +42,48 @@ export class UnexpectedMessageError extends FrameError {
   override name = "UnexpectedMessageError";
 }
 
-/** The peer refused: it sent the protocol's `error` message with a reason. */
-export class PeerRefusedError extends Error {
-  override name = "PeerRefusedError";
+/**
+ * A protocol refusal: one side turned the other away with the protocol's `error` message. Which
+ * side refused is the subclass, as in tlslite-ng's TLSRemoteAlert and TLSLocalAlert:
+ * `RemoteRefusal` (the peer refused us) or `LocalRefusal` (we refused the peer).
+ */
+export class ProtocolRefusal extends Error {
+  override name = "ProtocolRefusal";
+}
+
+/**
+ * The peer refused us: it sent the protocol's `error` message. `reason` is the peer's text as it
+ * arrived: data from the peer, to pass through `printable` before it reaches a terminal. The
+ * message is the reason, after `context` when one is given (`Bob refused: …`).
+ */
+export class RemoteRefusal extends ProtocolRefusal {
+  override name = "RemoteRefusal";
+  /** The peer's own words. */
+  readonly reason: string;
+
+  constructor(reason: string, options: { context?: string } = {}) {
+    super(options.context === undefined ? reason : `${options.context}: ${reason}`);
+    this.reason = reason;
+  }
+}
+
+/** The older name of `RemoteRefusal`: the same class, so `instanceof` works with either name. */
+export const PeerRefusedError = RemoteRefusal;
+export type PeerRefusedError = RemoteRefusal;
+
+/**
+ * We refused the peer: `code` is a short stable reason for code, logs and tests to match
+ * (`malformed-request`, `enrolment-refused`, …); the message is the one line sent to the peer in
+ * the protocol's `error` message.
+ */
+export class LocalRefusal extends ProtocolRefusal {
+  override name = "LocalRefusal";
+  readonly code: string;
+
+  constructor(code: string, text: string) {
+    super(text);
+    this.code = code;
+  }
 }
 
 const utf8 = new TextEncoder();
@@ -176,7 +215,8 @@ type WithError = { error: { code: number; label: string; fields: { reason: "text
 
 /**
  * A framed connection speaking one protocol: send typed messages, receive the ones expected now.
- * A protocol that declares `error: { reason: text }` turns a received error into `PeerRefusedError`.
+ * A protocol that declares `error: { reason: text }` turns a received error into `RemoteRefusal`,
+ * and sends a `LocalRefusal` with `refuse`.
  */
 export class Channel<S extends MessageSpecs> {
   readonly protocol: Protocol<S>;
@@ -207,9 +247,25 @@ export class Channel<S extends MessageSpecs> {
     const msg = this.protocol.decode(frame);
     if ((types as readonly string[]).includes(msg.type as string)) return msg as Message<S, N>;
     if (msg.type === "error" && "error" in this.protocol.messages) {
-      throw new PeerRefusedError((msg as unknown as Message<WithError>).reason);
+      throw new RemoteRefusal((msg as unknown as Message<WithError>).reason);
     }
     throw new UnexpectedMessageError(`Expected ${expected}, got ${String(msg.type)}`);
+  }
+
+  /**
+   * Tells the peer why it is refused (the protocol's `error` message with the refusal's text) and
+   * returns the refusal, for the caller to log or throw. Requires a protocol with `error`.
+   */
+  async refuse(refusal: LocalRefusal): Promise<LocalRefusal> {
+    if (!("error" in this.protocol.messages)) {
+      throw new TypeError(`${this.protocol.name} has no error message to refuse with`);
+    }
+    await this.stream.writeFrame(
+      (this.protocol as unknown as Protocol<WithError>).encode("error", {
+        reason: refusal.message,
+      }),
+    );
+    return refusal;
   }
 
   /** Receives the next message of any type, or `null` at a clean end of stream. */
