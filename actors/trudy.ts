@@ -26,6 +26,7 @@ import {
   type AttackServer,
   enrolImpersonation,
   FORGED_MESSAGE,
+  reasonLine,
   recordBobProof,
   SETTLE_MS,
   sniffCapture,
@@ -53,8 +54,9 @@ Attacks:
                         refused by sequence number in the default)
   enrol-impersonation   get a certificate for someone else's student ID
 
-Each attack prints what Trudy saw and did as STEP lines and ends with a verdict line:
-'ATTACK SUCCEEDED: …' (exit status 0) or 'ATTACK FAILED: <why>' (exit status 3).
+Each attack prints what Trudy saw and did as STEP lines (standard error) and ends with a verdict
+line, 'ATTACK SUCCEEDED: …' (exit status 0) or 'ATTACK FAILED: <why>' (exit status 3), followed by
+its reason as a stable code on a line of its own, e.g. '[reason: code-required]' (standard output).
 Run 'deno task trudy ATTACK --help' for an attack's options.`;
 
 async function enrolImpersonationCommand(args: string[]): Promise<number> {
@@ -83,8 +85,13 @@ Options:
   const root = await loadRoot(values["ca-cert"]);
   const log = new StepLog("Trudy");
   const verdict = await enrolImpersonation({ ca, root, victim, log });
-  console.log(verdictLine(verdict));
+  printVerdict(verdict);
   return verdictStatus(verdict);
+}
+
+/** The verdict line and, on the next line, its reason code. */
+function printVerdict(verdict: Verdict): void {
+  console.log(`${verdictLine(verdict)}\n${reasonLine(verdict)}`);
 }
 
 /** Options every on-the-path attack takes. */
@@ -118,7 +125,7 @@ async function runAttackServer(
     for (;;) {
       const verdict = await Promise.race([server.nextVerdict(), stopped]);
       if (verdict === undefined) break;
-      console.log(verdictLine(verdict));
+      printVerdict(verdict);
       last = verdict;
       if (once) break;
     }
@@ -126,8 +133,8 @@ async function runAttackServer(
     await server.close();
   }
   if (!last) {
-    const none = { succeeded: false, detail: "no victim connected" };
-    console.log(verdictLine(none));
+    const none: Verdict = { succeeded: false, reason: "no-victim", detail: "no victim connected" };
+    printVerdict(none);
     return verdictStatus(none);
   }
   return verdictStatus(last);
@@ -259,7 +266,7 @@ ${LISTEN_USAGE}`,
       log,
       message: values.message,
     });
-    console.log(verdictLine(verdict));
+    printVerdict(verdict);
     return verdictStatus(verdict);
   }
   const blackboard = parseHostPort(values.blackboard, BLACKBOARD_PORT, "blackboard");
