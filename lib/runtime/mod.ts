@@ -5,3 +5,4 @@ export * from "./fs.ts";
 export * from "./log.ts";
 export * from "./paths.ts";
 export * from "./sqlite.ts";
+export * from "./text.ts";
