@@ -15,6 +15,7 @@ import {
   parseHostPort,
   parsePort,
   parsePositiveInt,
+  parseProtocolMode,
   parseStudentId,
   required,
   runMain,
@@ -65,8 +66,8 @@ async function enrolImpersonationCommand(args: string[]): Promise<number> {
     usage: `Usage: deno task trudy enrol-impersonation --victim SID [options]
 
 Trudy makes her own key and a CSR with the victim's ID and asks the CA to sign it without the
-victim's enrolment code. Succeeds against 'ca serve --open-enrolment' (the seeds' CA); fails
-against the default CA, which wants the victim's one-time code.
+victim's enrolment code. Succeeds against 'ca serve --protocol seed' (the seeds' open enrolment);
+fails against the default CA, which wants the victim's one-time code.
 
 Options:
   --victim SID         the student ID to steal (10 digits)
@@ -181,12 +182,17 @@ ${LISTEN_USAGE}`,
   return await runAttackServer(server, log, values.once, signal);
 }
 
+/**
+ * `--protocol default|seed` (`secure`, the old name of the default, still works for one release,
+ * with a warning); absent: undefined (try both). lib/bank calls the default mode `secure`.
+ */
 function parseMode(text: string | undefined): BankMode | undefined {
   if (text === undefined) return undefined;
-  if (text !== "seed" && text !== "secure") {
-    throw new UsageError(`--protocol must be seed or secure, got '${text}'`);
-  }
-  return text;
+  const mode = parseProtocolMode(text, {
+    deprecated: { secure: "default" },
+    command: "trudy bank-replay",
+  });
+  return mode === "seed" ? "seed" : "secure";
 }
 
 async function bankReplayCommand(args: string[]): Promise<number> {
@@ -201,7 +207,8 @@ Default mode: the recorded proof does not cover Alice's fresh nonce; Alice refus
 
 Options:
   --bank HOST:PORT     the real Bob to record from (default 127.0.0.1:${BANK_PORT})
-  --protocol MODE      seed or secure (default: try seed, then secure)
+  --protocol MODE      default or seed (default: try seed, then default); 'secure' is the
+                       deprecated name of default
 ${LISTEN_USAGE}`,
     options: {
       bank: { type: "string", default: `127.0.0.1:${BANK_PORT}` },
@@ -217,7 +224,9 @@ ${LISTEN_USAGE}`,
   const log = new StepLog("Trudy");
   const signal = shutdownSignal();
   const recorded = await recordBobProof({ bank, log, ...(mode ? { mode } : {}) });
-  log.info(`recorded Bob's ${recorded.mode} handshake: now playing Bob`);
+  log.info(
+    `recorded Bob's ${recorded.mode === "seed" ? "seed" : "default"} handshake: now playing Bob`,
+  );
   const server = startFakeBob({ recorded, log, port, graceMs: 2000 });
   return await runAttackServer(server, log, values.once, signal);
 }

@@ -68,5 +68,25 @@ Deno.test("trudy bank-replay fails against secure mode: Alice refuses the record
 Deno.test("trudy bank-replay: a bad --protocol is a usage error", async () => {
   const r = await runActor("actors/trudy.ts", ["bank-replay", "--protocol", "tls"]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /^trudy bank-replay: --protocol must be seed or secure, got 'tls'/);
+  assert.match(r.stderr, /^trudy bank-replay: --protocol must be default or seed, got 'tls'/);
+});
+
+Deno.test("trudy bank-replay --protocol default records the default handshake; 'secure' still works, with a warning", async () => {
+  await using pki = await TestPki.start();
+  await using bank = await startBank(pki);
+  for (const protocol of ["default", "secure"]) {
+    await using trudy = await startTrudy("bank-replay", [
+      "--bank",
+      `127.0.0.1:${bank.port}`,
+      "--protocol",
+      protocol,
+    ]);
+    const stderr = trudy.process.stderr;
+    assert.match(stderr, /recorded Bob's default handshake: now playing Bob/);
+    assert.doesNotMatch(stderr, /does not speak the seed protocol/, "no seed attempt first");
+    const warning =
+      /^trudy bank-replay: --protocol secure is deprecated; use --protocol default\|seed$/m;
+    if (protocol === "secure") assert.match(stderr, warning);
+    else assert.doesNotMatch(stderr, /deprecated/);
+  }
 });
