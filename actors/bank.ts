@@ -2,7 +2,7 @@
 /**
  * The bank (system 2, seed 001): Bob the server and Alice the customer.
  *
- *     deno task bank serve [--protocol secure|seed]
+ *     deno task bank serve [--protocol default|seed]
  *     deno task bank client --sid SID [deposit 10.50 withdraw 3 balance]
  */
 
@@ -38,6 +38,7 @@ import {
   parseHostPort,
   parsePort,
   parsePositiveInt,
+  parseProtocolMode,
   parseStudentId,
   readTextFile,
   runMain,
@@ -63,11 +64,18 @@ Commands:
 
 Run 'deno task bank COMMAND --help' for a command's options.`;
 
-function parseMode(text: string): BankMode {
-  if (text !== "secure" && text !== "seed") {
-    throw new UsageError(`--protocol must be secure or seed, got '${text}'`);
-  }
-  return text;
+/**
+ * `--protocol default|seed` (`secure`, the old name of the default, still works for one release,
+ * with a warning). lib/bank calls the default mode `secure`: the names meet here.
+ */
+function parseMode(text: string | undefined, command: string): BankMode {
+  const mode = parseProtocolMode(text, { deprecated: { secure: "default" }, command });
+  return mode === "seed" ? "seed" : "secure";
+}
+
+/** The mode as the command line names it, for log lines. */
+function modeName(mode: BankMode): string {
+  return mode === "seed" ? "seed" : "default";
 }
 
 async function serveCommand(args: string[]): Promise<void> {
@@ -76,14 +84,15 @@ async function serveCommand(args: string[]): Promise<void> {
     usage: `Usage: deno task bank serve [options]
 
 Runs Bob until SIGINT. Accounts live in DATA-DIR/accounts.db (SQLite, WAL, full sync).
-Secure mode (default) needs Bob's certificate from the CA, made once with
+The default protocol needs Bob's certificate from the CA, made once with
   deno task ca issue --server bank --ip 127.0.0.1 --out ${DEFAULT_DATA_DIR}
 
 Options:
   --host HOST          address to listen on (default 127.0.0.1)
   --port PORT          TCP port (default ${BANK_PORT}; 0 picks a free one)
   --data-dir DIR       accounts and, by default, certificate and key (default ${DEFAULT_DATA_DIR})
-  --protocol MODE      secure (default) or seed (the seed's flawed protocol, for teaching)
+  --protocol MODE      default or seed (the seed's flawed protocol, for teaching); 'secure'
+                       is the deprecated name of default
   --cert FILE          Bob's certificate (default DATA-DIR/bank.cer)
   --key FILE           Bob's private key (default DATA-DIR/bank.key; seed mode makes one if absent)
   --ca-cert FILE       the root customers' certificates must chain to (default DATA-DIR/cuhk.cer)
@@ -95,7 +104,7 @@ Options:
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: String(BANK_PORT) },
       "data-dir": { type: "string", default: DEFAULT_DATA_DIR },
-      protocol: { type: "string", default: "secure" },
+      protocol: { type: "string" },
       cert: { type: "string" },
       key: { type: "string" },
       "ca-cert": { type: "string" },
@@ -107,7 +116,7 @@ Options:
   });
   if (!parsed) return;
   const { values } = parsed;
-  const mode = parseMode(values.protocol);
+  const mode = parseMode(values.protocol, "bank serve");
   const port = parsePort(values.port);
   const idleTimeoutMs = parsePositiveInt(values["idle-timeout"], "idle-timeout") * 1000;
   const dataDir = values["data-dir"];
@@ -181,7 +190,9 @@ Options:
     crl: () => crl,
   });
   log.info(
-    `Bob listening on ${values.host}:${server.port} (${mode} protocol), accounts in ${accounts.path}`,
+    `Bob listening on ${values.host}:${server.port} (${
+      modeName(mode)
+    } protocol), accounts in ${accounts.path}`,
   );
   await server.finished;
   clearInterval(refresh);
@@ -335,7 +346,8 @@ and prints one result per line; exits 1 if Bob refused any, 2 on a bad amount (n
 
 Options:
   --bank HOST:PORT     Bob (default 127.0.0.1:${BANK_PORT})
-  --protocol MODE      secure (default) or seed (the seed's flawed protocol, for teaching)
+  --protocol MODE      default or seed (the seed's flawed protocol, for teaching); 'secure'
+                       is the deprecated name of default
   --sid SID            the customer's student ID; home defaults to data/students/SID
   --home DIR           the student home from 'student enroll' (key, certificate, cuhk.cer)
   --ca-cert FILE       the root Bob's certificate must chain to (default HOME/cuhk.cer)
@@ -344,7 +356,7 @@ Options:
   --quiet              log warnings and errors only`,
     options: {
       bank: { type: "string", default: `127.0.0.1:${BANK_PORT}` },
-      protocol: { type: "string", default: "secure" },
+      protocol: { type: "string" },
       sid: { type: "string" },
       home: { type: "string" },
       "ca-cert": { type: "string" },
@@ -356,7 +368,7 @@ Options:
   if (!parsed) return;
   const { values } = parsed;
   const positionals = split.operations;
-  const mode = parseMode(values.protocol);
+  const mode = parseMode(values.protocol, "bank client");
   const bank = parseHostPort(values.bank, BANK_PORT, "bank");
   const sid = values.sid === undefined ? undefined : parseStudentId(values.sid);
 

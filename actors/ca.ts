@@ -20,12 +20,14 @@ import {
   parseCommand,
   parsePort,
   parsePositiveInt,
+  parseProtocolMode,
   parseStudentId,
   required,
   runMain,
   shutdownSignal,
   StepLog,
   UsageError,
+  warnDeprecated,
   writeFileAtomic,
   writeSecretFile,
 } from "../lib/runtime/mod.ts";
@@ -105,11 +107,14 @@ Options:
   --host HOST          address to listen on (default 127.0.0.1)
   --port PORT          TCP port (default ${CA_PORT}; 0 picks a free one)
   --data-dir DIR       root, key and ledger (default ${DEFAULT_DATA_DIR})
-  --open-enrolment     the seeds' behaviour: enrol any ID without a code (teaching only)
+  --protocol MODE      default (enrolment needs the ID's one-time code from 'ca code') or seed
+                       (open enrolment, the seeds' behaviour: any ID without a code; teaching
+                       only); --open-enrolment is the deprecated name of --protocol seed
   --quiet              log warnings and errors only`,
     options: {
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: String(CA_PORT) },
+      protocol: { type: "string" },
       "open-enrolment": { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
       ...dataDirOption,
@@ -117,24 +122,41 @@ Options:
   });
   if (!parsed) return;
   const { values } = parsed;
+  let protocol = parseProtocolMode(values.protocol);
+  if (values["open-enrolment"]) {
+    if (values.protocol !== undefined && protocol !== "seed") {
+      throw new UsageError(
+        "--open-enrolment means --protocol seed: it cannot go with --protocol default",
+      );
+    }
+    warnDeprecated("--open-enrolment", { command: "ca serve" });
+    protocol = "seed";
+  }
+  const openEnrolment = protocol === "seed";
   const log = new StepLog("CUHK", { quiet: values.quiet });
   const port = parsePort(values.port);
   // One CA per data directory: a second 'serve' (or 'init') is refused before any root is made.
   using _lock = await lockDataDir(values["data-dir"], "CA");
   using ca = await openCa(values["data-dir"], { log, create: true });
   log.info(`root fingerprint (SHA-256) ${await fingerprint(ca.root)}`);
-  if (values["open-enrolment"]) {
-    log.warn("--open-enrolment: anyone can get a certificate for any student ID (the seeds' flaw)");
+  if (openEnrolment) {
+    log.warn(
+      "--protocol seed (open enrolment): anyone can get a certificate for any student ID (the seeds' flaw)",
+    );
   }
   const server = serveCa({
     ca,
     log,
     hostname: values.host,
     port,
-    openEnrolment: values["open-enrolment"],
+    openEnrolment,
     signal: shutdownSignal(),
   });
-  log.info(`listening on ${values.host}:${server.port}; root ${ca.rootPath}`);
+  log.info(
+    `listening on ${values.host}:${server.port} (${protocol} protocol${
+      openEnrolment ? ": open enrolment" : ""
+    }); root ${ca.rootPath}`,
+  );
   await server.finished;
   log.info("stopped");
 }

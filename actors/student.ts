@@ -41,6 +41,7 @@ import {
   exists,
   parseCommand,
   parseHostPort,
+  parseProtocolMode,
   parseStudentId,
   readTextFile,
   required,
@@ -190,8 +191,8 @@ const SESSION_USAGE =
   --home DIR             the student's home (default data/students/SID)
   --encrypt              AES-GCM records as well as HMAC integrity
   --blackboard-name CN   the CN Blackboard's certificate must carry (default ${BLACKBOARD_NAME})
-  --protocol MODE        default | seed (the seeds' steps 5-6: the session key goes back in the
-                         clear, no sequence numbers; teaching only)
+  --protocol MODE        default or seed (the seeds' steps 5-6: the session key goes back in
+                         the clear, no sequence numbers; teaching only)
   --quiet                log warnings and errors only`;
 
 interface SessionArgs {
@@ -207,10 +208,7 @@ interface SessionArgs {
 async function sessionSetup(values: Partial<SessionArgs>) {
   const sid = parseStudentId(required(values.sid, "sid"));
   const blackboard = parseHostPort(values.blackboard!, BLACKBOARD_PORT, "blackboard");
-  const protocol = values.protocol!;
-  if (protocol !== "default" && protocol !== "seed") {
-    throw new UsageError(`--protocol must be 'default' or 'seed', got '${protocol}'`);
-  }
+  const protocol = parseProtocolMode(values.protocol);
   if (protocol === "seed" && values.encrypt) {
     throw new UsageError("--encrypt does not apply to the seed protocol");
   }

@@ -15,6 +15,7 @@ import {
   parseHostPort,
   parsePort,
   parsePositiveInt,
+  parseProtocolMode,
   parseStudentId,
   required,
   runMain,
@@ -26,6 +27,7 @@ import {
   type AttackServer,
   enrolImpersonation,
   FORGED_MESSAGE,
+  reasonLine,
   recordBobProof,
   SETTLE_MS,
   sniffCapture,
@@ -53,8 +55,9 @@ Attacks:
                         refused by sequence number in the default)
   enrol-impersonation   get a certificate for someone else's student ID
 
-Each attack prints what Trudy saw and did as STEP lines and ends with a verdict line:
-'ATTACK SUCCEEDED: …' (exit status 0) or 'ATTACK FAILED: <why>' (exit status 3).
+Each attack prints what Trudy saw and did as STEP lines (standard error) and ends with a verdict
+line, 'ATTACK SUCCEEDED: …' (exit status 0) or 'ATTACK FAILED: <why>' (exit status 3), followed by
+its reason as a stable code on a line of its own, e.g. '[reason: code-required]' (standard output).
 Run 'deno task trudy ATTACK --help' for an attack's options.`;
 
 async function enrolImpersonationCommand(args: string[]): Promise<number> {
@@ -63,8 +66,8 @@ async function enrolImpersonationCommand(args: string[]): Promise<number> {
     usage: `Usage: deno task trudy enrol-impersonation --victim SID [options]
 
 Trudy makes her own key and a CSR with the victim's ID and asks the CA to sign it without the
-victim's enrolment code. Succeeds against 'ca serve --open-enrolment' (the seeds' CA); fails
-against the default CA, which wants the victim's one-time code.
+victim's enrolment code. Succeeds against 'ca serve --protocol seed' (the seeds' open enrolment);
+fails against the default CA, which wants the victim's one-time code.
 
 Options:
   --victim SID         the student ID to steal (10 digits)
@@ -83,8 +86,13 @@ Options:
   const root = await loadRoot(values["ca-cert"]);
   const log = new StepLog("Trudy");
   const verdict = await enrolImpersonation({ ca, root, victim, log });
-  console.log(verdictLine(verdict));
+  printVerdict(verdict);
   return verdictStatus(verdict);
+}
+
+/** The verdict line and, on the next line, its reason code. */
+function printVerdict(verdict: Verdict): void {
+  console.log(`${verdictLine(verdict)}\n${reasonLine(verdict)}`);
 }
 
 /** Options every on-the-path attack takes. */
@@ -118,7 +126,7 @@ async function runAttackServer(
     for (;;) {
       const verdict = await Promise.race([server.nextVerdict(), stopped]);
       if (verdict === undefined) break;
-      console.log(verdictLine(verdict));
+      printVerdict(verdict);
       last = verdict;
       if (once) break;
     }
@@ -126,8 +134,8 @@ async function runAttackServer(
     await server.close();
   }
   if (!last) {
-    const none = { succeeded: false, detail: "no victim connected" };
-    console.log(verdictLine(none));
+    const none: Verdict = { succeeded: false, reason: "no-victim", detail: "no victim connected" };
+    printVerdict(none);
     return verdictStatus(none);
   }
   return verdictStatus(last);
@@ -174,12 +182,17 @@ ${LISTEN_USAGE}`,
   return await runAttackServer(server, log, values.once, signal);
 }
 
+/**
+ * `--protocol default|seed` (`secure`, the old name of the default, still works for one release,
+ * with a warning); absent: undefined (try both). lib/bank calls the default mode `secure`.
+ */
 function parseMode(text: string | undefined): BankMode | undefined {
   if (text === undefined) return undefined;
-  if (text !== "seed" && text !== "secure") {
-    throw new UsageError(`--protocol must be seed or secure, got '${text}'`);
-  }
-  return text;
+  const mode = parseProtocolMode(text, {
+    deprecated: { secure: "default" },
+    command: "trudy bank-replay",
+  });
+  return mode === "seed" ? "seed" : "secure";
 }
 
 async function bankReplayCommand(args: string[]): Promise<number> {
@@ -194,7 +207,8 @@ Default mode: the recorded proof does not cover Alice's fresh nonce; Alice refus
 
 Options:
   --bank HOST:PORT     the real Bob to record from (default 127.0.0.1:${BANK_PORT})
-  --protocol MODE      seed or secure (default: try seed, then secure)
+  --protocol MODE      default or seed (default: try seed, then default); 'secure' is the
+                       deprecated name of default
 ${LISTEN_USAGE}`,
     options: {
       bank: { type: "string", default: `127.0.0.1:${BANK_PORT}` },
@@ -210,7 +224,9 @@ ${LISTEN_USAGE}`,
   const log = new StepLog("Trudy");
   const signal = shutdownSignal();
   const recorded = await recordBobProof({ bank, log, ...(mode ? { mode } : {}) });
-  log.info(`recorded Bob's ${recorded.mode} handshake: now playing Bob`);
+  log.info(
+    `recorded Bob's ${recorded.mode === "seed" ? "seed" : "default"} handshake: now playing Bob`,
+  );
   const server = startFakeBob({ recorded, log, port, graceMs: 2000 });
   return await runAttackServer(server, log, values.once, signal);
 }
@@ -259,7 +275,7 @@ ${LISTEN_USAGE}`,
       log,
       message: values.message,
     });
-    console.log(verdictLine(verdict));
+    printVerdict(verdict);
     return verdictStatus(verdict);
   }
   const blackboard = parseHostPort(values.blackboard, BLACKBOARD_PORT, "blackboard");

@@ -55,7 +55,7 @@ export function newRequestId(): string {
 export function isConnectionLoss(err: unknown): boolean {
   if (err instanceof HandshakeError) return err.transport;
   if (err instanceof DeadlineError) return true;
-  if (err instanceof FrameError) return /closed|truncated/i.test(err.message);
+  if (err instanceof FrameError) return err.kind === "closed" || err.kind === "truncated";
   return err instanceof Deno.errors.ConnectionRefused ||
     err instanceof Deno.errors.ConnectionReset ||
     err instanceof Deno.errors.ConnectionAborted ||
@@ -81,7 +81,9 @@ export async function openSession(options: BankClientOptions): Promise<BankSessi
     ...(options.keyPem ? { keyPem: options.keyPem } : {}),
     ...(options.customer ? { customer: options.customer } : {}),
   }).catch((err) => {
-    if (err instanceof PeerRefusedError) throw new PeerRefusedError(`Bob refused: ${err.message}`);
+    if (err instanceof PeerRefusedError) {
+      throw new PeerRefusedError(err.reason, { context: "Bob refused" });
+    }
     throw err;
   });
   return session;

@@ -166,7 +166,7 @@ export class HandshakeMachine {
     try {
       frame = await this.stream.readFrame({ timeoutMs: this.#timeoutMs });
     } catch (err) {
-      const oversized = err instanceof FrameError && /exceeds/.test(err.message);
+      const oversized = err instanceof FrameError && err.kind === "oversized";
       throw new HandshakeError(step, errorMessage(err), { transport: !oversized });
     }
     if (frame === null) {

@@ -201,6 +201,7 @@ export class BankSession {
     } catch (err) {
       throw new UnknownOperationError(
         `${stepName(6)}: ${err instanceof Error ? err.message : String(err)}`,
+        err instanceof FrameError ? err.kind : "malformed",
       );
     }
   }
@@ -212,7 +213,9 @@ export class BankSession {
   ): Promise<BankOp<N>> {
     const op = await this.next(options);
     const expected = types.join(" or ");
-    if (op === null) throw new FrameError(`Connection closed while waiting for ${expected}`);
+    if (op === null) {
+      throw new FrameError(`Connection closed while waiting for ${expected}`, "closed");
+    }
     if ((types as readonly string[]).includes(op.type)) return op as BankOp<N>;
     throw new UnexpectedMessageError(`Expected ${expected}, got ${op.type}`);
   }

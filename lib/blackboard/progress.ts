@@ -11,14 +11,9 @@ export interface ProgressOptions {
   label?: string;
 }
 
-const encoder = new TextEncoder();
+import { formatBytes } from "../runtime/mod.ts";
 
-function formatBytes(n: number): string {
-  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(2)} GiB`;
-  if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  if (n >= 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${n} B`;
-}
+const encoder = new TextEncoder();
 
 export class ProgressBar {
   readonly #write: (text: string) => void;

@@ -356,7 +356,9 @@ export class SecureSession {
   ): Promise<SessionMessage<N>> {
     const expected = types.join(" or ");
     const msg = await this.next(options);
-    if (msg === null) throw new FrameError(`Connection closed while waiting for ${expected}`);
+    if (msg === null) {
+      throw new FrameError(`Connection closed while waiting for ${expected}`, "closed");
+    }
     if ((types as readonly string[]).includes(msg.type)) return msg as SessionMessage<N>;
     if (msg.type === "error") throw new PeerRefusedError(msg.reason);
     throw new FrameError(`Expected ${expected}, got ${msg.type}`);
@@ -386,7 +388,9 @@ export async function receiveHandshake<N extends keyof BlackboardSpecs & string>
 ): Promise<Received<N>> {
   const expected = types.join(" or ");
   const bytes = await stream.readFrame({ maxFrame: HANDSHAKE_MAX_FRAME, timeoutMs });
-  if (bytes === null) throw new FrameError(`Connection closed while waiting for ${expected}`);
+  if (bytes === null) {
+    throw new FrameError(`Connection closed while waiting for ${expected}`, "closed");
+  }
   const msg = blackboardProtocol.decode(bytes);
   if ((types as readonly string[]).includes(msg.type)) {
     return { msg: msg as Message<BlackboardSpecs, N>, bytes };

@@ -5,7 +5,7 @@
  * with one clear line and never touches the others.
  */
 
-import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
+import { errorMessage, type HostPort, printable, type StepLog } from "../runtime/mod.ts";
 import { DeadlineError, type FramedStream, FrameError, PeerRefusedError } from "../wire/mod.ts";
 import {
   constantTimeEqual,
@@ -155,15 +155,6 @@ export interface BlackboardOptions {
   handshakeTimeoutMs?: number;
   sessionTimeoutMs?: number;
   maxConnections?: number;
-}
-
-/** Makes a message printable on one terminal line: control characters are escaped. */
-export function printable(text: string): string {
-  return text.replace(
-    // deno-lint-ignore no-control-regex
-    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
-  );
 }
 
 export function serveBlackboard(options: BlackboardOptions): Server {

@@ -5,7 +5,7 @@
 
 import { type CertificateAuthority, EnrolmentError, serialOf } from "./authority.ts";
 import { CA_MAX_FRAME, CA_PORT, CA_READ_TIMEOUT_MS, caProtocol } from "./protocol.ts";
-import { Channel, DeadlineError, FrameError } from "../wire/mod.ts";
+import { Channel, DeadlineError, FrameError, LocalRefusal } from "../wire/mod.ts";
 import { errorMessage, type StepLog } from "../runtime/mod.ts";
 import { der } from "../pki/mod.ts";
 import { serveFramed, type Server } from "../net/mod.ts";
@@ -33,16 +33,18 @@ export function serveCa(options: CaServerOptions): Server {
     stream: { maxFrame: CA_MAX_FRAME, readTimeoutMs: options.readTimeoutMs ?? CA_READ_TIMEOUT_MS },
     handler: async (stream, { remote, log }) => {
       const channel = new Channel(caProtocol, stream);
-      const refuse = async (reason: string) => {
-        log.warn(`refused ${remote}: ${reason}`);
-        await channel.send("error", { reason }).catch(() => {});
+      const refuse = async (refusal: LocalRefusal) => {
+        log.warn(`refused ${remote}: ${refusal.message}`);
+        await channel.refuse(refusal).catch(() => {});
       };
       let msg;
       try {
         msg = await channel.receive(["csr", "crlRequest"]);
       } catch (err) {
         if (err instanceof DeadlineError) return log.warn(`dropped ${remote}: ${err.message}`);
-        if (err instanceof FrameError) return await refuse(err.message);
+        if (err instanceof FrameError) {
+          return await refuse(new LocalRefusal("malformed-request", err.message));
+        }
         throw err;
       }
       if (msg.type === "crlRequest") {
@@ -67,9 +69,14 @@ export function serveCa(options: CaServerOptions): Server {
         );
         await channel.send("certificate", { certificate: der(cert) });
       } catch (err) {
-        if (err instanceof EnrolmentError) return await refuse(`Enrolment refused: ${err.message}`);
+        if (err instanceof EnrolmentError) {
+          return await refuse(
+            new LocalRefusal("enrolment-refused", `Enrolment refused: ${err.message}`),
+          );
+        }
         log.error(`enrolment of ${msg.sid} failed: ${errorMessage(err)}`);
-        await channel.send("error", { reason: "Enrolment failed: internal error" }).catch(() => {});
+        await channel.refuse(new LocalRefusal("internal-error", "Enrolment failed: internal error"))
+          .catch(() => {});
       }
     },
   });

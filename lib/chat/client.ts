@@ -14,11 +14,11 @@ import {
   MAX_NICK,
   MAX_TEXT,
   nickProblem,
-  printable,
   SERVER_MAX_FRAME,
   type ServerMessage,
 } from "./protocol.ts";
 import { connectTls, type TlsConnectOptions } from "../net/mod.ts";
+import { printable } from "../runtime/mod.ts";
 
 /** The server refused to let us join, or closed the session: `reason` is its `bye`. */
 export class ChatRefusedError extends Error {

@@ -9,6 +9,7 @@
  */
 
 import { FrameError } from "../wire/mod.ts";
+import { printable } from "../runtime/mod.ts";
 
 export const CHAT_PORT = 8443;
 
@@ -226,12 +227,4 @@ export function textProblem(text: string, maxText: number): string | null {
 /** The key under which a nickname is unique: `Alice` and `alice` are the same person. */
 export function nickKey(nick: string): string {
   return nick.normalize("NFC").toLowerCase();
-}
-
-/** Replaces characters that could drive a terminal (escape sequences) by visible escapes. */
-export function printable(s: string): string {
-  return s.replace(
-    new RegExp(UNSAFE_CHARS.source, "gu"),
-    (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`,
-  );
 }

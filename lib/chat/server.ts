@@ -10,7 +10,7 @@
  */
 
 import { DeadlineError, formatMs, FramedStream, FrameError } from "../wire/mod.ts";
-import { errorMessage, type StepLog } from "../runtime/mod.ts";
+import { errorMessage, formatBytes, printable, type StepLog } from "../runtime/mod.ts";
 import { type ConnectionInfo, serve, type Server } from "../net/mod.ts";
 import {
   CHAT_PORT,
@@ -21,7 +21,6 @@ import {
   MAX_TEXT,
   nickKey,
   nickProblem,
-  printable,
   type ServerMessage,
   textProblem,
 } from "./protocol.ts";
@@ -144,12 +143,6 @@ export function serveChat(options: ChatServerOptions): ChatServer {
 
 /** Most bytes one write carries when a client's queue holds several frames. */
 const BATCH = 64 * 1024;
-
-function formatBytes(n: number): string {
-  if (n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
-  if (n % 1024 === 0) return `${n / 1024} KiB`;
-  return `${n} bytes`;
-}
 
 /** Token bucket: `rate` per second, up to `burst` saved. */
 class RateLimiter {

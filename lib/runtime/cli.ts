@@ -111,6 +111,63 @@ export function parseStudentId(text: string, option = "sid"): string {
 }
 
 /**
+ * The one vocabulary for the lab's two protocols, on every actor: `--protocol default` (the
+ * default: done right) or `--protocol seed` (the seeds' protocol, flaws included, for teaching).
+ */
+export type ProtocolMode = "default" | "seed";
+
+export const PROTOCOL_MODES: readonly ProtocolMode[] = ["default", "seed"];
+
+/** The hint every deprecation warning ends with. */
+export const PROTOCOL_HINT = "use --protocol default|seed";
+
+export interface ProtocolModeOptions {
+  /**
+   * Old spellings still accepted for one release, each with the mode it means, e.g.
+   * `{ secure: "default" }`; each use prints a one-line deprecation warning.
+   */
+  deprecated?: Readonly<Record<string, ProtocolMode>>;
+  /** The command, for the warning (`bank serve: …`). */
+  command?: string;
+  /** Where a deprecation warning goes (default: standard error). */
+  warn?: (line: string) => void;
+}
+
+/**
+ * Parses `--protocol MODE`: `default` (also when the option is absent) or `seed`. A deprecated
+ * spelling is accepted with a warning; anything else is a `UsageError`.
+ */
+export function parseProtocolMode(
+  text: string | undefined,
+  options: ProtocolModeOptions = {},
+): ProtocolMode {
+  if (text === undefined || text === "default") return "default";
+  if (text === "seed") return "seed";
+  const old = options.deprecated && Object.hasOwn(options.deprecated, text)
+    ? options.deprecated[text]
+    : undefined;
+  if (old !== undefined) {
+    warnDeprecated(`--protocol ${text}`, options);
+    return old;
+  }
+  throw new UsageError(`--protocol must be default or seed, got '${text}'`);
+}
+
+/**
+ * Prints `[COMMAND: ]OLD is deprecated; use --protocol default|seed` on standard error (or
+ * `options.warn`), for an old flag kept for one release.
+ */
+export function warnDeprecated(
+  old: string,
+  options: Pick<ProtocolModeOptions, "command" | "warn"> = {},
+): void {
+  const line = `${
+    options.command ? `${options.command}: ` : ""
+  }${old} is deprecated; ${PROTOCOL_HINT}`;
+  (options.warn ?? ((l: string) => console.error(l)))(line);
+}
+
+/**
  * Runs an actor's main function: a `UsageError` prints one line and a hint (exit 2), any other
  * error prints one line (exit 1). The returned number, if any, is the exit status.
  */

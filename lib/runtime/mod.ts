@@ -6,3 +6,4 @@ export * from "./lock.ts";
 export * from "./log.ts";
 export * from "./paths.ts";
 export * from "./sqlite.ts";
+export * from "./text.ts";

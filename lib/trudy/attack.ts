@@ -6,9 +6,47 @@
 import type { HostPort, StepLog } from "../runtime/mod.ts";
 import { type FrameHandler, type RelaySession, startRelay } from "../net/mod.ts";
 
+/**
+ * Why a verdict came out as it did: a short code that stays the same when the sentence is
+ * reworded, for tests, scripts and the lab's notes to match. One per distinct outcome; the attack
+ * that gives it says which attack it is about.
+ */
+export type VerdictReason =
+  // any attack on the path
+  | "no-victim" // no victim connected before Trudy stopped
+  // enrol-impersonation
+  | "enrolled-without-code" // the CA signed a CSR for the victim's ID without the victim's code
+  | "code-required" // the CA refused: the victim's one-time enrolment code was missing
+  // bank-mitm
+  | "seed-key-accepted" // Alice took Trudy's key as Bob's; Trudy read (and changed) her operations
+  | "key-refused" // Alice refused Trudy's key or certificate and said why
+  | "hung-up-after-certificate" // Alice hung up after Trudy's certificate without saying why
+  | "no-secret" // the session ended before Alice sent a secret
+  // bank-replay
+  | "replay-accepted" // Alice accepted Bob's recorded proof and went on to step 5
+  | "replay-refused" // the victim refused the replayed frames (bank-replay, message-replay)
+  | "protocol-mismatch" // Alice speaks another protocol than the one Trudy recorded
+  | "session-broke-off" // the fake Bob's session with Alice failed before a verdict
+  // message-replay
+  | "copy-accepted" // Blackboard accepted the copy of a step-6 message
+  | "nothing-to-replay" // the session ended before a step-6 message passed
+  // session-key-sniff, on the path
+  | "sniffed-key-forgery-accepted" // the key crossed the wire; the message forged with it was accepted
+  | "sniffed-key-forgery-refused" // the key crossed the wire, but the forgery was refused
+  | "guessed-key-forgery-accepted" // no key crossed the wire, yet a forgery under a guess passed
+  | "mac-refused" // no key crossed the wire; the forgery under a guessed key was refused
+  | "no-key-ended-early" // no key crossed the wire and the session ended before the injection
+  | "ended-before-key" // the session ended before Trudy saw a session key
+  // session-key-sniff --pcap
+  | "key-in-capture" // the capture holds the session key in the clear
+  | "no-key-in-capture" // the capture's Blackboard sessions carry no session key
+  | "no-session-in-capture"; // the capture holds no Blackboard session
+
 export interface Verdict {
   succeeded: boolean;
-  /** What Trudy obtained, or why the attack failed. */
+  /** Why, as a stable code. */
+  reason: VerdictReason;
+  /** What Trudy obtained, or why the attack failed, in words. */
   detail: string;
 }
 
@@ -18,6 +56,14 @@ export const ATTACK_FAILED = "ATTACK FAILED";
 /** `ATTACK SUCCEEDED: …` or `ATTACK FAILED: <why>`. */
 export function verdictLine(verdict: Verdict): string {
   return `${verdict.succeeded ? ATTACK_SUCCEEDED : ATTACK_FAILED}: ${verdict.detail}`;
+}
+
+/**
+ * `[reason: <code>]`: printed on the line after the verdict line, so that a check that matches
+ * the verdict line to its end keeps working.
+ */
+export function reasonLine(verdict: Verdict): string {
+  return `[reason: ${verdict.reason}]`;
 }
 
 /** Exit status of an attack run: 0 when it succeeded, 3 when the defence held. */

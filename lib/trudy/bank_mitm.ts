@@ -344,6 +344,7 @@ function verdictOf(st: MitmState, forgedText: string): Verdict {
       : " (no deposit to change)";
     return {
       succeeded: true,
+      reason: "seed-key-accepted",
       detail:
         `Trudy put her key in 'Hi, I'm Bob' (seed: unauthenticated), forged Bob's proof with it, read Alice's secret and ${st.seen.length} operation${
           st.seen.length === 1 ? "" : "s"
@@ -354,6 +355,7 @@ function verdictOf(st: MitmState, forgedText: string): Verdict {
     const step = /^STEP (\d)/.exec(st.refusal)?.[1];
     return {
       succeeded: false,
+      reason: "key-refused",
       detail: `${
         step ? `Alice refused Trudy's key at STEP ${step}` : "Alice refused Trudy's key"
       } and told Trudy why: ${st.refusal}`,
@@ -361,6 +363,7 @@ function verdictOf(st: MitmState, forgedText: string): Verdict {
   }
   return {
     succeeded: false,
+    reason: st.certificateSwapped ? "hung-up-after-certificate" : "no-secret",
     detail: st.certificateSwapped
       ? "Alice hung up after Trudy's certificate without saying why: no secret, no operation read"
       : "the session ended before Alice sent a secret: Trudy read nothing",

@@ -74,7 +74,7 @@ async function recordOnce(options: RecordOptions, mode: BankMode): Promise<Recor
     type: N,
   ): Promise<{ frame: Uint8Array; msg: BankMessage<N> }> => {
     const frame = await stream.readFrame();
-    if (frame === null) throw new FrameError(`Bob closed the connection before ${type}`);
+    if (frame === null) throw new FrameError(`Bob closed the connection before ${type}`, "closed");
     const msg = bankProtocol.decode(frame);
     if (msg.type === "error") throw new BobRefused(msg.reason);
     if (msg.type !== type) throw new FrameError(`Expected ${type} from Bob, got ${msg.type}`);
@@ -157,6 +157,7 @@ export function startFakeBob(options: FakeBobOptions): AttackServer<ReplayVerdic
       } catch (err) {
         verdict = {
           succeeded: false,
+          reason: "session-broke-off",
           detail: `Alice's session with the fake Bob broke off: ${errorMessage(err)}`,
         };
       } finally {
@@ -184,7 +185,7 @@ async function impersonate(
 ): Promise<Verdict> {
   const next = async (what: string) => {
     const frame = await stream.readFrame();
-    if (frame === null) throw new FrameError(`Alice hung up before ${what}`);
+    if (frame === null) throw new FrameError(`Alice hung up before ${what}`, "closed");
     fromAlice.push(frame);
     return bankProtocol.decode(frame);
   };
@@ -192,6 +193,7 @@ async function impersonate(
     msg.type === "error"
       ? {
         succeeded: false,
+        reason: "replay-refused",
         detail: `Alice refused the replayed frames at STEP ${
           /^STEP (\d)/.exec(msg.reason ?? "")?.[1] ?? step
         } and told Trudy why: ${msg.reason}`,
@@ -208,6 +210,7 @@ async function impersonate(
   if (aliceMode !== recorded.mode) {
     return {
       succeeded: false,
+      reason: "protocol-mismatch",
       detail:
         `Alice speaks the ${aliceMode} protocol but Trudy recorded Bob speaking the ${recorded.mode} protocol`,
     };
@@ -240,6 +243,7 @@ async function impersonate(
     );
     return {
       succeeded: true,
+      reason: "replay-accepted",
       detail:
         "Alice accepted Bob's proof replayed from an earlier session (seed: the same signature over a fixed sentence every time) and sent her secret to Trudy, believing she is Bob",
     };
@@ -247,6 +251,7 @@ async function impersonate(
   log.step(5, `Alice sent ${after.type}`);
   return {
     succeeded: true,
+    reason: "replay-accepted",
     detail: `Alice accepted the replayed proof and went on to step 5 (${after.type})`,
   };
 }

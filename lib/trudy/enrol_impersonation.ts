@@ -59,6 +59,7 @@ export async function enrolImpersonation(
     );
     return {
       succeeded: true,
+      reason: "enrolled-without-code",
       detail:
         `Trudy holds a valid certificate for ${victim} and its private key: she can log in to Blackboard as ${victim}`,
       cert,
@@ -69,6 +70,7 @@ export async function enrolImpersonation(
       log.step(2, `the CA refused: ${err.message}`);
       return {
         succeeded: false,
+        reason: "code-required",
         detail: `the CA refused to issue a certificate for ${victim}: ${err.message}`,
       };
     }

@@ -51,17 +51,20 @@ export function startMessageReplay(
         if (replayed === undefined) {
           return {
             succeeded: false,
+            reason: "nothing-to-replay",
             detail: "the session ended before a step-6 message passed: nothing to replay",
           };
         }
         if (outcome.kind === "refused") {
           return {
             succeeded: false,
+            reason: "replay-refused",
             detail: `Blackboard refused the copy of ${replayed}: ${outcome.reason}`,
           };
         }
         return {
           succeeded: true,
+          reason: "copy-accepted",
           detail: `Blackboard accepted the copy of the student's ${replayed}: ${
             observer.mode === "seed"
               ? seedAcceptance(outcome, settleMs)

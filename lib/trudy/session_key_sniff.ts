@@ -113,6 +113,7 @@ export function startSessionKeySniff(
         if (forged === undefined) {
           return {
             succeeded: false,
+            reason: observer.mode === "default" ? "no-key-ended-early" : "ended-before-key",
             detail: observer.mode === "default"
               ? "no session key crossed the wire and the session ended before Trudy could inject"
               : "the session ended before Trudy saw a session key and could inject",
@@ -121,6 +122,7 @@ export function startSessionKeySniff(
         if (outcome.kind === "refused") {
           return {
             succeeded: false,
+            reason: forged === "guessed" ? "mac-refused" : "sniffed-key-forgery-refused",
             detail: forged === "guessed"
               ? `no session key crossed the wire (STEP 5 carried only a key confirmation MAC); Blackboard refused Trudy's message forged under a guessed key: ${outcome.reason}`
               : `Blackboard refused the message forged with the sniffed key: ${outcome.reason}`,
@@ -128,6 +130,9 @@ export function startSessionKeySniff(
         }
         return {
           succeeded: true,
+          reason: forged === "sniffed"
+            ? "sniffed-key-forgery-accepted"
+            : "guessed-key-forgery-accepted",
           detail: forged === "sniffed"
             ? `Trudy read the session key that the student sent back in the clear at STEP 5 and injected a forged message | HMAC under it; Blackboard accepted it: ${
               seedAcceptance(outcome, settleMs)
@@ -323,6 +328,7 @@ export async function sniffCapture(options: SniffCaptureOptions): Promise<SniffC
     log.step(6, `forged: '${message}' | HMAC ${toHex(hmac)}`);
     return {
       succeeded: true,
+      reason: "key-in-capture",
       detail: `Trudy read the session key of ${
         sid ? `student ${sid}` : "a student"
       } from STEP 5 of TCP stream ${s.id} (sent back in the clear); ${valid} of ${total} captured message${
@@ -337,6 +343,7 @@ export async function sniffCapture(options: SniffCaptureOptions): Promise<SniffC
   }
   return {
     succeeded: false,
+    reason: streams.length === 0 ? "no-session-in-capture" : "no-key-in-capture",
     detail: streams.length === 0
       ? `the capture holds no Blackboard session${
         options.port !== undefined ? ` on port ${options.port}` : ""

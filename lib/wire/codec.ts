@@ -42,9 +42,48 @@ export class UnexpectedMessageError extends FrameError {
   override name = "UnexpectedMessageError";
 }
 
-/** The peer refused: it sent the protocol's `error` message with a reason. */
-export class PeerRefusedError extends Error {
-  override name = "PeerRefusedError";
+/**
+ * A protocol refusal: one side turned the other away with the protocol's `error` message. Which
+ * side refused is the subclass, as in tlslite-ng's TLSRemoteAlert and TLSLocalAlert:
+ * `RemoteRefusal` (the peer refused us) or `LocalRefusal` (we refused the peer).
+ */
+export class ProtocolRefusal extends Error {
+  override name = "ProtocolRefusal";
+}
+
+/**
+ * The peer refused us: it sent the protocol's `error` message. `reason` is the peer's text as it
+ * arrived: data from the peer, to pass through `printable` before it reaches a terminal. The
+ * message is the reason, after `context` when one is given (`Bob refused: …`).
+ */
+export class RemoteRefusal extends ProtocolRefusal {
+  override name = "RemoteRefusal";
+  /** The peer's own words. */
+  readonly reason: string;
+
+  constructor(reason: string, options: { context?: string } = {}) {
+    super(options.context === undefined ? reason : `${options.context}: ${reason}`);
+    this.reason = reason;
+  }
+}
+
+/** The older name of `RemoteRefusal`: the same class, so `instanceof` works with either name. */
+export const PeerRefusedError = RemoteRefusal;
+export type PeerRefusedError = RemoteRefusal;
+
+/**
+ * We refused the peer: `code` is a short stable reason for code, logs and tests to match
+ * (`malformed-request`, `enrolment-refused`, …); the message is the one line sent to the peer in
+ * the protocol's `error` message.
+ */
+export class LocalRefusal extends ProtocolRefusal {
+  override name = "LocalRefusal";
+  readonly code: string;
+
+  constructor(code: string, text: string) {
+    super(text);
+    this.code = code;
+  }
 }
 
 const utf8 = new TextEncoder();
@@ -109,11 +148,12 @@ export class Protocol<S extends MessageSpecs> {
 
   /** Decodes one message; throws `FrameError` on anything but an exact, well-formed message. */
   decode(bytes: Uint8Array): Message<S> {
-    if (bytes.length === 0) throw new FrameError(`Empty ${this.name} message`);
+    if (bytes.length === 0) throw new FrameError(`Empty ${this.name} message`, "malformed");
     const type = this.#byCode.get(bytes[0]!);
     if (type === undefined) {
       throw new FrameError(
         `Unknown ${this.name} message type 0x${bytes[0]!.toString(16).padStart(2, "0")}`,
+        "malformed",
       );
     }
     const spec = this.messages[type]!;
@@ -123,17 +163,19 @@ export class Protocol<S extends MessageSpecs> {
     for (const [field, kind] of Object.entries(spec.fields)) {
       const where = `${this.name} ${type}: field ${field}`;
       if (kind === "uint") {
-        if (off + 8 > bytes.length) throw new FrameError(`Truncated ${where}`);
+        if (off + 8 > bytes.length) throw new FrameError(`Truncated ${where}`, "truncated");
         const v = view.getBigUint64(off);
-        if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new FrameError(`Out of range ${where}`);
+        if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
+          throw new FrameError(`Out of range ${where}`, "malformed");
+        }
         out[field] = Number(v);
         off += 8;
         continue;
       }
-      if (off + 4 > bytes.length) throw new FrameError(`Truncated ${where}`);
+      if (off + 4 > bytes.length) throw new FrameError(`Truncated ${where}`, "truncated");
       const len = view.getUint32(off);
       off += 4;
-      if (off + len > bytes.length) throw new FrameError(`Truncated ${where}`);
+      if (off + len > bytes.length) throw new FrameError(`Truncated ${where}`, "truncated");
       const body = bytes.slice(off, off + len);
       off += len;
       if (kind === "bytes") {
@@ -142,12 +184,15 @@ export class Protocol<S extends MessageSpecs> {
         try {
           out[field] = strictUtf8.decode(body);
         } catch {
-          throw new FrameError(`Invalid UTF-8 in ${where}`);
+          throw new FrameError(`Invalid UTF-8 in ${where}`, "malformed");
         }
       }
     }
     if (off !== bytes.length) {
-      throw new FrameError(`${bytes.length - off} trailing bytes after ${this.name} ${type}`);
+      throw new FrameError(
+        `${bytes.length - off} trailing bytes after ${this.name} ${type}`,
+        "malformed",
+      );
     }
     return out as Message<S>;
   }
@@ -170,7 +215,8 @@ type WithError = { error: { code: number; label: string; fields: { reason: "text
 
 /**
  * A framed connection speaking one protocol: send typed messages, receive the ones expected now.
- * A protocol that declares `error: { reason: text }` turns a received error into `PeerRefusedError`.
+ * A protocol that declares `error: { reason: text }` turns a received error into `RemoteRefusal`,
+ * and sends a `LocalRefusal` with `refuse`.
  */
 export class Channel<S extends MessageSpecs> {
   readonly protocol: Protocol<S>;
@@ -196,14 +242,30 @@ export class Channel<S extends MessageSpecs> {
     const frame = await this.stream.readFrame(options);
     const expected = types.join(" or ");
     if (frame === null) {
-      throw new FrameError(`Connection closed while waiting for ${expected}`);
+      throw new FrameError(`Connection closed while waiting for ${expected}`, "closed");
     }
     const msg = this.protocol.decode(frame);
     if ((types as readonly string[]).includes(msg.type as string)) return msg as Message<S, N>;
     if (msg.type === "error" && "error" in this.protocol.messages) {
-      throw new PeerRefusedError((msg as unknown as Message<WithError>).reason);
+      throw new RemoteRefusal((msg as unknown as Message<WithError>).reason);
     }
     throw new UnexpectedMessageError(`Expected ${expected}, got ${String(msg.type)}`);
+  }
+
+  /**
+   * Tells the peer why it is refused (the protocol's `error` message with the refusal's text) and
+   * returns the refusal, for the caller to log or throw. Requires a protocol with `error`.
+   */
+  async refuse(refusal: LocalRefusal): Promise<LocalRefusal> {
+    if (!("error" in this.protocol.messages)) {
+      throw new TypeError(`${this.protocol.name} has no error message to refuse with`);
+    }
+    await this.stream.writeFrame(
+      (this.protocol as unknown as Protocol<WithError>).encode("error", {
+        reason: refusal.message,
+      }),
+    );
+    return refusal;
   }
 
   /** Receives the next message of any type, or `null` at a clean end of stream. */

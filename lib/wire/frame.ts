@@ -13,9 +13,27 @@ export interface ByteStream {
   close(): void;
 }
 
-/** Malformed input from the peer: an oversized, truncated or undecodable frame. */
+/**
+ * What went wrong with a frame, for code to branch on (the message is for people):
+ *
+ * - `oversized`: a length prefix above the limit, refused before any payload is buffered;
+ * - `truncated`: the frame, or a field inside it, ends before its declared length (on a stream:
+ *   the connection ended in the middle of a frame);
+ * - `malformed`: a complete frame whose content does not decode or is not allowed here;
+ * - `closed`: the connection is closed, or ended cleanly where a frame was still expected.
+ */
+export type FrameErrorKind = "oversized" | "truncated" | "malformed" | "closed";
+
+/** Bad input from the peer, or a connection that ended where a frame was due; see `kind`. */
 export class FrameError extends Error {
   override name = "FrameError";
+  readonly kind: FrameErrorKind;
+
+  /** `kind` defaults to `malformed`, what every protocol-level subclass reports. */
+  constructor(message: string, kind: FrameErrorKind = "malformed", options?: ErrorOptions) {
+    super(message, options);
+    this.kind = kind;
+  }
 }
 
 /** A read or write did not finish before its deadline; the connection has been closed. */
@@ -109,7 +127,10 @@ export class FramedStream {
       if (got === 0) return null;
       const length = new DataView(header.buffer).getUint32(0);
       if (length > limit) {
-        throw new FrameError(`Frame of ${length} bytes exceeds the limit of ${limit} bytes`);
+        throw new FrameError(
+          `Frame of ${length} bytes exceeds the limit of ${limit} bytes`,
+          "oversized",
+        );
       }
       const payload = new Uint8Array(length);
       await this.#readInto(payload, false);
@@ -156,7 +177,7 @@ export class FramedStream {
   }
 
   async #withDeadline<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
-    if (this.#closed) throw new FrameError("Connection is closed");
+    if (this.#closed) throw new FrameError("Connection is closed", "closed");
     let expired = false;
     const timer = setTimeout(() => {
       expired = true;
@@ -205,6 +226,7 @@ export class FramedStream {
         if (filled === 0 && allowEof) return 0;
         throw new FrameError(
           `Connection closed in the middle of a frame (truncated after ${filled} of ${dest.length} bytes)`,
+          "truncated",
         );
       }
     }

@@ -1,8 +1,10 @@
 /**
  * Trudy as a real process for the attack tests: started on port 0 with `--once`, her listening
- * port read from her `Trudy listening on` line, her verdict line read from standard output.
+ * port read from her `Trudy listening on` line, her verdict and its reason code read from standard
+ * output.
  */
 
+import assert from "node:assert/strict";
 import type { BlackboardMode } from "../../lib/blackboard/mod.ts";
 import type { HostPort, StepLog } from "../../lib/runtime/mod.ts";
 import type { StudentIdentity } from "../../lib/ca/mod.ts";
@@ -15,6 +17,25 @@ export interface TrudyRun extends AsyncDisposable {
   port: number;
   /** Waits for Trudy to exit; returns her exit status, verdict line (stdout) and log (stderr). */
   result(): Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+/** Trudy's verdict as printed: the verdict line's outcome and words, and the reason code. */
+export interface PrintedVerdict {
+  outcome: "SUCCEEDED" | "FAILED";
+  /** The words after `ATTACK …: `. */
+  detail: string;
+  /** The code of the `[reason: …]` line. */
+  reason: string;
+}
+
+/**
+ * Reads Trudy's standard output, which must be exactly one verdict line and its reason line:
+ * `ATTACK SUCCEEDED|FAILED: …` then `[reason: code]`.
+ */
+export function printedVerdict(stdout: string): PrintedVerdict {
+  const m = /^ATTACK (SUCCEEDED|FAILED): ([^\n]*)\n\[reason: ([a-z0-9-]+)\]\n$/.exec(stdout);
+  assert.ok(m, `not one verdict line and its reason line: ${JSON.stringify(stdout)}`);
+  return { outcome: m[1] as PrintedVerdict["outcome"], detail: m[2]!, reason: m[3]! };
 }
 
 /** Starts `trudy ATTACK ARGS… --once --listen-port 0` and waits until she listens. */

@@ -340,3 +340,86 @@ Deno.test("ca issue writes a server key (0600) and certificate that OpenSSL acce
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /'bad name!' is not a DNS name/);
 });
+
+/** Enrols SID with no code against the CA at `addr`; returns the student's run. */
+async function enrolWithoutCode(addr: string, dataDir: string, home: string) {
+  return await runActor("actors/student.ts", [
+    "enroll",
+    "--sid",
+    SID,
+    "--ca",
+    addr,
+    "--ca-cert",
+    `${dataDir}/cuhk.cer`,
+    "--home",
+    home,
+  ]);
+}
+
+Deno.test("ca serve --protocol seed is open enrolment: an ID enrols without a code", async () => {
+  await using dir = await tempDir();
+  const dataDir = `${dir.path}/ca`;
+  const { proc, addr } = await startCa(dataDir, ["--protocol", "seed"]);
+  try {
+    assert.match(proc.stderr, /listening on .* \(seed protocol: open enrolment\)/);
+    assert.match(proc.stderr, /WARNING --protocol seed \(open enrolment\): anyone can get/);
+    assert.doesNotMatch(proc.stderr, /deprecated/);
+    const enrol = await enrolWithoutCode(addr, dataDir, `${dir.path}/home`);
+    assert.equal(enrol.code, 0, enrol.stderr);
+    assert.equal(enrol.stdout, `SID: ${SID} sign finished.\n`);
+  } finally {
+    assert.equal((await proc.stop("SIGINT")).code, 0);
+  }
+  // The default protocol, said out loud or not: no code, no certificate.
+  for (const extra of [["--protocol", "default"], []]) {
+    const strict = await startCa(dataDir, extra);
+    try {
+      assert.match(strict.proc.stderr, /listening on .* \(default protocol\)/);
+      const refused = await enrolWithoutCode(
+        strict.addr,
+        dataDir,
+        `${dir.path}/home-${extra.length}`,
+      );
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /Enrolment code is not valid/);
+    } finally {
+      await strict.proc.stop("SIGINT");
+    }
+  }
+});
+
+Deno.test("ca serve --open-enrolment still works for one release, with a deprecation warning", async () => {
+  await using dir = await tempDir();
+  const dataDir = `${dir.path}/ca`;
+  const { proc, addr } = await startCa(dataDir, ["--open-enrolment"]);
+  try {
+    assert.match(
+      proc.stderr,
+      /^ca serve: --open-enrolment is deprecated; use --protocol default\|seed$/m,
+    );
+    assert.match(proc.stderr, /listening on .* \(seed protocol: open enrolment\)/);
+    const enrol = await enrolWithoutCode(addr, dataDir, `${dir.path}/home`);
+    assert.equal(enrol.code, 0, enrol.stderr);
+  } finally {
+    await proc.stop("SIGINT");
+  }
+  const both = await runActor("actors/ca.ts", [
+    "serve",
+    "--open-enrolment",
+    "--protocol",
+    "default",
+    "--data-dir",
+    dataDir,
+  ]);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /^ca serve: --open-enrolment means --protocol seed/);
+  const bad = await runActor("actors/ca.ts", [
+    "serve",
+    "--protocol",
+    "open",
+    "--data-dir",
+    dataDir,
+  ]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^ca serve: --protocol must be default or seed, got 'open'/);
+});

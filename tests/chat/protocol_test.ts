@@ -9,11 +9,11 @@ import {
   formatServerMessage,
   nickProblem,
   parseInputLine,
-  printable,
   SERVER_MESSAGES,
   type ServerMessage,
   textProblem,
 } from "../../lib/chat/mod.ts";
+import { printable } from "../../lib/runtime/mod.ts";
 
 const utf8 = new TextEncoder();
 

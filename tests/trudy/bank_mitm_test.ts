@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { BankClient, openSession } from "../../lib/bank/mod.ts";
 import { aliceOptions, startBank } from "../_fixtures/bank.ts";
 import { memoryLog, runActor, TestPki } from "../_fixtures/helpers.ts";
-import { startTrudy } from "../_fixtures/trudy.ts";
+import { printedVerdict, startTrudy } from "../_fixtures/trudy.ts";
 
 Deno.test("trudy bank-mitm succeeds against seed mode: a deposit of 10.00 becomes 900.00, Alice sees 10.00", async () => {
   await using pki = await TestPki.start();
@@ -35,10 +35,16 @@ Deno.test("trudy bank-mitm succeeds against seed mode: a deposit of 10.00 become
 
   const r = await trudy.result();
   assert.equal(r.code, 0, r.stderr);
+  const verdict = printedVerdict(r.stdout);
+  assert.equal(verdict.outcome, "SUCCEEDED");
+  assert.equal(verdict.reason, "seed-key-accepted");
+  // What she read, what she changed, and that she covered it up.
   assert.match(
-    r.stdout,
-    /^ATTACK SUCCEEDED: Trudy put her key in 'Hi, I'm Bob' \(seed: unauthenticated\), forged Bob's proof with it, read Alice's secret and 3 operations \(Alice → Bob deposit 10\.00, Alice → Bob balance, Alice → Bob exit\); changed a deposit of 10\.00 into 900\.00 on its way to Bob, and rewrote Bob's reply so Alice saw her own amount\n$/,
+    verdict.detail,
+    / 3 operations \(Alice → Bob deposit 10\.00, Alice → Bob balance, Alice → Bob exit\);/,
   );
+  assert.match(verdict.detail, /a deposit of 10\.00 into 900\.00/);
+  assert.match(verdict.detail, /rewrote Bob's reply /);
   for (
     const step of [
       /STEP 2 Hi, I'm Bob: kept Bob's raw key .* and sent Alice Trudy's/,
@@ -63,9 +69,15 @@ Deno.test("trudy bank-mitm fails against secure mode: Alice refuses Trudy's cert
   );
   const r = await trudy.result();
   assert.equal(r.code, 3, r.stderr);
-  assert.equal(
-    r.stdout,
-    "ATTACK FAILED: Alice refused Trudy's key at STEP 2 and told Trudy why: STEP 2 Hi, I'm Bob failed: Cannot verify certificate bank: it is not issued by the pinned root\n",
+  const verdict = printedVerdict(r.stdout);
+  assert.equal(verdict.outcome, "FAILED");
+  assert.equal(verdict.reason, "key-refused");
+  // Alice's own words, as Trudy received them.
+  assert.ok(
+    verdict.detail.endsWith(
+      ": STEP 2 Hi, I'm Bob failed: Cannot verify certificate bank: it is not issued by the pinned root",
+    ),
+    verdict.detail,
   );
   assert.match(r.stderr, /STEP 2 Hi, I'm Bob: replaced Bob's certificate with Trudy's/);
   assert.equal(bank.accounts.balance("1155000001"), 0);

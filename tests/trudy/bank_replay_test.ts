@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { openSession } from "../../lib/bank/mod.ts";
 import { aliceOptions, startBank } from "../_fixtures/bank.ts";
 import { memoryLog, runActor, TestPki } from "../_fixtures/helpers.ts";
-import { startTrudy } from "../_fixtures/trudy.ts";
+import { printedVerdict, startTrudy } from "../_fixtures/trudy.ts";
 
 Deno.test("trudy bank-replay succeeds against seed mode: Alice takes Trudy for Bob and sends her secret", async () => {
   await using pki = await TestPki.start();
@@ -26,10 +26,9 @@ Deno.test("trudy bank-replay succeeds against seed mode: Alice takes Trudy for B
   assert.ok(lines.some((l) => /STEP 5 Alice's secret: sent/.test(l)));
   const r = await trudy.result();
   assert.equal(r.code, 0, r.stderr);
-  assert.equal(
-    r.stdout,
-    "ATTACK SUCCEEDED: Alice accepted Bob's proof replayed from an earlier session (seed: the same signature over a fixed sentence every time) and sent her secret to Trudy, believing she is Bob\n",
-  );
+  const verdict = printedVerdict(r.stdout);
+  assert.equal(verdict.outcome, "SUCCEEDED");
+  assert.equal(verdict.reason, "replay-accepted");
   assert.match(
     r.stderr,
     /STEP 4 recording: kept Bob's proof, his signature over 'Alice, This Is Bob'/,
@@ -51,9 +50,15 @@ Deno.test("trudy bank-replay fails against secure mode: Alice refuses the record
   );
   const r = await trudy.result();
   assert.equal(r.code, 3, r.stderr);
-  assert.equal(
-    r.stdout,
-    "ATTACK FAILED: Alice refused the replayed frames at STEP 4 and told Trudy why: STEP 4 Bob's proof failed: Bob's signature does not cover this exchange (a replayed or forged proof: Alice's nonce is not in it)\n",
+  const verdict = printedVerdict(r.stdout);
+  assert.equal(verdict.outcome, "FAILED");
+  assert.equal(verdict.reason, "replay-refused");
+  // Alice's own words, as Trudy received them.
+  assert.ok(
+    verdict.detail.endsWith(
+      ": STEP 4 Bob's proof failed: Bob's signature does not cover this exchange (a replayed or forged proof: Alice's nonce is not in it)",
+    ),
+    verdict.detail,
   );
   // Trudy first tried the seed protocol, then recorded the secure one.
   assert.match(r.stderr, /does not speak the seed protocol/);
@@ -63,5 +68,25 @@ Deno.test("trudy bank-replay fails against secure mode: Alice refuses the record
 Deno.test("trudy bank-replay: a bad --protocol is a usage error", async () => {
   const r = await runActor("actors/trudy.ts", ["bank-replay", "--protocol", "tls"]);
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /^trudy bank-replay: --protocol must be seed or secure, got 'tls'/);
+  assert.match(r.stderr, /^trudy bank-replay: --protocol must be default or seed, got 'tls'/);
+});
+
+Deno.test("trudy bank-replay --protocol default records the default handshake; 'secure' still works, with a warning", async () => {
+  await using pki = await TestPki.start();
+  await using bank = await startBank(pki);
+  for (const protocol of ["default", "secure"]) {
+    await using trudy = await startTrudy("bank-replay", [
+      "--bank",
+      `127.0.0.1:${bank.port}`,
+      "--protocol",
+      protocol,
+    ]);
+    const stderr = trudy.process.stderr;
+    assert.match(stderr, /recorded Bob's default handshake: now playing Bob/);
+    assert.doesNotMatch(stderr, /does not speak the seed protocol/, "no seed attempt first");
+    const warning =
+      /^trudy bank-replay: --protocol secure is deprecated; use --protocol default\|seed$/m;
+    if (protocol === "secure") assert.match(stderr, warning);
+    else assert.doesNotMatch(stderr, /deprecated/);
+  }
 });

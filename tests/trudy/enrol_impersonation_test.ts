@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { enrolImpersonation } from "../../lib/trudy/mod.ts";
 import { verifyCertificate } from "../../lib/pki/mod.ts";
 import { memoryLog, runActor, TestPki } from "../_fixtures/helpers.ts";
+import { printedVerdict } from "../_fixtures/trudy.ts";
 
 const VICTIM = "1155000777";
 
@@ -15,6 +16,7 @@ Deno.test("enrol-impersonation succeeds against the seeds' open enrolment", asyn
     log,
   });
   assert.equal(verdict.succeeded, true, verdict.detail);
+  assert.equal(verdict.reason, "enrolled-without-code");
   // What Trudy holds is a certificate any verifier accepts for the victim.
   await verifyCertificate(verdict.cert!, {
     root: pki.root,
@@ -42,9 +44,15 @@ Deno.test("enrol-impersonation fails against the default CA: no code, no certifi
     pki.rootPath,
   ]);
   assert.equal(r.code, 3, r.stderr);
-  assert.equal(
-    r.stdout,
-    `ATTACK FAILED: the CA refused to issue a certificate for ${VICTIM}: Enrolment refused: Enrolment code is not valid for ${VICTIM}\n`,
+  const verdict = printedVerdict(r.stdout);
+  assert.equal(verdict.outcome, "FAILED");
+  assert.equal(verdict.reason, "code-required");
+  // The victim's ID, then the CA's own words.
+  assert.ok(
+    verdict.detail.endsWith(
+      ` ${VICTIM}: Enrolment refused: Enrolment code is not valid for ${VICTIM}`,
+    ),
+    verdict.detail,
   );
   assert.match(r.stderr, /STEP 2 the CA refused/);
   assert.equal(pki.ca.ledger().length, 0, "nothing issued");

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { openSeedSession, openSession } from "../../lib/blackboard/mod.ts";
 import { PeerRefusedError } from "../../lib/wire/mod.ts";
-import { blackboardOnThePath } from "../_fixtures/trudy.ts";
+import { blackboardOnThePath, printedVerdict } from "../_fixtures/trudy.ts";
 
 const SID = "1155000401";
 
@@ -23,10 +23,12 @@ Deno.test("trudy message-replay succeeds against seed mode: Blackboard prints th
   session.close();
   const r = await trudy.result();
   assert.equal(r.code, 0, r.stderr);
-  assert.match(
-    r.stdout,
-    /^ATTACK SUCCEEDED: Blackboard accepted the copy of the student's message 'pay me once' \| HMAC: no refusal came back within 500 ms and the connection stayed open \(seed Blackboard sends no acknowledgement, so Trudy judges acceptance from the absence of a refusal\)\n$/,
-  );
+  const verdict = printedVerdict(r.stdout);
+  assert.equal(verdict.outcome, "SUCCEEDED");
+  assert.equal(verdict.reason, "copy-accepted");
+  // What was replayed, and that acceptance was judged from --settle-ms of silence.
+  assert.match(verdict.detail, / message 'pay me once' \| HMAC: /);
+  assert.match(verdict.detail, / within 500 ms /);
   assert.deepEqual(bb.printed, [
     `Message from ${SID}: pay me once`,
     `Message from ${SID}: pay me once`,
@@ -45,9 +47,15 @@ Deno.test("trudy message-replay fails against the default: the copy's sequence n
   );
   const r = await trudy.result();
   assert.equal(r.code, 3, r.stderr);
-  assert.equal(
-    r.stdout,
-    "ATTACK FAILED: Blackboard refused the copy of record 0: Record refused: sequence number 0, expected 1 (replayed or reordered)\n",
+  const verdict = printedVerdict(r.stdout);
+  assert.equal(verdict.outcome, "FAILED");
+  assert.equal(verdict.reason, "replay-refused");
+  // The record replayed, then Blackboard's own words.
+  assert.ok(
+    verdict.detail.endsWith(
+      " record 0: Record refused: sequence number 0, expected 1 (replayed or reordered)",
+    ),
+    verdict.detail,
   );
   assert.deepEqual(bb.printed, [`Message from ${SID}: pay me once`]);
 });
