@@ -12,6 +12,7 @@ import {
   serialOf,
   serveCa,
 } from "../lib/ca/mod.ts";
+import { describeLimits } from "../lib/net/mod.ts";
 import { certificatePem, crlNumber, crlPem, der } from "../lib/pki/mod.ts";
 import {
   dispatch,
@@ -110,12 +111,14 @@ Options:
   --protocol MODE      default (enrolment needs the ID's one-time code from 'ca code') or seed
                        (open enrolment, the seeds' behaviour: any ID without a code; teaching
                        only); --open-enrolment is the deprecated name of --protocol seed
+  --max-per-address N  connections one address may hold at once (default 16)
   --quiet              log warnings and errors only`,
     options: {
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: String(CA_PORT) },
       protocol: { type: "string" },
       "open-enrolment": { type: "boolean", default: false },
+      "max-per-address": { type: "string" },
       quiet: { type: "boolean", default: false },
       ...dataDirOption,
     },
@@ -151,7 +154,11 @@ Options:
     port,
     openEnrolment,
     signal: shutdownSignal(),
+    ...(values["max-per-address"] === undefined
+      ? {}
+      : { maxPerAddress: parsePositiveInt(values["max-per-address"], "max-per-address", 65_536) }),
   });
+  log.info(describeLimits(server.limits));
   log.info(
     `listening on ${values.host}:${server.port} (${protocol} protocol${
       openEnrolment ? ": open enrolment" : ""

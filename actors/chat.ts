@@ -64,6 +64,7 @@ Options:
   --cert FILE            server certificate from the CA (default ${DEFAULT_DIR}/localhost.cer)
   --key FILE             its private key, mode 0600 (default ${DEFAULT_DIR}/localhost.key)
   --max-clients N        clients at once (default ${D.maxClients})
+  --max-per-address N    connections one address may hold (default ${D.maxPerAddress})
   --max-text N           longest message in characters (default ${D.maxText}, at most ${MAX_TEXT})
   --rate N               messages per second per client (default ${D.rate})
   --burst N              messages a client may send at once above the rate (default ${D.burst})
@@ -82,6 +83,7 @@ Options:
       cert: { type: "string", default: `${DEFAULT_DIR}/localhost.cer` },
       key: { type: "string", default: `${DEFAULT_DIR}/localhost.key` },
       "max-clients": { type: "string" },
+      "max-per-address": { type: "string" },
       "max-text": { type: "string" },
       rate: { type: "string" },
       burst: { type: "string" },
@@ -101,6 +103,7 @@ Options:
     if (typeof v === "string") set(parsePositiveInt(v, name));
   };
   int("max-clients", (n) => (limits.maxClients = n));
+  int("max-per-address", (n) => (limits.maxPerAddress = n));
   int("max-text", (n) => {
     if (n > MAX_TEXT) throw new UsageError(`--max-text must be at most ${MAX_TEXT}`);
     limits.maxText = n;

@@ -20,6 +20,8 @@ export interface CaServerOptions {
   signal?: AbortSignal;
   readTimeoutMs?: number;
   maxConnections?: number;
+  /** Connections one address may hold at once (default 16). */
+  maxPerAddress?: number;
 }
 
 export function serveCa(options: CaServerOptions): Server {
@@ -30,6 +32,7 @@ export function serveCa(options: CaServerOptions): Server {
     log: options.log,
     signal: options.signal,
     maxConnections: options.maxConnections,
+    maxPerAddress: options.maxPerAddress,
     stream: { maxFrame: CA_MAX_FRAME, readTimeoutMs: options.readTimeoutMs ?? CA_READ_TIMEOUT_MS },
     handler: async (stream, { remote, log }) => {
       const channel = new Channel(caProtocol, stream);

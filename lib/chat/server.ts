@@ -28,6 +28,8 @@ import {
 export interface ChatLimits {
   /** Clients joined at once; more are told the server is full. */
   maxClients: number;
+  /** Connections one address may hold at once, so one host cannot fill the room. */
+  maxPerAddress: number;
   /** TLS handshake and the `hello` must finish within this. */
   helloTimeoutMs: number;
   /** A joined client that sends nothing (not even a ping) for this long is disconnected. */
@@ -48,6 +50,7 @@ export interface ChatLimits {
 
 export const DEFAULT_CHAT_LIMITS: Readonly<ChatLimits> = {
   maxClients: 1000,
+  maxPerAddress: 16,
   helloTimeoutMs: 10_000,
   idleTimeoutMs: 90_000,
   writeTimeoutMs: 10_000,
@@ -134,6 +137,7 @@ export function serveChat(options: ChatServerOptions): ChatServer {
     log: options.log,
     // Room for a few connections over the client limit, so that they hear why they are refused.
     maxConnections: limits.maxClients + 32,
+    maxPerAddress: limits.maxPerAddress,
     signal,
     graceMs: Math.min(limits.writeTimeoutMs, 3000),
     handler: (conn, info) => room.handle(conn, info),

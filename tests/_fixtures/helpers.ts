@@ -77,11 +77,19 @@ export class TestPki implements AsyncDisposable {
     this.lines = lines;
   }
 
-  static async start(options: { openEnrolment?: boolean } = {}): Promise<TestPki> {
+  static async start(
+    options: { openEnrolment?: boolean; maxPerAddress?: number } = {},
+  ): Promise<TestPki> {
     const dir = await Deno.makeTempDir({ prefix: "lab-pki-" });
     const ca = await CertificateAuthority.open(`${dir}/ca`, { rootBits: 2048 });
     const { log, lines } = memoryLog("CUHK");
-    const server = serveCa({ ca, log, port: 0, openEnrolment: options.openEnrolment ?? false });
+    const server = serveCa({
+      ca,
+      log,
+      port: 0,
+      openEnrolment: options.openEnrolment ?? false,
+      ...(options.maxPerAddress ? { maxPerAddress: options.maxPerAddress } : {}),
+    });
     return new TestPki(dir, ca, server, lines);
   }
 
