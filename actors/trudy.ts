@@ -32,6 +32,7 @@ import {
   SETTLE_MS,
   sniffCapture,
   startBankMitm,
+  startEnrolCodeTheft,
   startFakeBob,
   startMessageReplay,
   startSessionKeySniff,
@@ -54,6 +55,9 @@ Attacks:
   message-replay        send a step-6 message to Blackboard a second time (accepted in seed mode,
                         refused by sequence number in the default)
   enrol-impersonation   get a certificate for someone else's student ID
+  enrol-code-theft      on the path between a student and the CA: swap Trudy's CSR into the
+                        student's request (signed with open enrolment; refused by the default
+                        CA, whose code never crosses the wire and binds the student's own CSR)
 
 Each attack prints what Trudy saw and did as STEP lines (standard error) and ends with a verdict
 line, 'ATTACK SUCCEEDED: …' (exit status 0) or 'ATTACK FAILED: <why>' (exit status 3), followed by
@@ -328,6 +332,35 @@ ${LISTEN_USAGE}`,
   return await runAttackServer(server, log, values.once, signal);
 }
 
+async function enrolCodeTheftCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(args, {
+    name: "trudy enrol-code-theft",
+    usage: `Usage: deno task trudy enrol-code-theft [options]
+
+Trudy relays between a student and the CA; point the student's --ca at Trudy's port. She reads the
+student's enrolment request and swaps in a CSR of her own for the same ID, keeping the rest. Seed
+mode ('ca serve --protocol seed', open enrolment): the CA signs it, and Trudy holds cert 2 for the
+victim's ID. Default: the request carries no code, only a binding of the code to the student's own
+CSR; the CA refuses Trudy's CSR at STEP 2 and the victim's code stays unused.
+
+Options:
+  --ca HOST:PORT       the real CA (default 127.0.0.1:${CA_PORT})
+${LISTEN_USAGE}`,
+    options: {
+      ca: { type: "string", default: `127.0.0.1:${CA_PORT}` },
+      ...LISTEN_OPTIONS,
+    },
+  });
+  if (!parsed) return 0;
+  const { values } = parsed;
+  const upstream = parseHostPort(values.ca, CA_PORT, "ca");
+  const port = parsePort(values["listen-port"], "listen-port");
+  const log = new StepLog("Trudy");
+  const signal = shutdownSignal();
+  const server = startEnrolCodeTheft({ upstream, log, port });
+  return await runAttackServer(server, log, values.once, signal);
+}
+
 export async function main(args: string[]): Promise<number | void> {
   return await dispatch("trudy", USAGE, {
     "bank-mitm": bankMitmCommand,
@@ -335,6 +368,7 @@ export async function main(args: string[]): Promise<number | void> {
     "session-key-sniff": sessionKeySniffCommand,
     "message-replay": messageReplayCommand,
     "enrol-impersonation": enrolImpersonationCommand,
+    "enrol-code-theft": enrolCodeTheftCommand,
   }, args);
 }
 

@@ -17,6 +17,9 @@ export type VerdictReason =
   // enrol-impersonation
   | "enrolled-without-code" // the CA signed a CSR for the victim's ID without the victim's code
   | "code-required" // the CA refused: the victim's one-time enrolment code was missing
+  // enrol-code-theft
+  | "swapped-csr-signed" // the CA signed Trudy's CSR swapped into the victim's request
+  | "binding-refused" // the CA refused the swap: the code's binding covers the victim's own CSR
   // bank-mitm
   | "seed-key-accepted" // Alice took Trudy's key as Bob's; Trudy read (and changed) her operations
   | "key-refused" // Alice refused Trudy's key or certificate and said why
