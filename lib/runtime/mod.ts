@@ -4,4 +4,6 @@ export * from "./cli.ts";
 export * from "./fs.ts";
 export * from "./log.ts";
 export * from "./paths.ts";
+export * from "./process.ts";
 export * from "./sqlite.ts";
+export * from "./wait.ts";
