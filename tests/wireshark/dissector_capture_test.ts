@@ -17,7 +17,7 @@ import {
   readLabMessages,
   tshark,
 } from "../../lib/wireshark/mod.ts";
-import { runScenario, type ScenarioResult } from "../../tasks/scenarios/catalogue.ts";
+import { runScenario, type ScenarioResult } from "../../tasks/scenarios/mod.ts";
 import { encodeFrame } from "../../lib/wire/mod.ts";
 import { Changes, waitFor } from "../../lib/runtime/mod.ts";
 import { tempDir } from "../_fixtures/helpers.ts";
