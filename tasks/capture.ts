@@ -16,7 +16,7 @@ import {
   type ScenarioName,
   type ScenarioResult,
   scenarioTitle,
-} from "./scenarios/catalogue.ts";
+} from "./scenarios/mod.ts";
 
 const WIDTH = Math.max(...SCENARIO_NAMES.map((n) => n.length));
 /** Names that run several scenarios. */

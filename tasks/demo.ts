@@ -20,7 +20,7 @@
 
 import { errorMessage, parseCommand, PROJECT_ROOT, runMain } from "../lib/runtime/mod.ts";
 import { Capture, ensureCaptureTools, freePort, ladderLines } from "../lib/wireshark/mod.ts";
-import { runScenario, type ScenarioName, type ScenarioResult } from "./scenarios/catalogue.ts";
+import { runScenario, type ScenarioName, type ScenarioResult } from "./scenarios/mod.ts";
 
 const USAGE = `Usage: deno task demo [--no-capture] [--quiet]
 

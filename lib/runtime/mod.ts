@@ -5,5 +5,7 @@ export * from "./fs.ts";
 export * from "./lock.ts";
 export * from "./log.ts";
 export * from "./paths.ts";
+export * from "./process.ts";
 export * from "./sqlite.ts";
 export * from "./text.ts";
+export * from "./wait.ts";

@@ -8,7 +8,7 @@
  */
 
 import { DISSECTOR_PATH } from "../runtime/mod.ts";
-import { readTlsConnections, REASSEMBLY_PREFS, tshark } from "./tls_sequence.ts";
+import { readTlsConnections, REASSEMBLY_PREFS, tshark } from "./tls_records.ts";
 
 export interface CaptureMessage {
   frame: number;

@@ -2,5 +2,7 @@
 
 export * from "./capture.ts";
 export * from "./dissector.ts";
+export * from "./expectation.ts";
 export * from "./ladder.ts";
-export * from "./tls_sequence.ts";
+export * from "./tls_check.ts";
+export * from "./tls_records.ts";

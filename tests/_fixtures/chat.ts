@@ -15,6 +15,7 @@ import {
   type ServerMessage,
 } from "../../lib/chat/mod.ts";
 import { FramedStream } from "../../lib/wire/mod.ts";
+import { type Changes, waitFor } from "../../lib/runtime/mod.ts";
 import { memoryLog, TestPki, type TestServerCert } from "./helpers.ts";
 
 export class ChatFixture implements AsyncDisposable {
@@ -23,25 +24,27 @@ export class ChatFixture implements AsyncDisposable {
   readonly rootPem: string;
   readonly server: ChatServer;
   readonly lines: string[];
+  readonly #changes: Changes;
   readonly #clients: ChatClient[] = [];
 
   private constructor(
     pki: TestPki,
     cert: TestServerCert,
     server: ChatServer,
-    lines: string[],
+    log: { lines: string[]; changes: Changes },
   ) {
     this.pki = pki;
     this.cert = cert;
     this.rootPem = pki.ca.rootPem;
     this.server = server;
-    this.lines = lines;
+    this.lines = log.lines;
+    this.#changes = log.changes;
   }
 
   static async start(limits: Partial<ChatLimits> = {}): Promise<ChatFixture> {
     const pki = await TestPki.start();
     const cert = await pki.serverCert("localhost", ["127.0.0.1"]);
-    const { log, lines } = memoryLog("chat");
+    const { log, lines, changes } = memoryLog("chat");
     const server = serveChat({
       cert: await Deno.readTextFile(cert.certPath),
       key: cert.keyPem,
@@ -49,7 +52,7 @@ export class ChatFixture implements AsyncDisposable {
       port: 0,
       limits,
     });
-    return new ChatFixture(pki, cert, server, lines);
+    return new ChatFixture(pki, cert, server, { lines, changes });
   }
 
   get port(): number {
@@ -80,17 +83,14 @@ export class ChatFixture implements AsyncDisposable {
     return { conn, framed: new FramedStream(conn, { maxFrame: SERVER_MAX_FRAME }) };
   }
 
-  /** Waits until a server log line matches. */
+  /** Waits until a server log line matches (checked again on each new line). */
   async logMatching(pattern: RegExp, timeoutMs = 5000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const line = this.lines.find((l) => pattern.test(l));
-      if (line) return line;
-      if (Date.now() > deadline) {
-        throw new Error(`No server log line matches ${pattern}:\n${this.lines.join("\n")}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    return await waitFor(() => this.lines.find((l) => pattern.test(l)), {
+      what: `a server log line matching ${pattern}`,
+      timeoutMs,
+      changes: this.#changes,
+      detail: () => `\n${this.lines.join("\n")}`,
+    });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -5,9 +5,19 @@
 
 import { CertificateAuthority, serveCa, storeCertificate, storeKey } from "../../lib/ca/mod.ts";
 import {
+  Changes,
+  denoCommand,
+  denoRunArgs,
   ensureDir,
+  errorMessage,
+  hasCommand,
   type LogSink,
+  type ProcessOptions,
+  type ProcessResult,
   PROJECT_ROOT as ROOT,
+  runCommand,
+  RunningProcess,
+  spawnDeno,
   StepLog,
   writeFileAtomic,
   writeSecretFile,
@@ -37,11 +47,18 @@ export async function tempDir(prefix = "lab-test-"): Promise<AsyncDisposable & {
   };
 }
 
-/** A logger that keeps its lines for assertions (and stays quiet). */
-export function memoryLog(actor: string): { log: StepLog; lines: string[] } {
+/**
+ * A logger that keeps its lines for assertions (and stays quiet); `changes` is notified of each
+ * line, for `waitFor`.
+ */
+export function memoryLog(actor: string): { log: StepLog; lines: string[]; changes: Changes } {
   const lines: string[] = [];
-  const sink: LogSink = (line) => lines.push(line);
-  return { log: new StepLog(actor, { sink, noTime: true }), lines };
+  const changes = new Changes();
+  const sink: LogSink = (line) => {
+    lines.push(line);
+    changes.notify();
+  };
+  return { log: new StepLog(actor, { sink, noTime: true }), lines, changes };
 }
 
 export interface TestStudent {
@@ -144,11 +161,8 @@ export class TestPki implements AsyncDisposable {
   }
 }
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+/** What a finished process left: its exit status and output. */
+export type RunResult = ProcessResult;
 
 /** The permissions actors get in tests: loopback only, files anywhere (temp dirs). */
 export const ACTOR_PERMISSIONS = [
@@ -157,6 +171,17 @@ export const ACTOR_PERMISSIONS = [
   "--allow-write",
 ];
 
+interface ActorOptions {
+  cwd?: string;
+  permissions?: string[];
+  env?: Record<string, string>;
+}
+
+/** The process options for an actor started as the tests start them. */
+function actorOptions(script: string, options: ActorOptions): ProcessOptions {
+  return { name: script, cwd: options.cwd ?? ROOT, ...(options.env ? { env: options.env } : {}) };
+}
+
 /**
  * Runs an actor script (`actors/ca.ts`, …) as a real process with `args`, optional standard input,
  * and a time limit; returns its exit status and output.
@@ -164,126 +189,40 @@ export const ACTOR_PERMISSIONS = [
 export async function runActor(
   script: string,
   args: string[],
-  options: {
-    cwd?: string;
-    stdin?: string;
-    timeoutMs?: number;
-    permissions?: string[];
-    env?: Record<string, string>;
-  } = {},
+  options: ActorOptions & { stdin?: string; timeoutMs?: number } = {},
 ): Promise<RunResult> {
-  const cmd = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      ...(options.permissions ?? ACTOR_PERMISSIONS),
-      `${ROOT}/${script}`,
-      ...args,
-    ],
-    cwd: options.cwd ?? ROOT,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    ...(options.env ? { env: options.env } : {}),
-    signal: AbortSignal.timeout(options.timeoutMs ?? 60_000),
-  });
-  const child = cmd.spawn();
-  if (options.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(options.stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  return await spawnDeno(`${ROOT}/${script}`, args, {
+    ...actorOptions(script, options),
+    permissions: options.permissions ?? ACTOR_PERMISSIONS,
+    ...(options.stdin !== undefined ? { stdin: options.stdin } : {}),
+  }).result(options.timeoutMs ?? 60_000);
 }
 
-/** A long-running actor process (a server), with its output collected and a clean stop. */
-export class ActorProcess implements AsyncDisposable {
-  readonly child: Deno.ChildProcess;
-  #stderr = "";
-  #stdout = "";
-  readonly #done: Promise<Deno.CommandStatus>;
-
-  constructor(
-    script: string,
-    args: string[],
-    options: { cwd?: string; permissions?: string[]; env?: Record<string, string> } = {},
-  ) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        ...(options.permissions ?? ACTOR_PERMISSIONS),
-        `${ROOT}/${script}`,
-        ...args,
-      ],
-      cwd: options.cwd ?? ROOT,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      ...(options.env ? { env: options.env } : {}),
-    }).spawn();
-    const collect = async (stream: ReadableStream<Uint8Array>, add: (s: string) => void) => {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) add(chunk);
-    };
-    const outDone = collect(this.child.stdout, (s) => (this.#stdout += s));
-    const errDone = collect(this.child.stderr, (s) => (this.#stderr += s));
-    this.#done = Promise.all([this.child.status, outDone, errDone]).then(([s]) => s);
+/**
+ * A long-running actor process (a server), with its output collected and a clean stop: lib's
+ * process runner (`waitFor` wakes on each chunk of output), started as the tests start actors.
+ */
+export class ActorProcess extends RunningProcess {
+  constructor(script: string, args: string[], options: ActorOptions = {}) {
+    super(
+      denoCommand(),
+      denoRunArgs(`${ROOT}/${script}`, args, options.permissions ?? ACTOR_PERMISSIONS),
+      actorOptions(script, options),
+    );
   }
 
-  get stderr(): string {
-    return this.#stderr;
-  }
-
-  get stdout(): string {
-    return this.#stdout;
-  }
-
-  /** Waits until standard error matches `pattern`; returns the match. */
-  async waitFor(pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const m = this.#stderr.match(pattern) ?? this.#stdout.match(pattern);
-      if (m) return m;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error(`Timed out waiting for ${pattern}; stderr so far:\n${this.#stderr}`);
-  }
-
-  /** Sends a signal (default SIGINT) and waits for the process to exit. */
-  async stop(signal: Deno.Signal = "SIGINT"): Promise<Deno.CommandStatus> {
+  /** Waits until standard error (or output) matches `pattern`; returns the match. */
+  override async waitFor(pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
     try {
-      this.child.kill(signal);
-    } catch {
-      // Already exited.
+      return await super.waitFor(pattern, timeoutMs);
+    } catch (err) {
+      throw new Error(`${errorMessage(err)}; stderr so far:\n${this.stderr}`);
     }
-    return await this.#done;
-  }
-
-  get status(): Promise<Deno.CommandStatus> {
-    return this.#done;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.stop("SIGKILL");
   }
 }
 
 /** Whether a command is installed (for interop tests, which `.ci/run` installs). */
-export async function hasCommand(name: string): Promise<boolean> {
-  try {
-    const out = await new Deno.Command("sh", {
-      args: ["-c", `command -v ${name}`],
-      stdout: "null",
-      stderr: "null",
-    })
-      .output();
-    return out.success;
-  } catch {
-    return false;
-  }
-}
+export { hasCommand };
 
 /** Runs a command and returns its status and output. */
 export async function run(
@@ -291,19 +230,8 @@ export async function run(
   args: string[],
   options: { cwd?: string; stdin?: string } = {},
 ): Promise<RunResult> {
-  const child = new Deno.Command(cmd, {
-    args,
+  return await runCommand(cmd, args, {
     cwd: options.cwd ?? ROOT,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(options.stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+    ...(options.stdin !== undefined ? { stdin: options.stdin } : {}),
+  });
 }

@@ -33,6 +33,7 @@ import {
   startFakeBob,
 } from "../../lib/trudy/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
+import { waitFor } from "../../lib/runtime/mod.ts";
 import { aliceOptions, startBank } from "../_fixtures/bank.ts";
 import { memoryLog, TestPki } from "../_fixtures/helpers.ts";
 
@@ -40,12 +41,7 @@ const DAY_MS = 86_400_000;
 
 /** Waits until `check` holds (for effects on the server side). */
 async function eventually(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (check()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`Timed out waiting for ${what}`);
+  await waitFor(check, { what, timeoutMs: ms });
 }
 
 /** A server identity signed by `issuerKey` with the given profile and dates. */

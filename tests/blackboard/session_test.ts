@@ -10,6 +10,7 @@ import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
 import { randomBytes } from "../../lib/crypto/mod.ts";
 import { startMessageReplay } from "../../lib/trudy/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
+import { waitFor } from "../../lib/runtime/mod.ts";
 import { identity, listFiles, startBlackboard } from "../_fixtures/blackboard.ts";
 
 const SID = "1155000101";
@@ -178,9 +179,10 @@ Deno.test("blackboard: seed mode echoes the key in the clear and accepts a repla
   });
   await session.send("seed message");
   // Let Blackboard read both copies before the connection closes.
-  for (let i = 0; i < 100 && bb.printed.length < 2; i++) {
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitFor(() => bb.printed.length >= 2, {
+    what: "Blackboard to print both copies",
+    timeoutMs: 2000,
+  });
   session.close();
   assert.deepEqual(bb.printed, [
     `Message from ${SID}: seed message`,

@@ -8,6 +8,7 @@ import { CHUNK_SIZE, openSession } from "../../lib/blackboard/mod.ts";
 import { PeerRefusedError } from "../../lib/wire/mod.ts";
 import { randomBytes, toHex } from "../../lib/crypto/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
+import { waitFor } from "../../lib/runtime/mod.ts";
 import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
 import {
   fileSha256,
@@ -84,9 +85,10 @@ Deno.test("blackboard: an upload cut in the middle resumes after a restart, noth
     using session = await openSession({ blackboard: relay.addr, identity: id, log });
     await assert.rejects(session.upload(path));
     // Let Blackboard notice the cut.
-    for (let i = 0; i < 100 && !/partial thesis\.bin kept/.test(bb.lines.join("\n")); i++) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitFor(() => /partial thesis\.bin kept/.test(bb.lines.join("\n")), {
+      what: "Blackboard to keep the partial",
+      timeoutMs: 2000,
+    });
     assert.match(bb.lines.join("\n"), /partial thesis\.bin kept at byte \d+ for a resume/);
   }
   // Blackboard is down: the partial is there, nothing under a final name.

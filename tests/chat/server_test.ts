@@ -122,7 +122,11 @@ Deno.test("a joined client that goes silent is reaped; one that pings stays", as
   await silent.closed();
   const left = await pinger.waitFor((m) => m.type === "left" && m.nick === "silent");
   assert.equal(left.type === "left" && left.reason, "Idle for 600 ms");
-  await new Promise((r) => setTimeout(r, 800));
+  // Another idle deadline, marked by the reaping of a second silent client that joins now: the
+  // pinger, saying nothing but pings since it joined, outlives it too.
+  const silent2 = await chat.join("silent2", { keepAlive: false });
+  await silent2.waitFor(is("bye"), 5000);
+  await pinger.waitFor((m) => m.type === "left" && m.nick === "silent2");
   assert.ok(!pinger.ended);
   assert.deepEqual(chat.server.nicks, ["pinger"]);
 });

@@ -7,11 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  ATTACK_SCENARIOS,
-  runScenario,
-  type ScenarioName,
-} from "../../tasks/scenarios/catalogue.ts";
+import { ATTACK_SCENARIOS, runScenario, type ScenarioName } from "../../tasks/scenarios/mod.ts";
 import { readLabMessages } from "../../lib/wireshark/mod.ts";
 import { tempDir } from "../_fixtures/helpers.ts";
 

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { runScenario } from "../../tasks/scenarios/catalogue.ts";
+import { runScenario } from "../../tasks/scenarios/mod.ts";
 import {
   type ActorMap,
   buildLadder,

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { sniffCapture } from "../../lib/trudy/mod.ts";
 import { blackboardProtocol, openSeedSession, openSession } from "../../lib/blackboard/mod.ts";
 import { Capture } from "../../lib/wireshark/mod.ts";
+import { waitFor } from "../../lib/runtime/mod.ts";
 import { constantTimeEqual, fromHex, hmacSha256, toBytes } from "../../lib/crypto/mod.ts";
 import { identity, startBlackboard } from "../_fixtures/blackboard.ts";
 import { ACTOR_PERMISSIONS, memoryLog, runActor, tempDir, TestPki } from "../_fixtures/helpers.ts";
@@ -83,9 +84,10 @@ async function captureSession(
       const s = await openSeedSession({ blackboard: bb.addr, identity: id, log });
       await s.send("first captured message");
       await s.send("second captured message");
-      for (let i = 0; i < 100 && bb.printed.length < 2; i++) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitFor(() => bb.printed.length >= 2, {
+        what: "Blackboard to print both messages",
+        timeoutMs: 2000,
+      });
       s.close();
     } else {
       using s = await openSession({ blackboard: bb.addr, identity: id, log });

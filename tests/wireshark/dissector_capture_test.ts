@@ -17,8 +17,9 @@ import {
   readLabMessages,
   tshark,
 } from "../../lib/wireshark/mod.ts";
-import { runScenario, type ScenarioResult } from "../../tasks/scenarios/catalogue.ts";
+import { runScenario, type ScenarioResult } from "../../tasks/scenarios/mod.ts";
 import { encodeFrame } from "../../lib/wire/mod.ts";
+import { Changes, waitFor } from "../../lib/runtime/mod.ts";
 import { tempDir } from "../_fixtures/helpers.ts";
 
 async function scenario(name: "upload" | "bank" | "seed", dir: string): Promise<ScenarioResult> {
@@ -160,24 +161,33 @@ Deno.test("dissector: split frames, unknown types and truncated fields on a host
   await using dir = await tempDir("lab-dissect-hostile-");
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = listener.addr.port;
+  let total = 0;
+  const arrived = new Changes();
   const received = (async () => {
     const conn = await listener.accept();
     const buf = new Uint8Array(64 * 1024);
-    let total = 0;
     for (;;) {
       const n = await conn.read(buf);
       if (n === null) break;
       total += n;
+      arrived.notify();
     }
     conn.close();
     return total;
   })();
   const capture = await Capture.start({ ports: [port], workDir: `${dir.path}/work` });
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const pause = () => new Promise((r) => setTimeout(r, 60));
+  // Each write leaves in its own segment: the next one waits until the listener has read it.
+  let sent = 0;
+  const send = async (bytes: Uint8Array) => {
+    sent += await conn.write(bytes);
+    await waitFor(() => total >= sent, {
+      what: `${sent} bytes read by the listener`,
+      changes: arrived,
+    });
+  };
   // A CRL request in one segment: enough for the heuristic to recognise the conversation.
-  await conn.write(encodeFrame(caProtocol.encode("crlRequest", {})));
-  await pause();
+  await send(encodeFrame(caProtocol.encode("crlRequest", {})));
   // A valid CSR frame in three segments, the length itself split: reassembled into one message.
   const csr = encodeFrame(caProtocol.encode("csr", {
     sid: "1155123456",
@@ -185,14 +195,11 @@ Deno.test("dissector: split frames, unknown types and truncated fields on a host
     csr: new Uint8Array(3000).fill(7),
   }));
   for (const [a, b] of [[0, 2], [2, 1500], [1500, csr.length]] as const) {
-    await conn.write(csr.subarray(a, b));
-    await pause();
+    await send(csr.subarray(a, b));
   }
   // An unknown message type, then a CRL request whose length runs past the frame.
-  await conn.write(encodeFrame(Uint8Array.of(0x55, 1, 2, 3)));
-  await pause();
-  await conn.write(encodeFrame(Uint8Array.of(0x04, 0, 0, 0, 99, 1)));
-  await pause();
+  await send(encodeFrame(Uint8Array.of(0x55, 1, 2, 3)));
+  await send(encodeFrame(Uint8Array.of(0x04, 0, 0, 0, 99, 1)));
   conn.close();
   assert.equal(await received, 5 + csr.length + 8 + 10);
   const { path } = await capture.finish(`${dir.path}/hostile.pcapng`);

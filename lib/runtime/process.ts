@@ -1,0 +1,245 @@
+/**
+ * Child processes, for the capture scenarios (tasks/scenarios) and the tests' fixtures alike:
+ *
+ *     const server = spawnDeno("actors/ca.ts", ["serve", "--port", "0"], { permissions });
+ *     const m = await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
+ *     const { code, stdout } = await runCommand("tshark", ["-v"]);
+ *
+ * A `RunningProcess` collects its standard output and error as they come (and can hand each line
+ * to `onLine`); `waitFor` is checked again each time output arrives or the process exits, so it
+ * ends at that moment, and fails at once when the process exits without printing what is awaited.
+ */
+
+import { PROJECT_ROOT } from "./paths.ts";
+import { Changes, waitFor } from "./wait.ts";
+
+export interface ProcessResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class ProcessError extends Error {
+  override name = "ProcessError";
+}
+
+export interface ProcessOptions {
+  /** The process's name in errors (default the command). */
+  name?: string;
+  /** Default the project's top folder. */
+  cwd?: string;
+  /** Added to this process's environment. */
+  env?: Record<string, string>;
+  /** Written to standard input, which is then closed; without it standard input is null. */
+  stdin?: string;
+  /** Each visible, non-blank line of output as it comes (`visible`: a redrawn line's last state). */
+  onLine?: (line: string, from: "stdout" | "stderr") => void;
+}
+
+/** The visible part of an output line (a progress bar redraws with `\r`), escapes dropped. */
+export function visible(line: string): string {
+  const i = line.lastIndexOf("\r", line.length - 2);
+  // Terminal escape sequences (colours, line clearing) are dropped.
+  // deno-lint-ignore no-control-regex
+  const escapes = /\x1b\[[0-9;]*[A-Za-z]/g;
+  return (i >= 0 ? line.slice(i + 1) : line).replace(/\r$/, "").replace(escapes, "");
+}
+
+/** A started process whose output is collected; dispose it to kill it (SIGKILL). */
+export class RunningProcess implements AsyncDisposable {
+  readonly name: string;
+  readonly child: Deno.ChildProcess;
+  /** The exit status, once the process exited and all its output was read. */
+  readonly status: Promise<Deno.CommandStatus>;
+  /** The exit code and all the output, once the process exited and its output was read. */
+  readonly done: Promise<ProcessResult>;
+  #stdout = "";
+  #stderr = "";
+  #exited = false;
+  readonly #changes = new Changes();
+
+  constructor(command: string, args: readonly string[], options: ProcessOptions = {}) {
+    this.name = options.name ?? command;
+    this.child = new Deno.Command(command, {
+      args: [...args],
+      cwd: options.cwd ?? PROJECT_ROOT,
+      ...(options.env ? { env: options.env } : {}),
+      stdin: options.stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    if (options.stdin !== undefined) {
+      const w = this.child.stdin.getWriter();
+      // A process that exits without reading its input says so by its exit status.
+      w.write(new TextEncoder().encode(options.stdin)).then(() => w.close()).catch(() => {});
+    }
+    const onLine = options.onLine;
+    const pump = async (stream: ReadableStream<Uint8Array>, from: "stdout" | "stderr") => {
+      let pending = "";
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        if (from === "stdout") this.#stdout += chunk;
+        else this.#stderr += chunk;
+        this.#changes.notify();
+        if (!onLine) continue;
+        pending += chunk;
+        let nl: number;
+        while ((nl = pending.indexOf("\n")) >= 0) {
+          const line = visible(pending.slice(0, nl));
+          pending = pending.slice(nl + 1);
+          if (line.trim() !== "") onLine(line, from);
+        }
+      }
+      if (onLine && visible(pending).trim() !== "") onLine(visible(pending), from);
+    };
+    this.status = Promise.all([
+      this.child.status,
+      pump(this.child.stdout, "stdout"),
+      pump(this.child.stderr, "stderr"),
+    ]).then(([s]) => s).finally(() => {
+      this.#exited = true;
+      this.#changes.notify();
+    });
+    this.done = this.status.then((s) => ({
+      code: s.code,
+      stdout: this.#stdout,
+      stderr: this.#stderr,
+    }));
+  }
+
+  get stdout(): string {
+    return this.#stdout;
+  }
+
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** Standard output then standard error. */
+  get output(): string {
+    return this.#stdout + this.#stderr;
+  }
+
+  /** Whether the process exited and all its output was read. */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /** The last lines of standard error, on one line (for errors). */
+  tail(lines = 3): string {
+    return this.#stderr.trim().split("\n").slice(-lines).join(" / ");
+  }
+
+  /**
+   * The first match of `pattern` in standard error, else in standard output, as soon as it is
+   * printed; throws when the process exits without printing it, or after `timeoutMs`.
+   */
+  async waitFor(pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
+    return await waitFor(() => {
+      const m = this.#stderr.match(pattern) ?? this.#stdout.match(pattern);
+      if (m) return m;
+      if (this.#exited) {
+        throw new ProcessError(`${this.name} exited before printing ${pattern}: ${this.tail()}`);
+      }
+      return null;
+    }, {
+      what: `${this.name} to print ${pattern}`,
+      timeoutMs,
+      changes: this.#changes,
+      detail: () => this.tail(),
+    });
+  }
+
+  /** Sends a signal; nothing when the process already exited. */
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+  }
+
+  /** Sends a signal (default SIGINT) and waits for the process to exit. */
+  async stop(signal: Deno.Signal = "SIGINT"): Promise<Deno.CommandStatus> {
+    this.kill(signal);
+    return await this.status;
+  }
+
+  /** Waits for the exit; after `timeoutMs` the process is stopped with SIGTERM. */
+  async result(timeoutMs?: number): Promise<ProcessResult> {
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => this.kill(), timeoutMs);
+    try {
+      return await this.done;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop("SIGKILL");
+  }
+}
+
+/**
+ * The Deno binary to start scripts with: this one when the permissions allow running it, else
+ * `deno` from the PATH (a task scoped with `--allow-run=deno` grants only that name).
+ */
+export function denoCommand(): string {
+  const exec = Deno.execPath();
+  try {
+    if (Deno.permissions.querySync({ name: "run", command: exec }).state === "granted") return exec;
+  } catch {
+    // Permission queries unavailable: fall back to the PATH.
+  }
+  return "deno";
+}
+
+export interface DenoOptions extends ProcessOptions {
+  /** `--allow-…` flags for the script. */
+  permissions: readonly string[];
+}
+
+/** `run --quiet PERMISSIONS SCRIPT ARGS…`: the arguments of `denoCommand()` for a script. */
+export function denoRunArgs(
+  script: string,
+  args: readonly string[],
+  permissions: readonly string[],
+): string[] {
+  return ["run", "--quiet", ...permissions, script, ...args];
+}
+
+/** Starts `deno run --quiet PERMISSIONS SCRIPT ARGS…` (SCRIPT relative to `cwd`, or absolute). */
+export function spawnDeno(
+  script: string,
+  args: readonly string[],
+  options: DenoOptions,
+): RunningProcess {
+  const { permissions, ...rest } = options;
+  return new RunningProcess(denoCommand(), denoRunArgs(script, args, permissions), {
+    name: script,
+    ...rest,
+  });
+}
+
+/** Runs a command to completion (stopped with SIGTERM after `timeoutMs`, if given). */
+export async function runCommand(
+  command: string,
+  args: readonly string[],
+  options: ProcessOptions & { timeoutMs?: number } = {},
+): Promise<ProcessResult> {
+  const { timeoutMs, ...rest } = options;
+  return await new RunningProcess(command, args, rest).result(timeoutMs);
+}
+
+/** Whether a command is on the PATH (`command -v NAME`). */
+export async function hasCommand(name: string): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("sh", {
+      args: ["-c", `command -v ${name}`],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}

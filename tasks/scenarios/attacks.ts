@@ -1,0 +1,108 @@
+/**
+ * Trudy's attacks (actors/trudy.ts), each run against seed mode and then against the default, Trudy
+ * on the path on a free port: both legs (victim ↔ Trudy, Trudy ↔ server) captured, her verdicts
+ * and the victims' outcomes asserted. Here: what every attack shares, and enrol-impersonation (the
+ * bank's and Blackboard's attacks are in attacks_bank.ts and attacks_blackboard.ts).
+ */
+
+import { caProtocol } from "../../lib/ca/mod.ts";
+import type { RunningProcess } from "../../lib/runtime/mod.ts";
+import { check, checkVerdict, type Half } from "./checks.ts";
+import { type Context, outcome, prints, scenario } from "./harness.ts";
+
+export const VICTIM_SID = "1155000777";
+
+/** Starts Trudy on the path: `ATTACK --listen-port PORT --once`, after her `listening on` line. */
+export async function startTrudy(
+  ctx: Context,
+  half: Half,
+  attack: string,
+  args: string[],
+  port: number,
+): Promise<RunningProcess> {
+  ctx.sink(
+    `* ${half} mode: Trudy (${attack}) waits on 127.0.0.1:${port}; the victim is sent there`,
+  );
+  return await ctx.actors.serve("Trudy", "actors/trudy.ts", [
+    attack,
+    ...args,
+    "--listen-port",
+    String(port),
+    "--once",
+  ]);
+}
+
+export const ATTACK_ENROL_IMPERSONATION = scenario({
+  name: "attack-enrol-impersonation",
+  title: "Trudy, enrol-impersonation: a certificate for someone else's student ID",
+  ports: ["caOpen", "ca"],
+  capture: (p) => [p.caOpen, p.ca],
+  actors: (p) => ({
+    servers: { [p.caOpen]: "CUHK (CA, open enrolment)", [p.ca]: "CUHK (CA)" },
+    clients: { [p.caOpen]: "Trudy", [p.ca]: "Trudy" },
+    order: ["Trudy", "CUHK (CA, open enrolment)", "CUHK (CA)"],
+  }),
+  labels: [caProtocol.label("csr"), caProtocol.label("certificate"), caProtocol.label("error")],
+  path: ["Trudy", "CUHK (CA, open enrolment)"],
+  async run(ctx) {
+    const [open, strict] = await Promise.all([
+      ctx.actors.serve("CUHK (open)", "actors/ca.ts", [
+        "serve",
+        "--open-enrolment",
+        "--port",
+        String(ctx.ports.caOpen),
+        "--data-dir",
+        `${ctx.dir}/ca-open`,
+      ]),
+      ctx.actors.serve("CUHK", "actors/ca.ts", [
+        "serve",
+        "--port",
+        String(ctx.ports.ca),
+        "--data-dir",
+        `${ctx.dir}/ca`,
+      ]),
+    ]);
+    const attack = (ca: number, dir: string) =>
+      outcome(ctx.actors.spawn("Trudy", "actors/trudy.ts", [
+        "enrol-impersonation",
+        "--victim",
+        VICTIM_SID,
+        "--ca",
+        `127.0.0.1:${ca}`,
+        "--ca-cert",
+        `${ctx.dir}/${dir}/cuhk.cer`,
+      ]));
+
+    ctx.sink(`* seed mode (--open-enrolment): Trudy asks for cert 2 with ${VICTIM_SID}'s ID`);
+    checkVerdict(ctx, "seed", await attack(ctx.ports.caOpen, "ca-open"), {
+      pattern: /^ATTACK SUCCEEDED: /,
+      says: "ATTACK SUCCEEDED",
+    });
+    check(
+      ctx,
+      `seed: the open CA signed cert 2 for ${VICTIM_SID}, Trudy's key in it`,
+      await prints(open, new RegExp(`STEP 2 signed cert 2 for SID ${VICTIM_SID}`)),
+    );
+
+    ctx.sink(`* default: ${VICTIM_SID} has a one-time code; Trudy does not know it`);
+    await ctx.actors.run("ca code", "actors/ca.ts", [
+      "code",
+      "--sid",
+      VICTIM_SID,
+      "--data-dir",
+      `${ctx.dir}/ca`,
+    ]);
+    checkVerdict(ctx, "default", await attack(ctx.ports.ca, "ca"), {
+      pattern: new RegExp(
+        `^ATTACK FAILED: the CA refused to issue a certificate for ${VICTIM_SID}: Enrolment refused: Enrolment code is not valid for ${VICTIM_SID}$`,
+      ),
+      says: "ATTACK FAILED: the CA refused (no valid enrolment code)",
+    });
+    check(
+      ctx,
+      "default: the CA refused and signed nothing",
+      await prints(strict, /refused .*Enrolment code is not valid/) &&
+        !/signed cert 2/.test(strict.output),
+    );
+  },
+});

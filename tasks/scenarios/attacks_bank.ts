@@ -1,0 +1,220 @@
+/**
+ * Trudy against the bank (system 2), seed mode then the default: bank-mitm (on the path between
+ * Alice and Bob) and bank-replay (Bob's recorded proof replayed to Alice).
+ */
+
+import { Accounts } from "../../lib/bank/mod.ts";
+import type { ActorMap } from "../../lib/wireshark/mod.ts";
+import { startTrudy } from "./attacks.ts";
+import { check, checkVerdict } from "./checks.ts";
+import { type Context, outcome, type Ports, prints, scenario } from "./harness.ts";
+import { ALICE_SID, bank, enrol, issueServer, serveBob, startCa } from "./steps.ts";
+
+const BANK_ATTACK_PORTS = ["ca", "bankSeed", "trudySeed", "bank", "trudy"] as const;
+type BankAttackPort = typeof BANK_ATTACK_PORTS[number];
+
+/** The bank attacks' set-up: Bob in seed mode; the CA, Bob in secure mode and Alice enrolled. */
+async function startBanks(ctx: Context<BankAttackPort>): Promise<{ home: string }> {
+  await Promise.all([
+    startCa(ctx),
+    serveBob(ctx, {
+      name: "Bob (seed)",
+      seed: true,
+      port: ctx.ports.bankSeed,
+      dataDir: `${ctx.dir}/bank-seed`,
+    }),
+  ]);
+  await issueServer(ctx, "bank", `${ctx.dir}/bank`);
+  const [home] = await Promise.all([
+    enrol(ctx, ALICE_SID),
+    serveBob(ctx, { name: "Bob", port: ctx.ports.bank, dataDir: `${ctx.dir}/bank` }),
+  ]);
+  return { home };
+}
+
+/** Bob's stored balance for a customer, in cents, read from his accounts database. */
+function storedBalance(ctx: Context, dataDir: string, customer: string): number {
+  using accounts = Accounts.open(`${ctx.dir}/${dataDir}/accounts.db`);
+  return accounts.balance(customer);
+}
+
+const bankAttackActors = (p: Ports<BankAttackPort>): ActorMap => ({
+  servers: {
+    [p.bankSeed]: "Bob (bank)",
+    [p.bank]: "Bob (bank)",
+    [p.trudySeed]: "Trudy",
+    [p.trudy]: "Trudy",
+  },
+  clients: {
+    [p.bankSeed]: "Trudy",
+    [p.bank]: "Trudy",
+    [p.trudySeed]: "Alice",
+    [p.trudy]: "Alice",
+  },
+  order: ["Alice", "Trudy", "Bob (bank)"],
+});
+
+export const ATTACK_BANK_MITM = scenario({
+  name: "attack-bank-mitm",
+  title: "Trudy, bank-mitm: on the path between Alice and Bob, seed mode then the default",
+  ports: BANK_ATTACK_PORTS,
+  capture: (p) => [p.bankSeed, p.trudySeed, p.bank, p.trudy],
+  actors: bankAttackActors,
+  labels: [
+    bank("seedHello"),
+    bank("seedHiBob"),
+    bank("seedProveIt"),
+    bank("seedProof"),
+    bank("seedSecret"),
+    bank("seedRecord"),
+    bank("hello"),
+    bank("hiBob"),
+    bank("error"),
+  ],
+  trudyPorts: (p) => [p.trudySeed, p.trudy],
+  path: ["Alice", "Trudy", "Bob (bank)"],
+  async run(ctx) {
+    const { home } = await startBanks(ctx);
+
+    let trudy = await startTrudy(ctx, "seed", "bank-mitm", [
+      "--bank",
+      `127.0.0.1:${ctx.ports.bankSeed}`,
+      "--amount",
+      "900.00",
+    ], ctx.ports.trudySeed);
+    ctx.sink("* Alice (seed mode): deposit 10.00, balance, exit");
+    const seen = await ctx.actors.run("Alice", "actors/bank.ts", [
+      "client",
+      "--protocol",
+      "seed",
+      "--bank",
+      `127.0.0.1:${ctx.ports.trudySeed}`,
+      "--customer",
+      "alice",
+    ], { stdin: "deposit 10.00\nbalance\nexit\n" });
+    checkVerdict(ctx, "seed", await outcome(trudy), {
+      pattern: /^ATTACK SUCCEEDED: .*changed a deposit of 10\.00 into 900\.00/,
+      says: "ATTACK SUCCEEDED (a deposit of 10.00 changed into 900.00)",
+    });
+    const seedBalance = storedBalance(ctx, "bank-seed", "seed/alice");
+    check(
+      ctx,
+      "seed: Bob stored a balance of 900.00 for alice; Alice was shown 10.00",
+      seedBalance === 90_000 && /balance 10\.00$/m.test(seen) && !/900/.test(seen),
+      `Bob's balance ${seedBalance} cents; Alice saw: ${seen.trim().replaceAll("\n", " / ")}`,
+    );
+
+    trudy = await startTrudy(ctx, "default", "bank-mitm", [
+      "--bank",
+      `127.0.0.1:${ctx.ports.bank}`,
+      "--amount",
+      "900.00",
+    ], ctx.ports.trudy);
+    ctx.sink("* Alice (secure mode): deposit 10.00");
+    const alice = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [
+      "client",
+      "--bank",
+      `127.0.0.1:${ctx.ports.trudy}`,
+      "--home",
+      home,
+      "deposit",
+      "10.00",
+    ]));
+    checkVerdict(ctx, "default", await outcome(trudy), {
+      pattern:
+        /^ATTACK FAILED: Alice refused Trudy's key at STEP 2 and told Trudy why: .*it is not issued by the pinned root/,
+      says: "ATTACK FAILED: Alice refused Trudy's certificate at STEP 2",
+    });
+    const balance = storedBalance(ctx, "bank", ALICE_SID);
+    check(
+      ctx,
+      "default: Alice stopped at STEP 2 (certificate not issued by the pinned root), Bob's balance 0",
+      alice.code !== 0 && /STEP 2 .*not issued by the pinned root/.test(alice.stderr) &&
+        balance === 0,
+      `Alice exit ${alice.code}; Bob's balance ${balance} cents`,
+    );
+  },
+});
+
+export const ATTACK_BANK_REPLAY = scenario({
+  name: "attack-bank-replay",
+  title: "Trudy, bank-replay: Bob's recorded proof replayed to Alice, seed mode then the default",
+  ports: BANK_ATTACK_PORTS,
+  capture: (p) => [p.bankSeed, p.trudySeed, p.bank, p.trudy],
+  actors: bankAttackActors,
+  labels: [
+    bank("seedHello"),
+    bank("seedHiBob"),
+    bank("seedProveIt"),
+    bank("seedProof"),
+    bank("seedSecret"),
+    bank("hello"),
+    bank("hiBob"),
+    bank("proveIt"),
+    bank("proof"),
+    bank("error"),
+  ],
+  trudyPorts: (p) => [p.trudySeed, p.trudy],
+  path: ["Alice", "Trudy", "Bob (bank)"],
+  async run(ctx) {
+    const { home } = await startBanks(ctx);
+    const halves = [
+      {
+        half: "seed" as const,
+        bank: ctx.ports.bankSeed,
+        port: ctx.ports.trudySeed,
+        alice: ["--protocol", "seed", "--customer", "alice"],
+        expected: {
+          pattern: /^ATTACK SUCCEEDED: Alice accepted Bob's proof replayed from an earlier session/,
+          says: "ATTACK SUCCEEDED (Alice took Trudy for Bob)",
+        },
+        victim: /STEP 5 Alice's secret: sent/,
+        seen: "seed: Alice accepted the replayed proof and sent her secret (STEP 5) to Trudy",
+      },
+      {
+        half: "default" as const,
+        bank: ctx.ports.bank,
+        port: ctx.ports.trudy,
+        alice: ["--home", home],
+        expected: {
+          pattern:
+            /^ATTACK FAILED: Alice refused the replayed frames at STEP 4 .*Alice's nonce is not in it/,
+          says: "ATTACK FAILED: Alice refused the replayed proof at STEP 4 (her nonce)",
+        },
+        victim: /STEP 4 Bob's proof failed: .*Alice's nonce is not in it/,
+        seen: "default: Alice stopped at STEP 4 and sent no secret",
+      },
+    ];
+    for (const h of halves) {
+      const trudy = await startTrudy(ctx, h.half, "bank-replay", [
+        "--bank",
+        `127.0.0.1:${h.bank}`,
+        "--protocol",
+        h.half === "seed" ? "seed" : "secure",
+      ], h.port);
+      ctx.sink(`* Alice (${h.half} mode) connects to "Bob" and asks for her balance`);
+      const run = ctx.actors.spawn("Alice", "actors/bank.ts", [
+        "client",
+        ...h.alice,
+        "--bank",
+        `127.0.0.1:${h.port}`,
+        "balance",
+      ]);
+      checkVerdict(ctx, h.half, await outcome(trudy), h.expected);
+      if (h.half === "seed") {
+        // Trudy hung up with Alice's secret; Alice's retries of her balance cannot reach Bob.
+        await prints(run, /STEP 5 Alice's secret: sent/);
+        ctx.sink("* Trudy has hung up with Alice's secret: Alice is stopped");
+        run.kill("SIGTERM");
+      }
+      const alice = await outcome(run);
+      check(
+        ctx,
+        h.seen,
+        h.victim.test(alice.stderr) &&
+          (h.half === "seed" || !/STEP 5 Alice's secret: sent/.test(alice.stderr)),
+        alice.stderr.trim().split("\n").slice(-2).join(" / "),
+      );
+    }
+  },
+});

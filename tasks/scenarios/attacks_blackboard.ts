@@ -1,0 +1,237 @@
+/**
+ * Trudy against Blackboard (system 1), seed mode then the default: session-key-sniff (the session
+ * key read off the wire, a forged message | HMAC; then passively, from the capture) and
+ * message-replay (a step-6 message sent twice).
+ */
+
+import { type RunningProcess, StepLog } from "../../lib/runtime/mod.ts";
+import { FORGED_MESSAGE, sniffCapture, verdictLine, verdictStatus } from "../../lib/trudy/mod.ts";
+import type { ActorMap } from "../../lib/wireshark/mod.ts";
+import { startTrudy } from "./attacks.ts";
+import { check, checkVerdict, type Half } from "./checks.ts";
+import { type Context, outcome, type Ports, prints, scenario } from "./harness.ts";
+import { bb, enrol, issueServer, serveBlackboard, session, startCa, STUDENT_SID } from "./steps.ts";
+
+const BB_ATTACK_PORTS = ["ca", "bbSeed", "trudySeed", "blackboard", "trudy"] as const;
+type BbAttackPort = typeof BB_ATTACK_PORTS[number];
+
+/** Blackboard attacks' set-up: the CA, Blackboard in seed mode and in the default, a student. */
+async function startBlackboards(
+  ctx: Context<BbAttackPort>,
+): Promise<{ seed: RunningProcess; def: RunningProcess; home: string }> {
+  await startCa(ctx);
+  await issueServer(ctx, "blackboard", `${ctx.dir}/blackboard`);
+  const [seed, def, home] = await Promise.all([
+    serveBlackboard(ctx, {
+      name: "Blackboard (seed)",
+      seed: true,
+      port: ctx.ports.bbSeed,
+      dataDir: `${ctx.dir}/blackboard-seed`,
+    }),
+    serveBlackboard(ctx, {
+      name: "Blackboard",
+      port: ctx.ports.blackboard,
+      dataDir: `${ctx.dir}/blackboard`,
+    }),
+    enrol(ctx, STUDENT_SID),
+  ]);
+  return { seed, def, home };
+}
+
+/** The student's `send` through Trudy's port (seed or default protocol). */
+function studentSend(
+  ctx: Context,
+  half: Half,
+  home: string,
+  port: number,
+  text: string,
+): RunningProcess {
+  return ctx.actors.spawn("student", "actors/student.ts", [
+    "send",
+    ...(half === "seed" ? ["--protocol", "seed"] : []),
+    "--sid",
+    STUDENT_SID,
+    "--home",
+    home,
+    "--blackboard",
+    `127.0.0.1:${port}`,
+    "--message",
+    text,
+  ]);
+}
+
+function count(text: string, line: string): number {
+  return text.split("\n").filter((l) => l === line).length;
+}
+
+const bbAttackActors = (p: Ports<BbAttackPort>): ActorMap => ({
+  servers: {
+    [p.bbSeed]: "Blackboard",
+    [p.blackboard]: "Blackboard",
+    [p.trudySeed]: "Trudy",
+    [p.trudy]: "Trudy",
+  },
+  clients: {
+    [p.bbSeed]: "Trudy",
+    [p.blackboard]: "Trudy",
+    [p.trudySeed]: "Student",
+    [p.trudy]: "Student",
+  },
+  order: ["Student", "Trudy", "Blackboard"],
+});
+
+export const ATTACK_SESSION_KEY_SNIFF = scenario({
+  name: "attack-session-key-sniff",
+  title:
+    "Trudy, session-key-sniff: the session key read off the wire, a forged message | HMAC; seed mode then the default",
+  ports: BB_ATTACK_PORTS,
+  capture: (p) => [p.bbSeed, p.trudySeed, p.blackboard, p.trudy],
+  actors: bbAttackActors,
+  labels: [
+    bb("seedRequest"),
+    bb("seedSessionKey"),
+    bb("seedKeyEcho"),
+    bb("seedMessage"),
+    bb("request"),
+    bb("sessionKey"),
+    bb("confirm"),
+    bb("error"),
+  ],
+  trudyPorts: (p) => [p.trudySeed, p.trudy],
+  path: ["Student", "Trudy", "Blackboard"],
+  async run(ctx) {
+    const { seed, def, home } = await startBlackboards(ctx);
+
+    let trudy = await startTrudy(ctx, "seed", "session-key-sniff", [
+      "--blackboard",
+      `127.0.0.1:${ctx.ports.bbSeed}`,
+      "--settle-ms",
+      "500",
+    ], ctx.ports.trudySeed);
+    ctx.sink("* the student (seed protocol) sends one message through Trudy's port");
+    await outcome(studentSend(ctx, "seed", home, ctx.ports.trudySeed, "my own message"));
+    checkVerdict(ctx, "seed", await outcome(trudy), {
+      pattern:
+        /^ATTACK SUCCEEDED: Trudy read the session key that the student sent back in the clear at STEP 5 and injected a forged message \| HMAC under it; Blackboard accepted it/,
+      says: "ATTACK SUCCEEDED (key read at STEP 5, forgery accepted)",
+    });
+    const forged = `Message from ${STUDENT_SID}: ${FORGED_MESSAGE}`;
+    check(
+      ctx,
+      `seed: Blackboard printed Trudy's forgery as ${STUDENT_SID}'s message`,
+      await prints(seed, new RegExp(forged.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))),
+    );
+
+    trudy = await startTrudy(ctx, "default", "session-key-sniff", [
+      "--blackboard",
+      `127.0.0.1:${ctx.ports.blackboard}`,
+    ], ctx.ports.trudy);
+    ctx.sink("* the student (default protocol) sends one message through Trudy's port");
+    const student = await outcome(
+      studentSend(ctx, "default", home, ctx.ports.trudy, "my own message"),
+    );
+    checkVerdict(ctx, "default", await outcome(trudy), {
+      pattern:
+        /^ATTACK FAILED: no session key crossed the wire .*Blackboard refused Trudy's message forged under a guessed key: .*HMAC does not verify/,
+      says: "ATTACK FAILED: no key on the wire, the forgery refused",
+    });
+    check(
+      ctx,
+      "default: Blackboard printed nothing (the session closed on the forgery), the student was told",
+      !/Message from/.test(def.output) && student.code !== 0,
+      `student exit ${student.code}`,
+    );
+  },
+  async analyse(ctx, capture) {
+    ctx.sink("* Trudy, passive: session-key-sniff --pcap on this scenario's own capture");
+    const log = new StepLog("Trudy", { sink: (line) => ctx.sink(`  ${line}`) });
+    const seed = await sniffCapture({ pcap: capture, port: ctx.ports.bbSeed, log });
+    ctx.sink(`  [Trudy] ${verdictLine(seed)}`);
+    checkVerdict(ctx, "seed", {
+      code: verdictStatus(seed),
+      stdout: verdictLine(seed),
+      stderr: "",
+    }, {
+      pattern: new RegExp(
+        `^ATTACK SUCCEEDED: Trudy read the session key of student ${STUDENT_SID} from STEP 5 .*2 of 2 captured messages verify under it`,
+      ),
+      says: "(--pcap) ATTACK SUCCEEDED: the key read from the capture, 2 of 2 messages verify",
+    });
+    const def = await sniffCapture({ pcap: capture, port: ctx.ports.blackboard, log });
+    ctx.sink(`  [Trudy] ${verdictLine(def)}`);
+    checkVerdict(ctx, "default", {
+      code: verdictStatus(def),
+      stdout: verdictLine(def),
+      stderr: "",
+    }, {
+      pattern: /^ATTACK FAILED: no session key in the capture/,
+      says: "(--pcap) ATTACK FAILED: no session key in the capture",
+    });
+  },
+});
+
+export const ATTACK_MESSAGE_REPLAY = scenario({
+  name: "attack-message-replay",
+  title: "Trudy, message-replay: a step-6 message sent twice, seed mode then the default",
+  ports: BB_ATTACK_PORTS,
+  capture: (p) => [p.bbSeed, p.trudySeed, p.blackboard, p.trudy],
+  actors: bbAttackActors,
+  labels: [
+    bb("seedRequest"),
+    bb("seedSessionKey"),
+    bb("seedKeyEcho"),
+    bb("seedMessage"),
+    bb("request"),
+    bb("sessionKey"),
+    bb("confirm"),
+    bb("ready"),
+    session("message"),
+    bb("error"),
+  ],
+  trudyPorts: (p) => [p.trudySeed, p.trudy],
+  path: ["Student", "Trudy", "Blackboard"],
+  async run(ctx) {
+    const { seed, def, home } = await startBlackboards(ctx);
+    const text = "pay me once";
+    const printed = `Message from ${STUDENT_SID}: ${text}`;
+
+    let trudy = await startTrudy(ctx, "seed", "message-replay", [
+      "--blackboard",
+      `127.0.0.1:${ctx.ports.bbSeed}`,
+      "--settle-ms",
+      "500",
+    ], ctx.ports.trudySeed);
+    ctx.sink(`* the student (seed protocol) sends '${text}' once, through Trudy's port`);
+    await outcome(studentSend(ctx, "seed", home, ctx.ports.trudySeed, text));
+    checkVerdict(ctx, "seed", await outcome(trudy), {
+      pattern: /^ATTACK SUCCEEDED: Blackboard accepted the copy of the student's message/,
+      says: "ATTACK SUCCEEDED (the copy accepted)",
+    });
+    await prints(seed, new RegExp(`(${printed}\\n[^]*){2}`));
+    check(
+      ctx,
+      `seed: Blackboard printed '${text}' twice`,
+      count(seed.output, printed) === 2,
+      `printed ${count(seed.output, printed)} times`,
+    );
+
+    trudy = await startTrudy(ctx, "default", "message-replay", [
+      "--blackboard",
+      `127.0.0.1:${ctx.ports.blackboard}`,
+    ], ctx.ports.trudy);
+    ctx.sink(`* the student (default protocol) sends '${text}' once, through Trudy's port`);
+    await outcome(studentSend(ctx, "default", home, ctx.ports.trudy, text));
+    checkVerdict(ctx, "default", await outcome(trudy), {
+      pattern:
+        /^ATTACK FAILED: Blackboard refused the copy of record 0: .*sequence number 0, expected 1/,
+      says: "ATTACK FAILED: the copy refused by its sequence number",
+    });
+    await prints(def, new RegExp(printed));
+    check(
+      ctx,
+      `default: Blackboard printed '${text}' once`,
+      count(def.output, printed) === 1,
+      `printed ${count(def.output, printed)} times`,
+    );
+  },
+});

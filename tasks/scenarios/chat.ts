@@ -1,0 +1,167 @@
+/**
+ * System 3, the TLS chat: three clients over TLS 1.3; a client over TLS 1.2 (the seed's sequence),
+ * and an independent client offering only AES128-SHA (the seed's cipher), refused.
+ */
+
+import type { RunningProcess } from "../../lib/runtime/mod.ts";
+import { hasTool } from "../../lib/wireshark/mod.ts";
+import { type Context, scenario, ScenarioError, START_TIMEOUT_MS } from "./harness.ts";
+import { issueServer } from "./steps.ts";
+
+/** Which independent TLS client can offer only AES128-SHA, as the seed did. */
+async function refusalClient(): Promise<"python3" | "openssl" | undefined> {
+  if (await hasTool("python3")) return "python3";
+  if (await hasTool("openssl")) return "openssl";
+  return undefined;
+}
+
+const SEED_CLIENT = `import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+ctx.set_ciphers('AES128-SHA')
+ctx.load_verify_locations(sys.argv[2])
+try:
+    ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1]))), server_hostname='localhost')
+    print('connected with AES128-SHA')
+    sys.exit(1)
+except ssl.SSLError as e:
+    print('refused:', e.reason)`;
+
+/** Connects offering only AES128-SHA; returns what happened, throws if it was accepted. */
+async function offerAes128Sha(ctx: Context, port: number, root: string): Promise<string> {
+  const tool = await refusalClient();
+  if (!tool) return "AES128-SHA refusal not tried: neither python3 nor openssl is installed";
+  const args = tool === "python3"
+    ? ["-c", SEED_CLIENT, String(port), root]
+    : ["s_client", "-connect", `127.0.0.1:${port}`, "-tls1_2", "-cipher", "AES128-SHA"];
+  ctx.sink(`* ${tool}: a TLS 1.2 client offering only AES128-SHA (the seed's set_ciphers)`);
+  const out = await new Deno.Command(tool, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  const refused = tool === "python3"
+    ? /^refused: .*HANDSHAKE_FAILURE/im.test(text)
+    : !out.success && /handshake failure|alert number 40/i.test(text);
+  if (!refused) throw new ScenarioError(`AES128-SHA was not refused: ${text.trim().slice(0, 200)}`);
+  const line = tool === "python3"
+    ? text.trim().split("\n")[0]!
+    : "refused: sslv3 alert handshake failure";
+  ctx.sink(`  [${tool}] ${line}`);
+  return `AES128-SHA ${line} (${tool})`;
+}
+
+function chatClient(
+  ctx: Context<"chat">,
+  nick: string,
+  args: string[],
+  tls12 = false,
+): RunningProcess {
+  return ctx.actors.spawn(`chat ${nick}`, "actors/chat.ts", [
+    "client",
+    "--nick",
+    nick,
+    "--server",
+    `127.0.0.1:${ctx.ports.chat}`,
+    "--ca-cert",
+    `${ctx.dir}/chat/cuhk.cer`,
+    "--server-name",
+    "localhost",
+    ...(tls12 ? ["--tls12"] : []),
+    ...args,
+  ], ctx.tlsEnv);
+}
+
+async function startChat(ctx: Context<"chat">): Promise<void> {
+  // No CA server in this scenario: 'ca init' makes the root that 'ca issue' signs with.
+  await ctx.actors.run("ca init", "actors/ca.ts", ["init", "--data-dir", `${ctx.dir}/ca`]);
+  await issueServer(ctx, "localhost", `${ctx.dir}/chat`);
+  await ctx.actors.serve("chat server", "actors/chat.ts", [
+    "serve",
+    "--port",
+    String(ctx.ports.chat),
+    "--cert",
+    `${ctx.dir}/chat/localhost.cer`,
+    "--key",
+    `${ctx.dir}/chat/localhost.key`,
+  ], ctx.tlsEnv);
+}
+
+export const CHAT_TLS13 = scenario({
+  name: "chat-tls13",
+  title: "System 3: three chat clients over TLS 1.3",
+  ports: ["chat"],
+  capture: (p) => [p.chat],
+  actors: (p) => ({
+    servers: { [p.chat]: "chat server" },
+    clients: { [p.chat]: "client" },
+    numbered: [p.chat],
+  }),
+  tls: (p) => ({ serverPorts: [p.chat], expect: [{ name: "tls13", count: 3 }] }),
+  async run(ctx) {
+    await startChat(ctx);
+    const alice = chatClient(ctx, "alice", [
+      "--expect",
+      "carol joined",
+      "--send",
+      "hello from alice",
+      "--expect",
+      "<carol> bye all",
+    ]);
+    await alice.waitFor(/joined as alice/, START_TIMEOUT_MS);
+    const bob = chatClient(ctx, "bob", [
+      "--expect",
+      "carol joined",
+      "--send",
+      "/who",
+      "--expect",
+      "<carol> bye all",
+    ]);
+    await bob.waitFor(/joined as bob/, START_TIMEOUT_MS);
+    const carol = chatClient(ctx, "carol", [
+      "--expect",
+      "<alice> hello from alice",
+      "--send",
+      "/msg bob psst, bob",
+      "--send",
+      "bye all",
+    ]);
+    await Promise.all([alice, bob, carol].map((c) => ctx.actors.finish(c)));
+  },
+});
+
+export const CHAT_TLS12 = scenario({
+  name: "chat-tls12",
+  title: "System 3: a chat client over TLS 1.2, and AES128-SHA refused",
+  ports: ["chat"],
+  capture: (p) => [p.chat],
+  actors: (p) => ({
+    servers: { [p.chat]: "chat server" },
+    clients: { [p.chat]: "client" },
+    numbered: [p.chat],
+  }),
+  tls: (p, ctx) => ({
+    serverPorts: [p.chat],
+    expect: [
+      { name: "tls12", count: 1 },
+      ...(ctx.notes.some((n) => n.startsWith("AES128-SHA refused"))
+        ? [{ name: "aes128-sha-refused", count: 1 }]
+        : []),
+    ],
+  }),
+  async run(ctx) {
+    await startChat(ctx);
+    const dave = chatClient(ctx, "dave", [
+      "--send",
+      "hello over TLS 1.2, as in the seed's capture",
+      "--send",
+      "/who",
+      "--expect",
+      "online \\(1\\)",
+    ], true);
+    await ctx.actors.finish(dave);
+    ctx.notes.push(await offerAes128Sha(ctx, ctx.ports.chat, `${ctx.dir}/chat/cuhk.cer`));
+  },
+});

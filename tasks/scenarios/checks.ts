@@ -1,0 +1,122 @@
+/**
+ * What the scenarios assert: their own checks (an attack's verdicts, the victims' outcomes), and on
+ * the finished capture the TLS record sequences (pcap/expected), the lab messages pcap/lab.lua
+ * names, and the ladder's lanes.
+ */
+
+import {
+  checkCapture,
+  labCoverage,
+  type Ladder,
+  loadExpectation,
+  readLabMessages,
+} from "../../lib/wireshark/mod.ts";
+import type { ProcessResult } from "../../lib/runtime/mod.ts";
+import type { Check, Context, ScenarioSpec } from "./harness.ts";
+
+/** An attack's half: against seed mode, then against the default. */
+export type Half = "seed" | "default";
+
+export function check(ctx: Context, what: string, ok: boolean, report?: string): void {
+  ctx.checks.push({ what, ok, ...(report !== undefined ? { report } : {}) });
+}
+
+/**
+ * Asserts Trudy's verdict line: `ATTACK SUCCEEDED` (exit 0) against seed mode, `ATTACK FAILED:
+ * <why>` (exit 3) against the default; the line goes into the notes.
+ */
+export function checkVerdict(
+  ctx: Context,
+  half: Half,
+  trudy: ProcessResult,
+  expected: { pattern: RegExp; says: string },
+): void {
+  const line = trudy.stdout.split("\n").find((l) => l.startsWith("ATTACK ")) ??
+    `(no verdict line, exit ${trudy.code})`;
+  ctx.notes.push(`${half}: ${line}`);
+  const status = half === "seed" ? 0 : 3;
+  check(
+    ctx,
+    `${half}: Trudy's verdict ${expected.says} (exit ${status})`,
+    trudy.code === status && expected.pattern.test(line),
+    `exit ${trudy.code}: ${line}`,
+  );
+}
+
+/** The ladder shows `path`'s lanes in order, with messages both ways between each neighbour. */
+export function checkPath(path: readonly string[], ladder: Ladder): Check {
+  const lanes = path.map((a) => ladder.actors.indexOf(a));
+  const ordered = lanes.every((l, i) => l >= 0 && (i === 0 || l > lanes[i - 1]!));
+  const between = (from: string, to: string) =>
+    ladder.arrows.filter((a) => a.from === from && a.to === to).length;
+  const missing: string[] = [];
+  for (let i = 1; i < path.length; i++) {
+    const [a, b] = [path[i - 1]!, path[i]!];
+    if (between(a, b) === 0) missing.push(`no message ${a} → ${b}`);
+    if (between(b, a) === 0) missing.push(`no message ${b} → ${a}`);
+  }
+  return {
+    what: `the ladder shows ${path.join(" ⇄ ")}${
+      path.length > 2 ? `, ${path[1]} in the middle lane` : ""
+    }`,
+    ok: ordered && missing.length === 0,
+    report: [`lanes: ${ladder.actors.join(", ")}`, ...missing].join("\n"),
+  };
+}
+
+export async function checkScenario(
+  spec: ScenarioSpec<string>,
+  ctx: Context<string>,
+  file: string,
+): Promise<Check[]> {
+  const checks: Check[] = [];
+  if (spec.tls) {
+    const { serverPorts, expect } = spec.tls(ctx.ports, ctx);
+    const requirements = await Promise.all(
+      expect.map(async (e) => ({ expectation: await loadExpectation(e.name), count: e.count })),
+    );
+    const res = await checkCapture(file, requirements, { serverPorts });
+    checks.push({
+      what: `TLS records match ${expect.map((e) => `${e.name} ×${e.count}`).join(", ")}`,
+      ok: res.ok,
+      report: res.report,
+    });
+  }
+  if (spec.labels) {
+    const messages = await readLabMessages(file);
+    const seen = new Set(messages.map((m) => m.label));
+    const missing = spec.labels.filter((l) => !seen.has(l));
+    const unknown = messages.filter((m) => /unknown message type|empty frame/.test(m.label));
+    // Every payload byte of every connection must sit inside a frame the dissector named.
+    const unnamed = [...(await labCoverage(file))].filter(([, c]) => c.named !== c.wire);
+    if (spec.trudyPorts) {
+      const trudy = spec.trudyPorts(ctx.ports);
+      const onTrudy = messages.filter((m) =>
+        trudy.includes(m.srcPort) || trudy.includes(m.dstPort)
+      );
+      const streams = new Set(onTrudy.map((m) => m.stream));
+      checks.push({
+        what: `pcap/lab.lua recognises Trudy's free port${trudy.length === 1 ? "" : "s"} ${
+          trudy.join(", ")
+        } (heuristic): ${onTrudy.length} messages named on ${streams.size} connection${
+          streams.size === 1 ? "" : "s"
+        }`,
+        ok: trudy.every((p) => onTrudy.some((m) => m.srcPort === p || m.dstPort === p)),
+        report: onTrudy.map((m) => `frame ${m.frame}: ${m.srcPort} → ${m.dstPort} ${m.label}`)
+          .join("\n"),
+      });
+    }
+    checks.push({
+      what:
+        `pcap/lab.lua names all ${messages.length} lab messages (every byte), every step present`,
+      ok: missing.length === 0 && unknown.length === 0 && unnamed.length === 0 &&
+        messages.length > 0,
+      report: [
+        ...missing.map((l) => `missing: ${l}`),
+        ...unknown.map((m) => `frame ${m.frame}: ${m.label}`),
+        ...unnamed.map(([s, c]) => `TCP stream ${s}: ${c.named} of ${c.wire} payload bytes named`),
+      ].join("\n") || messages.map((m) => `frame ${m.frame}: ${m.label}`).join("\n"),
+    });
+  }
+  return checks;
+}

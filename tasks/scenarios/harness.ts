@@ -1,0 +1,228 @@
+/**
+ * What every capture scenario is made of: its name, its spec (named ports, what to capture, the
+ * ladder's actors, what to check), the context it runs in, and its actors, each a real process
+ * (lib/runtime's process runner) on free loopback ports in a private work directory.
+ */
+
+import {
+  type ProcessResult,
+  PROJECT_ROOT,
+  type RunningProcess,
+  spawnDeno,
+  visible,
+} from "../../lib/runtime/mod.ts";
+import { type ActorMap, freePorts } from "../../lib/wireshark/mod.ts";
+
+export const SCENARIO_NAMES = [
+  "enrol",
+  "upload",
+  "bank",
+  "chat-tls13",
+  "chat-tls12",
+  "seed",
+  "attack-enrol-impersonation",
+  "attack-bank-mitm",
+  "attack-bank-replay",
+  "attack-session-key-sniff",
+  "attack-message-replay",
+] as const;
+export type ScenarioName = typeof SCENARIO_NAMES[number];
+/** What `attacks` runs: Trudy's five attacks, each against seed mode and the default. */
+export const ATTACK_SCENARIOS: readonly ScenarioName[] = [
+  "attack-enrol-impersonation",
+  "attack-bank-mitm",
+  "attack-bank-replay",
+  "attack-session-key-sniff",
+  "attack-message-replay",
+];
+/** What `all` runs (enrol is the first half of upload). */
+export const ALL_SCENARIOS: readonly ScenarioName[] = [
+  "upload",
+  "bank",
+  "chat-tls13",
+  "chat-tls12",
+  ...ATTACK_SCENARIOS,
+];
+
+export type Sink = (line: string) => void;
+
+/** How long a one-shot actor command may take. */
+export const COMMAND_TIMEOUT_MS = 120_000;
+/** How long a server gets to say it is listening. */
+export const START_TIMEOUT_MS = 60_000;
+
+export class ScenarioError extends Error {
+  override name = "ScenarioError";
+}
+
+/** A scenario's ports by name (`ca`, `blackboard`, `trudySeed`…), each a free one. */
+export type Ports<K extends string> = Readonly<Record<K, number>>;
+
+/** A free port for each name, none of them in `avoid`. */
+export function freeNamedPorts<const K extends string>(
+  names: readonly K[],
+  avoid: ReadonlySet<number> = new Set(),
+): Ports<K> {
+  const picked = freePorts(names.length, avoid);
+  return Object.fromEntries(names.map((name, i) => [name, picked[i]])) as Ports<K>;
+}
+
+function actorPermissions(dir: string): string[] {
+  return [
+    "--allow-net=127.0.0.1,localhost,[::1]",
+    `--allow-read=${dir}`,
+    `--allow-write=${dir}`,
+  ];
+}
+
+/** The actors of one scenario; disposing stops every server still running (SIGINT). */
+export class Actors implements AsyncDisposable {
+  readonly dir: string;
+  readonly sink: Sink;
+  readonly #running: RunningProcess[] = [];
+
+  constructor(dir: string, sink: Sink) {
+    this.dir = dir;
+    this.sink = sink;
+  }
+
+  /** One actor process, its output forwarded line by line and kept for `waitFor`. */
+  #start(
+    name: string,
+    script: string,
+    args: string[],
+    options: { env?: Record<string, string>; stdin?: string },
+  ): RunningProcess {
+    return spawnDeno(script, args, {
+      name,
+      permissions: actorPermissions(this.dir),
+      cwd: PROJECT_ROOT,
+      env: { NO_COLOR: "1", ...options.env },
+      ...(options.stdin !== undefined ? { stdin: options.stdin } : {}),
+      // Actors log their STEP lines on standard error, tagged `[actor]`; results go to stdout.
+      onLine: (line, from) => this.sink(from === "stdout" ? `  [${name}] ${line}` : `  ${line}`),
+    });
+  }
+
+  /** Starts a server and waits for its `listening on` line. */
+  async serve(
+    name: string,
+    script: string,
+    args: string[],
+    env: Record<string, string> = {},
+  ): Promise<RunningProcess> {
+    const run = this.#start(name, script, args, { env });
+    this.#running.push(run);
+    await run.waitFor(/listening on/, START_TIMEOUT_MS);
+    return run;
+  }
+
+  /** Starts a client that runs on its own (e.g. a scripted chat client). */
+  spawn(
+    name: string,
+    script: string,
+    args: string[],
+    env: Record<string, string> = {},
+  ): RunningProcess {
+    const run = this.#start(name, script, args, { env });
+    this.#running.push(run);
+    return run;
+  }
+
+  /** Waits for a spawned client; throws with its last error line when it fails. */
+  async finish(run: RunningProcess, timeoutMs = COMMAND_TIMEOUT_MS): Promise<string> {
+    const res = await run.result(timeoutMs);
+    if (res.code !== 0) {
+      const last = res.stderr.trim().split("\n").pop() ?? "";
+      throw new ScenarioError(`${run.name} failed (exit ${res.code}): ${visible(last)}`);
+    }
+    return res.stdout;
+  }
+
+  /** Runs a command to completion; returns its standard output. */
+  async run(
+    name: string,
+    script: string,
+    args: string[],
+    options: { env?: Record<string, string>; stdin?: string } = {},
+  ): Promise<string> {
+    return await this.finish(this.#start(name, script, args, options));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const run of this.#running) run.kill("SIGINT");
+    await Promise.all(this.#running.map(async (run) => {
+      const timer = setTimeout(() => run.kill("SIGKILL"), 10_000);
+      await run.done.catch(() => {});
+      clearTimeout(timer);
+    }));
+  }
+}
+
+/** Waits for an actor that may fail (a victim refused, Trudy's exit 3); stopped after the timeout. */
+export async function outcome(
+  run: RunningProcess,
+  timeoutMs = COMMAND_TIMEOUT_MS,
+): Promise<ProcessResult> {
+  return await run.result(timeoutMs);
+}
+
+/** Whether an actor prints `pattern` within a few seconds (its output arrives asynchronously). */
+export async function prints(
+  run: RunningProcess,
+  pattern: RegExp,
+  timeoutMs = 5_000,
+): Promise<boolean> {
+  return await run.waitFor(pattern, timeoutMs).then(() => true, () => false);
+}
+
+export interface Check {
+  what: string;
+  ok: boolean;
+  /** The full report (side by side sequences) for a TLS check. */
+  report?: string;
+}
+
+/** What a scenario runs with; `K` names its ports. */
+export interface Context<K extends string = never> {
+  dir: string;
+  ports: Ports<K>;
+  actors: Actors;
+  /** SSLKEYLOGFILE for the TLS actors when capturing. */
+  tlsEnv: Record<string, string>;
+  sink: Sink;
+  /** Facts for the summary (e.g. `AES128-SHA refused by python3`). */
+  notes: string[];
+  /** Assertions on what the actors did (an attack's verdicts), with or without capture. */
+  checks: Check[];
+}
+
+/** One scenario; `K` names its ports (each picked free), so that `ports.ca` is a number. */
+export interface ScenarioSpec<K extends string> {
+  name: ScenarioName;
+  title: string;
+  /** Named ports to pick (free ones). */
+  ports: readonly K[];
+  /** The ports the capture filter takes. */
+  capture(ports: Ports<K>): number[];
+  actors(ports: Ports<K>): ActorMap;
+  /** TLS expectations and their server ports. */
+  tls?(ports: Ports<K>, ctx: Context<K>): {
+    serverPorts: number[];
+    expect: Array<{ name: string; count: number }>;
+  };
+  /** Lab message labels the dissected capture must show. */
+  labels?: string[];
+  /** Trudy's ports (free ones: pcap/lab.lua must recognise them heuristically). */
+  trudyPorts?(ports: Ports<K>): number[];
+  /** Lanes the ladder must show in this order, with arrows between neighbours (victim, Trudy, server). */
+  path?: string[];
+  run(ctx: Context<K>): Promise<void>;
+  /** Runs on the finished capture (Trudy's passive sniffer reads it). */
+  analyse?(ctx: Context<K>, capture: string): Promise<void>;
+}
+
+/** A scenario whose port names are its own: `scenario({ ports: ["ca"], … })` types `ports.ca`. */
+export function scenario<const K extends string>(spec: ScenarioSpec<K>): ScenarioSpec<K> {
+  return spec;
+}

@@ -1,0 +1,163 @@
+/**
+ * Running a scenario: free ports (off the ones Wireshark dissects as other protocols), a private
+ * work directory, dumpcap on the scenario's ports when capturing, the scenario's actors, then the
+ * checks on the capture and its ladder diagram; the result says what passed.
+ */
+
+import { errorMessage, PROJECT_ROOT } from "../../lib/runtime/mod.ts";
+import {
+  Capture,
+  type DiagramFiles,
+  wiresharkTcpPorts,
+  writeDiagram,
+} from "../../lib/wireshark/mod.ts";
+import { ATTACK_ENROL_IMPERSONATION } from "./attacks.ts";
+import { ATTACK_BANK_MITM, ATTACK_BANK_REPLAY } from "./attacks_bank.ts";
+import { ATTACK_MESSAGE_REPLAY, ATTACK_SESSION_KEY_SNIFF } from "./attacks_blackboard.ts";
+import { BANK } from "./bank.ts";
+import { CHAT_TLS12, CHAT_TLS13 } from "./chat.ts";
+import { checkPath, checkScenario } from "./checks.ts";
+import {
+  Actors,
+  type Check,
+  type Context,
+  freeNamedPorts,
+  type ScenarioName,
+  type ScenarioSpec,
+  type Sink,
+} from "./harness.ts";
+import { SEED } from "./seed.ts";
+import { ENROL, UPLOAD } from "./system1.ts";
+
+const SPECS: Record<ScenarioName, ScenarioSpec<string>> = {
+  "enrol": ENROL,
+  "upload": UPLOAD,
+  "bank": BANK,
+  "chat-tls13": CHAT_TLS13,
+  "chat-tls12": CHAT_TLS12,
+  "seed": SEED,
+  "attack-enrol-impersonation": ATTACK_ENROL_IMPERSONATION,
+  "attack-bank-mitm": ATTACK_BANK_MITM,
+  "attack-bank-replay": ATTACK_BANK_REPLAY,
+  "attack-session-key-sniff": ATTACK_SESSION_KEY_SNIFF,
+  "attack-message-replay": ATTACK_MESSAGE_REPLAY,
+};
+
+export function scenarioTitle(name: ScenarioName): string {
+  return SPECS[name].title;
+}
+
+export interface ScenarioResult {
+  name: ScenarioName;
+  title: string;
+  ok: boolean;
+  /** The scenario's own failure, if it did not run to the end. */
+  error?: string;
+  capture?: string;
+  checks: Check[];
+  diagram?: DiagramFiles;
+  notes: string[];
+  seconds: number;
+}
+
+export interface RunOptions {
+  /** Where the pcapng files and diagrams go (e.g. pcap/captures). */
+  outDir: string;
+  /** A private parent for the work directory (inside the project for scoped permissions). */
+  workParent: string;
+  /** Capture with dumpcap (needs root or the wireshark group). */
+  capture: boolean;
+  diagram: boolean;
+  sink: Sink;
+  /** Keep the actors' data (keys, ledgers, reports) after the run. */
+  keepWork?: boolean;
+}
+
+/** Runs one scenario end to end; never throws for a failure of the scenario itself. */
+export async function runScenario(
+  name: ScenarioName,
+  options: RunOptions,
+): Promise<ScenarioResult> {
+  const spec = SPECS[name];
+  const started = Date.now();
+  await Deno.mkdir(options.workParent, { recursive: true, mode: 0o700 });
+  const dir = await Deno.makeTempDir({ dir: options.workParent, prefix: `${name}-` });
+  const absDir = await Deno.realPath(dir);
+  // Servers stay off the ports Wireshark dissects as other protocols (pcap/lab.lua must name them).
+  const ports = freeNamedPorts(
+    spec.ports,
+    options.capture ? await wiresharkTcpPorts() : new Set(),
+  );
+  const result: ScenarioResult = {
+    name,
+    title: spec.title,
+    ok: false,
+    checks: [],
+    notes: [],
+    seconds: 0,
+  };
+  // Output shows the work directory without its random suffix, relative to the project.
+  const shown = `${
+    absDir.startsWith(PROJECT_ROOT + "/")
+      ? absDir.slice(PROJECT_ROOT.length + 1).replace(/-[0-9a-f]+$/, "")
+      : absDir
+  }`;
+  const sink: Sink = (line) => options.sink(line.replaceAll(absDir, shown));
+  const ctx: Context<string> = {
+    dir: absDir,
+    ports,
+    actors: new Actors(absDir, sink),
+    tlsEnv: {},
+    sink,
+    notes: result.notes,
+    checks: result.checks,
+  };
+  let capture: Capture | undefined;
+  try {
+    if (options.capture) {
+      capture = await Capture.start({ ports: spec.capture(ports), workDir: `${absDir}/capture` });
+      ctx.tlsEnv = { SSLKEYLOGFILE: capture.keyLogPath };
+      sink(`* capturing on lo (${capture.filter})`);
+    }
+    try {
+      await using _actors = ctx.actors;
+      await spec.run(ctx);
+    } catch (err) {
+      result.error = errorMessage(err);
+    }
+    if (capture) {
+      await Deno.mkdir(options.outDir, { recursive: true, mode: 0o755 });
+      const out = `${options.outDir}/${name}.pcapng`;
+      const { path, secrets } = await capture.finish(out);
+      capture = undefined;
+      result.capture = path;
+      if (spec.tls) result.notes.push(secrets ? "TLS key log embedded" : "no TLS key log");
+      if (spec.analyse && result.error === undefined) {
+        try {
+          await spec.analyse(ctx, path);
+        } catch (err) {
+          result.error = errorMessage(err);
+        }
+      }
+      if (result.error === undefined) result.checks.push(...await checkScenario(spec, ctx, path));
+      if (options.diagram) {
+        result.diagram = await writeDiagram(path, `${options.outDir}/${name}`, {
+          title: spec.title,
+          actors: spec.actors(ports),
+          ...(spec.tls ? { tlsPorts: spec.tls(ports, ctx).serverPorts } : {}),
+        });
+        if (spec.path && result.error === undefined) {
+          result.checks.push(checkPath(spec.path, result.diagram.ladder));
+        }
+      }
+    }
+  } catch (err) {
+    result.error ??= errorMessage(err);
+  } finally {
+    if (capture) await capture[Symbol.asyncDispose]();
+    if (!options.keepWork) await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  result.ok = result.error === undefined && result.checks.every((c) => c.ok);
+  result.seconds = (Date.now() - started) / 1000;
+  return result;
+}

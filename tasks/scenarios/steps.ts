@@ -1,0 +1,120 @@
+/**
+ * The steps the scenarios share: the CA and enrolment (system 1, steps 1-2), server certificates,
+ * Blackboard and Bob as processes, and the lab message labels the captures must show.
+ */
+
+import { bankProtocol } from "../../lib/bank/mod.ts";
+import { blackboardProtocol, sessionProtocol } from "../../lib/blackboard/mod.ts";
+import type { RunningProcess } from "../../lib/runtime/mod.ts";
+import type { Context } from "./harness.ts";
+
+export const STUDENT_SID = "1155123456";
+export const ALICE_SID = "1155000001";
+
+export async function startCa(ctx: Context<"ca">): Promise<void> {
+  await ctx.actors.serve("CUHK", "actors/ca.ts", [
+    "serve",
+    "--port",
+    String(ctx.ports.ca),
+    "--data-dir",
+    `${ctx.dir}/ca`,
+  ]);
+}
+
+export async function enrol(ctx: Context<"ca">, sid: string): Promise<string> {
+  ctx.sink(`* the CA operator issues a one-time enrolment code for ${sid}`);
+  const code = (await ctx.actors.run("ca code", "actors/ca.ts", [
+    "code",
+    "--sid",
+    sid,
+    "--data-dir",
+    `${ctx.dir}/ca`,
+  ])).trim();
+  const home = `${ctx.dir}/students/${sid}`;
+  await ctx.actors.run("student", "actors/student.ts", [
+    "enroll",
+    "--sid",
+    sid,
+    "--code",
+    code,
+    "--ca",
+    `127.0.0.1:${ctx.ports.ca}`,
+    "--ca-cert",
+    `${ctx.dir}/ca/cuhk.cer`,
+    "--home",
+    home,
+  ]);
+  return home;
+}
+
+export async function issueServer(ctx: Context, name: string, out: string): Promise<void> {
+  ctx.sink(`* the CA issues a server certificate for ${name} (SAN ${name}, 127.0.0.1)`);
+  await ctx.actors.run("ca issue", "actors/ca.ts", [
+    "issue",
+    "--server",
+    name,
+    "--ip",
+    "127.0.0.1",
+    "--out",
+    out,
+    "--data-dir",
+    `${ctx.dir}/ca`,
+  ]);
+}
+
+/** A report of `size` bytes of readable text. */
+export async function writeReport(path: string, size: number): Promise<void> {
+  const line = "Network security report: the session key never crosses the wire in the clear.\n";
+  const text = line.repeat(Math.ceil(size / line.length)).slice(0, size);
+  await Deno.writeTextFile(path, text);
+}
+
+export const bb = (t: keyof typeof blackboardProtocol.messages) => blackboardProtocol.label(t);
+export const session = (t: keyof typeof sessionProtocol.messages) =>
+  `${bb("record")} [${sessionProtocol.label(t)}]`;
+export const bank = (t: keyof typeof bankProtocol.messages) => bankProtocol.label(t);
+
+/** Options shared by the scenarios' Blackboard and Bob processes. */
+export interface ServerRun {
+  /** The actor's name in the log and the ladder. */
+  name: string;
+  port: number;
+  dataDir: string;
+  seed?: boolean;
+}
+
+/** Blackboard with the certificate `issueServer` wrote, pinning the scenario's CA and its CRL. */
+export function serveBlackboard(ctx: Context<"ca">, run: ServerRun): Promise<RunningProcess> {
+  return ctx.actors.serve(run.name, "actors/blackboard.ts", [
+    "serve",
+    ...(run.seed ? ["--protocol", "seed"] : []),
+    "--port",
+    String(run.port),
+    "--data-dir",
+    run.dataDir,
+    "--cert",
+    `${ctx.dir}/blackboard/blackboard.cer`,
+    "--key",
+    `${ctx.dir}/blackboard/blackboard.key`,
+    "--ca-cert",
+    `${ctx.dir}/ca/cuhk.cer`,
+    "--ca",
+    `127.0.0.1:${ctx.ports.ca}`,
+  ]);
+}
+
+/** Bob (his certificate, if any, in the data directory); `crl` makes him check the CA's CRL. */
+export function serveBob(
+  ctx: Context<"ca">,
+  run: ServerRun & { crl?: boolean },
+): Promise<RunningProcess> {
+  return ctx.actors.serve(run.name, "actors/bank.ts", [
+    "serve",
+    ...(run.seed ? ["--protocol", "seed"] : []),
+    "--port",
+    String(run.port),
+    "--data-dir",
+    run.dataDir,
+    ...(run.crl ? ["--ca", `127.0.0.1:${ctx.ports.ca}`] : []),
+  ]);
+}
