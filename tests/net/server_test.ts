@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { requestCertificate } from "../../lib/ca/mod.ts";
 import { LogSummary } from "../../lib/net/mod.ts";
 import { createCsr, der, generateRsaKeyPair } from "../../lib/pki/mod.ts";
-import { hasCommand, memoryLog, PROJECT_ROOT, TestPki } from "../_fixtures/helpers.ts";
+import { RunningProcess } from "../../lib/runtime/mod.ts";
+import { hasCommand, memoryLog, PROJECT_ROOT, tempDir, TestPki } from "../_fixtures/helpers.ts";
 
 const FLOOD = `${PROJECT_ROOT}/tests/_fixtures/flood.py`;
 
@@ -86,4 +87,42 @@ Deno.test("LogSummary writes the first line of a kind, then one summary per inte
   assert.match(lines[1]!, /refused at capacity: 999 more in the last 0\.05 s/);
   summary.flush();
   assert.equal(lines.length, 2, "nothing more to summarise");
+});
+
+Deno.test({
+  name: "an accept error (out of file descriptors) never stops the CA: it caps and keeps serving",
+  ignore: !(await hasCommand("python3")) || !(await hasCommand("sh")),
+  fn: async () => {
+    await using dir = await tempDir("lab-emfile-");
+    const data = `${dir.path}/ca`;
+    // The CA under `ulimit -n 96`, its per-address cap raised so that one host can exhaust it.
+    const ca = new RunningProcess("sh", [
+      "-c",
+      `ulimit -n 96 && exec "${Deno.execPath()}" run --quiet --allow-net=127.0.0.1 --allow-read ` +
+      `--allow-write "${PROJECT_ROOT}/actors/ca.ts" serve --port 0 --data-dir "${data}" ` +
+      `--max-per-address 1000`,
+    ], { name: "ca serve (ulimit -n 96)" });
+    try {
+      const port = Number((await ca.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
+      {
+        await using _host = await hostileHost(port, 200, 0);
+        await ca.waitFor(/accept failed: .*[Tt]oo many open files.*still accepting/);
+        await ca.waitFor(/out of file descriptors at \d+ connections: capping at \d+/);
+      }
+      // The flood is gone: the CA is still there and serves a CRL request.
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "eval",
+          `import { fetchCrl, loadRoot } from "${PROJECT_ROOT}/lib/ca/mod.ts";` +
+          `const crl = await fetchCrl({ hostname: "127.0.0.1", port: ${port} }, ` +
+          `await loadRoot("${data}/cuhk.cer")); console.log("crl", crl.entries.length);`,
+        ],
+      }).output();
+      assert.equal(new TextDecoder().decode(r.stdout).trim(), "crl 0");
+      const exited = await Promise.race([ca.status.then(() => true), Promise.resolve(false)]);
+      assert.equal(exited, false, `the CA exited:\n${ca.stderr}`);
+    } finally {
+      await ca.stop("SIGKILL");
+    }
+  },
 });
