@@ -12,6 +12,7 @@ import {
   readLabMessages,
 } from "../../lib/wireshark/mod.ts";
 import type { ProcessResult } from "../../lib/runtime/mod.ts";
+import type { VerdictReason } from "../../lib/trudy/mod.ts";
 import type { Check, Context, ScenarioSpec } from "./harness.ts";
 
 /** An attack's half: against seed mode, then against the default. */
@@ -22,24 +23,28 @@ export function check(ctx: Context, what: string, ok: boolean, report?: string):
 }
 
 /**
- * Asserts Trudy's verdict line: `ATTACK SUCCEEDED` (exit 0) against seed mode, `ATTACK FAILED:
- * <why>` (exit 3) against the default; the line goes into the notes.
+ * Asserts Trudy's verdict: `ATTACK SUCCEEDED` (exit 0) against seed mode, `ATTACK FAILED: <why>`
+ * (exit 3) against the default, with the expected reason code on the `[reason: …]` line after it;
+ * the verdict line goes into the notes.
  */
 export function checkVerdict(
   ctx: Context,
   half: Half,
   trudy: ProcessResult,
-  expected: { pattern: RegExp; says: string },
+  expected: { reason: VerdictReason; says: string },
 ): void {
-  const line = trudy.stdout.split("\n").find((l) => l.startsWith("ATTACK ")) ??
-    `(no verdict line, exit ${trudy.code})`;
-  ctx.notes.push(`${half}: ${line}`);
+  const lines = trudy.stdout.split("\n");
+  const at = lines.findIndex((l) => l.startsWith("ATTACK "));
+  const line = at >= 0 ? lines[at]! : `(no verdict line, exit ${trudy.code})`;
+  const reason = at >= 0 ? /^\[reason: ([a-z0-9-]+)\]$/.exec(lines[at + 1] ?? "")?.[1] : undefined;
+  ctx.notes.push(`${half}: ${line} [${reason ?? "no reason"}]`);
   const status = half === "seed" ? 0 : 3;
+  const outcome = half === "seed" ? "ATTACK SUCCEEDED: " : "ATTACK FAILED: ";
   check(
     ctx,
-    `${half}: Trudy's verdict ${expected.says} (exit ${status})`,
-    trudy.code === status && expected.pattern.test(line),
-    `exit ${trudy.code}: ${line}`,
+    `${half}: Trudy's verdict ${expected.says} [reason: ${expected.reason}] (exit ${status})`,
+    trudy.code === status && line.startsWith(outcome) && reason === expected.reason,
+    `exit ${trudy.code}: ${line} [reason: ${reason ?? "none"}]`,
   );
 }
 
