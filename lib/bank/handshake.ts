@@ -39,7 +39,7 @@ import {
 } from "./protocol.ts";
 import { BankSession, SecureRecords, SeedRecords } from "./records.ts";
 import { type FramedStream, FrameError, PeerRefusedError, type Values } from "../wire/mod.ts";
-import { concatBytes, hkdfSha256, randomBytes, sha256, toBytes } from "../crypto/mod.ts";
+import { concatBytes, hkdfSha256, randomBytes, toBytes, Transcript } from "../crypto/mod.ts";
 import { errorMessage, type StepLog } from "../runtime/mod.ts";
 import {
   type Certificate,
@@ -111,7 +111,8 @@ export class HandshakeMachine {
   readonly mode: BankMode;
   readonly role: Role;
   readonly stream: FramedStream;
-  readonly transcript: Uint8Array[] = [];
+  /** Every handshake message as sent or received on the wire, hashed as it goes. */
+  readonly transcript: Transcript = new Transcript();
   #state: BankState = "ExpectHello";
   readonly #timeoutMs: number;
 
@@ -144,7 +145,7 @@ export class HandshakeMachine {
       throw new HandshakeError(step, `${type} is not this mode's message`);
     }
     const bytes = bankProtocol.encode(type, values);
-    this.transcript.push(bytes);
+    this.transcript.add(bytes);
     await this.stream.writeFrame(bytes).catch((err) => {
       throw new HandshakeError(step, `cannot send: ${errorMessage(err)}`, { transport: true });
     });
@@ -189,14 +190,14 @@ export class HandshakeMachine {
         }`,
       );
     }
-    this.transcript.push(frame);
+    this.transcript.add(frame);
     this.#state = STATE_AFTER[step];
     return msg as unknown as BankMessage<N>;
   }
 
   /** SHA-256 over the transcript so far plus `extra`, each part length-prefixed. */
-  async hash(...extra: Uint8Array[]): Promise<Uint8Array> {
-    return await transcriptHash([...this.transcript, ...extra]);
+  hash(...extra: Uint8Array[]): Uint8Array {
+    return this.transcript.digest(...extra);
   }
 
   /** Tells the peer why, then closes; never throws. */
@@ -210,17 +211,6 @@ export class HandshakeMachine {
   finish(): void {
     this.#state = "Banking";
   }
-}
-
-/** SHA-256 over `parts`, each prefixed with its 4-byte length so no two splits hash alike. */
-export async function transcriptHash(parts: Uint8Array[]): Promise<Uint8Array> {
-  const all: Uint8Array[] = [];
-  for (const p of parts) {
-    const len = new Uint8Array(4);
-    new DataView(len.buffer).setUint32(0, p.length);
-    all.push(len, p);
-  }
-  return await sha256(concatBytes(...all));
 }
 
 // ------------------------------------------------------------------ X25519 (WebCrypto)
@@ -440,14 +430,14 @@ async function aliceSecure(
   await machine.send(3, "proveIt", { text: SEED_TEXT.proveIt, nonce: nonceA });
   log.step(3, "prove it: sent with Alice's fresh nonce");
 
-  const beforeProof = machine.transcript.length;
+  const beforeProof = machine.transcript.snapshot();
   const proof = await machine.receive(4, "proof");
   if (proof.nonce.length !== NONCE_BYTES) {
     throw new HandshakeError(4, `Bob's nonce must be ${NONCE_BYTES} bytes`);
   }
   const signedByBob = signedData(
     "Bob's proof",
-    await transcriptHash([...machine.transcript.slice(0, beforeProof), proof.nonce, proof.share]),
+    beforeProof.digest(proof.nonce, proof.share),
   );
   let valid = false;
   try {
@@ -469,7 +459,7 @@ async function aliceSecure(
   const aliceCert = der(cert);
   const signedByAlice = signedData(
     "Alice's secret",
-    await machine.hash(share.publicRaw, aliceCert),
+    machine.hash(share.publicRaw, aliceCert),
   );
   const signature = await signRsa(await importSigningKey(keyPem), signedByAlice);
   await machine.send(5, "secret", {
@@ -479,7 +469,7 @@ async function aliceSecure(
   });
   log.step(5, `Alice's secret: sent her X25519 share, certificate ${me} and signature`);
 
-  const keys = await sessionKeys(dh, await machine.hash());
+  const keys = await sessionKeys(dh, machine.hash());
   const records = await SecureRecords.create(keys.aliceToBob, keys.bobToAlice);
   const session = new BankSession(machine.stream, records, me);
   let welcome;
@@ -610,12 +600,12 @@ async function bobSecure(machine: HandshakeMachine, options: BobOptions): Promis
   const share = await newKeyShare();
   const signature = await signRsa(
     identity.signingKey,
-    signedData("Bob's proof", await machine.hash(nonceB, share.publicRaw)),
+    signedData("Bob's proof", machine.hash(nonceB, share.publicRaw)),
   );
   await machine.send(4, "proof", { nonce: nonceB, share: share.publicRaw, signature });
   log.step(4, "Bob's proof: signed both nonces and my X25519 share with my certificate's key");
 
-  const beforeSecret = machine.transcript.length;
+  const beforeSecret = machine.transcript.snapshot();
   const secret = await machine.receive(5, "secret");
   let alice: Certificate;
   try {
@@ -632,11 +622,7 @@ async function bobSecure(machine: HandshakeMachine, options: BobOptions): Promis
   if (customer === undefined) throw new HandshakeError(5, "Alice's certificate has no single CN");
   const signedByAlice = signedData(
     "Alice's secret",
-    await transcriptHash([
-      ...machine.transcript.slice(0, beforeSecret),
-      secret.share,
-      secret.certificate,
-    ]),
+    beforeSecret.digest(secret.share, secret.certificate),
   );
   let valid = false;
   try {
@@ -654,7 +640,7 @@ async function bobSecure(machine: HandshakeMachine, options: BobOptions): Promis
     `Alice's secret: certificate ${customer} verified, her signature covers the exchange`,
   );
 
-  const keys = await sessionKeys(dh, await machine.hash());
+  const keys = await sessionKeys(dh, machine.hash());
   const records = await SecureRecords.create(keys.bobToAlice, keys.aliceToBob);
   machine.finish();
   return new BankSession(machine.stream, records, customer);

@@ -14,6 +14,7 @@ import {
   sha256,
   toBytes,
   toHex,
+  Transcript,
 } from "../crypto/mod.ts";
 import type { StudentIdentity } from "../ca/mod.ts";
 import {
@@ -42,7 +43,6 @@ import {
   type SessionMessage,
   step4SignedData,
   trafficKeys,
-  Transcript,
 } from "./protocol.ts";
 import { reportNameOf } from "./upload_store.ts";
 

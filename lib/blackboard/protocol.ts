@@ -1,6 +1,7 @@
 /**
- * The Blackboard protocol on TCP 3141 (system 1, steps 3–6), declared once: message tables, the
- * transcript, the key schedule and the step-6 record layer.
+ * The Blackboard protocol on TCP 3141 (system 1, steps 3–6), declared once: message tables, what
+ * is signed over the transcript (lib/crypto's `Transcript`), the key schedule and the step-6 record
+ * layer.
  *
  * Default mode (the seeds' steps done right):
  *
@@ -25,7 +26,7 @@
  * or the upload messages), so a capture of the default mode can still be read message by message.
  */
 
-import { createHash, type Hash } from "node:crypto";
+import { createHash } from "node:crypto";
 import {
   defineProtocol,
   type FramedStream,
@@ -45,6 +46,7 @@ import {
   importHmacKey,
   sequenceNonce,
   toBytes,
+  type Transcript,
 } from "../crypto/mod.ts";
 
 export const BLACKBOARD_PORT = 3141;
@@ -153,23 +155,6 @@ export type SessionMessage<N extends keyof SessionSpecs = keyof SessionSpecs> = 
 // ---------------------------------------------------------------- transcript and keys
 
 const LABEL = "secure-channel-lab blackboard v1";
-
-/** A running SHA-256 over every handshake message, each length-prefixed, in order. */
-export class Transcript {
-  readonly #hash: Hash = createHash("sha256");
-
-  add(message: Uint8Array): void {
-    const len = new Uint8Array(4);
-    new DataView(len.buffer).setUint32(0, message.length);
-    this.#hash.update(len);
-    this.#hash.update(message);
-  }
-
-  /** The hash of everything added so far (the transcript goes on). */
-  digest(): Uint8Array {
-    return new Uint8Array(this.#hash.copy().digest());
-  }
-}
 
 /**
  * What Blackboard signs in step 4: a context label and SHA-256(hash of the transcript so far |

@@ -14,6 +14,7 @@ import {
   rsaOaepEncrypt,
   toBytes,
   toHex,
+  Transcript,
 } from "../crypto/mod.ts";
 import { fetchCrl } from "../ca/mod.ts";
 import {
@@ -44,7 +45,6 @@ import {
   SESSION_TIMEOUT_MS,
   step4SignedData,
   trafficKeys,
-  Transcript,
 } from "./protocol.ts";
 import { serveFramed, type Server } from "../net/mod.ts";
 import { type PartialUpload, UploadError, type UploadStore } from "./upload_store.ts";

@@ -1,3 +1,4 @@
 /** lib/crypto: the public face of this folder (re-exports only). */
 
 export * from "./primitives.ts";
+export * from "./transcript.ts";
