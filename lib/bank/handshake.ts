@@ -38,7 +38,13 @@ import {
   stepName,
 } from "./protocol.ts";
 import { BankSession, SecureRecords, SeedRecords } from "./records.ts";
-import { type FramedStream, FrameError, PeerRefusedError, type Values } from "../wire/mod.ts";
+import {
+  type FramedStream,
+  FrameError,
+  PeerRefusedError,
+  receiveExpected,
+  type Values,
+} from "../wire/mod.ts";
 import { concatBytes, hkdfSha256, randomBytes, toBytes, Transcript } from "../crypto/mod.ts";
 import { errorMessage, type StepLog } from "../runtime/mod.ts";
 import {
@@ -163,36 +169,34 @@ export class HandshakeMachine {
       throw new HandshakeError(step, `${type} is not this mode's message`);
     }
     const label = bankProtocol.label(type);
-    let frame: Uint8Array | null;
+    let received;
     try {
-      frame = await this.stream.readFrame({ timeoutMs: this.#timeoutMs });
+      received = await receiveExpected(this.stream, bankProtocol, [type], {
+        timeoutMs: this.#timeoutMs,
+        onClosed: () =>
+          new HandshakeError(step, `connection closed before ${label}`, { transport: true }),
+        onMalformed: (err) => new HandshakeError(step, errorMessage(err)),
+        onUnexpected: (got) =>
+          new HandshakeError(
+            step,
+            `expected ${label}, got ${bankProtocol.label(got as keyof BankMessages & string)}${
+              got.startsWith("seed") !== type.startsWith("seed")
+                ? ` (the peer speaks the ${this.mode === "seed" ? "secure" : "seed"} protocol)`
+                : ""
+            }`,
+          ),
+      });
     } catch (err) {
+      if (err instanceof HandshakeError || err instanceof PeerRefusedError) throw err;
+      // The read itself failed: a broken connection or a deadline, worth retrying, unless the
+      // peer sent an oversized frame.
       const oversized = err instanceof FrameError && /exceeds/.test(err.message);
       throw new HandshakeError(step, errorMessage(err), { transport: !oversized });
     }
-    if (frame === null) {
-      throw new HandshakeError(step, `connection closed before ${label}`, { transport: true });
-    }
-    let msg: BankMessage;
-    try {
-      msg = bankProtocol.decode(frame);
-    } catch (err) {
-      throw new HandshakeError(step, errorMessage(err));
-    }
-    if (msg.type === "error") throw new PeerRefusedError(msg.reason);
-    if (msg.type !== type) {
-      throw new HandshakeError(
-        step,
-        `expected ${label}, got ${bankProtocol.label(msg.type)}${
-          msg.type.startsWith("seed") !== type.startsWith("seed")
-            ? ` (the peer speaks the ${this.mode === "seed" ? "secure" : "seed"} protocol)`
-            : ""
-        }`,
-      );
-    }
+    const { msg, bytes: frame } = received;
     this.transcript.add(frame);
     this.#state = STATE_AFTER[step];
-    return msg as unknown as BankMessage<N>;
+    return msg;
   }
 
   /** SHA-256 over the transcript so far plus `extra`, each part length-prefixed. */

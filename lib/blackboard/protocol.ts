@@ -33,6 +33,8 @@ import {
   FrameError,
   type Message,
   PeerRefusedError,
+  type Received,
+  receiveExpected,
   type Values,
 } from "../wire/mod.ts";
 import {
@@ -354,30 +356,21 @@ export class SecureSession {
 
 // ---------------------------------------------------------------- handshake helpers
 
-/** A handshake message received with its exact bytes (for the transcript). */
-export interface Received<N extends keyof BlackboardSpecs> {
-  msg: Message<BlackboardSpecs, N>;
-  bytes: Uint8Array;
-}
-
 /**
- * Receives one handshake message, which must be one of `types`, with its bytes. An `error` from the
- * peer becomes `PeerRefusedError`; end of stream or anything else is a `FrameError`.
+ * Receives one handshake message, which must be one of `types`, with its exact bytes (for the
+ * transcript): lib/wire's `receiveExpected` bound to this protocol and the handshake's frame limit.
+ * An `error` from the peer becomes `PeerRefusedError`; end of stream or anything else is a
+ * `FrameError`.
  */
 export async function receiveHandshake<N extends keyof BlackboardSpecs & string>(
   stream: FramedStream,
   types: readonly N[],
   timeoutMs: number,
-): Promise<Received<N>> {
-  const expected = types.join(" or ");
-  const bytes = await stream.readFrame({ maxFrame: HANDSHAKE_MAX_FRAME, timeoutMs });
-  if (bytes === null) throw new FrameError(`Connection closed while waiting for ${expected}`);
-  const msg = blackboardProtocol.decode(bytes);
-  if ((types as readonly string[]).includes(msg.type)) {
-    return { msg: msg as Message<BlackboardSpecs, N>, bytes };
-  }
-  if (msg.type === "error") throw new PeerRefusedError(msg.reason);
-  throw new FrameError(`Expected ${expected}, got ${msg.type}`);
+): Promise<Received<BlackboardSpecs, N>> {
+  return await receiveExpected(stream, blackboardProtocol, types, {
+    maxFrame: HANDSHAKE_MAX_FRAME,
+    timeoutMs,
+  });
 }
 
 /** Sends one handshake message and returns its bytes (for the transcript). */
