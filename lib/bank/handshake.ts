@@ -21,8 +21,6 @@
  *      records are AES-GCM with sequence numbers. Bob's first record (welcome) confirms the keys.
  */
 
-import { constants, createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
-import { privateDecrypt, publicEncrypt } from "node:crypto";
 import {
   BANK_HANDSHAKE_TIMEOUT_MS,
   BANK_VERSION,
@@ -45,7 +43,18 @@ import {
   receiveExpected,
   type Values,
 } from "../wire/mod.ts";
-import { concatBytes, hkdfSha256, randomBytes, toBytes, Transcript } from "../crypto/mod.ts";
+import {
+  concatBytes,
+  hkdfSha256,
+  insecureTextbookRsaDecrypt,
+  insecureTextbookRsaEncrypt,
+  randomBytes,
+  type TextbookRsaKey,
+  textbookRsaPrivateKey,
+  textbookRsaPublicKey,
+  toBytes,
+  Transcript,
+} from "../crypto/mod.ts";
 import { errorMessage, type StepLog } from "../runtime/mod.ts";
 import {
   type Certificate,
@@ -277,8 +286,8 @@ export interface BobIdentity {
   signingKey: CryptoKey;
   /** SubjectPublicKeyInfo DER: what seed mode sends in `Hi, I'm Bob`. */
   publicKey: Uint8Array;
-  /** For seed mode's textbook-RSA decryption of Alice's secret. */
-  decryptKey: KeyObject;
+  /** For seed mode's textbook-RSA decryption of Alice's secret (insecure, seed mode only). */
+  decryptKey: TextbookRsaKey;
   /** Seed mode's proof: one signature over the fixed sentence, made once. */
   seedProof: Uint8Array;
 }
@@ -294,7 +303,7 @@ export async function loadBobIdentity(keyPem: string, cert?: Certificate): Promi
     ...(cert ? { cert } : {}),
     signingKey,
     publicKey,
-    decryptKey: createPrivateKey(keyPem),
+    decryptKey: textbookRsaPrivateKey(keyPem),
     seedProof: await signRsa(signingKey, utf8.encode(SEED_SENTENCE)),
   };
 }
@@ -353,12 +362,12 @@ async function aliceSeed(machine: HandshakeMachine, options: AliceOptions): Prom
 
   const hi = await machine.receive(2, "seedHiBob");
   let verifyKey: CryptoKey;
-  let encryptKey: KeyObject;
+  let encryptKey: TextbookRsaKey;
   try {
     verifyKey = await crypto.subtle.importKey("spki", toBytes(hi.publicKey), RSA_SIGN, false, [
       "verify",
     ]);
-    encryptKey = createPublicKey({ key: Buffer.from(hi.publicKey), format: "der", type: "spki" });
+    encryptKey = textbookRsaPublicKey(hi.publicKey);
   } catch {
     throw new HandshakeError(2, "Bob's public key is not an RSA key");
   }
@@ -385,12 +394,7 @@ async function aliceSeed(machine: HandshakeMachine, options: AliceOptions): Prom
 
   // The seed's secret: encrypted to the key that arrived, with textbook RSA (no padding).
   const secret = randomBytes(32);
-  const size = encryptKey.asymmetricKeyDetails?.modulusLength ?? 2048;
-  const block = new Uint8Array(size / 8);
-  block.set(secret, block.length - secret.length);
-  const encrypted = new Uint8Array(
-    publicEncrypt({ key: encryptKey, padding: constants.RSA_NO_PADDING }, block),
-  );
+  const encrypted = insecureTextbookRsaEncrypt(encryptKey, secret);
   await machine.send(5, "seedSecret", { text: SEED_TEXT.secret, secret: encrypted });
   log.step(5, "Alice's secret: sent, encrypted to the key from step 2 (textbook RSA)");
   machine.finish();
@@ -559,12 +563,7 @@ async function bobSeed(machine: HandshakeMachine, options: BobOptions): Promise<
   const secretMsg = await machine.receive(5, "seedSecret");
   let block: Uint8Array;
   try {
-    block = new Uint8Array(
-      privateDecrypt(
-        { key: identity.decryptKey, padding: constants.RSA_NO_PADDING },
-        secretMsg.secret,
-      ),
-    );
+    block = insecureTextbookRsaDecrypt(identity.decryptKey, secretMsg.secret);
   } catch {
     throw new HandshakeError(5, "the secret does not decrypt with Bob's key");
   }
