@@ -6,7 +6,8 @@
 
 import { type Accounts, OperationError, type StatementEntry } from "./accounts.ts";
 import { formatCents } from "./amount.ts";
-import { bobHandshake, type BobIdentity, HandshakeError } from "./handshake.ts";
+import { bobHandshake } from "./handshake.ts";
+import { type BobIdentity, HandshakeError } from "./machine.ts";
 import {
   BANK_HANDSHAKE_TIMEOUT_MS,
   BANK_IDLE_TIMEOUT_MS,
