@@ -10,18 +10,18 @@ import {
   BLACKBOARD_NAME,
   BLACKBOARD_PORT,
   type BlackboardMode,
-  DEFAULT_CRL_REFRESH_MS,
   DEFAULT_MAX_REPORT_SIZE,
-  RevocationChecker,
   serveBlackboard,
   UploadStore,
 } from "../lib/blackboard/mod.ts";
-import { CA_PORT, loadRoot } from "../lib/ca/mod.ts";
+import { CA_PORT, fetchCrl, loadRoot } from "../lib/ca/mod.ts";
 import {
   commonName,
+  DEFAULT_CRL_REFRESH_MS,
   importSigningKey,
   parseCertificate,
   publicKeyOf,
+  RevocationChecker,
   samePublicKey,
   verifyCertificate,
 } from "../lib/pki/mod.ts";
@@ -156,7 +156,13 @@ Options:
     root,
     cert,
     signingKey: await importSigningKey(keyPem),
-    revocation: new RevocationChecker({ ca, root, log, refreshMs }),
+    revocation: new RevocationChecker({
+      fetch: (timeoutMs) => fetchCrl(ca, root, timeoutMs),
+      source: `the CA at ${ca.hostname}:${ca.port}`,
+      root,
+      log,
+      refreshMs,
+    }),
     store: new UploadStore(dataDir, { maxSize }),
     log,
     protocol: mode,

@@ -5,7 +5,7 @@
  * with one clear line and never touches the others.
  */
 
-import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
+import { errorMessage, type StepLog } from "../runtime/mod.ts";
 import { DeadlineError, type FramedStream, FrameError, PeerRefusedError } from "../wire/mod.ts";
 import {
   constantTimeEqual,
@@ -16,13 +16,13 @@ import {
   toHex,
   Transcript,
 } from "../crypto/mod.ts";
-import { fetchCrl } from "../ca/mod.ts";
 import {
   type Certificate,
   CertificateError,
-  type Crl,
   crlNumber,
   parseCertificate,
+  type Revocation,
+  RevocationUnavailableError,
   signRsa,
   verifyCertificate,
 } from "../pki/mod.ts";
@@ -49,88 +49,6 @@ import {
 import { serveFramed, type Server } from "../net/mod.ts";
 import { type PartialUpload, UploadError, type UploadStore } from "./upload_store.ts";
 
-// ---------------------------------------------------------------- revocation
-
-/** Revocation cannot be checked: the CA is unreachable and no valid CRL is held. */
-export class RevocationUnavailableError extends Error {
-  override name = "RevocationUnavailableError";
-}
-
-export interface RevocationOptions {
-  ca: HostPort;
-  root: Certificate;
-  log: StepLog;
-  /** A CRL older than this is fetched again before use (default 5 s). */
-  refreshMs?: number;
-  /** Deadline for one fetch (default 3 s). */
-  timeoutMs?: number;
-}
-
-export const DEFAULT_CRL_REFRESH_MS = 5000;
-
-/**
- * Keeps the CA's CRL fresh: a session uses the CRL fetched within the last `refreshMs`, or fetches
- * it again (one fetch at a time, shared). When the CA cannot be reached, the last CRL is used only
- * while it is still valid (before its nextUpdate); otherwise revocation cannot be checked and the
- * caller must refuse.
- */
-export class RevocationChecker {
-  readonly #options: RevocationOptions;
-  readonly refreshMs: number;
-  #last: { crl: Crl; fetchedAt: number } | undefined;
-  #inflight: Promise<Crl> | undefined;
-
-  constructor(options: RevocationOptions) {
-    this.#options = options;
-    this.refreshMs = options.refreshMs ?? DEFAULT_CRL_REFRESH_MS;
-  }
-
-  /** A CRL that is verified against the root and current now. */
-  async current(): Promise<Crl> {
-    const now = Date.now();
-    const last = this.#last;
-    if (last && now - last.fetchedAt < this.refreshMs && stillValid(last.crl, now)) {
-      return last.crl;
-    }
-    this.#inflight ??= this.#refresh().finally(() => (this.#inflight = undefined));
-    return await this.#inflight;
-  }
-
-  async #refresh(): Promise<Crl> {
-    const { ca, root, log } = this.#options;
-    try {
-      const crl = await fetchCrl(ca, root, this.#options.timeoutMs ?? 3000);
-      const previous = this.#last?.crl;
-      if (!previous || crlNumber(previous) !== crlNumber(crl)) {
-        log.info(
-          `CRL #${
-            crlNumber(crl) ?? "?"
-          } from the CA at ${ca.hostname}:${ca.port}: ${crl.entries.length} revoked, valid until ${crl.nextUpdate?.toISOString()}`,
-        );
-      }
-      this.#last = { crl, fetchedAt: Date.now() };
-      return crl;
-    } catch (err) {
-      const last = this.#last;
-      if (last && stillValid(last.crl, Date.now())) {
-        log.warn(
-          `cannot refresh the CRL (${errorMessage(err)}): using CRL #${
-            crlNumber(last.crl) ?? "?"
-          }, valid until ${last.crl.nextUpdate?.toISOString()}`,
-        );
-        return last.crl;
-      }
-      throw new RevocationUnavailableError(
-        `Cannot check revocation: ${errorMessage(err)}, and no valid CRL is held`,
-      );
-    }
-  }
-}
-
-function stillValid(crl: Crl, now: number): boolean {
-  return crl.nextUpdate !== undefined && crl.nextUpdate.getTime() > now;
-}
-
 // ---------------------------------------------------------------- the server
 
 export type BlackboardMode = "default" | "seed";
@@ -141,7 +59,8 @@ export interface BlackboardOptions {
   /** Blackboard's own certificate (serverAuth) and its signing key. */
   cert: Certificate;
   signingKey: CryptoKey;
-  revocation: RevocationChecker;
+  /** The shared revocation checker (lib/pki), fed by the CA's CRL. */
+  revocation: Revocation;
   store: UploadStore;
   log: StepLog;
   /** Where each valid message is printed, as the seeds do (default: standard output). */
