@@ -32,9 +32,9 @@ import { errorMessage, type StepLog } from "../runtime/mod.ts";
 import {
   type Certificate,
   certificateLabel,
-  type Crl,
   importSigningKey,
   publicKeyOf,
+  type Revocation,
   samePublicKey,
   signRsa,
 } from "../pki/mod.ts";
@@ -246,7 +246,10 @@ export interface BobOptions {
   timeoutMs?: number;
   /** Secure: the root customers' certificates chain to. */
   root?: Certificate;
-  /** Secure: a verified CRL; a revoked customer is refused. */
-  crl?: Crl;
+  /**
+   * Secure: the shared revocation checker (lib/pki); a revoked customer is refused, and so is
+   * everyone when it holds no current CRL (fail closed). Without it, revocation is not checked.
+   */
+  revocation?: Revocation;
   remote?: string;
 }

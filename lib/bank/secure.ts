@@ -32,9 +32,12 @@ import {
   type Certificate,
   certificateLabel,
   commonName,
+  type Crl,
+  crlNumber,
   der,
   importSigningKey,
   parseCertificate,
+  RevocationUnavailableError,
   signRsa,
   verifyCertificate,
   verifyRsa,
@@ -176,14 +179,17 @@ export async function bobSecure(
   const beforeSecret = machine.transcript.snapshot();
   const secret = await machine.receive(5, "secret");
   let alice: Certificate;
+  let crl: Crl | undefined;
   try {
     alice = parseCertificate(secret.certificate, "Alice's certificate");
-    await verifyCertificate(alice, {
-      root,
-      purpose: "clientAuth",
-      ...(options.crl ? { crl: options.crl } : {}),
-    });
+    crl = await options.revocation?.current();
+    await verifyCertificate(alice, { root, purpose: "clientAuth", ...(crl ? { crl } : {}) });
   } catch (err) {
+    if (err instanceof RevocationUnavailableError) {
+      // Fail closed: no current CRL, no customer. Bob's log says why; Alice hears "try later".
+      log.error(err.message);
+      throw new HandshakeError(5, "Bob cannot check revocation right now: try again later");
+    }
     throw new HandshakeError(5, errorMessage(err));
   }
   const customer = commonName(alice);
@@ -205,7 +211,9 @@ export async function bobSecure(
   if (!dh) throw new HandshakeError(5, "Alice's X25519 share is invalid");
   log.step(
     5,
-    `Alice's secret: certificate ${customer} verified, her signature covers the exchange`,
+    `Alice's secret: certificate ${customer} verified${
+      crl ? `, not revoked (CRL #${crlNumber(crl) ?? "?"})` : ""
+    }, her signature covers the exchange`,
   );
 
   const keys = await sessionKeys(dh, machine.hash());
