@@ -7,6 +7,12 @@
  */
 
 import {
+  describeLimits,
+  MAX_PER_ADDRESS_OPTION,
+  MAX_PER_ADDRESS_USAGE,
+  maxPerAddressOption,
+} from "../lib/net/mod.ts";
+import {
   Accounts,
   AmountError,
   BANK_PORT,
@@ -21,18 +27,17 @@ import {
 } from "../lib/bank/mod.ts";
 import { CA_PORT, fetchCrl, loadIdentity, loadRoot } from "../lib/ca/mod.ts";
 import {
-  type Crl,
+  DEFAULT_CRL_REFRESH_MS,
   exportPrivateKeyPem,
   generateRsaKeyPair,
   parseCertificate,
   parseCrl,
+  RevocationChecker,
   verifyCertificate,
-  verifyCrl,
 } from "../lib/pki/mod.ts";
 import {
   dispatch,
   ensureDir,
-  errorMessage,
   exists,
   parseCommand,
   parseHostPort,
@@ -48,7 +53,6 @@ import {
 } from "../lib/runtime/mod.ts";
 
 const DEFAULT_DATA_DIR = "data/bank";
-const CRL_REFRESH_MS = 10 * 60_000;
 const SEED_WARNING =
   "--protocol seed: the seed's protocol, flaws included: Bob's public key is not authenticated, " +
   "his proof is a signature over a fixed sentence that anyone can replay, and records are " +
@@ -96,9 +100,13 @@ Options:
   --cert FILE          Bob's certificate (default DATA-DIR/bank.cer)
   --key FILE           Bob's private key (default DATA-DIR/bank.key; seed mode makes one if absent)
   --ca-cert FILE       the root customers' certificates must chain to (default DATA-DIR/cuhk.cer)
-  --crl FILE           a CRL from 'ca crl': revoked customers are refused
-  --ca HOST:PORT       fetch the CRL from the CA at start and every 10 minutes instead
+  --ca HOST:PORT       check revocation with the CA's CRL, fetched at start and again when older
+                       than --crl-refresh; revoked customers are refused
+  --crl FILE           or with a CRL file from 'ca crl', read again when older than --crl-refresh
+  --crl-refresh SECS   (default ${DEFAULT_CRL_REFRESH_MS / 1000}) with --ca or --crl: a CRL is used
+                       only until its nextUpdate; then, without a fresh one, customers are refused
   --idle-timeout SEC   close a session silent this long (default 120)
+${MAX_PER_ADDRESS_USAGE}
   --quiet              log warnings and errors only`,
     options: {
       host: { type: "string", default: "127.0.0.1" },
@@ -110,7 +118,9 @@ Options:
       "ca-cert": { type: "string" },
       crl: { type: "string" },
       ca: { type: "string" },
+      "crl-refresh": { type: "string", default: String(DEFAULT_CRL_REFRESH_MS / 1000) },
       "idle-timeout": { type: "string", default: "120" },
+      ...MAX_PER_ADDRESS_OPTION,
       quiet: { type: "boolean", default: false },
     },
   });
@@ -119,6 +129,7 @@ Options:
   const mode = parseMode(values.protocol, "bank serve");
   const port = parsePort(values.port);
   const idleTimeoutMs = parsePositiveInt(values["idle-timeout"], "idle-timeout") * 1000;
+  const refreshMs = parsePositiveInt(values["crl-refresh"], "crl-refresh") * 1000;
   const dataDir = values["data-dir"];
   const certPath = values.cert ?? `${dataDir}/bank.cer`;
   const keyPath = values.key ?? `${dataDir}/bank.key`;
@@ -128,8 +139,7 @@ Options:
 
   let identity: BobIdentity;
   let root;
-  let crl: Crl | undefined;
-  let refresh: ReturnType<typeof setInterval> | undefined;
+  let revocation: RevocationChecker | undefined;
   if (mode === "secure") {
     for (const [path, what] of [[certPath, "certificate"], [keyPath, "key"]] as const) {
       if (!(await exists(path))) {
@@ -145,26 +155,30 @@ Options:
     if (values.crl !== undefined && values.ca !== undefined) {
       throw new UsageError("give --crl or --ca, not both");
     }
+    const trusted = root;
     if (values.crl !== undefined) {
-      crl = parseCrl(await readTextFile(values.crl, "the CRL"));
-      await verifyCrl(crl, root);
-      log.info(`CRL from ${values.crl}: ${crl.entries.length} revoked`);
+      const file = values.crl;
+      revocation = new RevocationChecker({
+        fetch: async () => parseCrl(await readTextFile(file, "the CRL")),
+        source: `the file ${file}`,
+        root,
+        log,
+        refreshMs,
+      });
     }
     if (values.ca !== undefined) {
       const ca = parseHostPort(values.ca, CA_PORT, "ca");
-      const trusted = root;
-      crl = await fetchCrl(ca, trusted);
-      log.info(`CRL from the CA at ${values.ca}: ${crl.entries.length} revoked`);
-      const timer = setInterval(() => {
-        fetchCrl(ca, trusted).then((fresh) => {
-          crl = fresh;
-        }).catch((err) =>
-          log.warn(`CRL refresh failed, keeping the last one: ${errorMessage(err)}`)
-        );
-      }, CRL_REFRESH_MS);
-      Deno.unrefTimer(timer);
-      refresh = timer;
+      revocation = new RevocationChecker({
+        fetch: (timeoutMs) => fetchCrl(ca, trusted, timeoutMs),
+        source: `the CA at ${ca.hostname}:${ca.port}`,
+        root,
+        log,
+        refreshMs,
+      });
     }
+    // Asked to check revocation: do not start without a CRL that verifies.
+    if (revocation) await revocation.current();
+    else log.warn("revocation is not checked: give --ca HOST:PORT (or --crl FILE)");
     log.info(`certificate ${cert.subject} verified against ${rootPath}`);
   } else if (await exists(keyPath)) {
     identity = await loadBobIdentity(await readTextFile(keyPath, "Bob's key"));
@@ -187,15 +201,16 @@ Options:
     idleTimeoutMs,
     signal: shutdownSignal(),
     ...(root ? { root } : {}),
-    crl: () => crl,
+    ...(revocation ? { revocation } : {}),
+    ...maxPerAddressOption(values["max-per-address"]),
   });
+  log.info(describeLimits(server.limits));
   log.info(
     `Bob listening on ${values.host}:${server.port} (${
       modeName(mode)
     } protocol), accounts in ${accounts.path}`,
   );
   await server.finished;
-  clearInterval(refresh);
   log.info("Bob stopped");
 }
 

@@ -7,21 +7,27 @@
  */
 
 import {
+  describeLimits,
+  MAX_PER_ADDRESS_OPTION,
+  MAX_PER_ADDRESS_USAGE,
+  maxPerAddressOption,
+} from "../lib/net/mod.ts";
+import {
   BLACKBOARD_NAME,
   BLACKBOARD_PORT,
   type BlackboardMode,
-  DEFAULT_CRL_REFRESH_MS,
   DEFAULT_MAX_REPORT_SIZE,
-  RevocationChecker,
   serveBlackboard,
   UploadStore,
 } from "../lib/blackboard/mod.ts";
-import { CA_PORT, loadRoot } from "../lib/ca/mod.ts";
+import { CA_PORT, fetchCrl, loadRoot } from "../lib/ca/mod.ts";
 import {
   commonName,
+  DEFAULT_CRL_REFRESH_MS,
   importSigningKey,
   parseCertificate,
   publicKeyOf,
+  RevocationChecker,
   samePublicKey,
   verifyCertificate,
 } from "../lib/pki/mod.ts";
@@ -85,10 +91,12 @@ Options:
   --max-report MIB     largest report accepted, in MiB (default ${
       DEFAULT_MAX_REPORT_SIZE / 1024 ** 2
     })
+${MAX_PER_ADDRESS_USAGE}
   --quiet              log warnings and errors only`,
     options: {
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: String(BLACKBOARD_PORT) },
+      ...MAX_PER_ADDRESS_OPTION,
       "data-dir": { type: "string", default: DEFAULT_DATA_DIR },
       "ca-cert": { type: "string", default: "data/ca/cuhk.cer" },
       ca: { type: "string", default: `127.0.0.1:${CA_PORT}` },
@@ -154,15 +162,23 @@ Options:
     root,
     cert,
     signingKey: await importSigningKey(keyPem),
-    revocation: new RevocationChecker({ ca, root, log, refreshMs }),
+    revocation: new RevocationChecker({
+      fetch: (timeoutMs) => fetchCrl(ca, root, timeoutMs),
+      source: `the CA at ${ca.hostname}:${ca.port}`,
+      root,
+      log,
+      refreshMs,
+    }),
     store: new UploadStore(dataDir, { maxSize }),
     log,
     protocol: mode,
     requireEncrypt: values.encrypt,
     hostname: values.host,
     port,
+    ...maxPerAddressOption(values["max-per-address"]),
     signal: shutdownSignal(),
   });
+  log.info(describeLimits(server.limits));
   log.info(
     `listening on ${values.host}:${server.port} (${mode} protocol${
       values.encrypt ? ", AES-GCM required" : ""

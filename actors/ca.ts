@@ -12,7 +12,12 @@ import {
   serialOf,
   serveCa,
 } from "../lib/ca/mod.ts";
-import { describeLimits } from "../lib/net/mod.ts";
+import {
+  describeLimits,
+  MAX_PER_ADDRESS_OPTION,
+  MAX_PER_ADDRESS_USAGE,
+  maxPerAddressOption,
+} from "../lib/net/mod.ts";
 import { certificatePem, crlNumber, crlPem, der } from "../lib/pki/mod.ts";
 import {
   dispatch,
@@ -111,14 +116,14 @@ Options:
   --protocol MODE      default (enrolment needs the ID's one-time code from 'ca code') or seed
                        (open enrolment, the seeds' behaviour: any ID without a code; teaching
                        only); --open-enrolment is the deprecated name of --protocol seed
-  --max-per-address N  connections one address may hold at once (default 16)
+${MAX_PER_ADDRESS_USAGE}
   --quiet              log warnings and errors only`,
     options: {
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: String(CA_PORT) },
       protocol: { type: "string" },
       "open-enrolment": { type: "boolean", default: false },
-      "max-per-address": { type: "string" },
+      ...MAX_PER_ADDRESS_OPTION,
       quiet: { type: "boolean", default: false },
       ...dataDirOption,
     },
@@ -154,9 +159,7 @@ Options:
     port,
     openEnrolment,
     signal: shutdownSignal(),
-    ...(values["max-per-address"] === undefined
-      ? {}
-      : { maxPerAddress: parsePositiveInt(values["max-per-address"], "max-per-address", 65_536) }),
+    ...maxPerAddressOption(values["max-per-address"]),
   });
   log.info(describeLimits(server.limits));
   log.info(

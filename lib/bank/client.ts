@@ -6,7 +6,8 @@
  */
 
 import { parseAmount } from "./amount.ts";
-import { aliceHandshake, HandshakeError } from "./handshake.ts";
+import { aliceHandshake } from "./handshake.ts";
+import { HandshakeError } from "./machine.ts";
 import { BANK_HANDSHAKE_TIMEOUT_MS, BANK_MAX_FRAME, type BankMode } from "./protocol.ts";
 import type { BankSession } from "./records.ts";
 import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";

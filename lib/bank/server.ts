@@ -6,7 +6,8 @@
 
 import { type Accounts, OperationError, type StatementEntry } from "./accounts.ts";
 import { formatCents } from "./amount.ts";
-import { bobHandshake, type BobIdentity, HandshakeError } from "./handshake.ts";
+import { bobHandshake } from "./handshake.ts";
+import { type BobIdentity, HandshakeError } from "./machine.ts";
 import {
   BANK_HANDSHAKE_TIMEOUT_MS,
   BANK_IDLE_TIMEOUT_MS,
@@ -19,7 +20,7 @@ import {
 import { type BankSession, RecordError, UnknownOperationError } from "./records.ts";
 import { DeadlineError, FrameError, PeerRefusedError } from "../wire/mod.ts";
 import type { StepLog } from "../runtime/mod.ts";
-import type { Certificate, Crl } from "../pki/mod.ts";
+import type { Certificate, Revocation } from "../pki/mod.ts";
 import { serveFramed, type Server } from "../net/mod.ts";
 
 export interface BankServerOptions {
@@ -29,19 +30,19 @@ export interface BankServerOptions {
   log: StepLog;
   /** Secure: the root customers' certificates chain to. */
   root?: Certificate;
-  /** The current verified CRL, asked for at each handshake (so it can be refreshed). */
-  crl?: Crl | (() => Crl | undefined);
+  /**
+   * Secure: the shared revocation checker (lib/pki), asked at each handshake; it refreshes the
+   * CRL and fails closed once the CRL it holds is past its nextUpdate.
+   */
+  revocation?: Revocation;
   hostname?: string;
   port?: number;
   signal?: AbortSignal;
   handshakeTimeoutMs?: number;
   idleTimeoutMs?: number;
   maxConnections?: number;
-}
-
-function crlOption(crl: BankServerOptions["crl"]): { crl?: Crl } {
-  const current = typeof crl === "function" ? crl() : crl;
-  return current ? { crl: current } : {};
+  /** Connections one address may hold at once (default 16). */
+  maxPerAddress?: number;
 }
 
 /** One statement entry per line, tab-separated: time, kind, amount, status, balance. */
@@ -60,6 +61,7 @@ export function serveBank(options: BankServerOptions): Server {
     log: options.log,
     signal: options.signal,
     maxConnections: options.maxConnections,
+    maxPerAddress: options.maxPerAddress,
     stream: {
       maxFrame: BANK_MAX_FRAME,
       readTimeoutMs: options.handshakeTimeoutMs ?? BANK_HANDSHAKE_TIMEOUT_MS,
@@ -73,7 +75,7 @@ export function serveBank(options: BankServerOptions): Server {
           identity: options.identity,
           remote,
           ...(options.root ? { root: options.root } : {}),
-          ...crlOption(options.crl),
+          ...(options.revocation ? { revocation: options.revocation } : {}),
           ...(options.handshakeTimeoutMs ? { timeoutMs: options.handshakeTimeoutMs } : {}),
         }));
       } catch (err) {

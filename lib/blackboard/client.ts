@@ -1,51 +1,24 @@
 /**
- * The student's side of the Blackboard protocol (system 1, steps 3–6): the handshake, messages and
- * resumable report uploads; and the seeds' protocol for `--protocol seed`.
+ * The student's side of Blackboard (system 1): connecting, and step 6 of the default mode over a
+ * finished handshake: authenticated messages and resumable report uploads. The handshakes are in
+ * `secure.ts` (default: `openSession`) and `seed.ts` (`--protocol seed`: `openSeedSession`).
  */
 
 import { createHash } from "node:crypto";
 import { ensureDir, exists, type HostPort, type StepLog, writeFileAtomic } from "../runtime/mod.ts";
 import { FramedStream, PeerRefusedError } from "../wire/mod.ts";
-import {
-  constantTimeEqual,
-  hmacSha256,
-  randomBytes,
-  rsaOaepDecrypt,
-  sha256,
-  toBytes,
-  toHex,
-} from "../crypto/mod.ts";
+import { constantTimeEqual, randomBytes, sha256, toBytes, toHex } from "../crypto/mod.ts";
 import type { StudentIdentity } from "../ca/mod.ts";
 import {
-  CertificateError,
-  parseCertificate,
-  privateKeyDer,
-  verifyCertificate,
-  verifyRsa,
-} from "../pki/mod.ts";
-import {
-  BLACKBOARD_NAME,
   CHUNK_SIZE,
-  confirmationKey,
-  confirmationMac,
-  HANDSHAKE_TIMEOUT_MS,
   MAX_MESSAGE_BYTES,
-  NONCE_BYTES,
-  receiveHandshake,
-  RecordLayer,
-  requestLine,
-  SecureSession,
-  sendHandshake,
-  SESSION_KEY_BYTES,
+  type SecureSession,
   SESSION_MAX_FRAME,
-  SESSION_TIMEOUT_MS,
   type SessionMessage,
-  step4SignedData,
-  trafficKeys,
-  Transcript,
 } from "./protocol.ts";
 import { reportNameOf } from "./upload_store.ts";
 
+/** What the student needs to open a session (either mode). */
 export interface ConnectOptions {
   blackboard: HostPort;
   identity: StudentIdentity;
@@ -57,7 +30,11 @@ export interface ConnectOptions {
   timeoutMs?: number;
 }
 
-async function connect(address: HostPort, timeoutMs: number): Promise<FramedStream> {
+/** Connects to Blackboard, framing the connection for the handshake and step 6. */
+export async function connectToBlackboard(
+  address: HostPort,
+  timeoutMs: number,
+): Promise<FramedStream> {
   const conn = await Deno.connect({ hostname: address.hostname, port: address.port }).catch(
     (err) => {
       throw new Error(
@@ -66,97 +43,6 @@ async function connect(address: HostPort, timeoutMs: number): Promise<FramedStre
     },
   );
   return new FramedStream(conn, { maxFrame: SESSION_MAX_FRAME, readTimeoutMs: timeoutMs });
-}
-
-/**
- * Runs steps 3–5 and returns the session (step 6). Throws with Blackboard's reason when it refuses
- * (`PeerRefusedError`), or a `CertificateError` when Blackboard's own certificate or signature
- * does not verify.
- */
-export async function openSession(options: ConnectOptions): Promise<StudentSession> {
-  const { identity, log } = options;
-  const timeoutMs = options.timeoutMs ?? HANDSHAKE_TIMEOUT_MS;
-  const encrypt = options.encrypt ?? false;
-  const stream = await connect(options.blackboard, timeoutMs);
-  try {
-    const t = new Transcript();
-    // STEP 3
-    const line = requestLine(identity.sid);
-    t.add(
-      await sendHandshake(stream, "request", {
-        request: line,
-        certificate: new Uint8Array(identity.cert.rawData),
-        nonce: randomBytes(NONCE_BYTES),
-        encrypt: encrypt ? 1 : 0,
-      }),
-    );
-    log.step(3, `sent "${line}" with cert 2 and a fresh nonce`);
-
-    // STEP 4: Blackboard's certificate, its signature over the exchange, the session key.
-    const { msg, bytes } = await receiveHandshake(stream, ["sessionKey"], timeoutMs);
-    const name = options.blackboardName ?? BLACKBOARD_NAME;
-    const bbCert = parseCertificate(msg.certificate, "Blackboard's certificate");
-    await verifyCertificate(bbCert, {
-      root: identity.root,
-      purpose: "serverAuth",
-      expectedCommonName: name,
-    });
-    const signed = step4SignedData(t, msg);
-    if (!(await verifyRsa(bbCert, msg.signature, signed))) {
-      throw new CertificateError(
-        "Blackboard's step-4 signature does not verify: not the real Blackboard, or the exchange was altered",
-      );
-    }
-    t.add(bytes);
-    let sessionKey: Uint8Array;
-    try {
-      sessionKey = await rsaOaepDecrypt(privateKeyDer(identity.keyPem), msg.encryptedKey);
-    } catch {
-      throw new Error("Cannot decrypt the session key: the private key is not the key of cert 2");
-    }
-    if (sessionKey.length !== SESSION_KEY_BYTES) {
-      throw new Error(`Session key has ${sessionKey.length} bytes, expected ${SESSION_KEY_BYTES}`);
-    }
-    log.step(
-      4,
-      `Blackboard's certificate (CN=${name}) and signature verified; session key decrypted with the private key`,
-    );
-
-    // STEP 5: prove possession of the key with a MAC; the key never crosses the wire.
-    const confirmHash = t.digest();
-    const kConfirm = await confirmationKey(sessionKey, confirmHash);
-    t.add(
-      await sendHandshake(stream, "confirm", {
-        mac: await confirmationMac(kConfirm, "student", confirmHash),
-      }),
-    );
-    const readyHash = t.digest();
-    const ready = await receiveHandshake(stream, ["ready"], timeoutMs);
-    if (
-      !constantTimeEqual(
-        ready.msg.mac,
-        await confirmationMac(kConfirm, "blackboard", readyHash),
-      )
-    ) {
-      throw new Error("Blackboard's key confirmation does not verify");
-    }
-    const keys = await trafficKeys(sessionKey, readyHash, "student", encrypt);
-    log.step(
-      5,
-      `key confirmation accepted: start to communicate (HMAC-SHA256 records${
-        encrypt ? ", AES-GCM" : ""
-      })`,
-    );
-    return new StudentSession(
-      identity,
-      new SecureSession(stream, new RecordLayer(keys, "student", encrypt)),
-      log,
-      options.timeoutMs ?? SESSION_TIMEOUT_MS,
-    );
-  } catch (err) {
-    stream.close();
-    throw err;
-  }
 }
 
 export interface UploadOptions {
@@ -364,70 +250,4 @@ async function loadUploadState(
   await ensureDir(stateDir, 0o700);
   await writeFileAtomic(statePath, JSON.stringify(state), { mode: 0o600 });
   return { path: statePath, state };
-}
-
-// ---------------------------------------------------------------- seed mode
-
-/**
- * The seeds' protocol (teaching only): after step 4 the student sends the decrypted session key
- * back in the clear, and messages are message | HMAC(session key, message) with no sequence
- * number. Anyone on the path reads the key and can forge or replay messages.
- */
-export class SeedSession {
-  readonly sid: string;
-  readonly #stream: FramedStream;
-  readonly #sessionKey: Uint8Array;
-  readonly #log: StepLog;
-
-  constructor(sid: string, stream: FramedStream, sessionKey: Uint8Array, log: StepLog) {
-    this.sid = sid;
-    this.#stream = stream;
-    this.#sessionKey = sessionKey;
-    this.#log = log;
-  }
-
-  /** STEP 6 as the seeds wrote it: message | HMAC, nothing else. */
-  async send(text: string): Promise<void> {
-    const hmac = await hmacSha256(this.#sessionKey, toBytes(text));
-    await sendHandshake(this.#stream, "seedMessage", { message: text, hmac });
-    this.#log.step(6, "message sent as message | HMAC (seed: no sequence number)");
-  }
-
-  close(): void {
-    this.#stream.close();
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
-}
-
-export async function openSeedSession(options: ConnectOptions): Promise<SeedSession> {
-  const { identity, log } = options;
-  const timeoutMs = options.timeoutMs ?? HANDSHAKE_TIMEOUT_MS;
-  const stream = await connect(options.blackboard, timeoutMs);
-  try {
-    const line = requestLine(identity.sid);
-    await sendHandshake(stream, "seedRequest", {
-      request: line,
-      certificate: new Uint8Array(identity.cert.rawData),
-    });
-    log.step(3, `sent "${line}" with cert 2 (seed)`);
-    const { msg } = await receiveHandshake(stream, ["seedSessionKey"], timeoutMs);
-    let sessionKey: Uint8Array;
-    try {
-      sessionKey = await rsaOaepDecrypt(privateKeyDer(identity.keyPem), msg.encryptedKey);
-    } catch {
-      throw new Error("Cannot decrypt the session key: the private key is not the key of cert 2");
-    }
-    log.step(4, "session key decrypted with the private key (seed: Blackboard is not verified)");
-    await sendHandshake(stream, "seedKeyEcho", { sessionKey });
-    log.warn("STEP 5 seed mode: the decrypted session key was just sent back IN THE CLEAR");
-    await receiveHandshake(stream, ["seedOk"], timeoutMs);
-    log.step(5, "Blackboard checked the session key: start to communicate (seed)");
-    return new SeedSession(identity.sid, stream, sessionKey, log);
-  } catch (err) {
-    stream.close();
-    throw err;
-  }
 }

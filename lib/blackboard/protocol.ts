@@ -1,6 +1,7 @@
 /**
- * The Blackboard protocol on TCP 3141 (system 1, steps 3–6), declared once: message tables, the
- * transcript, the key schedule and the step-6 record layer.
+ * The Blackboard protocol on TCP 3141 (system 1, steps 3–6), declared once: message tables, what
+ * is signed over the transcript (lib/crypto's `Transcript`), the key schedule and the step-6 record
+ * layer.
  *
  * Default mode (the seeds' steps done right):
  *
@@ -25,13 +26,15 @@
  * or the upload messages), so a capture of the default mode can still be read message by message.
  */
 
-import { createHash, type Hash } from "node:crypto";
+import { createHash } from "node:crypto";
 import {
   defineProtocol,
   type FramedStream,
   FrameError,
   type Message,
   PeerRefusedError,
+  type Received,
+  receiveExpected,
   type Values,
 } from "../wire/mod.ts";
 import {
@@ -45,6 +48,7 @@ import {
   importHmacKey,
   sequenceNonce,
   toBytes,
+  type Transcript,
 } from "../crypto/mod.ts";
 
 export const BLACKBOARD_PORT = 3141;
@@ -153,23 +157,6 @@ export type SessionMessage<N extends keyof SessionSpecs = keyof SessionSpecs> = 
 // ---------------------------------------------------------------- transcript and keys
 
 const LABEL = "secure-channel-lab blackboard v1";
-
-/** A running SHA-256 over every handshake message, each length-prefixed, in order. */
-export class Transcript {
-  readonly #hash: Hash = createHash("sha256");
-
-  add(message: Uint8Array): void {
-    const len = new Uint8Array(4);
-    new DataView(len.buffer).setUint32(0, message.length);
-    this.#hash.update(len);
-    this.#hash.update(message);
-  }
-
-  /** The hash of everything added so far (the transcript goes on). */
-  digest(): Uint8Array {
-    return new Uint8Array(this.#hash.copy().digest());
-  }
-}
 
 /**
  * What Blackboard signs in step 4: a context label and SHA-256(hash of the transcript so far |
@@ -371,32 +358,21 @@ export class SecureSession {
 
 // ---------------------------------------------------------------- handshake helpers
 
-/** A handshake message received with its exact bytes (for the transcript). */
-export interface Received<N extends keyof BlackboardSpecs> {
-  msg: Message<BlackboardSpecs, N>;
-  bytes: Uint8Array;
-}
-
 /**
- * Receives one handshake message, which must be one of `types`, with its bytes. An `error` from the
- * peer becomes `PeerRefusedError`; end of stream or anything else is a `FrameError`.
+ * Receives one handshake message, which must be one of `types`, with its exact bytes (for the
+ * transcript): lib/wire's `receiveExpected` bound to this protocol and the handshake's frame limit.
+ * An `error` from the peer becomes `PeerRefusedError`; end of stream or anything else is a
+ * `FrameError`.
  */
 export async function receiveHandshake<N extends keyof BlackboardSpecs & string>(
   stream: FramedStream,
   types: readonly N[],
   timeoutMs: number,
-): Promise<Received<N>> {
-  const expected = types.join(" or ");
-  const bytes = await stream.readFrame({ maxFrame: HANDSHAKE_MAX_FRAME, timeoutMs });
-  if (bytes === null) {
-    throw new FrameError(`Connection closed while waiting for ${expected}`, "closed");
-  }
-  const msg = blackboardProtocol.decode(bytes);
-  if ((types as readonly string[]).includes(msg.type)) {
-    return { msg: msg as Message<BlackboardSpecs, N>, bytes };
-  }
-  if (msg.type === "error") throw new PeerRefusedError(msg.reason);
-  throw new FrameError(`Expected ${expected}, got ${msg.type}`);
+): Promise<Received<BlackboardSpecs, N>> {
+  return await receiveExpected(stream, blackboardProtocol, types, {
+    maxFrame: HANDSHAKE_MAX_FRAME,
+    timeoutMs,
+  });
 }
 
 /** Sends one handshake message and returns its bytes (for the transcript). */

@@ -3,133 +3,39 @@
  * pinned root and a fresh CRL, hands out a session key, checks the key confirmation, then serves
  * authenticated messages and report uploads. Many students at once; a failure refuses one student
  * with one clear line and never touches the others.
+ *
+ * This file runs a connection: step 3's certificate checks (both modes), refusals, and step 6 of
+ * the default mode (messages and uploads). The handshakes read top to bottom in `secure.ts`
+ * (default) and `seed.ts` (`--protocol seed`), each with the student's side too.
  */
 
-import { errorMessage, type HostPort, printable, type StepLog } from "../runtime/mod.ts";
-import { DeadlineError, type FramedStream, FrameError, PeerRefusedError } from "../wire/mod.ts";
-import {
-  constantTimeEqual,
-  hmacSha256,
-  randomBytes,
-  rsaOaepEncrypt,
-  toBytes,
-  toHex,
-} from "../crypto/mod.ts";
-import { fetchCrl } from "../ca/mod.ts";
+import { errorMessage, printable, type StepLog } from "../runtime/mod.ts";
+import { DeadlineError, FrameError, PeerRefusedError } from "../wire/mod.ts";
+import { toHex } from "../crypto/mod.ts";
 import {
   type Certificate,
   CertificateError,
-  type Crl,
   crlNumber,
   parseCertificate,
-  signRsa,
+  type Revocation,
+  RevocationUnavailableError,
   verifyCertificate,
 } from "../pki/mod.ts";
 import {
   BLACKBOARD_PORT,
   blackboardProtocol,
-  confirmationKey,
-  confirmationMac,
-  HANDSHAKE_MAX_FRAME,
   HANDSHAKE_TIMEOUT_MS,
   MAX_MESSAGE_BYTES,
-  NONCE_BYTES,
   parseRequestLine,
-  receiveHandshake,
-  RecordLayer,
-  SecureSession,
-  sendHandshake,
-  SESSION_KEY_BYTES,
+  type SecureSession,
   SESSION_MAX_FRAME,
   SESSION_TIMEOUT_MS,
-  step4SignedData,
-  trafficKeys,
-  Transcript,
 } from "./protocol.ts";
+import { type ModeContext, type Peer, Refusal } from "./serving.ts";
+import { acceptSession } from "./secure.ts";
+import { serveSeed } from "./seed.ts";
 import { serveFramed, type Server } from "../net/mod.ts";
 import { type PartialUpload, UploadError, type UploadStore } from "./upload_store.ts";
-
-// ---------------------------------------------------------------- revocation
-
-/** Revocation cannot be checked: the CA is unreachable and no valid CRL is held. */
-export class RevocationUnavailableError extends Error {
-  override name = "RevocationUnavailableError";
-}
-
-export interface RevocationOptions {
-  ca: HostPort;
-  root: Certificate;
-  log: StepLog;
-  /** A CRL older than this is fetched again before use (default 5 s). */
-  refreshMs?: number;
-  /** Deadline for one fetch (default 3 s). */
-  timeoutMs?: number;
-}
-
-export const DEFAULT_CRL_REFRESH_MS = 5000;
-
-/**
- * Keeps the CA's CRL fresh: a session uses the CRL fetched within the last `refreshMs`, or fetches
- * it again (one fetch at a time, shared). When the CA cannot be reached, the last CRL is used only
- * while it is still valid (before its nextUpdate); otherwise revocation cannot be checked and the
- * caller must refuse.
- */
-export class RevocationChecker {
-  readonly #options: RevocationOptions;
-  readonly refreshMs: number;
-  #last: { crl: Crl; fetchedAt: number } | undefined;
-  #inflight: Promise<Crl> | undefined;
-
-  constructor(options: RevocationOptions) {
-    this.#options = options;
-    this.refreshMs = options.refreshMs ?? DEFAULT_CRL_REFRESH_MS;
-  }
-
-  /** A CRL that is verified against the root and current now. */
-  async current(): Promise<Crl> {
-    const now = Date.now();
-    const last = this.#last;
-    if (last && now - last.fetchedAt < this.refreshMs && stillValid(last.crl, now)) {
-      return last.crl;
-    }
-    this.#inflight ??= this.#refresh().finally(() => (this.#inflight = undefined));
-    return await this.#inflight;
-  }
-
-  async #refresh(): Promise<Crl> {
-    const { ca, root, log } = this.#options;
-    try {
-      const crl = await fetchCrl(ca, root, this.#options.timeoutMs ?? 3000);
-      const previous = this.#last?.crl;
-      if (!previous || crlNumber(previous) !== crlNumber(crl)) {
-        log.info(
-          `CRL #${
-            crlNumber(crl) ?? "?"
-          } from the CA at ${ca.hostname}:${ca.port}: ${crl.entries.length} revoked, valid until ${crl.nextUpdate?.toISOString()}`,
-        );
-      }
-      this.#last = { crl, fetchedAt: Date.now() };
-      return crl;
-    } catch (err) {
-      const last = this.#last;
-      if (last && stillValid(last.crl, Date.now())) {
-        log.warn(
-          `cannot refresh the CRL (${errorMessage(err)}): using CRL #${
-            crlNumber(last.crl) ?? "?"
-          }, valid until ${last.crl.nextUpdate?.toISOString()}`,
-        );
-        return last.crl;
-      }
-      throw new RevocationUnavailableError(
-        `Cannot check revocation: ${errorMessage(err)}, and no valid CRL is held`,
-      );
-    }
-  }
-}
-
-function stillValid(crl: Crl, now: number): boolean {
-  return crl.nextUpdate !== undefined && crl.nextUpdate.getTime() > now;
-}
 
 // ---------------------------------------------------------------- the server
 
@@ -141,7 +47,8 @@ export interface BlackboardOptions {
   /** Blackboard's own certificate (serverAuth) and its signing key. */
   cert: Certificate;
   signingKey: CryptoKey;
-  revocation: RevocationChecker;
+  /** The shared revocation checker (lib/pki), fed by the CA's CRL. */
+  revocation: Revocation;
   store: UploadStore;
   log: StepLog;
   /** Where each valid message is printed, as the seeds do (default: standard output). */
@@ -155,16 +62,21 @@ export interface BlackboardOptions {
   handshakeTimeoutMs?: number;
   sessionTimeoutMs?: number;
   maxConnections?: number;
+  /** Connections one address may hold at once (default 16). */
+  maxPerAddress?: number;
 }
 
 export function serveBlackboard(options: BlackboardOptions): Server {
   const certDer = new Uint8Array(options.cert.rawData);
+  const print = options.print ?? ((line: string) => console.log(line));
   const ctx: Context = {
     ...options,
-    print: options.print ?? ((line) => console.log(line)),
+    print,
     certDer,
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     sessionTimeoutMs: options.sessionTimeoutMs ?? SESSION_TIMEOUT_MS,
+    verifyStudent: (peer, line, certificate) => verifyStudent(options, peer, line, certificate),
+    printMessage: (sid, text) => print(`Message from ${sid}: ${printable(text)}`),
   };
   return serveFramed({
     hostname: options.hostname,
@@ -172,12 +84,16 @@ export function serveBlackboard(options: BlackboardOptions): Server {
     log: options.log,
     signal: options.signal,
     maxConnections: options.maxConnections,
+    maxPerAddress: options.maxPerAddress,
     stream: { maxFrame: SESSION_MAX_FRAME, readTimeoutMs: ctx.handshakeTimeoutMs },
     handler: async (stream, { remote, log }, conn) => {
       const peer: Peer = { remote, log, stream, sid: undefined, refused: false };
       try {
-        if (options.protocol === "seed") await handleSeed(ctx, peer);
-        else await handleDefault(ctx, peer);
+        if (options.protocol === "seed") await serveSeed(ctx, peer);
+        else {
+          const accepted = await acceptSession(ctx, peer);
+          if (accepted) await serveSession(ctx, peer, accepted.session, accepted.sid);
+        }
       } catch (err) {
         await refuse(peer, err);
       } finally {
@@ -188,20 +104,9 @@ export function serveBlackboard(options: BlackboardOptions): Server {
   });
 }
 
-interface Context extends BlackboardOptions {
+interface Context
+  extends Omit<BlackboardOptions, "handshakeTimeoutMs" | "sessionTimeoutMs">, ModeContext {
   print: (line: string) => void;
-  certDer: Uint8Array;
-  handshakeTimeoutMs: number;
-  sessionTimeoutMs: number;
-}
-
-interface Peer {
-  remote: string;
-  log: StepLog;
-  stream: FramedStream;
-  sid: string | undefined;
-  /** A refusal was sent: close gently so that it reaches the student. */
-  refused: boolean;
 }
 
 /**
@@ -237,11 +142,6 @@ async function lingerClose(conn: Deno.Conn): Promise<void> {
   }
 }
 
-/** A refusal that Blackboard states to the student as is. */
-class Refusal extends Error {
-  override name = "Refusal";
-}
-
 /** Logs why a student is refused, tells the student in one line, and leaves the closing to the caller. */
 async function refuse(peer: Peer, err: unknown): Promise<void> {
   const who = peer.sid ? `SID ${peer.sid} (${peer.remote})` : peer.remote;
@@ -275,7 +175,7 @@ async function refuse(peer: Peer, err: unknown): Promise<void> {
 
 /** Step 3's checks: the request line, cert 2 against the pinned root, the CRL, CN = ID. */
 async function verifyStudent(
-  ctx: Context,
+  ctx: BlackboardOptions,
   peer: Peer,
   line: string,
   certificate: Uint8Array,
@@ -304,74 +204,6 @@ async function verifyStudent(
   return cert;
 }
 
-async function encryptSessionKey(cert: Certificate, key: Uint8Array): Promise<Uint8Array> {
-  return await rsaOaepEncrypt(new Uint8Array(cert.publicKey.rawData), key);
-}
-
-async function handleDefault(ctx: Context, peer: Peer): Promise<void> {
-  const { stream, log } = peer;
-  const t = new Transcript();
-  const hs = ctx.handshakeTimeoutMs;
-
-  // STEP 3: the request, cert 2 and the student's nonce.
-  const first = await stream.readFrame({ timeoutMs: hs, maxFrame: HANDSHAKE_MAX_FRAME });
-  if (first === null) return;
-  const req = blackboardProtocol.decode(first);
-  if (req.type === "seedRequest") {
-    throw new Refusal("Blackboard speaks the default protocol, not the seed protocol");
-  }
-  if (req.type !== "request") throw new Refusal(`Expected request, got ${req.type}`);
-  t.add(first);
-  if (req.nonce.length !== NONCE_BYTES) throw new Refusal(`The nonce must be ${NONCE_BYTES} bytes`);
-  if (req.encrypt > 1) throw new Refusal("Malformed request: encrypt must be 0 or 1");
-  const encrypt = req.encrypt === 1;
-  const cert = await verifyStudent(ctx, peer, req.request, req.certificate);
-  const sid = peer.sid!;
-  if (ctx.requireEncrypt && !encrypt) {
-    throw new Refusal("Blackboard requires AES-GCM records: run the student with --encrypt");
-  }
-
-  // STEP 4: a fresh 256-bit session key, RSA-OAEP to cert 2's key, signed over the transcript.
-  const sessionKey = randomBytes(SESSION_KEY_BYTES);
-  const values = {
-    encryptedKey: await encryptSessionKey(cert, sessionKey),
-    certificate: ctx.certDer,
-    nonce: randomBytes(NONCE_BYTES),
-    signature: new Uint8Array() as Uint8Array,
-  };
-  values.signature = await signRsa(ctx.signingKey, step4SignedData(t, values));
-  t.add(await sendHandshake(stream, "sessionKey", values));
-  log.step(
-    4,
-    `session key (256-bit) for ${sid} encrypted with RSA-OAEP to cert 2's key, signed by Blackboard over the exchange`,
-  );
-
-  // STEP 5: the student proves it decrypted the key; the key itself never crosses the wire.
-  const confirmHash = t.digest();
-  const kConfirm = await confirmationKey(sessionKey, confirmHash);
-  const confirm = await receiveHandshake(stream, ["confirm"], hs);
-  const expected = await confirmationMac(kConfirm, "student", confirmHash);
-  if (!constantTimeEqual(expected, confirm.msg.mac)) {
-    throw new Refusal(
-      "Key confirmation failed: the student does not hold the private key of cert 2",
-    );
-  }
-  t.add(confirm.bytes);
-  const readyHash = t.digest();
-  await sendHandshake(stream, "ready", {
-    mac: await confirmationMac(kConfirm, "blackboard", readyHash),
-  });
-  const keys = await trafficKeys(sessionKey, readyHash, "blackboard", encrypt);
-  const session = new SecureSession(stream, new RecordLayer(keys, "blackboard", encrypt));
-  log.step(
-    5,
-    `key confirmation from ${sid} valid: start to communicate (HMAC-SHA256 records with sequence numbers${
-      encrypt ? ", AES-GCM" : ""
-    })`,
-  );
-  await serveSession(ctx, peer, session, sid);
-}
-
 async function serveSession(
   ctx: Context,
   peer: Peer,
@@ -398,7 +230,7 @@ async function serveSession(
             throw new Refusal(`Message too long: at most ${MAX_MESSAGE_BYTES} bytes`);
           }
           log.step(6, `message from ${sid}: HMAC and sequence number valid`);
-          ctx.print(`Message from ${sid}: ${printable(msg.text)}`);
+          ctx.printMessage(sid, msg.text);
           await session.send("received", {});
           break;
         }
@@ -457,48 +289,5 @@ async function serveSession(
     throw err;
   } finally {
     await upload?.close();
-  }
-}
-
-async function handleSeed(ctx: Context, peer: Peer): Promise<void> {
-  const { stream, log } = peer;
-  const hs = ctx.handshakeTimeoutMs;
-  const first = await stream.readFrame({ timeoutMs: hs, maxFrame: HANDSHAKE_MAX_FRAME });
-  if (first === null) return;
-  const req = blackboardProtocol.decode(first);
-  if (req.type === "request") {
-    throw new Refusal("Blackboard runs in seed mode: the student must use --protocol seed");
-  }
-  if (req.type !== "seedRequest") throw new Refusal(`Expected seedRequest, got ${req.type}`);
-  const cert = await verifyStudent(ctx, peer, req.request, req.certificate);
-  const sid = peer.sid!;
-
-  const sessionKey = randomBytes(SESSION_KEY_BYTES);
-  await sendHandshake(stream, "seedSessionKey", {
-    encryptedKey: await encryptSessionKey(cert, sessionKey),
-  });
-  log.step(4, `session key for ${sid} encrypted with RSA-OAEP to cert 2's key (seed: unsigned)`);
-
-  const echo = await receiveHandshake(stream, ["seedKeyEcho"], hs);
-  if (!constantTimeEqual(echo.msg.sessionKey, sessionKey)) {
-    throw new Refusal("Session key check failed: the key sent back is not the session key");
-  }
-  await sendHandshake(stream, "seedOk", {});
-  log.step(5, `decrypted session key from ${sid} matches (seed: it crossed the wire in the clear)`);
-
-  for (;;) {
-    const frame = await stream.readFrame({ timeoutMs: ctx.sessionTimeoutMs });
-    if (frame === null) {
-      log.info(`${sid} closed the session`);
-      return;
-    }
-    const msg = blackboardProtocol.decode(frame);
-    if (msg.type !== "seedMessage") throw new Refusal(`Expected seedMessage, got ${msg.type}`);
-    const mac = await hmacSha256(sessionKey, toBytes(msg.message));
-    if (!constantTimeEqual(mac, msg.hmac)) {
-      throw new Refusal("HMAC does not match: message refused");
-    }
-    log.step(6, `message from ${sid}: HMAC valid (seed: no sequence number)`);
-    ctx.print(`Message from ${sid}: ${printable(msg.message)}`);
   }
 }

@@ -1,3 +1,5 @@
 /** lib/crypto: the public face of this folder (re-exports only). */
 
 export * from "./primitives.ts";
+export * from "./textbook_rsa.ts";
+export * from "./transcript.ts";

@@ -4,7 +4,7 @@
  */
 
 import { FramedStream, type FramedStreamOptions } from "../wire/mod.ts";
-import { errorMessage, type StepLog } from "../runtime/mod.ts";
+import { errorMessage, parsePositiveInt, type StepLog } from "../runtime/mod.ts";
 
 export interface ConnectionInfo {
   /** A per-server counter, for log lines. */
@@ -335,4 +335,18 @@ export function serveFramed(options: FramedServeOptions): Server {
       }
     },
   });
+}
+
+/** The `--max-per-address N` option every server actor takes. */
+export const MAX_PER_ADDRESS_OPTION = { "max-per-address": { type: "string" } } as const;
+
+/** The option's line in a server's --help. */
+export const MAX_PER_ADDRESS_USAGE =
+  `  --max-per-address N  connections one address may hold at once (default ${DEFAULT_MAX_PER_ADDRESS})`;
+
+/** `--max-per-address`'s value as server options (nothing when the option was not given). */
+export function maxPerAddressOption(text: string | undefined): { maxPerAddress?: number } {
+  return text === undefined
+    ? {}
+    : { maxPerAddress: parsePositiveInt(text, "max-per-address", 65_536) };
 }

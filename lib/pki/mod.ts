@@ -1,3 +1,4 @@
 /** lib/pki: the public face of this folder (re-exports only). */
 
 export * from "./pki.ts";
+export * from "./revocation.ts";

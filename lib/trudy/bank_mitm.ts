@@ -12,8 +12,6 @@
  * STEP 2 and Alice tells Trudy why, in the clear, before she hangs up.
  */
 
-import { constants, createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
-import { privateDecrypt, publicEncrypt } from "node:crypto";
 import {
   type AttackServer,
   type ConnectionAttack,
@@ -30,7 +28,16 @@ import {
   SeedRecords,
 } from "../bank/mod.ts";
 import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
-import { sha256, toBytes, toHex } from "../crypto/mod.ts";
+import {
+  insecureTextbookRsaDecrypt,
+  insecureTextbookRsaEncrypt,
+  sha256,
+  type TextbookRsaKey,
+  textbookRsaPrivateKey,
+  textbookRsaPublicKey,
+  toBytes,
+  toHex,
+} from "../crypto/mod.ts";
 import {
   type Certificate,
   createRoot,
@@ -47,7 +54,7 @@ export interface TrudyBankKeys {
   /** Her signature over the seed's fixed sentence: a proof that verifies with her key. */
   seedProof: Uint8Array;
   /** For textbook-RSA decryption of Alice's secret. */
-  decryptKey: KeyObject;
+  decryptKey: TextbookRsaKey;
   /** A certificate for Bob's name and address with her key, issued by her own CA. */
   certificate: Certificate;
 }
@@ -74,7 +81,7 @@ export async function makeTrudyBankKeys(
   return {
     publicKey: spki,
     seedProof: await signRsa(await importSigningKey(pem), toBytes(SEED_SENTENCE)),
-    decryptKey: createPrivateKey(pem),
+    decryptKey: textbookRsaPrivateKey(pem),
     certificate,
   };
 }
@@ -207,18 +214,13 @@ function mitmConnection(
         if (!st.bobKey) return frame;
         let block: Uint8Array;
         try {
-          block = new Uint8Array(
-            privateDecrypt({ key: keys.decryptKey, padding: constants.RSA_NO_PADDING }, msg.secret),
-          );
+          block = insecureTextbookRsaDecrypt(keys.decryptKey, msg.secret);
         } catch (err) {
           log.warn(`Alice's secret does not decrypt with Trudy's key: ${errorMessage(err)}`);
           return frame;
         }
         st.records = new SeedRecords(block.slice(block.length - 32));
-        const bob = createPublicKey({ key: Buffer.from(st.bobKey), format: "der", type: "spki" });
-        const secret = new Uint8Array(
-          publicEncrypt({ key: bob, padding: constants.RSA_NO_PADDING }, block),
-        );
+        const secret = insecureTextbookRsaEncrypt(textbookRsaPublicKey(st.bobKey), block);
         log.step(
           5,
           "Alice's secret: decrypted with Trudy's private key (textbook RSA to her key), encrypted again to Bob's real key and passed on",

@@ -22,7 +22,7 @@ import {
 } from "../bank/mod.ts";
 import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
 import { randomBytes } from "../crypto/mod.ts";
-import { FramedStream, FrameError } from "../wire/mod.ts";
+import { FramedStream, FrameError, receiveExpected } from "../wire/mod.ts";
 import { serve } from "../net/mod.ts";
 
 /** Bob's frames as recorded, byte for byte. */
@@ -73,12 +73,12 @@ async function recordOnce(options: RecordOptions, mode: BankMode): Promise<Recor
   const expect = async <N extends "seedHiBob" | "seedProof" | "hiBob" | "proof">(
     type: N,
   ): Promise<{ frame: Uint8Array; msg: BankMessage<N> }> => {
-    const frame = await stream.readFrame();
-    if (frame === null) throw new FrameError(`Bob closed the connection before ${type}`, "closed");
-    const msg = bankProtocol.decode(frame);
-    if (msg.type === "error") throw new BobRefused(msg.reason);
-    if (msg.type !== type) throw new FrameError(`Expected ${type} from Bob, got ${msg.type}`);
-    return { frame, msg: msg as unknown as BankMessage<N> };
+    const { msg, bytes } = await receiveExpected(stream, bankProtocol, [type], {
+      onClosed: () => new FrameError(`Bob closed the connection before ${type}`, "closed"),
+      onRefused: (reason) => new BobRefused(reason),
+      onUnexpected: (got) => new FrameError(`Expected ${type} from Bob, got ${got}`, "malformed"),
+    });
+    return { frame: bytes, msg };
   };
   const where = `${options.bank.hostname}:${options.bank.port}`;
   try {

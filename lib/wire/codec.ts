@@ -12,7 +12,7 @@
  * The same tables drive the Wireshark dissector, so a capture names each message by its step.
  */
 
-import { type FramedStream, FrameError } from "./frame.ts";
+import { type FramedStream, FrameError, type ReadFrameOptions } from "./frame.ts";
 
 export type FieldKind = "text" | "bytes" | "uint";
 type ValueOf<K extends FieldKind> = K extends "text" ? string
@@ -277,4 +277,60 @@ export class Channel<S extends MessageSpecs> {
   close(): void {
     this.stream.close();
   }
+}
+
+/** A message received with its exact bytes (what a handshake transcript hashes). */
+export interface Received<S extends MessageSpecs, N extends keyof S = keyof S> {
+  msg: Message<S, N>;
+  bytes: Uint8Array;
+}
+
+/**
+ * How `receiveExpected` reports each way the next message can fail to be the one expected; each
+ * returns the error to throw. `expected` is the expected types joined by " or ".
+ */
+export interface ReceiveExpectedOptions extends ReadFrameOptions {
+  /** The stream ended cleanly first (default: `FrameError` "Connection closed while waiting for …"). */
+  onClosed?: (expected: string) => Error;
+  /** The frame is not a well-formed message (default: the codec's `FrameError` as is). */
+  onMalformed?: (err: unknown) => Error;
+  /** The peer sent the protocol's `error` message (default: `PeerRefusedError` with its reason). */
+  onRefused?: (reason: string) => Error;
+  /** Another message arrived (default: `UnexpectedMessageError` "Expected …, got …"). */
+  onUnexpected?: (received: string, expected: string) => Error;
+}
+
+/**
+ * Receives the next message on `stream`, which must be one of `types` of `protocol`, and returns
+ * it with its exact bytes. Errors of the read itself (deadline, oversized or truncated frame, a
+ * broken connection) propagate as the stream throws them; every other failure is reported through
+ * the options' hooks, so that each protocol keeps its own wording.
+ */
+export async function receiveExpected<S extends MessageSpecs, N extends keyof S & string>(
+  stream: FramedStream,
+  protocol: Protocol<S>,
+  types: readonly N[],
+  options: ReceiveExpectedOptions = {},
+): Promise<Received<S, N>> {
+  const expected = types.join(" or ");
+  const { onClosed, onMalformed, onRefused, onUnexpected, ...read } = options;
+  const bytes = await stream.readFrame(read);
+  if (bytes === null) {
+    throw onClosed?.(expected) ??
+      new FrameError(`Connection closed while waiting for ${expected}`, "closed");
+  }
+  let msg: Message<S>;
+  try {
+    msg = protocol.decode(bytes);
+  } catch (err) {
+    throw onMalformed?.(err) ?? err;
+  }
+  const type = msg.type as string;
+  if ((types as readonly string[]).includes(type)) return { msg: msg as Message<S, N>, bytes };
+  if (type === "error" && "error" in protocol.messages) {
+    const { reason } = msg as unknown as Message<WithError>;
+    throw onRefused?.(reason) ?? new PeerRefusedError(reason);
+  }
+  throw onUnexpected?.(type, expected) ??
+    new UnexpectedMessageError(`Expected ${expected}, got ${type}`);
 }

@@ -12,7 +12,7 @@ import {
   serveBank,
 } from "../../lib/bank/mod.ts";
 import type { StepLog } from "../../lib/runtime/mod.ts";
-import type { Certificate, Crl } from "../../lib/pki/mod.ts";
+import { type Certificate, type Crl, type CrlFetch, RevocationChecker } from "../../lib/pki/mod.ts";
 import type { Server } from "../../lib/net/mod.ts";
 import { memoryLog, type TestPki, type TestStudent } from "./helpers.ts";
 
@@ -30,7 +30,10 @@ export interface TestBankOptions {
   identity?: BobIdentity;
   handshakeTimeoutMs?: number;
   idleTimeoutMs?: number;
+  /** A fixed CRL that Bob checks customers against (through the shared checker). */
   crl?: Crl;
+  /** Where Bob's revocation checker fetches CRLs from, and how often (default: every handshake). */
+  crlSource?: { fetch: CrlFetch; source: string; refreshMs?: number };
 }
 
 const identities = new WeakMap<TestPki, Promise<BobIdentity>>();
@@ -50,6 +53,18 @@ export async function startBank(pki: TestPki, options: TestBankOptions = {}): Pr
   const dir = await Deno.makeTempDir({ prefix: "lab-bank-" });
   const accounts = Accounts.open(`${dir}/accounts.db`);
   const { log, lines } = memoryLog("Bob");
+  const fixed = options.crl;
+  const crlSource = options.crlSource ??
+    (fixed ? { fetch: () => Promise.resolve(fixed), source: "the test's CRL" } : undefined);
+  const revocation = crlSource &&
+    new RevocationChecker({
+      fetch: crlSource.fetch,
+      source: crlSource.source,
+      root: pki.root,
+      log,
+      refreshMs: crlSource.refreshMs ?? 0,
+      timeoutMs: 2000,
+    });
   const server = serveBank({
     mode: options.mode ?? "secure",
     accounts,
@@ -59,7 +74,7 @@ export async function startBank(pki: TestPki, options: TestBankOptions = {}): Pr
     port: 0,
     ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
     ...(options.idleTimeoutMs ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
-    ...(options.crl ? { crl: options.crl } : {}),
+    ...(revocation ? { revocation } : {}),
   });
   return {
     server,

@@ -4,15 +4,10 @@
  */
 
 import { createHash } from "node:crypto";
-import {
-  type BlackboardMode,
-  RevocationChecker,
-  serveBlackboard,
-  UploadStore,
-} from "../../lib/blackboard/mod.ts";
+import { type BlackboardMode, serveBlackboard, UploadStore } from "../../lib/blackboard/mod.ts";
 import type { HostPort } from "../../lib/runtime/mod.ts";
-import { loadIdentity, type StudentIdentity } from "../../lib/ca/mod.ts";
-import { importSigningKey, parseCertificate } from "../../lib/pki/mod.ts";
+import { fetchCrl, loadIdentity, type StudentIdentity } from "../../lib/ca/mod.ts";
+import { importSigningKey, parseCertificate, RevocationChecker } from "../../lib/pki/mod.ts";
 import type { Server } from "../../lib/net/mod.ts";
 import { memoryLog, type TestPki } from "./helpers.ts";
 
@@ -59,12 +54,14 @@ export async function startBlackboard(
   const { log, lines } = memoryLog("Blackboard");
   const printed: string[] = [];
   const [host, port] = pki.caAddr.split(":");
+  const ca = options.ca ?? { hostname: host!, port: Number(port) };
   const server = serveBlackboard({
     root: pki.root,
     cert: parseCertificate(certPem),
     signingKey: await importSigningKey(keyPem),
     revocation: new RevocationChecker({
-      ca: options.ca ?? { hostname: host!, port: Number(port) },
+      fetch: (timeoutMs) => fetchCrl(ca, pki.root, timeoutMs),
+      source: `the CA at ${ca.hostname}:${ca.port}`,
       root: pki.root,
       log,
       refreshMs: options.refreshMs ?? 0,

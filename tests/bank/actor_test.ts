@@ -22,6 +22,7 @@ import {
   type TestStudent,
 } from "../_fixtures/helpers.ts";
 import { aliceOptions } from "../_fixtures/bank.ts";
+import { crlPem } from "../../lib/pki/mod.ts";
 
 const BANK = "actors/bank.ts";
 
@@ -29,7 +30,7 @@ const BANK = "actors/bank.ts";
 async function startBob(
   server: TestServerCert,
   dataDir: string,
-  options: { mode?: "secure" | "seed"; port?: number; extra?: string[] } = {},
+  options: { mode?: "default" | "seed"; port?: number; extra?: string[] } = {},
 ): Promise<{ bob: ActorProcess; port: number }> {
   const bob = new ActorProcess(BANK, [
     "serve",
@@ -38,7 +39,7 @@ async function startBob(
     "--data-dir",
     dataDir,
     "--protocol",
-    options.mode ?? "secure",
+    options.mode ?? "default",
     "--cert",
     server.certPath,
     "--key",
@@ -200,6 +201,40 @@ Deno.test("bank serve --ca: Bob fetches the CA's CRL and refuses a revoked custo
   }
 });
 
+Deno.test("bank serve --crl: Bob refuses customers once the CRL file is past nextUpdate, and reads a fresh one", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir();
+  const alice = await pki.student("1155000001");
+  const cert = await pki.serverCert("bank", ["127.0.0.1"]);
+  const crlFile = `${dir.path}/crl.pem`;
+  const VALID_MS = 6000;
+  await Deno.writeTextFile(crlFile, crlPem(await pki.ca.crl(VALID_MS)));
+  const written = Date.now();
+  const { bob, port } = await startBob(cert, `${dir.path}/bob`, {
+    extra: ["--crl", crlFile, "--crl-refresh", "1"],
+  });
+  try {
+    assert.match(bob.stderr, /CRL from the file .*crl\.pem: 0 revoked/);
+    const balance = () =>
+      runActor(BANK, ["client", "--bank", `127.0.0.1:${port}`, "--home", alice.home, "balance"]);
+    await new Promise((r) => setTimeout(r, Math.max(0, written + VALID_MS + 200 - Date.now())));
+    const stale = await balance();
+    assert.equal(stale.code, 1, stale.stderr);
+    assert.match(
+      stale.stderr,
+      /Bob refused: STEP 5 Alice's secret failed: Bob cannot check revocation right now: try again later/,
+    );
+    assert.match(bob.stderr, /ERROR Cannot check revocation: CRL has expired/);
+    // The operator writes a fresh CRL: Bob reads it at the next handshake.
+    await Deno.writeTextFile(crlFile, crlPem(await pki.ca.crl()));
+    const fresh = await balance();
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.equal(fresh.stdout, "balance 0.00\n");
+  } finally {
+    await bob.stop();
+  }
+});
+
 interface Ledger {
   /** Applied operations as Alice saw them acknowledged, by request id. */
   applied: Map<string, { customer: string; delta: number }>;
@@ -295,7 +330,10 @@ Deno.test("20 concurrent clients x 100 operations on shared accounts stay consis
   const students = await Promise.all(
     ["1155000001", "1155000002", "1155000003", "1155000004"].map((sid) => pki.student(sid)),
   );
-  const { bob, port } = await startBob(await pki.serverCert("bank", ["127.0.0.1"]), dir.path);
+  // 20 customers from 127.0.0.1 at once: more than the default per-address cap.
+  const { bob, port } = await startBob(await pki.serverCert("bank", ["127.0.0.1"]), dir.path, {
+    extra: ["--max-per-address", "32"],
+  });
   let ledger: Ledger;
   try {
     ledger = await runCustomers(pki, students, port, { clients: 20, ops: 100, retryForMs: 0 });

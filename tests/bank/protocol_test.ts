@@ -9,7 +9,7 @@ import {
   STEP_MESSAGES,
   stepName,
 } from "../../lib/bank/mod.ts";
-import { randomBytes } from "../../lib/crypto/mod.ts";
+import { randomBytes, Transcript, transcriptHash } from "../../lib/crypto/mod.ts";
 import { FramedStream, FrameError } from "../../lib/wire/mod.ts";
 
 const samples = {
@@ -108,4 +108,27 @@ Deno.test("the handshake machine keeps the seed's order and each mode's messages
     assert.match(err.message, /connection closed before STEP 2 Hi, I'm Bob/);
     return true;
   });
+});
+
+Deno.test("the handshake transcript hashes each message length-prefixed, as on the wire", async () => {
+  const a = new TextEncoder().encode("hello");
+  const b = randomBytes(70_000);
+  // Computed independently: SHA-256(u32(len a) | a | u32(len b) | b), lengths big-endian.
+  const framed = new Uint8Array(8 + a.length + b.length);
+  const view = new DataView(framed.buffer);
+  view.setUint32(0, a.length);
+  framed.set(a, 4);
+  view.setUint32(4 + a.length, b.length);
+  framed.set(b, 8 + a.length);
+  const expected = new Uint8Array(await crypto.subtle.digest("SHA-256", framed));
+  assert.deepEqual(transcriptHash([a, b]), expected);
+  const t = new Transcript();
+  t.add(a);
+  const before = t.snapshot();
+  assert.deepEqual(t.digest(b), expected, "digest(extra) hashes extra without adding it");
+  assert.equal(t.length, 1);
+  t.add(b);
+  assert.deepEqual(t.digest(), expected);
+  assert.deepEqual(before.digest(b), expected, "a snapshot is unaffected by later messages");
+  assert.equal(before.length, 1);
 });

@@ -206,6 +206,59 @@ Deno.test("secure mode refuses a revoked customer at STEP 5 when Bob has the CRL
   other.close();
 });
 
+Deno.test("Bob fails closed: once his CRL is past nextUpdate and no fresh one comes, customers are refused at STEP 5", async () => {
+  await using pki = await TestPki.start();
+  const alice = await pki.student("1155000001");
+  const carol = await pki.student("1155000002");
+  // Real CRLs from the CA, valid 3 s each; `caDown` makes the CA unreachable.
+  const VALID_MS = 3000;
+  let caDown = false;
+  await using bank = await startBank(pki, {
+    crlSource: {
+      source: "the test CA",
+      fetch: () => caDown ? Promise.reject(new Error("Cannot reach the CA")) : pki.ca.crl(VALID_MS),
+    },
+  });
+  const { log } = memoryLog("Alice");
+  const open = (who: typeof alice) => openSession(aliceOptions(pki, who, bank.port, log));
+
+  (await open(alice)).close();
+  const fetched = Date.now();
+  caDown = true;
+  // The CA is down but the CRL Bob holds is still valid: he uses it and says so.
+  (await open(alice)).close();
+  assert.match(
+    bank.lines.join("\n"),
+    /WARNING cannot refresh the CRL \(Cannot reach the CA\): using CRL #\d+/,
+  );
+
+  // Past its nextUpdate: Bob cannot know who was revoked since, so he refuses everyone.
+  await new Promise((r) => setTimeout(r, Math.max(0, fetched + VALID_MS + 200 - Date.now())));
+  await assert.rejects(open(alice), (err: unknown) => {
+    assert.ok(err instanceof PeerRefusedError);
+    assert.equal(
+      err.message,
+      "Bob refused: STEP 5 Alice's secret failed: Bob cannot check revocation right now: try again later",
+    );
+    return true;
+  });
+  assert.match(
+    bank.lines.join("\n"),
+    /ERROR Cannot check revocation: Cannot reach the CA, and no valid CRL is held/,
+  );
+  assert.equal(bank.accounts.balance("1155000001"), 0);
+
+  // The CA is back: a fresh CRL, customers are served again, and a revocation applies at once.
+  caDown = false;
+  (await open(alice)).close();
+  pki.ca.revoke({ sid: carol.sid });
+  await assert.rejects(
+    open(carol),
+    /Bob refused: STEP 5 Alice's secret failed: Cannot verify certificate 1155000002: it has been revoked/,
+  );
+  (await open(alice)).close();
+});
+
 Deno.test("proof replay: seed mode accepts Bob's recorded proof, secure mode refuses it at STEP 4", async () => {
   await using pki = await TestPki.start();
   const alice = await pki.student("1155000001");
