@@ -3,6 +3,7 @@
  * mistake, `--help`, `HOST:PORT` and number parsing, and a `runMain` that maps errors to exit codes.
  */
 
+import { printable } from "./text.ts";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 /** A mistake in how the command was called: exit status 2 with a hint to use `--help`. */
@@ -182,10 +183,13 @@ export async function runMain(
   } catch (err) {
     if (err instanceof UsageError) {
       const command = err.command ?? program;
-      console.error(`${command}: ${err.message}\nTry '${command} --help' for more information.`);
+      console.error(
+        `${command}: ${printable(err.message)}\nTry '${command} --help' for more information.`,
+      );
       status = 2;
     } else {
-      console.error(`${program}: ${err instanceof Error ? err.message : String(err)}`);
+      // The message may carry a peer's words (a refusal): one sanitised line.
+      console.error(`${program}: ${printable(err instanceof Error ? err.message : String(err))}`);
       status = 1;
     }
   }

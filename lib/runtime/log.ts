@@ -3,8 +3,12 @@
  * reports: `12:00:01.123 [ca] STEP 2 issued cert 2 for 1155123456`.
  *
  * Logs go to standard error; standard output is kept for results that scripts capture.
- * Never pass a key or a session key to a logger.
+ * Never pass a key or a session key to a logger. Every line passes through `printable()`, so a
+ * peer's text inside it (an ID, a CN, a version string, a refusal) can neither forge a second log
+ * line nor send escape sequences to the terminal, whichever call site logged it.
  */
+
+import { printable } from "./text.ts";
 
 export type LogSink = (line: string) => void;
 
@@ -76,7 +80,7 @@ export class StepLog {
 
   #emit(text: string): void {
     const time = this.#noTime ? "" : new Date().toISOString().slice(11, 23) + " ";
-    this.#sink(`${time}[${this.actor}] ${text}`);
+    this.#sink(`${time}[${printable(this.actor)}] ${printable(text)}`);
   }
 }
 

@@ -107,3 +107,126 @@ export const ATTACK_ENROL_IMPERSONATION = scenario({
     );
   },
 });
+
+export const ATTACK_ENROL_CODE_THEFT = scenario({
+  name: "attack-enrol-code-theft",
+  title: "Trudy, enrol-code-theft: her CSR swapped into a student's enrolment on the path",
+  ports: ["caOpen", "ca", "trudySeed", "trudy"],
+  capture: (p) => [p.caOpen, p.ca, p.trudySeed, p.trudy],
+  actors: (p) => ({
+    servers: {
+      [p.caOpen]: "CUHK (CA, open enrolment)",
+      [p.ca]: "CUHK (CA)",
+      [p.trudySeed]: "Trudy",
+      [p.trudy]: "Trudy",
+    },
+    clients: {
+      [p.caOpen]: "Trudy",
+      [p.ca]: "Trudy",
+      [p.trudySeed]: "Student",
+      [p.trudy]: "Student",
+    },
+    order: ["Student", "Trudy", "CUHK (CA, open enrolment)", "CUHK (CA)"],
+  }),
+  labels: [caProtocol.label("csr"), caProtocol.label("certificate"), caProtocol.label("error")],
+  trudyPorts: (p) => [p.trudySeed, p.trudy],
+  path: ["Student", "Trudy", "CUHK (CA)"],
+  async run(ctx) {
+    const [open, strict] = await Promise.all([
+      ctx.actors.serve("CUHK (open)", "actors/ca.ts", [
+        "serve",
+        "--protocol",
+        "seed",
+        "--port",
+        String(ctx.ports.caOpen),
+        "--data-dir",
+        `${ctx.dir}/ca-open`,
+      ]),
+      ctx.actors.serve("CUHK", "actors/ca.ts", [
+        "serve",
+        "--port",
+        String(ctx.ports.ca),
+        "--data-dir",
+        `${ctx.dir}/ca`,
+      ]),
+    ]);
+    const halves = [
+      { half: "seed" as const, ca: ctx.ports.caOpen, dir: "ca-open", port: ctx.ports.trudySeed },
+      { half: "default" as const, ca: ctx.ports.ca, dir: "ca", port: ctx.ports.trudy },
+    ];
+    let code = "";
+    for (const h of halves) {
+      const trudy = await startTrudy(ctx, h.half, "enrol-code-theft", [
+        "--ca",
+        `127.0.0.1:${h.ca}`,
+      ], h.port);
+      if (h.half === "default") {
+        ctx.sink(`* default: the CA operator issues ${VICTIM_SID}'s one-time code`);
+        code = (await ctx.actors.run("ca code", "actors/ca.ts", [
+          "code",
+          "--sid",
+          VICTIM_SID,
+          "--data-dir",
+          `${ctx.dir}/ca`,
+        ])).trim();
+      }
+      ctx.sink(`* ${h.half}: student ${VICTIM_SID} enrols through Trudy`);
+      const student = await outcome(ctx.actors.spawn("student", "actors/student.ts", [
+        "enroll",
+        "--sid",
+        VICTIM_SID,
+        "--code",
+        code,
+        "--ca",
+        `127.0.0.1:${h.port}`,
+        "--ca-cert",
+        `${ctx.dir}/${h.dir}/cuhk.cer`,
+        "--home",
+        `${ctx.dir}/students-${h.half}/${VICTIM_SID}`,
+      ]));
+      if (h.half === "seed") {
+        checkVerdict(ctx, "seed", await outcome(trudy), {
+          reason: "swapped-csr-signed",
+          says: "ATTACK SUCCEEDED (the open CA signed Trudy's CSR for the victim's ID)",
+        });
+        check(
+          ctx,
+          `seed: the open CA signed cert 2 for ${VICTIM_SID}; the student saw it is not its key`,
+          await prints(open, new RegExp(`STEP 2 signed cert 2 for SID ${VICTIM_SID}`)) &&
+            student.code !== 0 && /does not carry the key of this CSR/.test(student.stderr),
+        );
+      } else {
+        checkVerdict(ctx, "default", await outcome(trudy), {
+          reason: "binding-refused",
+          says:
+            "ATTACK FAILED: the CA refused Trudy's CSR at STEP 2 (the binding covers the student's)",
+        });
+        check(
+          ctx,
+          "default: the CA refused the swap and signed nothing; Trudy saw no code",
+          await prints(strict, /refused .*Enrolment code is not valid/) &&
+            !/signed cert 2/.test(strict.output) && student.code !== 0,
+        );
+        ctx.sink(`* default: ${VICTIM_SID} enrols again, directly, with the same code`);
+        const again = await outcome(ctx.actors.spawn("student", "actors/student.ts", [
+          "enroll",
+          "--sid",
+          VICTIM_SID,
+          "--code",
+          code,
+          "--ca",
+          `127.0.0.1:${ctx.ports.ca}`,
+          "--ca-cert",
+          `${ctx.dir}/ca/cuhk.cer`,
+          "--home",
+          `${ctx.dir}/students-again/${VICTIM_SID}`,
+        ]));
+        check(
+          ctx,
+          "default: the victim's code was not burned: the direct enrolment succeeds",
+          again.code === 0 && /sign finished/.test(again.stdout + again.stderr),
+        );
+      }
+    }
+  },
+});

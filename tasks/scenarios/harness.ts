@@ -21,15 +21,17 @@ export const SCENARIO_NAMES = [
   "chat-tls12",
   "seed",
   "attack-enrol-impersonation",
+  "attack-enrol-code-theft",
   "attack-bank-mitm",
   "attack-bank-replay",
   "attack-session-key-sniff",
   "attack-message-replay",
 ] as const;
 export type ScenarioName = typeof SCENARIO_NAMES[number];
-/** What `attacks` runs: Trudy's five attacks, each against seed mode and the default. */
+/** What `attacks` runs: Trudy's attacks, each against seed mode and the default. */
 export const ATTACK_SCENARIOS: readonly ScenarioName[] = [
   "attack-enrol-impersonation",
+  "attack-enrol-code-theft",
   "attack-bank-mitm",
   "attack-bank-replay",
   "attack-session-key-sniff",

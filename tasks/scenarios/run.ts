@@ -11,7 +11,7 @@ import {
   wiresharkTcpPorts,
   writeDiagram,
 } from "../../lib/wireshark/mod.ts";
-import { ATTACK_ENROL_IMPERSONATION } from "./attacks.ts";
+import { ATTACK_ENROL_CODE_THEFT, ATTACK_ENROL_IMPERSONATION } from "./attacks.ts";
 import { ATTACK_BANK_MITM, ATTACK_BANK_REPLAY } from "./attacks_bank.ts";
 import { ATTACK_MESSAGE_REPLAY, ATTACK_SESSION_KEY_SNIFF } from "./attacks_blackboard.ts";
 import { BANK } from "./bank.ts";
@@ -37,6 +37,7 @@ const SPECS: Record<ScenarioName, ScenarioSpec<string>> = {
   "chat-tls12": CHAT_TLS12,
   "seed": SEED,
   "attack-enrol-impersonation": ATTACK_ENROL_IMPERSONATION,
+  "attack-enrol-code-theft": ATTACK_ENROL_CODE_THEFT,
   "attack-bank-mitm": ATTACK_BANK_MITM,
   "attack-bank-replay": ATTACK_BANK_REPLAY,
   "attack-session-key-sniff": ATTACK_SESSION_KEY_SNIFF,

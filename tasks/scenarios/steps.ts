@@ -21,7 +21,8 @@ export async function startCa(ctx: Context<"ca">): Promise<void> {
   ]);
 }
 
-export async function enrol(ctx: Context<"ca">, sid: string): Promise<string> {
+/** Enrols `sid` (a code from the CA operator, then `student enroll`); `codes` collects the code. */
+export async function enrol(ctx: Context<"ca">, sid: string, codes?: string[]): Promise<string> {
   ctx.sink(`* the CA operator issues a one-time enrolment code for ${sid}`);
   const code = (await ctx.actors.run("ca code", "actors/ca.ts", [
     "code",
@@ -30,6 +31,7 @@ export async function enrol(ctx: Context<"ca">, sid: string): Promise<string> {
     "--data-dir",
     `${ctx.dir}/ca`,
   ])).trim();
+  codes?.push(code);
   const home = `${ctx.dir}/students/${sid}`;
   await ctx.actors.run("student", "actors/student.ts", [
     "enroll",

@@ -4,6 +4,7 @@
  */
 
 import { caProtocol } from "../../lib/ca/mod.ts";
+import { check } from "./checks.ts";
 import { scenario } from "./harness.ts";
 import {
   bb,
@@ -25,9 +26,40 @@ export const ENROL = scenario({
   labels: [caProtocol.label("csr"), caProtocol.label("certificate")],
   async run(ctx) {
     await startCa(ctx);
-    await enrol(ctx, STUDENT_SID);
+    await enrol(ctx, STUDENT_SID, enrolmentCodes(ctx));
+  },
+  async analyse(ctx, capture) {
+    // The code never crosses the wire (audit finding 1): not in any packet, in any spelling.
+    const bytes = await Deno.readFile(capture);
+    const codes = enrolmentCodes(ctx);
+    const enc = new TextEncoder();
+    const found = codes.flatMap((code) => [code, code.replaceAll("-", ""), code.toUpperCase()])
+      .filter((form) => indexOf(bytes, enc.encode(form)) >= 0);
+    check(
+      ctx,
+      `the capture holds no enrolment code (${codes.length} issued, searched in every packet)`,
+      codes.length > 0 && found.length === 0,
+      found.length > 0 ? `found ${found.join(", ")}` : `no code issued`,
+    );
   },
 });
+
+const CODES = new WeakMap<object, string[]>();
+/** The enrolment codes issued in this run of a scenario. */
+function enrolmentCodes(ctx: object): string[] {
+  let codes = CODES.get(ctx);
+  if (!codes) CODES.set(ctx, codes = []);
+  return codes;
+}
+
+/** Where `needle` starts in `haystack`, or -1. */
+function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
 
 export const UPLOAD = scenario({
   name: "upload",

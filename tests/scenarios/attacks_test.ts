@@ -9,14 +9,16 @@
 import assert from "node:assert/strict";
 import { ATTACK_SCENARIOS, runScenario, type ScenarioName } from "../../tasks/scenarios/mod.ts";
 import { readLabMessages } from "../../lib/wireshark/mod.ts";
+import type { VerdictReason } from "../../lib/trudy/mod.ts";
 import { tempDir } from "../_fixtures/helpers.ts";
 
 /** Per attack: the verdicts expected in the notes, the lanes of the ladder, messages that must be on the wire. */
 const EXPECTED: Record<
   string,
   {
-    seed: RegExp;
-    default: RegExp;
+    /** Trudy's reason code against seed mode, and against the default. */
+    seed: VerdictReason;
+    default: VerdictReason;
     lanes: string[];
     wire: RegExp[];
     outcomes: RegExp[];
@@ -26,17 +28,22 @@ const EXPECTED: Record<
   }
 > = {
   "attack-enrol-impersonation": {
-    seed: /^seed: ATTACK SUCCEEDED: /,
-    default:
-      /^default: ATTACK FAILED: the CA refused to issue a certificate for 1155000777: Enrolment refused: Enrolment code is not valid for 1155000777$/,
+    seed: "enrolled-without-code",
+    default: "code-required",
     lanes: ["Trudy", "CUHK (CA, open enrolment)", "CUHK (CA)"],
     wire: [/^Trudy → CUHK \(CA, open enrolment\): STEP 1 CSR$/, /^CUHK \(CA\) → Trudy: error$/],
     outcomes: [/^seed: the open CA signed cert 2/, /^default: the CA refused and signed nothing/],
   },
+  "attack-enrol-code-theft": {
+    seed: "swapped-csr-signed",
+    default: "binding-refused",
+    lanes: ["Student", "Trudy", "CUHK (CA)"],
+    wire: [/^Trudy → CUHK \(CA\): STEP 1 CSR$/, /^CUHK \(CA\) → Trudy: error$/],
+    outcomes: [/^seed: the open CA signed cert 2/, /^default: the victim's code was not burned/],
+  },
   "attack-bank-mitm": {
-    seed: /^seed: ATTACK SUCCEEDED: .*changed a deposit of 10\.00 into 900\.00 on its way to Bob/,
-    default:
-      /^default: ATTACK FAILED: Alice refused Trudy's key at STEP 2 and told Trudy why: STEP 2 Hi, I'm Bob failed: Cannot verify certificate bank: it is not issued by the pinned root$/,
+    seed: "seed-key-accepted",
+    default: "key-refused",
     lanes: ["Alice", "Trudy", "Bob (bank)"],
     wire: [
       /^Trudy → Alice: STEP 2 Hi, I'm Bob \(seed\)$/,
@@ -47,9 +54,8 @@ const EXPECTED: Record<
     outcomes: [/^seed: Bob stored a balance of 900\.00/, /^default: Alice stopped at STEP 2/],
   },
   "attack-bank-replay": {
-    seed: /^seed: ATTACK SUCCEEDED: Alice accepted Bob's proof replayed from an earlier session/,
-    default:
-      /^default: ATTACK FAILED: Alice refused the replayed frames at STEP 4 and told Trudy why: STEP 4 Bob's proof failed: .*Alice's nonce is not in it\)$/,
+    seed: "replay-accepted",
+    default: "replay-refused",
     lanes: ["Alice", "Trudy", "Bob (bank)"],
     wire: [
       /^Bob \(bank\) → Trudy: STEP 4 Bob's proof \(seed\)$/,
@@ -60,10 +66,8 @@ const EXPECTED: Record<
     outcomes: [/^seed: Alice accepted the replayed proof/, /^default: Alice stopped at STEP 4/],
   },
   "attack-session-key-sniff": {
-    seed:
-      /^seed: ATTACK SUCCEEDED: Trudy read the session key that the student sent back in the clear at STEP 5/,
-    default:
-      /^default: ATTACK FAILED: no session key crossed the wire .*HMAC does not verify \(altered\)$/,
+    seed: "sniffed-key-forgery-accepted",
+    default: "mac-refused",
     lanes: ["Student", "Trudy", "Blackboard"],
     wire: [
       /^Student → Trudy: STEP 5 decrypted session key IN THE CLEAR \(seed\)$/,
@@ -78,10 +82,8 @@ const EXPECTED: Record<
     ],
   },
   "attack-message-replay": {
-    seed:
-      /^seed: ATTACK SUCCEEDED: Blackboard accepted the copy of the student's message 'pay me once'/,
-    default:
-      /^default: ATTACK FAILED: Blackboard refused the copy of record 0: .*sequence number 0, expected 1/,
+    seed: "copy-accepted",
+    default: "replay-refused",
     lanes: ["Student", "Trudy", "Blackboard"],
     wire: [/^Blackboard → Trudy: error$/],
     twice: "Trudy → Blackboard: STEP 6 message | HMAC, no sequence number (seed)",
@@ -117,8 +119,13 @@ Deno.test("capture scenarios: each attack against seed mode and the default, cap
       assert.ok(what.some((w) => /^seed: Trudy's verdict ATTACK SUCCEEDED/.test(w)), why);
       assert.ok(what.some((w) => /^default: Trudy's verdict ATTACK FAILED: /.test(w)), why);
       for (const o of expected.outcomes) assert.ok(what.some((w) => o.test(w)), `${o}\n${why}`);
-      assert.ok(r.notes.some((n) => expected.seed.test(n)), r.notes.join("\n"));
-      assert.ok(r.notes.some((n) => expected.default.test(n)), r.notes.join("\n"));
+      // Each half's verdict line, with its reason code (not its sentence).
+      const verdict = (half: string, outcome: string, reason: string) =>
+        new RegExp(`^${half}: ATTACK ${outcome}: .* \\[${reason}\\]$`);
+      const seedVerdict = verdict("seed", "SUCCEEDED", expected.seed);
+      const defaultVerdict = verdict("default", "FAILED", expected.default);
+      assert.ok(r.notes.some((n) => seedVerdict.test(n)), r.notes.join("\n"));
+      assert.ok(r.notes.some((n) => defaultVerdict.test(n)), r.notes.join("\n"));
       // Trudy's STEP lines reached the output.
       assert.ok(lines.some((l) => /\[Trudy( #\d+)?\] STEP \d/.test(l)), lines.join("\n"));
 
