@@ -31,6 +31,12 @@ export interface ServeOptions<C extends Deno.Conn = Deno.Conn> {
   graceMs?: number | undefined;
 }
 
+/**
+ * How long a framed server waits for a connection's first complete frame, separate from (and
+ * shorter than) the session's deadlines: a held, silent connection is let go quickly.
+ */
+export const FIRST_FRAME_TIMEOUT_MS = 2_000;
+
 /** Connections per address, unless configured: one host cannot lock everyone else out. */
 export const DEFAULT_MAX_PER_ADDRESS = 16;
 /** File descriptors kept free for everything that is not a connection (files, the database). */
@@ -327,7 +333,10 @@ export function serveFramed(options: FramedServeOptions): Server {
     maxPerAddress: options.maxPerAddress,
     graceMs: options.graceMs,
     handler: async (conn, info) => {
-      const stream = new FramedStream(conn, options.stream);
+      const stream = new FramedStream(conn, {
+        firstFrameTimeoutMs: FIRST_FRAME_TIMEOUT_MS,
+        ...options.stream,
+      });
       try {
         await options.handler(stream, info, conn);
       } finally {

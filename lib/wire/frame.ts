@@ -54,6 +54,11 @@ export interface FramedStreamOptions {
   readTimeoutMs?: number;
   /** Deadline for each `writeFrame`. */
   writeTimeoutMs?: number;
+  /**
+   * A shorter deadline for the first complete frame only (a server's guard against connections
+   * that are opened and held without a word); later reads use their own deadlines.
+   */
+  firstFrameTimeoutMs?: number;
 }
 
 export interface ReadFrameOptions {
@@ -99,15 +104,18 @@ export class FramedStream {
   #start = 0;
   #end = 0;
   #closed = false;
+  #framesRead = 0;
   readonly maxFrame: number;
   readonly readTimeoutMs: number;
   readonly writeTimeoutMs: number;
+  readonly firstFrameTimeoutMs: number | undefined;
 
   constructor(conn: ByteStream, options: FramedStreamOptions = {}) {
     this.#conn = conn;
     this.maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
     this.readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
     this.writeTimeoutMs = options.writeTimeoutMs ?? this.readTimeoutMs;
+    this.firstFrameTimeoutMs = options.firstFrameTimeoutMs;
   }
 
   get closed(): boolean {
@@ -121,7 +129,11 @@ export class FramedStream {
    */
   async readFrame(options: ReadFrameOptions = {}): Promise<Uint8Array | null> {
     const limit = Math.min(options.maxFrame ?? this.maxFrame, this.maxFrame);
-    return await this.#withDeadline(options.timeoutMs ?? this.readTimeoutMs, "read", async () => {
+    let timeoutMs = options.timeoutMs ?? this.readTimeoutMs;
+    if (this.#framesRead === 0 && this.firstFrameTimeoutMs !== undefined) {
+      timeoutMs = Math.min(timeoutMs, this.firstFrameTimeoutMs);
+    }
+    return await this.#withDeadline(timeoutMs, "read", async () => {
       const header = new Uint8Array(HEADER_BYTES);
       const got = await this.#readInto(header, true);
       if (got === 0) return null;
@@ -134,6 +146,7 @@ export class FramedStream {
       }
       const payload = new Uint8Array(length);
       await this.#readInto(payload, false);
+      this.#framesRead++;
       return payload;
     });
   }

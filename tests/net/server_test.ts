@@ -126,3 +126,16 @@ Deno.test({
     }
   },
 });
+
+Deno.test("a framed server lets a silent connection go at the first-frame deadline (2 s), not the session's", async () => {
+  await using pki = await TestPki.start();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: pki.server.port });
+  const started = performance.now();
+  const buf = new Uint8Array(1024);
+  // The server closes (after a short refusal, or none): read to the end.
+  let n: number | null;
+  do n = await conn.read(buf).catch(() => null); while (n !== null);
+  const ms = performance.now() - started;
+  conn.close();
+  assert.ok(ms >= 1_500 && ms < 5_000, `closed after ${ms.toFixed(0)} ms`);
+});
