@@ -37,7 +37,7 @@ const EXPECTED: Record<
   "attack-enrol-code-theft": {
     seed: "swapped-csr-signed",
     default: "binding-refused",
-    lanes: ["Student", "Trudy", "CUHK (CA)"],
+    lanes: ["Student", "Trudy", "CUHK (CA, open enrolment)", "CUHK (CA)"],
     wire: [/^Trudy → CUHK \(CA\): STEP 1 CSR$/, /^CUHK \(CA\) → Trudy: error$/],
     outcomes: [/^seed: the open CA signed cert 2/, /^default: the victim's code was not burned/],
   },
