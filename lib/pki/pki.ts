@@ -299,6 +299,19 @@ export interface CheckedCsr {
  * 10-digit ID, an RSA key of at least 2048 bits with e = 65537. Requested extensions are ignored.
  */
 export async function checkStudentCsr(csr: Csr): Promise<CheckedCsr> {
+  try {
+    return await checkCsrFields(csr);
+  } catch (err) {
+    if (err instanceof CsrError) throw err;
+    // The ASN.1 inside a well-framed CSR can still be malformed (found by `deno task fuzz`).
+    throw new CsrError(`Cannot read CSR: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/** The largest RSA modulus this runtime's WebCrypto imports for verification. */
+export const MAX_RSA_VERIFY_BITS = 4096;
+
+async function checkCsrFields(csr: Csr): Promise<CheckedCsr> {
   const cns = csr.subjectName.getField(OID.commonName);
   if (cns.length !== 1) throw new CsrError(`CSR must name exactly one CN, it names ${cns.length}`);
   const sid = cns[0]!;
@@ -326,8 +339,14 @@ export async function checkStudentCsr(csr: Csr): Promise<CheckedCsr> {
   let ok = false;
   try {
     ok = await csr.verify();
-  } catch {
-    ok = false;
+  } catch (err) {
+    // Not a bad signature: the key could not be used at all. Say what happened; still refuse.
+    throw new CsrError(
+      alg.modulusLength > MAX_RSA_VERIFY_BITS
+        ? `CSR's RSA key has ${alg.modulusLength} bits: RSA keys above ${MAX_RSA_VERIFY_BITS} ` +
+          "bits are not supported (this runtime cannot verify with them)"
+        : `CSR's signature cannot be checked: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
   if (!ok) throw new CsrError("CSR's signature does not match its key (no proof of possession)");
   return { sid, publicKey: new Uint8Array(csr.publicKey.rawData) };

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { CertificateAuthority, fetchCrl, loadRoot } from "../../lib/ca/mod.ts";
+import { checkStudentCsr, CsrError, parseCsr } from "../../lib/pki/mod.ts";
 import { CorruptDatabaseError, PROJECT_ROOT } from "../../lib/runtime/mod.ts";
 import { ActorProcess, runActor, tempDir } from "../_fixtures/helpers.ts";
 
@@ -191,3 +192,14 @@ async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+Deno.test("a valid RSA-8192 CSR is refused with what really happened, not as a bad signature", async () => {
+  // Made with `openssl req -new -newkey rsa:8192 -subj /CN=1155123456` (the key was not kept).
+  const pem = await Deno.readTextFile(`${PROJECT_ROOT}/tests/_fixtures/rsa8192.csr`);
+  await assert.rejects(
+    () => checkStudentCsr(parseCsr(pem)),
+    (err: unknown) =>
+      err instanceof CsrError &&
+      /RSA key has 8192 bits: RSA keys above 4096 bits are not supported/.test(err.message),
+  );
+});
