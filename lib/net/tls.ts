@@ -118,6 +118,7 @@ class NodeSocketStream implements ByteStream {
   readonly #chunks: Uint8Array[] = [];
   #buffered = 0;
   #ended = false;
+  #closed = false;
   #error: Error | null = null;
   #wake: (() => void) | null = null;
   /** Above this many unread bytes the socket is paused (back-pressure to the server). */
@@ -179,9 +180,16 @@ class NodeSocketStream implements ByteStream {
     });
   }
 
+  /** Says goodbye (TLS close_notify) and closes; the socket is destroyed if the peer lingers. */
   close(): void {
     this.#ended = true;
-    this.#socket.destroy();
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#socket.end();
+      const timer = setTimeout(() => this.#socket.destroy(), 1000);
+      Deno.unrefTimer(timer);
+      this.#socket.once("close", () => clearTimeout(timer));
+    }
     this.#notify();
   }
 }
