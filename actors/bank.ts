@@ -15,6 +15,7 @@ import {
 import {
   Accounts,
   AmountError,
+  BANK_NAME,
   BANK_PORT,
   BankClient,
   type BankMode,
@@ -366,7 +367,8 @@ Options:
   --sid SID            the customer's student ID; home defaults to data/students/SID
   --home DIR           the student home from 'student enroll' (key, certificate, cuhk.cer)
   --ca-cert FILE       the root Bob's certificate must chain to (default HOME/cuhk.cer)
-  --bank-name NAME     the name Bob's certificate must carry (default the host of --bank)
+  --bank-name NAME     the name Bob's certificate must carry, whatever address --bank gives
+                       (default ${BANK_NAME})
   --customer NAME      seed mode: the account to claim (default the SID, else 'alice')
   --quiet              log warnings and errors only`,
     options: {
@@ -375,7 +377,7 @@ Options:
       sid: { type: "string" },
       home: { type: "string" },
       "ca-cert": { type: "string" },
-      "bank-name": { type: "string" },
+      "bank-name": { type: "string", default: BANK_NAME },
       customer: { type: "string" },
       quiet: { type: "boolean", default: false },
     },
@@ -414,7 +416,7 @@ Options:
       root,
       cert: identity.cert,
       keyPem: identity.keyPem,
-      ...(values["bank-name"] ? { expectedHost: values["bank-name"] } : {}),
+      expectedHost: values["bank-name"],
     });
   } else {
     log.warn(SEED_WARNING);

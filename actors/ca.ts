@@ -210,10 +210,12 @@ async function issueCommand(args: string[]): Promise<void> {
       `Usage: deno task ca issue --server NAME [--ip ADDR]... [--dns NAME]... --out DIR [options]
 
 Issues a server key (RSA 2048) and certificate (serverAuth; SAN with NAME, each --dns and each
---ip) and writes DIR/NAME.key (mode 0600), DIR/NAME.cer and DIR/cuhk.cer.
+--ip) and writes DIR/NAME.key (mode 0600), DIR/NAME.cer and DIR/cuhk.cer. For example:
+  deno task ca issue --server chat --dns localhost --ip 127.0.0.1 --out data/chat
 
 Options:
-  --server NAME        the server's DNS name, also its CN (e.g. localhost, blackboard)
+  --server NAME        the service's name, also its CN: blackboard, bank or chat (clients check
+                       this name, whatever address they dial)
   --ip ADDR            an IP address for the SAN (repeatable)
   --dns NAME           another DNS name for the SAN (repeatable)
   --out DIR            where to write the files

@@ -3,10 +3,11 @@
  * The TLS chat (system 3): a server for many clients and a client, interactive or scripted.
  *
  *     deno task chat serve [--host 127.0.0.1] [--port 8443] [--cert FILE --key FILE]
- *     deno task chat client --nick NAME [--server HOST:PORT] [--ca-cert FILE] [--tls12]
+ *     deno task chat client --nick NAME [--server HOST:PORT] [--server-name chat] [--tls12]
  */
 
 import {
+  CHAT_NAME,
   CHAT_PORT,
   ChatClient,
   type ChatLimits,
@@ -35,6 +36,9 @@ import {
 } from "../lib/runtime/mod.ts";
 
 const DEFAULT_DIR = "data/chat";
+/** What 'ca issue' writes for the chat: its name, and localhost and 127.0.0.1 in the SAN too. */
+const ISSUE_COMMAND =
+  `deno task ca issue --server ${CHAT_NAME} --dns localhost --ip 127.0.0.1 --out ${DEFAULT_DIR}`;
 const D = DEFAULT_CHAT_LIMITS;
 
 const USAGE = `The TLS chat (system 3)
@@ -45,8 +49,8 @@ Commands:
   serve    run the chat server on TLS port ${CHAT_PORT}
   client   join the chat: interactive, or scripted with --send/--expect
 
-First issue the server's certificate from the CA:
-  deno task ca issue --server localhost --ip 127.0.0.1 --out ${DEFAULT_DIR}
+First issue the server's certificate from the CA (it names the service, '${CHAT_NAME}'):
+  ${ISSUE_COMMAND}
 
 Run 'deno task chat COMMAND --help' for a command's options.`;
 
@@ -61,8 +65,9 @@ SIGINT, which tells every client the server is shutting down. Prints 'listening 
 Options:
   --host HOST            address to listen on (default 127.0.0.1)
   --port PORT            TLS port (default ${CHAT_PORT}; 0 picks a free one)
-  --cert FILE            server certificate from the CA (default ${DEFAULT_DIR}/localhost.cer)
-  --key FILE             its private key, mode 0600 (default ${DEFAULT_DIR}/localhost.key)
+  --cert FILE            server certificate from the CA, naming '${CHAT_NAME}' (default
+                         ${DEFAULT_DIR}/${CHAT_NAME}.cer)
+  --key FILE             its private key, mode 0600 (default ${DEFAULT_DIR}/${CHAT_NAME}.key)
   --max-clients N        clients at once (default ${D.maxClients})
   --max-per-address N    connections one address may hold (default ${D.maxPerAddress})
   --max-text N           longest message in characters (default ${D.maxText}, at most ${MAX_TEXT})
@@ -80,8 +85,8 @@ Options:
     options: {
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: String(CHAT_PORT) },
-      cert: { type: "string", default: `${DEFAULT_DIR}/localhost.cer` },
-      key: { type: "string", default: `${DEFAULT_DIR}/localhost.key` },
+      cert: { type: "string", default: `${DEFAULT_DIR}/${CHAT_NAME}.cer` },
+      key: { type: "string", default: `${DEFAULT_DIR}/${CHAT_NAME}.key` },
       "max-clients": { type: "string" },
       "max-per-address": { type: "string" },
       "max-text": { type: "string" },
@@ -118,7 +123,7 @@ Options:
   await assertPrivateFile(values.key).catch((err) => {
     if (err instanceof Deno.errors.NotFound) {
       throw new Error(
-        `Cannot read the server key: ${values.key} does not exist (deno task ca issue --server localhost --ip 127.0.0.1 --out ${DEFAULT_DIR})`,
+        `Cannot read the server key: ${values.key} does not exist (${ISSUE_COMMAND})`,
       );
     }
     throw err;
@@ -169,7 +174,9 @@ async function clientCommand(args: string[]): Promise<number> {
     name: "chat client",
     usage: `Usage: deno task chat client --nick NAME [options]
 
-Joins the chat over TLS, verifying the server's certificate against the CA root only.
+Joins the chat over TLS, verifying the server's certificate against the CA root only (not Deno's
+or the system's root store, nor DENO_CERT) and that it names the service ('${CHAT_NAME}'), whatever
+address --server gives.
 Interactive: type lines to broadcast them; /who lists who is online, /msg NICK text sends a
 private message, /quit leaves. Messages are printed with time and sender on standard output.
 
@@ -180,8 +187,8 @@ Options:
   --nick NAME          nickname: 1-24 letters, digits, '_', '.' or '-' (unique, case-insensitive)
   --server HOST:PORT   the chat server (default 127.0.0.1:${CHAT_PORT})
   --ca-cert FILE       the CA root to trust (default ${DEFAULT_DIR}/cuhk.cer)
-  --server-name NAME   name to check in the server's certificate (default: HOST)
-  --tls12              TLS 1.2 through node:tls (maxVersion TLSv1.2), as in the seed's capture
+  --server-name NAME   the name the server's certificate must carry (default ${CHAT_NAME})
+  --tls12              TLS 1.2 (maxVersion TLSv1.2), as in the seed's capture; default TLS 1.3
   --send LINE          send a line (repeatable)
   --expect REGEX       wait for an output line matching REGEX (repeatable)
   --sleep MS           pause (repeatable)
@@ -190,7 +197,7 @@ Options:
       nick: { type: "string" },
       server: { type: "string", default: `127.0.0.1:${CHAT_PORT}` },
       "ca-cert": { type: "string", default: `${DEFAULT_DIR}/cuhk.cer` },
-      "server-name": { type: "string" },
+      "server-name": { type: "string", default: CHAT_NAME },
       tls12: { type: "boolean", default: false },
       send: { type: "string", multiple: true },
       expect: { type: "string", multiple: true },
@@ -206,19 +213,23 @@ Options:
   const steps = scriptSteps(args);
   const ca = await readTextFile(values["ca-cert"], "the CA root certificate");
   const log = new StepLog(`chat ${nick}`);
-  log.info(`connecting to ${hostname}:${port} (${values.tls12 ? "TLS 1.2, node:tls" : "TLS"})`);
+  log.info(
+    `connecting to ${hostname}:${port} (${values.tls12 ? "TLS 1.2" : "TLS 1.3"}, expecting ${
+      values["server-name"]
+    })`,
+  );
   const client = await ChatClient.join({
     hostname,
     port,
     caCerts: [ca],
     nick,
     tls12: values.tls12,
-    ...(values["server-name"] ? { serverName: values["server-name"] } : {}),
+    serverName: values["server-name"],
   });
   log.info(
     `${client.protocol}${
       client.cipher ? ` ${client.cipher}` : ""
-    }: server certificate verified against ${values["ca-cert"]}`,
+    }: server certificate verified against ${values["ca-cert"]} (name ${values["server-name"]})`,
   );
   const encoder = new TextEncoder();
   const print = (line: string) => Deno.stdout.writeSync(encoder.encode(line + "\n"));

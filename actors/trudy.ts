@@ -6,9 +6,10 @@
  *     deno task trudy ATTACK [options]
  */
 
-import { BANK_PORT, type BankMode, parseAmount } from "../lib/bank/mod.ts";
-import { BLACKBOARD_PORT } from "../lib/blackboard/mod.ts";
+import { BANK_NAME, BANK_PORT, type BankMode, parseAmount } from "../lib/bank/mod.ts";
+import { BLACKBOARD_NAME, BLACKBOARD_PORT } from "../lib/blackboard/mod.ts";
 import { CA_PORT, loadRoot } from "../lib/ca/mod.ts";
+import { parseCertificate } from "../lib/pki/mod.ts";
 import {
   dispatch,
   parseCommand,
@@ -17,6 +18,7 @@ import {
   parsePositiveInt,
   parseProtocolMode,
   parseStudentId,
+  readTextFile,
   required,
   runMain,
   shutdownSignal,
@@ -32,6 +34,7 @@ import {
   SETTLE_MS,
   sniffCapture,
   startBankMitm,
+  startCrossService,
   startEnrolCodeTheft,
   startFakeBob,
   startMessageReplay,
@@ -58,6 +61,8 @@ Attacks:
   enrol-code-theft      on the path between a student and the CA: swap Trudy's CSR into the
                         student's request (signed with open enrolment; refused by the default
                         CA, whose code never crosses the wire and binds the student's own CSR)
+  cross-service         play Bob with another service's stolen key and certificate (Blackboard's):
+                        accepted in seed mode, refused at STEP 2 (default: it does not name bank)
 
 Each attack prints what Trudy saw and did as STEP lines (standard error) and ends with a verdict
 line, 'ATTACK SUCCEEDED: …' (exit status 0) or 'ATTACK FAILED: <why>' (exit status 3), followed by
@@ -361,6 +366,61 @@ ${LISTEN_USAGE}`,
   return await runAttackServer(server, log, values.once, signal);
 }
 
+async function crossServiceCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(args, {
+    name: "trudy cross-service",
+    usage: `Usage: deno task trudy cross-service [options]
+
+Trudy has taken another lab service's key and certificate (Blackboard's, from the Blackboard
+host) and plays Bob with them, running Bob's own handshake; point Alice at Trudy's port. Every
+lab server certificate comes from the same CA, carries serverAuth and may name 127.0.0.1: only
+the service's name tells them apart. Seed mode: Bob's key is not authenticated, Alice takes
+Blackboard's key as Bob's and Trudy reads her secret and operations. Default: Alice checks that
+Bob's certificate names '${BANK_NAME}', whatever address she dialled, and refuses it at STEP 2.
+
+Options:
+  --protocol MODE      default or seed: the protocol Trudy's Bob speaks, Alice's (default
+                       default)
+  --cert FILE          the stolen certificate (default data/blackboard/${BLACKBOARD_NAME}.cer)
+  --key FILE           its private key (default data/blackboard/${BLACKBOARD_NAME}.key)
+  --ca-cert FILE       the lab's root, to check Alice's certificate (default data/ca/cuhk.cer)
+  --bank-name NAME     the name Alice expects, to explain her refusal (default ${BANK_NAME})
+${LISTEN_USAGE}`,
+    options: {
+      protocol: { type: "string" },
+      cert: { type: "string", default: `data/blackboard/${BLACKBOARD_NAME}.cer` },
+      key: { type: "string", default: `data/blackboard/${BLACKBOARD_NAME}.key` },
+      "ca-cert": { type: "string", default: "data/ca/cuhk.cer" },
+      "bank-name": { type: "string", default: BANK_NAME },
+      ...LISTEN_OPTIONS,
+    },
+  });
+  if (!parsed) return 0;
+  const { values } = parsed;
+  const protocol = parseProtocolMode(values.protocol, { command: "trudy cross-service" });
+  const mode: BankMode = protocol === "seed" ? "seed" : "secure";
+  const port = parsePort(values["listen-port"], "listen-port");
+  const cert = parseCertificate(
+    await readTextFile(values.cert, "the stolen certificate"),
+    `certificate ${values.cert}`,
+  );
+  const keyPem = await readTextFile(values.key, "the stolen key");
+  const root = await loadRoot(values["ca-cert"]);
+  const log = new StepLog("Trudy");
+  const signal = shutdownSignal();
+  const server = await startCrossService({
+    cert,
+    keyPem,
+    root,
+    mode,
+    log,
+    port,
+    bankName: values["bank-name"],
+    graceMs: 2000,
+  });
+  return await runAttackServer(server, log, values.once, signal);
+}
+
 export async function main(args: string[]): Promise<number | void> {
   return await dispatch("trudy", USAGE, {
     "bank-mitm": bankMitmCommand,
@@ -369,6 +429,7 @@ export async function main(args: string[]): Promise<number | void> {
     "message-replay": messageReplayCommand,
     "enrol-impersonation": enrolImpersonationCommand,
     "enrol-code-theft": enrolCodeTheftCommand,
+    "cross-service": crossServiceCommand,
   }, args);
 }
 

@@ -109,9 +109,9 @@ async function startServer(dir: string, maxClients: number) {
       "--port",
       "0",
       "--cert",
-      `${dir}/localhost.cer`,
+      `${dir}/chat.cer`,
       "--key",
-      `${dir}/localhost.key`,
+      `${dir}/chat.key`,
       "--max-clients",
       String(maxClients),
       "--quiet",
@@ -176,11 +176,12 @@ export async function main(args: string[]): Promise<number | void> {
     {
       using ca = await CertificateAuthority.open(`${dir}/ca`, { rootBits: 2048 });
       const { cert, keyPem } = await ca.issueServer({
-        name: "localhost",
+        name: "chat",
+        dnsNames: ["localhost"],
         ipAddresses: ["127.0.0.1"],
       });
-      await writeSecretFile(`${dir}/localhost.key`, keyPem);
-      await writeFileAtomic(`${dir}/localhost.cer`, certificatePem(cert));
+      await writeSecretFile(`${dir}/chat.key`, keyPem);
+      await writeFileAtomic(`${dir}/chat.cer`, certificatePem(cert));
       await writeFileAtomic(`${dir}/cuhk.cer`, ca.rootPem);
     }
     const rootPem = await Deno.readTextFile(`${dir}/cuhk.cer`);

@@ -15,6 +15,12 @@ import { DeadlineError, FramedStream, FrameError, PeerRefusedError } from "../wi
 import { randomBytes, toHex } from "../crypto/mod.ts";
 import type { Certificate } from "../pki/mod.ts";
 
+/**
+ * The bank's service name: Bob's certificate carries it (CN and SAN), and Alice checks it whatever
+ * address she dials, so no other lab server's certificate (Blackboard's, the chat's) passes as Bob's.
+ */
+export const BANK_NAME = "bank";
+
 export interface BankClientOptions {
   bank: HostPort;
   mode: BankMode;
@@ -23,7 +29,7 @@ export interface BankClientOptions {
   root?: Certificate;
   cert?: Certificate;
   keyPem?: string;
-  /** Secure: the name Bob's certificate must carry (default: the host connected to). */
+  /** Secure: the name Bob's certificate must carry (default `bank`, whatever address is dialled). */
   expectedHost?: string;
   /** Seed: the account name claimed. */
   customer?: string;
@@ -75,7 +81,7 @@ export async function openSession(options: BankClientOptions): Promise<BankSessi
   const { session } = await aliceHandshake(stream, {
     mode: options.mode,
     log: options.log,
-    expectedHost: options.expectedHost ?? options.bank.hostname,
+    expectedHost: options.expectedHost ?? BANK_NAME,
     ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.root ? { root: options.root } : {}),
     ...(options.cert ? { cert: options.cert } : {}),

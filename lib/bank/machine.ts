@@ -230,8 +230,11 @@ export interface AliceOptions {
   timeoutMs?: number;
   /** Secure: the root Bob's certificate must chain to. */
   root?: Certificate;
-  /** Secure: the name or address Bob's certificate must carry (the host Alice connected to). */
-  expectedHost?: string;
+  /**
+   * Secure: the name Bob's certificate must carry (the service's, `bank`; the client sets it),
+   * checked in its SAN whatever address Alice connected to.
+   */
+  expectedHost: string;
   /** Secure: Alice's certificate (clientAuth) and key (PKCS#8 PEM). */
   cert?: Certificate;
   keyPem?: string;

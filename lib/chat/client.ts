@@ -8,6 +8,7 @@
 import { DeadlineError, FramedStream } from "../wire/mod.ts";
 import {
   charCount,
+  CHAT_NAME,
   type ClientMessage,
   decodeServerMessage,
   encodeClientMessage,
@@ -25,8 +26,13 @@ export class ChatRefusedError extends Error {
   override name = "ChatRefusedError";
 }
 
-export interface JoinOptions extends TlsConnectOptions {
+export interface JoinOptions extends Omit<TlsConnectOptions, "serverName"> {
   nick: string;
+  /**
+   * The name the server's certificate must carry (default `chat`, the service's name), whatever
+   * address `hostname` is.
+   */
+  serverName?: string;
   /** Deadline for the server's welcome after the handshake (default 10 s). */
   welcomeTimeoutMs?: number;
   /** Send pings to stay joined while idle (default true). */
@@ -125,15 +131,19 @@ export class ChatClient {
   }
 
   /**
-   * Connects, completes TLS (verifying the server against `caCerts`), sends `hello` and waits for
-   * the welcome. Throws `ChatRefusedError` with the server's reason when refused.
+   * Connects, completes TLS (verifying the server against `caCerts` only, and that its certificate
+   * names `serverName`, by default `chat`), sends `hello` and waits for the welcome. Throws
+   * `ChatRefusedError` with the server's reason when refused.
    */
   static async join(options: JoinOptions): Promise<ChatClient> {
     // The server decides what a valid nickname is; one too long to send at all stops here.
     if (charCount(options.nick) > 2 * MAX_NICK) {
       throw new ChatRefusedError(nickProblem(options.nick)!);
     }
-    const { stream, protocol, cipher } = await connectTls(options);
+    const { stream, protocol, cipher } = await connectTls({
+      ...options,
+      serverName: options.serverName ?? CHAT_NAME,
+    });
     const framed = new FramedStream(stream, { maxFrame: SERVER_MAX_FRAME });
     try {
       await framed.writeFrame(encodeClientMessage({ type: "hello", nick: options.nick }));

@@ -12,6 +12,11 @@ import { FrameError } from "../wire/mod.ts";
 import { printable } from "../runtime/mod.ts";
 
 export const CHAT_PORT = 8443;
+/**
+ * The chat's service name: its certificate carries it (CN and SAN), and clients check it whatever
+ * address they dial, so no other lab server's certificate passes as the chat's.
+ */
+export const CHAT_NAME = "chat";
 
 /** Largest frame a client may send (checked before buffering). */
 export const CLIENT_MAX_FRAME = 16 * 1024;

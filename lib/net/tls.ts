@@ -1,8 +1,14 @@
 /**
- * TLS connections for the chat client: `Deno.connectTls` (rustls; TLS 1.3 against our server) by
- * default, or `node:tls` with `maxVersion: "TLSv1.2"` to reproduce the TLS 1.2 handshake that the
- * seed's capture shows. Both verify the server's chain against the given CA certificates only (not
- * the system store) and check the server's name or IP address against its certificate.
+ * TLS connections for the chat client, through `node:tls` for both versions: TLS 1.3 by default,
+ * or TLS 1.2 (`maxVersion: "TLSv1.2"`) to reproduce the handshake that the seed's capture shows.
+ *
+ * Only the given roots are trusted, on every path. `node:tls` with `ca` trusts exactly those
+ * certificates; `Deno.startTls`/`Deno.connectTls` cannot be restricted so: their `caCerts` are
+ * added to Deno's own root store (Mozilla's roots, or the system's with DENO_TLS_CA_STORE=system,
+ * plus any DENO_CERT file), so a server vouched for by any of those would pass as the chat.
+ *
+ * The server's certificate must name `serverName`, the service (`chat`), whatever address was
+ * dialled: the name is checked, not the address.
  */
 
 import * as tls from "node:tls";
@@ -10,13 +16,14 @@ import { Buffer } from "node:buffer";
 import type { ByteStream } from "../wire/mod.ts";
 
 export interface TlsConnectOptions {
+  /** The address (or host name) to connect to. */
   hostname: string;
   port: number;
   /** Trusted roots (PEM), e.g. `cuhk.cer`. Nothing else is trusted. */
   caCerts: string[];
-  /** Name to check in the certificate (default: `hostname`). */
-  serverName?: string;
-  /** TLS 1.2 through `node:tls` instead of TLS 1.3 through `Deno.connectTls`. */
+  /** The name the server's certificate must carry (a service name such as `chat`). */
+  serverName: string;
+  /** TLS 1.2 instead of TLS 1.3. */
   tls12?: boolean;
   /** Deadline for connecting and the handshake (default 10 s). */
   timeoutMs?: number;
@@ -24,10 +31,37 @@ export interface TlsConnectOptions {
 
 export interface TlsConnection {
   stream: ByteStream;
-  /** `TLSv1.3` or `TLSv1.2`, as negotiated when the library says. */
+  /** `TLSv1.3` or `TLSv1.2`, as negotiated. */
   protocol: string;
   /** The negotiated cipher suite, when the library says. */
   cipher: string | null;
+}
+
+/**
+ * Why a TLS handshake failed: `untrusted` (the chain does not lead to a given root, or is not
+ * valid now), `wrong-name` (the certificate does not name `serverName`), `timeout`, or `failed`
+ * (anything else: a refused version or cipher suite, the connection closed, …).
+ */
+export type TlsFailure = "untrusted" | "wrong-name" | "timeout" | "failed";
+
+/** A TLS connection that did not come up; `kind` says why, `code` is the library's code. */
+export class TlsHandshakeError extends Error {
+  override name = "TlsHandshakeError";
+  readonly kind: TlsFailure;
+  readonly code: string | undefined;
+
+  constructor(where: string, reason: string, kind: TlsFailure, code?: string) {
+    super(`TLS handshake with ${where} failed: ${reason} [${kind}]`);
+    this.kind = kind;
+    this.code = code;
+  }
+}
+
+/** The kind of a `node:tls` error: OpenSSL's certificate verify codes have no `ERR_` prefix. */
+function failureKind(code: string | undefined): TlsFailure {
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") return "wrong-name";
+  if (code !== undefined && /^[A-Z_]+$/.test(code) && !code.startsWith("ERR_")) return "untrusted";
+  return "failed";
 }
 
 const IP_ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$/;
@@ -35,72 +69,45 @@ const IP_ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$/;
 /** Connects and completes the TLS handshake, or throws with the reason. */
 export async function connectTls(options: TlsConnectOptions): Promise<TlsConnection> {
   const timeoutMs = options.timeoutMs ?? 10_000;
-  if (options.tls12) return await connectNodeTls12(options, timeoutMs);
-  const serverName = options.serverName ?? options.hostname;
-  // TCP first, then TLS over it: `startTls` checks the certificate against `hostname`, which may
-  // be another name than the address connected to.
-  const tcp = await Deno.connect({ hostname: options.hostname, port: options.port });
-  const conn = await Deno.startTls(tcp, { hostname: serverName, caCerts: options.caCerts });
-  const timer = setTimeout(() => conn.close(), timeoutMs);
-  try {
-    await conn.handshake();
-  } catch (err) {
-    try {
-      conn.close();
-    } catch {
-      // Closed by the deadline.
-    }
-    throw new Error(
-      `TLS handshake with ${options.hostname}:${options.port} failed: ${
-        err instanceof Error ? err.message : String(err)
-      }`,
-    );
-  } finally {
-    clearTimeout(timer);
-  }
-  // rustls offers TLS 1.3 first; Deno does not report the negotiated version.
-  return { stream: conn, protocol: "TLS (rustls, 1.3 preferred)", cipher: null };
-}
-
-async function connectNodeTls12(
-  options: TlsConnectOptions,
-  timeoutMs: number,
-): Promise<TlsConnection> {
-  const serverName = options.serverName ?? options.hostname;
+  const version = options.tls12 ? "TLSv1.2" : "TLSv1.3";
+  const { serverName } = options;
   const socket = tls.connect({
     host: options.hostname,
     port: options.port,
+    // Exactly these roots: `ca` replaces the default store (DENO_CERT and the system's included).
     ca: options.caCerts,
-    minVersion: "TLSv1.2",
-    maxVersion: "TLSv1.2",
+    minVersion: version,
+    maxVersion: version,
     rejectUnauthorized: true,
-    // SNI must not be an IP address (RFC 6066); the IP is then checked against the SAN.
+    // SNI must not be an IP address (RFC 6066); an IP is then checked against the SAN.
     ...(IP_ADDRESS.test(serverName) ? {} : { servername: serverName }),
-    checkServerIdentity: (_host, cert) => tls.checkServerIdentity(serverName, cert),
+    checkServerIdentity: (_host, cert) => {
+      const mismatch = tls.checkServerIdentity(serverName, cert);
+      // check: tls-service-name tests/chat/identity_test.ts
+      if (mismatch) return mismatch;
+      return undefined;
+    },
   });
+  const where = `${options.hostname}:${options.port}`;
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new Error(`TLS handshake not finished within ${timeoutMs} ms`));
+      reject(new TlsHandshakeError(where, `not finished within ${timeoutMs} ms`, "timeout"));
     }, timeoutMs);
     socket.once("secureConnect", () => {
       clearTimeout(timer);
       resolve();
     });
-    socket.once("error", (err: Error) => {
+    socket.once("error", (err: Error & { code?: string }) => {
       clearTimeout(timer);
       socket.destroy();
-      reject(
-        new Error(
-          `TLS handshake with ${options.hostname}:${options.port} failed: ${err.message}`,
-        ),
-      );
+      reject(new TlsHandshakeError(where, err.message, failureKind(err.code), err.code));
     });
   });
   const cipher = socket.getCipher();
   return {
     stream: new NodeSocketStream(socket),
-    protocol: socket.getProtocol() ?? "TLSv1.2",
+    protocol: socket.getProtocol() ?? version,
     cipher: cipher?.standardName ?? cipher?.name ?? null,
   };
 }
@@ -111,6 +118,7 @@ class NodeSocketStream implements ByteStream {
   readonly #chunks: Uint8Array[] = [];
   #buffered = 0;
   #ended = false;
+  #closed = false;
   #error: Error | null = null;
   #wake: (() => void) | null = null;
   /** Above this many unread bytes the socket is paused (back-pressure to the server). */
@@ -172,9 +180,16 @@ class NodeSocketStream implements ByteStream {
     });
   }
 
+  /** Says goodbye (TLS close_notify) and closes; the socket is destroyed if the peer lingers. */
   close(): void {
     this.#ended = true;
-    this.#socket.destroy();
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#socket.end();
+      const timer = setTimeout(() => this.#socket.destroy(), 1000);
+      Deno.unrefTimer(timer);
+      this.#socket.once("close", () => clearTimeout(timer));
+    }
     this.#notify();
   }
 }

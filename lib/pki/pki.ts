@@ -507,6 +507,7 @@ export async function verifyCertificate(cert: Certificate, options: VerifyOption
   if (options.expectedHost !== undefined) {
     const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
     const names = san?.names.items.map((n) => n.value.toLowerCase()) ?? [];
+    // check: service-name-san tests/trudy/cross_service_test.ts
     if (!names.includes(options.expectedHost.toLowerCase())) {
       fail(`it is not issued for ${options.expectedHost} (SAN: ${names.join(", ") || "none"})`);
     }

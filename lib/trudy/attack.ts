@@ -30,6 +30,10 @@ export type VerdictReason =
   | "replay-refused" // the victim refused the replayed frames (bank-replay, message-replay)
   | "protocol-mismatch" // Alice speaks another protocol than the one Trudy recorded
   | "session-broke-off" // the fake Bob's session with Alice failed before a verdict
+  // cross-service (also key-refused, hung-up-after-certificate, protocol-mismatch,
+  // session-broke-off, as above)
+  | "cross-service-accepted" // Alice took another service's stolen key or certificate as Bob's
+  | "wrong-service-refused" // Alice refused it at STEP 2: valid from the CA, but not named `bank`
   // message-replay
   | "copy-accepted" // Blackboard accepted the copy of a step-6 message
   | "nothing-to-replay" // the session ended before a step-6 message passed

@@ -68,7 +68,7 @@ function chatClient(
     "--ca-cert",
     `${ctx.dir}/chat/cuhk.cer`,
     "--server-name",
-    "localhost",
+    "chat",
     ...(tls12 ? ["--tls12"] : []),
     ...args,
   ], ctx.tlsEnv);
@@ -77,15 +77,16 @@ function chatClient(
 async function startChat(ctx: Context<"chat">): Promise<void> {
   // No CA server in this scenario: 'ca init' makes the root that 'ca issue' signs with.
   await ctx.actors.run("ca init", "actors/ca.ts", ["init", "--data-dir", `${ctx.dir}/ca`]);
-  await issueServer(ctx, "localhost", `${ctx.dir}/chat`);
+  // The chat's service name, and localhost for independent clients (the seed's Python client).
+  await issueServer(ctx, "chat", `${ctx.dir}/chat`, ["localhost"]);
   await ctx.actors.serve("chat server", "actors/chat.ts", [
     "serve",
     "--port",
     String(ctx.ports.chat),
     "--cert",
-    `${ctx.dir}/chat/localhost.cer`,
+    `${ctx.dir}/chat/chat.cer`,
     "--key",
-    `${ctx.dir}/chat/localhost.key`,
+    `${ctx.dir}/chat/chat.key`,
   ], ctx.tlsEnv);
 }
 

@@ -49,12 +49,22 @@ export async function enrol(ctx: Context<"ca">, sid: string, codes?: string[]): 
   return home;
 }
 
-export async function issueServer(ctx: Context, name: string, out: string): Promise<void> {
-  ctx.sink(`* the CA issues a server certificate for ${name} (SAN ${name}, 127.0.0.1)`);
+export async function issueServer(
+  ctx: Context,
+  name: string,
+  out: string,
+  dnsNames: string[] = [],
+): Promise<void> {
+  ctx.sink(
+    `* the CA issues a server certificate for ${name} (SAN ${
+      [name, ...dnsNames].join(", ")
+    }, 127.0.0.1)`,
+  );
   await ctx.actors.run("ca issue", "actors/ca.ts", [
     "issue",
     "--server",
     name,
+    ...dnsNames.flatMap((dns) => ["--dns", dns]),
     "--ip",
     "127.0.0.1",
     "--out",

@@ -26,7 +26,7 @@ export interface TestBank extends AsyncDisposable {
 
 export interface TestBankOptions {
   mode?: BankMode;
-  /** Bob's identity (default: a certificate for 127.0.0.1 from the test PKI). */
+  /** Bob's identity (default: a certificate for bank and 127.0.0.1 from the test PKI). */
   identity?: BobIdentity;
   handshakeTimeoutMs?: number;
   idleTimeoutMs?: number;

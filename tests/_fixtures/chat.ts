@@ -43,7 +43,8 @@ export class ChatFixture implements AsyncDisposable {
 
   static async start(limits: Partial<ChatLimits> = {}): Promise<ChatFixture> {
     const pki = await TestPki.start();
-    const cert = await pki.serverCert("localhost", ["127.0.0.1"]);
+    // The chat's name, and localhost and 127.0.0.1 for the independent peers that check those.
+    const cert = await pki.serverCert("chat", ["127.0.0.1"], ["localhost"]);
     const { log, lines, changes } = memoryLog("chat");
     const server = serveChat({
       cert: await Deno.readTextFile(cert.certPath),

@@ -136,9 +136,16 @@ export class TestPki implements AsyncDisposable {
     return { sid, home, keyPem, cert };
   }
 
-  /** Issues a server certificate as `ca issue` does, written to `DIR/NAME.{cer,key}`. */
-  async serverCert(name: string, ipAddresses: string[] = ["127.0.0.1"]): Promise<TestServerCert> {
-    const { cert, keyPem } = await this.ca.issueServer({ name, ipAddresses });
+  /**
+   * Issues a server certificate as `ca issue` does (SAN: `name`, each of `dnsNames` and
+   * `ipAddresses`), written to `DIR/NAME.{cer,key}`.
+   */
+  async serverCert(
+    name: string,
+    ipAddresses: string[] = ["127.0.0.1"],
+    dnsNames: string[] = [],
+  ): Promise<TestServerCert> {
+    const { cert, keyPem } = await this.ca.issueServer({ name, dnsNames, ipAddresses });
     const out = `${this.dir}/servers/${name}`;
     await ensureDir(out);
     await writeSecretFile(`${out}/${name}.key`, keyPem);

@@ -48,7 +48,7 @@ async function eventually(check: () => boolean, what: string, ms = 5000): Promis
 async function bobWith(
   issuer: Parameters<typeof issueCertificate>[0]["issuer"],
   issuerKey: CryptoKey,
-  options: { ips?: string[]; now?: Date; validityDays?: number } = {},
+  options: { ips?: string[]; dnsNames?: string[]; now?: Date; validityDays?: number } = {},
 ) {
   const keys = await generateRsaKeyPair(2048);
   const spki = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
@@ -57,7 +57,7 @@ async function bobWith(
     profile: {
       kind: "server",
       commonName: "bank",
-      dnsNames: ["bank"],
+      dnsNames: options.dnsNames ?? ["bank"],
       ipAddresses: options.ips ?? ["127.0.0.1"],
     },
     issuer,
@@ -146,9 +146,12 @@ Deno.test("secure mode refuses a bank certificate from another CA, expired, or f
       reason: /expired on/,
     },
     {
+      // Alice checks the service's name in the SAN, `bank`, not the address she dialled (which
+      // this certificate carries) nor the CN. (Before, she checked the address: a certificate for
+      // bank at 127.0.0.2 was refused, and any lab server's for 127.0.0.1 accepted.)
       what: "another name",
-      identity: await bobWith(pki.root, caKey, { ips: ["127.0.0.2"] }),
-      reason: /not issued for 127\.0\.0\.1/,
+      identity: await bobWith(pki.root, caKey, { dnsNames: ["blackboard"] }),
+      reason: /not issued for bank \(SAN: blackboard, 127\.0\.0\.1\)/,
     },
   ];
   for (const c of cases) {
@@ -168,6 +171,13 @@ Deno.test("secure mode refuses a bank certificate from another CA, expired, or f
     );
     assert.equal(bank.accounts.balance("1155000001"), 0);
   }
+  // The name is checked, not the address: Bob's certificate for another address is accepted.
+  await using elsewhere = await startBank(pki, {
+    identity: await bobWith(pki.root, caKey, { ips: ["127.0.0.2"] }),
+  });
+  const { log } = memoryLog("Alice");
+  const session = await openSession(aliceOptions(pki, alice, elsewhere.port, log));
+  session.close();
 });
 
 Deno.test("secure mode refuses a customer certificate from another CA at STEP 5", async () => {

@@ -287,7 +287,7 @@ Deno.test("interop: an openssl CSR enrolled by the CA verifies with OpenSSL and 
   }
 });
 
-Deno.test("ca issue writes a server key (0600) and certificate that OpenSSL accepts for TLS servers", async () => {
+Deno.test("ca issue writes a server key (0600) and certificate that OpenSSL accepts for TLS servers, for NAME and each --dns and --ip", async () => {
   await using dir = await tempDir();
   const dataDir = `${dir.path}/ca`;
   const out = `${dir.path}/srv`;
@@ -295,6 +295,8 @@ Deno.test("ca issue writes a server key (0600) and certificate that OpenSSL acce
   const r = await runActor("actors/ca.ts", [
     "issue",
     "--server",
+    "chat",
+    "--dns",
     "localhost",
     "--ip",
     "127.0.0.1",
@@ -306,7 +308,7 @@ Deno.test("ca issue writes a server key (0600) and certificate that OpenSSL acce
     dataDir,
   ]);
   assert.equal(r.code, 0, r.stderr);
-  assert.equal((await Deno.stat(`${out}/localhost.key`)).mode! & 0o777, 0o600);
+  assert.equal((await Deno.stat(`${out}/chat.key`)).mode! & 0o777, 0o600);
   const v = await run("openssl", [
     "verify",
     "-x509_strict",
@@ -314,18 +316,38 @@ Deno.test("ca issue writes a server key (0600) and certificate that OpenSSL acce
     "sslserver",
     "-CAfile",
     `${out}/cuhk.cer`,
-    `${out}/localhost.cer`,
+    `${out}/chat.cer`,
   ]);
   assert.equal(v.code, 0, v.stdout + v.stderr);
   const text = await run("openssl", [
     "x509",
     "-in",
-    `${out}/localhost.cer`,
+    `${out}/chat.cer`,
     "-noout",
     "-ext",
     "subjectAltName,extendedKeyUsage,basicConstraints",
   ]);
   assert.match(text.stdout, /DNS:localhost, IP Address:127\.0\.0\.1, IP Address:0:0:0:0:0:0:0:1/);
+  // The service's name first (also the CN), then each --dns and each --ip.
+  assert.match(text.stdout, /DNS:chat, DNS:localhost, IP Address:127\.0\.0\.1,/);
+  const verify = (name: string) =>
+    run("openssl", [
+      "verify",
+      "-purpose",
+      "sslserver",
+      "-verify_hostname",
+      name,
+      "-CAfile",
+      `${out}/cuhk.cer`,
+      `${out}/chat.cer`,
+    ]);
+  for (const name of ["chat", "localhost"]) {
+    const ok = await verify(name);
+    assert.equal(ok.code, 0, `${name}: ${ok.stdout}${ok.stderr}`);
+  }
+  const bank = await verify("bank");
+  assert.notEqual(bank.code, 0, "the chat's certificate does not name bank");
+  assert.match(bank.stdout + bank.stderr, /hostname mismatch/);
   assert.match(text.stdout, /TLS Web Server Authentication/);
   assert.match(text.stdout, /CA:FALSE/);
   const bad = await runActor("actors/ca.ts", [
