@@ -14,7 +14,7 @@
  * never reports success. The unmutated tests run first; if they fail, nothing is reported.
  */
 
-import { parseCommand, runMain, UsageError } from "../lib/runtime/cli.ts";
+import { denoCommand, parseCommand, runMain, UsageError } from "../lib/runtime/mod.ts";
 import { PROJECT_ROOT } from "../lib/runtime/paths.ts";
 
 export interface Marker {
@@ -139,7 +139,7 @@ async function runTests(
   tests: string[],
   timeoutMs: number,
 ): Promise<{ ok: boolean; output: string }> {
-  const cmd = new Deno.Command(Deno.execPath(), {
+  const cmd = new Deno.Command(denoCommand(), {
     args: ["test", "--quiet", "--no-check", ...TEST_PERMISSIONS, ...tests],
     cwd: dir,
     stdin: "null",
