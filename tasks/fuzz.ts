@@ -385,4 +385,5 @@ async function main(args: string[]): Promise<number> {
   return failed === 0 ? 0 : 1;
 }
 
-if (import.meta.main) await runMain("fuzz", main);
+// A worker runs this module as its main module too: only the first process runs `main`.
+if (import.meta.main && !inWorker) await runMain("fuzz", main);
