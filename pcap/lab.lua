@@ -36,7 +36,7 @@ local PROTOCOLS = {
   {
     abbrev = "blackboard", name = "Blackboard", title = "Blackboard report upload (secure-channel lab, system 1, steps 3-6)", port = 3141,
     messages = { -- blackboard: Blackboard
-      [1] = { name = "request", label = "STEP 3 request | cert 2 | X25519 share",
+      [1] = { name = "request", label = "STEP 3 request | cert 2",
         fields = { { name = "request", kind = "text" }, { name = "certificate", kind = "bytes" }, { name = "nonce", kind = "bytes" }, { name = "share", kind = "bytes" }, { name = "records", kind = "text" } } },
       [2] = { name = "sessionKey", label = "STEP 4 session key: X25519 share | cert | stapled CRL, signed by Blackboard",
         fields = { { name = "share", kind = "bytes" }, { name = "certificate", kind = "bytes" }, { name = "crl", kind = "bytes" }, { name = "nonce", kind = "bytes" }, { name = "signature", kind = "bytes" } } },

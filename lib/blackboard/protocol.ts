@@ -107,7 +107,7 @@ export function parseRequestLine(line: string): string | undefined {
 export const blackboardProtocol = defineProtocol("Blackboard", {
   request: {
     code: 0x01,
-    label: "STEP 3 request | cert 2 | X25519 share",
+    label: "STEP 3 request | cert 2",
     fields: {
       request: "text",
       certificate: "bytes",
