@@ -1,7 +1,7 @@
 #!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read --allow-write
 /**
- * Blackboard (system 1, steps 3–6): verifies students' cert 2, hands out session keys, prints
- * authenticated messages and stores uploaded reports.
+ * Blackboard (system 1, steps 3–6): verifies students' cert 2, agrees a session key with each
+ * (ephemeral X25519), prints authenticated messages and stores uploaded reports.
  *
  *     deno task blackboard serve [options]
  */
@@ -17,6 +17,8 @@ import {
   BLACKBOARD_PORT,
   type BlackboardMode,
   DEFAULT_MAX_REPORT_SIZE,
+  RECORD_KINDS,
+  recordKindOf,
   serveBlackboard,
   UploadStore,
 } from "../lib/blackboard/mod.ts";
@@ -54,7 +56,7 @@ const USAGE = `Blackboard (system 1, steps 3-6)
 Usage: deno task blackboard COMMAND [options]
 
 Commands:
-  serve    verify students' cert 2, hand out session keys, print messages, store reports
+  serve    verify students' cert 2, agree session keys, print messages, store reports
 
 Run 'deno task blackboard COMMAND --help' for a command's options.`;
 
@@ -64,10 +66,12 @@ async function serveCommand(args: string[]): Promise<void> {
     usage: `Usage: deno task blackboard serve [options]
 
 Listens for students. STEP 3: verifies the request and cert 2 (chain to the pinned root, validity,
-key usage, clientAuth, CN = the request's ID, not revoked by the CA's current CRL). STEP 4: sends a
-fresh 256-bit session key, RSA-OAEP to cert 2's key, signed with Blackboard's own key. STEP 5:
-checks the student's key confirmation (a MAC; the key never crosses the wire). STEP 6: prints each
-message whose HMAC and sequence number are valid, and stores uploaded reports in
+key usage, clientAuth, CN = the request's ID, not revoked by the CA's current CRL). STEP 4: sends
+an ephemeral X25519 share with Blackboard's certificate and the CA's current CRL (stapled, so that
+the student checks Blackboard's certificate too), signed with Blackboard's own key; the session key
+comes from X25519 and HKDF and never crosses the wire (forward secrecy). STEP 5: checks the
+student's signature with cert 2's key and its key confirmation (a MAC). STEP 6: prints each message
+whose AES-GCM tag (or HMAC) and sequence number are valid, and stores uploaded reports in
 DATA-DIR/reports/<id>/ once their SHA-256 matches.
 
 Blackboard's certificate comes from the CA:
@@ -85,7 +89,9 @@ Options:
       DEFAULT_CRL_REFRESH_MS / 1000
     }); when the CA is
                        unreachable the last CRL is used only until its nextUpdate
-  --encrypt            require AES-GCM records (students must use --encrypt too)
+  --records KIND       aes-gcm (default: students must ask for AES-GCM records) or hmac (also
+                       accept MAC-only records, readable on the wire; teaching only)
+  --encrypt            deprecated, does nothing: AES-GCM records are the default
   --protocol MODE      default or seed (the seeds' steps 5-6: key echoed in the clear, no
                        sequence numbers; teaching only)
   --max-report MIB     largest report accepted, in MiB (default ${
@@ -103,6 +109,7 @@ ${MAX_PER_ADDRESS_USAGE}
       cert: { type: "string" },
       key: { type: "string" },
       "crl-refresh": { type: "string", default: String(DEFAULT_CRL_REFRESH_MS / 1000) },
+      records: { type: "string", default: "aes-gcm" },
       encrypt: { type: "boolean", default: false },
       protocol: { type: "string", default: "default" },
       "max-report": { type: "string", default: String(DEFAULT_MAX_REPORT_SIZE / 1024 ** 2) },
@@ -116,6 +123,21 @@ ${MAX_PER_ADDRESS_USAGE}
   const protocol = parseProtocolMode(values.protocol);
   if (protocol === "seed" && values.encrypt) {
     throw new UsageError("--encrypt does not apply to the seed protocol");
+  }
+  const records = recordKindOf(values.records);
+  if (records === undefined) {
+    throw new UsageError(
+      `--records must be ${RECORD_KINDS.join(" or ")}, got '${values.records}'`,
+    );
+  }
+  if (protocol === "seed" && records !== "aes-gcm") {
+    throw new UsageError("--records does not apply to the seed protocol");
+  }
+  if (values.encrypt) {
+    if (records !== "aes-gcm") throw new UsageError("--encrypt and --records hmac disagree");
+    console.error(
+      "blackboard serve: --encrypt is deprecated and does nothing: AES-GCM records are the default",
+    );
   }
   const refreshMs = parsePositiveInt(values["crl-refresh"], "crl-refresh") * 1000;
   const maxSize = parsePositiveInt(values["max-report"], "max-report") * 1024 ** 2;
@@ -158,6 +180,11 @@ ${MAX_PER_ADDRESS_USAGE}
       "SEED PROTOCOL: students send the session key back IN THE CLEAR and messages carry no sequence number; anyone on the path can read the key, forge and replay messages. Teaching only.",
     );
   }
+  if (records === "hmac") {
+    log.warn(
+      "--records hmac: students may ask for MAC-only records; their messages and reports cross the wire readable. Teaching only.",
+    );
+  }
   const server = serveBlackboard({
     root,
     cert,
@@ -172,7 +199,7 @@ ${MAX_PER_ADDRESS_USAGE}
     store: new UploadStore(dataDir, { maxSize }),
     log,
     protocol: mode,
-    requireEncrypt: values.encrypt,
+    records,
     hostname: values.host,
     port,
     ...maxPerAddressOption(values["max-per-address"]),
@@ -181,7 +208,11 @@ ${MAX_PER_ADDRESS_USAGE}
   log.info(describeLimits(server.limits));
   log.info(
     `listening on ${values.host}:${server.port} (${mode} protocol${
-      values.encrypt ? ", AES-GCM required" : ""
+      mode === "seed"
+        ? ""
+        : records === "hmac"
+        ? ", AES-GCM or MAC-only records"
+        : ", AES-GCM records"
     }); root ${values["ca-cert"]}, CRL from ${ca.hostname}:${ca.port} every ${
       refreshMs / 1000
     } s; reports in ${dataDir}/reports`,

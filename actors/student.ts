@@ -14,6 +14,8 @@ import {
   openSeedSession,
   openSession,
   ProgressBar,
+  RECORD_KINDS,
+  recordKindOf,
 } from "../lib/blackboard/mod.ts";
 import {
   CA_PORT,
@@ -63,7 +65,7 @@ Usage: deno task student COMMAND [options]
 
 Commands:
   enroll   make a key pair and CSR, enrol with the CA, store key and cert 2 (steps 1-2)
-  send     open a session with Blackboard and send messages | HMAC (steps 3-6)
+  send     open a session with Blackboard and send authenticated messages (steps 3-6)
   upload   upload a report to Blackboard in authenticated chunks, resumable (steps 3-6)
 
 Run 'deno task student COMMAND --help' for a command's options.`;
@@ -179,6 +181,7 @@ const sessionOptions = {
   sid: { type: "string" },
   blackboard: { type: "string", default: `127.0.0.1:${BLACKBOARD_PORT}` },
   home: { type: "string" },
+  records: { type: "string", default: "aes-gcm" },
   encrypt: { type: "boolean", default: false },
   protocol: { type: "string", default: "default" },
   "blackboard-name": { type: "string", default: BLACKBOARD_NAME },
@@ -189,7 +192,9 @@ const SESSION_USAGE =
   `  --sid SID              the student ID (10 digits); key and cert 2 come from its home
   --blackboard HOST:PORT Blackboard (default 127.0.0.1:${BLACKBOARD_PORT})
   --home DIR             the student's home (default data/students/SID)
-  --encrypt              AES-GCM records as well as HMAC integrity
+  --records KIND         aes-gcm (default) or hmac (MAC-only records, readable on the wire;
+                         teaching only, Blackboard must allow it: 'blackboard serve --records hmac')
+  --encrypt              deprecated, does nothing: AES-GCM records are the default
   --blackboard-name CN   the CN Blackboard's certificate must carry (default ${BLACKBOARD_NAME})
   --protocol MODE        default or seed (the seeds' steps 5-6: the session key goes back in
                          the clear, no sequence numbers; teaching only)
@@ -199,6 +204,7 @@ interface SessionArgs {
   sid: string;
   blackboard: string;
   home: string | undefined;
+  records: string;
   encrypt: boolean;
   protocol: string;
   "blackboard-name": string;
@@ -212,6 +218,19 @@ async function sessionSetup(values: Partial<SessionArgs>) {
   if (protocol === "seed" && values.encrypt) {
     throw new UsageError("--encrypt does not apply to the seed protocol");
   }
+  const records = recordKindOf(values.records ?? "aes-gcm");
+  if (records === undefined) {
+    throw new UsageError(`--records must be ${RECORD_KINDS.join(" or ")}, got '${values.records}'`);
+  }
+  if (protocol === "seed" && records !== "aes-gcm") {
+    throw new UsageError("--records does not apply to the seed protocol");
+  }
+  if (values.encrypt) {
+    if (records !== "aes-gcm") throw new UsageError("--encrypt and --records hmac disagree");
+    console.error(
+      "student: --encrypt is deprecated and does nothing: AES-GCM records are the default",
+    );
+  }
   const identity = await loadIdentity(values.home ?? defaultHome(sid));
   if (identity.sid !== sid) {
     throw new Error(`The certificate in ${identity.home} is for ${identity.sid}, not ${sid}`);
@@ -221,7 +240,7 @@ async function sessionSetup(values: Partial<SessionArgs>) {
     blackboard,
     identity,
     log,
-    encrypt: values.encrypt ?? false,
+    records,
     blackboardName: values["blackboard-name"] ?? BLACKBOARD_NAME,
   };
   return { sid, protocol, log, options };
@@ -232,9 +251,11 @@ async function sendCommand(args: string[]): Promise<void> {
     name: "student send",
     usage: `Usage: deno task student send --sid SID --message TEXT [--message TEXT]... [options]
 
-STEP 3: sends "SID:<id> requests to upload report !" with cert 2. STEP 4: checks Blackboard's
-certificate and signature and decrypts the session key. STEP 5: proves it holds the key with a MAC.
-STEP 6: sends each message as message | HMAC (sequence numbered); Blackboard prints it.
+STEP 3: sends "SID:<id> requests to upload report !" with cert 2 and an ephemeral X25519 share.
+STEP 4: checks Blackboard's certificate against its stapled CRL, and its signature over the
+exchange; the session key comes from X25519 (never on the wire). STEP 5: signs the exchange with
+cert 2's key and proves the session key with a MAC. STEP 6: sends each message in an AES-GCM record
+(sequence numbered); Blackboard prints it.
 
 Options:
   --message TEXT         a message (repeatable, at most 4096 bytes each)

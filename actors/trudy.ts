@@ -8,7 +8,7 @@
 
 import { BANK_NAME, BANK_PORT, type BankMode, parseAmount } from "../lib/bank/mod.ts";
 import { BLACKBOARD_NAME, BLACKBOARD_PORT } from "../lib/blackboard/mod.ts";
-import { CA_PORT, loadRoot } from "../lib/ca/mod.ts";
+import { CA_PORT, loadIdentity, loadRoot } from "../lib/ca/mod.ts";
 import { parseCertificate } from "../lib/pki/mod.ts";
 import {
   dispatch,
@@ -31,10 +31,12 @@ import {
   FORGED_MESSAGE,
   reasonLine,
   recordBobProof,
+  ROLLBACK_MESSAGE,
   SETTLE_MS,
   sniffCapture,
   startBankMitm,
   startCrossService,
+  startCrlRollback,
   startEnrolCodeTheft,
   startFakeBob,
   startMessageReplay,
@@ -63,6 +65,9 @@ Attacks:
                         CA, whose code never crosses the wire and binds the student's own CSR)
   cross-service         play Bob with another service's stolen key and certificate (Blackboard's):
                         accepted in seed mode, refused at STEP 2 (default: it does not name bank)
+  crl-rollback          on the path between Blackboard and the CA: replay the CA's CRL from before
+                        a revocation so that a revoked cert 2 gets in again (refused by the
+                        default checker, which keeps the newer CRL; the seeds had no CRL at all)
 
 Each attack prints what Trudy saw and did as STEP lines (standard error) and ends with a verdict
 line, 'ATTACK SUCCEEDED: …' (exit status 0) or 'ATTACK FAILED: <why>' (exit status 3), followed by
@@ -392,6 +397,43 @@ ${LISTEN_USAGE}`,
       key: { type: "string", default: `data/blackboard/${BLACKBOARD_NAME}.key` },
       "ca-cert": { type: "string", default: "data/ca/cuhk.cer" },
       "bank-name": { type: "string", default: BANK_NAME },
+async function crlRollbackCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(args, {
+    name: "trudy crl-rollback",
+    usage: `Usage: deno task trudy crl-rollback --home DIR [options]
+
+Trudy relays Blackboard's CRL fetches to the CA: point Blackboard's --ca at Trudy's port. She holds
+a student's cert 2 and key (stolen: the reason the CA revokes it; or she is that student), in DIR.
+  R1  she logs in to Blackboard with it until a CRL passes on her path, and records that CRL (it
+      does not list the certificate yet);
+  R2  the CA revokes the certificate ('ca revoke'); she keeps logging in until Blackboard, holding
+      the CA's newer CRL, refuses her;
+  R3  she answers each of Blackboard's CRL fetches with the recorded CRL (signed by the root, not
+      expired, only older) and logs in again.
+A checker that takes any CRL the root signed lets her in. The default checker refuses a CRL whose
+number or thisUpdate goes backwards and keeps the newer one: she stays refused. The seeds had no
+revocation at all (a stolen cert 2 was never refused), so there is no seed-mode half.
+Not claimed: Trudy on the path when the revocation is published can withhold the newer CRL, and
+Blackboard keeps the older one until its nextUpdate (the CA's CRLs are valid for an hour), then
+fails closed; only a CRL fetch bound to a fresh nonce would close that window.
+
+Options:
+  --home DIR              the stolen identity: student.key, student.cer, cuhk.cer
+  --ca HOST:PORT          the real CA (default 127.0.0.1:${CA_PORT})
+  --blackboard HOST:PORT  Blackboard, where Trudy logs in (default 127.0.0.1:${BLACKBOARD_PORT})
+  --blackboard-name CN    the CN Blackboard's certificate must carry (default ${BLACKBOARD_NAME})
+  --message TEXT          what Trudy sends once in (default '${ROLLBACK_MESSAGE}')
+  --interval-ms MS        between login attempts (default 500)
+  --wait SECS             how long each phase may take (default 120)
+${LISTEN_USAGE}`,
+    options: {
+      home: { type: "string" },
+      ca: { type: "string", default: `127.0.0.1:${CA_PORT}` },
+      blackboard: { type: "string", default: `127.0.0.1:${BLACKBOARD_PORT}` },
+      "blackboard-name": { type: "string", default: BLACKBOARD_NAME },
+      message: { type: "string", default: ROLLBACK_MESSAGE },
+      "interval-ms": { type: "string", default: "500" },
+      wait: { type: "string", default: "120" },
       ...LISTEN_OPTIONS,
     },
   });
@@ -417,6 +459,25 @@ ${LISTEN_USAGE}`,
     port,
     bankName: values["bank-name"],
     graceMs: 2000,
+  const home = required(values.home, "home");
+  const ca = parseHostPort(values.ca, CA_PORT, "ca");
+  const blackboard = parseHostPort(values.blackboard, BLACKBOARD_PORT, "blackboard");
+  const port = parsePort(values["listen-port"], "listen-port");
+  const intervalMs = parsePositiveInt(values["interval-ms"], "interval-ms");
+  const waitMs = parsePositiveInt(values.wait, "wait") * 1000;
+  const identity = await loadIdentity(home);
+  const log = new StepLog("Trudy");
+  const signal = shutdownSignal();
+  const server = startCrlRollback({
+    ca,
+    blackboard,
+    identity,
+    blackboardName: values["blackboard-name"],
+    log,
+    port,
+    intervalMs,
+    waitMs,
+    message: values.message,
   });
   return await runAttackServer(server, log, values.once, signal);
 }
@@ -430,6 +491,7 @@ export async function main(args: string[]): Promise<number | void> {
     "enrol-impersonation": enrolImpersonationCommand,
     "enrol-code-theft": enrolCodeTheftCommand,
     "cross-service": crossServiceCommand,
+    "crl-rollback": crlRollbackCommand,
   }, args);
 }
 

@@ -4,7 +4,7 @@
  * /proc/<pid>/status) of the Blackboard process and of the student process, and the throughput.
  *
  *     deno run --allow-net=127.0.0.1 --allow-read=. --allow-write=. --allow-run \
- *       tasks/bench_upload.ts [--size-mib 1024] [--encrypt] [--random]
+ *       tasks/bench_upload.ts [--size-mib 1024] [--records aes-gcm|hmac] [--random]
  *
  * Everything lives in a temporary directory under data/ that is deleted at the end: a CA (served
  * in this process for the CRL), Blackboard's certificate, an enrolled student, and the file (sparse
@@ -18,6 +18,7 @@ import {
   PROJECT_ROOT as ROOT,
   runMain,
   StepLog,
+  UsageError,
   writeFileAtomic,
   writeSecretFile,
 } from "../lib/runtime/mod.ts";
@@ -73,18 +74,22 @@ async function main(args: string[]): Promise<void> {
   const parsed = parseCommand(args, {
     name: "bench_upload",
     usage: `Usage: deno run --allow-net=127.0.0.1 --allow-read=. --allow-write=. --allow-run \\
-         tasks/bench_upload.ts [--size-mib N] [--encrypt] [--random]
+         tasks/bench_upload.ts [--size-mib N] [--records aes-gcm|hmac] [--random]
 
 Uploads an N MiB file (default 1024) from a student process to a Blackboard process and prints
 each one's peak resident memory (VmHWM) and the throughput.`,
     options: {
       "size-mib": { type: "string", default: "1024" },
-      encrypt: { type: "boolean", default: false },
+      records: { type: "string", default: "aes-gcm" },
       random: { type: "boolean", default: false },
     },
   });
   if (!parsed) return;
   const size = parsePositiveInt(parsed.values["size-mib"], "size-mib") * MiB;
+  const records = parsed.values.records;
+  if (records !== "aes-gcm" && records !== "hmac") {
+    throw new UsageError(`--records must be aes-gcm or hmac, got '${records}'`);
+  }
   await ensureDir(`${ROOT}/data`);
   const dir = await Deno.makeTempDir({ dir: `${ROOT}/data`, prefix: "bench-upload-" });
   const log = new StepLog("bench", { quiet: true });
@@ -138,7 +143,8 @@ each one's peak resident memory (VmHWM) and the throughput.`,
         `127.0.0.1:${caServer.port}`,
         "--max-report",
         String(Math.ceil(size / MiB) + 1),
-        ...(parsed.values.encrypt ? ["--encrypt"] : []),
+        "--records",
+        records,
       ],
       stdin: "null",
       stdout: "null",
@@ -163,7 +169,8 @@ each one's peak resident memory (VmHWM) and the throughput.`,
         "--blackboard",
         `127.0.0.1:${port}`,
         "--quiet",
-        ...(parsed.values.encrypt ? ["--encrypt"] : []),
+        "--records",
+        records,
       ],
       stdin: "null",
       stdout: "piped",
@@ -187,7 +194,7 @@ each one's peak resident memory (VmHWM) and the throughput.`,
     if (stored.size !== size) throw new Error(`Stored ${stored.size} bytes, expected ${size}`);
     console.log(dec.decode(out.stdout).trim());
     console.log(
-      `Uploaded ${size / MiB} MiB${parsed.values.encrypt ? " (AES-GCM)" : " (HMAC)"} in ${
+      `Uploaded ${size / MiB} MiB${records === "aes-gcm" ? " (AES-GCM)" : " (HMAC)"} in ${
         seconds.toFixed(1)
       } s (${(size / MiB / seconds).toFixed(0)} MiB/s, both processes start-up included)`,
     );

@@ -12,6 +12,7 @@ import type { StudentIdentity } from "../ca/mod.ts";
 import {
   CHUNK_SIZE,
   MAX_MESSAGE_BYTES,
+  type RecordKind,
   type SecureSession,
   SESSION_MAX_FRAME,
   type SessionMessage,
@@ -23,8 +24,8 @@ export interface ConnectOptions {
   blackboard: HostPort;
   identity: StudentIdentity;
   log: StepLog;
-  /** AES-GCM records as well as integrity. */
-  encrypt?: boolean;
+  /** Step 6's records: "aes-gcm" (the default) or "hmac" (MAC only, teaching). */
+  records?: RecordKind;
   /** The CN that Blackboard's certificate must carry (default "blackboard"). */
   blackboardName?: string;
   timeoutMs?: number;
@@ -91,7 +92,12 @@ export class StudentSession {
     }
     await this.secure.send("message", { text });
     await this.secure.receive(["received"], { timeoutMs: this.#timeoutMs });
-    this.#log.step(6, `message sent as message | HMAC, Blackboard confirmed it`);
+    this.#log.step(
+      6,
+      `message sent ${
+        this.secure.encrypt ? "AES-GCM sealed" : "as message | HMAC"
+      }, Blackboard confirmed it`,
+    );
   }
 
   /**

@@ -5,25 +5,33 @@
  *
  * Default mode (the seeds' steps done right):
  *
- *     student → Blackboard  request     STEP 3 "SID:<id> requests to upload report !" | cert 2 | nonce
- *     Blackboard → student  sessionKey  STEP 4 RSA-OAEP(session key) | Blackboard's cert | nonce |
- *                                              signature over the transcript so far
- *     student → Blackboard  confirm     STEP 5 HMAC(K_confirm, "student" | transcript hash)
+ *     student → Blackboard  request     STEP 3 "SID:<id> requests to upload report !" | cert 2 |
+ *                                              nonce | the student's ephemeral X25519 share |
+ *                                              records ("aes-gcm", or "hmac" to teach)
+ *     Blackboard → student  sessionKey  STEP 4 Blackboard's ephemeral X25519 share | its cert |
+ *                                              the CA's current CRL (stapled) | nonce |
+ *                                              its signature over the transcript so far
+ *     student → Blackboard  confirm     STEP 5 the student's signature over the transcript (cert 2's
+ *                                              key) | HMAC(K_confirm, "student" | transcript hash)
  *     Blackboard → student  ready       STEP 5 HMAC(K_confirm, "blackboard" | transcript hash)
- *     either way            record      STEP 6 seq | message | HMAC(K_dir, dir | seq | message)
  *     either way            sealed      STEP 6 seq | AES-GCM(K_dir, nonce = seq, aad = dir | seq)
+ *     either way            record      STEP 6 seq | message | HMAC(K_dir, dir | seq | message)
+ *                                              (MAC-only records: `--records hmac`, teaching only)
  *     Blackboard → student  error       a refusal, one line (then the connection closes)
  *
- * Seed mode (`--protocol seed`, teaching only: the seeds' steps 5 and 6 exactly as written):
+ * The session key is HKDF over the X25519 secret, salted with the transcript hash: it never
+ * crosses the wire, in any form, and no long-term key opens it later (forward secrecy).
+ *
+ * Seed mode (`--protocol seed`, teaching only: the seeds' steps 4 to 6 exactly as written):
  *
  *     seedRequest   STEP 3 request | cert 2
- *     seedSessionKey STEP 4 RSA-OAEP(session key)
+ *     seedSessionKey STEP 4 RSA-OAEP(session key) to cert 2's key
  *     seedKeyEcho   STEP 5 the decrypted session key, sent back in the clear
  *     seedOk        STEP 5 check pass
  *     seedMessage   STEP 6 message | HMAC(session key, message), no sequence number
  *
  * Inside `record` and `sealed`, the payload is one message of `sessionProtocol` (a text message,
- * or the upload messages), so a capture of the default mode can still be read message by message.
+ * or the upload messages): a capture shows it by name in a `record`, never in a `sealed`.
  */
 
 import { createHash } from "node:crypto";
@@ -54,8 +62,13 @@ import {
 export const BLACKBOARD_PORT = 3141;
 /** The CN (and SAN DNS name) the student expects on Blackboard's certificate. */
 export const BLACKBOARD_NAME = "blackboard";
-/** Handshake messages carry a certificate or two: a few KiB. */
+/** Handshake messages from the student carry a certificate: a few KiB. */
 export const HANDSHAKE_MAX_FRAME = 16 * 1024;
+/**
+ * STEP 4 carries Blackboard's certificate and the CA's CRL, which grows with each revocation (the
+ * CA's own frames allow 16 KiB for it): the student reads it with this limit.
+ */
+export const STEP4_MAX_FRAME = 64 * 1024;
 /** Bytes of report data per chunk. */
 export const CHUNK_SIZE = 256 * 1024;
 /** A step-6 frame: a chunk plus its headers, MAC or tag. */
@@ -68,6 +81,18 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
 export const SESSION_TIMEOUT_MS = 60_000;
 export const NONCE_BYTES = 32;
 export const SESSION_KEY_BYTES = 32;
+
+/**
+ * What protects step 6's records: AES-GCM (the default: confidentiality and integrity), or HMAC
+ * only (`--records hmac`, teaching only: integrity, the text readable on the wire).
+ */
+export type RecordKind = "aes-gcm" | "hmac";
+export const RECORD_KINDS: readonly RecordKind[] = ["aes-gcm", "hmac"];
+
+/** A record kind from a peer or a command line, or undefined when it is not one. */
+export function recordKindOf(text: string): RecordKind | undefined {
+  return (RECORD_KINDS as readonly string[]).includes(text) ? text as RecordKind : undefined;
+}
 
 /** Step 3's request line, exactly as the seeds wrote it. */
 export function requestLine(sid: string): string {
@@ -83,14 +108,30 @@ export const blackboardProtocol = defineProtocol("Blackboard", {
   request: {
     code: 0x01,
     label: "STEP 3 request | cert 2",
-    fields: { request: "text", certificate: "bytes", nonce: "bytes", encrypt: "uint" },
+    fields: {
+      request: "text",
+      certificate: "bytes",
+      nonce: "bytes",
+      share: "bytes",
+      records: "text",
+    },
   },
   sessionKey: {
     code: 0x02,
-    label: "STEP 4 session key (RSA-OAEP, signed by Blackboard)",
-    fields: { encryptedKey: "bytes", certificate: "bytes", nonce: "bytes", signature: "bytes" },
+    label: "STEP 4 session key: X25519 share | cert | stapled CRL, signed by Blackboard",
+    fields: {
+      share: "bytes",
+      certificate: "bytes",
+      crl: "bytes",
+      nonce: "bytes",
+      signature: "bytes",
+    },
   },
-  confirm: { code: 0x03, label: "STEP 5 key confirmation (HMAC)", fields: { mac: "bytes" } },
+  confirm: {
+    code: 0x03,
+    label: "STEP 5 student's signature | key confirmation (HMAC)",
+    fields: { signature: "bytes", mac: "bytes" },
+  },
   ready: { code: 0x04, label: "STEP 5 start to communicate", fields: { mac: "bytes" } },
   record: {
     code: 0x10,
@@ -109,7 +150,7 @@ export const blackboardProtocol = defineProtocol("Blackboard", {
   },
   seedSessionKey: {
     code: 0x22,
-    label: "STEP 4 encrypted session key (seed)",
+    label: "STEP 4 encrypted session key, RSA-OAEP (seed)",
     fields: { encryptedKey: "bytes" },
   },
   seedKeyEcho: {
@@ -160,8 +201,9 @@ const LABEL = "secure-channel-lab blackboard v1";
 
 /**
  * What Blackboard signs in step 4: a context label and SHA-256(hash of the transcript so far |
- * the step-4 message with an empty signature field), so the signature covers the request, both
- * nonces, cert 2, the encrypted session key and Blackboard's own certificate.
+ * the step-4 message with an empty signature field), so the signature covers the request (cert 2,
+ * the student's nonce and X25519 share, the record kind) and all of step 4: Blackboard's X25519
+ * share, its certificate, the stapled CRL and its nonce.
  */
 export function step4SignedData(
   transcript: Transcript,
@@ -174,6 +216,26 @@ export function step4SignedData(
   });
   const h = createHash("sha256").update(t).update(unsigned).digest();
   return concatBytes(toBytes(`${LABEL} STEP 4 signature\0`), new Uint8Array(h));
+}
+
+/**
+ * The session key: HKDF over the X25519 secret, salted with the transcript hash after step 4 (both
+ * shares, both nonces, both certificates, the stapled CRL and Blackboard's signature).
+ */
+export async function sessionKeyFrom(
+  secret: Uint8Array,
+  transcriptHash: Uint8Array,
+): Promise<Uint8Array> {
+  return await hkdfSha256(secret, transcriptHash, `${LABEL} session key`, SESSION_KEY_BYTES);
+}
+
+/**
+ * What the student signs in step 5 with cert 2's key: a context label and the transcript hash
+ * after step 4. It proves that the holder of cert 2's key made this exchange (the X25519 share
+ * alone proves nothing about who sent it).
+ */
+export function step5SignedData(transcriptHash: Uint8Array): Uint8Array {
+  return concatBytes(toBytes(`${LABEL} STEP 5 student signature\0`), transcriptHash);
 }
 
 /** The key that both step-5 MACs are made with. */
@@ -368,11 +430,9 @@ export async function receiveHandshake<N extends keyof BlackboardSpecs & string>
   stream: FramedStream,
   types: readonly N[],
   timeoutMs: number,
+  maxFrame = HANDSHAKE_MAX_FRAME,
 ): Promise<Received<BlackboardSpecs, N>> {
-  return await receiveExpected(stream, blackboardProtocol, types, {
-    maxFrame: HANDSHAKE_MAX_FRAME,
-    timeoutMs,
-  });
+  return await receiveExpected(stream, blackboardProtocol, types, { maxFrame, timeoutMs });
 }
 
 /** Sends one handshake message and returns its bytes (for the transcript). */

@@ -3,15 +3,22 @@
  * seeds' steps done right.
  *
  *     STEP 3  student → Blackboard  request     "SID:<id> requests to upload report !" | cert 2 |
- *                                               the student's nonce | whether records are AES-GCM
- *     STEP 4  Blackboard → student  sessionKey  RSA-OAEP(session key) | Blackboard's certificate |
- *                                               its nonce | its signature over the transcript so far
- *     STEP 5  student → Blackboard  confirm     HMAC(K_confirm, "student" | transcript hash)
+ *                                               the student's nonce | its ephemeral X25519 share |
+ *                                               the record kind (AES-GCM unless told otherwise)
+ *     STEP 4  Blackboard → student  sessionKey  Blackboard's ephemeral X25519 share | its
+ *                                               certificate | the CA's current CRL (stapled) | its
+ *                                               nonce | its signature over the transcript so far
+ *     STEP 5  student → Blackboard  confirm     the student's signature over the transcript (cert
+ *                                               2's key) | HMAC(K_confirm, "student" | hash)
  *             Blackboard → student  ready       HMAC(K_confirm, "blackboard" | transcript hash)
  *
- * The session key never crosses the wire in the clear: the student proves it decrypted the key
- * with a MAC under a key derived from it (the seeds sent the key back instead: `seed.ts`). Both
- * sides then hold a `SecureSession` for step 6: records with sequence numbers, HMAC or AES-GCM
+ * The session key is HKDF over the X25519 secret, salted with the transcript: it never crosses the
+ * wire, and both X25519 private halves are forgotten after the handshake, so a later theft of
+ * student.key (or of Blackboard's key) opens no recorded session (forward secrecy). The seeds
+ * RSA-encrypted the session key to cert 2 instead (`seed.ts`): whoever steals student.key reads
+ * every recorded session. The student checks Blackboard's certificate against the CRL it staples;
+ * Blackboard checks that the student holds cert 2's key by its step-5 signature. Both sides then
+ * hold a `SecureSession` for step 6: records with sequence numbers, AES-GCM by default
  * (`protocol.ts`), served by `server.ts` and used by the student's `StudentSession`.
  */
 
@@ -24,22 +31,34 @@ import {
   HANDSHAKE_TIMEOUT_MS,
   NONCE_BYTES,
   receiveHandshake,
+  recordKindOf,
   RecordLayer,
   requestLine,
   SecureSession,
   sendHandshake,
-  SESSION_KEY_BYTES,
   SESSION_TIMEOUT_MS,
+  sessionKeyFrom,
+  STEP4_MAX_FRAME,
   step4SignedData,
+  step5SignedData,
   trafficKeys,
 } from "./protocol.ts";
 import { type ConnectOptions, connectToBlackboard, StudentSession } from "./client.ts";
-import { encryptSessionKey, type ModeContext, type Peer, Refusal } from "./serving.ts";
-import { constantTimeEqual, randomBytes, rsaOaepDecrypt, Transcript } from "../crypto/mod.ts";
+import { type ModeContext, type Peer, Refusal } from "./serving.ts";
+import {
+  constantTimeEqual,
+  newKeyShare,
+  randomBytes,
+  sharedSecret,
+  Transcript,
+} from "../crypto/mod.ts";
 import {
   CertificateError,
+  checkStapledCrl,
+  crlNumber,
+  der,
+  importSigningKey,
   parseCertificate,
-  privateKeyDer,
   signRsa,
   verifyCertificate,
   verifyRsa,
@@ -49,30 +68,38 @@ import {
 
 /**
  * Runs steps 3–5 and returns the session (step 6). Throws with Blackboard's reason when it refuses
- * (`PeerRefusedError`), or a `CertificateError` when Blackboard's own certificate or signature
- * does not verify.
+ * (`PeerRefusedError`), or a `CertificateError` when Blackboard's own certificate, its stapled CRL
+ * or its signature does not verify.
  */
 export async function openSession(options: ConnectOptions): Promise<StudentSession> {
   const { identity, log } = options;
   const timeoutMs = options.timeoutMs ?? HANDSHAKE_TIMEOUT_MS;
-  const encrypt = options.encrypt ?? false;
+  const records = options.records ?? "aes-gcm";
+  const encrypt = records === "aes-gcm";
   const stream = await connectToBlackboard(options.blackboard, timeoutMs);
   try {
     const t = new Transcript();
-    // STEP 3
+    // STEP 3: the request, cert 2, a fresh nonce and a fresh X25519 share.
+    const share = await newKeyShare();
     const line = requestLine(identity.sid);
     t.add(
       await sendHandshake(stream, "request", {
         request: line,
         certificate: new Uint8Array(identity.cert.rawData),
         nonce: randomBytes(NONCE_BYTES),
-        encrypt: encrypt ? 1 : 0,
+        share: share.publicRaw,
+        records,
       }),
     );
-    log.step(3, `sent "${line}" with cert 2 and a fresh nonce`);
+    log.step(3, `sent "${line}" with cert 2, a fresh nonce and an ephemeral X25519 share`);
 
-    // STEP 4: Blackboard's certificate, its signature over the exchange, the session key.
-    const { msg, bytes } = await receiveHandshake(stream, ["sessionKey"], timeoutMs);
+    // STEP 4: Blackboard's certificate, its stapled CRL, its signature over the exchange, its share.
+    const { msg, bytes } = await receiveHandshake(
+      stream,
+      ["sessionKey"],
+      timeoutMs,
+      STEP4_MAX_FRAME,
+    );
     const name = options.blackboardName ?? BLACKBOARD_NAME;
     const bbCert = parseCertificate(msg.certificate, "Blackboard's certificate");
     await verifyCertificate(bbCert, {
@@ -81,32 +108,37 @@ export async function openSession(options: ConnectOptions): Promise<StudentSessi
       expectedCommonName: name,
     });
     const signed = step4SignedData(t, msg);
+    // check: bb-step4-signature tests/blackboard/handshake_test.ts
     if (!(await verifyRsa(bbCert, msg.signature, signed))) {
       throw new CertificateError(
         "Blackboard's step-4 signature does not verify: not the real Blackboard, or the exchange was altered",
       );
     }
+    const crl = await checkStapledCrl(bbCert, msg.crl, {
+      root: identity.root,
+      what: "Blackboard's stapled CRL",
+    });
     t.add(bytes);
-    let sessionKey: Uint8Array;
-    try {
-      sessionKey = await rsaOaepDecrypt(privateKeyDer(identity.keyPem), msg.encryptedKey);
-    } catch {
-      throw new Error("Cannot decrypt the session key: the private key is not the key of cert 2");
+    const secret = await sharedSecret(share, msg.share);
+    if (secret === null) {
+      throw new CertificateError("Blackboard's X25519 share is not a valid public key: refused");
     }
-    if (sessionKey.length !== SESSION_KEY_BYTES) {
-      throw new Error(`Session key has ${sessionKey.length} bytes, expected ${SESSION_KEY_BYTES}`);
-    }
+    const h4 = t.digest();
+    const sessionKey = await sessionKeyFrom(secret, h4);
     log.step(
       4,
-      `Blackboard's certificate (CN=${name}) and signature verified; session key decrypted with the private key`,
+      `Blackboard's certificate (CN=${name}) and signature verified, not revoked (stapled CRL #${
+        crlNumber(crl) ?? "?"
+      }); session key agreed by ephemeral X25519 (forward secrecy), never on the wire`,
     );
 
-    // STEP 5: prove possession of the key with a MAC; the key never crosses the wire.
-    const confirmHash = t.digest();
-    const kConfirm = await confirmationKey(sessionKey, confirmHash);
+    // STEP 5: sign the exchange with cert 2's key, and prove the session key with a MAC.
+    const signature = await signRsa(await importSigningKey(identity.keyPem), step5SignedData(h4));
+    const kConfirm = await confirmationKey(sessionKey, h4);
     t.add(
       await sendHandshake(stream, "confirm", {
-        mac: await confirmationMac(kConfirm, "student", confirmHash),
+        signature,
+        mac: await confirmationMac(kConfirm, "student", h4),
       }),
     );
     const readyHash = t.digest();
@@ -122,9 +154,9 @@ export async function openSession(options: ConnectOptions): Promise<StudentSessi
     const keys = await trafficKeys(sessionKey, readyHash, "student", encrypt);
     log.step(
       5,
-      `key confirmation accepted: start to communicate (HMAC-SHA256 records${
-        encrypt ? ", AES-GCM" : ""
-      })`,
+      `key confirmation accepted: start to communicate (${
+        encrypt ? "AES-GCM" : "HMAC-SHA256, MAC only: readable on the wire"
+      } records with sequence numbers)`,
     );
     return new StudentSession(
       identity,
@@ -153,7 +185,7 @@ export async function acceptSession(
   const t = new Transcript();
   const hs = ctx.handshakeTimeoutMs;
 
-  // STEP 3: the request, cert 2 and the student's nonce.
+  // STEP 3: the request, cert 2, the student's nonce and X25519 share.
   const first = await stream.readFrame({ timeoutMs: hs, maxFrame: HANDSHAKE_MAX_FRAME });
   if (first === null) return null;
   const req = blackboardProtocol.decode(first);
@@ -163,37 +195,58 @@ export async function acceptSession(
   if (req.type !== "request") throw new Refusal(`Expected request, got ${req.type}`);
   t.add(first);
   if (req.nonce.length !== NONCE_BYTES) throw new Refusal(`The nonce must be ${NONCE_BYTES} bytes`);
-  if (req.encrypt > 1) throw new Refusal("Malformed request: encrypt must be 0 or 1");
-  const encrypt = req.encrypt === 1;
+  const records = recordKindOf(req.records);
+  if (records === undefined) {
+    throw new Refusal("Malformed request: records must be aes-gcm or hmac");
+  }
   const cert = await ctx.verifyStudent(peer, req.request, req.certificate);
   const sid = peer.sid!;
-  if (ctx.requireEncrypt && !encrypt) {
-    throw new Refusal("Blackboard requires AES-GCM records: run the student with --encrypt");
+  // check: bb-records-aes-gcm tests/blackboard/session_test.ts
+  if (records === "hmac" && ctx.records !== "hmac") {
+    throw new Refusal(
+      "Blackboard requires AES-GCM records: MAC-only records (--records hmac) are a teaching option that Blackboard must allow too",
+    );
+  }
+  const share = await newKeyShare();
+  const secret = await sharedSecret(share, req.share);
+  // check: bb-student-share tests/blackboard/handshake_test.ts
+  if (secret === null) {
+    throw new Refusal("Malformed request: the X25519 share is not a valid public key");
   }
 
-  // STEP 4: a fresh 256-bit session key, RSA-OAEP to cert 2's key, signed over the transcript.
-  const sessionKey = randomBytes(SESSION_KEY_BYTES);
+  // STEP 4: Blackboard's share, certificate and current CRL, signed over the transcript.
+  const crl = await ctx.revocation.current();
   const values = {
-    encryptedKey: await encryptSessionKey(cert, sessionKey),
+    share: share.publicRaw,
     certificate: ctx.certDer,
+    crl: der(crl),
     nonce: randomBytes(NONCE_BYTES),
     signature: new Uint8Array() as Uint8Array,
   };
   values.signature = await signRsa(ctx.signingKey, step4SignedData(t, values));
   t.add(await sendHandshake(stream, "sessionKey", values));
+  const h4 = t.digest();
+  const sessionKey = await sessionKeyFrom(secret, h4);
   log.step(
     4,
-    `session key (256-bit) for ${sid} encrypted with RSA-OAEP to cert 2's key, signed by Blackboard over the exchange`,
+    `ephemeral X25519 share for ${sid} with Blackboard's certificate and the CA's CRL #${
+      crlNumber(crl) ?? "?"
+    } (stapled), signed by Blackboard over the exchange; session key from X25519 and HKDF`,
   );
 
-  // STEP 5: the student proves it decrypted the key; the key itself never crosses the wire.
-  const confirmHash = t.digest();
-  const kConfirm = await confirmationKey(sessionKey, confirmHash);
+  // STEP 5: the student signs the exchange with cert 2's key and proves the session key by a MAC.
+  const kConfirm = await confirmationKey(sessionKey, h4);
   const confirm = await receiveHandshake(stream, ["confirm"], hs);
-  const expected = await confirmationMac(kConfirm, "student", confirmHash);
-  if (!constantTimeEqual(expected, confirm.msg.mac)) {
+  // check: bb-student-signature tests/blackboard/handshake_test.ts
+  if (!(await verifyRsa(cert, confirm.msg.signature, step5SignedData(h4)))) {
     throw new Refusal(
       "Key confirmation failed: the student does not hold the private key of cert 2",
+    );
+  }
+  const expected = await confirmationMac(kConfirm, "student", h4);
+  if (!constantTimeEqual(expected, confirm.msg.mac)) {
+    throw new Refusal(
+      "Key confirmation failed: the MAC does not verify (the exchange was altered on the way)",
     );
   }
   t.add(confirm.bytes);
@@ -201,13 +254,14 @@ export async function acceptSession(
   await sendHandshake(stream, "ready", {
     mac: await confirmationMac(kConfirm, "blackboard", readyHash),
   });
+  const encrypt = records === "aes-gcm";
   const keys = await trafficKeys(sessionKey, readyHash, "blackboard", encrypt);
   const session = new SecureSession(stream, new RecordLayer(keys, "blackboard", encrypt));
   log.step(
     5,
-    `key confirmation from ${sid} valid: start to communicate (HMAC-SHA256 records with sequence numbers${
-      encrypt ? ", AES-GCM" : ""
-    })`,
+    `signature and key confirmation from ${sid} valid: start to communicate (${
+      encrypt ? "AES-GCM" : "HMAC-SHA256, MAC only"
+    } records with sequence numbers)`,
   );
   return { sid, session };
 }

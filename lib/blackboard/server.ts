@@ -27,6 +27,7 @@ import {
   HANDSHAKE_TIMEOUT_MS,
   MAX_MESSAGE_BYTES,
   parseRequestLine,
+  type RecordKind,
   type SecureSession,
   SESSION_MAX_FRAME,
   SESSION_TIMEOUT_MS,
@@ -54,8 +55,8 @@ export interface BlackboardOptions {
   /** Where each valid message is printed, as the seeds do (default: standard output). */
   print?: (line: string) => void;
   protocol?: BlackboardMode;
-  /** Refuse students who do not ask for AES-GCM records. */
-  requireEncrypt?: boolean;
+  /** "hmac" allows MAC-only records too (teaching only); default "aes-gcm": AES-GCM records only. */
+  records?: RecordKind;
   hostname?: string;
   port?: number;
   signal?: AbortSignal;
@@ -229,7 +230,12 @@ async function serveSession(
           if (new TextEncoder().encode(msg.text).length > MAX_MESSAGE_BYTES) {
             throw new Refusal(`Message too long: at most ${MAX_MESSAGE_BYTES} bytes`);
           }
-          log.step(6, `message from ${sid}: HMAC and sequence number valid`);
+          log.step(
+            6,
+            `message from ${sid}: ${
+              session.encrypt ? "AES-GCM tag" : "HMAC"
+            } and sequence number valid`,
+          );
           ctx.printMessage(sid, msg.text);
           await session.send("received", {});
           break;

@@ -7,7 +7,8 @@
 import type { StepLog } from "../runtime/mod.ts";
 import type { FramedStream } from "../wire/mod.ts";
 import { rsaOaepEncrypt } from "../crypto/mod.ts";
-import type { Certificate } from "../pki/mod.ts";
+import type { Certificate, Revocation } from "../pki/mod.ts";
+import type { RecordKind } from "./protocol.ts";
 
 /** One student's connection. */
 export interface Peer {
@@ -25,8 +26,13 @@ export interface ModeContext {
   /** Blackboard's own certificate (DER) and its signing key, for step 4's signature. */
   certDer: Uint8Array;
   signingKey: CryptoKey;
-  /** Refuse students who do not ask for AES-GCM records. */
-  requireEncrypt?: boolean;
+  /**
+   * "aes-gcm" (the default): students must ask for AES-GCM records. "hmac": MAC-only records are
+   * allowed too (teaching only).
+   */
+  records?: RecordKind;
+  /** The shared revocation checker: STEP 4 staples its current CRL. */
+  revocation: Revocation;
   handshakeTimeoutMs: number;
   sessionTimeoutMs: number;
   /**
@@ -43,7 +49,7 @@ export class Refusal extends Error {
   override name = "Refusal";
 }
 
-/** STEP 4 in both modes: the session key, RSA-OAEP (SHA-256) to cert 2's public key. */
+/** STEP 4 of the seed mode: the session key, RSA-OAEP (SHA-256) to cert 2's public key. */
 export async function encryptSessionKey(cert: Certificate, key: Uint8Array): Promise<Uint8Array> {
   return await rsaOaepEncrypt(new Uint8Array(cert.publicKey.rawData), key);
 }

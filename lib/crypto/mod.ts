@@ -1,5 +1,6 @@
 /** lib/crypto: the public face of this folder (re-exports only). */
 
+export * from "./key_exchange.ts";
 export * from "./primitives.ts";
 export * from "./textbook_rsa.ts";
 export * from "./transcript.ts";

@@ -5,18 +5,29 @@
  *
  *   - A CRL older than `refreshMs` is fetched again before use (one fetch at a time, shared).
  *   - Every CRL fetched is verified against the pinned root: issuer, signature, thisUpdate and
- *     nextUpdate. A CRL whose CRL number is lower than the one held is refused (a rollback to a
- *     CRL from before a revocation).
+ *     nextUpdate. A CRL older than the one held is refused (a rollback to a CRL from before a
+ *     revocation): its CRL number is lower, or its thisUpdate is earlier.
  *   - When a fetch fails (the source is unreachable, or sends a CRL that is refused), the CRL held
  *     is used only until its nextUpdate. After that the checker fails closed: `current()` throws
  *     `RevocationUnavailableError` and the server must refuse the client.
  *
  * Where the CRL comes from is injected (`fetch`): the CA over the network (lib/ca's `fetchCrl`,
  * which this layer may not import) or a file that an operator replaces.
+ *
+ * The same rules check a CRL that a server staples in its handshake for its own certificate
+ * (`checkStapledCrl`): a client refuses a server whose certificate the CA has revoked.
  */
 
 import { errorMessage, type StepLog } from "../runtime/mod.ts";
-import { type Certificate, CertificateError, type Crl, crlNumber, verifyCrl } from "./pki.ts";
+import {
+  type Certificate,
+  CertificateError,
+  certificateLabel,
+  type Crl,
+  crlNumber,
+  parseCrl,
+  verifyCrl,
+} from "./pki.ts";
 
 /** Revocation cannot be checked: no CRL can be had and none held is still valid. */
 export class RevocationUnavailableError extends Error {
@@ -81,17 +92,9 @@ export class RevocationChecker implements Revocation {
       const crl = await this.#options.fetch(
         this.#options.timeoutMs ?? DEFAULT_CRL_FETCH_TIMEOUT_MS,
       );
-      await verifyCrl(crl, root, new Date(this.#now()));
       const previous = this.#last?.crl;
-      const held = previous ? crlNumber(previous) : undefined;
+      await checkCrl(crl, { root, now: new Date(this.#now()), held: previous, source });
       const number = crlNumber(crl);
-      if (held !== undefined && (number === undefined || number < held)) {
-        throw new CertificateError(
-          `CRL #${
-            number ?? "?"
-          } from ${source} is older than CRL #${held}, already held: refused (a rollback)`,
-        );
-      }
       if (!previous || crlNumber(previous) !== number) {
         log.info(
           `CRL from ${source}: ${crl.entries.length} revoked (CRL #${
@@ -120,4 +123,80 @@ export class RevocationChecker implements Revocation {
 
 function stillValid(crl: Crl, now: number): boolean {
   return crl.nextUpdate !== undefined && crl.nextUpdate.getTime() > now;
+}
+
+export interface CheckCrlOptions {
+  /** The pinned root the CRL must be signed by. */
+  root: Certificate;
+  now?: Date;
+  /** The CRL held so far: the new one must not be older. */
+  held?: Crl | undefined;
+  /** Where the CRL came from, for the refusal's words. */
+  source?: string;
+}
+
+/**
+ * The checker's rules for one CRL: signed by the pinned root and current now (thisUpdate passed,
+ * nextUpdate not), and not older than the CRL held, if any: neither its CRL number nor its
+ * thisUpdate goes backwards (a rollback to a CRL from before a revocation). Throws
+ * `CertificateError`.
+ */
+export async function checkCrl(crl: Crl, options: CheckCrlOptions): Promise<void> {
+  const { held } = options;
+  await verifyCrl(crl, options.root, options.now ?? new Date());
+  if (!held) return;
+  const from = options.source ? ` from ${options.source}` : "";
+  const heldNumber = crlNumber(held);
+  const number = crlNumber(crl);
+  // check: crl-number-rollback tests/pki/revocation_test.ts
+  if (heldNumber !== undefined && (number === undefined || number < heldNumber)) {
+    throw new CertificateError(
+      `CRL #${
+        number ?? "?"
+      }${from} is older than CRL #${heldNumber}, already held: refused (a rollback)`,
+    );
+  }
+  // check: crl-this-update-rollback tests/pki/revocation_test.ts
+  if (crl.thisUpdate.getTime() < held.thisUpdate.getTime()) {
+    throw new CertificateError(
+      `CRL #${number ?? "?"}${from} was issued at ${crl.thisUpdate.toISOString()}, before CRL #${
+        heldNumber ?? "?"
+      } already held (${held.thisUpdate.toISOString()}): refused (a rollback)`,
+    );
+  }
+}
+
+/**
+ * A CRL that a server stapled in its handshake for its own certificate (DER), checked by a client
+ * with the checker's rules (`checkCrl`: signed by the pinned root, nextUpdate not passed), then the
+ * server's certificate against it. Returns the CRL; throws `CertificateError` when the CRL is
+ * refused or lists the certificate.
+ */
+export async function checkStapledCrl(
+  cert: Certificate,
+  der: Uint8Array,
+  options: { root: Certificate; now?: Date; what?: string },
+): Promise<Crl> {
+  const what = options.what ?? "the server's stapled CRL";
+  if (der.length === 0) {
+    throw new CertificateError(
+      `Cannot verify certificate ${certificateLabel(cert)}: no stapled CRL`,
+    );
+  }
+  let crl: Crl;
+  try {
+    crl = parseCrl(der);
+    await checkCrl(crl, { root: options.root, ...(options.now ? { now: options.now } : {}) });
+  } catch (err) {
+    throw new CertificateError(`${what} is refused: ${errorMessage(err)}`);
+  }
+  // check: stapled-crl-revoked tests/blackboard/handshake_test.ts
+  if (crl.findRevoked(cert)) {
+    throw new CertificateError(
+      `Cannot verify certificate ${certificateLabel(cert)}: it has been revoked (${what}, CRL #${
+        crlNumber(crl) ?? "?"
+      })`,
+    );
+  }
+  return crl;
 }

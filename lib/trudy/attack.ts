@@ -47,7 +47,15 @@ export type VerdictReason =
   // session-key-sniff --pcap
   | "key-in-capture" // the capture holds the session key in the clear
   | "no-key-in-capture" // the capture's Blackboard sessions carry no session key
-  | "no-session-in-capture"; // the capture holds no Blackboard session
+  | "no-session-in-capture" // the capture holds no Blackboard session
+  // crl-rollback
+  | "revoked-cert-accepted" // Blackboard took the replayed older CRL; the revoked cert 2 got in
+  | "rollback-refused" // Blackboard refused the older CRL, kept the newer; the cert stays refused
+  | "revocation-unavailable" // Blackboard refused the older CRL and failed closed
+  | "never-revoked" // the certificate was still accepted: no revocation to roll back
+  | "no-older-crl" // the first CRL on the path already listed the certificate
+  | "no-crl-on-path" // Blackboard fetched no CRL through Trudy
+  | "login-failed"; // Trudy's login after the replay failed for another reason
 
 export interface Verdict {
   succeeded: boolean;

@@ -62,7 +62,7 @@ export class BlackboardObserver {
       case "request":
         this.mode = msg.type === "seedRequest" ? "seed" : "default";
         this.sid = /SID:(\d+)/.exec(msg.request)?.[1];
-        if (msg.type === "request") this.encrypt = msg.encrypt === 1;
+        if (msg.type === "request") this.encrypt = msg.records !== "hmac";
         log.step(3, `saw "${msg.request}" with cert 2 (${this.mode} protocol): passed on`);
         break;
       case "seedSessionKey":
@@ -71,7 +71,7 @@ export class BlackboardObserver {
       case "sessionKey":
         log.step(
           4,
-          "saw the session key, RSA-OAEP to the student's key and signed by Blackboard: Trudy cannot read it",
+          "saw Blackboard's ephemeral X25519 share and stapled CRL, signed over the student's share: no session key on the wire, and no long-term key Trudy could steal later opens it",
         );
         break;
       case "seedKeyEcho":
@@ -84,7 +84,10 @@ export class BlackboardObserver {
         );
         break;
       case "confirm":
-        log.step(5, "saw the key confirmation: a MAC over the exchange, no key on the wire");
+        log.step(
+          5,
+          "saw the student's signature and key confirmation: a MAC over the exchange, no key on the wire",
+        );
         break;
       case "error":
         if (direction === "toClient") {

@@ -124,7 +124,7 @@ export function startSessionKeySniff(
             succeeded: false,
             reason: forged === "guessed" ? "mac-refused" : "sniffed-key-forgery-refused",
             detail: forged === "guessed"
-              ? `no session key crossed the wire (STEP 5 carried only a key confirmation MAC); Blackboard refused Trudy's message forged under a guessed key: ${outcome.reason}`
+              ? `no session key crossed the wire (STEP 4 carried X25519 shares, STEP 5 only a signature and a key confirmation MAC); Blackboard refused Trudy's message forged under a guessed key: ${outcome.reason}`
               : `Blackboard refused the message forged with the sniffed key: ${outcome.reason}`,
           };
         }

@@ -44,17 +44,22 @@ async function startBlackboards(
   return { seed, def, home };
 }
 
-/** The student's `send` through Trudy's port (seed or default protocol). */
+/**
+ * The student's `send` through Trudy's port (seed or default protocol); `macOnly`: MAC-only
+ * records (teaching), so that the capture shows the step-6 message by name.
+ */
 function studentSend(
   ctx: Context,
   half: Half,
   home: string,
   port: number,
   text: string,
+  macOnly = false,
 ): RunningProcess {
   return ctx.actors.spawn("student", "actors/student.ts", [
     "send",
     ...(half === "seed" ? ["--protocol", "seed"] : []),
+    ...(macOnly ? ["--records", "hmac"] : []),
     "--sid",
     STUDENT_SID,
     "--home",
@@ -222,7 +227,7 @@ export const ATTACK_MESSAGE_REPLAY = scenario({
       `127.0.0.1:${ctx.ports.blackboard}`,
     ], ctx.ports.trudy);
     ctx.sink(`* the student (default protocol) sends '${text}' once, through Trudy's port`);
-    await outcome(studentSend(ctx, "default", home, ctx.ports.trudy, text));
+    await outcome(studentSend(ctx, "default", home, ctx.ports.trudy, text, true));
     checkVerdict(ctx, "default", await outcome(trudy), {
       reason: "replay-refused",
       says: "ATTACK FAILED: the copy refused by its sequence number",

@@ -99,7 +99,10 @@ export interface ServerRun {
 export function serveBlackboard(ctx: Context<"ca">, run: ServerRun): Promise<RunningProcess> {
   return ctx.actors.serve(run.name, "actors/blackboard.ts", [
     "serve",
-    ...(run.seed ? ["--protocol", "seed"] : []),
+    // The default Blackboard also takes MAC-only records (teaching), for the scenarios whose
+    // student asks for them (--records hmac) so that the capture shows each step-6 message by
+    // name; a student that does not ask gets the default AES-GCM records.
+    ...(run.seed ? ["--protocol", "seed"] : ["--records", "hmac"]),
     "--port",
     String(run.port),
     "--data-dir",

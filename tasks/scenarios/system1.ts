@@ -103,6 +103,10 @@ export const UPLOAD = scenario({
       home,
       "--blackboard",
       `127.0.0.1:${ctx.ports.blackboard}`,
+      // MAC-only records (teaching): the capture shows each step-6 message by name. The default
+      // AES-GCM records would show only "STEP 6 message (AES-GCM …)".
+      "--records",
+      "hmac",
     ];
     await ctx.actors.run("student", "actors/student.ts", [
       "send",

@@ -4,10 +4,21 @@
  */
 
 import { createHash } from "node:crypto";
-import { type BlackboardMode, serveBlackboard, UploadStore } from "../../lib/blackboard/mod.ts";
+import {
+  type BlackboardMode,
+  type RecordKind,
+  serveBlackboard,
+  UploadStore,
+} from "../../lib/blackboard/mod.ts";
 import type { HostPort } from "../../lib/runtime/mod.ts";
 import { fetchCrl, loadIdentity, type StudentIdentity } from "../../lib/ca/mod.ts";
-import { importSigningKey, parseCertificate, RevocationChecker } from "../../lib/pki/mod.ts";
+import {
+  type Certificate,
+  importSigningKey,
+  parseCertificate,
+  type Revocation,
+  RevocationChecker,
+} from "../../lib/pki/mod.ts";
 import type { Server } from "../../lib/net/mod.ts";
 import { memoryLog, type TestPki } from "./helpers.ts";
 
@@ -19,11 +30,17 @@ export interface TestBlackboard extends AsyncDisposable {
   lines: string[];
   /** What Blackboard printed (each valid message, each receipt). */
   printed: string[];
+  /** Blackboard's own certificate (from the test PKI, CN blackboard) and its key (PKCS#8 PEM). */
+  cert: Certificate;
+  keyPem: string;
 }
 
 export interface BlackboardFixtureOptions {
   protocol?: BlackboardMode;
-  requireEncrypt?: boolean;
+  /** "hmac" allows MAC-only records too (default: AES-GCM records only). */
+  records?: RecordKind;
+  /** Replaces the revocation checker fed by the CA (a test's own CRLs). */
+  revocation?: Revocation;
   handshakeTimeoutMs?: number;
   sessionTimeoutMs?: number;
   /** The CA to fetch CRLs from (default the test PKI's server). */
@@ -55,11 +72,12 @@ export async function startBlackboard(
   const printed: string[] = [];
   const [host, port] = pki.caAddr.split(":");
   const ca = options.ca ?? { hostname: host!, port: Number(port) };
+  const cert = parseCertificate(certPem);
   const server = serveBlackboard({
     root: pki.root,
-    cert: parseCertificate(certPem),
+    cert,
     signingKey: await importSigningKey(keyPem),
-    revocation: new RevocationChecker({
+    revocation: options.revocation ?? new RevocationChecker({
       fetch: (timeoutMs) => fetchCrl(ca, pki.root, timeoutMs),
       source: `the CA at ${ca.hostname}:${ca.port}`,
       root: pki.root,
@@ -72,7 +90,7 @@ export async function startBlackboard(
     print: (line) => printed.push(line),
     port: 0,
     ...(options.protocol ? { protocol: options.protocol } : {}),
-    ...(options.requireEncrypt ? { requireEncrypt: true } : {}),
+    ...(options.records ? { records: options.records } : {}),
     ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
     ...(options.sessionTimeoutMs ? { sessionTimeoutMs: options.sessionTimeoutMs } : {}),
   });
@@ -82,6 +100,8 @@ export async function startBlackboard(
     dataDir,
     lines,
     printed,
+    cert,
+    keyPem,
     async [Symbol.asyncDispose]() {
       await server.close();
       if (!options.dataDir) await Deno.remove(dataDir, { recursive: true }).catch(() => {});

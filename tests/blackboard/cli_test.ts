@@ -81,6 +81,15 @@ Deno.test("blackboard CLI: enrol, send, upload, seed mode, bad arguments", async
     new RegExp(`Receipt: stored as reports/${SID}/report\\.bin, 3145745 bytes, SHA-256 ${digest}`),
   );
   assert.match(up.stderr, /upload: 100%/);
+  // --encrypt is what the default does now: a deprecation line, nothing else.
+  assert.match(
+    up.stderr,
+    /^student: --encrypt is deprecated and does nothing: AES-GCM records are the default$/m,
+  );
+  assert.match(
+    up.stderr,
+    /STEP 5 key confirmation accepted: start to communicate \(AES-GCM records/,
+  );
   assert.equal(await fileSha256(`${cwd}/data/blackboard/reports/${SID}/report.bin`), digest);
   for (const step of [3, 4, 5, 6]) {
     assert.match(bb.stderr, new RegExp(`\\[Blackboard #\\d+\\] STEP ${step} `));
@@ -92,6 +101,30 @@ Deno.test("blackboard CLI: enrol, send, upload, seed mode, bad arguments", async
   });
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^student send: --sid must be exactly 10 digits, got '123'\n/);
+  const badRecords = await runActor(
+    "actors/student.ts",
+    ["send", "--sid", SID, "--message", "x", "--records", "rot13"],
+    { cwd },
+  );
+  assert.equal(badRecords.code, 2);
+  assert.match(
+    badRecords.stderr,
+    /^student send: --records must be aes-gcm or hmac, got 'rot13'\n/,
+  );
+  // MAC-only records: refused by the default Blackboard, in its words.
+  const macOnly = await runActor("actors/student.ts", [
+    "send",
+    "--sid",
+    SID,
+    "--message",
+    "readable",
+    "--records",
+    "hmac",
+    "--blackboard",
+    bbAddr,
+  ], { cwd });
+  assert.equal(macOnly.code, 1);
+  assert.match(macOnly.stderr, /Blackboard requires AES-GCM records/);
   const noFile = await runActor("actors/student.ts", ["upload", "--sid", SID, "--file", "nope"], {
     cwd,
   });

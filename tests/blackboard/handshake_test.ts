@@ -1,6 +1,8 @@
 /**
  * Steps 3–5 under attack: every certificate Blackboard must refuse, key confirmations that fail,
- * hostile framing and stalled clients. Each refusal is one clear line, and nothing is stored.
+ * key shares swapped on the path or malformed, a revoked or stale Blackboard as the student sees it
+ * through its stapled CRL, hostile framing and stalled clients. Each refusal is one clear line, and
+ * nothing is stored.
  */
 
 import assert from "node:assert/strict";
@@ -11,11 +13,15 @@ import {
   requestLine,
   sendHandshake,
   SESSION_MAX_FRAME,
+  STEP4_MAX_FRAME,
 } from "../../lib/blackboard/mod.ts";
 import { FramedStream, PeerRefusedError } from "../../lib/wire/mod.ts";
-import { randomBytes } from "../../lib/crypto/mod.ts";
-import type { StudentIdentity } from "../../lib/ca/mod.ts";
+import { newKeyShare, randomBytes } from "../../lib/crypto/mod.ts";
+import { serialOf, type StudentIdentity } from "../../lib/ca/mod.ts";
 import {
+  CertificateError,
+  createCrl,
+  type Crl,
   exportPrivateKeyPem,
   generateRsaKeyPair,
   importSigningKey,
@@ -157,15 +163,24 @@ Deno.test("blackboard refuses a valid certificate presented without its private 
   const thief = await pki.student(OTHER);
   await using bb = await startBlackboard(pki);
 
-  // With the real client: the thief cannot even decrypt the session key.
+  // With the real client: the thief's step-5 signature is made with the wrong key. (The seeds'
+  // design stopped her earlier: she could not decrypt the RSA-wrapped session key. The X25519
+  // exchange gives her a session key, so cert 2's key must sign the exchange.)
   const stolen = { ...(await identity(victim.home)), keyPem: thief.keyPem };
   const { log } = memoryLog("thief");
   await assert.rejects(
     openSession({ blackboard: bb.addr, identity: stolen, log }),
-    /Cannot decrypt the session key: the private key is not the key of cert 2/,
+    (err: Error) => {
+      assert.ok(err instanceof PeerRefusedError, err.message);
+      assert.equal(
+        err.message,
+        "Key confirmation failed: the student does not hold the private key of cert 2",
+      );
+      return true;
+    },
   );
 
-  // By hand: the thief guesses a key confirmation, and Blackboard refuses it.
+  // By hand: the thief guesses a signature and a key confirmation, and Blackboard refuses them.
   const conn = await Deno.connect(bb.addr);
   const stream = new FramedStream(conn, { maxFrame: SESSION_MAX_FRAME });
   try {
@@ -173,10 +188,11 @@ Deno.test("blackboard refuses a valid certificate presented without its private 
       request: requestLine(SID),
       certificate: new Uint8Array(victim.cert.rawData),
       nonce: randomBytes(32),
-      encrypt: 0,
+      share: (await newKeyShare()).publicRaw,
+      records: "aes-gcm",
     });
-    await receiveHandshake(stream, ["sessionKey"], 5000);
-    await sendHandshake(stream, "confirm", { mac: randomBytes(32) });
+    await receiveHandshake(stream, ["sessionKey"], 5000, STEP4_MAX_FRAME);
+    await sendHandshake(stream, "confirm", { signature: randomBytes(256), mac: randomBytes(32) });
     await assert.rejects(
       receiveHandshake(stream, ["ready"], 5000),
       (err: Error) => {
@@ -259,7 +275,8 @@ Deno.test("a client that stops mid-handshake is dropped at the deadline; others 
     request: requestLine(SID),
     certificate: new Uint8Array(student.cert.rawData),
     nonce: randomBytes(32),
-    encrypt: 0,
+    share: randomBytes(32),
+    records: "aes-gcm",
   });
   const framed = new Uint8Array(4 + request.length);
   new DataView(framed.buffer).setUint32(0, request.length);
@@ -319,4 +336,143 @@ Deno.test("blackboard refuses when the CA is unreachable and it holds no valid C
     bb2.lines.join("\n"),
     /WARNING cannot refresh the CRL .*: using CRL #\d+, valid until/,
   );
+});
+
+Deno.test("the student refuses a step 4 whose signature does not cover the X25519 shares (swapped on the path)", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  const trudy = await newKeyShare();
+  for (const direction of ["toClient", "toServer"] as const) {
+    // Trudy puts her own X25519 share in Blackboard's step 4, or in the student's step 3, and
+    // leaves everything else (Blackboard's signature included) as it was.
+    let swapped = false;
+    await using relay = startRelay({
+      upstream: bb.addr,
+      log: memoryLog("relay").log,
+      onFrame: (dir, f, _session, i) => {
+        if (dir !== direction || i !== 0) return f;
+        const msg = blackboardProtocol.decode(f);
+        if (msg.type !== "sessionKey" && msg.type !== "request") return f;
+        assert.equal(msg.share.length, 32);
+        swapped = true;
+        return msg.type === "sessionKey"
+          ? blackboardProtocol.encode("sessionKey", { ...msg, share: trudy.publicRaw })
+          : blackboardProtocol.encode("request", { ...msg, share: trudy.publicRaw });
+      },
+    });
+    const { log } = memoryLog("student");
+    await assert.rejects(
+      openSession({ blackboard: relay.addr, identity: await identity(student.home), log }),
+      (err: Error) => {
+        assert.ok(err instanceof CertificateError, `${direction}: ${err.message}`);
+        assert.equal(
+          err.message,
+          "Blackboard's step-4 signature does not verify: not the real Blackboard, or the exchange was altered",
+        );
+        return true;
+      },
+    );
+    assert.ok(swapped, direction);
+  }
+  assert.deepEqual(bb.printed, []);
+});
+
+Deno.test("blackboard refuses an X25519 share that is not a public key (low order, wrong length)", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  // All zeros is a point of low order: its shared secret is all zeros (RFC 7748, section 6.1).
+  for (const share of [new Uint8Array(32), randomBytes(31)]) {
+    const conn = await Deno.connect(bb.addr);
+    const stream = new FramedStream(conn, { maxFrame: SESSION_MAX_FRAME });
+    try {
+      await sendHandshake(stream, "request", {
+        request: requestLine(SID),
+        certificate: new Uint8Array(student.cert.rawData),
+        nonce: randomBytes(32),
+        share,
+        records: "aes-gcm",
+      });
+      await assert.rejects(
+        receiveHandshake(stream, ["sessionKey"], 5000, STEP4_MAX_FRAME),
+        (err: Error) => {
+          assert.ok(err instanceof PeerRefusedError, err.message);
+          assert.equal(
+            err.message,
+            "Malformed request: the X25519 share is not a valid public key",
+          );
+          return true;
+        },
+      );
+    } finally {
+      stream.close();
+    }
+  }
+  assert.deepEqual(bb.printed, []);
+});
+
+Deno.test("the student refuses a Blackboard whose certificate is revoked (its own stapled CRL lists it)", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  const id = await identity(student.home);
+  const { log, lines } = memoryLog("student");
+  {
+    using session = await openSession({ blackboard: bb.addr, identity: id, log });
+    await session.send("before");
+  }
+  assert.match(lines.join("\n"), /not revoked \(stapled CRL #\d+\)/);
+  // The CA revokes Blackboard's certificate (its key was stolen, say): Blackboard's checker
+  // fetches the new CRL (refresh 0 in the fixture) and staples it, and the student refuses.
+  assert.deepEqual(pki.ca.revoke({ serial: serialOf(bb.cert) }), [serialOf(bb.cert)]);
+  await assert.rejects(
+    openSession({ blackboard: bb.addr, identity: id, log }),
+    (err: Error) => {
+      assert.ok(err instanceof CertificateError, err.message);
+      assert.match(
+        err.message,
+        /^Cannot verify certificate blackboard: it has been revoked \(Blackboard's stapled CRL, CRL #\d+\)$/,
+      );
+      return true;
+    },
+  );
+  assert.deepEqual(bb.printed, [`Message from ${SID}: before`]);
+});
+
+Deno.test("the student refuses a stale stapled CRL, and a CRL the root did not sign", async () => {
+  await using pki = await TestPki.start();
+  await using other = await TestPki.start();
+  const student = await pki.student(SID);
+  const id = await identity(student.home);
+  const rootKey = await importSigningKey(await Deno.readTextFile(`${pki.dir}/ca/cuhk.key`));
+  // A CRL from three hours ago, valid for one hour: past its nextUpdate. A Blackboard that staples
+  // it (a stolen key with a CRL from before its revocation, or a stuck checker) is refused.
+  const stale = await createCrl({
+    issuer: pki.root,
+    issuerKey: rootKey,
+    entries: [],
+    crlNumber: 1,
+    now: new Date(Date.now() - 3 * 3_600_000),
+    validityMs: 3_600_000,
+  });
+  const cases: Array<[Crl, RegExp]> = [
+    [stale, /^Blackboard's stapled CRL is refused: CRL has expired \(next update was due\)$/],
+    [
+      await other.ca.crl(),
+      /^Blackboard's stapled CRL is refused: CRL('s signature does not match the root| is not issued by the pinned root)$/,
+    ],
+  ];
+  for (const [crl, refusal] of cases) {
+    await using bb = await startBlackboard(pki, {
+      revocation: { current: () => Promise.resolve(crl) },
+    });
+    const { log } = memoryLog("student");
+    await assert.rejects(openSession({ blackboard: bb.addr, identity: id, log }), (err: Error) => {
+      assert.ok(err instanceof CertificateError, err.message);
+      assert.match(err.message, refusal);
+      return true;
+    });
+    assert.deepEqual(bb.printed, []);
+  }
 });

@@ -15,10 +15,10 @@ import { identity, listFiles, startBlackboard } from "../_fixtures/blackboard.ts
 
 const SID = "1155000101";
 
-Deno.test("blackboard: a student sends authenticated messages (HMAC, then AES-GCM)", async () => {
+Deno.test("blackboard: a student sends authenticated messages (AES-GCM by default, then MAC-only when both sides allow it)", async () => {
   await using pki = await TestPki.start();
   const student = await pki.student(SID);
-  await using bb = await startBlackboard(pki);
+  await using bb = await startBlackboard(pki, { records: "hmac" });
   const { log, lines } = memoryLog("student");
   const id = await identity(student.home);
 
@@ -28,19 +28,32 @@ Deno.test("blackboard: a student sends authenticated messages (HMAC, then AES-GC
     await session.send("second message");
   }
   {
-    using session = await openSession({ blackboard: bb.addr, identity: id, log, encrypt: true });
-    await session.send("encrypted one");
+    using session = await openSession({ blackboard: bb.addr, identity: id, log, records: "hmac" });
+    await session.send("MAC-only one");
   }
   assert.deepEqual(bb.printed, [
     `Message from ${SID}: hello Blackboard`,
     `Message from ${SID}: second message`,
-    `Message from ${SID}: encrypted one`,
+    `Message from ${SID}: MAC-only one`,
   ]);
   const text = bb.lines.join("\n");
   for (const step of [3, 4, 5, 6]) assert.match(text, new RegExp(`STEP ${step} `));
   assert.match(text, /not revoked \(CRL #\d+\)/);
-  assert.match(text, /AES-GCM/);
-  assert.match(lines.join("\n"), /STEP 4 Blackboard's certificate \(CN=blackboard\)/);
+  assert.match(
+    text,
+    /STEP 4 ephemeral X25519 share for \d+ with Blackboard's certificate and the CA's CRL #\d+ \(stapled\)/,
+  );
+  assert.match(text, /STEP 5 .*\(AES-GCM records with sequence numbers\)/);
+  assert.match(text, /STEP 5 .*\(HMAC-SHA256, MAC only records with sequence numbers\)/);
+  assert.match(text, /STEP 6 message from \d+: AES-GCM tag and sequence number valid/);
+  assert.match(text, /STEP 6 message from \d+: HMAC and sequence number valid/);
+  const student_ = lines.join("\n");
+  assert.match(student_, /STEP 4 Blackboard's certificate \(CN=blackboard\)/);
+  assert.match(
+    student_,
+    /not revoked \(stapled CRL #\d+\); session key agreed by ephemeral X25519/,
+  );
+  assert.match(student_, /STEP 6 message sent AES-GCM sealed, Blackboard confirmed it/);
 });
 
 Deno.test("blackboard: the session key never crosses the wire in the default mode", async () => {
@@ -61,12 +74,11 @@ Deno.test("blackboard: the session key never crosses the wire in the default mod
     blackboard: relay.addr,
     identity: await identity(student.home),
     log,
-    encrypt: true,
   });
   await session.send("secret text");
   const types = frames.map((f) => blackboardProtocol.decode(f).type);
   assert.deepEqual(types, ["request", "confirm", "sealed"]);
-  // With --encrypt the message itself is not on the wire either.
+  // By default (AES-GCM records) the message itself is not on the wire either.
   const all = new TextDecoder("latin1").decode(new Uint8Array(frames.flatMap((f) => [...f])));
   assert.ok(!all.includes("secret text"));
 });
@@ -96,10 +108,11 @@ Deno.test("blackboard: a replayed step-6 record is refused, the original was acc
 });
 
 Deno.test("blackboard: a step-6 message with one flipped bit is refused", async () => {
-  for (const encrypt of [false, true]) {
+  for (const records of ["hmac", "aes-gcm"] as const) {
+    const encrypt = records === "aes-gcm";
     await using pki = await TestPki.start();
     const student = await pki.student(SID);
-    await using bb = await startBlackboard(pki);
+    await using bb = await startBlackboard(pki, { records: "hmac" });
     await using relay = startRelay({
       upstream: bb.addr,
       log: memoryLog("relay").log,
@@ -116,7 +129,7 @@ Deno.test("blackboard: a step-6 message with one flipped bit is refused", async 
       blackboard: relay.addr,
       identity: await identity(student.home),
       log,
-      encrypt,
+      records,
     });
     await assert.rejects(session.send("transfer 100 to Alice"), (err: Error) => {
       assert.ok(err instanceof PeerRefusedError, err.message);
@@ -210,30 +223,48 @@ Deno.test("blackboard: seed mode echoes the key in the clear and accepts a repla
   );
 });
 
-Deno.test("blackboard: --encrypt on Blackboard refuses a student without it", async () => {
+Deno.test("blackboard: the default refuses MAC-only records; --records hmac allows them", async () => {
   await using pki = await TestPki.start();
   const student = await pki.student(SID);
-  await using bb = await startBlackboard(pki, { requireEncrypt: true });
+  await using bb = await startBlackboard(pki);
   const { log } = memoryLog("student");
   await assert.rejects(
-    openSession({ blackboard: bb.addr, identity: await identity(student.home), log }),
-    /requires AES-GCM records: run the student with --encrypt/,
+    openSession({
+      blackboard: bb.addr,
+      identity: await identity(student.home),
+      log,
+      records: "hmac",
+    }),
+    (err: Error) => {
+      assert.ok(err instanceof PeerRefusedError, err.message);
+      assert.match(err.message, /^Blackboard requires AES-GCM records: MAC-only records/);
+      return true;
+    },
   );
   using ok = await openSession({
     blackboard: bb.addr,
     identity: await identity(student.home),
     log,
-    encrypt: true,
   });
   await ok.send("fine");
   assert.deepEqual(bb.printed, [`Message from ${SID}: fine`]);
+  // Blackboard allowing MAC-only records takes them.
+  await using teaching = await startBlackboard(pki, { records: "hmac" });
+  using mac = await openSession({
+    blackboard: teaching.addr,
+    identity: await identity(student.home),
+    log,
+    records: "hmac",
+  });
+  await mac.send("readable on the wire");
+  assert.deepEqual(teaching.printed, [`Message from ${SID}: readable on the wire`]);
 });
 
 Deno.test("blackboard serves several students at once", async () => {
   await using pki = await TestPki.start();
   const sids = ["1155000111", "1155000112", "1155000113", "1155000114"];
   const students = await Promise.all(sids.map((sid) => pki.student(sid)));
-  await using bb = await startBlackboard(pki);
+  await using bb = await startBlackboard(pki, { records: "hmac" });
   await using dir = await tempDir();
   await Promise.all(students.map(async (s, i) => {
     const { log } = memoryLog(s.sid);
@@ -241,7 +272,7 @@ Deno.test("blackboard serves several students at once", async () => {
       blackboard: bb.addr,
       identity: await identity(s.home),
       log,
-      encrypt: i % 2 === 1,
+      records: i % 2 === 1 ? "aes-gcm" : "hmac",
     });
     await session.send(`hello from ${s.sid}`);
     const path = `${dir.path}/r${i}.bin`;

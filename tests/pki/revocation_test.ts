@@ -1,15 +1,20 @@
 /**
  * The shared revocation checker (lib/pki/revocation.ts) with real CRLs from the test CA, fetched
  * over the network as Blackboard and Bob fetch them: a fresh CRL, a stale one (fail closed), a
- * rollback to an older CRL, an unreachable CA, and a CRL from another CA.
+ * rollback to an older CRL (by number or by thisUpdate), an unreachable CA, and a CRL from another
+ * CA.
  */
 
 import assert from "node:assert/strict";
 import { fetchCrl } from "../../lib/ca/mod.ts";
 import {
+  CertificateError,
+  checkCrl,
+  createCrl,
   type Crl,
   type CrlFetch,
   crlNumber,
+  importSigningKey,
   RevocationChecker,
   RevocationUnavailableError,
 } from "../../lib/pki/mod.ts";
@@ -218,5 +223,65 @@ Deno.test("revocation: a CRL signed by another CA is refused, whatever the sourc
   await assert.rejects(
     checker.current(),
     /^RevocationUnavailableError: Cannot check revocation: CRL('s signature does not match the root| is not issued by the pinned root), and no valid CRL is held$/,
+  );
+});
+
+/** A CRL signed by the test root with a chosen number and thisUpdate (createCrl: now - 1 s). */
+async function craftCrl(pki: TestPki, crlNumber: number, issuedAt: Date): Promise<Crl> {
+  const issuerKey = await importSigningKey(await Deno.readTextFile(`${pki.dir}/ca/cuhk.key`));
+  return await createCrl({
+    issuer: pki.root,
+    issuerKey,
+    entries: [],
+    crlNumber,
+    now: new Date(issuedAt.getTime() + 1000),
+    validityMs: 2 * HOUR_MS,
+  });
+}
+
+Deno.test("revocation: a CRL is older when its number goes backwards, or its thisUpdate does", async () => {
+  await using pki = await TestPki.start();
+  const now = Date.now();
+  const at = (minutes: number) => new Date(now + minutes * 60_000);
+  const held = await craftCrl(pki, 10, at(-30));
+  const check = (crl: Crl) => checkCrl(crl, { root: pki.root, held, source: "the test source" });
+
+  // Number backwards, thisUpdate forwards: refused by its number.
+  await assert.rejects(check(await craftCrl(pki, 9, at(-10))), (err: unknown) => {
+    assert.ok(err instanceof CertificateError);
+    assert.equal(
+      err.message,
+      "CRL #9 from the test source is older than CRL #10, already held: refused (a rollback)",
+    );
+    return true;
+  });
+  // Number forwards, thisUpdate backwards: refused by its thisUpdate.
+  await assert.rejects(check(await craftCrl(pki, 11, at(-50))), (err: unknown) => {
+    assert.ok(err instanceof CertificateError);
+    assert.match(
+      err.message,
+      /^CRL #11 from the test source was issued at .*, before CRL #10 already held \(.*\): refused \(a rollback\)$/,
+    );
+    return true;
+  });
+  // Forwards in both, or the same CRL again: accepted.
+  await check(await craftCrl(pki, 11, at(-10)));
+  await check(held);
+
+  // The checker applies the same rules and keeps the newer CRL.
+  const served = [held, await craftCrl(pki, 12, at(-40))];
+  const { log, lines } = memoryLog("server");
+  const checker = new RevocationChecker({
+    fetch: () => Promise.resolve(served.shift() ?? held),
+    source: "the test source",
+    root: pki.root,
+    log,
+    refreshMs: 0,
+  });
+  assert.equal(await checker.current(), held);
+  assert.equal(await checker.current(), held, "the CRL issued earlier is not taken");
+  assert.match(
+    lines.join("\n"),
+    /WARNING cannot refresh the CRL \(CRL #12 .* was issued at .*, before CRL #10 /,
   );
 });

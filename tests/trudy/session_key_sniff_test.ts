@@ -58,9 +58,9 @@ Deno.test("trudy session-key-sniff on the path fails against the default: no key
   const verdict = printedVerdict(r.stdout);
   assert.equal(verdict.outcome, "FAILED");
   assert.equal(verdict.reason, "mac-refused");
-  // Blackboard's own words.
+  // Blackboard's own words: the default records are AES-GCM, and the guessed key fails the tag.
   assert.ok(
-    verdict.detail.endsWith(": Record 0 refused: HMAC does not verify (altered)"),
+    verdict.detail.endsWith(": Record 0 refused: AES-GCM tag does not verify (altered)"),
     verdict.detail,
   );
   assert.deepEqual(bb.printed, []);
@@ -156,7 +156,7 @@ Deno.test("trudy session-key-sniff --pcap: a seed capture gives the key and a va
   // What the capture's connections carried instead.
   assert.ok(
     defVerdict.detail.includes(
-      `: 1 connection to port ${def.port} carry request, confirm, record, sessionKey, ready `,
+      `: 1 connection to port ${def.port} carry request, confirm, sealed, sessionKey, ready `,
     ),
     defVerdict.detail,
   );
