@@ -35,8 +35,8 @@ import {
   SETTLE_MS,
   sniffCapture,
   startBankMitm,
-  startCrossService,
   startCrlRollback,
+  startCrossService,
   startEnrolCodeTheft,
   startFakeBob,
   startMessageReplay,
@@ -397,6 +397,35 @@ ${LISTEN_USAGE}`,
       key: { type: "string", default: `data/blackboard/${BLACKBOARD_NAME}.key` },
       "ca-cert": { type: "string", default: "data/ca/cuhk.cer" },
       "bank-name": { type: "string", default: BANK_NAME },
+      ...LISTEN_OPTIONS,
+    },
+  });
+  if (!parsed) return 0;
+  const { values } = parsed;
+  const protocol = parseProtocolMode(values.protocol, { command: "trudy cross-service" });
+  const mode: BankMode = protocol === "seed" ? "seed" : "secure";
+  const port = parsePort(values["listen-port"], "listen-port");
+  const cert = parseCertificate(
+    await readTextFile(values.cert, "the stolen certificate"),
+    `certificate ${values.cert}`,
+  );
+  const keyPem = await readTextFile(values.key, "the stolen key");
+  const root = await loadRoot(values["ca-cert"]);
+  const log = new StepLog("Trudy");
+  const signal = shutdownSignal();
+  const server = await startCrossService({
+    cert,
+    keyPem,
+    root,
+    mode,
+    log,
+    port,
+    bankName: values["bank-name"],
+    graceMs: 2000,
+  });
+  return await runAttackServer(server, log, values.once, signal);
+}
+
 async function crlRollbackCommand(args: string[]): Promise<number> {
   const parsed = parseCommand(args, {
     name: "trudy crl-rollback",
@@ -439,26 +468,6 @@ ${LISTEN_USAGE}`,
   });
   if (!parsed) return 0;
   const { values } = parsed;
-  const protocol = parseProtocolMode(values.protocol, { command: "trudy cross-service" });
-  const mode: BankMode = protocol === "seed" ? "seed" : "secure";
-  const port = parsePort(values["listen-port"], "listen-port");
-  const cert = parseCertificate(
-    await readTextFile(values.cert, "the stolen certificate"),
-    `certificate ${values.cert}`,
-  );
-  const keyPem = await readTextFile(values.key, "the stolen key");
-  const root = await loadRoot(values["ca-cert"]);
-  const log = new StepLog("Trudy");
-  const signal = shutdownSignal();
-  const server = await startCrossService({
-    cert,
-    keyPem,
-    root,
-    mode,
-    log,
-    port,
-    bankName: values["bank-name"],
-    graceMs: 2000,
   const home = required(values.home, "home");
   const ca = parseHostPort(values.ca, CA_PORT, "ca");
   const blackboard = parseHostPort(values.blackboard, BLACKBOARD_PORT, "blackboard");
