@@ -38,6 +38,7 @@ async function startBlackboards(
       name: "Blackboard",
       port: ctx.ports.blackboard,
       dataDir: `${ctx.dir}/blackboard`,
+      macOnly: true,
     }),
     enrol(ctx, STUDENT_SID),
   ]);

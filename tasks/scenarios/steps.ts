@@ -93,16 +93,18 @@ export interface ServerRun {
   port: number;
   dataDir: string;
   seed?: boolean;
+  /**
+   * Let students ask for MAC-only records (teaching): an attack scenario's default Blackboard does,
+   * so that its capture names each step-6 message; the upload scenario keeps the real default.
+   */
+  macOnly?: boolean;
 }
 
 /** Blackboard with the certificate `issueServer` wrote, pinning the scenario's CA and its CRL. */
 export function serveBlackboard(ctx: Context<"ca">, run: ServerRun): Promise<RunningProcess> {
   return ctx.actors.serve(run.name, "actors/blackboard.ts", [
     "serve",
-    // The default Blackboard also takes MAC-only records (teaching), for the scenarios whose
-    // student asks for them (--records hmac) so that the capture shows each step-6 message by
-    // name; a student that does not ask gets the default AES-GCM records.
-    ...(run.seed ? ["--protocol", "seed"] : ["--records", "hmac"]),
+    ...(run.seed ? ["--protocol", "seed"] : run.macOnly ? ["--records", "hmac"] : []),
     "--port",
     String(run.port),
     "--data-dir",
