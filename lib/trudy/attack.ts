@@ -247,6 +247,14 @@ export function startRelayAttack<V extends Verdict = Verdict>(
       report(state, state.attack.finish());
     },
   });
+  return attackServer(server, queue);
+}
+
+/** The face of a running attack: where victims connect, and its verdicts as they come. */
+export function attackServer<V extends Verdict>(
+  server: { readonly port: number; close(): Promise<void> },
+  queue: VerdictQueue<V>,
+): AttackServer<V> {
   const close = () => server.close();
   return {
     port: server.port,

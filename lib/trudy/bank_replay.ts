@@ -10,7 +10,7 @@
  * STEP 4 and tells Trudy why.
  */
 
-import { type AttackServer, type Verdict, VerdictQueue } from "./attack.ts";
+import { type AttackServer, attackServer, type Verdict, VerdictQueue } from "./attack.ts";
 import {
   BANK_HANDSHAKE_TIMEOUT_MS,
   BANK_MAX_FRAME,
@@ -166,14 +166,7 @@ export function startFakeBob(options: FakeBobOptions): AttackServer<ReplayVerdic
       queue.push({ ...verdict, fromAlice });
     },
   });
-  const close = () => server.close();
-  return {
-    port: server.port,
-    nextVerdict: () => queue.next(),
-    verdicts: queue.all,
-    close,
-    [Symbol.asyncDispose]: close,
-  };
+  return attackServer(server, queue);
 }
 
 async function impersonate(

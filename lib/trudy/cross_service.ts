@@ -15,7 +15,7 @@
  * at STEP 2 and tells Trudy why.
  */
 
-import { type AttackServer, type Verdict, VerdictQueue } from "./attack.ts";
+import { type AttackServer, attackServer, type Verdict, VerdictQueue } from "./attack.ts";
 import {
   BANK_HANDSHAKE_TIMEOUT_MS,
   BANK_MAX_FRAME,
@@ -164,14 +164,7 @@ export async function startCrossService(options: CrossServiceOptions): Promise<A
     };
   }
 
-  const close = () => server.close();
-  return {
-    port: server.port,
-    nextVerdict: () => queue.next(),
-    verdicts: queue.all,
-    close,
-    [Symbol.asyncDispose]: close,
-  };
+  return attackServer(server, queue);
 }
 
 /**
