@@ -186,7 +186,10 @@ Deno.test("capture task: usage errors and --help", async () => {
   assert.equal(help.code, 0);
   assert.match(help.stdout, /chat-tls12 +System 3/);
   assert.match(help.stdout, /attack-bank-mitm +Trudy, bank-mitm/);
-  assert.match(help.stdout, /attacks +attack-enrol-impersonation, attack-bank-mitm, /);
+  assert.match(
+    help.stdout,
+    /attacks +attack-enrol-impersonation, attack-enrol-code-theft, attack-bank-mitm, /,
+  );
   assert.match(
     help.stdout,
     /all +upload, bank, chat-tls13, chat-tls12, attack-enrol-impersonation/,
