@@ -313,7 +313,9 @@ async function interactive(client: BankClient): Promise<number> {
     }
     let op: Operation = { kind } as Operation;
     if (kind === "deposit" || kind === "withdraw") {
-      const amount = ask(`Enter amount u need ${kind}:`) ?? "";
+      // A person at a terminal may type spaces around the number: drop them here, so that what
+      // is checked and sent is the bare number (the parser itself accepts nothing around it).
+      const amount = (ask(`Enter amount u need ${kind}:`) ?? "").trim();
       try {
         parseAmount(amount);
       } catch (err) {
