@@ -7,11 +7,11 @@
 import { createHash } from "node:crypto";
 import { ensureDir, exists, type HostPort, type StepLog, writeFileAtomic } from "../runtime/mod.ts";
 import { FramedStream, PeerRefusedError } from "../wire/mod.ts";
-import { constantTimeEqual, randomBytes, sha256, toBytes, toHex } from "../crypto/mod.ts";
+import { constantTimeEqual, randomBytes, sha256, toHex } from "../crypto/mod.ts";
 import type { StudentIdentity } from "../ca/mod.ts";
 import {
   CHUNK_SIZE,
-  MAX_MESSAGE_BYTES,
+  messageProblem,
   type SecureSession,
   SESSION_MAX_FRAME,
   type SessionMessage,
@@ -86,9 +86,8 @@ export class StudentSession {
 
   /** Sends one message | HMAC and waits until Blackboard confirms it. */
   async send(text: string): Promise<void> {
-    if (toBytes(text).length > MAX_MESSAGE_BYTES) {
-      throw new RangeError(`Message too long: at most ${MAX_MESSAGE_BYTES} bytes`);
-    }
+    const problem = messageProblem(text);
+    if (problem !== null) throw new RangeError(problem);
     await this.secure.send("message", { text });
     await this.secure.receive(["received"], { timeoutMs: this.#timeoutMs });
     this.#log.step(6, `message sent as message | HMAC, Blackboard confirmed it`);

@@ -27,6 +27,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { UNPRINTABLE } from "../runtime/mod.ts";
 import {
   defineProtocol,
   type FramedStream,
@@ -68,6 +69,23 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
 export const SESSION_TIMEOUT_MS = 60_000;
 export const NONCE_BYTES = 32;
 export const SESSION_KEY_BYTES = 32;
+
+/**
+ * Why a step-6 message cannot be accepted, or null when it can: longer than `MAX_MESSAGE_BYTES`,
+ * or holding what `UNPRINTABLE` names (control characters, line separators, and the bidirectional
+ * overrides and isolates such as U+202E that make text read differently from what it is), as the
+ * chat refuses them. The student checks before sending; Blackboard refuses such a message.
+ */
+export function messageProblem(text: string): string | null {
+  if (toBytes(text).length > MAX_MESSAGE_BYTES) {
+    return `Message too long: at most ${MAX_MESSAGE_BYTES} bytes`;
+  }
+  // check: message-text tests/blackboard/session_test.ts
+  if (UNPRINTABLE.test(text)) {
+    return "Message refused: it contains control characters or bidirectional overrides (such as U+202E)";
+  }
+  return null;
+}
 
 /** Step 3's request line, exactly as the seeds wrote it. */
 export function requestLine(sid: string): string {

@@ -25,7 +25,7 @@ import {
   BLACKBOARD_PORT,
   blackboardProtocol,
   HANDSHAKE_TIMEOUT_MS,
-  MAX_MESSAGE_BYTES,
+  messageProblem,
   parseRequestLine,
   type SecureSession,
   SESSION_MAX_FRAME,
@@ -76,7 +76,12 @@ export function serveBlackboard(options: BlackboardOptions): Server {
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     sessionTimeoutMs: options.sessionTimeoutMs ?? SESSION_TIMEOUT_MS,
     verifyStudent: (peer, line, certificate) => verifyStudent(options, peer, line, certificate),
-    printMessage: (sid, text) => print(`Message from ${sid}: ${printable(text)}`),
+    printMessage: (sid, text) => {
+      // Both modes: a message with control characters or bidi overrides is refused, never shown.
+      const problem = messageProblem(text);
+      if (problem !== null) throw new Refusal(problem);
+      print(`Message from ${sid}: ${printable(text)}`);
+    },
   };
   return serveFramed({
     hostname: options.hostname,
@@ -226,9 +231,8 @@ async function serveSession(
       }
       switch (msg.type) {
         case "message": {
-          if (new TextEncoder().encode(msg.text).length > MAX_MESSAGE_BYTES) {
-            throw new Refusal(`Message too long: at most ${MAX_MESSAGE_BYTES} bytes`);
-          }
+          const problem = messageProblem(msg.text);
+          if (problem !== null) throw new Refusal(problem);
           log.step(6, `message from ${sid}: HMAC and sequence number valid`);
           ctx.printMessage(sid, msg.text);
           await session.send("received", {});

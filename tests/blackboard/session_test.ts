@@ -259,3 +259,45 @@ Deno.test("blackboard serves several students at once", async () => {
     sids.map((sid, i) => `${sid}/r${i}.bin`),
   );
 });
+
+Deno.test("blackboard: a message with a bidi override (U+202E) or a control character is refused, never printed", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  const { log } = memoryLog("student");
+  const id = await identity(student.home);
+  {
+    await using bb = await startBlackboard(pki);
+    using session = await openSession({ blackboard: bb.addr, identity: id, log });
+    // The student's own check: nothing is sent.
+    for (const text of ["grade: \u202eA+", "a\u2066b", "bell\u0007", "line\nbreak"]) {
+      await assert.rejects(session.send(text), (err: unknown) => {
+        assert.ok(err instanceof RangeError, `${JSON.stringify(text)}: ${err}`);
+        assert.match(err.message, /control characters or bidirectional overrides/);
+        return true;
+      });
+    }
+    // Sent anyway, raw: Blackboard refuses it (inside an authenticated record) and prints nothing.
+    await session.secure.send("message", { text: "invoice_\u202efdp.exe" });
+    await assert.rejects(session.secure.receive(["received"]), (err: unknown) => {
+      assert.ok(err instanceof PeerRefusedError, String(err));
+      assert.match(
+        err.message,
+        /control characters or bidirectional overrides \(such as U\+202E\)/,
+      );
+      return true;
+    });
+    assert.deepEqual(bb.printed, []);
+  }
+  // Seed mode keeps the seeds' flaws, not this one: the message is refused too.
+  {
+    await using bb = await startBlackboard(pki, { protocol: "seed" });
+    const session = await openSeedSession({ blackboard: bb.addr, identity: id, log });
+    await session.send("invoice_\u202efdp.exe");
+    await waitFor(() => bb.lines.some((l) => /refused SID .*bidirectional overrides/.test(l)), {
+      what: "Blackboard's refusal",
+      timeoutMs: 5000,
+    });
+    session.close();
+    assert.deepEqual(bb.printed, []);
+  }
+});
