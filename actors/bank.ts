@@ -23,19 +23,19 @@ import {
   loadBobIdentity,
   type OperationOutcome,
   parseAmount,
+  seedBobIdentity,
   serveBank,
 } from "../lib/bank/mod.ts";
 import { CA_PORT, fetchCrl, loadIdentity, loadRoot } from "../lib/ca/mod.ts";
 import {
   DEFAULT_CRL_REFRESH_MS,
-  exportPrivateKeyPem,
-  generateRsaKeyPair,
   parseCertificate,
   parseCrl,
   RevocationChecker,
   verifyCertificate,
 } from "../lib/pki/mod.ts";
 import {
+  assertPrivateFile,
   dispatch,
   ensureDir,
   exists,
@@ -98,7 +98,8 @@ Options:
   --protocol MODE      default or seed (the seed's flawed protocol, for teaching); 'secure'
                        is the deprecated name of default
   --cert FILE          Bob's certificate (default DATA-DIR/bank.cer)
-  --key FILE           Bob's private key (default DATA-DIR/bank.key; seed mode makes one if absent)
+  --key FILE           Bob's private key, mode 0600 (default DATA-DIR/bank.key); seed mode never
+                       reads it: it makes a throwaway key for each run, in memory only
   --ca-cert FILE       the root customers' certificates must chain to (default DATA-DIR/cuhk.cer)
   --ca HOST:PORT       check revocation with the CA's CRL, fetched at start and again when older
                        than --crl-refresh; revoked customers are refused
@@ -151,6 +152,8 @@ ${MAX_PER_ADDRESS_USAGE}
     const cert = parseCertificate(await readTextFile(certPath, "Bob's certificate"), certPath);
     root = await loadRoot(rootPath);
     await verifyCertificate(cert, { root, purpose: "serverAuth" });
+    // As every server does: a private key that others can read is refused.
+    await assertPrivateFile(keyPath);
     identity = await loadBobIdentity(await readTextFile(keyPath, "Bob's key"), cert);
     if (values.crl !== undefined && values.ca !== undefined) {
       throw new UsageError("give --crl or --ca, not both");
@@ -180,13 +183,14 @@ ${MAX_PER_ADDRESS_USAGE}
     if (revocation) await revocation.current();
     else log.warn("revocation is not checked: give --ca HOST:PORT (or --crl FILE)");
     log.info(`certificate ${cert.subject} verified against ${rootPath}`);
-  } else if (await exists(keyPath)) {
-    identity = await loadBobIdentity(await readTextFile(keyPath, "Bob's key"));
-    log.info(`seed mode: Bob's raw public key is the one of ${keyPath}`);
   } else {
-    const keys = await generateRsaKeyPair(2048);
-    identity = await loadBobIdentity(await exportPrivateKeyPem(keys.privateKey));
-    log.info(`seed mode: no key at ${keyPath}, made an RSA-2048 key pair for this run`);
+    // Seed mode decrypts textbook RSA: never with the CA-certified bank.key, which stays untouched.
+    identity = await seedBobIdentity();
+    log.info(
+      `seed mode: a throwaway RSA-2048 key pair made for this run, in memory only${
+        values.key !== undefined ? ` (${values.key} is not used in seed mode)` : ""
+      }`,
+    );
   }
 
   await ensureDir(dataDir, 0o700);

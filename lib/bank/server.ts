@@ -54,6 +54,13 @@ export function encodeStatement(entries: StatementEntry[]): string {
 
 export function serveBank(options: BankServerOptions): Server {
   const { accounts, mode } = options;
+  // check: seed-throwaway-key tests/bank/session_test.ts
+  if (mode === "seed" && options.identity.cert) {
+    // Seed mode decrypts textbook RSA: never with the CA-certified key.
+    throw new TypeError(
+      "Seed mode runs with a throwaway key (seedBobIdentity), not Bob's certified one",
+    );
+  }
   const idleMs = options.idleTimeoutMs ?? BANK_IDLE_TIMEOUT_MS;
   return serveFramed({
     hostname: options.hostname,

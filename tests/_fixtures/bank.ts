@@ -9,6 +9,7 @@ import {
   type BankMode,
   type BobIdentity,
   loadBobIdentity,
+  seedBobIdentity,
   serveBank,
 } from "../../lib/bank/mod.ts";
 import type { StepLog } from "../../lib/runtime/mod.ts";
@@ -48,6 +49,14 @@ export function bobIdentity(pki: TestPki): Promise<BobIdentity> {
   return p;
 }
 
+let seedKey: Promise<BobIdentity> | undefined;
+
+/** Seed-mode Bob's throwaway key (never the certified one), made once per test process. */
+export function seedIdentity(): Promise<BobIdentity> {
+  seedKey ??= seedBobIdentity();
+  return seedKey;
+}
+
 /** Bob in this process, on port 0, with accounts in a temporary directory. */
 export async function startBank(pki: TestPki, options: TestBankOptions = {}): Promise<TestBank> {
   const dir = await Deno.makeTempDir({ prefix: "lab-bank-" });
@@ -65,17 +74,25 @@ export async function startBank(pki: TestPki, options: TestBankOptions = {}): Pr
       refreshMs: crlSource.refreshMs ?? 0,
       timeoutMs: 2000,
     });
-  const server = serveBank({
-    mode: options.mode ?? "secure",
-    accounts,
-    identity: options.identity ?? await bobIdentity(pki),
-    log,
-    root: pki.root,
-    port: 0,
-    ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
-    ...(options.idleTimeoutMs ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
-    ...(revocation ? { revocation } : {}),
-  });
+  let server: Server;
+  try {
+    server = serveBank({
+      mode: options.mode ?? "secure",
+      accounts,
+      identity: options.identity ??
+        await ((options.mode ?? "secure") === "seed" ? seedIdentity() : bobIdentity(pki)),
+      log,
+      root: pki.root,
+      port: 0,
+      ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
+      ...(options.idleTimeoutMs ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+      ...(revocation ? { revocation } : {}),
+    });
+  } catch (err) {
+    accounts.close();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw err;
+  }
   return {
     server,
     port: server.port,

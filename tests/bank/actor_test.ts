@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import {
   Accounts,
   BankClient,
+  bankProtocol,
   formatCents,
   newRequestId,
   type OperationOutcome,
@@ -23,6 +24,7 @@ import {
 } from "../_fixtures/helpers.ts";
 import { aliceOptions } from "../_fixtures/bank.ts";
 import { crlPem } from "../../lib/pki/mod.ts";
+import { FramedStream } from "../../lib/wire/mod.ts";
 
 const BANK = "actors/bank.ts";
 
@@ -383,4 +385,57 @@ Deno.test("Bob killed with SIGKILL mid-run and restarted: no acknowledged operat
     await bob.stop("SIGINT");
   }
   assertLedger(`${dir.path}/accounts.db`, students, ledger);
+});
+
+Deno.test("bank serve: a key file others can read is refused; seed mode never reads or changes the certified bank.key", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir();
+  const cert = await pki.serverCert("bank", ["127.0.0.1"]);
+  const keyPem = await Deno.readTextFile(cert.keyPath);
+  await Deno.chmod(cert.keyPath, 0o644);
+  const open = await runActor(BANK, [
+    "serve",
+    "--port",
+    "0",
+    "--data-dir",
+    `${dir.path}/default`,
+    "--cert",
+    cert.certPath,
+    "--key",
+    cert.keyPath,
+    "--ca-cert",
+    cert.rootPath,
+    "--ca",
+    pki.caAddr,
+  ]);
+  assert.equal(open.code, 1, open.stderr);
+  assert.match(
+    open.stderr,
+    /^bank: Refusing to use \S+bank\.key: mode 644 lets others read the key \(chmod 600 it\)$/m,
+  );
+  assert.doesNotMatch(open.stderr, /listening on/);
+
+  // Seed mode, even pointed at the certified key: a throwaway key of its own, in memory only.
+  await Deno.chmod(cert.keyPath, 0o600);
+  const before = await Deno.stat(cert.keyPath);
+  const { bob, port } = await startBob(cert, `${dir.path}/seed`, { mode: "seed" });
+  try {
+    assert.match(bob.stderr, /seed mode: a throwaway RSA-2048 key pair made for this run/);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const stream = new FramedStream(conn, { readTimeoutMs: 5000 });
+    await stream.writeFrame(
+      bankProtocol.encode("seedHello", { greeting: "Hello", customer: "alice" }),
+    );
+    const hi = bankProtocol.decode((await stream.readFrame())!);
+    stream.close();
+    assert.equal(hi.type, "seedHiBob");
+    const certified = new Uint8Array(cert.cert.publicKey.rawData);
+    assert.notDeepEqual(hi.type === "seedHiBob" ? hi.publicKey : undefined, certified);
+    assert.equal(hi.type === "seedHiBob" ? hi.publicKey.length : 0, certified.length);
+  } finally {
+    await bob.stop();
+  }
+  const after = await Deno.stat(cert.keyPath);
+  assert.equal(await Deno.readTextFile(cert.keyPath), keyPem, "bank.key unchanged");
+  assert.equal(after.mtime?.getTime(), before.mtime?.getTime());
 });

@@ -34,7 +34,7 @@ import {
 } from "../../lib/trudy/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
 import { waitFor } from "../../lib/runtime/mod.ts";
-import { aliceOptions, startBank } from "../_fixtures/bank.ts";
+import { aliceOptions, bobIdentity, startBank } from "../_fixtures/bank.ts";
 import { memoryLog, TestPki } from "../_fixtures/helpers.ts";
 
 const DAY_MS = 86_400_000;
@@ -567,5 +567,62 @@ Deno.test("a client of the other protocol is refused at STEP 1 with the reason",
   await assert.rejects(
     openSession(aliceOptions(pki, alice, bank.port, log)),
     /Bob refused: STEP 1 Hello failed: expected STEP 1 Hello \(seed\), got STEP 1 Hello \(the peer speaks the secure protocol\)/,
+  );
+});
+
+/** The seed handshake by hand up to STEP 5, with `secret` as the encrypted secret; Bob's answer. */
+async function seedSecretAnswer(port: number, secret: Uint8Array) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const stream = new FramedStream(conn, { readTimeoutMs: 5000 });
+  try {
+    const next = async () => bankProtocol.decode((await stream.readFrame())!);
+    await stream.writeFrame(
+      bankProtocol.encode("seedHello", { greeting: "Hello", customer: "alice" }),
+    );
+    const hi = await next();
+    await stream.writeFrame(bankProtocol.encode("seedProveIt", { text: "prove it" }));
+    assert.equal((await next()).type, "seedProof");
+    await stream.writeFrame(bankProtocol.encode("seedSecret", { text: "here", secret }));
+    return { hi, answer: await next() };
+  } finally {
+    stream.close();
+  }
+}
+
+Deno.test("seed mode keeps its flaws, not this one: an empty, short, long or zero 'encrypted secret' is refused at STEP 5", async () => {
+  await using pki = await TestPki.start();
+  await using bank = await startBank(pki, { mode: "seed" });
+  for (
+    const [what, secret, reason] of [
+      ["empty", new Uint8Array(0), /must be 256 bytes \(Bob's modulus\), got 0/],
+      ["one byte", Uint8Array.of(1), /must be 256 bytes \(Bob's modulus\), got 1/],
+      ["255 bytes", new Uint8Array(255).fill(1), /must be 256 bytes \(Bob's modulus\), got 255/],
+      ["257 bytes", new Uint8Array(257).fill(1), /must be 256 bytes \(Bob's modulus\), got 257/],
+      // Raw RSA of 0 is 0: a secret of 32 zero bytes that anyone can compute.
+      ["zero", new Uint8Array(256), /the decrypted secret is zero/],
+    ] as const
+  ) {
+    const { answer } = await seedSecretAnswer(bank.port, secret);
+    assert.equal(answer.type, "error", what);
+    assert.match(answer.type === "error" ? answer.reason : "", /^STEP 5 Alice's secret failed: /);
+    assert.match(answer.type === "error" ? answer.reason : "", reason, what);
+  }
+  assert.equal(bank.accounts.balance("seed/alice"), 0);
+  // A genuine seed client still banks.
+  const client = await BankClient.connect({
+    bank: { hostname: "127.0.0.1", port: bank.port },
+    mode: "seed",
+    log: memoryLog("Alice").log,
+    customer: "alice",
+  });
+  assert.ok((await client.deposit("1")).ok);
+  await client.exit();
+});
+
+Deno.test("seed mode never runs with Bob's certified key: serveBank refuses it", async () => {
+  await using pki = await TestPki.start();
+  await assert.rejects(
+    startBank(pki, { mode: "seed", identity: await bobIdentity(pki) }),
+    /Seed mode runs with a throwaway key \(seedBobIdentity\), not Bob's certified one/,
   );
 });
