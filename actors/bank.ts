@@ -32,6 +32,7 @@ import {
   parseCertificate,
   parseCrl,
   RevocationChecker,
+  RevocationUnavailableError,
   verifyCertificate,
 } from "../lib/pki/mod.ts";
 import {
@@ -101,9 +102,12 @@ Options:
   --key FILE           Bob's private key, mode 0600 (default DATA-DIR/bank.key); seed mode never
                        reads it: it makes a throwaway key for each run, in memory only
   --ca-cert FILE       the root customers' certificates must chain to (default DATA-DIR/cuhk.cer)
-  --ca HOST:PORT       check revocation with the CA's CRL, fetched at start and again when older
-                       than --crl-refresh; revoked customers are refused
-  --crl FILE           or with a CRL file from 'ca crl', read again when older than --crl-refresh
+  --ca HOST:PORT       the CA whose CRL Bob checks every customer against (default
+                       127.0.0.1:${CA_PORT}), fetched at start and again when older than
+                       --crl-refresh; revoked customers are refused, and Bob does not start
+                       without a CRL that verifies
+  --crl FILE           instead of --ca: a CRL file from 'ca crl', read again when older than
+                       --crl-refresh
   --crl-refresh SECS   (default ${DEFAULT_CRL_REFRESH_MS / 1000}) with --ca or --crl: a CRL is used
                        only until its nextUpdate; then, without a fresh one, customers are refused
   --idle-timeout SEC   close a session silent this long (default 120)
@@ -159,6 +163,8 @@ ${MAX_PER_ADDRESS_USAGE}
       throw new UsageError("give --crl or --ca, not both");
     }
     const trusted = root;
+    // Bob always checks revocation: with a CRL file when given one, otherwise with the CA's CRL
+    // (by default the CA at its default address, as Blackboard does).
     if (values.crl !== undefined) {
       const file = values.crl;
       revocation = new RevocationChecker({
@@ -168,9 +174,8 @@ ${MAX_PER_ADDRESS_USAGE}
         log,
         refreshMs,
       });
-    }
-    if (values.ca !== undefined) {
-      const ca = parseHostPort(values.ca, CA_PORT, "ca");
+    } else {
+      const ca = parseHostPort(values.ca ?? `127.0.0.1:${CA_PORT}`, CA_PORT, "ca");
       revocation = new RevocationChecker({
         fetch: (timeoutMs) => fetchCrl(ca, trusted, timeoutMs),
         source: `the CA at ${ca.hostname}:${ca.port}`,
@@ -179,9 +184,15 @@ ${MAX_PER_ADDRESS_USAGE}
         refreshMs,
       });
     }
-    // Asked to check revocation: do not start without a CRL that verifies.
-    if (revocation) await revocation.current();
-    else log.warn("revocation is not checked: give --ca HOST:PORT (or --crl FILE)");
+    // Do not start without a CRL that verifies: customers would all be refused.
+    try {
+      await revocation.current();
+    } catch (err) {
+      if (!(err instanceof RevocationUnavailableError)) throw err;
+      throw new Error(
+        `${err.message}. Bob checks every customer against the CA's CRL: start the CA first, or give --ca HOST:PORT (default 127.0.0.1:${CA_PORT}) or --crl FILE`,
+      );
+    }
     log.info(`certificate ${cert.subject} verified against ${rootPath}`);
   } else {
     // Seed mode decrypts textbook RSA: never with the CA-certified bank.key, which stays untouched.

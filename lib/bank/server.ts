@@ -31,8 +31,8 @@ export interface BankServerOptions {
   /** Secure: the root customers' certificates chain to. */
   root?: Certificate;
   /**
-   * Secure: the shared revocation checker (lib/pki), asked at each handshake; it refreshes the
-   * CRL and fails closed once the CRL it holds is past its nextUpdate.
+   * Secure (required there): the shared revocation checker (lib/pki), asked at each handshake; it
+   * refreshes the CRL and fails closed once the CRL it holds is past its nextUpdate.
    */
   revocation?: Revocation;
   hostname?: string;
@@ -60,6 +60,10 @@ export function serveBank(options: BankServerOptions): Server {
     throw new TypeError(
       "Seed mode runs with a throwaway key (seedBobIdentity), not Bob's certified one",
     );
+  }
+  // check: bob-revocation-required tests/bank/session_test.ts
+  if (mode === "secure" && !options.revocation) {
+    throw new TypeError("Secure mode needs a revocation checker: Bob always checks revocation");
   }
   const idleMs = options.idleTimeoutMs ?? BANK_IDLE_TIMEOUT_MS;
   return serveFramed({

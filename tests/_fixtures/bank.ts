@@ -13,6 +13,7 @@ import {
   serveBank,
 } from "../../lib/bank/mod.ts";
 import type { StepLog } from "../../lib/runtime/mod.ts";
+import { fetchCrl } from "../../lib/ca/mod.ts";
 import { type Certificate, type Crl, type CrlFetch, RevocationChecker } from "../../lib/pki/mod.ts";
 import type { Server } from "../../lib/net/mod.ts";
 import { memoryLog, type TestPki, type TestStudent } from "./helpers.ts";
@@ -33,7 +34,10 @@ export interface TestBankOptions {
   idleTimeoutMs?: number;
   /** A fixed CRL that Bob checks customers against (through the shared checker). */
   crl?: Crl;
-  /** Where Bob's revocation checker fetches CRLs from, and how often (default: every handshake). */
+  /**
+   * Where Bob's revocation checker fetches CRLs from, and how often (default: the test PKI's CA
+   * server, at every handshake). Secure Bob always checks revocation.
+   */
   crlSource?: { fetch: CrlFetch; source: string; refreshMs?: number };
 }
 
@@ -63,9 +67,13 @@ export async function startBank(pki: TestPki, options: TestBankOptions = {}): Pr
   const accounts = Accounts.open(`${dir}/accounts.db`);
   const { log, lines } = memoryLog("Bob");
   const fixed = options.crl;
+  const ca = { hostname: "127.0.0.1", port: pki.server.port };
   const crlSource = options.crlSource ??
-    (fixed ? { fetch: () => Promise.resolve(fixed), source: "the test's CRL" } : undefined);
-  const revocation = crlSource &&
+    (fixed ? { fetch: () => Promise.resolve(fixed), source: "the test's CRL" } : {
+      fetch: (timeoutMs: number) => fetchCrl(ca, pki.root, timeoutMs),
+      source: `the CA at ${pki.caAddr}`,
+    });
+  const revocation = (options.mode ?? "secure") === "secure" &&
     new RevocationChecker({
       fetch: crlSource.fetch,
       source: crlSource.source,

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import {
+  Accounts,
   AmountError,
   BankClient,
   bankOps,
@@ -16,6 +17,7 @@ import {
   openSession,
   SEED_SENTENCE,
   SeedRecords,
+  serveBank,
 } from "../../lib/bank/mod.ts";
 import { FramedStream, PeerRefusedError } from "../../lib/wire/mod.ts";
 import { randomBytes } from "../../lib/crypto/mod.ts";
@@ -35,7 +37,7 @@ import {
 import { startRelay } from "../../lib/net/mod.ts";
 import { waitFor } from "../../lib/runtime/mod.ts";
 import { aliceOptions, bobIdentity, startBank } from "../_fixtures/bank.ts";
-import { memoryLog, TestPki } from "../_fixtures/helpers.ts";
+import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -624,5 +626,24 @@ Deno.test("seed mode never runs with Bob's certified key: serveBank refuses it",
   await assert.rejects(
     startBank(pki, { mode: "seed", identity: await bobIdentity(pki) }),
     /Seed mode runs with a throwaway key \(seedBobIdentity\), not Bob's certified one/,
+  );
+});
+
+Deno.test("secure Bob always checks revocation: serveBank refuses to run without a revocation checker", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir();
+  using accounts = Accounts.open(`${dir.path}/accounts.db`);
+  const identity = await bobIdentity(pki);
+  assert.throws(
+    () =>
+      serveBank({
+        mode: "secure",
+        accounts,
+        identity,
+        log: memoryLog("Bob").log,
+        root: pki.root,
+        port: 0,
+      }),
+    /Secure mode needs a revocation checker: Bob always checks revocation/,
   );
 });
