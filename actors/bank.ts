@@ -27,6 +27,7 @@ import {
   serveBank,
 } from "../lib/bank/mod.ts";
 import { CA_PORT, fetchCrl, loadIdentity, loadRoot } from "../lib/ca/mod.ts";
+import { PeerRefusedError } from "../lib/wire/mod.ts";
 import {
   DEFAULT_CRL_REFRESH_MS,
   parseCertificate,
@@ -46,6 +47,7 @@ import {
   parsePositiveInt,
   parseProtocolMode,
   parseStudentId,
+  printable,
   readTextFile,
   runMain,
   shutdownSignal,
@@ -279,7 +281,8 @@ export function parseOperations(tokens: string[]): Operation[] {
 }
 
 function describe(outcome: OperationOutcome): string {
-  if (!outcome.ok) return `refused: ${outcome.reason}`;
+  // Bob's reason is his text: printable() before the terminal.
+  if (!outcome.ok) return `refused: ${printable(outcome.reason)}`;
   const verb = outcome.kind === "deposit" ? "deposited" : "withdrew";
   return `${verb} ${formatCents(outcome.amount)}, balance ${formatCents(outcome.balance)}${
     outcome.replayed ? " (retried: applied once)" : ""
@@ -448,6 +451,10 @@ Options:
     }
     await client.exit();
     return status;
+  } catch (err) {
+    // A refusal carries Bob's words (or, in seed mode, anyone's on the path): printable().
+    if (err instanceof PeerRefusedError) throw new Error(printable(err.message));
+    throw err;
   } finally {
     client.close();
   }

@@ -126,8 +126,10 @@ export async function aliceSecure(
   const session = new BankSession(machine.stream, records, me);
   let welcome;
   try {
+    // The welcome ends the handshake: until it arrives, Bob's refusal (STEP 5) is in the clear.
     welcome = await session.receive(["welcome"], {
       timeoutMs: options.timeoutMs ?? BANK_HANDSHAKE_TIMEOUT_MS,
+      handshake: true,
     });
   } catch (err) {
     if (err instanceof PeerRefusedError) throw err;

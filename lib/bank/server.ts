@@ -17,9 +17,14 @@ import {
   bankOps,
   stepName,
 } from "./protocol.ts";
-import { type BankSession, RecordError, UnknownOperationError } from "./records.ts";
+import {
+  type BankSession,
+  CleartextFrameError,
+  RecordError,
+  UnknownOperationError,
+} from "./records.ts";
 import { DeadlineError, FrameError, PeerRefusedError } from "../wire/mod.ts";
-import type { StepLog } from "../runtime/mod.ts";
+import { printable, type StepLog } from "../runtime/mod.ts";
 import type { Certificate, Revocation } from "../pki/mod.ts";
 import { serveFramed, type Server } from "../net/mod.ts";
 
@@ -90,9 +95,12 @@ export function serveBank(options: BankServerOptions): Server {
           ...(options.handshakeTimeoutMs ? { timeoutMs: options.handshakeTimeoutMs } : {}),
         }));
       } catch (err) {
-        if (err instanceof HandshakeError) return log.warn(`refused ${remote}: ${err.message}`);
+        // Both may carry the peer's text: printable() before the log.
+        if (err instanceof HandshakeError) {
+          return log.warn(`refused ${remote}: ${printable(err.message)}`);
+        }
         if (err instanceof PeerRefusedError) {
-          return log.warn(`${remote} gave up: ${err.message}`);
+          return log.warn(`${remote} gave up: ${printable(err.message)}`);
         }
         throw err;
       }
@@ -126,7 +134,9 @@ async function serveOperations(
         });
         continue;
       }
-      if (err instanceof RecordError) {
+      // A bad record, or (default mode) a cleartext frame after the handshake: the session is
+      // over; the refusal goes inside a record in the default mode (`refuse`).
+      if (err instanceof RecordError || err instanceof CleartextFrameError) {
         log.warn(`${customer}: ${err.message}: closing`);
         await session.refuse(err.message);
         return;
@@ -140,11 +150,17 @@ async function serveOperations(
         await session.refuse(err.message);
         return;
       }
-      if (err instanceof PeerRefusedError) return log.warn(`${customer} gave up: ${err.message}`);
+      if (err instanceof PeerRefusedError) {
+        return log.warn(`${customer} gave up: ${printable(err.message)}`);
+      }
       throw err;
     }
     if (op === null) return log.info(`${customer}: disconnected`);
     switch (op.type) {
+      case "error":
+        // Alice ended the session, inside a record (she saw a cleartext frame or a bad record).
+        log.warn(`${customer} ended the session: ${printable(op.reason)}`);
+        return;
       case "deposit":
       case "withdraw": {
         let result;
