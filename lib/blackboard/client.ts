@@ -12,6 +12,7 @@ import type { StudentIdentity } from "../ca/mod.ts";
 import {
   CHUNK_SIZE,
   messageProblem,
+  RecordError,
   type SecureSession,
   SESSION_MAX_FRAME,
   type SessionMessage,
@@ -84,13 +85,36 @@ export class StudentSession {
     this.#timeoutMs = timeoutMs;
   }
 
-  /** Sends one message | HMAC and waits until Blackboard confirms it. */
+  /**
+   * Sends one message | HMAC and waits until Blackboard confirms it. A cleartext frame instead of
+   * the confirmation (`CleartextFrameError`) is a broken connection, not Blackboard's word: the
+   * message may well have been printed, so it is not reported as refused.
+   */
   async send(text: string): Promise<void> {
     const problem = messageProblem(text);
     if (problem !== null) throw new RangeError(problem);
-    await this.secure.send("message", { text });
-    await this.secure.receive(["received"], { timeoutMs: this.#timeoutMs });
+    await this.#broken(async () => {
+      await this.secure.send("message", { text });
+      await this.secure.receive(["received"], { timeoutMs: this.#timeoutMs });
+    });
     this.#log.step(6, `message sent as message | HMAC, Blackboard confirmed it`);
+  }
+
+  /**
+   * Runs `exchange`; when a cleartext frame or a bad record ends the session, tells Blackboard
+   * why inside the session (an authenticated `error`), closes, and throws.
+   */
+  async #broken<T>(exchange: () => Promise<T>): Promise<T> {
+    try {
+      return await exchange();
+    } catch (err) {
+      if (err instanceof RecordError) {
+        this.#log.warn(err.message);
+        await this.secure.refuse(err.message);
+        this.close();
+      }
+      throw err;
+    }
   }
 
   /**
@@ -99,6 +123,10 @@ export class StudentSession {
    * on the file's size.
    */
   async upload(path: string, options: UploadOptions = {}): Promise<UploadReceipt> {
+    return await this.#broken(() => this.#upload(path, options));
+  }
+
+  async #upload(path: string, options: UploadOptions): Promise<UploadReceipt> {
     const chunkSize = Math.min(options.chunkSize ?? CHUNK_SIZE, CHUNK_SIZE);
     const info = await Deno.stat(path).catch((err) => {
       throw new Error(`Cannot read ${path}: ${err.message}`);

@@ -147,16 +147,23 @@ async function lingerClose(conn: Deno.Conn): Promise<void> {
   }
 }
 
-/** Logs why a student is refused, tells the student in one line, and leaves the closing to the caller. */
-async function refuse(peer: Peer, err: unknown): Promise<void> {
+/**
+ * Why a student is refused, in one line for the student, after logging it; undefined when there
+ * is nothing to tell (a deadline passed, or the student gave up or broke the connection).
+ */
+function refusalReason(peer: Peer, err: unknown): string | undefined {
   const who = peer.sid ? `SID ${peer.sid} (${peer.remote})` : peer.remote;
   if (err instanceof DeadlineError) {
     peer.log.warn(`dropped ${who}: ${err.message}`);
-    return;
+    return undefined;
   }
   if (err instanceof PeerRefusedError) {
-    peer.log.warn(`${who} gave up: ${err.message}`);
-    return;
+    peer.log.warn(`${who} gave up: ${printable(err.message)}`);
+    return undefined;
+  }
+  if (err instanceof FrameError && (err.kind === "closed" || err.kind === "truncated")) {
+    peer.log.warn(`${who}: ${err.message}`);
+    return undefined;
   }
   let reason: string;
   if (
@@ -172,9 +179,18 @@ async function refuse(peer: Peer, err: unknown): Promise<void> {
     reason = "Blackboard failed: internal error";
   }
   peer.log.warn(`refused ${who}: ${reason}`);
-  if (peer.stream.closed) return;
+  return reason;
+}
+
+/**
+ * During the handshake: logs why a student is refused and tells the student in one line (the
+ * outer `error`, in the clear: nothing is authenticated yet, and a refusal carries no secret);
+ * the caller closes.
+ */
+async function refuse(peer: Peer, err: unknown): Promise<void> {
+  const reason = refusalReason(peer, err);
+  if (reason === undefined || peer.stream.closed) return;
   peer.refused = true;
-  // The outer `error` message, in the clear: a refusal carries no secret.
   await peer.stream.writeFrame(blackboardProtocol.encode("error", { reason })).catch(() => {});
 }
 
@@ -272,25 +288,28 @@ async function serveSession(
           });
           break;
         }
+        case "error":
+          // The student ended the session, inside a record (it saw a cleartext frame or a bad
+          // record): its words, through printable().
+          log.warn(`${sid} ended the session: ${printable(msg.reason)}`);
+          return;
         default:
           throw new Refusal(`Unexpected ${msg.type} from the student`);
       }
     }
   } catch (err) {
-    if (err instanceof Refusal || err instanceof UploadError) {
-      // The session is intact: the refusal goes as an authenticated record.
-      await session.send("error", { reason: err.message }).catch(() => {});
-      log.warn(`refused SID ${sid} (${peer.remote}): ${err.message}`);
-      peer.refused = true;
-      return;
-    }
-    // A record refused (RecordError) or a broken stream: the session is over; `refuse` answers.
     if (err instanceof FrameError && upload) {
       log.warn(
         `${sid}: ${err.message}; partial ${upload.name} kept at byte ${upload.offset} for a resume`,
       );
     }
-    throw err;
+    // After the handshake every refusal travels inside an authenticated record, never in the
+    // clear: a refused record, a cleartext frame, a refusal of Blackboard's own, an internal error.
+    const reason = refusalReason(peer, err);
+    if (reason !== undefined && !peer.stream.closed) {
+      await session.refuse(reason);
+      peer.refused = true;
+    }
   } finally {
     await upload?.close();
   }

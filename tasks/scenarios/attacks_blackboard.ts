@@ -101,7 +101,8 @@ export const ATTACK_SESSION_KEY_SNIFF = scenario({
     bb("request"),
     bb("sessionKey"),
     bb("confirm"),
-    bb("error"),
+    // Blackboard's refusal after the handshake travels inside a record, never in the clear.
+    session("error"),
   ],
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Student", "Trudy", "Blackboard"],
@@ -188,7 +189,8 @@ export const ATTACK_MESSAGE_REPLAY = scenario({
     bb("confirm"),
     bb("ready"),
     session("message"),
-    bb("error"),
+    // Blackboard's refusal after the handshake travels inside a record, never in the clear.
+    session("error"),
   ],
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Student", "Trudy", "Blackboard"],
