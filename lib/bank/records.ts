@@ -221,7 +221,7 @@ export class BankSession {
     const frame = await this.stream.readFrame(read);
     if (frame === null) return null;
     const believeCleartext = this.mode === "seed" || handshake === true;
-    // check: bank-cleartext-after-handshake tests/bank/session_test.ts
+    // check: bank-cleartext-after-handshake tests/bank/session_test.ts tests/trudy/error_injection_test.ts
     if (!believeCleartext && frame[0] !== bankProtocol.messages.record.code) {
       let received: string | undefined;
       let said: string | undefined;

@@ -6,5 +6,6 @@ export * from "./bank_replay.ts";
 export * from "./blackboard_path.ts";
 export * from "./enrol_code_theft.ts";
 export * from "./enrol_impersonation.ts";
+export * from "./error_injection.ts";
 export * from "./message_replay.ts";
 export * from "./session_key_sniff.ts";
