@@ -15,8 +15,10 @@ import {
   BANK_PORT,
   type BankMode,
   bankOps,
+  bankProtocol,
   stepName,
 } from "./protocol.ts";
+import { type HandshakeLimit, HandshakeRateLimiter } from "./rate_limit.ts";
 import {
   type BankSession,
   CleartextFrameError,
@@ -26,7 +28,7 @@ import {
 import { DeadlineError, FrameError, PeerRefusedError } from "../wire/mod.ts";
 import { printable, type StepLog } from "../runtime/mod.ts";
 import type { Certificate, Revocation } from "../pki/mod.ts";
-import { serveFramed, type Server } from "../net/mod.ts";
+import { LogSummary, serveFramed, type Server } from "../net/mod.ts";
 
 export interface BankServerOptions {
   mode: BankMode;
@@ -48,6 +50,11 @@ export interface BankServerOptions {
   maxConnections?: number;
   /** Connections one address may hold at once (default 16). */
   maxPerAddress?: number;
+  /**
+   * Handshakes one address may start per second, and in a burst (default 20 a second, bursts of
+   * 40): each costs Bob an RSA signature before anyone is authenticated.
+   */
+  handshakeLimit?: Partial<HandshakeLimit>;
 }
 
 /** One statement entry per line, tab-separated: time, kind, amount, status, balance. */
@@ -71,7 +78,10 @@ export function serveBank(options: BankServerOptions): Server {
     throw new TypeError("Secure mode needs a revocation checker: Bob always checks revocation");
   }
   const idleMs = options.idleTimeoutMs ?? BANK_IDLE_TIMEOUT_MS;
-  return serveFramed({
+  const limiter = new HandshakeRateLimiter(options.handshakeLimit);
+  // A flood's refusals are summarised, not logged one by one.
+  const overRate = new LogSummary(options.log);
+  const server = serveFramed({
     hostname: options.hostname,
     port: options.port ?? BANK_PORT,
     log: options.log,
@@ -82,7 +92,20 @@ export function serveBank(options: BankServerOptions): Server {
       maxFrame: BANK_MAX_FRAME,
       readTimeoutMs: options.handshakeTimeoutMs ?? BANK_HANDSHAKE_TIMEOUT_MS,
     },
-    handler: async (stream, { remote, log }) => {
+    handler: async (stream, { remote, log }, conn) => {
+      const host = (conn.remoteAddr as Deno.NetAddr).hostname ?? remote;
+      // Before Bob reads a byte: a host over its handshake rate gets a short refusal and is closed.
+      // check: bob-handshake-rate tests/bank/flood_test.ts
+      if (!limiter.take(host)) {
+        overRate.note(
+          "refused handshakes over the per-address rate",
+          `refused ${remote}: more than ${limiter.rate} handshakes a second from ${host}`,
+        );
+        const reason =
+          `Too many handshakes from ${host}: at most ${limiter.rate} a second; try again shortly`;
+        await stream.writeFrame(bankProtocol.encode("error", { reason })).catch(() => {});
+        return;
+      }
       let session: BankSession;
       try {
         ({ session } = await bobHandshake(stream, {
@@ -112,6 +135,8 @@ export function serveBank(options: BankServerOptions): Server {
       await serveOperations(session, accounts, log, idleMs);
     },
   });
+  server.finished.then(() => overRate.flush(), () => overRate.flush());
+  return server;
 }
 
 async function serveOperations(
