@@ -20,23 +20,27 @@ import {
   BankClient,
   type BankMode,
   type BobIdentity,
+  DEFAULT_HANDSHAKE_BURST,
+  DEFAULT_HANDSHAKE_RATE,
   formatCents,
   loadBobIdentity,
   type OperationOutcome,
   parseAmount,
+  seedBobIdentity,
   serveBank,
 } from "../lib/bank/mod.ts";
 import { CA_PORT, fetchCrl, loadIdentity, loadRoot } from "../lib/ca/mod.ts";
+import { PeerRefusedError } from "../lib/wire/mod.ts";
 import {
   DEFAULT_CRL_REFRESH_MS,
-  exportPrivateKeyPem,
-  generateRsaKeyPair,
   parseCertificate,
   parseCrl,
   RevocationChecker,
+  RevocationUnavailableError,
   verifyCertificate,
 } from "../lib/pki/mod.ts";
 import {
+  assertPrivateFile,
   dispatch,
   ensureDir,
   exists,
@@ -46,6 +50,7 @@ import {
   parsePositiveInt,
   parseProtocolMode,
   parseStudentId,
+  printable,
   readTextFile,
   runMain,
   shutdownSignal,
@@ -99,15 +104,22 @@ Options:
   --protocol MODE      default or seed (the seed's flawed protocol, for teaching); 'secure'
                        is the deprecated name of default
   --cert FILE          Bob's certificate (default DATA-DIR/bank.cer)
-  --key FILE           Bob's private key (default DATA-DIR/bank.key; seed mode makes one if absent)
+  --key FILE           Bob's private key, mode 0600 (default DATA-DIR/bank.key); seed mode never
+                       reads it: it makes a throwaway key for each run, in memory only
   --ca-cert FILE       the root customers' certificates must chain to (default DATA-DIR/cuhk.cer)
-  --ca HOST:PORT       check revocation with the CA's CRL, fetched at start and again when older
-                       than --crl-refresh; revoked customers are refused
-  --crl FILE           or with a CRL file from 'ca crl', read again when older than --crl-refresh
+  --ca HOST:PORT       the CA whose CRL Bob checks every customer against (default
+                       127.0.0.1:${CA_PORT}), fetched at start and again when older than
+                       --crl-refresh; revoked customers are refused, and Bob does not start
+                       without a CRL that verifies
+  --crl FILE           instead of --ca: a CRL file from 'ca crl', read again when older than
+                       --crl-refresh
   --crl-refresh SECS   (default ${DEFAULT_CRL_REFRESH_MS / 1000}) with --ca or --crl: a CRL is used
                        only until its nextUpdate; then, without a fresh one, customers are refused
   --idle-timeout SEC   close a session silent this long (default 120)
 ${MAX_PER_ADDRESS_USAGE}
+  --handshake-rate N   handshakes one address may start per second (default ${DEFAULT_HANDSHAKE_RATE}): each costs
+                       Bob an RSA signature; over it, a short refusal and the connection closed
+  --handshake-burst N  handshakes one address may start at once (default ${DEFAULT_HANDSHAKE_BURST})
   --quiet              log warnings and errors only`,
     options: {
       host: { type: "string", default: "127.0.0.1" },
@@ -122,12 +134,18 @@ ${MAX_PER_ADDRESS_USAGE}
       "crl-refresh": { type: "string", default: String(DEFAULT_CRL_REFRESH_MS / 1000) },
       "idle-timeout": { type: "string", default: "120" },
       ...MAX_PER_ADDRESS_OPTION,
+      "handshake-rate": { type: "string", default: String(DEFAULT_HANDSHAKE_RATE) },
+      "handshake-burst": { type: "string", default: String(DEFAULT_HANDSHAKE_BURST) },
       quiet: { type: "boolean", default: false },
     },
   });
   if (!parsed) return;
   const { values } = parsed;
   const mode = parseMode(values.protocol, "bank serve");
+  const handshakeLimit = {
+    rate: parsePositiveInt(values["handshake-rate"], "handshake-rate", 1_000_000),
+    burst: parsePositiveInt(values["handshake-burst"], "handshake-burst", 1_000_000),
+  };
   const port = parsePort(values.port);
   const idleTimeoutMs = parsePositiveInt(values["idle-timeout"], "idle-timeout") * 1000;
   const refreshMs = parsePositiveInt(values["crl-refresh"], "crl-refresh") * 1000;
@@ -152,11 +170,15 @@ ${MAX_PER_ADDRESS_USAGE}
     const cert = parseCertificate(await readTextFile(certPath, "Bob's certificate"), certPath);
     root = await loadRoot(rootPath);
     await verifyCertificate(cert, { root, purpose: "serverAuth" });
+    // As every server does: a private key that others can read is refused.
+    await assertPrivateFile(keyPath);
     identity = await loadBobIdentity(await readTextFile(keyPath, "Bob's key"), cert);
     if (values.crl !== undefined && values.ca !== undefined) {
       throw new UsageError("give --crl or --ca, not both");
     }
     const trusted = root;
+    // Bob always checks revocation: with a CRL file when given one, otherwise with the CA's CRL
+    // (by default the CA at its default address, as Blackboard does).
     if (values.crl !== undefined) {
       const file = values.crl;
       revocation = new RevocationChecker({
@@ -166,9 +188,8 @@ ${MAX_PER_ADDRESS_USAGE}
         log,
         refreshMs,
       });
-    }
-    if (values.ca !== undefined) {
-      const ca = parseHostPort(values.ca, CA_PORT, "ca");
+    } else {
+      const ca = parseHostPort(values.ca ?? `127.0.0.1:${CA_PORT}`, CA_PORT, "ca");
       revocation = new RevocationChecker({
         fetch: (timeoutMs) => fetchCrl(ca, trusted, timeoutMs),
         source: `the CA at ${ca.hostname}:${ca.port}`,
@@ -177,17 +198,24 @@ ${MAX_PER_ADDRESS_USAGE}
         refreshMs,
       });
     }
-    // Asked to check revocation: do not start without a CRL that verifies.
-    if (revocation) await revocation.current();
-    else log.warn("revocation is not checked: give --ca HOST:PORT (or --crl FILE)");
+    // Do not start without a CRL that verifies: customers would all be refused.
+    try {
+      await revocation.current();
+    } catch (err) {
+      if (!(err instanceof RevocationUnavailableError)) throw err;
+      throw new Error(
+        `${err.message}. Bob checks every customer against the CA's CRL: start the CA first, or give --ca HOST:PORT (default 127.0.0.1:${CA_PORT}) or --crl FILE`,
+      );
+    }
     log.info(`certificate ${cert.subject} verified against ${rootPath}`);
-  } else if (await exists(keyPath)) {
-    identity = await loadBobIdentity(await readTextFile(keyPath, "Bob's key"));
-    log.info(`seed mode: Bob's raw public key is the one of ${keyPath}`);
   } else {
-    const keys = await generateRsaKeyPair(2048);
-    identity = await loadBobIdentity(await exportPrivateKeyPem(keys.privateKey));
-    log.info(`seed mode: no key at ${keyPath}, made an RSA-2048 key pair for this run`);
+    // Seed mode decrypts textbook RSA: never with the CA-certified bank.key, which stays untouched.
+    identity = await seedBobIdentity();
+    log.info(
+      `seed mode: a throwaway RSA-2048 key pair made for this run, in memory only${
+        values.key !== undefined ? ` (${values.key} is not used in seed mode)` : ""
+      }`,
+    );
   }
 
   await ensureDir(dataDir, 0o700);
@@ -204,8 +232,12 @@ ${MAX_PER_ADDRESS_USAGE}
     ...(root ? { root } : {}),
     ...(revocation ? { revocation } : {}),
     ...maxPerAddressOption(values["max-per-address"]),
+    handshakeLimit,
   });
   log.info(describeLimits(server.limits));
+  log.info(
+    `at most ${handshakeLimit.rate} handshakes a second per address, in bursts of ${handshakeLimit.burst}`,
+  );
   log.info(
     `Bob listening on ${values.host}:${server.port} (${
       modeName(mode)
@@ -265,7 +297,8 @@ export function parseOperations(tokens: string[]): Operation[] {
 }
 
 function describe(outcome: OperationOutcome): string {
-  if (!outcome.ok) return `refused: ${outcome.reason}`;
+  // Bob's reason is his text: printable() before the terminal.
+  if (!outcome.ok) return `refused: ${printable(outcome.reason)}`;
   const verb = outcome.kind === "deposit" ? "deposited" : "withdrew";
   return `${verb} ${formatCents(outcome.amount)}, balance ${formatCents(outcome.balance)}${
     outcome.replayed ? " (retried: applied once)" : ""
@@ -314,7 +347,9 @@ async function interactive(client: BankClient): Promise<number> {
     }
     let op: Operation = { kind } as Operation;
     if (kind === "deposit" || kind === "withdraw") {
-      const amount = ask(`Enter amount u need ${kind}:`) ?? "";
+      // A person at a terminal may type spaces around the number: drop them here, so that what
+      // is checked and sent is the bare number (the parser itself accepts nothing around it).
+      const amount = (ask(`Enter amount u need ${kind}:`) ?? "").trim();
       try {
         parseAmount(amount);
       } catch (err) {
@@ -433,6 +468,10 @@ Options:
     }
     await client.exit();
     return status;
+  } catch (err) {
+    // A refusal carries Bob's words (or, in seed mode, anyone's on the path): printable().
+    if (err instanceof PeerRefusedError) throw new Error(printable(err.message));
+    throw err;
   } finally {
     client.close();
   }

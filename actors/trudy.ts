@@ -29,8 +29,10 @@ import {
   type AttackServer,
   enrolImpersonation,
   FORGED_MESSAGE,
+  FORGED_REFUSALS,
   reasonLine,
   recordBobProof,
+  RETRY_WAIT_MS,
   ROLLBACK_MESSAGE,
   SETTLE_MS,
   sniffCapture,
@@ -38,6 +40,7 @@ import {
   startCrlRollback,
   startCrossService,
   startEnrolCodeTheft,
+  startErrorInjection,
   startFakeBob,
   startMessageReplay,
   startSessionKeySniff,
@@ -68,6 +71,9 @@ Attacks:
   crl-rollback          on the path between Blackboard and the CA: replay the CA's CRL from before
                         a revocation so that a revoked cert 2 gets in again (refused by the
                         default checker, which keeps the newer CRL; the seeds had no CRL at all)
+  error-injection       on the path to Bob or Blackboard: replace the server's first reply after
+                        the handshake with a cleartext error (believed in seed mode; the default
+                        treats it as a broken connection and Alice resends the same request)
 
 Each attack prints what Trudy saw and did as STEP lines (standard error) and ends with a verdict
 line, 'ATTACK SUCCEEDED: …' (exit status 0) or 'ATTACK FAILED: <why>' (exit status 3), followed by
@@ -491,6 +497,61 @@ ${LISTEN_USAGE}`,
   return await runAttackServer(server, log, values.once, signal);
 }
 
+async function errorInjectionCommand(args: string[]): Promise<number> {
+  const parsed = parseCommand(args, {
+    name: "trudy error-injection",
+    usage:
+      `Usage: deno task trudy error-injection (--bank HOST:PORT | --blackboard HOST:PORT) [options]
+
+Trudy relays between a client and Bob (or Blackboard); point the client at Trudy's port. She lets
+the handshake through, then drops the server's first reply after it (a record she cannot read or
+forge) and sends a cleartext 'error' frame of her own in its place, once per victim.
+Seed mode (the bank): Alice takes it as Bob's refusal and ends the session, although Bob applied
+her operation. Default: after the handshake only authenticated records count; the victim treats
+the frame as a broken connection and says so inside the session, and Alice resends the same
+request (same request id) on a new connection, which Trudy relays and Bob applies once. Seed
+Blackboard acknowledges nothing after the handshake: there is no reply to replace.
+
+Options:
+  --bank HOST:PORT        the real Bob
+  --blackboard HOST:PORT  or the real Blackboard
+  --reason TEXT           what the forged error says (default '${FORGED_REFUSALS.bank}' to Alice,
+                          '${FORGED_REFUSALS.blackboard}' to a student)
+  --retry-wait-ms MS      the bank: how long to wait for Alice to come back after she left
+                          (default ${RETRY_WAIT_MS})
+${LISTEN_USAGE}`,
+    options: {
+      bank: { type: "string" },
+      blackboard: { type: "string" },
+      reason: { type: "string" },
+      "retry-wait-ms": { type: "string", default: String(RETRY_WAIT_MS) },
+      ...LISTEN_OPTIONS,
+    },
+  });
+  if (!parsed) return 0;
+  const { values } = parsed;
+  if ((values.bank === undefined) === (values.blackboard === undefined)) {
+    throw new UsageError("give exactly one of --bank and --blackboard");
+  }
+  const target = values.bank !== undefined ? "bank" : "blackboard";
+  const upstream = values.bank !== undefined
+    ? parseHostPort(values.bank, BANK_PORT, "bank")
+    : parseHostPort(values.blackboard!, BLACKBOARD_PORT, "blackboard");
+  const port = parsePort(values["listen-port"], "listen-port");
+  const log = new StepLog("Trudy");
+  const signal = shutdownSignal();
+  const server = startErrorInjection({
+    upstream,
+    target,
+    log,
+    port,
+    retryWaitMs: parsePositiveInt(values["retry-wait-ms"], "retry-wait-ms"),
+    ...(values.reason !== undefined ? { reason: values.reason } : {}),
+    graceMs: 2000,
+  });
+  return await runAttackServer(server, log, values.once, signal);
+}
+
 export async function main(args: string[]): Promise<number | void> {
   return await dispatch("trudy", USAGE, {
     "bank-mitm": bankMitmCommand,
@@ -501,6 +562,7 @@ export async function main(args: string[]): Promise<number | void> {
     "enrol-code-theft": enrolCodeTheftCommand,
     "cross-service": crossServiceCommand,
     "crl-rollback": crlRollbackCommand,
+    "error-injection": errorInjectionCommand,
   }, args);
 }
 

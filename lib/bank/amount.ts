@@ -3,6 +3,8 @@
  * (on every request) both use, and its formatter. Never floating point.
  */
 
+import { printable } from "../runtime/mod.ts";
+
 /** Amounts must be under this: 1,000,000.00. */
 export const MAX_AMOUNT_CENTS = 100_000_000;
 /** A balance never exceeds this (10,000,000,000.00), far inside a safe integer. */
@@ -13,21 +15,34 @@ export class AmountError extends RangeError {
   override name = "AmountError";
 }
 
-const PLAIN = /^(\d{1,12})(?:\.(\d{1,2}))?$/;
+/**
+ * The whole grammar: ASCII digits, then optionally a dot and one or two ASCII digits. Nothing
+ * around it: no spaces, no line break, no other Unicode digit or space (`$` without the `m` flag
+ * matches only at the very end).
+ */
+const PLAIN = /^([0-9]{1,12})(?:\.([0-9]{1,2}))?$/;
 
 /**
- * Parses an amount like `10`, `10.5` or `10.50` into cents. Refuses empty text, signs, exponents,
- * more than two decimals, zero, and anything not under `MAX_AMOUNT_CENTS`.
+ * Parses an amount like `10`, `10.5` or `10.50` into cents. Only the grammar above is accepted:
+ * surrounding spaces (ASCII or not), line breaks, signs, exponents, more than two decimals, zero,
+ * and anything not under `MAX_AMOUNT_CENTS` are refused. The text comes from a peer on Bob's side:
+ * the error shows it through `printable`.
  */
 export function parseAmount(text: string): number {
-  const t = text.trim();
-  const shown = t.length > 20 ? `${t.slice(0, 20)}…` : t;
-  if (t === "") throw new AmountError("Invalid amount: it is empty");
+  const t = text;
+  const shown = printable(t.length > 20 ? `${t.slice(0, 20)}…` : t);
+  if (t.trim() === "") throw new AmountError("Invalid amount: it is empty");
   const m = PLAIN.exec(t);
+  // check: amount-grammar tests/bank/accounts_test.ts
   if (!m) {
     if (/^[-−]/.test(t)) throw new AmountError(`Invalid amount '${shown}': it must be positive`);
     if (/^\d+\.\d{3,}$/.test(t)) {
       throw new AmountError(`Invalid amount '${shown}': at most two decimals`);
+    }
+    if (t.trim() !== t) {
+      throw new AmountError(
+        `Invalid amount '${shown}': spaces or line breaks around the number are not allowed`,
+      );
     }
     throw new AmountError(`Invalid amount '${shown}': not a number like 10 or 10.50`);
   }

@@ -9,7 +9,7 @@ import { parseAmount } from "./amount.ts";
 import { aliceHandshake } from "./handshake.ts";
 import { HandshakeError } from "./machine.ts";
 import { BANK_HANDSHAKE_TIMEOUT_MS, BANK_MAX_FRAME, type BankMode } from "./protocol.ts";
-import type { BankSession } from "./records.ts";
+import { type BankSession, CleartextFrameError, RecordError } from "./records.ts";
 import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
 import { DeadlineError, FramedStream, FrameError, PeerRefusedError } from "../wire/mod.ts";
 import { randomBytes, toHex } from "../crypto/mod.ts";
@@ -58,9 +58,15 @@ export function newRequestId(): string {
   return toHex(randomBytes(16));
 }
 
-/** Whether an error means the connection broke (worth reconnecting), not a refusal. */
+/**
+ * Whether an error means the connection broke (worth reconnecting), not a refusal. After the
+ * handshake, a cleartext frame (`CleartextFrameError`: someone on the path may have put in an
+ * `error` of their own) or a record that fails its checks (`RecordError`) means Bob's reply was
+ * lost: the request goes again with the same id, and Bob applies it once.
+ */
 export function isConnectionLoss(err: unknown): boolean {
   if (err instanceof HandshakeError) return err.transport;
+  if (err instanceof CleartextFrameError || err instanceof RecordError) return true;
   if (err instanceof DeadlineError) return true;
   if (err instanceof FrameError) return err.kind === "closed" || err.kind === "truncated";
   return err instanceof Deno.errors.ConnectionRefused ||
@@ -133,6 +139,11 @@ export class BankClient {
       try {
         return await exchange(await this.ensureSession());
       } catch (err) {
+        // The session is over: say why inside it when it can still carry an authenticated record
+        // (the default mode's answer to a cleartext frame or a bad record), then close.
+        if (err instanceof CleartextFrameError || err instanceof RecordError) {
+          await this.#session?.refuse(err.message);
+        }
         this.#session?.close();
         this.#session = undefined;
         if (!isConnectionLoss(err) || Date.now() + delay > deadline) throw err;

@@ -250,8 +250,8 @@ export interface BobOptions {
   /** Secure: the root customers' certificates chain to. */
   root?: Certificate;
   /**
-   * Secure: the shared revocation checker (lib/pki); a revoked customer is refused, and so is
-   * everyone when it holds no current CRL (fail closed). Without it, revocation is not checked.
+   * Secure (required): the shared revocation checker (lib/pki); a revoked customer is refused,
+   * and so is everyone when it holds no current CRL (fail closed).
    */
   revocation?: Revocation;
   remote?: string;

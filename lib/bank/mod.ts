@@ -7,6 +7,7 @@ export * from "./handshake.ts";
 export * from "./key_schedule.ts";
 export * from "./machine.ts";
 export * from "./protocol.ts";
+export * from "./rate_limit.ts";
 export * from "./records.ts";
 export * from "./secure.ts";
 export * from "./seed.ts";

@@ -151,6 +151,11 @@ export const bankOps = defineProtocol("Bank operation", {
   bye: { code: 0x24, label: "bye", fields: {} },
   statementIs: { code: 0x25, label: "statement entries", fields: { entries: "text" } },
   refused: { code: 0x3f, label: "refused", fields: { requestId: "text", reason: "text" } },
+  /**
+   * The default mode's refusal once the handshake is over: the session ends, and why, inside an
+   * authenticated record (either side). A cleartext `error` is then never believed.
+   */
+  error: { code: 0x7f, label: "error (authenticated)", fields: { reason: "text" } },
 });
 
 export type BankOps = typeof bankOps.messages;

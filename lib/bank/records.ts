@@ -8,7 +8,11 @@
  *   plaintext always giving the same ciphertext, with no integrity and no sequence number.
  *
  * `BankSession` is what a finished handshake turns into: only it can send and receive banking
- * operations, so nothing is sent before the handshake ends.
+ * operations, so nothing is sent before the handshake ends. In the default mode only
+ * authenticated records count from then on: a refusal travels inside a record (`bankOps.error`),
+ * and a cleartext frame (an `error` from anyone on the path, or any other message) is a broken
+ * connection, `CleartextFrameError`, whose words are not believed. Seed mode keeps the seed's
+ * behaviour: a cleartext `error` is taken as the peer's refusal.
  */
 
 import { createCipheriv, createDecipheriv } from "node:crypto";
@@ -28,6 +32,7 @@ import {
   type Values,
 } from "../wire/mod.ts";
 import { aesGcmDecrypt, aesGcmEncrypt, importAesGcmKey, sequenceNonce } from "../crypto/mod.ts";
+import { printable } from "../runtime/mod.ts";
 
 /** A record that cannot be accepted: replayed, reordered, altered or undecryptable. */
 export class RecordError extends Error {
@@ -150,6 +155,30 @@ export class SeedRecords implements RecordLayer {
   }
 }
 
+/**
+ * The default mode, after the handshake: a frame that is not a record arrived (a cleartext
+ * `error`, or any other message). Nothing authenticates it, so whatever it says is not believed:
+ * the connection is broken (someone on the path, or a broken peer) and is closed. Alice then
+ * retries her request, with the same request id, on a new connection.
+ */
+export class CleartextFrameError extends FrameError {
+  override name = "CleartextFrameError";
+  /** The message type that arrived (`error`, …), or undefined when it did not decode. */
+  readonly received: string | undefined;
+
+  constructor(received: string | undefined, said?: string) {
+    super(
+      `${stepName(6)}: connection broken: a cleartext ${
+        received ?? "frame"
+      } arrived after the handshake${
+        said === undefined ? "" : ` ('${printable(said)}')`
+      }; only authenticated records count, so it is not believed`,
+      "malformed",
+    );
+    this.received = received;
+  }
+}
+
 /** The peer sent an operation this side does not know; the record itself was fine. */
 export class UnknownOperationError extends FrameError {
   override name = "UnknownOperationError";
@@ -179,12 +208,32 @@ export class BankSession {
   }
 
   /**
-   * Receives the next record's plaintext; `null` at a clean end of stream. A peer's `error`
-   * becomes `PeerRefusedError`; a bad record throws `RecordError`.
+   * Receives the next record's plaintext; `null` at a clean end of stream. A bad record throws
+   * `RecordError`. A cleartext `error`: in seed mode, and in the default mode while the handshake
+   * is still on (`handshake`: the welcome, which confirms the keys), it is the peer's refusal,
+   * `PeerRefusedError`; once the handshake is over in the default mode, it and any other frame
+   * that is not a record are `CleartextFrameError` (a broken connection, not believed).
    */
-  async receivePlain(options: { timeoutMs?: number } = {}): Promise<Uint8Array | null> {
-    const frame = await this.stream.readFrame(options);
+  async receivePlain(
+    options: { timeoutMs?: number; handshake?: boolean } = {},
+  ): Promise<Uint8Array | null> {
+    const { handshake, ...read } = options;
+    const frame = await this.stream.readFrame(read);
     if (frame === null) return null;
+    const believeCleartext = this.mode === "seed" || handshake === true;
+    // check: bank-cleartext-after-handshake tests/bank/session_test.ts tests/trudy/error_injection_test.ts
+    if (!believeCleartext && frame[0] !== bankProtocol.messages.record.code) {
+      let received: string | undefined;
+      let said: string | undefined;
+      try {
+        const msg = bankProtocol.decode(frame);
+        received = msg.type;
+        if (msg.type === "error") said = msg.reason;
+      } catch {
+        received = undefined;
+      }
+      throw new CleartextFrameError(received, said);
+    }
     if (frame[0] === bankProtocol.messages.error.code) {
       const msg = bankProtocol.decode(frame);
       if (msg.type === "error") throw new PeerRefusedError(msg.reason);
@@ -193,7 +242,7 @@ export class BankSession {
   }
 
   /** Receives the next operation of any type; `null` at a clean end of stream. */
-  async next(options: { timeoutMs?: number } = {}): Promise<BankOp | null> {
+  async next(options: { timeoutMs?: number; handshake?: boolean } = {}): Promise<BankOp | null> {
     const plain = await this.receivePlain(options);
     if (plain === null) return null;
     try {
@@ -206,10 +255,13 @@ export class BankSession {
     }
   }
 
-  /** Receives the next operation, which must be one of `types`. */
+  /**
+   * Receives the next operation, which must be one of `types`. The peer's authenticated `error`
+   * becomes `PeerRefusedError` (its words are the peer's: pass them through `printable`).
+   */
   async receive<N extends keyof BankOps & string>(
     types: readonly N[],
-    options: { timeoutMs?: number } = {},
+    options: { timeoutMs?: number; handshake?: boolean } = {},
   ): Promise<BankOp<N>> {
     const op = await this.next(options);
     const expected = types.join(" or ");
@@ -217,6 +269,7 @@ export class BankSession {
       throw new FrameError(`Connection closed while waiting for ${expected}`, "closed");
     }
     if ((types as readonly string[]).includes(op.type)) return op as BankOp<N>;
+    if (op.type === "error") throw new PeerRefusedError(op.reason);
     throw new UnexpectedMessageError(`Expected ${expected}, got ${op.type}`);
   }
 
@@ -230,9 +283,16 @@ export class BankSession {
     await this.stream.writeFrame(payload);
   }
 
-  /** Sends a refusal in the clear (the protocol's `error`), ignoring a closed connection. */
+  /**
+   * Ends the session with a refusal, ignoring a closed connection: in the default mode inside an
+   * authenticated record (`bankOps.error`), in seed mode in the clear as the seed did.
+   */
   async refuse(reason: string): Promise<void> {
-    await this.stream.writeFrame(bankProtocol.encode("error", { reason })).catch(() => {});
+    if (this.mode === "seed") {
+      await this.stream.writeFrame(bankProtocol.encode("error", { reason })).catch(() => {});
+    } else {
+      await this.send("error", { reason }).catch(() => {});
+    }
   }
 
   close(): void {

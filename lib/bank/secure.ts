@@ -126,8 +126,10 @@ export async function aliceSecure(
   const session = new BankSession(machine.stream, records, me);
   let welcome;
   try {
+    // The welcome ends the handshake: until it arrives, Bob's refusal (STEP 5) is in the clear.
     welcome = await session.receive(["welcome"], {
       timeoutMs: options.timeoutMs ?? BANK_HANDSHAKE_TIMEOUT_MS,
+      handshake: true,
     });
   } catch (err) {
     if (err instanceof PeerRefusedError) throw err;
@@ -148,8 +150,9 @@ export async function bobSecure(
   machine: HandshakeMachine,
   options: BobOptions,
 ): Promise<BankSession> {
-  const { log, identity, root } = options;
+  const { log, identity, root, revocation } = options;
   if (!identity.cert || !root) throw new TypeError("Secure mode needs Bob's certificate and root");
+  if (!revocation) throw new TypeError("Secure mode needs a revocation checker: Bob always checks");
   const from = options.remote ?? "Alice";
 
   const hello = await machine.receive(1, "hello");
@@ -179,11 +182,11 @@ export async function bobSecure(
   const beforeSecret = machine.transcript.snapshot();
   const secret = await machine.receive(5, "secret");
   let alice: Certificate;
-  let crl: Crl | undefined;
+  let crl: Crl;
   try {
     alice = parseCertificate(secret.certificate, "Alice's certificate");
-    crl = await options.revocation?.current();
-    await verifyCertificate(alice, { root, purpose: "clientAuth", ...(crl ? { crl } : {}) });
+    crl = await revocation.current();
+    await verifyCertificate(alice, { root, purpose: "clientAuth", crl });
   } catch (err) {
     if (err instanceof RevocationUnavailableError) {
       // Fail closed: no current CRL, no customer. Bob's log says why; Alice hears "try later".
@@ -211,9 +214,9 @@ export async function bobSecure(
   if (!dh) throw new HandshakeError(5, "Alice's X25519 share is invalid");
   log.step(
     5,
-    `Alice's secret: certificate ${customer} verified${
-      crl ? `, not revoked (CRL #${crlNumber(crl) ?? "?"})` : ""
-    }, her signature covers the exchange`,
+    `Alice's secret: certificate ${customer} verified, not revoked (CRL #${
+      crlNumber(crl) ?? "?"
+    }), her signature covers the exchange`,
   );
 
   const keys = await sessionKeys(dh, machine.hash());

@@ -18,9 +18,11 @@
 import { SEED_SENTENCE, SEED_TEXT } from "./protocol.ts";
 import {
   type AliceOptions,
+  type BobIdentity,
   type BobOptions,
   HandshakeError,
   type HandshakeMachine,
+  loadBobIdentity,
 } from "./machine.ts";
 import { BankSession, SeedRecords } from "./records.ts";
 import {
@@ -31,7 +33,7 @@ import {
   textbookRsaPublicKey,
   toBytes,
 } from "../crypto/mod.ts";
-import { RSA_SIGN } from "../pki/mod.ts";
+import { exportPrivateKeyPem, generateRsaKeyPair, RSA_SIGN } from "../pki/mod.ts";
 
 const utf8 = new TextEncoder();
 
@@ -94,6 +96,23 @@ export async function aliceSeed(
 
 // ------------------------------------------------------------------ Bob
 
+/** The modulus size of an RSA key, in bytes. */
+function modulusBytes(key: TextbookRsaKey): number {
+  const bits = key.asymmetricKeyDetails?.modulusLength;
+  if (bits === undefined) throw new TypeError("Bob's seed key is not an RSA key");
+  return bits / 8;
+}
+
+/**
+ * Bob's identity for seed mode: a throwaway RSA-2048 key made for this run, kept in memory only.
+ * Seed mode decrypts textbook RSA with it, so it is never the CA-certified key of the default
+ * mode (`serveBank` refuses a seed identity that carries a certificate).
+ */
+export async function seedBobIdentity(): Promise<BobIdentity> {
+  const keys = await generateRsaKeyPair(2048);
+  return await loadBobIdentity(await exportPrivateKeyPem(keys.privateKey));
+}
+
 const SEED_CUSTOMER = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** Bob's side of the seed handshake: the session's customer is the claimed name, `seed/<name>`. */
@@ -102,6 +121,9 @@ export async function bobSeed(
   options: BobOptions,
 ): Promise<BankSession> {
   const { log, identity } = options;
+  if (identity.cert) {
+    throw new TypeError("Seed mode never uses Bob's certified key: give it seedBobIdentity()");
+  }
   const from = options.remote ?? "Alice";
   const hello = await machine.receive(1, "seedHello");
   if (!SEED_CUSTOMER.test(hello.customer)) {
@@ -122,6 +144,16 @@ export async function bobSeed(
   log.step(4, `Bob's proof: sent my signature over '${SEED_SENTENCE}' (the same every session)`);
 
   const secretMsg = await machine.receive(5, "seedSecret");
+  // Seed mode keeps the seed's flaws, but not this one: an empty or short "encrypted secret" is
+  // raw RSA of a tiny number (0 for no bytes), which decrypts to a secret anyone can compute.
+  const size = modulusBytes(identity.decryptKey);
+  // check: seed-secret-length tests/bank/session_test.ts
+  if (secretMsg.secret.length !== size) {
+    throw new HandshakeError(
+      5,
+      `the encrypted secret must be ${size} bytes (Bob's modulus), got ${secretMsg.secret.length}`,
+    );
+  }
   let block: Uint8Array;
   try {
     block = insecureTextbookRsaDecrypt(identity.decryptKey, secretMsg.secret);
@@ -131,6 +163,7 @@ export async function bobSeed(
   if (block.length < 32 || block.subarray(0, block.length - 32).some((b) => b !== 0)) {
     throw new HandshakeError(5, "the decrypted secret is not 32 bytes");
   }
+  if (block.every((b) => b === 0)) throw new HandshakeError(5, "the decrypted secret is zero");
   log.step(5, "Alice's secret: decrypted with my private key");
   machine.finish();
   return new BankSession(

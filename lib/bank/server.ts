@@ -15,13 +15,20 @@ import {
   BANK_PORT,
   type BankMode,
   bankOps,
+  bankProtocol,
   stepName,
 } from "./protocol.ts";
-import { type BankSession, RecordError, UnknownOperationError } from "./records.ts";
+import { type HandshakeLimit, HandshakeRateLimiter } from "./rate_limit.ts";
+import {
+  type BankSession,
+  CleartextFrameError,
+  RecordError,
+  UnknownOperationError,
+} from "./records.ts";
 import { DeadlineError, FrameError, PeerRefusedError } from "../wire/mod.ts";
-import type { StepLog } from "../runtime/mod.ts";
+import { printable, type StepLog } from "../runtime/mod.ts";
 import type { Certificate, Revocation } from "../pki/mod.ts";
-import { serveFramed, type Server } from "../net/mod.ts";
+import { LogSummary, serveFramed, type Server } from "../net/mod.ts";
 
 export interface BankServerOptions {
   mode: BankMode;
@@ -31,8 +38,8 @@ export interface BankServerOptions {
   /** Secure: the root customers' certificates chain to. */
   root?: Certificate;
   /**
-   * Secure: the shared revocation checker (lib/pki), asked at each handshake; it refreshes the
-   * CRL and fails closed once the CRL it holds is past its nextUpdate.
+   * Secure (required there): the shared revocation checker (lib/pki), asked at each handshake; it
+   * refreshes the CRL and fails closed once the CRL it holds is past its nextUpdate.
    */
   revocation?: Revocation;
   hostname?: string;
@@ -43,6 +50,11 @@ export interface BankServerOptions {
   maxConnections?: number;
   /** Connections one address may hold at once (default 16). */
   maxPerAddress?: number;
+  /**
+   * Handshakes one address may start per second, and in a burst (default 20 a second, bursts of
+   * 40): each costs Bob an RSA signature before anyone is authenticated.
+   */
+  handshakeLimit?: Partial<HandshakeLimit>;
 }
 
 /** One statement entry per line, tab-separated: time, kind, amount, status, balance. */
@@ -54,8 +66,22 @@ export function encodeStatement(entries: StatementEntry[]): string {
 
 export function serveBank(options: BankServerOptions): Server {
   const { accounts, mode } = options;
+  // check: seed-throwaway-key tests/bank/session_test.ts
+  if (mode === "seed" && options.identity.cert) {
+    // Seed mode decrypts textbook RSA: never with the CA-certified key.
+    throw new TypeError(
+      "Seed mode runs with a throwaway key (seedBobIdentity), not Bob's certified one",
+    );
+  }
+  // check: bob-revocation-required tests/bank/session_test.ts
+  if (mode === "secure" && !options.revocation) {
+    throw new TypeError("Secure mode needs a revocation checker: Bob always checks revocation");
+  }
   const idleMs = options.idleTimeoutMs ?? BANK_IDLE_TIMEOUT_MS;
-  return serveFramed({
+  const limiter = new HandshakeRateLimiter(options.handshakeLimit);
+  // A flood's refusals are summarised, not logged one by one.
+  const overRate = new LogSummary(options.log);
+  const server = serveFramed({
     hostname: options.hostname,
     port: options.port ?? BANK_PORT,
     log: options.log,
@@ -66,7 +92,20 @@ export function serveBank(options: BankServerOptions): Server {
       maxFrame: BANK_MAX_FRAME,
       readTimeoutMs: options.handshakeTimeoutMs ?? BANK_HANDSHAKE_TIMEOUT_MS,
     },
-    handler: async (stream, { remote, log }) => {
+    handler: async (stream, { remote, log }, conn) => {
+      const host = (conn.remoteAddr as Deno.NetAddr).hostname ?? remote;
+      // Before Bob reads a byte: a host over its handshake rate gets a short refusal and is closed.
+      // check: bob-handshake-rate tests/bank/flood_test.ts
+      if (!limiter.take(host)) {
+        overRate.note(
+          "refused handshakes over the per-address rate",
+          `refused ${remote}: more than ${limiter.rate} handshakes a second from ${host}`,
+        );
+        const reason =
+          `Too many handshakes from ${host}: at most ${limiter.rate} a second; try again shortly`;
+        await stream.writeFrame(bankProtocol.encode("error", { reason })).catch(() => {});
+        return;
+      }
       let session: BankSession;
       try {
         ({ session } = await bobHandshake(stream, {
@@ -79,9 +118,12 @@ export function serveBank(options: BankServerOptions): Server {
           ...(options.handshakeTimeoutMs ? { timeoutMs: options.handshakeTimeoutMs } : {}),
         }));
       } catch (err) {
-        if (err instanceof HandshakeError) return log.warn(`refused ${remote}: ${err.message}`);
+        // Both may carry the peer's text: printable() before the log.
+        if (err instanceof HandshakeError) {
+          return log.warn(`refused ${remote}: ${printable(err.message)}`);
+        }
         if (err instanceof PeerRefusedError) {
-          return log.warn(`${remote} gave up: ${err.message}`);
+          return log.warn(`${remote} gave up: ${printable(err.message)}`);
         }
         throw err;
       }
@@ -93,6 +135,8 @@ export function serveBank(options: BankServerOptions): Server {
       await serveOperations(session, accounts, log, idleMs);
     },
   });
+  server.finished.then(() => overRate.flush(), () => overRate.flush());
+  return server;
 }
 
 async function serveOperations(
@@ -115,7 +159,9 @@ async function serveOperations(
         });
         continue;
       }
-      if (err instanceof RecordError) {
+      // A bad record, or (default mode) a cleartext frame after the handshake: the session is
+      // over; the refusal goes inside a record in the default mode (`refuse`).
+      if (err instanceof RecordError || err instanceof CleartextFrameError) {
         log.warn(`${customer}: ${err.message}: closing`);
         await session.refuse(err.message);
         return;
@@ -129,11 +175,17 @@ async function serveOperations(
         await session.refuse(err.message);
         return;
       }
-      if (err instanceof PeerRefusedError) return log.warn(`${customer} gave up: ${err.message}`);
+      if (err instanceof PeerRefusedError) {
+        return log.warn(`${customer} gave up: ${printable(err.message)}`);
+      }
       throw err;
     }
     if (op === null) return log.info(`${customer}: disconnected`);
     switch (op.type) {
+      case "error":
+        // Alice ended the session, inside a record (she saw a cleartext frame or a bad record).
+        log.warn(`${customer} ended the session: ${printable(op.reason)}`);
+        return;
       case "deposit":
       case "withdraw": {
         let result;

@@ -7,11 +7,12 @@
 import { createHash } from "node:crypto";
 import { ensureDir, exists, type HostPort, type StepLog, writeFileAtomic } from "../runtime/mod.ts";
 import { FramedStream, PeerRefusedError } from "../wire/mod.ts";
-import { constantTimeEqual, randomBytes, sha256, toBytes, toHex } from "../crypto/mod.ts";
+import { constantTimeEqual, randomBytes, sha256, toHex } from "../crypto/mod.ts";
 import type { StudentIdentity } from "../ca/mod.ts";
 import {
   CHUNK_SIZE,
-  MAX_MESSAGE_BYTES,
+  messageProblem,
+  RecordError,
   type RecordKind,
   type SecureSession,
   SESSION_MAX_FRAME,
@@ -85,13 +86,18 @@ export class StudentSession {
     this.#timeoutMs = timeoutMs;
   }
 
-  /** Sends one message | HMAC and waits until Blackboard confirms it. */
+  /**
+   * Sends one message | HMAC and waits until Blackboard confirms it. A cleartext frame instead of
+   * the confirmation (`CleartextFrameError`) is a broken connection, not Blackboard's word: the
+   * message may well have been printed, so it is not reported as refused.
+   */
   async send(text: string): Promise<void> {
-    if (toBytes(text).length > MAX_MESSAGE_BYTES) {
-      throw new RangeError(`Message too long: at most ${MAX_MESSAGE_BYTES} bytes`);
-    }
-    await this.secure.send("message", { text });
-    await this.secure.receive(["received"], { timeoutMs: this.#timeoutMs });
+    const problem = messageProblem(text);
+    if (problem !== null) throw new RangeError(problem);
+    await this.#broken(async () => {
+      await this.secure.send("message", { text });
+      await this.secure.receive(["received"], { timeoutMs: this.#timeoutMs });
+    });
     this.#log.step(
       6,
       `message sent ${
@@ -101,11 +107,32 @@ export class StudentSession {
   }
 
   /**
+   * Runs `exchange`; when a cleartext frame or a bad record ends the session, tells Blackboard
+   * why inside the session (an authenticated `error`), closes, and throws.
+   */
+  async #broken<T>(exchange: () => Promise<T>): Promise<T> {
+    try {
+      return await exchange();
+    } catch (err) {
+      if (err instanceof RecordError) {
+        this.#log.warn(err.message);
+        await this.secure.refuse(err.message);
+        this.close();
+      }
+      throw err;
+    }
+  }
+
+  /**
    * Uploads a file in authenticated chunks, resuming a partial upload of the same file (same
    * path, size and modification time) from the offset Blackboard holds. Memory use does not depend
    * on the file's size.
    */
   async upload(path: string, options: UploadOptions = {}): Promise<UploadReceipt> {
+    return await this.#broken(() => this.#upload(path, options));
+  }
+
+  async #upload(path: string, options: UploadOptions): Promise<UploadReceipt> {
     const chunkSize = Math.min(options.chunkSize ?? CHUNK_SIZE, CHUNK_SIZE);
     const info = await Deno.stat(path).catch((err) => {
       throw new Error(`Cannot read ${path}: ${err.message}`);

@@ -17,7 +17,10 @@
  *     either way            sealed      STEP 6 seq | AES-GCM(K_dir, nonce = seq, aad = dir | seq)
  *     either way            record      STEP 6 seq | message | HMAC(K_dir, dir | seq | message)
  *                                              (MAC-only records: `--records hmac`, teaching only)
- *     Blackboard → student  error       a refusal, one line (then the connection closes)
+ *     Blackboard → student  error       a refusal during the handshake, one line (then the
+ *                                       connection closes); after it, refusals travel inside a
+ *                                       record (the session table's `error`), and a cleartext
+ *                                       frame is a broken connection, never believed
  *
  * The session key is HKDF over the X25519 secret, salted with the transcript hash: it never
  * crosses the wire, in any form, and no long-term key opens it later (forward secrecy).
@@ -35,6 +38,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { printable, UNPRINTABLE } from "../runtime/mod.ts";
 import {
   defineProtocol,
   type FramedStream,
@@ -92,6 +96,23 @@ export const RECORD_KINDS: readonly RecordKind[] = ["aes-gcm", "hmac"];
 /** A record kind from a peer or a command line, or undefined when it is not one. */
 export function recordKindOf(text: string): RecordKind | undefined {
   return (RECORD_KINDS as readonly string[]).includes(text) ? text as RecordKind : undefined;
+}
+
+/**
+ * Why a step-6 message cannot be accepted, or null when it can: longer than `MAX_MESSAGE_BYTES`,
+ * or holding what `UNPRINTABLE` names (control characters, line separators, and the bidirectional
+ * overrides and isolates such as U+202E that make text read differently from what it is), as the
+ * chat refuses them. The student checks before sending; Blackboard refuses such a message.
+ */
+export function messageProblem(text: string): string | null {
+  if (toBytes(text).length > MAX_MESSAGE_BYTES) {
+    return `Message too long: at most ${MAX_MESSAGE_BYTES} bytes`;
+  }
+  // check: message-text tests/blackboard/session_test.ts
+  if (UNPRINTABLE.test(text)) {
+    return "Message refused: it contains control characters or bidirectional overrides (such as U+202E)";
+  }
+  return null;
 }
 
 /** Step 3's request line, exactly as the seeds wrote it. */
@@ -291,6 +312,26 @@ export class RecordError extends FrameError {
   override name = "RecordError";
 }
 
+/**
+ * The default mode, after the handshake: a frame that is not a record arrived (a cleartext
+ * `error` that anyone on the path can write, or any other message). Nothing authenticates it, so
+ * what it says is not believed: the connection is broken and is closed.
+ */
+export class CleartextFrameError extends RecordError {
+  override name = "CleartextFrameError";
+  /** The message type that arrived (`error`, …). */
+  readonly received: string;
+
+  constructor(received: string, said?: string) {
+    super(
+      `Connection broken: a cleartext ${received} arrived after the handshake${
+        said === undefined ? "" : ` ('${printable(said)}')`
+      }; only authenticated records count, so it is not believed`,
+    );
+    this.received = received;
+  }
+}
+
 function recordHeader(dir: Direction, seq: number): Uint8Array {
   const head = new Uint8Array(8);
   new DataView(head.buffer).setBigUint64(0, BigInt(seq));
@@ -336,9 +377,13 @@ export class RecordLayer {
   /** Checks one received outer message and returns its payload. */
   async open(frame: Uint8Array): Promise<Uint8Array> {
     const msg = blackboardProtocol.decode(frame);
-    if (msg.type === "error") throw new PeerRefusedError(msg.reason);
+    // After the handshake a cleartext `error` is not the peer's word: anyone can write one.
+    // check: blackboard-cleartext-after-handshake tests/blackboard/session_test.ts tests/trudy/error_injection_test.ts
+    if (msg.type !== "record" && msg.type !== "sealed") {
+      throw new CleartextFrameError(msg.type, msg.type === "error" ? msg.reason : undefined);
+    }
     const want = this.#encrypt ? "sealed" : "record";
-    if (msg.type !== "record" && msg.type !== "sealed" || msg.type !== want) {
+    if (msg.type !== want) {
       throw new RecordError(`Expected a step-6 ${want}, got ${msg.type}`);
     }
     const seq = this.#receiveSeq;
@@ -368,8 +413,9 @@ export class RecordLayer {
 }
 
 /**
- * A finished handshake (typestate): only here can step-6 messages be sent and received.
- * Received `error` messages (inner, authenticated; or outer) become `PeerRefusedError`.
+ * A finished handshake (typestate): only here can step-6 messages be sent and received. The
+ * peer's `error` inside a record (authenticated) becomes `PeerRefusedError`; a cleartext frame
+ * is `CleartextFrameError` (a broken connection, not believed).
  */
 export class SecureSession {
   readonly stream: FramedStream;
@@ -411,6 +457,14 @@ export class SecureSession {
     if ((types as readonly string[]).includes(msg.type)) return msg as SessionMessage<N>;
     if (msg.type === "error") throw new PeerRefusedError(msg.reason);
     throw new FrameError(`Expected ${expected}, got ${msg.type}`);
+  }
+
+  /**
+   * Ends the session with a refusal inside an authenticated record (the session table's `error`),
+   * ignoring a connection that is already gone.
+   */
+  async refuse(reason: string): Promise<void> {
+    await this.send("error", { reason }).catch(() => {});
   }
 
   close(): void {

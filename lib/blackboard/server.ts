@@ -25,7 +25,7 @@ import {
   BLACKBOARD_PORT,
   blackboardProtocol,
   HANDSHAKE_TIMEOUT_MS,
-  MAX_MESSAGE_BYTES,
+  messageProblem,
   parseRequestLine,
   type RecordKind,
   type SecureSession,
@@ -77,7 +77,12 @@ export function serveBlackboard(options: BlackboardOptions): Server {
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     sessionTimeoutMs: options.sessionTimeoutMs ?? SESSION_TIMEOUT_MS,
     verifyStudent: (peer, line, certificate) => verifyStudent(options, peer, line, certificate),
-    printMessage: (sid, text) => print(`Message from ${sid}: ${printable(text)}`),
+    printMessage: (sid, text) => {
+      // Both modes: a message with control characters or bidi overrides is refused, never shown.
+      const problem = messageProblem(text);
+      if (problem !== null) throw new Refusal(problem);
+      print(`Message from ${sid}: ${printable(text)}`);
+    },
   };
   return serveFramed({
     hostname: options.hostname,
@@ -143,16 +148,23 @@ async function lingerClose(conn: Deno.Conn): Promise<void> {
   }
 }
 
-/** Logs why a student is refused, tells the student in one line, and leaves the closing to the caller. */
-async function refuse(peer: Peer, err: unknown): Promise<void> {
+/**
+ * Why a student is refused, in one line for the student, after logging it; undefined when there
+ * is nothing to tell (a deadline passed, or the student gave up or broke the connection).
+ */
+function refusalReason(peer: Peer, err: unknown): string | undefined {
   const who = peer.sid ? `SID ${peer.sid} (${peer.remote})` : peer.remote;
   if (err instanceof DeadlineError) {
     peer.log.warn(`dropped ${who}: ${err.message}`);
-    return;
+    return undefined;
   }
   if (err instanceof PeerRefusedError) {
-    peer.log.warn(`${who} gave up: ${err.message}`);
-    return;
+    peer.log.warn(`${who} gave up: ${printable(err.message)}`);
+    return undefined;
+  }
+  if (err instanceof FrameError && (err.kind === "closed" || err.kind === "truncated")) {
+    peer.log.warn(`${who}: ${err.message}`);
+    return undefined;
   }
   let reason: string;
   if (
@@ -168,9 +180,18 @@ async function refuse(peer: Peer, err: unknown): Promise<void> {
     reason = "Blackboard failed: internal error";
   }
   peer.log.warn(`refused ${who}: ${reason}`);
-  if (peer.stream.closed) return;
+  return reason;
+}
+
+/**
+ * During the handshake: logs why a student is refused and tells the student in one line (the
+ * outer `error`, in the clear: nothing is authenticated yet, and a refusal carries no secret);
+ * the caller closes.
+ */
+async function refuse(peer: Peer, err: unknown): Promise<void> {
+  const reason = refusalReason(peer, err);
+  if (reason === undefined || peer.stream.closed) return;
   peer.refused = true;
-  // The outer `error` message, in the clear: a refusal carries no secret.
   await peer.stream.writeFrame(blackboardProtocol.encode("error", { reason })).catch(() => {});
 }
 
@@ -227,9 +248,8 @@ async function serveSession(
       }
       switch (msg.type) {
         case "message": {
-          if (new TextEncoder().encode(msg.text).length > MAX_MESSAGE_BYTES) {
-            throw new Refusal(`Message too long: at most ${MAX_MESSAGE_BYTES} bytes`);
-          }
+          const problem = messageProblem(msg.text);
+          if (problem !== null) throw new Refusal(problem);
           log.step(
             6,
             `message from ${sid}: ${
@@ -274,25 +294,28 @@ async function serveSession(
           });
           break;
         }
+        case "error":
+          // The student ended the session, inside a record (it saw a cleartext frame or a bad
+          // record): its words, through printable().
+          log.warn(`${sid} ended the session: ${printable(msg.reason)}`);
+          return;
         default:
           throw new Refusal(`Unexpected ${msg.type} from the student`);
       }
     }
   } catch (err) {
-    if (err instanceof Refusal || err instanceof UploadError) {
-      // The session is intact: the refusal goes as an authenticated record.
-      await session.send("error", { reason: err.message }).catch(() => {});
-      log.warn(`refused SID ${sid} (${peer.remote}): ${err.message}`);
-      peer.refused = true;
-      return;
-    }
-    // A record refused (RecordError) or a broken stream: the session is over; `refuse` answers.
     if (err instanceof FrameError && upload) {
       log.warn(
         `${sid}: ${err.message}; partial ${upload.name} kept at byte ${upload.offset} for a resume`,
       );
     }
-    throw err;
+    // After the handshake every refusal travels inside an authenticated record, never in the
+    // clear: a refused record, a cleartext frame, a refusal of Blackboard's own, an internal error.
+    const reason = refusalReason(peer, err);
+    if (reason !== undefined && !peer.stream.closed) {
+      await session.refuse(reason);
+      peer.refused = true;
+    }
   } finally {
     await upload?.close();
   }

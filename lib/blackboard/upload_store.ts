@@ -12,7 +12,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { constantTimeEqual } from "../crypto/mod.ts";
-import { ensureDir, exists, syncDir, writeFileAtomic } from "../runtime/mod.ts";
+import { ensureDir, exists, printable, syncDir, writeFileAtomic } from "../runtime/mod.ts";
 
 /** A refusal of an upload request; the message goes to the student. */
 export class UploadError extends Error {
@@ -20,13 +20,20 @@ export class UploadError extends Error {
 }
 
 export const UPLOAD_ID = /^[0-9a-f]{32}$/;
-const NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$/;
+/** First character: not '.' (a hidden file) and not '-' (read as an option by the tools that list reports). */
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/;
 
-/** Checks a report's file name: a plain name, no path, no leading dot, at most 100 characters. */
+/**
+ * Checks a report's file name: a plain name, no path, no leading dot or dash, at most 100
+ * characters.
+ */
 export function checkReportName(name: string): string {
+  // check: report-name tests/blackboard/protocol_test.ts
   if (!NAME.test(name) || name.includes("..")) {
     throw new UploadError(
-      `Invalid report name '${name}': use 1-100 letters, digits, '.', '_' or '-', no path`,
+      `Invalid report name '${
+        printable(name)
+      }': use 1-100 letters, digits, '.', '_' or '-', no path, not starting with '.' or '-'`,
     );
   }
   return name;
@@ -36,7 +43,9 @@ export function checkReportName(name: string): string {
 export function reportNameOf(path: string): string {
   const base = path.slice(path.lastIndexOf("/") + 1);
   let name = base.replace(/[^A-Za-z0-9._-]/g, "_").replace(/\.\.+/g, ".").slice(0, 100);
-  if (name === "" || name.startsWith(".")) name = `report${name}`.slice(0, 100);
+  if (name === "" || name.startsWith(".") || name.startsWith("-")) {
+    name = `report${name}`.slice(0, 100);
+  }
   return name;
 }
 

@@ -16,6 +16,7 @@ import {
 import {
   assertPrivateFile,
   ensureDir,
+  errorMessage,
   exists,
   type HostPort,
   readTextFile,
@@ -29,11 +30,14 @@ import {
   certificatePem,
   type Crl,
   der,
+  importSigningKey,
   parseCertificate,
   parseCrl,
   samePublicKey,
+  signRsa,
   verifyCertificate,
   verifyCrl,
+  verifyRsa,
 } from "../pki/mod.ts";
 
 export const KEY_FILE = "student.key";
@@ -144,9 +148,44 @@ export async function loadIdentity(home: string): Promise<StudentIdentity> {
     await readTextFile(paths.cert, "the student's certificate"),
     paths.cert,
   );
+  await assertKeyOfCertificate(keyPem, paths.key, cert, paths.cert);
   const root = await loadRoot(paths.root);
   const sid = cert.subjectName.getField("2.5.4.3")[0] ?? "";
   return { sid, cert, keyPem, root, home };
+}
+
+const KEY_CHECK = new TextEncoder().encode(
+  "secure-channel-lab: is this the key of the certificate?",
+);
+
+/**
+ * Checks at load, before anything is sent, that `keyPem` parses and is the private half of
+ * `cert`: a signature made with it verifies under the certificate's public key. A truncated or
+ * damaged key file, or the key of another certificate, is one clear error naming both files
+ * (instead of a failure deep inside a handshake).
+ */
+export async function assertKeyOfCertificate(
+  keyPem: string,
+  keyPath: string,
+  cert: Certificate,
+  certPath: string,
+): Promise<void> {
+  let signature: Uint8Array;
+  try {
+    signature = await signRsa(await importSigningKey(keyPem), KEY_CHECK);
+  } catch (err) {
+    throw new CertificateError(
+      `The private key ${keyPath} cannot be read (truncated or damaged? ${
+        errorMessage(err)
+      }): restore it, or enrol again with a new home`,
+    );
+  }
+  // check: student-key-matches-certificate tests/blackboard/cli_test.ts
+  if (!(await verifyRsa(cert, signature, KEY_CHECK).catch(() => false))) {
+    throw new CertificateError(
+      `The private key ${keyPath} is not the key of the certificate ${certPath}: restore the right key, or enrol again with a new home`,
+    );
+  }
 }
 
 /** Writes the key (0600) into a home, creating it (0700). */

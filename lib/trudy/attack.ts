@@ -44,6 +44,10 @@ export type VerdictReason =
   | "mac-refused" // no key crossed the wire; the forgery under a guessed key was refused
   | "no-key-ended-early" // no key crossed the wire and the session ended before the injection
   | "ended-before-key" // the session ended before Trudy saw a session key
+  // error-injection
+  | "forged-error-believed" // the victim took Trudy's cleartext error after the handshake as the server's refusal
+  | "forged-error-not-believed" // the victim treated it as a broken connection (and Alice resent her request)
+  | "nothing-to-replace" // the server sent nothing after the handshake: no reply to replace
   // session-key-sniff --pcap
   | "key-in-capture" // the capture holds the session key in the clear
   | "no-key-in-capture" // the capture's Blackboard sessions carry no session key

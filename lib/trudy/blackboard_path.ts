@@ -13,8 +13,8 @@ import {
   type Verdict,
   type WatchOutcome,
 } from "./attack.ts";
-import { blackboardProtocol, SESSION_MAX_FRAME } from "../blackboard/mod.ts";
-import type { HostPort, StepLog } from "../runtime/mod.ts";
+import { blackboardProtocol, SESSION_MAX_FRAME, sessionProtocol } from "../blackboard/mod.ts";
+import { type HostPort, printable, type StepLog } from "../runtime/mod.ts";
 import { sha256, toHex } from "../crypto/mod.ts";
 import type { Direction, FrameResult, RelaySession } from "../net/mod.ts";
 
@@ -95,6 +95,24 @@ export class BlackboardObserver {
           this.watch.refused(msg.reason);
         }
         break;
+      case "record": {
+        // After the handshake Blackboard refuses inside a record. An HMAC-only record carries its
+        // message in the clear, so Trudy reads the refusal (an AES-GCM one she cannot read).
+        if (direction !== "toClient") break;
+        let inner;
+        try {
+          inner = sessionProtocol.decode(msg.payload);
+        } catch {
+          break;
+        }
+        if (inner.type === "error") {
+          log.info(
+            `Blackboard refused, in an HMAC record Trudy can read: ${printable(inner.reason)}`,
+          );
+          this.watch.refused(inner.reason);
+        }
+        break;
+      }
       default:
         break;
     }

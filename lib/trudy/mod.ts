@@ -8,5 +8,6 @@ export * from "./cross_service.ts";
 export * from "./crl_rollback.ts";
 export * from "./enrol_code_theft.ts";
 export * from "./enrol_impersonation.ts";
+export * from "./error_injection.ts";
 export * from "./message_replay.ts";
 export * from "./session_key_sniff.ts";

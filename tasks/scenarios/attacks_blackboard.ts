@@ -107,7 +107,8 @@ export const ATTACK_SESSION_KEY_SNIFF = scenario({
     bb("request"),
     bb("sessionKey"),
     bb("confirm"),
-    bb("error"),
+    // Blackboard's refusal after the handshake travels inside a record, never in the clear.
+    session("error"),
   ],
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Student", "Trudy", "Blackboard"],
@@ -194,7 +195,8 @@ export const ATTACK_MESSAGE_REPLAY = scenario({
     bb("confirm"),
     bb("ready"),
     session("message"),
-    bb("error"),
+    // Blackboard's refusal after the handshake travels inside a record, never in the clear.
+    session("error"),
   ],
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Student", "Trudy", "Blackboard"],

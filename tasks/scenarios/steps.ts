@@ -120,7 +120,10 @@ export function serveBlackboard(ctx: Context<"ca">, run: ServerRun): Promise<Run
   ]);
 }
 
-/** Bob (his certificate, if any, in the data directory); `crl` makes him check the CA's CRL. */
+/**
+ * Bob (his certificate, if any, in the data directory). In the default mode he always checks the
+ * scenario's CA's CRL (`crl` is implied); seed mode has no certificates to check.
+ */
 export function serveBob(
   ctx: Context<"ca">,
   run: ServerRun & { crl?: boolean },
@@ -132,6 +135,6 @@ export function serveBob(
     String(run.port),
     "--data-dir",
     run.dataDir,
-    ...(run.crl ? ["--ca", `127.0.0.1:${ctx.ports.ca}`] : []),
+    ...(run.seed ? [] : ["--ca", `127.0.0.1:${ctx.ports.ca}`]),
   ]);
 }

@@ -14,7 +14,7 @@ Deno.test("amounts parse to integer cents", () => {
   assert.equal(parseAmount("10.5"), 1050);
   assert.equal(parseAmount("10.50"), 1050);
   assert.equal(parseAmount("0.01"), 1);
-  assert.equal(parseAmount(" 7.25 "), 725);
+  assert.equal(parseAmount("7.25"), 725);
   assert.equal(parseAmount("999999.99"), MAX_AMOUNT_CENTS - 1);
   // 0.1 + 0.2 style float error cannot happen: 0.29 is exactly 29 cents.
   assert.equal(parseAmount("0.29"), 29);
@@ -47,6 +47,40 @@ Deno.test("hostile amounts are refused with the reason", () => {
       return true;
     });
   }
+});
+
+Deno.test("amounts: only the grammar, nothing around it (spaces, NBSP, line breaks, other digits)", () => {
+  // Each of these once parsed as 5.00 (or 7.25): the parser trimmed before matching.
+  const cases: [string, RegExp][] = [
+    [" 5 ", /spaces or line breaks around the number/],
+    [" 7.25 ", /spaces or line breaks around the number/],
+    ["5 ", /spaces or line breaks/],
+    [" 5", /spaces or line breaks/],
+    ["\u00a05", /spaces or line breaks/],
+    ["5\u00a0", /spaces or line breaks/],
+    ["5\n", /spaces or line breaks/],
+    ["5\r\n", /spaces or line breaks/],
+    ["\t5", /spaces or line breaks/],
+    ["5\u2028", /spaces or line breaks/],
+    ["\ufeff5", /spaces or line breaks/],
+    ["5 .00", /not a number/],
+    ["5\u200b", /not a number/],
+    ["\u0665", /not a number/], // ARABIC-INDIC DIGIT FIVE
+    ["\uff15", /not a number/], // FULLWIDTH DIGIT FIVE
+    ["5,00", /not a number/],
+  ];
+  for (const [text, reason] of cases) {
+    assert.throws(() => parseAmount(text), (err: unknown) => {
+      assert.ok(err instanceof AmountError, `${JSON.stringify(text)}: ${err}`);
+      assert.match(err.message, reason, JSON.stringify(text));
+      // The amount is shown through printable(): no raw line break reaches a log.
+      assert.doesNotMatch(err.message, /[\n\r\u2028]/, JSON.stringify(text));
+      return true;
+    });
+  }
+  // What the grammar allows still parses.
+  assert.equal(parseAmount("005"), 500);
+  assert.equal(parseAmount("5.0"), 500);
 });
 
 Deno.test("cents format with two decimals", () => {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import {
   Accounts,
   BankClient,
+  bankProtocol,
   formatCents,
   newRequestId,
   type OperationOutcome,
@@ -23,14 +24,19 @@ import {
 } from "../_fixtures/helpers.ts";
 import { aliceOptions } from "../_fixtures/bank.ts";
 import { crlPem } from "../../lib/pki/mod.ts";
+import { FramedStream } from "../../lib/wire/mod.ts";
 
 const BANK = "actors/bank.ts";
 
-/** Starts `bank serve` on `port` (0 = any) and returns the process and its port. */
+/**
+ * Starts `bank serve` on `port` (0 = any) and returns the process and its port. `ca` is the CA
+ * whose CRL Bob checks (default mode: Bob always checks revocation, by default with the CA at
+ * 127.0.0.1:9335, so tests give their own CA's address).
+ */
 async function startBob(
   server: TestServerCert,
   dataDir: string,
-  options: { mode?: "default" | "seed"; port?: number; extra?: string[] } = {},
+  options: { mode?: "default" | "seed"; port?: number; ca?: string; extra?: string[] } = {},
 ): Promise<{ bob: ActorProcess; port: number }> {
   const bob = new ActorProcess(BANK, [
     "serve",
@@ -46,6 +52,7 @@ async function startBob(
     server.keyPath,
     "--ca-cert",
     server.rootPath,
+    ...(options.ca !== undefined ? ["--ca", options.ca] : []),
     ...(options.extra ?? []),
   ]);
   const port = Number((await bob.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
@@ -57,7 +64,7 @@ Deno.test("bank CLI: scripted sessions in both modes, refusals and bad amounts",
   await using dir = await tempDir();
   const alice = await pki.student("1155000001");
   const cert = await pki.serverCert("bank", ["127.0.0.1"]);
-  const secure = await startBob(cert, `${dir.path}/secure`);
+  const secure = await startBob(cert, `${dir.path}/secure`, { ca: pki.caAddr });
   const seed = await startBob(cert, `${dir.path}/seed`, { mode: "seed" });
   try {
     const bank = `127.0.0.1:${secure.port}`;
@@ -183,7 +190,7 @@ Deno.test("bank serve --ca: Bob fetches the CA's CRL and refuses a revoked custo
   const fine = await pki.student("1155000002");
   pki.ca.revoke({ sid: revoked.sid });
   const cert = await pki.serverCert("bank", ["127.0.0.1"]);
-  const { bob, port } = await startBob(cert, dir.path, { extra: ["--ca", pki.caAddr] });
+  const { bob, port } = await startBob(cert, dir.path, { ca: pki.caAddr });
   try {
     assert.match(bob.stderr, /CRL from the CA at 127\.0\.0\.1:\d+: 1 revoked/);
     const bank = `127.0.0.1:${port}`;
@@ -332,6 +339,7 @@ Deno.test("20 concurrent clients x 100 operations on shared accounts stay consis
   );
   // 20 customers from 127.0.0.1 at once: more than the default per-address cap.
   const { bob, port } = await startBob(await pki.serverCert("bank", ["127.0.0.1"]), dir.path, {
+    ca: pki.caAddr,
     extra: ["--max-per-address", "32"],
   });
   let ledger: Ledger;
@@ -354,7 +362,7 @@ Deno.test("Bob killed with SIGKILL mid-run and restarted: no acknowledged operat
     ["1155000001", "1155000002", "1155000003", "1155000004"].map((sid) => pki.student(sid)),
   );
   const cert = await pki.serverCert("bank", ["127.0.0.1"]);
-  let { bob, port } = await startBob(cert, dir.path);
+  let { bob, port } = await startBob(cert, dir.path, { ca: pki.caAddr });
   let restart: Promise<void> | undefined;
   let ledger: Ledger;
   try {
@@ -367,7 +375,7 @@ Deno.test("Bob killed with SIGKILL mid-run and restarted: no acknowledged operat
         restart = (async () => {
           const status = await bob.stop("SIGKILL");
           assert.equal(status.signal, "SIGKILL");
-          ({ bob, port } = await startBob(cert, dir.path, { port }));
+          ({ bob, port } = await startBob(cert, dir.path, { port, ca: pki.caAddr }));
         })();
       },
     });
@@ -383,4 +391,137 @@ Deno.test("Bob killed with SIGKILL mid-run and restarted: no acknowledged operat
     await bob.stop("SIGINT");
   }
   assertLedger(`${dir.path}/accounts.db`, students, ledger);
+});
+
+Deno.test("bank serve: a key file others can read is refused; seed mode never reads or changes the certified bank.key", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir();
+  const cert = await pki.serverCert("bank", ["127.0.0.1"]);
+  const keyPem = await Deno.readTextFile(cert.keyPath);
+  await Deno.chmod(cert.keyPath, 0o644);
+  const open = await runActor(BANK, [
+    "serve",
+    "--port",
+    "0",
+    "--data-dir",
+    `${dir.path}/default`,
+    "--cert",
+    cert.certPath,
+    "--key",
+    cert.keyPath,
+    "--ca-cert",
+    cert.rootPath,
+    "--ca",
+    pki.caAddr,
+  ]);
+  assert.equal(open.code, 1, open.stderr);
+  assert.match(
+    open.stderr,
+    /^bank: Refusing to use \S+bank\.key: mode 644 lets others read the key \(chmod 600 it\)$/m,
+  );
+  assert.doesNotMatch(open.stderr, /listening on/);
+
+  // Seed mode, even pointed at the certified key: a throwaway key of its own, in memory only.
+  await Deno.chmod(cert.keyPath, 0o600);
+  const before = await Deno.stat(cert.keyPath);
+  const { bob, port } = await startBob(cert, `${dir.path}/seed`, { mode: "seed" });
+  try {
+    assert.match(bob.stderr, /seed mode: a throwaway RSA-2048 key pair made for this run/);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const stream = new FramedStream(conn, { readTimeoutMs: 5000 });
+    await stream.writeFrame(
+      bankProtocol.encode("seedHello", { greeting: "Hello", customer: "alice" }),
+    );
+    const hi = bankProtocol.decode((await stream.readFrame())!);
+    stream.close();
+    assert.equal(hi.type, "seedHiBob");
+    const certified = new Uint8Array(cert.cert.publicKey.rawData);
+    assert.notDeepEqual(hi.type === "seedHiBob" ? hi.publicKey : undefined, certified);
+    assert.equal(hi.type === "seedHiBob" ? hi.publicKey.length : 0, certified.length);
+  } finally {
+    await bob.stop();
+  }
+  const after = await Deno.stat(cert.keyPath);
+  assert.equal(await Deno.readTextFile(cert.keyPath), keyPem, "bank.key unchanged");
+  assert.equal(after.mtime?.getTime(), before.mtime?.getTime());
+});
+
+Deno.test("Bob checks revocation by default: a customer revoked with 'ca revoke' is refused within 10 s (real CA, Bob and Alice)", async () => {
+  await using dir = await tempDir("lab-bank-revoke-");
+  const cwd = dir.path;
+  const ok = async (script: string, args: string[]) => {
+    const r = await runActor(script, args, { cwd });
+    assert.equal(r.code, 0, `${script} ${args.join(" ")}: ${r.stderr}`);
+    return r;
+  };
+  const SID = "1155000009";
+  await ok("actors/ca.ts", ["init"]);
+  await ok("actors/ca.ts", [
+    "issue",
+    "--server",
+    "bank",
+    "--ip",
+    "127.0.0.1",
+    "--out",
+    "data/bank",
+  ]);
+  await using ca = new ActorProcess("actors/ca.ts", ["serve", "--port", "0"], { cwd });
+  const caAddr = `127.0.0.1:${(await ca.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]!}`;
+  const code = (await ok("actors/ca.ts", ["code", "--sid", SID])).stdout.trim();
+  await ok("actors/student.ts", ["enroll", "--sid", SID, "--code", code, "--ca", caAddr]);
+  // Bob as the README runs him, with only the CA's address (the default refresh: 5 s).
+  await using bob = new ActorProcess(BANK, ["serve", "--port", "0", "--ca", caAddr], { cwd });
+  const bank = `127.0.0.1:${(await bob.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]!}`;
+  assert.match(bob.stderr, /CRL from the CA at 127\.0\.0\.1:\d+: 0 revoked/);
+  const balance = () =>
+    runActor(BANK, ["client", "--bank", bank, "--sid", SID, "balance"], { cwd });
+  const before = await balance();
+  assert.equal(before.code, 0, before.stderr);
+  assert.equal(before.stdout, "balance 0.00\n");
+
+  await ok("actors/ca.ts", ["revoke", "--sid", SID]);
+  const revokedAt = Date.now();
+  let refused: Awaited<ReturnType<typeof balance>> | undefined;
+  while (Date.now() - revokedAt < 10_000) {
+    const r = await balance();
+    if (r.code !== 0) {
+      refused = r;
+      break;
+    }
+  }
+  assert.ok(refused, "Bob still served the revoked customer 10 s after 'ca revoke'");
+  assert.ok(Date.now() - revokedAt < 10_000 + 5_000, "the refusal came from a run started in 10 s");
+  assert.equal(refused.code, 1, refused.stderr);
+  assert.match(
+    refused.stderr,
+    /Bob refused: STEP 5 Alice's secret failed: Cannot verify certificate 1155000009: it has been revoked/,
+  );
+  assert.match(bob.stderr, /CRL from the CA at 127\.0\.0\.1:\d+: 1 revoked/);
+  assert.equal((await bob.stop("SIGINT")).code, 0, bob.stderr);
+});
+
+Deno.test("Bob without --ca or --crl checks the CA at its default address, and does not start without a CRL", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir();
+  const cert = await pki.serverCert("bank", ["127.0.0.1"]);
+  // Whatever answers on 127.0.0.1:9335 here (nothing, or another lab's CA with another root), it
+  // is not this lab's CA: Bob must say where he looked, and not start.
+  const r = await runActor(BANK, [
+    "serve",
+    "--port",
+    "0",
+    "--data-dir",
+    dir.path,
+    "--cert",
+    cert.certPath,
+    "--key",
+    cert.keyPath,
+    "--ca-cert",
+    cert.rootPath,
+  ], { timeoutMs: 30_000 });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /Cannot check revocation: .*and no valid CRL is held/);
+  assert.match(r.stderr, /127\.0\.0\.1:9335/);
+  assert.match(r.stderr, /start the CA first, or give --ca HOST:PORT .* or --crl FILE/);
+  assert.doesNotMatch(r.stderr, /listening on|revocation is not checked/);
 });

@@ -29,6 +29,8 @@ Deno.test("bank serve and client: --protocol default, and the deprecated --proto
       cert.keyPath,
       "--ca-cert",
       cert.rootPath,
+      "--ca",
+      pki.caAddr,
     ]);
     try {
       const port = (await bob.waitFor(/listening on 127\.0\.0\.1:(\d+) \(default protocol\)/))[1];

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import {
+  Accounts,
   AmountError,
   BankClient,
   bankOps,
@@ -16,6 +17,7 @@ import {
   openSession,
   SEED_SENTENCE,
   SeedRecords,
+  serveBank,
 } from "../../lib/bank/mod.ts";
 import { FramedStream, PeerRefusedError } from "../../lib/wire/mod.ts";
 import { randomBytes } from "../../lib/crypto/mod.ts";
@@ -34,8 +36,8 @@ import {
 } from "../../lib/trudy/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
 import { waitFor } from "../../lib/runtime/mod.ts";
-import { aliceOptions, startBank } from "../_fixtures/bank.ts";
-import { memoryLog, TestPki } from "../_fixtures/helpers.ts";
+import { aliceOptions, bobIdentity, startBank } from "../_fixtures/bank.ts";
+import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -578,4 +580,195 @@ Deno.test("a client of the other protocol is refused at STEP 1 with the reason",
     openSession(aliceOptions(pki, alice, bank.port, log)),
     /Bob refused: STEP 1 Hello failed: expected STEP 1 Hello \(seed\), got STEP 1 Hello \(the peer speaks the secure protocol\)/,
   );
+});
+
+/** The seed handshake by hand up to STEP 5, with `secret` as the encrypted secret; Bob's answer. */
+async function seedSecretAnswer(port: number, secret: Uint8Array) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const stream = new FramedStream(conn, { readTimeoutMs: 5000 });
+  try {
+    const next = async () => bankProtocol.decode((await stream.readFrame())!);
+    await stream.writeFrame(
+      bankProtocol.encode("seedHello", { greeting: "Hello", customer: "alice" }),
+    );
+    const hi = await next();
+    await stream.writeFrame(bankProtocol.encode("seedProveIt", { text: "prove it" }));
+    assert.equal((await next()).type, "seedProof");
+    await stream.writeFrame(bankProtocol.encode("seedSecret", { text: "here", secret }));
+    return { hi, answer: await next() };
+  } finally {
+    stream.close();
+  }
+}
+
+Deno.test("seed mode keeps its flaws, not this one: an empty, short, long or zero 'encrypted secret' is refused at STEP 5", async () => {
+  await using pki = await TestPki.start();
+  await using bank = await startBank(pki, { mode: "seed" });
+  for (
+    const [what, secret, reason] of [
+      ["empty", new Uint8Array(0), /must be 256 bytes \(Bob's modulus\), got 0/],
+      ["one byte", Uint8Array.of(1), /must be 256 bytes \(Bob's modulus\), got 1/],
+      ["255 bytes", new Uint8Array(255).fill(1), /must be 256 bytes \(Bob's modulus\), got 255/],
+      ["257 bytes", new Uint8Array(257).fill(1), /must be 256 bytes \(Bob's modulus\), got 257/],
+      // Raw RSA of 0 is 0: a secret of 32 zero bytes that anyone can compute.
+      ["zero", new Uint8Array(256), /the decrypted secret is zero/],
+    ] as const
+  ) {
+    const { answer } = await seedSecretAnswer(bank.port, secret);
+    assert.equal(answer.type, "error", what);
+    assert.match(answer.type === "error" ? answer.reason : "", /^STEP 5 Alice's secret failed: /);
+    assert.match(answer.type === "error" ? answer.reason : "", reason, what);
+  }
+  assert.equal(bank.accounts.balance("seed/alice"), 0);
+  // A genuine seed client still banks.
+  const client = await BankClient.connect({
+    bank: { hostname: "127.0.0.1", port: bank.port },
+    mode: "seed",
+    log: memoryLog("Alice").log,
+    customer: "alice",
+  });
+  assert.ok((await client.deposit("1")).ok);
+  await client.exit();
+});
+
+Deno.test("seed mode never runs with Bob's certified key: serveBank refuses it", async () => {
+  await using pki = await TestPki.start();
+  await assert.rejects(
+    startBank(pki, { mode: "seed", identity: await bobIdentity(pki) }),
+    /Seed mode runs with a throwaway key \(seedBobIdentity\), not Bob's certified one/,
+  );
+});
+
+Deno.test("secure Bob always checks revocation: serveBank refuses to run without a revocation checker", async () => {
+  await using pki = await TestPki.start();
+  await using dir = await tempDir();
+  using accounts = Accounts.open(`${dir.path}/accounts.db`);
+  const identity = await bobIdentity(pki);
+  assert.throws(
+    () =>
+      serveBank({
+        mode: "secure",
+        accounts,
+        identity,
+        log: memoryLog("Bob").log,
+        root: pki.root,
+        port: 0,
+      }),
+    /Secure mode needs a revocation checker: Bob always checks revocation/,
+  );
+});
+
+/**
+ * A relay that replaces Bob's first reply after the handshake (the first record he sends after
+ * Alice's first record) with a cleartext `error`, as someone on the path would.
+ */
+function forgeFirstReply(port: number, reason: string) {
+  let aliceSpoke = false;
+  let forged = 0;
+  const relay = startRelay({
+    upstream: { hostname: "127.0.0.1", port },
+    log: memoryLog("relay").log,
+    onFrame: (direction, frame) => {
+      const type = bankProtocol.decode(frame).type;
+      const isRecord = type === "record" || type === "seedRecord";
+      if (direction === "toServer" && isRecord) aliceSpoke = true;
+      if (direction === "toClient" && isRecord && aliceSpoke && forged === 0) {
+        forged++;
+        return bankProtocol.encode("error", { reason });
+      }
+      return frame;
+    },
+  });
+  return { relay, forged: () => forged };
+}
+
+Deno.test("after the handshake a cleartext error is a broken connection: Alice retries with the same request id and Bob applies it once (seed mode believes it)", async () => {
+  await using pki = await TestPki.start();
+  const alice = await pki.student("1155000001");
+  const FORGED = "Insufficient funds: balance 0.00, withdrawal 5.00";
+  for (const mode of ["secure", "seed"] as const) {
+    await using bank = await startBank(pki, { mode });
+    const customer = mode === "seed" ? "seed/alice" : alice.sid;
+    bank.accounts.apply({ customer, requestId: newRequestId(), kind: "deposit", amount: "10.00" });
+    const { relay, forged } = forgeFirstReply(bank.port, FORGED);
+    await using _relay = relay;
+    const { log, lines } = memoryLog("Alice");
+    const client = await BankClient.connect(
+      mode === "seed"
+        ? { bank: { hostname: "127.0.0.1", port: relay.port }, mode, log, customer: "alice" }
+        : aliceOptions(pki, alice, relay.port, log),
+    );
+    try {
+      if (mode === "secure") {
+        const requestId = newRequestId();
+        const out = await client.withdraw("5.00", requestId);
+        assert.equal(forged(), 1);
+        // Alice did not believe the forged refusal: she resent the same request on a new
+        // connection, and Bob answered it from his ledger (applied once).
+        assert.ok(out.ok, JSON.stringify(out));
+        assert.equal(out.requestId, requestId);
+        assert.equal(out.replayed, true);
+        assert.equal(out.balance, 500);
+        assert.equal(client.reconnects, 1);
+        assert.ok(
+          lines.some((l) =>
+            /connection lost during withdraw 5\.00 \(.*CleartextFrameError|connection broken: a cleartext error arrived after the handshake/
+              .test(l)
+          ),
+          lines.join("\n"),
+        );
+        // Alice told Bob why, inside the session.
+        await eventually(
+          () =>
+            bank.lines.some((l) =>
+              /ended the session: .*connection broken: a cleartext error/.test(l)
+            ),
+          "Bob's line about Alice's authenticated refusal",
+        );
+      } else {
+        // Seed mode keeps the seed's behaviour: the forged words are taken as Bob's.
+        await assert.rejects(client.withdraw("5.00"), (err: unknown) => {
+          assert.ok(err instanceof PeerRefusedError, String(err));
+          assert.equal(err.reason, FORGED);
+          return true;
+        });
+        assert.equal(client.reconnects, 0);
+      }
+      // Either way Bob applied the withdrawal exactly once.
+      assert.equal(bank.accounts.balance(customer), 500);
+      assert.equal(
+        bank.accounts.statement(customer).filter((e) => e.kind === "withdraw").length,
+        1,
+      );
+    } finally {
+      client.close();
+    }
+  }
+});
+
+Deno.test("after the handshake Bob treats a cleartext frame from Alice as a broken connection and refuses inside a record", async () => {
+  await using pki = await TestPki.start();
+  const alice = await pki.student("1155000001");
+  await using bank = await startBank(pki);
+  const { log } = memoryLog("Alice");
+  const s = await openSession(aliceOptions(pki, alice, bank.port, log));
+  await s.writeRaw(bankProtocol.encode("error", { reason: "Alice \u001b[31mgives up" }));
+  // Bob's answer is an authenticated refusal (a record), never a cleartext error.
+  const frame = await s.stream.readFrame({ timeoutMs: 5000 });
+  assert.ok(frame);
+  assert.equal(bankProtocol.decode(frame).type, "record");
+  const op = bankOps.decode(await s.records.open(frame));
+  assert.equal(op.type, "error");
+  assert.match(
+    op.type === "error" ? op.reason : "",
+    /connection broken: a cleartext error arrived after the handshake \('Alice \\u\{1b\}\[31mgives up'\)/,
+  );
+  s.close();
+  // Bob's log shows the peer's text through printable().
+  await eventually(
+    () =>
+      bank.lines.some((l) => /a cleartext error arrived .*\\u\{1b\}\[31mgives up.*closing/.test(l)),
+    "Bob's log line",
+  );
+  assert.ok(!bank.lines.some((l) => l.includes("\u001b")));
 });

@@ -4,8 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { ActorProcess, runActor, tempDir } from "../_fixtures/helpers.ts";
+import { ActorProcess, runActor, tempDir, TestPki } from "../_fixtures/helpers.ts";
 import { fileSha256, writeTestFile } from "../_fixtures/blackboard.ts";
+import { waitFor } from "../../lib/runtime/mod.ts";
 
 const SID = "1155000401";
 
@@ -158,4 +159,56 @@ Deno.test("blackboard CLI: enrol, send, upload, seed mode, bad arguments", async
   await seed.waitFor(new RegExp(`Message from ${SID}: seed hello`));
 
   for (const p of [seed, bb, ca]) assert.equal((await p.stop()).code, 0);
+});
+
+Deno.test("student: a truncated student.key, or another student's key, is one clear error at load; nothing is sent", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  const other = await pki.student("1155000402");
+  // Where the student would connect: counts connections, so "nothing sent" is checked.
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let connections = 0;
+  (async () => {
+    for await (const conn of listener) {
+      connections++;
+      conn.close();
+    }
+  })().catch(() => {});
+  const keyPath = `${student.home}/student.key`;
+  const send = () =>
+    runActor("actors/student.ts", [
+      "send",
+      "--sid",
+      SID,
+      "--home",
+      student.home,
+      "--message",
+      "hello",
+      "--blackboard",
+      `127.0.0.1:${listener.addr.port}`,
+    ]);
+  // Truncated in the middle (the file keeps its mode 0600).
+  const pem = await Deno.readTextFile(keyPath);
+  await Deno.truncate(keyPath, Math.floor(pem.length / 2));
+  const truncated = await send();
+  assert.equal(truncated.code, 1, truncated.stderr);
+  assert.match(
+    truncated.stderr,
+    /^student: The private key \S+student\.key cannot be read \(truncated or damaged\? /,
+  );
+  assert.doesNotMatch(truncated.stderr, /STEP 3/);
+  // Another student's key: it parses, but it is not the key of this certificate.
+  await Deno.writeTextFile(keyPath, other.keyPem);
+  const wrong = await send();
+  assert.equal(wrong.code, 1, wrong.stderr);
+  assert.match(
+    wrong.stderr,
+    /^student: The private key \S+student\.key is not the key of the certificate \S+student\.cer/,
+  );
+  assert.doesNotMatch(wrong.stderr, /STEP 3/);
+  assert.equal(connections, 0, "nothing was sent");
+  // The right key again: the check passes and the student connects.
+  await Deno.writeTextFile(keyPath, pem);
+  await send();
+  await waitFor(() => connections === 1, { what: "the student's connection", timeoutMs: 5000 });
 });

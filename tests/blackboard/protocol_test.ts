@@ -118,3 +118,18 @@ Deno.test("report names: no paths, no hidden files, local names made safe", () =
   assert.equal(reportNameOf("dir/.bashrc"), "report.bashrc");
   for (const p of ["x/../../..", "/a/..", "é"]) checkReportName(reportNameOf(p));
 });
+
+Deno.test("report names: a name starting with '-' is refused (an option to the tools that list reports)", () => {
+  for (const bad of ["-rf", "--help", "-", "-report.pdf"]) {
+    assert.throws(() => checkReportName(bad), (err: unknown) => {
+      assert.ok(err instanceof UploadError, `${bad}: ${err}`);
+      assert.match(err.message, /not starting with '\.' or '-'/);
+      return true;
+    });
+  }
+  // A local file whose name starts with '-' is still uploadable, under a safe name.
+  assert.equal(reportNameOf("/tmp/-rf"), "report-rf");
+  assert.equal(checkReportName(reportNameOf("--help.pdf")), "report--help.pdf");
+  // '-' and '_' inside a name stay allowed; '_' may still start one.
+  assert.equal(checkReportName("_draft-2.pdf"), "_draft-2.pdf");
+});

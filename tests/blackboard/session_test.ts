@@ -4,7 +4,12 @@
  */
 
 import assert from "node:assert/strict";
-import { blackboardProtocol, openSeedSession, openSession } from "../../lib/blackboard/mod.ts";
+import {
+  blackboardProtocol,
+  CleartextFrameError,
+  openSeedSession,
+  openSession,
+} from "../../lib/blackboard/mod.ts";
 import { PeerRefusedError } from "../../lib/wire/mod.ts";
 import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
 import { randomBytes } from "../../lib/crypto/mod.ts";
@@ -289,4 +294,114 @@ Deno.test("blackboard serves several students at once", async () => {
     await listFiles(`${bb.dataDir}/reports`),
     sids.map((sid, i) => `${sid}/r${i}.bin`),
   );
+});
+
+Deno.test("blackboard: a message with a bidi override (U+202E) or a control character is refused, never printed", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  const { log } = memoryLog("student");
+  const id = await identity(student.home);
+  {
+    await using bb = await startBlackboard(pki);
+    using session = await openSession({ blackboard: bb.addr, identity: id, log });
+    // The student's own check: nothing is sent.
+    for (const text of ["grade: \u202eA+", "a\u2066b", "bell\u0007", "line\nbreak"]) {
+      await assert.rejects(session.send(text), (err: unknown) => {
+        assert.ok(err instanceof RangeError, `${JSON.stringify(text)}: ${err}`);
+        assert.match(err.message, /control characters or bidirectional overrides/);
+        return true;
+      });
+    }
+    // Sent anyway, raw: Blackboard refuses it (inside an authenticated record) and prints nothing.
+    await session.secure.send("message", { text: "invoice_\u202efdp.exe" });
+    await assert.rejects(session.secure.receive(["received"]), (err: unknown) => {
+      assert.ok(err instanceof PeerRefusedError, String(err));
+      assert.match(
+        err.message,
+        /control characters or bidirectional overrides \(such as U\+202E\)/,
+      );
+      return true;
+    });
+    assert.deepEqual(bb.printed, []);
+  }
+  // Seed mode keeps the seeds' flaws, not this one: the message is refused too.
+  {
+    await using bb = await startBlackboard(pki, { protocol: "seed" });
+    const session = await openSeedSession({ blackboard: bb.addr, identity: id, log });
+    await session.send("invoice_\u202efdp.exe");
+    await waitFor(() => bb.lines.some((l) => /refused SID .*bidirectional overrides/.test(l)), {
+      what: "Blackboard's refusal",
+      timeoutMs: 5000,
+    });
+    session.close();
+    assert.deepEqual(bb.printed, []);
+  }
+});
+
+Deno.test("after the handshake a cleartext error is a broken connection: the student is not told 'refused' for a message Blackboard printed", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  // Someone on the path replaces Blackboard's confirmation with a cleartext refusal.
+  let forged = 0;
+  await using relay = startRelay({
+    upstream: bb.addr,
+    log: memoryLog("relay").log,
+    onFrame: (direction, f) => {
+      const type = blackboardProtocol.decode(f).type;
+      if (direction === "toClient" && type === "record" && forged === 0) {
+        forged++;
+        return blackboardProtocol.encode("error", { reason: "Message refused: HMAC mismatch" });
+      }
+      return f;
+    },
+  });
+  const { log } = memoryLog("student");
+  using session = await openSession({
+    blackboard: relay.addr,
+    identity: await identity(student.home),
+    log,
+  });
+  await assert.rejects(session.send("my report is attached"), (err: unknown) => {
+    assert.ok(err instanceof CleartextFrameError, String(err));
+    assert.ok(!(err instanceof PeerRefusedError));
+    assert.equal(err.received, "error");
+    assert.match(
+      err.message,
+      /^Connection broken: a cleartext error arrived after the handshake \('Message refused: HMAC mismatch'\); only authenticated records count/,
+    );
+    return true;
+  });
+  assert.equal(forged, 1);
+  // Blackboard had printed it; the student told Blackboard, inside the session, why it left.
+  assert.deepEqual(bb.printed, [`Message from ${SID}: my report is attached`]);
+  await waitFor(
+    () => bb.lines.some((l) => /ended the session: Connection broken: a cleartext error/.test(l)),
+    { what: "Blackboard's line about the student's authenticated refusal", timeoutMs: 5000 },
+  );
+});
+
+Deno.test("after the handshake Blackboard refuses a cleartext frame from the student inside a record", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  const { log } = memoryLog("student");
+  using session = await openSession({
+    blackboard: bb.addr,
+    identity: await identity(student.home),
+    log,
+  });
+  await session.secure.stream.writeFrame(
+    blackboardProtocol.encode("error", { reason: "student \u001b[2Jleaves" }),
+  );
+  // The answer is an authenticated refusal: it reads as the session's own `error`.
+  await assert.rejects(session.secure.receive(["received"]), (err: unknown) => {
+    assert.ok(err instanceof PeerRefusedError, String(err));
+    assert.match(
+      err.message,
+      /^Connection broken: a cleartext error arrived after the handshake \('student \\u\{1b\}\[2Jleaves'\)/,
+    );
+    return true;
+  });
+  assert.ok(!bb.lines.some((l) => l.includes("\u001b")));
 });

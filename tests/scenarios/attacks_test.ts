@@ -72,7 +72,8 @@ const EXPECTED: Record<
     wire: [
       /^Student → Trudy: STEP 5 decrypted session key IN THE CLEAR \(seed\)$/,
       /^Trudy → Blackboard: STEP 6 message \| HMAC, no sequence number \(seed\)$/,
-      /^Blackboard → Trudy: error$/,
+      // After the handshake Blackboard refuses inside an authenticated record, not in the clear.
+      /^Blackboard → Trudy: STEP 6 message \| HMAC \(sequence numbered\) \[error\]$/,
     ],
     outcomes: [
       /^seed: Blackboard printed Trudy's forgery/,
@@ -85,7 +86,8 @@ const EXPECTED: Record<
     seed: "copy-accepted",
     default: "replay-refused",
     lanes: ["Student", "Trudy", "Blackboard"],
-    wire: [/^Blackboard → Trudy: error$/],
+    // After the handshake Blackboard refuses inside an authenticated record, not in the clear.
+    wire: [/^Blackboard → Trudy: STEP 6 message \| HMAC \(sequence numbered\) \[error\]$/],
     twice: "Trudy → Blackboard: STEP 6 message | HMAC, no sequence number (seed)",
     once: "Student → Trudy: STEP 6 message | HMAC, no sequence number (seed)",
     outcomes: [
