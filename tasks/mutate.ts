@@ -16,6 +16,7 @@
 
 import { parseCommand, runMain, UsageError } from "../lib/runtime/cli.ts";
 import { PROJECT_ROOT } from "../lib/runtime/paths.ts";
+import { denoCommand } from "../lib/runtime/process.ts";
 
 export interface Marker {
   name: string;
@@ -139,7 +140,9 @@ async function runTests(
   tests: string[],
   timeoutMs: number,
 ): Promise<{ ok: boolean; output: string }> {
-  const cmd = new Deno.Command(Deno.execPath(), {
+  // Not Deno.execPath(): the task grants `--allow-run=deno`, which names the binary on the PATH
+  // (a symlink where Deno came from npm), and the resolved path is then not allowed.
+  const cmd = new Deno.Command(denoCommand(), {
     args: ["test", "--quiet", "--no-check", ...TEST_PERMISSIONS, ...tests],
     cwd: dir,
     stdin: "null",
