@@ -81,6 +81,7 @@ export async function openSession(options: ConnectOptions): Promise<StudentSessi
       expectedCommonName: name,
     });
     const signed = step4SignedData(t, msg);
+    // check: step4-signature tests/blackboard/negative_test.ts
     if (!(await verifyRsa(bbCert, msg.signature, signed))) {
       throw new CertificateError(
         "Blackboard's step-4 signature does not verify: not the real Blackboard, or the exchange was altered",
@@ -162,11 +163,14 @@ export async function acceptSession(
   }
   if (req.type !== "request") throw new Refusal(`Expected request, got ${req.type}`);
   t.add(first);
+  // check: request-nonce-length tests/blackboard/negative_test.ts
   if (req.nonce.length !== NONCE_BYTES) throw new Refusal(`The nonce must be ${NONCE_BYTES} bytes`);
+  // check: request-encrypt-flag tests/blackboard/negative_test.ts
   if (req.encrypt > 1) throw new Refusal("Malformed request: encrypt must be 0 or 1");
   const encrypt = req.encrypt === 1;
   const cert = await ctx.verifyStudent(peer, req.request, req.certificate);
   const sid = peer.sid!;
+  // check: require-encrypt tests/blackboard/session_test.ts
   if (ctx.requireEncrypt && !encrypt) {
     throw new Refusal("Blackboard requires AES-GCM records: run the student with --encrypt");
   }
@@ -191,6 +195,7 @@ export async function acceptSession(
   const kConfirm = await confirmationKey(sessionKey, confirmHash);
   const confirm = await receiveHandshake(stream, ["confirm"], hs);
   const expected = await confirmationMac(kConfirm, "student", confirmHash);
+  // check: step5-key-confirmation tests/blackboard/handshake_test.ts
   if (!constantTimeEqual(expected, confirm.msg.mac)) {
     throw new Refusal(
       "Key confirmation failed: the student does not hold the private key of cert 2",

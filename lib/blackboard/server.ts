@@ -181,6 +181,7 @@ async function verifyStudent(
   certificate: Uint8Array,
 ): Promise<Certificate> {
   const sid = parseRequestLine(line);
+  // check: request-line tests/blackboard/negative_test.ts
   if (sid === undefined) {
     throw new Refusal(`Malformed request: expected 'SID:<10 digits> requests to upload report !'`);
   }
@@ -226,6 +227,7 @@ async function serveSession(
       }
       switch (msg.type) {
         case "message": {
+          // check: message-size tests/blackboard/negative_test.ts
           if (new TextEncoder().encode(msg.text).length > MAX_MESSAGE_BYTES) {
             throw new Refusal(`Message too long: at most ${MAX_MESSAGE_BYTES} bytes`);
           }
@@ -235,6 +237,7 @@ async function serveSession(
           break;
         }
         case "uploadBegin": {
+          // check: one-upload-per-session tests/blackboard/negative_test.ts
           if (upload) throw new Refusal("An upload is already in progress in this session");
           upload = await ctx.store.begin(sid, msg.uploadId, msg.name, msg.size);
           log.step(
@@ -247,6 +250,7 @@ async function serveSession(
           break;
         }
         case "chunk": {
+          // check: chunk-needs-upload tests/blackboard/negative_test.ts
           if (!upload) throw new Refusal("Chunk without an upload in progress");
           await upload.write(msg.offset, msg.data);
           break;

@@ -1,0 +1,173 @@
+/**
+ * Blackboard's checks one at a time, each with input that only that check refuses, asserting the
+ * refusal and its reason (so that `deno task mutate` kills the check's mutant): the student's
+ * check of Blackboard's step-4 signature (Trudy on the path alters what it covers), step 3's
+ * request line, nonce and record flag, and step 6's message size, upload ID and upload order.
+ */
+
+import assert from "node:assert/strict";
+import {
+  blackboardProtocol,
+  openSession,
+  receiveHandshake,
+  requestLine,
+  sendHandshake,
+  SESSION_MAX_FRAME,
+  type StudentSession,
+} from "../../lib/blackboard/mod.ts";
+import { FramedStream, PeerRefusedError } from "../../lib/wire/mod.ts";
+import { randomBytes } from "../../lib/crypto/mod.ts";
+import { CertificateError } from "../../lib/pki/mod.ts";
+import { startRelay } from "../../lib/net/mod.ts";
+import type { HostPort } from "../../lib/runtime/mod.ts";
+import { memoryLog, TestPki, type TestStudent } from "../_fixtures/helpers.ts";
+import { identity, listFiles, startBlackboard } from "../_fixtures/blackboard.ts";
+
+const SID = "1155000501";
+
+Deno.test("the student refuses Blackboard's step 4 when Trudy alters what its signature covers", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  const id = await identity(student.home);
+  // Trudy on the path changes one field of Blackboard's step-4 message: its nonce (which only the
+  // signature protects), or the signature itself. The certificate in it stays genuine.
+  for (const field of ["nonce", "signature"] as const) {
+    const { log: trudyLog } = memoryLog("Trudy");
+    await using relay = startRelay({
+      upstream: bb.addr,
+      log: trudyLog,
+      onFrame: (direction, frame) => {
+        if (direction !== "toClient") return frame;
+        const msg = blackboardProtocol.decode(frame);
+        if (msg.type !== "sessionKey") return frame;
+        const altered = msg[field].slice();
+        altered[altered.length - 1]! ^= 0x01;
+        return blackboardProtocol.encode("sessionKey", { ...msg, [field]: altered });
+      },
+    });
+    const { log, lines } = memoryLog("student");
+    await assert.rejects(
+      openSession({ blackboard: relay.addr, identity: id, log }),
+      (err: unknown) => {
+        assert.ok(err instanceof CertificateError, `${field}: not a CertificateError: ${err}`);
+        assert.equal(
+          err.message,
+          "Blackboard's step-4 signature does not verify: not the real Blackboard, or the exchange was altered",
+        );
+        return true;
+      },
+    );
+    assert.ok(!lines.some((l) => /STEP 5/.test(l)), `${field}: the student went on to step 5`);
+  }
+  assert.deepEqual(bb.printed, []);
+});
+
+/** Step 3 by hand: Blackboard's answer to a request with these values. */
+async function step3(
+  bb: { addr: HostPort },
+  student: TestStudent,
+  values: { request?: string; nonce?: Uint8Array; encrypt?: number },
+): Promise<unknown> {
+  const conn = await Deno.connect(bb.addr);
+  const stream = new FramedStream(conn, { maxFrame: SESSION_MAX_FRAME });
+  try {
+    await sendHandshake(stream, "request", {
+      request: values.request ?? requestLine(student.sid),
+      certificate: new Uint8Array(student.cert.rawData),
+      nonce: values.nonce ?? randomBytes(32),
+      encrypt: values.encrypt ?? 0,
+    });
+    return (await receiveHandshake(stream, ["sessionKey"], 5000)).msg.type;
+  } catch (err) {
+    return err;
+  } finally {
+    stream.close();
+  }
+}
+
+function assertRefusal(outcome: unknown, reason: string): void {
+  assert.ok(outcome instanceof PeerRefusedError, `not refused: ${String(outcome)}`);
+  assert.equal(outcome.reason, reason);
+}
+
+Deno.test("blackboard refuses at step 3 a malformed request line, a short nonce, an unknown record flag", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  // The control: the same request, well formed, gets step 4.
+  assert.equal(await step3(bb, student, {}), "sessionKey");
+  assertRefusal(
+    await step3(bb, student, { request: `SID:${SID.slice(1)} requests to upload report !` }),
+    "Malformed request: expected 'SID:<10 digits> requests to upload report !'",
+  );
+  assertRefusal(
+    await step3(bb, student, { nonce: randomBytes(16) }),
+    "The nonce must be 32 bytes",
+  );
+  assertRefusal(
+    await step3(bb, student, { encrypt: 2 }),
+    "Malformed request: encrypt must be 0 or 1",
+  );
+  assert.deepEqual(bb.printed, []);
+});
+
+/** A session whose step-6 refusal reason is returned (the session is then over). */
+async function refusalIn(session: StudentSession, send: () => Promise<void>): Promise<string> {
+  await send();
+  const err = await session.secure.receive(["received", "uploadOffset"], { timeoutMs: 5000 })
+    .then((m) => new Error(`accepted: ${m.type}`), (e) => e);
+  assert.ok(err instanceof PeerRefusedError, `not refused: ${err}`);
+  return err.reason;
+}
+
+Deno.test("blackboard refuses at step 6 a message over the size limit, a bad upload ID, an upload out of order", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  const id = await identity(student.home);
+  const { log } = memoryLog("student");
+  const open = () => openSession({ blackboard: bb.addr, identity: id, log });
+  const uploadId = "0123456789abcdef0123456789abcdef";
+  {
+    // Sent raw: the student's own client refuses to send it.
+    using s = await open();
+    assert.equal(
+      await refusalIn(s, () => s.secure.send("message", { text: "x".repeat(4097) })),
+      "Message too long: at most 4096 bytes",
+    );
+  }
+  {
+    using s = await open();
+    assert.equal(
+      await refusalIn(
+        s,
+        () =>
+          s.secure.send("uploadBegin", { uploadId: "../../../../tmp/x", name: "r.pdf", size: 1 }),
+      ),
+      "Invalid upload ID: 32 hex digits expected",
+    );
+  }
+  {
+    using s = await open();
+    assert.equal(
+      await refusalIn(s, () => s.secure.send("chunk", { offset: 0, data: new Uint8Array(1) })),
+      "Chunk without an upload in progress",
+    );
+  }
+  {
+    // A second upload in the same session: Blackboard's session refuses it before the store does.
+    using s = await open();
+    await s.secure.send("uploadBegin", { uploadId, name: "r.pdf", size: 1 });
+    assert.equal((await s.secure.receive(["uploadOffset"])).offset, 0);
+    assert.equal(
+      await refusalIn(
+        s,
+        () => s.secure.send("uploadBegin", { uploadId, name: "r.pdf", size: 1 }),
+      ),
+      "An upload is already in progress in this session",
+    );
+  }
+  assert.deepEqual(bb.printed, []);
+  assert.ok(!(await listFiles(bb.dataDir)).some((f) => f.startsWith("reports/")));
+});
