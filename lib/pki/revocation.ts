@@ -85,6 +85,7 @@ export class RevocationChecker implements Revocation {
       const previous = this.#last?.crl;
       const held = previous ? crlNumber(previous) : undefined;
       const number = crlNumber(crl);
+      // check: crl-no-rollback tests/pki/revocation_test.ts
       if (held !== undefined && (number === undefined || number < held)) {
         throw new CertificateError(
           `CRL #${

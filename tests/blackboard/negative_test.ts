@@ -1,6 +1,8 @@
 /**
  * Blackboard's checks one at a time, each with input that only that check refuses, asserting the
- * refusal and its reason (so that `deno task mutate` kills the check's mutant): the student's
+ * refusal and its reason (so that `deno task mutate` kills the check's mutant): cert 2 signed by
+ * the real root but with CA:TRUE, an unknown critical extension or a notBefore in the future; the
+ * student's
  * check of Blackboard's step-4 signature (Trudy on the path alters what it covers), step 3's
  * request line, nonce and record flag, and step 6's message size, upload ID and upload order.
  */
@@ -17,7 +19,17 @@ import {
 } from "../../lib/blackboard/mod.ts";
 import { FramedStream, PeerRefusedError } from "../../lib/wire/mod.ts";
 import { randomBytes } from "../../lib/crypto/mod.ts";
-import { CertificateError } from "../../lib/pki/mod.ts";
+import {
+  CertificateError,
+  exportPrivateKeyPem,
+  generateRsaKeyPair,
+  importSigningKey,
+  OID,
+  randomSerial,
+  RSA_SIGN,
+  x509,
+} from "../../lib/pki/mod.ts";
+import type { StudentIdentity } from "../../lib/ca/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
 import type { HostPort } from "../../lib/runtime/mod.ts";
 import { memoryLog, TestPki, type TestStudent } from "../_fixtures/helpers.ts";
@@ -170,4 +182,80 @@ Deno.test("blackboard refuses at step 6 a message over the size limit, a bad upl
   }
   assert.deepEqual(bb.printed, []);
   assert.ok(!(await listFiles(bb.dataDir)).some((f) => f.startsWith("reports/")));
+});
+
+/** A cert 2 for SID signed by the test PKI's own root key, with the changes asked for. */
+async function rootSigned(
+  pki: TestPki,
+  change: { ca?: boolean; extra?: x509.Extension; notBefore?: Date },
+): Promise<StudentIdentity> {
+  const rootKey = await importSigningKey(await Deno.readTextFile(`${pki.dir}/ca/cuhk.key`));
+  const keys = await generateRsaKeyPair(2048);
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: `CN=${SID}`,
+    issuer: pki.root.subjectName,
+    notBefore: change.notBefore ?? new Date(now - 60_000),
+    notAfter: new Date(now + 86_400_000),
+    signingAlgorithm: RSA_SIGN,
+    publicKey: keys.publicKey,
+    signingKey: rootKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(change.ca ?? false, undefined, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+        true,
+      ),
+      new x509.ExtendedKeyUsageExtension([OID.clientAuth], false),
+      ...(change.extra ? [change.extra] : []),
+    ],
+  });
+  return {
+    sid: SID,
+    cert,
+    keyPem: await exportPrivateKeyPem(keys.privateKey),
+    root: pki.root,
+    home: pki.dir,
+  };
+}
+
+Deno.test("blackboard refuses a cert 2 from the real root with CA:TRUE, an unknown critical extension, or not yet valid", async () => {
+  await using pki = await TestPki.start();
+  await using bb = await startBlackboard(pki);
+  const { log } = memoryLog("student");
+  const notBefore = new Date(Date.now() + 3_600_000);
+  const cases: [StudentIdentity, string][] = [
+    [await rootSigned(pki, {}), ""],
+    [
+      await rootSigned(pki, { ca: true }),
+      "it is a CA certificate, not an end-entity certificate",
+    ],
+    [
+      await rootSigned(pki, {
+        extra: new x509.Extension("1.3.6.1.4.1.99999.7", true, Uint8Array.of(0x05, 0x00)),
+      }),
+      "unknown critical extension 1.3.6.1.4.1.99999.7",
+    ],
+    [
+      await rootSigned(pki, { notBefore }),
+      `not valid before ${notBefore.toISOString().replace(/\.\d{3}Z$/, ".000Z")}`,
+    ],
+  ];
+  for (const [id, reason] of cases) {
+    const outcome = await openSession({ blackboard: bb.addr, identity: id, log }).then(
+      (s) => {
+        s.close();
+        return "accepted";
+      },
+      (err) => err,
+    );
+    if (reason === "") {
+      // The control: the same profile, nothing changed, is accepted.
+      assert.equal(outcome, "accepted");
+      continue;
+    }
+    assertRefusal(outcome, `Cannot verify certificate ${SID}: ${reason}`);
+  }
+  assert.deepEqual(bb.printed, []);
 });
