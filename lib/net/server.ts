@@ -234,6 +234,7 @@ export function serve<C extends Deno.Conn>(options: ServeOptions<C>): Server {
         const id = nextId++;
         const remote = formatAddr(conn.remoteAddr);
         const host = (conn.remoteAddr as Deno.NetAddr).hostname ?? remote;
+        // check: connection-cap tests/net/limits_test.ts
         if (active.size >= max) {
           refuse(
             conn,
@@ -243,6 +244,7 @@ export function serve<C extends Deno.Conn>(options: ServeOptions<C>): Server {
           continue;
         }
         const held = perHost.get(host) ?? 0;
+        // check: per-address-cap tests/net/limits_test.ts
         if (held >= perAddress) {
           refuse(
             conn,
