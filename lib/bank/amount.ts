@@ -22,8 +22,10 @@ const PLAIN = /^(\d{1,12})(?:\.(\d{1,2}))?$/;
 export function parseAmount(text: string): number {
   const t = text.trim();
   const shown = t.length > 20 ? `${t.slice(0, 20)}…` : t;
+  // check: amount-not-empty tests/bank/accounts_test.ts
   if (t === "") throw new AmountError("Invalid amount: it is empty");
   const m = PLAIN.exec(t);
+  // check: amount-plain-number tests/bank/accounts_test.ts
   if (!m) {
     if (/^[-−]/.test(t)) throw new AmountError(`Invalid amount '${shown}': it must be positive`);
     if (/^\d+\.\d{3,}$/.test(t)) {
@@ -32,7 +34,9 @@ export function parseAmount(text: string): number {
     throw new AmountError(`Invalid amount '${shown}': not a number like 10 or 10.50`);
   }
   const cents = Number(m[1]) * 100 + Number((m[2] ?? "").padEnd(2, "0"));
+  // check: amount-positive tests/bank/accounts_test.ts
   if (cents <= 0) throw new AmountError(`Invalid amount '${shown}': it must be positive`);
+  // check: amount-under-max tests/bank/accounts_test.ts
   if (cents >= MAX_AMOUNT_CENTS) {
     throw new AmountError(
       `Invalid amount '${shown}': it must be under ${formatCents(MAX_AMOUNT_CENTS)}`,

@@ -276,10 +276,12 @@ export class RecordLayer {
     const msg = blackboardProtocol.decode(frame);
     if (msg.type === "error") throw new PeerRefusedError(msg.reason);
     const want = this.#encrypt ? "sealed" : "record";
+    // check: record-kind tests/blackboard/records_test.ts
     if (msg.type !== "record" && msg.type !== "sealed" || msg.type !== want) {
       throw new RecordError(`Expected a step-6 ${want}, got ${msg.type}`);
     }
     const seq = this.#receiveSeq;
+    // check: record-sequence tests/blackboard/records_test.ts
     if (msg.seq !== seq) {
       throw new RecordError(
         `Record refused: sequence number ${msg.seq}, expected ${seq} (replayed or reordered)`,
@@ -295,6 +297,7 @@ export class RecordLayer {
       }
     } else {
       const expected = await hmacSha256(this.#keys.receive, concatBytes(head, msg.payload));
+      // check: record-hmac tests/blackboard/records_test.ts
       if (!constantTimeEqual(expected, msg.mac)) {
         throw new RecordError(`Record ${seq} refused: HMAC does not verify (altered)`);
       }

@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import {
   blackboardProtocol,
+  openSeedSession,
   openSession,
   receiveHandshake,
   requestLine,
@@ -31,7 +32,7 @@ import {
 } from "../../lib/pki/mod.ts";
 import type { StudentIdentity } from "../../lib/ca/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
-import type { HostPort } from "../../lib/runtime/mod.ts";
+import { type HostPort, waitFor } from "../../lib/runtime/mod.ts";
 import { memoryLog, TestPki, type TestStudent } from "../_fixtures/helpers.ts";
 import { identity, listFiles, startBlackboard } from "../_fixtures/blackboard.ts";
 
@@ -256,6 +257,58 @@ Deno.test("blackboard refuses a cert 2 from the real root with CA:TRUE, an unkno
       continue;
     }
     assertRefusal(outcome, `Cannot verify certificate ${SID}: ${reason}`);
+  }
+  assert.deepEqual(bb.printed, []);
+});
+
+Deno.test("seed mode still checks what it can: an altered key echo (STEP 5) and an altered message | HMAC (STEP 6) are refused", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki, { protocol: "seed" });
+  const id = await identity(student.home);
+  // Trudy on the path flips one bit: of the key the student sends back, or of a message.
+  const flip = (what: "seedKeyEcho" | "seedMessage") => (direction: string, frame: Uint8Array) => {
+    if (direction !== "toServer") return frame;
+    const msg = blackboardProtocol.decode(frame);
+    if (msg.type === "seedKeyEcho" && what === "seedKeyEcho") {
+      const sessionKey = msg.sessionKey.slice();
+      sessionKey[0]! ^= 0x01;
+      return blackboardProtocol.encode("seedKeyEcho", { sessionKey });
+    }
+    if (msg.type === "seedMessage" && what === "seedMessage") {
+      return blackboardProtocol.encode("seedMessage", { ...msg, message: "pay Trudy" });
+    }
+    return frame;
+  };
+  const { log } = memoryLog("student");
+  {
+    await using relay = startRelay({
+      upstream: bb.addr,
+      log: memoryLog("Trudy").log,
+      onFrame: flip("seedKeyEcho"),
+    });
+    await assert.rejects(openSeedSession({ blackboard: relay.addr, identity: id, log }), (err) => {
+      assertRefusal(
+        err,
+        "Session key check failed: the key sent back is not the session key",
+      );
+      return true;
+    });
+  }
+  {
+    await using relay = startRelay({
+      upstream: bb.addr,
+      log: memoryLog("Trudy").log,
+      halfClose: true,
+      onFrame: flip("seedMessage"),
+    });
+    using session = await openSeedSession({ blackboard: relay.addr, identity: id, log });
+    await session.send("pay Alice");
+    await waitFor(
+      () =>
+        bb.lines.some((l) => /refused SID \d+ .*: HMAC does not match: message refused/.test(l)),
+      { what: "Blackboard to refuse the altered message", timeoutMs: 5000 },
+    );
   }
   assert.deepEqual(bb.printed, []);
 });
