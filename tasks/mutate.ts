@@ -139,6 +139,8 @@ async function runTests(
   tests: string[],
   timeoutMs: number,
 ): Promise<{ ok: boolean; output: string }> {
+  // Not Deno.execPath(): the task grants `--allow-run=deno`, which names the binary on the PATH
+  // (a symlink where Deno came from npm), and the resolved path is then not allowed.
   const cmd = new Deno.Command(denoCommand(), {
     args: ["test", "--quiet", "--no-check", ...TEST_PERMISSIONS, ...tests],
     cwd: dir,

@@ -114,6 +114,7 @@ export class Accounts {
     request: { customer: string; requestId: string; kind: OperationKind; amount: string },
   ): OperationResult {
     const { customer, requestId, kind } = request;
+    // check: request-id-form tests/bank/accounts_test.ts
     if (!REQUEST_ID.test(requestId)) {
       throw new OperationError("Invalid request id: 8 to 64 letters, digits, '-' or '_'");
     }
@@ -129,6 +130,7 @@ export class Accounts {
         "SELECT kind, amount, status, balance, reason, request_id, at FROM operations WHERE customer = ? AND request_id = ?",
       ).get(customer, requestId) as OperationRow | undefined;
       if (seen) {
+        // check: request-id-reuse tests/bank/accounts_negative_test.ts
         if (seen.kind !== kind || seen.amount !== amount) {
           throw new OperationError(
             `Request id ${requestId} was already used for ${seen.kind} ${formatCents(seen.amount)}`,
@@ -141,10 +143,12 @@ export class Accounts {
       const before = this.#ensure(customer);
       let after = before;
       let reason: string | null = null;
+      // check: account-no-overdraft tests/bank/accounts_negative_test.ts
       if (kind === "withdraw" && amount > before) {
         reason = `Insufficient funds: balance ${formatCents(before)}, withdrawal ${
           formatCents(amount)
         }`;
+        // check: account-max-balance tests/bank/accounts_negative_test.ts
       } else if (kind === "deposit" && before + amount > MAX_BALANCE_CENTS) {
         reason = `Deposit refused: the balance would exceed ${formatCents(MAX_BALANCE_CENTS)}`;
       } else {

@@ -31,6 +31,7 @@ const PLAIN = /^([0-9]{1,12})(?:\.([0-9]{1,2}))?$/;
 export function parseAmount(text: string): number {
   const t = text;
   const shown = printable(t.length > 20 ? `${t.slice(0, 20)}…` : t);
+  // check: amount-not-empty tests/bank/accounts_test.ts
   if (t.trim() === "") throw new AmountError("Invalid amount: it is empty");
   const m = PLAIN.exec(t);
   // check: amount-grammar tests/bank/accounts_test.ts
@@ -47,7 +48,9 @@ export function parseAmount(text: string): number {
     throw new AmountError(`Invalid amount '${shown}': not a number like 10 or 10.50`);
   }
   const cents = Number(m[1]) * 100 + Number((m[2] ?? "").padEnd(2, "0"));
+  // check: amount-positive tests/bank/accounts_test.ts
   if (cents <= 0) throw new AmountError(`Invalid amount '${shown}': it must be positive`);
+  // check: amount-under-max tests/bank/accounts_test.ts
   if (cents >= MAX_AMOUNT_CENTS) {
     throw new AmountError(
       `Invalid amount '${shown}': it must be under ${formatCents(MAX_AMOUNT_CENTS)}`,

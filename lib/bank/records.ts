@@ -78,10 +78,12 @@ export class SecureRecords implements RecordLayer {
 
   async open(payload: Uint8Array): Promise<Uint8Array> {
     const msg = bankProtocol.decode(payload);
+    // check: bank-record-type tests/bank/negative_test.ts
     if (msg.type !== "record") {
       throw new RecordError(`${stepName(6)}: expected a record, got ${msg.type}`);
     }
     const expected = this.#receiveSeq;
+    // check: bank-record-replayed tests/bank/negative_test.ts
     if (msg.seq < expected) {
       throw new RecordError(
         `${
@@ -89,6 +91,7 @@ export class SecureRecords implements RecordLayer {
         }: replayed record refused (sequence ${msg.seq} was already received, ${expected} expected)`,
       );
     }
+    // check: bank-record-reordered tests/bank/negative_test.ts
     if (msg.seq > expected) {
       throw new RecordError(
         `${

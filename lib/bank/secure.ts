@@ -84,6 +84,7 @@ export async function aliceSecure(
 
   const beforeProof = machine.transcript.snapshot();
   const proof = await machine.receive(4, "proof");
+  // check: bank-bob-nonce-length tests/bank/negative_test.ts
   if (proof.nonce.length !== NONCE_BYTES) {
     throw new HandshakeError(4, `Bob's nonce must be ${NONCE_BYTES} bytes`);
   }
@@ -97,6 +98,7 @@ export async function aliceSecure(
   } catch {
     valid = false;
   }
+  // check: bank-step4-proof-covers-nonce tests/bank/negative_test.ts
   if (!valid) {
     throw new HandshakeError(
       4,
@@ -105,6 +107,7 @@ export async function aliceSecure(
   }
   const share = await newKeyShare();
   const dh = await sharedSecret(share, proof.share);
+  // check: bank-bob-share-valid tests/bank/negative_test.ts
   if (!dh) throw new HandshakeError(4, "Bob's X25519 share is invalid");
   log.step(4, "Bob's proof: his signature covers both nonces and his X25519 share");
 
@@ -156,6 +159,7 @@ export async function bobSecure(
   const from = options.remote ?? "Alice";
 
   const hello = await machine.receive(1, "hello");
+  // check: bank-version tests/bank/negative_test.ts
   if (hello.version !== BANK_VERSION) {
     throw new HandshakeError(1, `version '${hello.version}' is not ${BANK_VERSION}`);
   }
@@ -165,6 +169,7 @@ export async function bobSecure(
   log.step(2, `Hi, I'm Bob: sent certificate ${certificateLabel(identity.cert)}`);
 
   const proveIt = await machine.receive(3, "proveIt");
+  // check: bank-alice-nonce-length tests/bank/negative_test.ts
   if (proveIt.nonce.length !== NONCE_BYTES) {
     throw new HandshakeError(3, `Alice's nonce must be ${NONCE_BYTES} bytes`);
   }
@@ -207,10 +212,12 @@ export async function bobSecure(
   } catch {
     valid = false;
   }
+  // check: bank-step5-alice-signature tests/bank/negative_test.ts
   if (!valid) {
     throw new HandshakeError(5, `the signature of ${customer} does not cover this exchange`);
   }
   const dh = await sharedSecret(share, secret.share);
+  // check: bank-alice-share-valid tests/bank/negative_test.ts
   if (!dh) throw new HandshakeError(5, "Alice's X25519 share is invalid");
   log.step(
     5,

@@ -105,6 +105,7 @@ export function recordKindOf(text: string): RecordKind | undefined {
  * chat refuses them. The student checks before sending; Blackboard refuses such a message.
  */
 export function messageProblem(text: string): string | null {
+  // check: message-size tests/blackboard/negative_test.ts
   if (toBytes(text).length > MAX_MESSAGE_BYTES) {
     return `Message too long: at most ${MAX_MESSAGE_BYTES} bytes`;
   }
@@ -383,10 +384,12 @@ export class RecordLayer {
       throw new CleartextFrameError(msg.type, msg.type === "error" ? msg.reason : undefined);
     }
     const want = this.#encrypt ? "sealed" : "record";
+    // check: record-kind tests/blackboard/records_test.ts
     if (msg.type !== want) {
       throw new RecordError(`Expected a step-6 ${want}, got ${msg.type}`);
     }
     const seq = this.#receiveSeq;
+    // check: record-sequence tests/blackboard/records_test.ts
     if (msg.seq !== seq) {
       throw new RecordError(
         `Record refused: sequence number ${msg.seq}, expected ${seq} (replayed or reordered)`,
@@ -402,6 +405,7 @@ export class RecordLayer {
       }
     } else {
       const expected = await hmacSha256(this.#keys.receive, concatBytes(head, msg.payload));
+      // check: record-hmac tests/blackboard/records_test.ts
       if (!constantTimeEqual(expected, msg.mac)) {
         throw new RecordError(`Record ${seq} refused: HMAC does not verify (altered)`);
       }

@@ -108,7 +108,7 @@ export async function openSession(options: ConnectOptions): Promise<StudentSessi
       expectedCommonName: name,
     });
     const signed = step4SignedData(t, msg);
-    // check: bb-step4-signature tests/blackboard/handshake_test.ts
+    // check: step4-signature tests/blackboard/handshake_test.ts tests/blackboard/negative_test.ts
     if (!(await verifyRsa(bbCert, msg.signature, signed))) {
       throw new CertificateError(
         "Blackboard's step-4 signature does not verify: not the real Blackboard, or the exchange was altered",
@@ -194,6 +194,7 @@ export async function acceptSession(
   }
   if (req.type !== "request") throw new Refusal(`Expected request, got ${req.type}`);
   t.add(first);
+  // check: request-nonce-length tests/blackboard/negative_test.ts
   if (req.nonce.length !== NONCE_BYTES) throw new Refusal(`The nonce must be ${NONCE_BYTES} bytes`);
   const records = recordKindOf(req.records);
   if (records === undefined) {
@@ -244,6 +245,7 @@ export async function acceptSession(
     );
   }
   const expected = await confirmationMac(kConfirm, "student", h4);
+  // check: step5-key-confirmation tests/blackboard/handshake_test.ts
   if (!constantTimeEqual(expected, confirm.msg.mac)) {
     throw new Refusal(
       "Key confirmation failed: the MAC does not verify (the exchange was altered on the way)",

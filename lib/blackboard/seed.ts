@@ -133,6 +133,7 @@ export async function serveSeed(ctx: ModeContext, peer: Peer): Promise<void> {
 
   // STEP 5: the student sends the key back in the clear; Blackboard compares it.
   const echo = await receiveHandshake(stream, ["seedKeyEcho"], hs);
+  // check: seed-key-echo tests/blackboard/negative_test.ts
   if (!constantTimeEqual(echo.msg.sessionKey, sessionKey)) {
     throw new Refusal("Session key check failed: the key sent back is not the session key");
   }
@@ -149,6 +150,7 @@ export async function serveSeed(ctx: ModeContext, peer: Peer): Promise<void> {
     const msg = blackboardProtocol.decode(frame);
     if (msg.type !== "seedMessage") throw new Refusal(`Expected seedMessage, got ${msg.type}`);
     const mac = await hmacSha256(sessionKey, toBytes(msg.message));
+    // check: seed-message-hmac tests/blackboard/negative_test.ts
     if (!constantTimeEqual(mac, msg.hmac)) {
       throw new Refusal("HMAC does not match: message refused");
     }

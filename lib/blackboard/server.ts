@@ -203,6 +203,7 @@ async function verifyStudent(
   certificate: Uint8Array,
 ): Promise<Certificate> {
   const sid = parseRequestLine(line);
+  // check: request-line tests/blackboard/negative_test.ts
   if (sid === undefined) {
     throw new Refusal(`Malformed request: expected 'SID:<10 digits> requests to upload report !'`);
   }
@@ -261,6 +262,7 @@ async function serveSession(
           break;
         }
         case "uploadBegin": {
+          // check: one-upload-per-session tests/blackboard/negative_test.ts
           if (upload) throw new Refusal("An upload is already in progress in this session");
           upload = await ctx.store.begin(sid, msg.uploadId, msg.name, msg.size);
           log.step(
@@ -273,6 +275,7 @@ async function serveSession(
           break;
         }
         case "chunk": {
+          // check: chunk-needs-upload tests/blackboard/negative_test.ts
           if (!upload) throw new Refusal("Chunk without an upload in progress");
           await upload.write(msg.offset, msg.data);
           break;

@@ -28,7 +28,7 @@ const NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/;
  * characters.
  */
 export function checkReportName(name: string): string {
-  // check: report-name tests/blackboard/protocol_test.ts
+  // check: report-name tests/blackboard/protocol_test.ts tests/blackboard/upload_store_test.ts
   if (!NAME.test(name) || name.includes("..")) {
     throw new UploadError(
       `Invalid report name '${
@@ -94,14 +94,17 @@ export class UploadStore {
    * the length of the partial already held (re-hashed from disk), or 0.
    */
   async begin(sid: string, uploadId: string, name: string, size: number): Promise<PartialUpload> {
+    // check: upload-id tests/blackboard/upload_store_test.ts
     if (!UPLOAD_ID.test(uploadId)) {
       throw new UploadError("Invalid upload ID: 32 hex digits expected");
     }
     checkReportName(name);
+    // check: report-max-size tests/blackboard/upload_store_test.ts
     if (size > this.maxSize) {
       throw new UploadError(`Report of ${size} bytes exceeds the limit of ${this.maxSize} bytes`);
     }
     const key = `${sid}/${uploadId}`;
+    // check: upload-not-twice tests/blackboard/upload_store_test.ts
     if (this.#active.has(key)) throw new UploadError("This upload is already in progress");
     this.#active.add(key);
     try {
@@ -127,6 +130,7 @@ export class UploadStore {
       try {
         let hash = createHash("sha256");
         let offset = keep ? await hashFile(file, hash) : 0;
+        // check: partial-over-size tests/blackboard/upload_store_test.ts
         if (offset > size) {
           // More than was declared: not ours to trust. Start over.
           await file.truncate(0);
@@ -214,12 +218,15 @@ export class PartialUpload {
   /** Appends one authenticated chunk, which must start exactly at the current offset. */
   async write(offset: number, data: Uint8Array): Promise<void> {
     const s = this.#s;
+    // check: upload-closed tests/blackboard/upload_store_test.ts
     if (this.#closed) throw new UploadError("Upload is closed");
+    // check: chunk-in-order tests/blackboard/upload_store_test.ts
     if (offset !== s.offset) {
       throw new UploadError(
         `Chunk out of order: it starts at byte ${offset}, expected ${s.offset}`,
       );
     }
+    // check: chunk-within-size tests/blackboard/upload_store_test.ts
     if (s.offset + data.length > s.size) {
       throw new UploadError(`Chunk goes past the declared size of ${s.size} bytes`);
     }
@@ -236,11 +243,14 @@ export class PartialUpload {
    */
   async finish(sha256: Uint8Array): Promise<Receipt> {
     const s = this.#s;
+    // check: upload-finish-closed tests/blackboard/upload_store_test.ts
     if (this.#closed) throw new UploadError("Upload is closed");
+    // check: upload-complete tests/blackboard/upload_store_test.ts
     if (s.offset !== s.size) {
       throw new UploadError(`Upload ended at byte ${s.offset} of ${s.size}`);
     }
     const digest = new Uint8Array(s.hash.digest());
+    // check: upload-sha256 tests/blackboard/upload_store_test.ts
     if (!constantTimeEqual(digest, sha256)) {
       await this.discard();
       throw new UploadError(

@@ -43,9 +43,30 @@ export const LEDGER_FILE = "ledger.db";
 export const DEFAULT_CODE_TTL_MS = 7 * 86_400_000;
 export const DEFAULT_CRL_VALIDITY_MS = 3_600_000;
 
+/**
+ * Which rule refused an enrolment, for code and tests (the message is for people): the ID's form,
+ * the CSR, the CN against the ID, and the code's binding, expiry and single use. A code used twice
+ * is refused by the ledger check before signing (`code-used`) or, when two requests raced past it,
+ * by the one UPDATE that consumes the code (`code-used-meanwhile`).
+ */
+export type EnrolmentRefusal =
+  | "bad-id"
+  | "bad-csr"
+  | "cn-mismatch"
+  | "code-invalid"
+  | "code-expired"
+  | "code-used"
+  | "code-used-meanwhile";
+
 /** An enrolment the CA refuses; the message is safe to send to the client. */
 export class EnrolmentError extends Error {
   override name = "EnrolmentError";
+  readonly reason: EnrolmentRefusal;
+
+  constructor(message: string, reason: EnrolmentRefusal) {
+    super(message);
+    this.reason = reason;
+  }
 }
 
 export interface LedgerEntry {
@@ -160,6 +181,7 @@ export class CertificateAuthority {
     const certPath = `${dataDir}/${ROOT_CERT_FILE}`;
     const keyPath = `${dataDir}/${ROOT_KEY_FILE}`;
     const [hasCert, hasKey] = await Promise.all([exists(certPath), exists(keyPath)]);
+    // check: no-ca-no-root tests/ca/negative_test.ts
     if (!hasCert && !hasKey && options.create === false) {
       throw new Error(
         `No CA in ${dataDir} (no ${ROOT_CERT_FILE}): give the CA's --data-dir, or create one ` +
@@ -173,6 +195,7 @@ export class CertificateAuthority {
       await assertPrivateFile(keyPath);
       const keyPem = await Deno.readTextFile(keyPath);
       root = parseCertificate(await Deno.readTextFile(certPath), `root certificate ${certPath}`);
+      // check: root-key-matches-cert tests/ca/negative_test.ts
       if (!samePublicKey(root, await publicKeyOf(keyPem))) {
         throw new Error(`${keyPath} is not the key of ${certPath}: refusing to start`);
       }
@@ -181,6 +204,7 @@ export class CertificateAuthority {
         0,
         `reusing root ${root.subject} (serial ${root.serialNumber}) from ${dataDir}`,
       );
+      // check: half-root-refused tests/ca/negative_test.ts
     } else if (hasCert || hasKey) {
       const [have, missing] = hasCert ? [certPath, keyPath] : [keyPath, certPath];
       throw new Error(
@@ -234,13 +258,20 @@ export class CertificateAuthority {
     ).all(sid) as { hash: string; expires_at: number; used_at: number | null }[];
     for (const row of rows) {
       const expected = await enrolmentBinding(fromHex(row.hash), sid, csr);
+      // check: enrol-code-binding tests/ca/negative_test.ts
       if (!constantTimeEqual(expected, binding)) continue;
-      if (row.used_at !== null) throw new EnrolmentError("Enrolment code has already been used");
-      if (row.expires_at <= now) throw new EnrolmentError("Enrolment code has expired");
+      // check: enrol-code-single-use tests/ca/negative_test.ts
+      if (row.used_at !== null) {
+        throw new EnrolmentError("Enrolment code has already been used", "code-used");
+      }
+      // check: enrol-code-expiry tests/ca/negative_test.ts
+      if (row.expires_at <= now) {
+        throw new EnrolmentError("Enrolment code has expired", "code-expired");
+      }
       return row.hash;
     }
     // No code of this ID binds this CSR: a wrong code, or a CSR swapped on the way.
-    throw new EnrolmentError(`Enrolment code is not valid for ${sid}`);
+    throw new EnrolmentError(`Enrolment code is not valid for ${sid}`, "code-invalid");
   }
 
   /**
@@ -249,19 +280,24 @@ export class CertificateAuthority {
    */
   async enrol(request: EnrolRequest): Promise<Certificate> {
     const now = request.now ?? new Date();
+    // check: enrol-id-ten-digits tests/ca/negative_test.ts
     if (!/^\d{10}$/.test(request.sid)) {
-      throw new EnrolmentError(`Student ID must be exactly 10 digits, got '${request.sid}'`);
+      throw new EnrolmentError(
+        `Student ID must be exactly 10 digits, got '${request.sid}'`,
+        "bad-id",
+      );
     }
     let csr;
     try {
       csr = parseCsr(request.csr);
     } catch (err) {
-      if (err instanceof CsrError) throw new EnrolmentError(err.message);
+      if (err instanceof CsrError) throw new EnrolmentError(err.message, "bad-csr");
       throw err;
     }
     // The bytes the binding covers: the CSR as it came.
     const csrBytes = request.csr instanceof Uint8Array ? request.csr : der(csr);
     let codeHash: string | undefined;
+    // check: enrol-code-required tests/ca/negative_test.ts
     if (!request.openEnrolment) {
       const binding = request.binding ??
         (request.code === undefined
@@ -273,12 +309,14 @@ export class CertificateAuthority {
     try {
       checked = await checkStudentCsr(csr);
     } catch (err) {
-      if (err instanceof CsrError) throw new EnrolmentError(err.message);
+      if (err instanceof CsrError) throw new EnrolmentError(err.message, "bad-csr");
       throw err;
     }
+    // check: enrol-cn-matches-id tests/ca/negative_test.ts
     if (checked.sid !== request.sid) {
       throw new EnrolmentError(
         `CSR's CN ${checked.sid} does not match the requested ID ${request.sid}`,
+        "cn-mismatch",
       );
     }
     const cert = await issueCertificate({
@@ -296,8 +334,9 @@ export class CertificateAuthority {
          WHERE hash = ? AND sid = ? AND used_at IS NULL AND expires_at > ?`,
       ).run(now.getTime(), serialOf(cert), codeHash, request.sid, now.getTime());
       // Another connection used the same code while this one was signing: undo the record.
+      // check: enrol-code-claim tests/ca/negative_test.ts
       if (Number(used.changes) !== 1) {
-        throw new EnrolmentError("Enrolment code has already been used");
+        throw new EnrolmentError("Enrolment code has already been used", "code-used-meanwhile");
       }
     });
     return cert;

@@ -94,6 +94,7 @@ export async function requestCertificate(options: EnrolOptions): Promise<Certifi
       expectedCommonName: options.sid,
       keyEncipherment: true,
     });
+    // check: cert2-carries-csr-key tests/ca/negative_test.ts
     if (!samePublicKey(cert, options.publicKey)) {
       throw new CertificateError("Cert 2 from the CA does not carry the key of this CSR");
     }

@@ -135,26 +135,31 @@ function decodeMessage(table: Schemas, payload: Uint8Array): { type: string } {
     throw new ChatProtocolError("Invalid message: not JSON");
   }
   const problem = shapeProblem(table, value);
+  // check: chat-decode-refusal tests/chat/protocol_test.ts
   if (problem) throw new ChatProtocolError(`Invalid message: ${problem}`);
   return value as { type: string };
 }
 
 /** Why `value` is not a valid message of `table`, or null when it is. */
 function shapeProblem(table: Schemas, value: unknown): string | null {
+  // check: chat-json-object tests/chat/protocol_test.ts
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return "expected a JSON object";
   }
   const obj = value as Record<string, unknown>;
   const type = obj.type;
   if (typeof type !== "string") return "missing string field 'type'";
+  // check: chat-unknown-type tests/chat/protocol_test.ts
   if (!Object.hasOwn(table, type)) return `unknown type '${quoted(type)}'`;
   const schema = table[type]!;
   for (const key of Object.keys(obj)) {
+    // check: chat-unexpected-field tests/chat/protocol_test.ts
     if (key !== "type" && !Object.hasOwn(schema, key)) {
       return `unexpected field '${quoted(key)}' in '${type}'`;
     }
   }
   for (const [field, rule] of Object.entries(schema)) {
+    // check: chat-missing-field tests/chat/protocol_test.ts
     if (!Object.hasOwn(obj, field)) return `missing field '${field}' in '${type}'`;
     const problem = ruleProblem(rule, obj[field]);
     if (problem) return `field '${field}' of '${type}' ${problem}`;
@@ -189,8 +194,11 @@ function ruleProblem(rule: Rule, value: unknown): string | null {
 }
 
 function stringProblem(value: unknown, max: number): string | null {
+  // check: chat-field-string tests/chat/protocol_test.ts
   if (typeof value !== "string") return "must be a string";
+  // check: chat-field-unicode tests/chat/protocol_test.ts
   if (!value.isWellFormed()) return "is not well-formed Unicode";
+  // check: chat-field-length tests/chat/protocol_test.ts
   if (value.length > max * 2 || charCount(value) > max) return `is longer than ${max} characters`;
   return null;
 }
@@ -211,9 +219,13 @@ const NICK_CHARS = /^[\p{L}\p{N}_.-]+$/u;
 
 /** Why `nick` cannot be a nickname, or null when it can. */
 export function nickProblem(nick: string): string | null {
+  // check: chat-nick-empty tests/chat/protocol_test.ts
   if (nick.length === 0) return "Nickname is empty";
+  // check: chat-nick-control tests/chat/protocol_test.ts
   if (UNSAFE_CHARS.test(nick)) return "Nickname contains control characters";
+  // check: chat-nick-length tests/chat/protocol_test.ts
   if (charCount(nick) > MAX_NICK) return `Nickname is longer than ${MAX_NICK} characters`;
+  // check: chat-nick-charset tests/chat/protocol_test.ts
   if (!NICK_CHARS.test(nick)) {
     return "Nickname may only contain letters, digits, '_', '.' and '-'";
   }
@@ -222,9 +234,12 @@ export function nickProblem(nick: string): string | null {
 
 /** Why `text` cannot be sent as chat text under a `maxText` limit, or null when it can. */
 export function textProblem(text: string, maxText: number): string | null {
+  // check: chat-text-empty tests/chat/protocol_test.ts
   if (text.length === 0) return "Message is empty";
   const n = charCount(text);
+  // check: chat-text-length tests/chat/protocol_test.ts
   if (n > maxText) return `Message too long: ${n} characters (limit ${maxText})`;
+  // check: chat-text-control tests/chat/protocol_test.ts
   if (UNSAFE_CHARS.test(text)) return "Message contains control characters";
   return null;
 }

@@ -203,6 +203,7 @@ class Member {
   /** Queues a frame; false when the queue is full (the caller disconnects this member). */
   enqueue(payload: Uint8Array): boolean {
     if (this.#closing) return true;
+    // check: chat-queue-bound tests/chat/queue_test.ts
     if (this.#queuedBytes + payload.length > this.#maxQueueBytes) return false;
     this.#queue.push(payload);
     this.#queuedBytes += payload.length;
@@ -365,6 +366,7 @@ class ChatRoom {
         (this.#members.size >= this.#limits.maxClients
           ? `Server is full (${this.#limits.maxClients} clients)`
           : null);
+      // check: chat-join-refusal tests/chat/server_test.ts
       if (problem) {
         log.warn(`${remote}: refused: ${problem}`);
         await this.#refuse(framed, problem);
@@ -442,8 +444,10 @@ class ChatRoom {
       this.#drop(member, errorMessage(err));
       return false;
     }
+    // check: chat-rate-limit tests/chat/server_test.ts
     if (!member.limiter.take()) {
       member.strikes++;
+      // check: chat-flood-drop tests/chat/server_test.ts
       if (member.strikes > this.#limits.burst) {
         this.#drop(member, `Flooding: over ${this.#limits.rate} messages per second`);
         return false;
@@ -467,6 +471,7 @@ class ChatRoom {
     switch (msg.type) {
       case "say": {
         const problem = textProblem(msg.text, this.#limits.maxText);
+        // check: chat-say-text tests/chat/server_test.ts
         if (problem) return this.#tell(member, { type: "error", reason: problem });
         this.#broadcast({ type: "said", from: member.nick, text: msg.text, time });
         return true;
@@ -475,6 +480,7 @@ class ChatRoom {
         const problem = textProblem(msg.text, this.#limits.maxText);
         if (problem) return this.#tell(member, { type: "error", reason: problem });
         const to = this.#members.get(nickKey(msg.to));
+        // check: chat-private-unknown-user tests/chat/server_test.ts
         if (!to) {
           return this.#tell(member, {
             type: "error",

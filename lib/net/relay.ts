@@ -114,6 +114,7 @@ export function startRelay(options: RelayOptions): Server {
       /** Writes one frame toward the server, or its first bytes when the cut is reached. */
       const toServer = async (frame: Uint8Array): Promise<boolean> => {
         const cut = perConnection.cutAfterBytes;
+        // check: relay-cut-after-bytes tests/blackboard/upload_test.ts
         if (cut !== undefined && sentToServer + HEADER_BYTES + frame.length >= cut) {
           const bytes = encodeFrame(frame, streamOptions.maxFrame).subarray(0, cut - sentToServer);
           let off = 0;

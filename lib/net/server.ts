@@ -240,6 +240,7 @@ export function serve<C extends Deno.Conn>(options: ServeOptions<C>): Server {
         const id = nextId++;
         const remote = formatAddr(conn.remoteAddr);
         const host = (conn.remoteAddr as Deno.NetAddr).hostname ?? remote;
+        // check: connection-cap tests/net/limits_test.ts
         if (active.size >= max) {
           refuse(
             conn,
@@ -249,6 +250,7 @@ export function serve<C extends Deno.Conn>(options: ServeOptions<C>): Server {
           continue;
         }
         const held = perHost.get(host) ?? 0;
+        // check: per-address-cap tests/net/limits_test.ts
         if (held >= perAddress) {
           refuse(
             conn,

@@ -313,13 +313,16 @@ export const MAX_RSA_VERIFY_BITS = 4096;
 
 async function checkCsrFields(csr: Csr): Promise<CheckedCsr> {
   const cns = csr.subjectName.getField(OID.commonName);
+  // check: csr-one-cn tests/pki/negative_test.ts
   if (cns.length !== 1) throw new CsrError(`CSR must name exactly one CN, it names ${cns.length}`);
   const sid = cns[0]!;
+  // check: csr-cn-ten-digits tests/pki/negative_test.ts
   if (!/^\d{10}$/.test(sid)) {
     throw new CsrError(`CSR's CN must be a 10-digit student ID, got '${sid}'`);
   }
   const spki = new x509.PublicKey(csr.publicKey.rawData);
   const algOid = spkiAlgorithmOid(spki);
+  // check: csr-key-rsa tests/pki/negative_test.ts
   if (algOid !== OID.rsaEncryption) {
     throw new CsrError(`CSR's key must be RSA, got algorithm ${algOid}`);
   }
@@ -330,9 +333,11 @@ async function checkCsrFields(csr: Csr): Promise<CheckedCsr> {
     throw new CsrError("CSR's RSA key cannot be read");
   }
   const alg = key.algorithm as RsaHashedKeyAlgorithm;
+  // check: csr-key-size tests/pki/verify_test.ts
   if (alg.modulusLength < 2048) {
     throw new CsrError(`CSR's RSA key has ${alg.modulusLength} bits, at least 2048 are required`);
   }
+  // check: csr-exponent tests/pki/verify_test.ts
   if (toHex(alg.publicExponent).replace(/^0+/, "") !== "10001") {
     throw new CsrError("CSR's RSA public exponent must be 65537");
   }
@@ -348,6 +353,7 @@ async function checkCsrFields(csr: Csr): Promise<CheckedCsr> {
         : `CSR's signature cannot be checked: ${err instanceof Error ? err.message : String(err)}`,
     );
   }
+  // check: csr-proof-of-possession tests/pki/negative_test.ts
   if (!ok) throw new CsrError("CSR's signature does not match its key (no proof of possession)");
   return { sid, publicKey: new Uint8Array(csr.publicKey.rawData) };
 }
@@ -408,6 +414,7 @@ export function crlNumber(crl: Crl): number | undefined {
 
 /** Checks that a CRL comes from the root and is current. */
 export async function verifyCrl(crl: Crl, root: Certificate, now = new Date()): Promise<void> {
+  // check: crl-issuer tests/pki/negative_test.ts
   if (!sameName(crl.issuerName, root.subjectName)) {
     throw new CertificateError("CRL is not issued by the pinned root");
   }
@@ -417,8 +424,11 @@ export async function verifyCrl(crl: Crl, root: Certificate, now = new Date()): 
   } catch {
     ok = false;
   }
+  // check: crl-signature tests/pki/verify_test.ts tests/pki/revocation_test.ts
   if (!ok) throw new CertificateError("CRL's signature does not match the root");
+  // check: crl-not-yet-valid tests/pki/verify_test.ts
   if (crl.thisUpdate > now) throw new CertificateError("CRL is not valid yet");
+  // check: crl-next-update tests/pki/verify_test.ts tests/pki/revocation_test.ts
   if (!crl.nextUpdate || crl.nextUpdate <= now) {
     throw new CertificateError("CRL has expired (next update was due)");
   }
@@ -462,6 +472,7 @@ export async function verifyCertificate(cert: Certificate, options: VerifyOption
   const now = options.now ?? new Date();
   const { root } = options;
 
+  // check: cert-issuer tests/pki/verify_test.ts
   if (!sameName(cert.issuerName, root.subjectName)) fail("it is not issued by the pinned root");
   let signed = false;
   try {
@@ -469,37 +480,49 @@ export async function verifyCertificate(cert: Certificate, options: VerifyOption
   } catch {
     signed = false;
   }
+  // check: cert-signature tests/pki/verify_test.ts
   if (!signed) fail("signature does not match the root");
+  // check: root-validity tests/pki/verify_test.ts
   if (now < root.notBefore || now > root.notAfter) fail("the root is outside its validity period");
+  // check: cert-not-before tests/pki/verify_test.ts tests/blackboard/negative_test.ts
   if (now < cert.notBefore) fail(`not valid before ${cert.notBefore.toISOString()}`);
+  // check: cert-not-after tests/pki/verify_test.ts
   if (now > cert.notAfter) fail(`expired on ${cert.notAfter.toISOString()}`);
 
   for (const ext of cert.extensions) {
+    // check: cert-critical-extension tests/pki/verify_test.ts tests/blackboard/negative_test.ts
     if (ext.critical && !KNOWN_EXTENSIONS.has(ext.type)) {
       fail(`unknown critical extension ${ext.type}`);
     }
   }
   const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  // check: cert-end-entity tests/pki/verify_test.ts tests/blackboard/negative_test.ts
   if (bc?.ca) fail("it is a CA certificate, not an end-entity certificate");
 
   const ku = cert.getExtension(x509.KeyUsagesExtension);
+  // check: cert-key-usage-present tests/pki/verify_test.ts
   if (!ku) fail("it has no key usage extension");
+  // check: cert-digital-signature tests/pki/verify_test.ts
   if (!(ku!.usages & x509.KeyUsageFlags.digitalSignature)) {
     fail("key usage does not allow digitalSignature");
   }
+  // check: cert-key-encipherment tests/pki/verify_test.ts
   if (options.keyEncipherment && !(ku!.usages & x509.KeyUsageFlags.keyEncipherment)) {
     fail("key usage does not allow keyEncipherment");
   }
   const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
   const wanted = options.purpose === "clientAuth" ? OID.clientAuth : OID.serverAuth;
+  // check: cert-extended-key-usage tests/pki/verify_test.ts
   if (!eku || !eku.usages.map(String).includes(wanted)) {
     fail(`extended key usage does not allow ${options.purpose}`);
   }
 
+  // check: cert-revoked tests/pki/verify_test.ts
   if (options.crl && options.crl.findRevoked(cert)) fail("it has been revoked");
 
   if (options.expectedCommonName !== undefined) {
     const cn = commonName(cert);
+    // check: cert-expected-cn tests/pki/verify_test.ts
     if (cn !== options.expectedCommonName) {
       fail(`its CN is '${cn ?? ""}', not '${options.expectedCommonName}'`);
     }
@@ -507,7 +530,7 @@ export async function verifyCertificate(cert: Certificate, options: VerifyOption
   if (options.expectedHost !== undefined) {
     const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
     const names = san?.names.items.map((n) => n.value.toLowerCase()) ?? [];
-    // check: service-name-san tests/trudy/cross_service_test.ts
+    // check: service-name-san tests/trudy/cross_service_test.ts tests/pki/verify_test.ts
     if (!names.includes(options.expectedHost.toLowerCase())) {
       fail(`it is not issued for ${options.expectedHost} (SAN: ${names.join(", ") || "none"})`);
     }

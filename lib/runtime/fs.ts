@@ -91,6 +91,7 @@ export async function readTextFile(path: string, what: string): Promise<string> 
 /** Refuses a private key file that others can read. */
 export async function assertPrivateFile(path: string): Promise<void> {
   const info = await Deno.stat(path);
+  // check: private-key-file-mode tests/runtime/files_test.ts tests/ca/negative_test.ts
   if (info.mode !== null && (info.mode & 0o077) !== 0) {
     throw new Error(
       `Refusing to use ${path}: mode ${

@@ -31,6 +31,7 @@ export async function lockDataDir(dir: string, owner: string): Promise<DataDirLo
     file.close();
     throw err;
   }
+  // check: data-dir-lock tests/runtime/files_test.ts
   if (!locked) {
     const holder = (await Deno.readTextFile(path).catch(() => "")).trim();
     file.close();

@@ -23,6 +23,7 @@ export function openDatabase(path: string): DatabaseSync {
     db.exec("PRAGMA busy_timeout = 5000");
     const rows = db.prepare("PRAGMA quick_check").all() as Record<string, unknown>[];
     const problems = rows.map((r) => String(Object.values(r)[0])).filter((v) => v !== "ok");
+    // check: db-quick-check tests/runtime/files_test.ts
     if (problems.length > 0) {
       throw new CorruptDatabaseError(
         `${path} is corrupt (quick_check: ${problems.slice(0, 3).join("; ")}): refusing to start;` +
@@ -40,6 +41,7 @@ export function openDatabase(path: string): DatabaseSync {
     if (err instanceof CorruptDatabaseError) throw err;
     const message = err instanceof Error ? err.message : String(err);
     // SQLite's own words for a file that is not (or no longer) a database.
+    // check: db-not-a-database tests/runtime/files_test.ts
     if (/not a database|malformed|corrupt/i.test(message)) {
       throw new CorruptDatabaseError(
         `${path} is corrupt (${message}): refusing to start; restore it from a backup`,

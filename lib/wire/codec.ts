@@ -148,8 +148,10 @@ export class Protocol<S extends MessageSpecs> {
 
   /** Decodes one message; throws `FrameError` on anything but an exact, well-formed message. */
   decode(bytes: Uint8Array): Message<S> {
+    // check: codec-empty-message tests/wire/frame_codec_test.ts tests/wire/frame_kind_test.ts
     if (bytes.length === 0) throw new FrameError(`Empty ${this.name} message`, "malformed");
     const type = this.#byCode.get(bytes[0]!);
+    // check: codec-unknown-type tests/wire/frame_codec_test.ts tests/wire/frame_kind_test.ts
     if (type === undefined) {
       throw new FrameError(
         `Unknown ${this.name} message type 0x${bytes[0]!.toString(16).padStart(2, "0")}`,
@@ -163,8 +165,10 @@ export class Protocol<S extends MessageSpecs> {
     for (const [field, kind] of Object.entries(spec.fields)) {
       const where = `${this.name} ${type}: field ${field}`;
       if (kind === "uint") {
+        // check: codec-uint-truncated tests/wire/frame_codec_test.ts tests/wire/frame_kind_test.ts
         if (off + 8 > bytes.length) throw new FrameError(`Truncated ${where}`, "truncated");
         const v = view.getBigUint64(off);
+        // check: codec-uint-range tests/wire/frame_codec_test.ts tests/wire/frame_kind_test.ts
         if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
           throw new FrameError(`Out of range ${where}`, "malformed");
         }
@@ -172,9 +176,11 @@ export class Protocol<S extends MessageSpecs> {
         off += 8;
         continue;
       }
+      // check: codec-field-length-truncated tests/wire/frame_codec_test.ts tests/wire/frame_kind_test.ts
       if (off + 4 > bytes.length) throw new FrameError(`Truncated ${where}`, "truncated");
       const len = view.getUint32(off);
       off += 4;
+      // check: codec-field-body-truncated tests/wire/codec_field_test.ts
       if (off + len > bytes.length) throw new FrameError(`Truncated ${where}`, "truncated");
       const body = bytes.slice(off, off + len);
       off += len;
@@ -188,6 +194,7 @@ export class Protocol<S extends MessageSpecs> {
         }
       }
     }
+    // check: codec-trailing-bytes tests/wire/frame_codec_test.ts tests/wire/frame_kind_test.ts
     if (off !== bytes.length) {
       throw new FrameError(
         `${bytes.length - off} trailing bytes after ${this.name} ${type}`,
@@ -246,6 +253,7 @@ export class Channel<S extends MessageSpecs> {
     }
     const msg = this.protocol.decode(frame);
     if ((types as readonly string[]).includes(msg.type as string)) return msg as Message<S, N>;
+    // check: channel-refusal tests/wire/refusal_test.ts
     if (msg.type === "error" && "error" in this.protocol.messages) {
       throw new RemoteRefusal((msg as unknown as Message<WithError>).reason);
     }
@@ -327,6 +335,7 @@ export async function receiveExpected<S extends MessageSpecs, N extends keyof S 
   }
   const type = msg.type as string;
   if ((types as readonly string[]).includes(type)) return { msg: msg as Message<S, N>, bytes };
+  // check: receive-expected-refusal tests/wire/receive_expected_test.ts
   if (type === "error" && "error" in protocol.messages) {
     const { reason } = msg as unknown as Message<WithError>;
     throw onRefused?.(reason) ?? new PeerRefusedError(reason);

@@ -69,6 +69,7 @@ export interface ReadFrameOptions {
 
 /** Encodes one frame (header and payload) into a single buffer. */
 export function encodeFrame(payload: Uint8Array, maxFrame = DEFAULT_MAX_FRAME): Uint8Array {
+  // check: frame-write-limit tests/wire/frame_codec_test.ts
   if (payload.length > maxFrame) {
     throw new RangeError(
       `Frame of ${payload.length} bytes exceeds the limit of ${maxFrame} bytes`,
@@ -138,6 +139,7 @@ export class FramedStream {
       const got = await this.#readInto(header, true);
       if (got === 0) return null;
       const length = new DataView(header.buffer).getUint32(0);
+      // check: frame-read-limit tests/wire/frame_codec_test.ts tests/wire/frame_kind_test.ts
       if (length > limit) {
         throw new FrameError(
           `Frame of ${length} bytes exceeds the limit of ${limit} bytes`,
@@ -190,6 +192,7 @@ export class FramedStream {
   }
 
   async #withDeadline<T>(ms: number, what: string, fn: () => Promise<T>): Promise<T> {
+    // check: frame-closed-stream tests/wire/frame_kind_test.ts
     if (this.#closed) throw new FrameError("Connection is closed", "closed");
     let expired = false;
     const timer = setTimeout(() => {
@@ -199,6 +202,7 @@ export class FramedStream {
     try {
       return await fn();
     } catch (err) {
+      // check: frame-read-deadline tests/wire/frame_codec_test.ts
       if (expired) {
         throw new DeadlineError(`No ${what} progress within ${formatMs(ms)}: connection closed`);
       }

@@ -544,9 +544,10 @@ Deno.test("oversized and truncated frames, a wrong protocol, and a silent client
   {
     const { stream } = await connect();
     const started = Date.now();
-    const frame = await stream.readFrame().catch(() => null);
-    // Either the connection just closes, or an error frame comes first; then it closes.
-    if (frame !== null) assert.equal(bankProtocol.decode(frame).type, "error");
+    const frame = await stream.readFrame();
+    // Bob's deadline closes his side of the stream before he could say why: the connection just
+    // ends, with no frame (the reason is in Bob's log, asserted below).
+    assert.equal(frame, null);
     assert.ok(Date.now() - started < 2500);
     stream.close();
     await eventually(

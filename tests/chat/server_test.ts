@@ -84,7 +84,7 @@ Deno.test("nicknames already taken, empty, too long or with control characters a
   assert.deepEqual(chat.server.nicks.length, 3);
 });
 
-Deno.test("plain TCP on the TLS port gets no chat frame and is closed; others still served", async () => {
+Deno.test("plain TCP on the TLS port gets a TLS alert, no chat frame, and is closed; others still served", async () => {
   await using chat = await ChatFixture.start();
   using tcp = await Deno.connect({ hostname: "127.0.0.1", port: chat.port });
   await tcp.write(frame(encodeClientMessage({ type: "hello", nick: "plain" })));
@@ -95,8 +95,13 @@ Deno.test("plain TCP on the TLS port gets no chat frame and is closed; others st
     if (n === null) break;
     got.push(...buf.subarray(0, n));
   }
-  // At most a TLS alert record (content type 21), never a frame of ours.
-  assert.ok(got.length === 0 || got[0] === 21, `unexpected bytes ${got.slice(0, 8)}`);
+  // The TLS server refuses the plain bytes with a TLS alert record (content type 21, TLS 1.x,
+  // a 2-byte alert, level fatal), never a frame of ours, and never silence.
+  assert.ok(got.length >= 7, `no TLS alert, only ${got.length} bytes: [${got.slice(0, 8)}]`);
+  assert.equal(got[0], 21, `not a TLS alert record: [${got.slice(0, 8)}]`);
+  assert.equal(got[1], 3, `not TLS: [${got.slice(0, 8)}]`);
+  assert.deepEqual(got.slice(3, 5), [0, 2], `not one alert: [${got.slice(0, 8)}]`);
+  assert.equal(got[5], 2, `not a fatal alert: [${got.slice(0, 8)}]`);
   await chat.logMatching(/TLS handshake from 127\.0\.0\.1:\d+ failed/);
   const alice = await chat.join("alice");
   assert.equal(alice.client.nick, "alice");

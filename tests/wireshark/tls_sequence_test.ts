@@ -154,7 +154,8 @@ Deno.test("capture: TLS 1.3, TLS 1.2 and the AES128-SHA refusal match pcap/expec
   await t.step("a capture with a record removed fails, naming the missing record", async () => {
     const conns = await readTlsConnections(f.file, { serverPorts: [f.port] });
     const tls12 = conns.find((c) => c.records[1]?.wire.includes("Server Key Exchange"))!;
-    // The server's Change Cipher Spec travels alone in its own segment.
+    // The packet that carries the server's Change Cipher Spec is dropped (with whatever else that
+    // segment carries: its Finished may travel in the same one).
     const ccs = tls12.records.find((r) => r.from === "server" && r.wire === "Change Cipher Spec")!;
     assert.ok(ccs, "the TLS 1.2 connection should have a server Change Cipher Spec");
     const last = await lastFrame(f.raw);
@@ -178,16 +179,23 @@ Deno.test("capture: TLS 1.3, TLS 1.2 and the AES128-SHA refusal match pcap/expec
   await t.step("a capture with records reordered fails", async () => {
     const conns = await readTlsConnections(f.file, { serverPorts: [f.port] });
     const tls12 = conns.find((c) => c.records[1]?.wire.includes("Server Key Exchange"))!;
+    // Two packets whose order is causal, not timing: the client's Client Key Exchange (with its
+    // Change Cipher Spec and Finished) must reach the server before the server's Change Cipher
+    // Spec answers it. (The server's Change Cipher Spec and Finished may share one segment or
+    // not: that is timing, so the test never assumes either.)
+    const cke = tls12.records.find((r) =>
+      r.from === "client" && r.wire.includes("Client Key Exchange")
+    )!;
     const ccs = tls12.records.find((r) => r.from === "server" && r.wire === "Change Cipher Spec")!;
-    const fin = tls12.records.find((r) => r.from === "server" && r.content === "Finished")!;
-    assert.ok(fin.frame > ccs.frame);
+    assert.ok(cke && ccs, "the TLS 1.2 connection should have both");
+    assert.ok(cke.frame < ccs.frame);
     const last = await lastFrame(f.raw);
-    // The server's Finished goes on the wire before its Change Cipher Spec.
+    // The server's Change Cipher Spec goes on the wire before the client's key exchange.
     const reordered = await rebuild(f, dir.path, "reordered", [
-      `1-${ccs.frame - 1}`,
-      `${fin.frame}`,
-      `${ccs.frame}-${fin.frame - 1}`,
-      `${fin.frame + 1}-${last}`,
+      `1-${cke.frame - 1}`,
+      `${ccs.frame}`,
+      `${cke.frame}-${ccs.frame - 1}`,
+      `${ccs.frame + 1}-${last}`,
     ]);
     const result = await checkCapture(reordered, [{ expectation: f.expectations.tls12 }], {
       serverPorts: [f.port],
@@ -198,25 +206,37 @@ Deno.test("capture: TLS 1.3, TLS 1.2 and the AES128-SHA refusal match pcap/expec
 
   await t.step("the same records in another order fail (record level)", async () => {
     const conns = await readTlsConnections(f.file, { serverPorts: [f.port] });
+    // Server Hello is always the second record (it answers the Client Hello); where the other
+    // records fall in a live capture is timing (the client's Change Cipher Spec may cross the
+    // server's flight), so each one is found by who sent it and what it is, never by position.
     const tls13 = conns.find((c) => c.records[1]?.wire === "Server Hello")!;
+    const at = (records: typeof tls13.records, from: "client" | "server", wire: string) => {
+      const i = records.findIndex((r) => r.from === from && r.wire === wire);
+      assert.ok(i > 0, `no ${wire} from the ${from} in the TLS 1.3 connection`);
+      return i;
+    };
     const expect = [{ expectation: f.expectations.tls13 }];
     const good = checkConnections([tls13], expect);
     assert.ok(good.ok, good.report);
     // Server Hello after the server's Change Cipher Spec: refused.
     const swapped = { ...tls13, records: [...tls13.records] };
-    [swapped.records[1], swapped.records[2]] = [swapped.records[2]!, swapped.records[1]!];
+    const serverCcs = at(swapped.records, "server", "Change Cipher Spec");
+    [swapped.records[1], swapped.records[serverCcs]] = [
+      swapped.records[serverCcs]!,
+      swapped.records[1]!,
+    ];
     const bad = checkConnections([swapped], expect);
     assert.equal(bad.ok, false);
     assert.match(bad.report, /✗/);
-    // The client's Change Cipher Spec crossing the server's flight on the wire: accepted.
+    // The client's Change Cipher Spec crossing the server's flight on the wire (right after the
+    // Server Hello): accepted.
     const crossing = { ...tls13, records: [...tls13.records] };
-    assert.equal(crossing.records[4]!.from, "client");
-    assert.equal(crossing.records[4]!.wire, "Change Cipher Spec");
-    crossing.records.splice(2, 0, crossing.records.splice(4, 1)[0]!);
+    const clientCcs = at(crossing.records, "client", "Change Cipher Spec");
+    crossing.records.splice(2, 0, crossing.records.splice(clientCcs, 1)[0]!);
     assert.ok(checkConnections([crossing], expect).ok);
     // …but not before the Server Hello it answers.
     const early = { ...tls13, records: [...tls13.records] };
-    early.records.splice(1, 0, early.records.splice(4, 1)[0]!);
+    early.records.splice(1, 0, early.records.splice(clientCcs, 1)[0]!);
     assert.equal(checkConnections([early], expect).ok, false);
   });
 

@@ -1,0 +1,157 @@
+/**
+ * Blackboard's report store on its own (lib/blackboard/upload_store.ts), one refusal at a time:
+ * each test drives input that only one check refuses and asserts that check's reason, so that
+ * switching the check off (`deno task mutate`) fails the test.
+ */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { checkReportName, UploadError, UploadStore } from "../../lib/blackboard/mod.ts";
+import { exists } from "../../lib/runtime/mod.ts";
+import { tempDir } from "../_fixtures/helpers.ts";
+import { listFiles } from "../_fixtures/blackboard.ts";
+
+const SID = "1155000301";
+const ID = "0123456789abcdef0123456789abcdef";
+
+function sha256(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(bytes).digest());
+}
+
+async function refusedWith(p: Promise<unknown>, reason: RegExp): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof UploadError, `not an UploadError: ${err}`);
+    assert.match(err.message, reason);
+    return true;
+  });
+}
+
+Deno.test("upload store: an upload ID with '../' (or anything but 32 hex digits) is refused before any file is touched", async () => {
+  await using dir = await tempDir("lab-store-");
+  // The data directory sits two levels down, so that '../../' would land in the test's own folder.
+  const dataDir = `${dir.path}/a/data`;
+  const store = new UploadStore(dataDir);
+  for (
+    const id of [
+      "../../escaped",
+      `../${"0".repeat(29)}`,
+      `${"0".repeat(16)}/../${"0".repeat(12)}`,
+      ID.toUpperCase(),
+      ID.slice(1),
+      `${ID}0`,
+      "",
+    ]
+  ) {
+    await refusedWith(
+      store.begin(SID, id, "report.pdf", 10),
+      /^Invalid upload ID: 32 hex digits expected$/,
+    );
+  }
+  assert.equal(await exists(`${dir.path}/a/escaped.json`), false);
+  assert.equal(await exists(`${dir.path}/escaped.json`), false);
+  assert.deepEqual(await listFiles(dir.path), []);
+});
+
+Deno.test("upload store: a report one byte over the limit is refused; one at the limit is stored", async () => {
+  await using dir = await tempDir("lab-store-");
+  const store = new UploadStore(dir.path, { maxSize: 1000 });
+  await refusedWith(
+    store.begin(SID, ID, "report.pdf", 1001),
+    /^Report of 1001 bytes exceeds the limit of 1000 bytes$/,
+  );
+  assert.deepEqual(await listFiles(dir.path), []);
+  const data = crypto.getRandomValues(new Uint8Array(1000));
+  const upload = await store.begin(SID, ID, "report.pdf", 1000);
+  await upload.write(0, data);
+  const receipt = await upload.finish(sha256(data));
+  assert.equal(receipt.stored, `reports/${SID}/report.pdf`);
+  assert.equal(receipt.size, 1000);
+});
+
+Deno.test("upload store: report names with a path, a leading dot or '..' are refused", () => {
+  for (const name of ["../x", "a/b", ".hidden", "a..b", "", "x".repeat(101), "a b"]) {
+    assert.throws(() => checkReportName(name), (err: unknown) => {
+      assert.ok(err instanceof UploadError);
+      assert.match(err.message, /^Invalid report name '.*': use 1-100 letters/);
+      return true;
+    }, name);
+  }
+  assert.equal(checkReportName("report-1.pdf"), "report-1.pdf");
+});
+
+Deno.test("upload store: the same upload twice at once is refused", async () => {
+  await using dir = await tempDir("lab-store-");
+  const store = new UploadStore(dir.path);
+  const first = await store.begin(SID, ID, "report.pdf", 10);
+  await refusedWith(store.begin(SID, ID, "report.pdf", 10), /^This upload is already in progress$/);
+  await first.close();
+  // Once closed, the same upload resumes.
+  const again = await store.begin(SID, ID, "report.pdf", 10);
+  await again.close();
+});
+
+Deno.test("upload store: a chunk out of order or past the declared size is refused", async () => {
+  await using dir = await tempDir("lab-store-");
+  const store = new UploadStore(dir.path);
+  const upload = await store.begin(SID, ID, "report.pdf", 10);
+  await refusedWith(
+    upload.write(5, new Uint8Array(5)),
+    /^Chunk out of order: it starts at byte 5, expected 0$/,
+  );
+  await refusedWith(
+    upload.write(0, new Uint8Array(11)),
+    /^Chunk goes past the declared size of 10 bytes$/,
+  );
+  assert.equal(upload.offset, 0);
+  await upload.close();
+});
+
+Deno.test("upload store: an upload that ends early, or whose SHA-256 differs, stores nothing", async () => {
+  await using dir = await tempDir("lab-store-");
+  const store = new UploadStore(dir.path);
+  const data = crypto.getRandomValues(new Uint8Array(10));
+  {
+    const upload = await store.begin(SID, ID, "report.pdf", 10);
+    await upload.write(0, data.subarray(0, 5));
+    await refusedWith(upload.finish(sha256(data)), /^Upload ended at byte 5 of 10$/);
+    await upload.close();
+  }
+  {
+    const upload = await store.begin(SID, ID, "report.pdf", 10);
+    assert.equal(upload.offset, 5, "the partial resumes");
+    await upload.write(5, data.subarray(5));
+    const wrong = sha256(data);
+    wrong[0]! ^= 0x01;
+    await refusedWith(
+      upload.finish(wrong),
+      /^SHA-256 mismatch: the report received is not the file sent, nothing stored$/,
+    );
+  }
+  assert.equal(await exists(`${dir.path}/reports/${SID}/report.pdf`), false);
+  assert.deepEqual(await listFiles(`${dir.path}/partial`), []);
+});
+
+Deno.test("upload store: a finished upload takes no more chunks", async () => {
+  await using dir = await tempDir("lab-store-");
+  const store = new UploadStore(dir.path);
+  const data = new Uint8Array(4);
+  const upload = await store.begin(SID, ID, "report.pdf", 4);
+  await upload.write(0, data);
+  await upload.finish(sha256(data));
+  await refusedWith(upload.write(4, new Uint8Array(1)), /^Upload is closed$/);
+  await refusedWith(upload.finish(sha256(data)), /^Upload is closed$/);
+});
+
+Deno.test("upload store: a partial longer than its declared size is not trusted: the upload starts over", async () => {
+  await using dir = await tempDir("lab-store-");
+  const store = new UploadStore(dir.path);
+  const upload = await store.begin(SID, ID, "report.pdf", 10);
+  await upload.write(0, new Uint8Array(4));
+  await upload.close();
+  // Someone appended to the partial behind Blackboard's back.
+  await Deno.writeFile(`${store.partialDir(SID)}/${ID}.part`, new Uint8Array(20));
+  const resumed = await store.begin(SID, ID, "report.pdf", 10);
+  assert.equal(resumed.offset, 0);
+  assert.equal((await Deno.stat(`${store.partialDir(SID)}/${ID}.part`)).size, 0);
+  await resumed.close();
+});
