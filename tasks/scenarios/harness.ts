@@ -26,6 +26,7 @@ export const SCENARIO_NAMES = [
   "attack-bank-replay",
   "attack-session-key-sniff",
   "attack-message-replay",
+  "attack-cross-service",
 ] as const;
 export type ScenarioName = typeof SCENARIO_NAMES[number];
 /** What `attacks` runs: Trudy's attacks, each against seed mode and the default. */
@@ -36,6 +37,7 @@ export const ATTACK_SCENARIOS: readonly ScenarioName[] = [
   "attack-bank-replay",
   "attack-session-key-sniff",
   "attack-message-replay",
+  "attack-cross-service",
 ];
 /** What `all` runs (enrol is the first half of upload). */
 export const ALL_SCENARIOS: readonly ScenarioName[] = [

@@ -93,6 +93,22 @@ const EXPECTED: Record<
       /^default: Blackboard printed 'pay me once' once/,
     ],
   },
+  "attack-cross-service": {
+    seed: "cross-service-accepted",
+    default: "wrong-service-refused",
+    lanes: ["Alice", "Trudy"],
+    wire: [
+      /^Trudy → Alice: STEP 2 Hi, I'm Bob \(seed\)$/,
+      /^Alice → Trudy: STEP 5 Alice's secret \(seed\)$/,
+      /^Alice → Trudy: STEP 6 record \(seed, AES-256-ECB\)$/,
+      /^Trudy → Alice: STEP 2 Hi, I'm Bob$/,
+      /^Alice → Trudy: error$/,
+    ],
+    outcomes: [
+      /^seed: Alice took Blackboard's key as Bob's, sent her secret/,
+      /^default: Alice stopped at STEP 2 \(the certificate does not name bank\)/,
+    ],
+  },
 };
 
 Deno.test("capture scenarios: each attack against seed mode and the default, captured and checked", async (t) => {

@@ -172,7 +172,7 @@ Deno.test("capture task: usage errors and --help", async () => {
   assert.equal(bad.code, 2);
   assert.match(
     bad.stderr,
-    /unknown scenario 'nope' \(one of: enrol, upload, bank, chat-tls13, chat-tls12, seed, attack-enrol-impersonation, attack-enrol-code-theft, attack-bank-mitm, attack-bank-replay, attack-session-key-sniff, attack-message-replay, attacks, all\)/,
+    /unknown scenario 'nope' \(one of: enrol, upload, bank, chat-tls13, chat-tls12, seed, attack-enrol-impersonation, attack-enrol-code-theft, attack-bank-mitm, attack-bank-replay, attack-session-key-sniff, attack-message-replay, attack-cross-service, attacks, all\)/,
   );
   const none = await runActor("tasks/capture.ts", [], { permissions: perms });
   assert.equal(none.code, 2);
@@ -186,7 +186,10 @@ Deno.test("capture task: usage errors and --help", async () => {
   assert.equal(help.code, 0);
   assert.match(help.stdout, /chat-tls12 +System 3/);
   assert.match(help.stdout, /attack-bank-mitm +Trudy, bank-mitm/);
-  assert.match(help.stdout, /attacks +attack-enrol-impersonation, attack-bank-mitm, /);
+  assert.match(
+    help.stdout,
+    /attacks +attack-enrol-impersonation, attack-enrol-code-theft, attack-bank-mitm, attack-bank-replay, attack-session-key-sniff, attack-message-replay, attack-cross-service\n/,
+  );
   assert.match(
     help.stdout,
     /all +upload, bank, chat-tls13, chat-tls12, attack-enrol-impersonation/,
