@@ -13,7 +13,11 @@ import {
 } from "../../lib/wireshark/mod.ts";
 import { ATTACK_ENROL_CODE_THEFT, ATTACK_ENROL_IMPERSONATION } from "./attacks.ts";
 import { ATTACK_BANK_MITM, ATTACK_BANK_REPLAY, ATTACK_CROSS_SERVICE } from "./attacks_bank.ts";
-import { ATTACK_MESSAGE_REPLAY, ATTACK_SESSION_KEY_SNIFF } from "./attacks_blackboard.ts";
+import {
+  ATTACK_CRL_ROLLBACK,
+  ATTACK_MESSAGE_REPLAY,
+  ATTACK_SESSION_KEY_SNIFF,
+} from "./attacks_blackboard.ts";
 import { BANK } from "./bank.ts";
 import { CHAT_TLS12, CHAT_TLS13 } from "./chat.ts";
 import { checkPath, checkScenario } from "./checks.ts";
@@ -43,6 +47,7 @@ const SPECS: Record<ScenarioName, ScenarioSpec<string>> = {
   "attack-session-key-sniff": ATTACK_SESSION_KEY_SNIFF,
   "attack-message-replay": ATTACK_MESSAGE_REPLAY,
   "attack-cross-service": ATTACK_CROSS_SERVICE,
+  "attack-crl-rollback": ATTACK_CRL_ROLLBACK,
 };
 
 export function scenarioTitle(name: ScenarioName): string {
