@@ -9,8 +9,9 @@
  *               Alice's secret, AES-GCM records (deposit, withdraw, balance)
  *     system 3  three chat clients over TLS 1.3, one over TLS 1.2 (the seed's sequence), and a
  *               client offering only AES128-SHA (the seed's cipher), refused
- *     Trudy     each of the attacker's five attacks against seed mode (ATTACK SUCCEEDED) and
- *               then the default (ATTACK FAILED: why), both legs of her relay captured
+ *     Trudy     each of the attacker's attacks (ATTACK_SCENARIOS) against seed mode (ATTACK
+ *               SUCCEEDED) and then the default (ATTACK FAILED: why), both legs of her relay
+ *               captured; crl-rollback against the default only (the seeds had no CRL)
  *
  * With tshark/dumpcap available (installed here with apt-get when run as root), each system is
  * captured on `lo` into pcap/captures/*.pcapng with the TLS key log embedded, the TLS record
@@ -20,7 +21,13 @@
 
 import { errorMessage, parseCommand, PROJECT_ROOT, runMain } from "../lib/runtime/mod.ts";
 import { Capture, ensureCaptureTools, freePort, ladderLines } from "../lib/wireshark/mod.ts";
-import { runScenario, type ScenarioName, type ScenarioResult } from "./scenarios/mod.ts";
+import {
+  ATTACK_SCENARIOS,
+  runScenario,
+  type ScenarioName,
+  type ScenarioResult,
+  scenarioTitle,
+} from "./scenarios/mod.ts";
 
 const USAGE = `Usage: deno task demo [--no-capture] [--quiet]
 
@@ -32,6 +39,26 @@ names and each attack's verdicts, draws each capture, and ends with a summary.
 Options:
   --no-capture   run the systems without capturing
   --quiet        print only the summary`;
+
+/** What the demo says each attack shows (an attack not listed here shows its scenario title). */
+const ATTACK_WHAT: Partial<Record<ScenarioName, string>> = {
+  "attack-enrol-impersonation":
+    "enrol-impersonation: cert 2 for another's ID from the open CA; refused without the code",
+  "attack-enrol-code-theft":
+    "enrol-code-theft: Trudy's CSR swapped in; the open CA signs it, the default refuses (binding)",
+  "attack-bank-mitm":
+    "bank-mitm: seed mode falls (10.00 becomes 900.00); the default refuses at STEP 2",
+  "attack-bank-replay":
+    "bank-replay: Bob's recorded proof accepted in seed mode; refused at STEP 4 (nonce)",
+  "attack-session-key-sniff":
+    "session-key-sniff (on the path and --pcap): key read, forgery accepted; default: no key",
+  "attack-message-replay":
+    "message-replay: a step-6 message printed twice in seed mode; refused by sequence number",
+  "attack-cross-service":
+    "cross-service: Bob played with Blackboard's certificate; seed mode falls, refused at STEP 2",
+  "attack-crl-rollback":
+    "crl-rollback: the pre-revocation CRL replayed to Blackboard; refused (default only: no seed CRL)",
+};
 
 const PARTS: Array<{ scenario: ScenarioName; system: string; what: string }> = [
   {
@@ -54,31 +81,12 @@ const PARTS: Array<{ scenario: ScenarioName; system: string; what: string }> = [
     system: "3 the chat",
     what: "one chat client over TLS 1.2; AES128-SHA refused",
   },
-  {
-    scenario: "attack-enrol-impersonation",
+  // Then every attack of ATTACK_SCENARIOS, in its order.
+  ...ATTACK_SCENARIOS.map((scenario) => ({
+    scenario,
     system: "Trudy",
-    what: "enrol-impersonation: cert 2 for another's ID from the open CA; refused without the code",
-  },
-  {
-    scenario: "attack-bank-mitm",
-    system: "Trudy",
-    what: "bank-mitm: seed mode falls (10.00 becomes 900.00); the default refuses at STEP 2",
-  },
-  {
-    scenario: "attack-bank-replay",
-    system: "Trudy",
-    what: "bank-replay: Bob's recorded proof accepted in seed mode; refused at STEP 4 (nonce)",
-  },
-  {
-    scenario: "attack-session-key-sniff",
-    system: "Trudy",
-    what: "session-key-sniff (on the path and --pcap): key read, forgery accepted; default: no key",
-  },
-  {
-    scenario: "attack-message-replay",
-    system: "Trudy",
-    what: "message-replay: a step-6 message printed twice in seed mode; refused by sequence number",
-  },
+    what: ATTACK_WHAT[scenario] ?? scenarioTitle(scenario),
+  })),
 ];
 
 /** `seed SUCCEEDED, default FAILED` from an attack scenario's verdict notes. */
@@ -179,7 +187,11 @@ export async function main(args: string[]): Promise<number | void> {
     if (r.diagram && part.scenario !== "chat-tls13") {
       print(
         `On the wire (${relative(r.capture!)}, as pcap/lab.lua and the key log show it)${
-          part.system === "Trudy" ? ": seed mode first (the '(seed)' steps), then the default" : ""
+          part.system !== "Trudy"
+            ? ""
+            : r.notes.some((n) => n.startsWith("no seed half"))
+            ? ": the default only (no seed half)"
+            : ": seed mode first (the '(seed)' steps), then the default"
         }:`,
       );
       for (const line of ladderLines(r.diagram.ladder)) print(`  ${line}`);

@@ -1,6 +1,7 @@
 /**
  * Trudy against the bank (system 2), seed mode then the default: bank-mitm (on the path between
- * Alice and Bob) and bank-replay (Bob's recorded proof replayed to Alice).
+ * Alice and Bob), bank-replay (Bob's recorded proof replayed to Alice) and cross-service (Trudy
+ * plays Bob with Blackboard's key and certificate).
  */
 
 import { Accounts } from "../../lib/bank/mod.ts";
@@ -214,5 +215,106 @@ export const ATTACK_BANK_REPLAY = scenario({
         alice.stderr.trim().split("\n").slice(-2).join(" / "),
       );
     }
+  },
+});
+
+export const ATTACK_CROSS_SERVICE = scenario({
+  name: "attack-cross-service",
+  title:
+    "Trudy, cross-service: Bob played with Blackboard's key and certificate, seed mode then the default",
+  ports: ["ca", "trudySeed", "trudy"],
+  capture: (p) => [p.trudySeed, p.trudy],
+  actors: (p) => ({
+    servers: { [p.trudySeed]: "Trudy", [p.trudy]: "Trudy" },
+    clients: { [p.trudySeed]: "Alice", [p.trudy]: "Alice" },
+    order: ["Alice", "Trudy"],
+  }),
+  labels: [
+    bank("seedHello"),
+    bank("seedHiBob"),
+    bank("seedProveIt"),
+    bank("seedProof"),
+    bank("seedSecret"),
+    bank("seedRecord"),
+    bank("hello"),
+    bank("hiBob"),
+    bank("error"),
+  ],
+  trudyPorts: (p) => [p.trudySeed, p.trudy],
+  path: ["Alice", "Trudy"],
+  async run(ctx) {
+    await startCa(ctx);
+    // Blackboard's identity, as Trudy took it from the Blackboard host: the CA's, serverAuth,
+    // SAN 127.0.0.1, but it names the service `blackboard`.
+    await issueServer(ctx, "blackboard", `${ctx.dir}/blackboard`);
+    const home = await enrol(ctx, ALICE_SID);
+    const stolen = [
+      "--cert",
+      `${ctx.dir}/blackboard/blackboard.cer`,
+      "--key",
+      `${ctx.dir}/blackboard/blackboard.key`,
+      "--ca-cert",
+      `${ctx.dir}/ca/cuhk.cer`,
+    ];
+
+    let trudy = await startTrudy(ctx, "seed", "cross-service", [
+      "--protocol",
+      "seed",
+      ...stolen,
+    ], ctx.ports.trudySeed);
+    ctx.sink(`* Alice (seed mode) connects to "Bob" at Trudy's port: deposit 10.00`);
+    const seen = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [
+      "client",
+      "--protocol",
+      "seed",
+      "--bank",
+      `127.0.0.1:${ctx.ports.trudySeed}`,
+      "--customer",
+      "alice",
+      "deposit",
+      "10.00",
+    ]));
+    const seedTrudy = await outcome(trudy);
+    checkVerdict(ctx, "seed", seedTrudy, {
+      reason: "cross-service-accepted",
+      says: "ATTACK SUCCEEDED (Alice took Blackboard's key as Bob's)",
+    });
+    check(
+      ctx,
+      "seed: Alice took Blackboard's key as Bob's, sent her secret (STEP 5) and banked with Trudy",
+      seen.code === 0 && /STEP 5 Alice's secret: sent/.test(seen.stderr) &&
+        /Trudy read Alice's Deposit : 1 10\.00/.test(seedTrudy.stderr),
+      `Alice exit ${seen.code}: ${seen.stderr.trim().split("\n").slice(-2).join(" / ")}`,
+    );
+
+    trudy = await startTrudy(ctx, "default", "cross-service", [
+      "--protocol",
+      "default",
+      ...stolen,
+    ], ctx.ports.trudy);
+    ctx.sink(`* Alice (default) connects to "Bob" at Trudy's port (127.0.0.1): deposit 10.00`);
+    const alice = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [
+      "client",
+      "--bank",
+      `127.0.0.1:${ctx.ports.trudy}`,
+      "--home",
+      home,
+      "deposit",
+      "10.00",
+    ]));
+    const defTrudy = await outcome(trudy);
+    checkVerdict(ctx, "default", defTrudy, {
+      reason: "wrong-service-refused",
+      says:
+        "ATTACK FAILED: Alice refused the certificate at STEP 2 (it names blackboard, not bank)",
+    });
+    check(
+      ctx,
+      "default: Alice stopped at STEP 2 (the certificate does not name bank), sent no secret",
+      alice.code !== 0 &&
+        /STEP 2 Hi, I'm Bob failed: .*not issued for bank/.test(alice.stderr) &&
+        !/STEP [35]/.test(alice.stderr) && !/Trudy read/.test(defTrudy.stderr),
+      `Alice exit ${alice.code}: ${alice.stderr.trim().split("\n").slice(-2).join(" / ")}`,
+    );
   },
 });

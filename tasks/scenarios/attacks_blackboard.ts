@@ -1,19 +1,22 @@
 /**
  * Trudy against Blackboard (system 1), seed mode then the default: session-key-sniff (the session
- * key read off the wire, a forged message | HMAC; then passively, from the capture) and
- * message-replay (a step-6 message sent twice).
+ * key read off the wire, a forged message | HMAC; then passively, from the capture),
+ * message-replay (a step-6 message sent twice) and crl-rollback (the CA's CRL from before a
+ * revocation replayed to Blackboard on its path to the CA; the default only: the seeds had no CRL).
  */
 
+import { caProtocol } from "../../lib/ca/mod.ts";
 import { type RunningProcess, StepLog } from "../../lib/runtime/mod.ts";
 import {
   FORGED_MESSAGE,
   reasonLine,
+  ROLLBACK_MESSAGE,
   sniffCapture,
   verdictLine,
   verdictStatus,
 } from "../../lib/trudy/mod.ts";
 import type { ActorMap } from "../../lib/wireshark/mod.ts";
-import { startTrudy } from "./attacks.ts";
+import { startTrudy, VICTIM_SID } from "./attacks.ts";
 import { check, checkVerdict, type Half } from "./checks.ts";
 import { type Context, outcome, type Ports, prints, scenario } from "./harness.ts";
 import { bb, enrol, issueServer, serveBlackboard, session, startCa, STUDENT_SID } from "./steps.ts";
@@ -241,6 +244,109 @@ export const ATTACK_MESSAGE_REPLAY = scenario({
       `default: Blackboard printed '${text}' once`,
       count(def.output, printed) === 1,
       `printed ${count(def.output, printed)} times`,
+    );
+  },
+});
+
+/**
+ * No seed half: the seeds had no CRL, so a stolen cert 2 was never refused and there is nothing to
+ * roll back; seed-mode Blackboard checks revocation with the same checker as the default, and the
+ * product has no checker that takes an older CRL (tests/trudy/crl_rollback_test.ts shows the
+ * attack succeed against such a checker, a test double).
+ */
+export const ATTACK_CRL_ROLLBACK = scenario({
+  name: "attack-crl-rollback",
+  title:
+    "Trudy, crl-rollback: the pre-revocation CRL replayed to Blackboard on its path to the CA; the default only (the seeds had no CRL)",
+  ports: ["ca", "blackboard", "trudy"],
+  capture: (p) => [p.ca, p.blackboard, p.trudy],
+  actors: (p) => ({
+    servers: { [p.ca]: "CUHK (CA)", [p.blackboard]: "Blackboard", [p.trudy]: "Trudy" },
+    // Trudy logs in to Blackboard and relays to the CA; Blackboard fetches its CRL from Trudy.
+    clients: { [p.ca]: "Trudy", [p.blackboard]: "Trudy", [p.trudy]: "Blackboard" },
+    byFirstMessage: { [caProtocol.label("csr")]: "Student" },
+    order: ["Student", "Blackboard", "Trudy", "CUHK (CA)"],
+  }),
+  labels: [
+    caProtocol.label("csr"),
+    caProtocol.label("certificate"),
+    caProtocol.label("crlRequest"),
+    caProtocol.label("crl"),
+    bb("request"),
+    bb("sessionKey"),
+    bb("confirm"),
+    bb("ready"),
+    // Trudy's message before the revocation: an AES-GCM record, named but not readable.
+    bb("sealed"),
+    bb("error"),
+  ],
+  trudyPorts: (p) => [p.trudy],
+  path: ["Blackboard", "Trudy", "CUHK (CA)"],
+  async run(ctx) {
+    await startCa(ctx);
+    await issueServer(ctx, "blackboard", `${ctx.dir}/blackboard`);
+    const home = await enrol(ctx, VICTIM_SID);
+    ctx.notes.push(
+      "no seed half: the seeds had no CRL (a stolen cert 2 was never refused, nothing to roll back)",
+    );
+    ctx.sink(`* Trudy holds cert 2 of ${VICTIM_SID} and its key (stolen: why it will be revoked)`);
+    const trudy = await startTrudy(ctx, "default", "crl-rollback", [
+      "--ca",
+      `127.0.0.1:${ctx.ports.ca}`,
+      "--blackboard",
+      `127.0.0.1:${ctx.ports.blackboard}`,
+      "--home",
+      home,
+      "--interval-ms",
+      "300",
+      "--wait",
+      "60",
+    ], ctx.ports.trudy);
+    ctx.sink("* Blackboard (default) fetches its CRL through Trudy's port, every second");
+    const def = await serveBlackboard(ctx, {
+      name: "Blackboard",
+      port: ctx.ports.blackboard,
+      dataDir: `${ctx.dir}/blackboard-data`,
+      crlFrom: ctx.ports.trudy,
+      crlRefreshSecs: 1,
+    });
+    await trudy.waitFor(/STEP R1 logged in to Blackboard as \d+ with the stolen cert 2/, 60_000);
+    const recorded = /STEP R1 recorded the CA's CRL #(\d+) /.exec(trudy.stderr)?.[1] ?? "?";
+    ctx.sink(`* the CA revokes cert 2 of ${VICTIM_SID}`);
+    await ctx.actors.run("ca revoke", "actors/ca.ts", [
+      "revoke",
+      "--sid",
+      VICTIM_SID,
+      "--data-dir",
+      `${ctx.dir}/ca`,
+    ]);
+    await trudy.waitFor(/STEP R2 Blackboard now refuses cert 2/, 60_000);
+    const printed = `Message from ${VICTIM_SID}: ${ROLLBACK_MESSAGE}`;
+    const before = count(def.stdout, printed);
+
+    const result = await outcome(trudy);
+    checkVerdict(ctx, "default", result, {
+      reason: "rollback-refused",
+      says:
+        "ATTACK FAILED: Blackboard refused the older CRL and kept the newer one (the revoked cert 2 stays out)",
+    });
+    const rollback = new RegExp(
+      `WARNING cannot refresh the CRL \\(CRL #${recorded} from the CA at 127\\.0\\.0\\.1:${ctx.ports.trudy} is older than CRL #\\d+, already held: refused \\(a rollback\\)\\)`,
+    );
+    check(
+      ctx,
+      `default: Trudy replayed CRL #${recorded}; Blackboard refused it as a rollback`,
+      new RegExp(`STEP R3 replaced the CA's CRL #\\d+ with the recorded CRL #${recorded} `)
+        .test(result.stderr) && await prints(def, rollback),
+      def.stderr.split("\n").filter((l) => /CRL/.test(l)).slice(-3).join(" / "),
+    );
+    const after = count(def.stdout, printed);
+    check(
+      ctx,
+      `default: the revoked cert 2 of ${VICTIM_SID} stays refused: Blackboard printed nothing from it after the revocation`,
+      before >= 1 && after === before &&
+        new RegExp(`refused .*${VICTIM_SID}: it has been revoked`).test(def.stderr),
+      `printed ${before} time(s) before the revocation, ${after} in all`,
     );
   },
 });

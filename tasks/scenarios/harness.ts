@@ -26,9 +26,14 @@ export const SCENARIO_NAMES = [
   "attack-bank-replay",
   "attack-session-key-sniff",
   "attack-message-replay",
+  "attack-cross-service",
+  "attack-crl-rollback",
 ] as const;
 export type ScenarioName = typeof SCENARIO_NAMES[number];
-/** What `attacks` runs: Trudy's attacks, each against seed mode and the default. */
+/**
+ * What `attacks` runs: Trudy's attacks, each against seed mode and the default (crl-rollback the
+ * default only: the seeds had no CRL).
+ */
 export const ATTACK_SCENARIOS: readonly ScenarioName[] = [
   "attack-enrol-impersonation",
   "attack-enrol-code-theft",
@@ -36,6 +41,8 @@ export const ATTACK_SCENARIOS: readonly ScenarioName[] = [
   "attack-bank-replay",
   "attack-session-key-sniff",
   "attack-message-replay",
+  "attack-cross-service",
+  "attack-crl-rollback",
 ];
 /** What `all` runs (enrol is the first half of upload). */
 export const ALL_SCENARIOS: readonly ScenarioName[] = [

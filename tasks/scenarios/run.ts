@@ -12,8 +12,12 @@ import {
   writeDiagram,
 } from "../../lib/wireshark/mod.ts";
 import { ATTACK_ENROL_CODE_THEFT, ATTACK_ENROL_IMPERSONATION } from "./attacks.ts";
-import { ATTACK_BANK_MITM, ATTACK_BANK_REPLAY } from "./attacks_bank.ts";
-import { ATTACK_MESSAGE_REPLAY, ATTACK_SESSION_KEY_SNIFF } from "./attacks_blackboard.ts";
+import { ATTACK_BANK_MITM, ATTACK_BANK_REPLAY, ATTACK_CROSS_SERVICE } from "./attacks_bank.ts";
+import {
+  ATTACK_CRL_ROLLBACK,
+  ATTACK_MESSAGE_REPLAY,
+  ATTACK_SESSION_KEY_SNIFF,
+} from "./attacks_blackboard.ts";
 import { BANK } from "./bank.ts";
 import { CHAT_TLS12, CHAT_TLS13 } from "./chat.ts";
 import { checkPath, checkScenario } from "./checks.ts";
@@ -42,6 +46,8 @@ const SPECS: Record<ScenarioName, ScenarioSpec<string>> = {
   "attack-bank-replay": ATTACK_BANK_REPLAY,
   "attack-session-key-sniff": ATTACK_SESSION_KEY_SNIFF,
   "attack-message-replay": ATTACK_MESSAGE_REPLAY,
+  "attack-cross-service": ATTACK_CROSS_SERVICE,
+  "attack-crl-rollback": ATTACK_CRL_ROLLBACK,
 };
 
 export function scenarioTitle(name: ScenarioName): string {

@@ -100,8 +100,14 @@ export interface ServerRun {
   macOnly?: boolean;
 }
 
-/** Blackboard with the certificate `issueServer` wrote, pinning the scenario's CA and its CRL. */
-export function serveBlackboard(ctx: Context<"ca">, run: ServerRun): Promise<RunningProcess> {
+/**
+ * Blackboard with the certificate `issueServer` wrote, pinning the scenario's CA and its CRL;
+ * `crlFrom` points its CRL fetches at another port (Trudy's), `crlRefreshSecs` fetches more often.
+ */
+export function serveBlackboard(
+  ctx: Context<"ca">,
+  run: ServerRun & { crlFrom?: number; crlRefreshSecs?: number },
+): Promise<RunningProcess> {
   return ctx.actors.serve(run.name, "actors/blackboard.ts", [
     "serve",
     ...(run.seed ? ["--protocol", "seed"] : run.macOnly ? ["--records", "hmac"] : []),
@@ -116,7 +122,8 @@ export function serveBlackboard(ctx: Context<"ca">, run: ServerRun): Promise<Run
     "--ca-cert",
     `${ctx.dir}/ca/cuhk.cer`,
     "--ca",
-    `127.0.0.1:${ctx.ports.ca}`,
+    `127.0.0.1:${run.crlFrom ?? ctx.ports.ca}`,
+    ...(run.crlRefreshSecs !== undefined ? ["--crl-refresh", String(run.crlRefreshSecs)] : []),
   ]);
 }
 
