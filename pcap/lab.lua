@@ -68,7 +68,7 @@ local PROTOCOLS = {
       [1] = { name = "hello", label = "STEP 1 Hello",
         fields = { { name = "greeting", kind = "text" }, { name = "version", kind = "text" } } },
       [2] = { name = "hiBob", label = "STEP 2 Hi, I'm Bob",
-        fields = { { name = "greeting", kind = "text" }, { name = "certificate", kind = "bytes" } } },
+        fields = { { name = "greeting", kind = "text" }, { name = "certificate", kind = "bytes" }, { name = "crl", kind = "bytes" } } },
       [3] = { name = "proveIt", label = "STEP 3 prove it",
         fields = { { name = "text", kind = "text" }, { name = "nonce", kind = "bytes" } } },
       [4] = { name = "proof", label = "STEP 4 Bob's proof",

@@ -70,7 +70,8 @@ export const bankProtocol = defineProtocol("Bank", {
   hiBob: {
     code: 0x02,
     label: "STEP 2 Hi, I'm Bob",
-    fields: { greeting: "text", certificate: "bytes" },
+    // Bob's certificate, and the CA's current CRL stapled so that Alice checks it is not revoked.
+    fields: { greeting: "text", certificate: "bytes", crl: "bytes" },
   },
   proveIt: { code: 0x03, label: "STEP 3 prove it", fields: { text: "text", nonce: "bytes" } },
   proof: {

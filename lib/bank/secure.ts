@@ -31,6 +31,7 @@ import { errorMessage } from "../runtime/mod.ts";
 import {
   type Certificate,
   certificateLabel,
+  checkStapledCrl,
   commonName,
   type Crl,
   crlNumber,
@@ -68,6 +69,8 @@ export async function aliceSecure(
       purpose: "serverAuth",
       ...(options.expectedHost !== undefined ? { expectedHost: options.expectedHost } : {}),
     });
+    // Bob's certificate must not be revoked: the CRL he stapled, checked by the checker's rules.
+    await checkStapledCrl(bob, hi.crl, { root, what: "Bob's stapled CRL" });
   } catch (err) {
     throw new HandshakeError(2, errorMessage(err));
   }
@@ -75,7 +78,7 @@ export async function aliceSecure(
     2,
     `Hi, I'm Bob: certificate ${certificateLabel(bob)} verified (root, validity, serverAuth${
       options.expectedHost !== undefined ? `, name ${options.expectedHost}` : ""
-    })`,
+    }, not revoked by the stapled CRL)`,
   );
 
   const nonceA = randomBytes(NONCE_BYTES);
@@ -165,8 +168,26 @@ export async function bobSecure(
   }
   log.step(1, `Hello from ${from} (${hello.version})`);
 
-  await machine.send(2, "hiBob", { greeting: SEED_TEXT.hiBob, certificate: der(identity.cert) });
-  log.step(2, `Hi, I'm Bob: sent certificate ${certificateLabel(identity.cert)}`);
+  // The CA's current CRL goes with Bob's certificate (stapled); without one Bob serves no one.
+  let stapled: Crl;
+  try {
+    stapled = await revocation.current();
+  } catch (err) {
+    if (!(err instanceof RevocationUnavailableError)) throw err;
+    log.error(err.message);
+    throw new HandshakeError(2, "Bob cannot check revocation right now: try again later");
+  }
+  await machine.send(2, "hiBob", {
+    greeting: SEED_TEXT.hiBob,
+    certificate: der(identity.cert),
+    crl: der(stapled),
+  });
+  log.step(
+    2,
+    `Hi, I'm Bob: sent certificate ${certificateLabel(identity.cert)} and the CA's CRL #${
+      crlNumber(stapled) ?? "?"
+    } (stapled)`,
+  );
 
   const proveIt = await machine.receive(3, "proveIt");
   // check: bank-alice-nonce-length tests/bank/negative_test.ts

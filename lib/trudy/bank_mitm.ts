@@ -194,6 +194,7 @@ function mitmConnection(
         return bankProtocol.encode("hiBob", {
           greeting: msg.greeting,
           certificate: new Uint8Array(keys.certificate.rawData),
+          crl: msg.crl,
         });
       case "seedProveIt":
         log.step(3, "prove it: passed on (no nonce)");

@@ -229,7 +229,7 @@ Deno.test("bank serve --crl: Bob refuses customers once the CRL file is past nex
     assert.equal(stale.code, 1, stale.stderr);
     assert.match(
       stale.stderr,
-      /Bob refused: STEP 5 Alice's secret failed: Bob cannot check revocation right now: try again later/,
+      /Bob refused: STEP 2 Hi, I'm Bob failed: Bob cannot check revocation right now: try again later/,
     );
     assert.match(bob.stderr, /ERROR Cannot check revocation: CRL has expired/);
     // The operator writes a fresh CRL: Bob reads it at the next handshake.

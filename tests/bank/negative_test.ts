@@ -199,8 +199,8 @@ Deno.test("Bob refuses Alice's all-zero (low-order) X25519 share, signed by Alic
   );
 });
 
-/** Bob's side by hand, with Bob's genuine identity, sending `share` in his proof. */
-function fakeBobWithShare(identity: BobIdentity, share: Uint8Array) {
+/** Bob's side by hand, with Bob's genuine identity and CRL, sending `share` in his proof. */
+function fakeBobWithShare(identity: BobIdentity, crl: Uint8Array, share: Uint8Array) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   return serve({
     listener,
@@ -214,6 +214,7 @@ function fakeBobWithShare(identity: BobIdentity, share: Uint8Array) {
         await machine.send(2, "hiBob", {
           greeting: SEED_TEXT.hiBob,
           certificate: der(identity.cert!),
+          crl,
         });
         await machine.receive(3, "proveIt");
         const nonce = randomBytes(NONCE_BYTES);
@@ -233,7 +234,11 @@ function fakeBobWithShare(identity: BobIdentity, share: Uint8Array) {
 Deno.test("Alice refuses Bob's all-zero (low-order) X25519 share, even signed by Bob (STEP 4)", async () => {
   await using pki = await TestPki.start();
   const alice = await pki.student(ALICE);
-  await using bob = fakeBobWithShare(await bobIdentity(pki), new Uint8Array(32));
+  await using bob = fakeBobWithShare(
+    await bobIdentity(pki),
+    der(await pki.ca.crl()),
+    new Uint8Array(32),
+  );
   const { log } = memoryLog("Alice");
   await assert.rejects(openSession(aliceOptions(pki, alice, bob.port, log)), (err: unknown) => {
     assert.ok(err instanceof HandshakeError, String(err));

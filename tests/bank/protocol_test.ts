@@ -14,7 +14,7 @@ import { FramedStream, FrameError } from "../../lib/wire/mod.ts";
 
 const samples = {
   hello: { greeting: "Hello", version: "bank/1" },
-  hiBob: { greeting: "Hi, I'm Bob", certificate: randomBytes(40) },
+  hiBob: { greeting: "Hi, I'm Bob", certificate: randomBytes(40), crl: randomBytes(30) },
   proveIt: { text: "prove it", nonce: randomBytes(32) },
   proof: { nonce: randomBytes(32), share: randomBytes(32), signature: randomBytes(256) },
   secret: { share: randomBytes(32), certificate: randomBytes(50), signature: randomBytes(256) },

@@ -250,7 +250,7 @@ Deno.test("Bob fails closed: once his CRL is past nextUpdate and no fresh one co
     assert.ok(err instanceof PeerRefusedError);
     assert.equal(
       err.message,
-      "Bob refused: STEP 5 Alice's secret failed: Bob cannot check revocation right now: try again later",
+      "Bob refused: STEP 2 Hi, I'm Bob failed: Bob cannot check revocation right now: try again later",
     );
     return true;
   });
