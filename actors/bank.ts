@@ -44,6 +44,7 @@ import {
   dispatch,
   ensureDir,
   exists,
+  lockDataDir,
   parseCommand,
   parseHostPort,
   parsePort,
@@ -219,6 +220,9 @@ ${MAX_PER_ADDRESS_USAGE}
   }
 
   await ensureDir(dataDir, 0o700);
+  // One Bob per data directory. SQLite would let two processes share the accounts safely, but the
+  // lab keeps one owner per directory, as for the CA and Blackboard: a second Bob is a mistake.
+  using _lock = await lockDataDir(dataDir, "Bob");
   using accounts = Accounts.open(`${dataDir}/accounts.db`);
   const server = serveBank({
     mode,

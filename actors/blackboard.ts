@@ -37,6 +37,7 @@ import {
   assertPrivateFile,
   dispatch,
   ensureDir,
+  lockDataDir,
   parseCommand,
   parseHostPort,
   parsePort,
@@ -174,6 +175,8 @@ ${MAX_PER_ADDRESS_USAGE}
     );
   }
   await ensureDir(dataDir, 0o700);
+  // One Blackboard per data directory: two would write the same partial uploads.
+  using _lock = await lockDataDir(dataDir, "Blackboard");
   const mode: BlackboardMode = protocol;
   if (mode === "seed") {
     log.warn(
