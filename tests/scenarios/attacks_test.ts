@@ -75,8 +75,10 @@ const EXPECTED: Record<
     wire: [
       /^Student → Trudy: STEP 5 decrypted session key IN THE CLEAR \(seed\)$/,
       /^Trudy → Blackboard: STEP 6 message \| HMAC, no sequence number \(seed\)$/,
-      // After the handshake Blackboard refuses inside an authenticated record, not in the clear.
-      /^Blackboard → Trudy: STEP 6 message \| HMAC \(sequence numbered\) \[error\]$/,
+      // The default's records are AES-GCM: Trudy's forgery under a guessed key, and Blackboard's
+      // refusal inside a sealed record (not in the clear) that Trudy cannot open.
+      /^Trudy → Blackboard: STEP 6 message \(AES-GCM, sequence numbered\)$/,
+      /^Blackboard → Trudy: STEP 6 message \(AES-GCM, sequence numbered\)$/,
     ],
     outcomes: [
       /^seed: Blackboard printed Trudy's forgery/,
