@@ -116,6 +116,21 @@ const EXPECTED: Record<
       /^default: Alice stopped at STEP 2 \(the certificate does not name bank\)/,
     ],
   },
+  "attack-error-injection": {
+    seed: "forged-error-believed",
+    default: "forged-error-not-believed",
+    lanes: ["Alice", "Trudy", "Bob (bank)"],
+    wire: [
+      /^Alice → Trudy: STEP 6 record \(seed, AES-256-ECB\)$/,
+      /^Alice → Trudy: STEP 6 record \(AES-GCM\)$/,
+      // Trudy's forged refusal, in the clear, in place of Bob's answer (both halves).
+      /^Trudy → Alice: error$/,
+    ],
+    outcomes: [
+      /^seed: Alice was told 'Insufficient funds' though Bob applied her withdrawal/,
+      /^default: Alice did not believe the cleartext error, resent the same request; Bob applied the withdrawal exactly once/,
+    ],
+  },
   "attack-crl-rollback": {
     seed: null,
     default: "rollback-refused",
