@@ -58,6 +58,8 @@ const ATTACK_WHAT: Partial<Record<ScenarioName, string>> = {
     "cross-service: Bob played with Blackboard's certificate; seed mode falls, refused at STEP 2",
   "attack-crl-rollback":
     "crl-rollback: the pre-revocation CRL replayed to Blackboard; refused (default only: no seed CRL)",
+  "attack-error-injection":
+    "error-injection: a forged cleartext error believed in seed mode; the default resends, applied once",
 };
 
 const PARTS: Array<{ scenario: ScenarioName; system: string; what: string }> = [

@@ -60,6 +60,11 @@ export interface RelayOptions {
   signal?: AbortSignal;
   /** Called when a client connects, before any frame (e.g. to set up per-connection state). */
   onOpen?: (session: RelaySession) => void;
+  /**
+   * Called once per direction when that side stops sending: `toClient` when the server's side
+   * ends, `toServer` when the client's does. The first call says who ended the connection.
+   */
+  onEnd?: (direction: Direction, session: RelaySession) => void;
   /** Called once when a relayed connection has ended in both directions. */
   onClose?: (session: RelaySession) => void;
   /** Per-connection options, by connection index (1, 2, …). */
@@ -153,6 +158,7 @@ export function startRelay(options: RelayOptions): Server {
             log.warn(`relay ${direction}: ${errorMessage(err)}`);
           }
         } finally {
+          options.onEnd?.(direction, session);
           if (!halfClosed) closeAll();
         }
       };

@@ -4,7 +4,7 @@
  */
 
 import type { HostPort, StepLog } from "../runtime/mod.ts";
-import { type FrameHandler, type RelaySession, startRelay } from "../net/mod.ts";
+import { type Direction, type FrameHandler, type RelaySession, startRelay } from "../net/mod.ts";
 
 /**
  * Why a verdict came out as it did: a short code that stays the same when the sentence is
@@ -192,6 +192,11 @@ export interface ConnectionAttack<V extends Verdict = Verdict> {
   onFrame: FrameHandler;
   /** Resolves when the verdict is known before the connection ends (optional). */
   early?: Promise<V>;
+  /**
+   * One side stopped sending (`toClient`: the server's side ended; `toServer`: the client's). The
+   * first call says who ended the connection.
+   */
+  onEnd?(direction: Direction): void;
   /** The verdict when the connection has ended (unless `early` gave it before). */
   finish(): V;
 }
@@ -244,6 +249,7 @@ export function startRelayAttack<V extends Verdict = Verdict>(
     },
     onFrame: (direction, frame, session, index) =>
       states.get(session.id)!.attack.onFrame(direction, frame, session, index),
+    onEnd: (direction, session) => states.get(session.id)?.attack.onEnd?.(direction),
     onClose: (session) => {
       const state = states.get(session.id);
       if (!state) return;

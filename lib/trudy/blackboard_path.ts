@@ -2,6 +2,13 @@
  * What Trudy's attacks on Blackboard (session-key-sniff, message-replay) share: on each relayed
  * connection she reads the handshake as it passes, notes what the seeds put on the wire (the
  * session key echoed at STEP 5) and watches for Blackboard's refusal after her own frame went in.
+ *
+ * A refusal in the clear (seed mode) or in an HMAC-only record she reads. An AES-GCM record she
+ * cannot open, so against the default she judges by what Blackboard does: a Blackboard that
+ * refuses sends its error sealed and closes the session. Blackboard ending the connection first
+ * (before the student did) right after her frame, before the student's next message went
+ * through, or with a sealed record she cannot open as its last word, counts as refused, and the
+ * verdict says that this is how she judged it.
  */
 
 import {
@@ -38,6 +45,12 @@ export class BlackboardObserver {
   sid: string | undefined;
   encrypt = false;
   sessionKey: Uint8Array | undefined;
+  /** Who stopped sending first: the server's side (`toClient`) or the client's (`toServer`). */
+  endedFirst: Direction | undefined;
+  /** Whether a frame of the student's own went to Blackboard after Trudy's (once armed). */
+  studentSpokeAfter = false;
+  /** Whether Blackboard's last frame (once armed) was a sealed record Trudy cannot open. */
+  lastWordSealed = false;
 
   constructor(log: StepLog, settleMs: number) {
     this.log = log;
@@ -56,6 +69,10 @@ export class BlackboardObserver {
       return undefined;
     }
     this.seen.push(`${direction} ${msg.type}`);
+    if (this.watch.armed) {
+      if (direction === "toServer") this.studentSpokeAfter = true;
+      else this.lastWordSealed = msg.type === "sealed";
+    }
     const { log } = this;
     switch (msg.type) {
       case "seedRequest":
@@ -117,6 +134,31 @@ export class BlackboardObserver {
         break;
     }
     return msg;
+  }
+
+  /**
+   * One side stopped sending. Blackboard ending the session first, after Trudy's frame went in
+   * and before the student's next message went through (or right after a sealed record Trudy
+   * cannot open), is its refusal: the default Blackboard refuses in a sealed record and closes.
+   */
+  ended(direction: Direction): void {
+    if (this.endedFirst !== undefined) return;
+    this.endedFirst = direction;
+    if (direction !== "toClient" || !this.watch.armed || this.watch.result !== undefined) return;
+    const sealed = this.lastWordSealed
+      ? ", its last word a sealed record Trudy cannot open (AES-GCM hides the reason)"
+      : "";
+    if (!this.studentSpokeAfter) {
+      const why =
+        `Blackboard closed the session right after Trudy's frame, before the student's next message went through${sealed}`;
+      this.log.info(`judged refused: ${why}`);
+      this.watch.refused(why);
+    } else if (this.lastWordSealed) {
+      const why =
+        "Blackboard sent a sealed record Trudy cannot open (AES-GCM hides the reason), then closed the session before the student did";
+      this.log.info(`judged refused: ${why}`);
+      this.watch.refused(why);
+    }
   }
 
   /** The verdict's common part. */
@@ -181,6 +223,7 @@ export function startBlackboardAttack(
             await observer.observe(direction, frame),
             session,
           ),
+        onEnd: (direction) => observer.ended(direction),
         early: observer.watch.outcome.then(verdict),
         finish: () => {
           observer.watch.closed();

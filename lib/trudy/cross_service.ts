@@ -13,6 +13,11 @@
  * Default: the certificate is the CA's, valid, for serverAuth and 127.0.0.1, but it names the
  * service `blackboard`, not `bank`. Alice checks the name, whatever address she dialled, refuses
  * at STEP 2 and tells Trudy why.
+ *
+ * Bob checks revocation before he takes Alice's secret (STEP 5); Trudy holds no CRL of the lab's
+ * CA unless she is given a checker, so a default Alice who got that far (she took the stolen
+ * certificate as Bob's and sent her signed secret) counts as accepted, and the verdict says that
+ * Trudy could not finish Bob's handshake.
  */
 
 import { type AttackServer, attackServer, type Verdict, VerdictQueue } from "./attack.ts";
@@ -33,7 +38,13 @@ import {
 import { errorMessage, printable, type StepLog } from "../runtime/mod.ts";
 import { PeerRefusedError } from "../wire/mod.ts";
 import { serveFramed } from "../net/mod.ts";
-import { type Certificate, certificateLabel, verifyCertificate } from "../pki/mod.ts";
+import {
+  type Certificate,
+  certificateLabel,
+  type Revocation,
+  RevocationUnavailableError,
+  verifyCertificate,
+} from "../pki/mod.ts";
 
 export interface CrossServiceOptions {
   /** The stolen certificate (another service's, from the lab's CA) and its key (PKCS#8 PEM). */
@@ -43,6 +54,11 @@ export interface CrossServiceOptions {
   root: Certificate;
   mode: BankMode;
   log: StepLog;
+  /**
+   * Default protocol: the revocation checker Trudy's Bob uses at STEP 5 (default: none she could
+   * use, she holds no CRL of the lab's CA).
+   */
+  revocation?: Revocation;
   /** The name Alice expects in Bob's certificate (default `bank`): to explain her refusal. */
   bankName?: string;
   /** Port for Alice to connect to (0 picks one). */
@@ -79,7 +95,14 @@ async function whyRefused(
 export async function startCrossService(options: CrossServiceOptions): Promise<AttackServer> {
   const { cert, root, mode, log } = options;
   const bankName = options.bankName ?? BANK_NAME;
-  const identity = await loadBobIdentity(options.keyPem, cert);
+  // Seed mode: Bob's key goes raw (a seed Bob never carries a certificate); default: with it.
+  const identity = await loadBobIdentity(options.keyPem, mode === "seed" ? undefined : cert);
+  const revocation: Revocation = options.revocation ?? {
+    current: () =>
+      Promise.reject(
+        new RevocationUnavailableError("Trudy's Bob holds no CRL of the lab's CA"),
+      ),
+  };
   const label = certificateLabel(cert);
   const stolen = mode === "seed" ? `${label}'s key` : `${label}'s certificate and key`;
   const timeoutMs = options.timeoutMs ?? BANK_HANDSHAKE_TIMEOUT_MS;
@@ -101,6 +124,7 @@ export async function startCrossService(options: CrossServiceOptions): Promise<A
           identity,
           remote,
           root,
+          revocation,
           timeoutMs,
         });
         const read = await bankAsBob(session, log, timeoutMs);
@@ -148,6 +172,16 @@ export async function startCrossService(options: CrossServiceOptions): Promise<A
         detail: `Alice's Hello is not the ${
           mode === "seed" ? "seed" : "default"
         } protocol's that Trudy's Bob speaks: ${err.message}`,
+      };
+    }
+    if (
+      err instanceof HandshakeError && err.step === 5 && /cannot check revocation/.test(err.message)
+    ) {
+      return {
+        succeeded: true,
+        reason: "cross-service-accepted",
+        detail:
+          `Alice took ${stolen} as Bob's and sent her signed secret at STEP 5; Trudy's Bob holds no CRL of the lab's CA to finish the handshake, so no operation followed`,
       };
     }
     if (err instanceof HandshakeError && err.step === 3 && err.transport) {

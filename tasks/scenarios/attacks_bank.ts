@@ -1,7 +1,8 @@
 /**
  * Trudy against the bank (system 2), seed mode then the default: bank-mitm (on the path between
  * Alice and Bob), bank-replay (Bob's recorded proof replayed to Alice) and cross-service (Trudy
- * plays Bob with Blackboard's key and certificate).
+ * plays Bob with Blackboard's key and certificate) and error-injection (Trudy replaces Bob's first
+ * answer after the handshake with a cleartext error).
  */
 
 import { Accounts } from "../../lib/bank/mod.ts";
@@ -37,6 +38,13 @@ async function startBanks(ctx: Context<BankAttackPort>): Promise<{ home: string 
 function storedBalance(ctx: Context, dataDir: string, customer: string): number {
   using accounts = Accounts.open(`${ctx.dir}/${dataDir}/accounts.db`);
   return accounts.balance(customer);
+}
+
+/** How many withdrawals Bob applied for a customer, read from his accounts database. */
+function appliedWithdrawals(ctx: Context, dataDir: string, customer: string): number {
+  using accounts = Accounts.open(`${ctx.dir}/${dataDir}/accounts.db`);
+  return accounts.statement(customer)
+    .filter((e) => e.kind === "withdraw" && e.status === "applied").length;
 }
 
 const bankAttackActors = (p: Ports<BankAttackPort>): ActorMap => ({
@@ -316,5 +324,116 @@ export const ATTACK_CROSS_SERVICE = scenario({
         !/STEP [35]/.test(alice.stderr) && !/Trudy read/.test(defTrudy.stderr),
       `Alice exit ${alice.code}: ${alice.stderr.trim().split("\n").slice(-2).join(" / ")}`,
     );
+  },
+});
+
+export const ATTACK_ERROR_INJECTION = scenario({
+  name: "attack-error-injection",
+  title:
+    "Trudy, error-injection: Bob's answer to a withdrawal replaced with a cleartext error, seed mode then the default",
+  ports: BANK_ATTACK_PORTS,
+  capture: (p) => [p.bankSeed, p.trudySeed, p.bank, p.trudy],
+  actors: bankAttackActors,
+  labels: [
+    bank("seedHello"),
+    bank("seedHiBob"),
+    bank("seedProveIt"),
+    bank("seedProof"),
+    bank("seedSecret"),
+    bank("seedRecord"),
+    bank("hello"),
+    bank("hiBob"),
+    bank("proveIt"),
+    bank("proof"),
+    bank("secret"),
+    bank("record"),
+    // Trudy's forged refusal, in the clear, in place of Bob's answer.
+    bank("error"),
+  ],
+  trudyPorts: (p) => [p.trudySeed, p.trudy],
+  path: ["Alice", "Trudy", "Bob (bank)"],
+  async run(ctx) {
+    // 10.00 in each account before Bob starts, credited by the bank's operator straight in his
+    // database: no packet, so every client of Bob's port in the capture is Trudy.
+    for (const [dataDir, customer] of [["bank-seed", "seed/alice"], ["bank", ALICE_SID]]) {
+      await Deno.mkdir(`${ctx.dir}/${dataDir}`, { recursive: true });
+      using accounts = Accounts.open(`${ctx.dir}/${dataDir}/accounts.db`);
+      accounts.apply({
+        customer: customer!,
+        requestId: "operator-credit",
+        kind: "deposit",
+        amount: "10.00",
+      });
+    }
+    ctx.sink(
+      "* the bank's operator credits 10.00 to alice (seed) and to Alice (default) in Bob's database",
+    );
+    const { home } = await startBanks(ctx);
+    const halves = [
+      {
+        half: "seed" as const,
+        bank: ctx.ports.bankSeed,
+        port: ctx.ports.trudySeed,
+        dataDir: "bank-seed",
+        customer: "seed/alice",
+        alice: ["--protocol", "seed", "--customer", "alice"],
+        expected: {
+          reason: "forged-error-believed" as const,
+          says: "ATTACK SUCCEEDED (Alice believed the forged refusal)",
+        },
+      },
+      {
+        half: "default" as const,
+        bank: ctx.ports.bank,
+        port: ctx.ports.trudy,
+        dataDir: "bank",
+        customer: ALICE_SID,
+        alice: ["--home", home],
+        expected: {
+          reason: "forged-error-not-believed" as const,
+          says: "ATTACK FAILED: the cleartext error was not believed, the withdrawal resent",
+        },
+      },
+    ];
+    for (const h of halves) {
+      const trudy = await startTrudy(ctx, h.half, "error-injection", [
+        "--bank",
+        `127.0.0.1:${h.bank}`,
+      ], h.port);
+      ctx.sink(`* Alice (${h.half} mode) withdraws 5.00 through Trudy's port`);
+      const alice = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [
+        "client",
+        ...h.alice,
+        "--bank",
+        `127.0.0.1:${h.port}`,
+        "withdraw",
+        "5.00",
+      ]));
+      checkVerdict(ctx, h.half, await outcome(trudy), h.expected);
+      const balance = storedBalance(ctx, h.dataDir, h.customer);
+      const withdrawals = appliedWithdrawals(ctx, h.dataDir, h.customer);
+      const stored = `Bob's balance ${balance} cents, ${withdrawals} withdrawal(s) applied`;
+      const said = `Alice exit ${alice.code}: ${
+        alice.stderr.trim().split("\n").slice(-2).join(" / ")
+      }; ${stored}`;
+      if (h.half === "seed") {
+        check(
+          ctx,
+          "seed: Alice was told 'Insufficient funds' though Bob applied her withdrawal (balance 5.00)",
+          alice.code !== 0 && /^bank: Insufficient funds$/m.test(alice.stderr) &&
+            balance === 500 && withdrawals === 1,
+          said,
+        );
+      } else {
+        check(
+          ctx,
+          "default: Alice did not believe the cleartext error, resent the same request; Bob applied the withdrawal exactly once (balance 5.00)",
+          alice.code === 0 && /applied once/.test(alice.stdout) &&
+            /a cleartext error arrived after the handshake/.test(alice.stderr) &&
+            balance === 500 && withdrawals === 1,
+          said,
+        );
+      }
+    }
   },
 });

@@ -110,8 +110,9 @@ export const ATTACK_SESSION_KEY_SNIFF = scenario({
     bb("request"),
     bb("sessionKey"),
     bb("confirm"),
-    // Blackboard's refusal after the handshake travels inside a record, never in the clear.
-    session("error"),
+    // The real default (AES-GCM records): Trudy's forgery under a guessed key, and Blackboard's
+    // refusal after the handshake, sealed in a record (never in the clear) that Trudy cannot open.
+    bb("sealed"),
   ],
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Student", "Trudy", "Blackboard"],

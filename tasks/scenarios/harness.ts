@@ -28,6 +28,7 @@ export const SCENARIO_NAMES = [
   "attack-message-replay",
   "attack-cross-service",
   "attack-crl-rollback",
+  "attack-error-injection",
 ] as const;
 export type ScenarioName = typeof SCENARIO_NAMES[number];
 /**
@@ -43,6 +44,7 @@ export const ATTACK_SCENARIOS: readonly ScenarioName[] = [
   "attack-message-replay",
   "attack-cross-service",
   "attack-crl-rollback",
+  "attack-error-injection",
 ];
 /** What `all` runs (enrol is the first half of upload). */
 export const ALL_SCENARIOS: readonly ScenarioName[] = [

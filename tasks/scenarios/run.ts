@@ -12,7 +12,12 @@ import {
   writeDiagram,
 } from "../../lib/wireshark/mod.ts";
 import { ATTACK_ENROL_CODE_THEFT, ATTACK_ENROL_IMPERSONATION } from "./attacks.ts";
-import { ATTACK_BANK_MITM, ATTACK_BANK_REPLAY, ATTACK_CROSS_SERVICE } from "./attacks_bank.ts";
+import {
+  ATTACK_BANK_MITM,
+  ATTACK_BANK_REPLAY,
+  ATTACK_CROSS_SERVICE,
+  ATTACK_ERROR_INJECTION,
+} from "./attacks_bank.ts";
 import {
   ATTACK_CRL_ROLLBACK,
   ATTACK_MESSAGE_REPLAY,
@@ -48,6 +53,7 @@ const SPECS: Record<ScenarioName, ScenarioSpec<string>> = {
   "attack-message-replay": ATTACK_MESSAGE_REPLAY,
   "attack-cross-service": ATTACK_CROSS_SERVICE,
   "attack-crl-rollback": ATTACK_CRL_ROLLBACK,
+  "attack-error-injection": ATTACK_ERROR_INJECTION,
 };
 
 export function scenarioTitle(name: ScenarioName): string {

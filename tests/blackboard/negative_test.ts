@@ -4,7 +4,7 @@
  * the real root but with CA:TRUE, an unknown critical extension or a notBefore in the future; the
  * student's
  * check of Blackboard's step-4 signature (Trudy on the path alters what it covers), step 3's
- * request line, nonce and record flag, and step 6's message size, upload ID and upload order.
+ * request line, nonce and record kind, and step 6's message size, upload ID and upload order.
  */
 
 import assert from "node:assert/strict";
@@ -19,7 +19,7 @@ import {
   type StudentSession,
 } from "../../lib/blackboard/mod.ts";
 import { FramedStream, PeerRefusedError } from "../../lib/wire/mod.ts";
-import { randomBytes } from "../../lib/crypto/mod.ts";
+import { newKeyShare, randomBytes } from "../../lib/crypto/mod.ts";
 import {
   CertificateError,
   exportPrivateKeyPem,
@@ -80,7 +80,7 @@ Deno.test("the student refuses Blackboard's step 4 when Trudy alters what its si
 async function step3(
   bb: { addr: HostPort },
   student: TestStudent,
-  values: { request?: string; nonce?: Uint8Array; encrypt?: number },
+  values: { request?: string; nonce?: Uint8Array; records?: string },
 ): Promise<unknown> {
   const conn = await Deno.connect(bb.addr);
   const stream = new FramedStream(conn, { maxFrame: SESSION_MAX_FRAME });
@@ -89,7 +89,8 @@ async function step3(
       request: values.request ?? requestLine(student.sid),
       certificate: new Uint8Array(student.cert.rawData),
       nonce: values.nonce ?? randomBytes(32),
-      encrypt: values.encrypt ?? 0,
+      share: (await newKeyShare()).publicRaw,
+      records: values.records ?? "aes-gcm",
     });
     return (await receiveHandshake(stream, ["sessionKey"], 5000)).msg.type;
   } catch (err) {
@@ -104,7 +105,7 @@ function assertRefusal(outcome: unknown, reason: string): void {
   assert.equal(outcome.reason, reason);
 }
 
-Deno.test("blackboard refuses at step 3 a malformed request line, a short nonce, an unknown record flag", async () => {
+Deno.test("blackboard refuses at step 3 a malformed request line, a short nonce, an unknown record kind", async () => {
   await using pki = await TestPki.start();
   const student = await pki.student(SID);
   await using bb = await startBlackboard(pki);
@@ -119,8 +120,8 @@ Deno.test("blackboard refuses at step 3 a malformed request line, a short nonce,
     "The nonce must be 32 bytes",
   );
   assertRefusal(
-    await step3(bb, student, { encrypt: 2 }),
-    "Malformed request: encrypt must be 0 or 1",
+    await step3(bb, student, { records: "rot13" }),
+    "Malformed request: records must be aes-gcm or hmac",
   );
   assert.deepEqual(bb.printed, []);
 });

@@ -75,8 +75,10 @@ const EXPECTED: Record<
     wire: [
       /^Student → Trudy: STEP 5 decrypted session key IN THE CLEAR \(seed\)$/,
       /^Trudy → Blackboard: STEP 6 message \| HMAC, no sequence number \(seed\)$/,
-      // After the handshake Blackboard refuses inside an authenticated record, not in the clear.
-      /^Blackboard → Trudy: STEP 6 message \| HMAC \(sequence numbered\) \[error\]$/,
+      // The default's records are AES-GCM: Trudy's forgery under a guessed key, and Blackboard's
+      // refusal inside a sealed record (not in the clear) that Trudy cannot open.
+      /^Trudy → Blackboard: STEP 6 message \(AES-GCM, sequence numbered\)$/,
+      /^Blackboard → Trudy: STEP 6 message \(AES-GCM, sequence numbered\)$/,
     ],
     outcomes: [
       /^seed: Blackboard printed Trudy's forgery/,
@@ -112,6 +114,21 @@ const EXPECTED: Record<
     outcomes: [
       /^seed: Alice took Blackboard's key as Bob's, sent her secret/,
       /^default: Alice stopped at STEP 2 \(the certificate does not name bank\)/,
+    ],
+  },
+  "attack-error-injection": {
+    seed: "forged-error-believed",
+    default: "forged-error-not-believed",
+    lanes: ["Alice", "Trudy", "Bob (bank)"],
+    wire: [
+      /^Alice → Trudy: STEP 6 record \(seed, AES-256-ECB\)$/,
+      /^Alice → Trudy: STEP 6 record \(AES-GCM\)$/,
+      // Trudy's forged refusal, in the clear, in place of Bob's answer (both halves).
+      /^Trudy → Alice: error$/,
+    ],
+    outcomes: [
+      /^seed: Alice was told 'Insufficient funds' though Bob applied her withdrawal/,
+      /^default: Alice did not believe the cleartext error, resent the same request; Bob applied the withdrawal exactly once/,
     ],
   },
   "attack-crl-rollback": {

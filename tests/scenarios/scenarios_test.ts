@@ -172,7 +172,7 @@ Deno.test("capture task: usage errors and --help", async () => {
   assert.equal(bad.code, 2);
   assert.match(
     bad.stderr,
-    /unknown scenario 'nope' \(one of: enrol, upload, bank, chat-tls13, chat-tls12, seed, attack-enrol-impersonation, attack-enrol-code-theft, attack-bank-mitm, attack-bank-replay, attack-session-key-sniff, attack-message-replay, attack-cross-service, attack-crl-rollback, attacks, all\)/,
+    /unknown scenario 'nope' \(one of: enrol, upload, bank, chat-tls13, chat-tls12, seed, attack-enrol-impersonation, attack-enrol-code-theft, attack-bank-mitm, attack-bank-replay, attack-session-key-sniff, attack-message-replay, attack-cross-service, attack-crl-rollback, attack-error-injection, attacks, all\)/,
   );
   const none = await runActor("tasks/capture.ts", [], { permissions: perms });
   assert.equal(none.code, 2);
@@ -188,7 +188,7 @@ Deno.test("capture task: usage errors and --help", async () => {
   assert.match(help.stdout, /attack-bank-mitm +Trudy, bank-mitm/);
   assert.match(
     help.stdout,
-    /attacks +attack-enrol-impersonation, attack-enrol-code-theft, attack-bank-mitm, attack-bank-replay, attack-session-key-sniff, attack-message-replay, attack-cross-service, attack-crl-rollback\n/,
+    /attacks +attack-enrol-impersonation, attack-enrol-code-theft, attack-bank-mitm, attack-bank-replay, attack-session-key-sniff, attack-message-replay, attack-cross-service, attack-crl-rollback, attack-error-injection\n/,
   );
   assert.match(
     help.stdout,

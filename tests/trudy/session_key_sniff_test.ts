@@ -58,10 +58,16 @@ Deno.test("trudy session-key-sniff on the path fails against the default: no key
   const verdict = printedVerdict(r.stdout);
   assert.equal(verdict.outcome, "FAILED");
   assert.equal(verdict.reason, "mac-refused");
-  // Blackboard's own words: the default records are AES-GCM, and the guessed key fails the tag.
-  assert.ok(
-    verdict.detail.endsWith(": Record 0 refused: AES-GCM tag does not verify (altered)"),
+  // The default records are AES-GCM: Trudy cannot read Blackboard's sealed refusal, she sees it
+  // end the session right after her forgery.
+  assert.match(
     verdict.detail,
+    /forged under a guessed key: Blackboard (closed the session right after Trudy's frame|sent a sealed record Trudy cannot open)/,
+  );
+  // Blackboard's own words, in its log: the guessed key fails the tag.
+  await waitFor(
+    () => bb.lines.some((l) => /Record 0 refused: AES-GCM tag does not verify \(altered\)/.test(l)),
+    { what: "Blackboard's refusal of the forgery", timeoutMs: 5000 },
   );
   assert.deepEqual(bb.printed, []);
   assert.doesNotMatch(r.stderr, /IN THE CLEAR/);
