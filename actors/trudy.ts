@@ -8,8 +8,8 @@
 
 import { BANK_NAME, BANK_PORT, type BankMode, parseAmount } from "../lib/bank/mod.ts";
 import { BLACKBOARD_NAME, BLACKBOARD_PORT } from "../lib/blackboard/mod.ts";
-import { CA_PORT, loadIdentity, loadRoot } from "../lib/ca/mod.ts";
-import { parseCertificate } from "../lib/pki/mod.ts";
+import { CA_PORT, fetchCrl, loadIdentity, loadRoot } from "../lib/ca/mod.ts";
+import { parseCertificate, RevocationChecker } from "../lib/pki/mod.ts";
 import {
   dispatch,
   parseCommand,
@@ -395,10 +395,13 @@ Options:
   --cert FILE          the stolen certificate (default data/blackboard/${BLACKBOARD_NAME}.cer)
   --key FILE           its private key (default data/blackboard/${BLACKBOARD_NAME}.key)
   --ca-cert FILE       the lab's root, to check Alice's certificate (default data/ca/cuhk.cer)
+  --ca HOST:PORT       the CA whose public CRL Trudy's Bob staples, as Bob does (default
+                       127.0.0.1:${CA_PORT})
   --bank-name NAME     the name Alice expects, to explain her refusal (default ${BANK_NAME})
 ${LISTEN_USAGE}`,
     options: {
       protocol: { type: "string" },
+      ca: { type: "string", default: `127.0.0.1:${CA_PORT}` },
       cert: { type: "string", default: `data/blackboard/${BLACKBOARD_NAME}.cer` },
       key: { type: "string", default: `data/blackboard/${BLACKBOARD_NAME}.key` },
       "ca-cert": { type: "string", default: "data/ca/cuhk.cer" },
@@ -417,8 +420,16 @@ ${LISTEN_USAGE}`,
   );
   const keyPem = await readTextFile(values.key, "the stolen key");
   const root = await loadRoot(values["ca-cert"]);
+  const ca = parseHostPort(values.ca, CA_PORT, "ca");
   const log = new StepLog("Trudy");
   const signal = shutdownSignal();
+  // A CRL is public: Trudy's Bob fetches the CA's, as the real Bob does, and staples it.
+  const revocation = new RevocationChecker({
+    fetch: (timeoutMs) => fetchCrl(ca, root, timeoutMs),
+    source: `the CA at ${ca.hostname}:${ca.port}`,
+    root,
+    log,
+  });
   const server = await startCrossService({
     cert,
     keyPem,
@@ -426,6 +437,7 @@ ${LISTEN_USAGE}`,
     mode,
     log,
     port,
+    revocation,
     bankName: values["bank-name"],
     graceMs: 2000,
   });

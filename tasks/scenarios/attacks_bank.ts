@@ -298,6 +298,9 @@ export const ATTACK_CROSS_SERVICE = scenario({
     trudy = await startTrudy(ctx, "default", "cross-service", [
       "--protocol",
       "default",
+      // The CA's public CRL, which her Bob staples as the real Bob does.
+      "--ca",
+      `127.0.0.1:${ctx.ports.ca}`,
       ...stolen,
     ], ctx.ports.trudy);
     ctx.sink(`* Alice (default) connects to "Bob" at Trudy's port (127.0.0.1): deposit 10.00`);

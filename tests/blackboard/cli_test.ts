@@ -133,6 +133,7 @@ Deno.test("blackboard CLI: enrol, send, upload, seed mode, bad arguments", async
   assert.match(noFile.stderr, /Cannot read nope/);
 
   // Seed mode on both sides: it works, and says loudly what it gives away.
+  // Its own data directory: the default Blackboard above still owns data/blackboard.
   await using seed = new ActorProcess("actors/blackboard.ts", [
     "serve",
     "--port",
@@ -141,6 +142,12 @@ Deno.test("blackboard CLI: enrol, send, upload, seed mode, bad arguments", async
     `127.0.0.1:${caPort}`,
     "--protocol",
     "seed",
+    "--data-dir",
+    "data/blackboard-seed",
+    "--cert",
+    "data/blackboard/blackboard.cer",
+    "--key",
+    "data/blackboard/blackboard.key",
   ], { cwd });
   const seedAddr = `127.0.0.1:${(await seed.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]!}`;
   assert.match(seed.stderr, /SEED PROTOCOL: students send the session key back IN THE CLEAR/);

@@ -51,6 +51,8 @@ Deno.test("trudy cross-service fails against the default: Alice refuses Blackboa
   await using trudy = await startTrudy("cross-service", [
     "--protocol",
     "default",
+    "--ca",
+    pki.caAddr,
     ...await stolen(pki),
   ]);
   // Alice dials an address, 127.0.0.1, which the stolen certificate carries: the name decides.
