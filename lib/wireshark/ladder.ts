@@ -87,6 +87,10 @@ export async function readLabMessages(
   return messages;
 }
 
+/** tshark's flags for a segment whose bytes came before: retransmissions of every kind. */
+export const RETRANSMITTED = "tcp.analysis.retransmission || tcp.analysis.fast_retransmission || " +
+  "tcp.analysis.spurious_retransmission";
+
 /**
  * Per TCP stream of the lab protocols: the payload bytes on the wire and the bytes of the frames
  * pcap/lab.lua named. Equal counts mean every byte belongs to a named message.
@@ -102,7 +106,9 @@ export async function labCoverage(
     file,
     ...REASSEMBLY_PREFS,
     "-Y",
-    "tcp.len > 0",
+    // A segment sent again (a retransmission over loopback, or a duplicate) carries bytes already
+    // counted: reassembly skips it, so counting it would leave its bytes "unnamed".
+    `tcp.len > 0 && !(${RETRANSMITTED})`,
     "-T",
     "fields",
     "-E",

@@ -81,6 +81,18 @@ Deno.test("dissector: every message of a real upload capture is named by its ste
   for (const [stream, c] of await labCoverage(r.capture!)) {
     assert.equal(c.named, c.wire, `stream ${stream}: ${c.named} of ${c.wire} bytes named`);
   }
+  // Retransmitted segments carry bytes already counted (loopback does retransmit): a capture with
+  // every packet twice (mergecap of it with itself) still has every payload byte named, once.
+  const doubled = `${dir.path}/doubled.pcapng`;
+  const merged = await new Deno.Command("mergecap", {
+    args: ["-w", doubled, r.capture!, r.capture!],
+  }).output();
+  assert.ok(merged.success, new TextDecoder().decode(merged.stderr));
+  const once = await labCoverage(r.capture!);
+  for (const [stream, c] of await labCoverage(doubled)) {
+    assert.equal(c.named, c.wire, `doubled stream ${stream}: ${c.named} of ${c.wire} bytes named`);
+    assert.deepEqual(c, once.get(stream), `doubled stream ${stream} counted like the original`);
+  }
   // Info column: the step name and the seed's request line.
   const info = await tshark(["-X", `lua_script:${LUA_DISSECTOR}`, "-r", r.capture!]);
   assert.match(info, /Blackboard .* STEP 3 request \| cert 2 request="SID:1155123456 requests/);
