@@ -135,9 +135,15 @@ export class BankClient {
   async #request<T>(what: string, exchange: (s: BankSession) => Promise<T>): Promise<T> {
     const deadline = Date.now() + (this.options.retryForMs ?? 5000);
     let delay = 50;
+    // Whether the request may have reached Bob: from then on only an authenticated answer counts.
+    let sent = false;
     for (;;) {
+      let inHandshake = true;
       try {
-        return await exchange(await this.ensureSession());
+        const session = await this.ensureSession();
+        inHandshake = false;
+        sent = true;
+        return await exchange(session);
       } catch (err) {
         // The session is over: say why inside it when it can still carry an authenticated record
         // (the default mode's answer to a cleartext frame or a bad record), then close.
@@ -146,7 +152,20 @@ export class BankClient {
         }
         this.#session?.close();
         this.#session = undefined;
-        if (!isConnectionLoss(err) || Date.now() + delay > deadline) throw err;
+        // A refusal during a new handshake travels before any key exists, so anyone on the path
+        // can forge one: once the request may have been applied it is not its outcome, only a
+        // broken connection to retry (the same request id is applied once).
+        // check: bank-retry-unauthenticated-refusal tests/bank/forged_refusal_test.ts
+        const unauthenticated = sent && inHandshake && err instanceof PeerRefusedError;
+        if (!(isConnectionLoss(err) || unauthenticated)) throw err;
+        if (Date.now() + delay > deadline) {
+          if (!sent) throw err;
+          throw new Error(
+            `the outcome of ${what} is unknown: the connection broke after it was sent and no ` +
+              `authenticated answer came (${errorMessage(err)}); the same request may be sent ` +
+              "again: Bob applies it once",
+          );
+        }
         this.options.log.warn(`connection lost during ${what} (${errorMessage(err)}): resending`);
         this.reconnects++;
         await new Promise((r) => setTimeout(r, delay));
