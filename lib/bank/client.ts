@@ -155,8 +155,9 @@ export class BankClient {
         // A refusal during a new handshake travels before any key exists, so anyone on the path
         // can forge one: once the request may have been applied it is not its outcome, only a
         // broken connection to retry (the same request id is applied once).
+        let unauthenticated = false;
         // check: bank-retry-unauthenticated-refusal tests/bank/forged_refusal_test.ts
-        const unauthenticated = sent && inHandshake && err instanceof PeerRefusedError;
+        if (sent && inHandshake && err instanceof PeerRefusedError) unauthenticated = true;
         if (!(isConnectionLoss(err) || unauthenticated)) throw err;
         if (Date.now() + delay > deadline) {
           if (!sent) throw err;
