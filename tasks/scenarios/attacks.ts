@@ -32,6 +32,28 @@ export async function startTrudy(
   ]);
 }
 
+/** The enrolment attacks' two CAs: the seeds' open enrolment (`--protocol seed`) and the default. */
+function startBothCas(ctx: Context<"caOpen" | "ca">): Promise<[RunningProcess, RunningProcess]> {
+  return Promise.all([
+    ctx.actors.serve("CUHK (open)", "actors/ca.ts", [
+      "serve",
+      "--protocol",
+      "seed",
+      "--port",
+      String(ctx.ports.caOpen),
+      "--data-dir",
+      `${ctx.dir}/ca-open`,
+    ]),
+    ctx.actors.serve("CUHK", "actors/ca.ts", [
+      "serve",
+      "--port",
+      String(ctx.ports.ca),
+      "--data-dir",
+      `${ctx.dir}/ca`,
+    ]),
+  ]);
+}
+
 export const ATTACK_ENROL_IMPERSONATION = scenario({
   name: "attack-enrol-impersonation",
   title: "Trudy, enrol-impersonation: a certificate for someone else's student ID",
@@ -45,24 +67,7 @@ export const ATTACK_ENROL_IMPERSONATION = scenario({
   labels: [caProtocol.label("csr"), caProtocol.label("certificate"), caProtocol.label("error")],
   path: ["Trudy", "CUHK (CA, open enrolment)"],
   async run(ctx) {
-    const [open, strict] = await Promise.all([
-      ctx.actors.serve("CUHK (open)", "actors/ca.ts", [
-        "serve",
-        "--protocol",
-        "seed",
-        "--port",
-        String(ctx.ports.caOpen),
-        "--data-dir",
-        `${ctx.dir}/ca-open`,
-      ]),
-      ctx.actors.serve("CUHK", "actors/ca.ts", [
-        "serve",
-        "--port",
-        String(ctx.ports.ca),
-        "--data-dir",
-        `${ctx.dir}/ca`,
-      ]),
-    ]);
+    const [open, strict] = await startBothCas(ctx);
     const attack = (ca: number, dir: string) =>
       outcome(ctx.actors.spawn("Trudy", "actors/trudy.ts", [
         "enrol-impersonation",
@@ -132,24 +137,7 @@ export const ATTACK_ENROL_CODE_THEFT = scenario({
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Student", "Trudy", "CUHK (CA)"],
   async run(ctx) {
-    const [open, strict] = await Promise.all([
-      ctx.actors.serve("CUHK (open)", "actors/ca.ts", [
-        "serve",
-        "--protocol",
-        "seed",
-        "--port",
-        String(ctx.ports.caOpen),
-        "--data-dir",
-        `${ctx.dir}/ca-open`,
-      ]),
-      ctx.actors.serve("CUHK", "actors/ca.ts", [
-        "serve",
-        "--port",
-        String(ctx.ports.ca),
-        "--data-dir",
-        `${ctx.dir}/ca`,
-      ]),
-    ]);
+    const [open, strict] = await startBothCas(ctx);
     const halves = [
       { half: "seed" as const, ca: ctx.ports.caOpen, dir: "ca-open", port: ctx.ports.trudySeed },
       { half: "default" as const, ca: ctx.ports.ca, dir: "ca", port: ctx.ports.trudy },
