@@ -16,10 +16,13 @@ import {
   BLACKBOARD_NAME,
   BLACKBOARD_PORT,
   type BlackboardMode,
+  DEFAULT_MAX_PARTIALS,
   DEFAULT_MAX_REPORT_SIZE,
+  DEFAULT_PARTIAL_EXPIRY_MS,
   RECORD_KINDS,
   recordKindOf,
   serveBlackboard,
+  sweepPartials,
   UploadStore,
 } from "../lib/blackboard/mod.ts";
 import { CA_PORT, fetchCrl, loadRoot } from "../lib/ca/mod.ts";
@@ -51,6 +54,8 @@ import {
 } from "../lib/runtime/mod.ts";
 
 const DEFAULT_DATA_DIR = "data/blackboard";
+/** Largest --max-report, in MiB (1 TiB). */
+const MAX_REPORT_MIB = 1024 ** 2;
 
 const USAGE = `Blackboard (system 1, steps 3-6)
 
@@ -98,6 +103,13 @@ Options:
   --max-report MIB     largest report accepted, in MiB (default ${
       DEFAULT_MAX_REPORT_SIZE / 1024 ** 2
     })
+  --partial-quota MIB  bytes one student may hold in unfinished uploads, in MiB (default: the
+                       largest report; at least that)
+  --max-partials N     unfinished uploads one student may hold (default ${DEFAULT_MAX_PARTIALS})
+  --partial-expiry H   remove an unfinished upload untouched for H hours (default ${
+      DEFAULT_PARTIAL_EXPIRY_MS / 3600_000
+    }); swept at
+                       start-up and hourly
 ${MAX_PER_ADDRESS_USAGE}
   --quiet              log warnings and errors only`,
     options: {
@@ -114,6 +126,9 @@ ${MAX_PER_ADDRESS_USAGE}
       encrypt: { type: "boolean", default: false },
       protocol: { type: "string", default: "default" },
       "max-report": { type: "string", default: String(DEFAULT_MAX_REPORT_SIZE / 1024 ** 2) },
+      "partial-quota": { type: "string" },
+      "max-partials": { type: "string", default: String(DEFAULT_MAX_PARTIALS) },
+      "partial-expiry": { type: "string", default: String(DEFAULT_PARTIAL_EXPIRY_MS / 3600_000) },
       quiet: { type: "boolean", default: false },
     },
   });
@@ -141,7 +156,20 @@ ${MAX_PER_ADDRESS_USAGE}
     );
   }
   const refreshMs = parsePositiveInt(values["crl-refresh"], "crl-refresh") * 1000;
-  const maxSize = parsePositiveInt(values["max-report"], "max-report") * 1024 ** 2;
+  const maxSize = parsePositiveInt(values["max-report"], "max-report", MAX_REPORT_MIB) * 1024 ** 2;
+  const partialQuota = values["partial-quota"] === undefined
+    ? maxSize
+    : parsePositiveInt(values["partial-quota"], "partial-quota", MAX_REPORT_MIB * 1024) * 1024 ** 2;
+  if (partialQuota < maxSize) {
+    throw new UsageError(
+      `--partial-quota (${partialQuota / 1024 ** 2} MiB) must be at least --max-report (${
+        maxSize / 1024 ** 2
+      } MiB)`,
+    );
+  }
+  const maxPartials = parsePositiveInt(values["max-partials"], "max-partials", 10_000);
+  const partialExpiryMs = parsePositiveInt(values["partial-expiry"], "partial-expiry", 24 * 365) *
+    3600_000;
   const dataDir = values["data-dir"];
   const certPath = values.cert ?? `${dataDir}/${BLACKBOARD_NAME}.cer`;
   const keyPath = values.key ?? `${dataDir}/${BLACKBOARD_NAME}.key`;
@@ -188,6 +216,9 @@ ${MAX_PER_ADDRESS_USAGE}
       "--records hmac: students may ask for MAC-only records; their messages and reports cross the wire readable. Teaching only.",
     );
   }
+  const store = new UploadStore(dataDir, { maxSize, partialQuota, maxPartials, partialExpiryMs });
+  const signal = shutdownSignal();
+  await sweepPartials(store, log, signal);
   const server = serveBlackboard({
     root,
     cert,
@@ -199,14 +230,14 @@ ${MAX_PER_ADDRESS_USAGE}
       log,
       refreshMs,
     }),
-    store: new UploadStore(dataDir, { maxSize }),
+    store,
     log,
     protocol: mode,
     records,
     hostname: values.host,
     port,
     ...maxPerAddressOption(values["max-per-address"]),
-    signal: shutdownSignal(),
+    signal,
   });
   log.info(describeLimits(server.limits));
   log.info(

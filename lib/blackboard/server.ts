@@ -9,7 +9,7 @@
  * (default) and `seed.ts` (`--protocol seed`), each with the student's side too.
  */
 
-import { errorMessage, printable, type StepLog } from "../runtime/mod.ts";
+import { errorMessage, formatBytes, printable, type StepLog } from "../runtime/mod.ts";
 import { DeadlineError, FrameError, PeerRefusedError } from "../wire/mod.ts";
 import { toHex } from "../crypto/mod.ts";
 import {
@@ -36,7 +36,12 @@ import { type ModeContext, type Peer, Refusal } from "./serving.ts";
 import { acceptSession } from "./secure.ts";
 import { serveSeed } from "./seed.ts";
 import { serveFramed, type Server } from "../net/mod.ts";
-import { type PartialUpload, UploadError, type UploadStore } from "./upload_store.ts";
+import {
+  type PartialUpload,
+  SWEEP_INTERVAL_MS,
+  UploadError,
+  type UploadStore,
+} from "./upload_store.ts";
 
 // ---------------------------------------------------------------- the server
 
@@ -84,7 +89,7 @@ export function serveBlackboard(options: BlackboardOptions): Server {
       print(`Message from ${sid}: ${printable(text)}`);
     },
   };
-  return serveFramed({
+  const server = serveFramed({
     hostname: options.hostname,
     port: options.port ?? BLACKBOARD_PORT,
     log: options.log,
@@ -108,6 +113,37 @@ export function serveBlackboard(options: BlackboardOptions): Server {
       }
     },
   });
+  return server;
+}
+
+/**
+ * Removes expired partial uploads now (Blackboard's start-up: resolves when done) and then every
+ * hour until `signal` aborts.
+ */
+export async function sweepPartials(
+  store: UploadStore,
+  log: StepLog,
+  signal: AbortSignal,
+): Promise<void> {
+  const sweep = async () => {
+    try {
+      const { removed, bytes } = await store.sweep();
+      if (removed > 0) {
+        log.info(
+          `removed ${removed} unfinished upload(s) untouched for ${
+            Math.round(store.partialExpiryMs / 3600_000)
+          } h (${formatBytes(bytes)})`,
+        );
+      }
+    } catch (err) {
+      log.error(`sweeping unfinished uploads failed: ${errorMessage(err)}`);
+    }
+  };
+  await sweep();
+  if (signal.aborted) return;
+  const timer = setInterval(sweep, SWEEP_INTERVAL_MS);
+  Deno.unrefTimer(timer);
+  signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }
 
 interface Context
@@ -240,6 +276,8 @@ async function serveSession(
       const msg = await session.next({ timeoutMs: ctx.sessionTimeoutMs });
       if (msg === null) {
         if (upload) {
+          // Closed (synced, released) before it is reported kept.
+          await upload.close();
           log.warn(
             `${sid} left in the middle of ${upload.name} at byte ${upload.offset} of ${upload.size}: partial kept for a resume`,
           );
@@ -308,6 +346,7 @@ async function serveSession(
     }
   } catch (err) {
     if (err instanceof FrameError && upload) {
+      await upload.close();
       log.warn(
         `${sid}: ${err.message}; partial ${upload.name} kept at byte ${upload.offset} for a resume`,
       );

@@ -8,6 +8,11 @@
  * hard-linked under a name that does not exist yet (never overwriting), then the partial is
  * removed. A crash or a cut connection leaves at worst a partial, which the next upload with the
  * same upload ID resumes.
+ *
+ * Partials are bounded: each student may hold at most `partialQuota` bytes in unfinished uploads
+ * (an upload in progress counts with its declared size, an idle partial with the bytes it holds)
+ * and at most `maxPartials` of them; a partial untouched for `partialExpiryMs` (24 h) is removed by
+ * `sweep()`, which Blackboard runs at start-up and hourly.
  */
 
 import { createHash, type Hash } from "node:crypto";
@@ -67,18 +72,48 @@ const READ_BUFFER = 1024 * 1024;
 export interface UploadStoreOptions {
   /** Largest report accepted, in bytes. */
   maxSize?: number;
+  /** Bytes one student may hold in unfinished uploads (at least `maxSize`). */
+  partialQuota?: number;
+  /** Unfinished uploads one student may hold. */
+  maxPartials?: number;
+  /** A partial untouched for this long is removed by `sweep()`. */
+  partialExpiryMs?: number;
 }
 
 export const DEFAULT_MAX_REPORT_SIZE = 8 * 1024 ** 3;
+/** Default per-student quota on unfinished uploads: one largest report. */
+export const DEFAULT_PARTIAL_QUOTA = DEFAULT_MAX_REPORT_SIZE;
+export const DEFAULT_MAX_PARTIALS = 16;
+export const DEFAULT_PARTIAL_EXPIRY_MS = 24 * 3600 * 1000;
+/** How often Blackboard sweeps expired partials. */
+export const SWEEP_INTERVAL_MS = 3600 * 1000;
+
+/** What one `sweep()` removed. */
+export interface SweepResult {
+  removed: number;
+  bytes: number;
+}
 
 export class UploadStore {
   readonly dataDir: string;
   readonly maxSize: number;
-  readonly #active = new Set<string>();
+  readonly partialQuota: number;
+  readonly maxPartials: number;
+  readonly partialExpiryMs: number;
+  /** Uploads in progress (`sid/uploadId`) and their declared sizes. */
+  readonly #active = new Map<string, number>();
 
   constructor(dataDir: string, options: UploadStoreOptions = {}) {
     this.dataDir = dataDir;
     this.maxSize = options.maxSize ?? DEFAULT_MAX_REPORT_SIZE;
+    this.partialQuota = options.partialQuota ?? Math.max(DEFAULT_PARTIAL_QUOTA, this.maxSize);
+    this.maxPartials = options.maxPartials ?? DEFAULT_MAX_PARTIALS;
+    this.partialExpiryMs = options.partialExpiryMs ?? DEFAULT_PARTIAL_EXPIRY_MS;
+    if (this.partialQuota < this.maxSize) {
+      throw new RangeError(
+        `The quota on unfinished uploads (${this.partialQuota} bytes) is below the largest report (${this.maxSize} bytes)`,
+      );
+    }
   }
 
   partialDir(sid: string): string {
@@ -106,10 +141,11 @@ export class UploadStore {
     const key = `${sid}/${uploadId}`;
     // check: upload-not-twice tests/blackboard/upload_store_test.ts
     if (this.#active.has(key)) throw new UploadError("This upload is already in progress");
-    this.#active.add(key);
+    this.#active.set(key, size);
     try {
       const dir = this.partialDir(sid);
       await ensureDir(dir, 0o700);
+      await this.#checkQuota(sid, uploadId, size);
       const part = `${dir}/${uploadId}.part`;
       const metaPath = `${dir}/${uploadId}.json`;
       const meta: PartialMeta = { sid, name, size };
@@ -157,6 +193,98 @@ export class UploadStore {
       this.#active.delete(key);
       throw err;
     }
+  }
+
+  /**
+   * Refuses an upload of `size` bytes when the student's other unfinished uploads plus this one
+   * would go over the quota or the count: uploads in progress count with their declared size (they
+   * may still grow to it), idle partials with the bytes they hold.
+   */
+  async #checkQuota(sid: string, uploadId: string, size: number): Promise<void> {
+    const others = (await this.#partials(sid)).filter((p) => p.uploadId !== uploadId);
+    let held = 0;
+    for (const p of others) held += this.#active.get(`${sid}/${p.uploadId}`) ?? p.bytes;
+    const hours = Math.round(this.partialExpiryMs / 3600_000);
+    const advice =
+      `finish or resume them (upload the same file again), or wait: unfinished uploads expire after ${hours} h`;
+    // check: partial-count tests/blackboard/upload_store_test.ts
+    if (others.length >= this.maxPartials) {
+      throw new UploadError(
+        `Too many unfinished uploads: you have ${others.length}, the limit is ${this.maxPartials}; ${advice}`,
+      );
+    }
+    // check: partial-quota tests/blackboard/upload_store_test.ts
+    if (held + size > this.partialQuota) {
+      throw new UploadError(
+        `Upload quota reached: your ${others.length} unfinished upload(s) hold ${held} bytes and this one declares ${size}; the limit is ${this.partialQuota} bytes; ${advice}`,
+      );
+    }
+  }
+
+  /** The student's partials on disk: upload ID, bytes held, last change. */
+  async #partials(sid: string): Promise<{ uploadId: string; bytes: number; mtime: number }[]> {
+    const dir = this.partialDir(sid);
+    const ids = new Set<string>();
+    try {
+      for await (const entry of Deno.readDir(dir)) {
+        const m = /^([0-9a-f]{32})\.(?:part|json)$/.exec(entry.name);
+        if (m && entry.isFile) ids.add(m[1]!);
+      }
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return [];
+      throw err;
+    }
+    const out = [];
+    for (const uploadId of ids) {
+      let bytes = 0;
+      let mtime = 0;
+      for (const ext of ["part", "json"]) {
+        try {
+          const info = await Deno.stat(`${dir}/${uploadId}.${ext}`);
+          if (ext === "part") bytes = info.size;
+          mtime = Math.max(mtime, info.mtime?.getTime() ?? 0);
+        } catch (err) {
+          if (!(err instanceof Deno.errors.NotFound)) throw err;
+        }
+      }
+      out.push({ uploadId, bytes, mtime });
+    }
+    return out;
+  }
+
+  /**
+   * Removes every partial untouched for `partialExpiryMs` (except uploads in progress), and the
+   * folders it empties.
+   */
+  async sweep(now = Date.now()): Promise<SweepResult> {
+    const result: SweepResult = { removed: 0, bytes: 0 };
+    const root = `${this.dataDir}/partial`;
+    let sids: string[];
+    try {
+      sids = [];
+      for await (const entry of Deno.readDir(root)) if (entry.isDirectory) sids.push(entry.name);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return result;
+      throw err;
+    }
+    for (const sid of sids) {
+      const dir = this.partialDir(sid);
+      const partials = await this.#partials(sid);
+      let left = partials.length;
+      for (const p of partials) {
+        if (this.#active.has(`${sid}/${p.uploadId}`)) continue;
+        // check: partial-expiry tests/blackboard/upload_store_test.ts
+        if (now - p.mtime < this.partialExpiryMs) continue;
+        await Deno.remove(`${dir}/${p.uploadId}.part`).catch(() => {});
+        await Deno.remove(`${dir}/${p.uploadId}.json`).catch(() => {});
+        result.removed++;
+        result.bytes += p.bytes;
+        left--;
+      }
+      const busy = [...this.#active.keys()].some((key) => key.startsWith(`${sid}/`));
+      if (left === 0 && !busy) await Deno.remove(dir).catch(() => {});
+    }
+    return result;
   }
 
   /** @internal */

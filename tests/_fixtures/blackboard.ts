@@ -9,6 +9,7 @@ import {
   type RecordKind,
   serveBlackboard,
   UploadStore,
+  type UploadStoreOptions,
 } from "../../lib/blackboard/mod.ts";
 import type { HostPort } from "../../lib/runtime/mod.ts";
 import { fetchCrl, loadIdentity, type StudentIdentity } from "../../lib/ca/mod.ts";
@@ -48,6 +49,8 @@ export interface BlackboardFixtureOptions {
   refreshMs?: number;
   /** Reuse a data directory (for restarts). */
   dataDir?: string;
+  /** The report store's limits. */
+  store?: UploadStoreOptions;
 }
 
 const serverCertCache: WeakMap<TestPki, Promise<{ certPem: string; keyPem: string }>> =
@@ -85,7 +88,7 @@ export async function startBlackboard(
       refreshMs: options.refreshMs ?? 0,
       timeoutMs: 2000,
     }),
-    store: new UploadStore(dataDir),
+    store: new UploadStore(dataDir, options.store),
     log,
     print: (line) => printed.push(line),
     port: 0,

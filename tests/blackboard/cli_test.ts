@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { ActorProcess, runActor, tempDir, TestPki } from "../_fixtures/helpers.ts";
 import { fileSha256, writeTestFile } from "../_fixtures/blackboard.ts";
-import { waitFor } from "../../lib/runtime/mod.ts";
+import { exists, waitFor } from "../../lib/runtime/mod.ts";
 
 const SID = "1155000401";
 
@@ -43,6 +43,15 @@ Deno.test("blackboard CLI: enrol, send, upload, seed mode, bad arguments", async
     `127.0.0.1:${caPort}`,
   ]);
 
+  // An upload abandoned two days ago: the start-up sweep removes it before Blackboard listens.
+  const abandoned = `${cwd}/data/blackboard/partial/${SID}/${"ab".repeat(16)}`;
+  await Deno.mkdir(`${cwd}/data/blackboard/partial/${SID}`, { recursive: true });
+  await Deno.writeFile(`${abandoned}.part`, new Uint8Array(1234));
+  await Deno.writeTextFile(`${abandoned}.json`, "{}");
+  const twoDaysAgo = new Date(Date.now() - 48 * 3600_000);
+  for (const f of [`${abandoned}.part`, `${abandoned}.json`]) {
+    await Deno.utime(f, twoDaysAgo, twoDaysAgo);
+  }
   await using bb = new ActorProcess("actors/blackboard.ts", [
     "serve",
     "--port",
@@ -51,6 +60,8 @@ Deno.test("blackboard CLI: enrol, send, upload, seed mode, bad arguments", async
     `127.0.0.1:${caPort}`,
   ], { cwd });
   const bbAddr = `127.0.0.1:${(await bb.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]!}`;
+  assert.match(bb.stderr, /removed 1 unfinished upload\(s\) untouched for 24 h \(1\.2 KiB\)/);
+  assert.equal(await exists(`${cwd}/data/blackboard/partial/${SID}`), false);
 
   const sent = await ok("actors/student.ts", [
     "send",
@@ -111,6 +122,16 @@ Deno.test("blackboard CLI: enrol, send, upload, seed mode, bad arguments", async
   assert.match(
     badRecords.stderr,
     /^student send: --records must be aes-gcm or hmac, got 'rot13'\n/,
+  );
+  const badQuota = await runActor(
+    "actors/blackboard.ts",
+    ["serve", "--port", "0", "--max-report", "10", "--partial-quota", "5"],
+    { cwd },
+  );
+  assert.equal(badQuota.code, 2);
+  assert.match(
+    badQuota.stderr,
+    /^blackboard serve: --partial-quota \(5 MiB\) must be at least --max-report \(10 MiB\)\n/,
   );
   // MAC-only records: refused by the default Blackboard, in its words.
   const macOnly = await runActor("actors/student.ts", [

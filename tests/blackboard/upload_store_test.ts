@@ -155,3 +155,73 @@ Deno.test("upload store: a partial longer than its declared size is not trusted:
   assert.equal((await Deno.stat(`${store.partialDir(SID)}/${ID}.part`)).size, 0);
   await resumed.close();
 });
+
+const ID2 = "fedcba9876543210fedcba9876543210";
+const ID3 = "00112233445566778899aabbccddeeff";
+
+Deno.test("upload store: a student's unfinished uploads are bounded by a quota: in progress by their declared size, idle by the bytes held", async () => {
+  await using dir = await tempDir("lab-store-");
+  const store = new UploadStore(dir.path, { maxSize: 100, partialQuota: 150 });
+  const first = await store.begin(SID, ID, "a.pdf", 100);
+  // In progress, the first counts with its declared 100 bytes: 100 + 60 > 150.
+  await refusedWith(
+    store.begin(SID, ID2, "b.pdf", 60),
+    /^Upload quota reached: your 1 unfinished upload\(s\) hold 100 bytes and this one declares 60; the limit is 150 bytes; finish or resume them .* expire after 24 h$/,
+  );
+  await first.write(0, new Uint8Array(30));
+  await first.close();
+  // Idle, it counts with the 30 bytes it holds: 30 + 100 fits.
+  const second = await store.begin(SID, ID2, "b.pdf", 100);
+  await second.write(0, new Uint8Array(30));
+  await second.close();
+  // Two idle partials hold 60 bytes: 60 + 100 does not fit.
+  await refusedWith(
+    store.begin(SID, ID3, "c.pdf", 100),
+    /^Upload quota reached: your 2 unfinished upload\(s\) hold 60 bytes and this one declares 100;/,
+  );
+  // Resuming an upload does not count it twice; another student has a quota of their own.
+  const resumed = await store.begin(SID, ID, "a.pdf", 100);
+  assert.equal(resumed.offset, 30);
+  await resumed.close();
+  const other = await store.begin("1155000302", ID3, "c.pdf", 100);
+  await other.close();
+  // A quota below the largest report could never be met.
+  assert.throws(() => new UploadStore(dir.path, { maxSize: 100, partialQuota: 99 }), RangeError);
+});
+
+Deno.test("upload store: a student may hold only so many unfinished uploads", async () => {
+  await using dir = await tempDir("lab-store-");
+  const store = new UploadStore(dir.path, { maxPartials: 2 });
+  for (const id of [ID, ID2]) await (await store.begin(SID, id, "r.pdf", 10)).close();
+  await refusedWith(
+    store.begin(SID, ID3, "r.pdf", 10),
+    /^Too many unfinished uploads: you have 2, the limit is 2; finish or resume them/,
+  );
+  // Resuming one of the two is still allowed.
+  await (await store.begin(SID, ID2, "r.pdf", 10)).close();
+});
+
+Deno.test("upload store: sweep removes partials untouched for 24 h, keeps fresh ones and uploads in progress", async () => {
+  await using dir = await tempDir("lab-store-");
+  const store = new UploadStore(dir.path);
+  const old = await store.begin(SID, ID, "old.pdf", 10);
+  await old.write(0, new Uint8Array(7));
+  await old.close();
+  await (await store.begin(SID, ID2, "fresh.pdf", 10)).close();
+  const busy = await store.begin("1155000302", ID3, "busy.pdf", 10);
+  const partial = store.partialDir(SID);
+  const dayAgo = new Date(Date.now() - 24 * 3600_000 - 60_000);
+  for (const f of [`${partial}/${ID}.part`, `${partial}/${ID}.json`]) {
+    await Deno.utime(f, dayAgo, dayAgo);
+  }
+  assert.deepEqual(await store.sweep(), { removed: 1, bytes: 7 });
+  assert.deepEqual(await listFiles(partial), [`${ID2}.json`, `${ID2}.part`]);
+  // A day later everything idle has expired; the upload in progress stays, and so does its folder.
+  const later = Date.now() + 24 * 3600_000 + 60_000;
+  assert.deepEqual(await store.sweep(later), { removed: 1, bytes: 0 });
+  assert.equal(await exists(partial), false, "the emptied folder goes too");
+  assert.ok(await exists(`${store.partialDir("1155000302")}/${ID3}.part`));
+  await busy.close();
+  assert.deepEqual(await store.sweep(later), { removed: 1, bytes: 0 });
+  assert.deepEqual(await listFiles(`${dir.path}/partial`), []);
+});

@@ -180,3 +180,50 @@ Deno.test("blackboard: a chunk at the wrong offset and a bad report name are ref
   }
   assert.deepEqual((await listFiles(bb.dataDir)).filter((f) => f.startsWith("reports/")), []);
 });
+
+Deno.test("blackboard: a student over the quota of unfinished uploads gets a clear refusal, and the partial they hold is kept", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki, { store: { maxSize: 1000, partialQuota: 1500 } });
+  const { log } = memoryLog("student");
+  const held = toHex(randomBytes(16));
+  {
+    using session = await openSession({
+      blackboard: bb.addr,
+      identity: await identity(student.home),
+      log,
+    });
+    await session.secure.send("uploadBegin", { uploadId: held, name: "a.txt", size: 1000 });
+    assert.equal((await session.secure.receive(["uploadOffset"])).offset, 0);
+    await session.secure.send("chunk", { offset: 0, data: randomBytes(600) });
+    // The student's "received" for a message proves the chunk before it was applied.
+    await session.secure.send("message", { text: "chunk sent" });
+    await session.secure.receive(["received"]);
+  }
+  await waitFor(() => /(left in the middle of|partial) a\.txt/.test(bb.lines.join("\n")), {
+    what: "Blackboard to keep the partial",
+  });
+  using session = await openSession({
+    blackboard: bb.addr,
+    identity: await identity(student.home),
+    log,
+  });
+  await session.secure.send("uploadBegin", {
+    uploadId: toHex(randomBytes(16)),
+    name: "b.txt",
+    size: 1000,
+  });
+  await assert.rejects(session.secure.receive(["uploadOffset"]), (err: Error) => {
+    assert.ok(err instanceof PeerRefusedError, String(err));
+    assert.match(
+      err.message,
+      /^Upload quota reached: your 1 unfinished upload\(s\) hold 600 bytes and this one declares 1000; the limit is 1500 bytes/,
+    );
+    return true;
+  });
+  assert.deepEqual(await listFiles(bb.dataDir), [
+    `partial/${SID}/${held}.json`,
+    `partial/${SID}/${held}.part`,
+  ]);
+  assert.equal((await Deno.stat(`${bb.dataDir}/partial/${SID}/${held}.part`)).size, 600);
+});
