@@ -12,7 +12,8 @@ import {
   DEFAULT_HANDSHAKE_RATE,
   HandshakeRateLimiter,
 } from "../../lib/bank/mod.ts";
-import { aliceOptions } from "../_fixtures/bank.ts";
+import { aliceOptions, startBank } from "../_fixtures/bank.ts";
+import { hostileHost, legitimateSessions } from "../_fixtures/hostile.ts";
 import {
   ActorProcess,
   hasCommand,
@@ -140,4 +141,32 @@ Deno.test("the handshake rate limiter: a burst, then the rate, per host", () => 
   now += 10_000; // refilled, but never above the burst
   assert.equal(take("127.0.0.2", 10), 3);
   assert.throws(() => new HandshakeRateLimiter({ rate: 0 }), RangeError);
+});
+
+Deno.test({
+  name:
+    "Bob: 256 held connections and a garbage flood from 127.0.0.2; Alice on 127.0.0.1 completes a session within 2 s",
+  ignore: !(await hasCommand("python3")),
+  fn: async () => {
+    await using pki = await TestPki.start();
+    const alice = await pki.student("1155000702");
+    await using bank = await startBank(pki);
+    await using _host = await hostileHost(bank.port, 256, 4);
+    let deposits = 0;
+    await legitimateSessions(async () => {
+      const client = await BankClient.connect(
+        aliceOptions(pki, alice, bank.port, memoryLog("Alice").log),
+      );
+      try {
+        const outcome = await client.deposit("1.00");
+        assert.ok(outcome.ok, JSON.stringify(outcome));
+        assert.equal(outcome.balance, 100 * ++deposits);
+        await client.exit();
+      } finally {
+        client.close();
+      }
+    });
+    const stopped = await Promise.race([bank.server.finished.then(() => true), false]);
+    assert.equal(stopped, false, "Bob stopped under the flood");
+  },
 });

@@ -10,32 +10,7 @@ import { LogSummary } from "../../lib/net/mod.ts";
 import { createCsr, der, generateRsaKeyPair } from "../../lib/pki/mod.ts";
 import { RunningProcess } from "../../lib/runtime/mod.ts";
 import { hasCommand, memoryLog, PROJECT_ROOT, tempDir, TestPki } from "../_fixtures/helpers.ts";
-
-const FLOOD = `${PROJECT_ROOT}/tests/_fixtures/flood.py`;
-
-/** A hostile host at 127.0.0.2 holding `hold` connections and flooding garbage on `garbage`. */
-async function hostileHost(port: number, hold: number, garbage: number) {
-  const child = new Deno.Command("python3", {
-    args: [FLOOD, String(port), String(hold), String(garbage)],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!/held \d+/.test(out)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the flooder exited: ${out}`);
-    out += value;
-  }
-  return {
-    async [Symbol.asyncDispose]() {
-      await child.stdin.close();
-      await reader.cancel();
-      await child.status;
-    },
-  };
-}
+import { hostileHost } from "../_fixtures/hostile.ts";
 
 async function enrolFresh(pki: TestPki, sid: string) {
   const keys = await generateRsaKeyPair(2048);

@@ -1,0 +1,63 @@
+/**
+ * Hostile hosts for the availability tests, as python3 processes on a loopback address of their
+ * own (127.0.0.2), so that the per-address limits apply to them and not to the legitimate client
+ * on 127.0.0.1.
+ */
+
+import assert from "node:assert/strict";
+import { PROJECT_ROOT } from "./helpers.ts";
+
+const FLOOD = `${PROJECT_ROOT}/tests/_fixtures/flood.py`;
+
+/**
+ * Holds `hold` idle connections (reconnecting what the server drops) and floods garbage on
+ * `garbage` more, from 127.0.0.2; resolves once the connections are held.
+ */
+export async function hostileHost(
+  port: number,
+  hold: number,
+  garbage: number,
+): Promise<AsyncDisposable & { held: number }> {
+  const child = new Deno.Command("python3", {
+    args: [FLOOD, String(port), String(hold), String(garbage)],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  let held: RegExpExecArray | null = null;
+  while (!(held = /held (\d+)/.exec(out))) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the flooder exited: ${out}`);
+    out += value;
+  }
+  return {
+    held: Number(held[1]),
+    async [Symbol.asyncDispose]() {
+      await child.stdin.close();
+      await reader.cancel();
+      await child.status;
+    },
+  };
+}
+
+/**
+ * Runs `session` (a legitimate client's whole session) again and again, at least 3 times and for
+ * at least `forMs`, and asserts that each completes within `limitMs`; returns the durations.
+ */
+export async function legitimateSessions(
+  session: () => Promise<void>,
+  { forMs = 2000, limitMs = 2000 } = {},
+): Promise<number[]> {
+  const took: number[] = [];
+  const started = performance.now();
+  for (let i = 0; i < 3 || performance.now() - started < forMs; i++) {
+    const t0 = performance.now();
+    await session();
+    const ms = performance.now() - t0;
+    assert.ok(ms < limitMs, `a legitimate session took ${ms.toFixed(0)} ms under the flood`);
+    took.push(ms);
+  }
+  return took;
+}
