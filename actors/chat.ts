@@ -184,7 +184,8 @@ Scripted (when any --send, --expect or --sleep is given, run in the order given,
   deno task chat client --nick alice --expect "bob joined" --send "hi bob" --expect "<bob> hi"
 
 Options:
-  --nick NAME          nickname: 1-24 letters, digits, '_', '.' or '-' (unique, case-insensitive)
+  --nick NAME          nickname: 1-24 letters, digits, '_', '.' or '-' (unique, ignoring case;
+                       one that looks like a nickname online, such as Cyrillic аdmin, is refused)
   --server HOST:PORT   the chat server (default 127.0.0.1:${CHAT_PORT})
   --ca-cert FILE       the CA root to trust (default ${DEFAULT_DIR}/cuhk.cer)
   --server-name NAME   the name the server's certificate must carry (default ${CHAT_NAME})

@@ -9,6 +9,7 @@
  */
 
 import { FrameError } from "../wire/mod.ts";
+import unhomoglyph from "unhomoglyph";
 import { printable } from "../runtime/mod.ts";
 
 export const CHAT_PORT = 8443;
@@ -244,7 +245,42 @@ export function textProblem(text: string, maxText: number): string | null {
   return null;
 }
 
-/** The key under which a nickname is unique: `Alice` and `alice` are the same person. */
+/**
+ * The UTS #39 skeleton of `text`: NFD, each character replaced by its prototype from Unicode's
+ * confusables.txt, NFD again. Two strings with the same skeleton look alike: Cyrillic `а`
+ * (U+0430) and Latin `a`, dotless `ı` (U+0131) and `i`, `m` and `rn`. The mapping is
+ * confusables.txt itself, as the `unhomoglyph` package ships it (Unicode 13.0.0); a skeleton is
+ * only for comparing, never for display.
+ */
+export function skeleton(text: string): string {
+  return unhomoglyph(text.normalize("NFD")).normalize("NFD");
+}
+
+/**
+ * The key under which a nickname is unique, and by which a message addressed to one finds its
+ * member: the skeleton of the nickname with compatibility forms and case folded (NFKC, then lower
+ * case). `Admin`, `аdmin` (Cyrillic а), `ａｄｍｉｎ` (fullwidth) and `admın` (dotless ı) all have
+ * the key of `admin`, so none of them can join while `admin` is online, and the other way round;
+ * a private message to any of them reaches `admin`.
+ */
 export function nickKey(nick: string): string {
-  return nick.normalize("NFC").toLowerCase();
+  return skeleton(nick.normalize("NFKC").toLowerCase());
+}
+
+/**
+ * Why `nick` cannot join while `online` is joined, or null when both may be online together:
+ * the same name in another case, or one that looks like it (the same `nickKey`).
+ */
+export function nickClash(nick: string, online: string): string | null {
+  if (sameName(nick, online)) return `Nickname '${printable(nick)}' is already taken`;
+  // check: chat-nick-lookalike tests/chat/protocol_test.ts tests/chat/server_test.ts
+  if (nickKey(nick) === nickKey(online)) {
+    return `Nickname '${printable(nick)}' looks like '${printable(online)}', who is online`;
+  }
+  return null;
+}
+
+/** The same letters, ignoring case: `Alice` and `alice`. */
+function sameName(a: string, b: string): boolean {
+  return a.normalize("NFC").toLowerCase() === b.normalize("NFC").toLowerCase();
 }

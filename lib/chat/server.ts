@@ -19,6 +19,7 @@ import {
   decodeClientMessage,
   encodeServerMessage,
   MAX_TEXT,
+  nickClash,
   nickKey,
   nickProblem,
   type ServerMessage,
@@ -361,7 +362,7 @@ class ChatRoom {
         return null;
       }
       const problem = nickProblem(msg.nick) ??
-        (this.#members.has(nickKey(msg.nick)) ? `Nickname '${msg.nick}' is already taken` : null) ??
+        this.#nickClash(msg.nick) ??
         (this.#shuttingDown ? "Server is shutting down" : null) ??
         (this.#members.size >= this.#limits.maxClients
           ? `Server is full (${this.#limits.maxClients} clients)`
@@ -389,6 +390,15 @@ class ChatRoom {
     } finally {
       clearTimeout(deadline);
     }
+  }
+
+  /**
+   * Why `nick` cannot join beside the member online under its key (`nickKey`: the same name in
+   * another case, or a lookalike such as `аdmin` for `admin`), or null.
+   */
+  #nickClash(nick: string): string | null {
+    const online = this.#members.get(nickKey(nick));
+    return online ? nickClash(nick, online.nick) : null;
   }
 
   /** Writes a last `bye` to a connection that never joined, then closes it. */

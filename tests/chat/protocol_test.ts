@@ -7,10 +7,13 @@ import {
   encodeClientMessage,
   encodeServerMessage,
   formatServerMessage,
+  nickClash,
+  nickKey,
   nickProblem,
   parseInputLine,
   SERVER_MESSAGES,
   type ServerMessage,
+  skeleton,
   textProblem,
 } from "../../lib/chat/mod.ts";
 import { printable } from "../../lib/runtime/mod.ts";
@@ -140,6 +143,53 @@ Deno.test("nickname and text rules", () => {
   assert.equal(textProblem("x".repeat(11), 10), "Message too long: 11 characters (limit 10)");
   assert.equal(textProblem("\u001b[2J", 10), "Message contains control characters");
   assert.equal(printable("a\u001b[31mb"), "a\\u{1b}[31mb");
+});
+
+// Lookalikes of `admin`: Cyrillic а (U+0430), fullwidth letters, dotless ı (U+0131).
+const CYRILLIC_A = "\u0430dmin";
+const FULLWIDTH = "\uFF41\uFF44\uFF4D\uFF49\uFF4E";
+const DOTLESS_I = "adm\u0131n";
+
+Deno.test("nickKey: the same name in any case, and its lookalikes (UTS #39 skeleton), share a key", () => {
+  assert.equal(CYRILLIC_A.codePointAt(0), 0x430);
+  assert.equal(DOTLESS_I.codePointAt(3), 0x131);
+  assert.notEqual(CYRILLIC_A, "admin");
+  for (const nick of ["admin", "Admin", "ADMIN", CYRILLIC_A, FULLWIDTH, DOTLESS_I]) {
+    assert.equal(nickKey(nick), nickKey("admin"), `nick ${JSON.stringify(nick)}`);
+  }
+  // Composed and decomposed forms, mathematical letters, Greek alpha: the same key too.
+  assert.equal(nickKey("Zo\u00EB"), nickKey("zoe\u0308"));
+  assert.equal(nickKey("\u{1D41A}dmin"), nickKey("admin"));
+  assert.equal(nickKey("\u0391DMIN"), nickKey("admin"));
+  // confusables.txt's own examples: `m` looks like `rn`, `l` like `I` and `1`.
+  assert.equal(nickKey("m"), nickKey("rn"));
+  assert.equal(skeleton("I"), "l");
+  assert.equal(skeleton("1"), "l");
+  // Distinct ordinary nicknames keep distinct keys.
+  const distinct = ["admin", "admin2", "alice", "bob", "carol", "zoë", "zoe", "dave_1", "dave-1"];
+  assert.equal(new Set(distinct.map(nickKey)).size, distinct.length);
+});
+
+Deno.test("nickClash: the same name is taken; a lookalike says which online nickname it looks like", () => {
+  assert.equal(nickClash("admin", "admin"), "Nickname 'admin' is already taken");
+  assert.equal(nickClash("ADMIN", "admin"), "Nickname 'ADMIN' is already taken");
+  for (const nick of [CYRILLIC_A, FULLWIDTH, DOTLESS_I]) {
+    assert.equal(
+      nickClash(nick, "admin"),
+      `Nickname '${nick}' looks like 'admin', who is online`,
+      `nick ${JSON.stringify(nick)}`,
+    );
+    // And the other way round: `admin` cannot join beside a lookalike already online.
+    assert.equal(
+      nickClash("admin", nick),
+      `Nickname 'admin' looks like '${nick}', who is online`,
+    );
+  }
+  assert.equal(nickClash("rn", "m"), "Nickname 'rn' looks like 'm', who is online");
+  assert.equal(nickClash("admin2", "admin"), null);
+  assert.equal(nickClash("alice", "bob"), null);
+  // Names reach the message through printable(): no control character gets through.
+  assert.equal(nickClash("a\u001b", "a\u001b"), "Nickname 'a\\u{1b}' is already taken");
 });
 
 Deno.test("input lines become messages: text, /who, /msg, /quit; mistakes are explained", () => {

@@ -84,6 +84,54 @@ Deno.test("nicknames already taken, empty, too long or with control characters a
   assert.deepEqual(chat.server.nicks.length, 3);
 });
 
+Deno.test("lookalike nicknames are refused beside the one online, and messages to a nick reach who joined as it", async () => {
+  await using chat = await ChatFixture.start();
+  const admin = await chat.join("admin");
+  const lookalike = (nick: string, online: string) =>
+    `Nickname '${nick}' looks like '${online}', who is online`;
+  const cases: [string, string][] = [
+    ["\u0430dmin", lookalike("\u0430dmin", "admin")], // Cyrillic а (U+0430)
+    ["\uFF41\uFF44\uFF4D\uFF49\uFF4E", lookalike("\uFF41\uFF44\uFF4D\uFF49\uFF4E", "admin")], // fullwidth
+    ["adm\u0131n", lookalike("adm\u0131n", "admin")], // dotless ı (U+0131)
+    ["ADMIN", "Nickname 'ADMIN' is already taken"],
+  ];
+  for (const [nick, reason] of cases) {
+    await assert.rejects(
+      chat.join(nick),
+      (err: unknown) => err instanceof ChatRefusedError && err.message === reason,
+      `nick ${JSON.stringify(nick)}`,
+    );
+    await chat.logMatching(new RegExp(`refused: ${RegExp.escape(reason)}$`));
+  }
+  const admin2 = await chat.join("admin2");
+  await admin.waitFor((m) => m.type === "joined" && m.nick === "admin2");
+  assert.deepEqual(chat.server.nicks, ["admin", "admin2"]);
+
+  // A private message to `admin` reaches the member who joined as `admin`; one addressed to a
+  // lookalike too, since only one of a nickname and its lookalikes can be online.
+  for (const to of ["admin", "\u0430dmin"]) {
+    await admin2.send({ type: "msg", to, text: `for ${to}` });
+    const got = await admin.waitFor((m) => m.type === "private" && m.text === `for ${to}`);
+    assert.deepEqual(got.type === "private" && [got.from, got.to], ["admin2", "admin"]);
+  }
+  await admin.send({ type: "msg", to: "Admin2", text: "for admin2" });
+  const back = await admin2.waitFor((m) => m.type === "private" && m.text === "for admin2");
+  assert.deepEqual(back.type === "private" && [back.from, back.to], ["admin", "admin2"]);
+  await admin.send({ type: "who" });
+  const who = await admin.waitFor(is("users"));
+  assert.deepEqual(who.type === "users" && who.users, ["admin", "admin2"]);
+
+  // The other way round: once the lookalike is online, `admin` itself is refused.
+  admin.client.close();
+  await admin2.waitFor((m) => m.type === "left" && m.nick === "admin");
+  await chat.join("\u0430dmin");
+  await assert.rejects(
+    chat.join("admin"),
+    (err: unknown) =>
+      err instanceof ChatRefusedError && err.message === lookalike("admin", "\u0430dmin"),
+  );
+});
+
 Deno.test("plain TCP on the TLS port gets a TLS alert, no chat frame, and is closed; others still served", async () => {
   await using chat = await ChatFixture.start();
   using tcp = await Deno.connect({ hostname: "127.0.0.1", port: chat.port });
