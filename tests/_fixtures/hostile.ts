@@ -5,41 +5,15 @@
  */
 
 import assert from "node:assert/strict";
-import { PROJECT_ROOT } from "./helpers.ts";
-
-const FLOOD = `${PROJECT_ROOT}/tests/_fixtures/flood.py`;
+import { type Flood, startFlood } from "../../tasks/hostile/flood.ts";
+export { startFlood };
 
 /**
  * Holds `hold` idle connections (reconnecting what the server drops) and floods garbage on
  * `garbage` more, from 127.0.0.2; resolves once the connections are held.
  */
-export async function hostileHost(
-  port: number,
-  hold: number,
-  garbage: number,
-): Promise<AsyncDisposable & { held: number }> {
-  const child = new Deno.Command("python3", {
-    args: [FLOOD, String(port), String(hold), String(garbage)],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  let held: RegExpExecArray | null = null;
-  while (!(held = /held (\d+)/.exec(out))) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the flooder exited: ${out}`);
-    out += value;
-  }
-  return {
-    held: Number(held[1]),
-    async [Symbol.asyncDispose]() {
-      await child.stdin.close();
-      await reader.cancel();
-      await child.status;
-    },
-  };
+export async function hostileHost(port: number, hold: number, garbage: number): Promise<Flood> {
+  return await startFlood(port, { hold, garbage });
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * Unauthenticated clients make Bob sign: `Hello` + `prove it` costs him one RSA-2048 signature.
- * A flood of handshakes from one address (127.0.0.2, python3) is held to Bob's per-address rate
+ * A flood of handshakes from one address (127.0.0.2, tasks/hostile/flood.py) is held to Bob's per-address rate
  * (a token bucket: 20 a second, bursts of 40), refused with a short line beyond it, summarised in
  * his log, and a legitimate Alice on 127.0.0.1 still completes within 2 s.
  */
@@ -13,51 +13,9 @@ import {
   HandshakeRateLimiter,
 } from "../../lib/bank/mod.ts";
 import { aliceOptions, startBank } from "../_fixtures/bank.ts";
-import { hostileHost, legitimateSessions } from "../_fixtures/hostile.ts";
-import {
-  ActorProcess,
-  hasCommand,
-  memoryLog,
-  PROJECT_ROOT,
-  tempDir,
-  TestPki,
-} from "../_fixtures/helpers.ts";
-
-const FLOOD = `${PROJECT_ROOT}/tests/bank/handshake_flood.py`;
-
-/** The handshake flood from 127.0.0.2 with `threads` connections at a time. */
-async function handshakeFlood(port: number, threads: number) {
-  const child = new Deno.Command("python3", {
-    args: [FLOOD, String(port), String(threads)],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  while (!/flooding/.test(out)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the flooder exited: ${out}`);
-    out += value;
-  }
-  const started = performance.now();
-  let stopped: Promise<{ proofs: number; refused: number; failed: number; seconds: number }>;
-  const stop = () =>
-    stopped ??= (async () => {
-      const seconds = (performance.now() - started) / 1000;
-      await child.stdin.close();
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        out += value;
-      }
-      await child.status;
-      const m = /proofs (\d+) refused (\d+) failed (\d+)/.exec(out);
-      assert.ok(m, `the flooder's report: ${out}`);
-      return { proofs: Number(m[1]), refused: Number(m[2]), failed: Number(m[3]), seconds };
-    })();
-  return { stop, [Symbol.asyncDispose]: async () => void (await stop().catch(() => {})) };
-}
+import { hostileHost, legitimateSessions, startFlood } from "../_fixtures/hostile.ts";
+import { bankHandshakeFlights } from "../../tasks/hostile/flights.ts";
+import { ActorProcess, hasCommand, memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
 
 Deno.test({
   name:
@@ -87,7 +45,7 @@ Deno.test({
     const port = Number((await bob.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
     assert.match(bob.stderr, /at most 20 handshakes a second per address, in bursts of 40/);
 
-    await using flood = await handshakeFlood(port, 8);
+    await using flood = await startFlood(port, { replay: 8, flights: bankHandshakeFlights() });
     // Alice, from 127.0.0.1, while the flood goes on: the handshake and an operation, again and
     // again for at least 2 s of flood (at least 3 sessions).
     const floodStarted = performance.now();
@@ -105,7 +63,7 @@ Deno.test({
       const ms = performance.now() - started;
       assert.ok(ms < 2000, `Alice's session took ${ms.toFixed(0)} ms under the flood`);
     }
-    const { proofs, refused, seconds } = await flood.stop();
+    const { answers: proofs, refused, seconds } = await flood.stop();
     // Bob signed at most a burst plus the rate for the flood's duration (and a little slack).
     const allowed = DEFAULT_HANDSHAKE_BURST + DEFAULT_HANDSHAKE_RATE * seconds + 10;
     assert.ok(
