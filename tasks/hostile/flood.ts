@@ -20,6 +20,8 @@ export interface FloodOptions {
   tls?: number;
   /** The hostile host's own loopback address (default 127.0.0.2). */
   source?: string;
+  /** Run the flood on these CPUs only (`taskset -c`), as if it were another machine. */
+  cpus?: string;
 }
 
 export interface FloodCounts {
@@ -48,8 +50,8 @@ export async function startFlood(port: number, options: FloodOptions): Promise<F
     for (const flight of options.flights ?? []) args.push("--flight", toHex(flight));
   }
   if (options.tls) args.push("--tls", String(options.tls));
-  const child = new Deno.Command("python3", {
-    args,
+  const child = new Deno.Command(options.cpus ? "taskset" : "python3", {
+    args: options.cpus ? ["-c", options.cpus, "python3", ...args] : args,
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
