@@ -8,9 +8,13 @@
 
 import {
   describeLimits,
+  HANDSHAKE_LIMIT_OPTIONS,
+  HANDSHAKE_LIMIT_USAGE,
+  handshakeLimitOption,
   MAX_PER_ADDRESS_OPTION,
   MAX_PER_ADDRESS_USAGE,
   maxPerAddressOption,
+  TARPIT_MS,
 } from "../lib/net/mod.ts";
 import {
   Accounts,
@@ -20,8 +24,6 @@ import {
   BankClient,
   type BankMode,
   type BobIdentity,
-  DEFAULT_HANDSHAKE_BURST,
-  DEFAULT_HANDSHAKE_RATE,
   formatCents,
   loadBobIdentity,
   type OperationOutcome,
@@ -118,9 +120,7 @@ Options:
                        only until its nextUpdate; then, without a fresh one, customers are refused
   --idle-timeout SEC   close a session silent this long (default 120)
 ${MAX_PER_ADDRESS_USAGE}
-  --handshake-rate N   handshakes one address may start per second (default ${DEFAULT_HANDSHAKE_RATE}): each costs
-                       Bob an RSA signature; over it, a short refusal and the connection closed
-  --handshake-burst N  handshakes one address may start at once (default ${DEFAULT_HANDSHAKE_BURST})
+${HANDSHAKE_LIMIT_USAGE}
   --quiet              log warnings and errors only`,
     options: {
       host: { type: "string", default: "127.0.0.1" },
@@ -135,18 +135,14 @@ ${MAX_PER_ADDRESS_USAGE}
       "crl-refresh": { type: "string", default: String(DEFAULT_CRL_REFRESH_MS / 1000) },
       "idle-timeout": { type: "string", default: "120" },
       ...MAX_PER_ADDRESS_OPTION,
-      "handshake-rate": { type: "string", default: String(DEFAULT_HANDSHAKE_RATE) },
-      "handshake-burst": { type: "string", default: String(DEFAULT_HANDSHAKE_BURST) },
+      ...HANDSHAKE_LIMIT_OPTIONS,
       quiet: { type: "boolean", default: false },
     },
   });
   if (!parsed) return;
   const { values } = parsed;
   const mode = parseMode(values.protocol, "bank serve");
-  const handshakeLimit = {
-    rate: parsePositiveInt(values["handshake-rate"], "handshake-rate", 1_000_000),
-    burst: parsePositiveInt(values["handshake-burst"], "handshake-burst", 1_000_000),
-  };
+  const handshakeLimit = handshakeLimitOption(values);
   const port = parsePort(values.port);
   const idleTimeoutMs = parsePositiveInt(values["idle-timeout"], "idle-timeout") * 1000;
   const refreshMs = parsePositiveInt(values["crl-refresh"], "crl-refresh") * 1000;
@@ -240,7 +236,9 @@ ${MAX_PER_ADDRESS_USAGE}
   });
   log.info(describeLimits(server.limits));
   log.info(
-    `at most ${handshakeLimit.rate} handshakes a second per address, in bursts of ${handshakeLimit.burst}`,
+    `at most ${handshakeLimit.rate} handshakes a second per address, in bursts of ${handshakeLimit.burst}; beyond, refused after ${
+      TARPIT_MS / 1000
+    } s`,
   );
   log.info(
     `Bob listening on ${values.host}:${server.port} (${

@@ -8,6 +8,9 @@
 
 import {
   describeLimits,
+  HANDSHAKE_LIMIT_OPTIONS,
+  HANDSHAKE_LIMIT_USAGE,
+  handshakeLimitOption,
   MAX_PER_ADDRESS_OPTION,
   MAX_PER_ADDRESS_USAGE,
   maxPerAddressOption,
@@ -111,11 +114,13 @@ Options:
     }); swept at
                        start-up and hourly
 ${MAX_PER_ADDRESS_USAGE}
+${HANDSHAKE_LIMIT_USAGE}
   --quiet              log warnings and errors only`,
     options: {
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: String(BLACKBOARD_PORT) },
       ...MAX_PER_ADDRESS_OPTION,
+      ...HANDSHAKE_LIMIT_OPTIONS,
       "data-dir": { type: "string", default: DEFAULT_DATA_DIR },
       "ca-cert": { type: "string", default: "data/ca/cuhk.cer" },
       ca: { type: "string", default: `127.0.0.1:${CA_PORT}` },
@@ -167,6 +172,7 @@ ${MAX_PER_ADDRESS_USAGE}
       } MiB)`,
     );
   }
+  const handshakeLimit = handshakeLimitOption(values);
   const maxPartials = parsePositiveInt(values["max-partials"], "max-partials", 10_000);
   const partialExpiryMs = parsePositiveInt(values["partial-expiry"], "partial-expiry", 24 * 365) *
     3600_000;
@@ -237,9 +243,13 @@ ${MAX_PER_ADDRESS_USAGE}
     hostname: values.host,
     port,
     ...maxPerAddressOption(values["max-per-address"]),
+    handshakeLimit,
     signal,
   });
   log.info(describeLimits(server.limits));
+  log.info(
+    `at most ${handshakeLimit.rate} handshakes a second per address, in bursts of ${handshakeLimit.burst}`,
+  );
   log.info(
     `listening on ${values.host}:${server.port} (${mode} protocol${
       mode === "seed"

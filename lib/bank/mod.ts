@@ -7,7 +7,6 @@ export * from "./handshake.ts";
 export * from "./key_schedule.ts";
 export * from "./machine.ts";
 export * from "./protocol.ts";
-export * from "./rate_limit.ts";
 export * from "./records.ts";
 export * from "./secure.ts";
 export * from "./seed.ts";

@@ -18,7 +18,6 @@ import {
   bankProtocol,
   stepName,
 } from "./protocol.ts";
-import { type HandshakeLimit, HandshakeRateLimiter } from "./rate_limit.ts";
 import {
   type BankSession,
   CleartextFrameError,
@@ -28,7 +27,7 @@ import {
 import { DeadlineError, FrameError, PeerRefusedError } from "../wire/mod.ts";
 import { printable, type StepLog } from "../runtime/mod.ts";
 import type { Certificate, Revocation } from "../pki/mod.ts";
-import { LogSummary, serveFramed, type Server } from "../net/mod.ts";
+import { HandshakeGate, type HandshakeLimit, serveFramed, type Server } from "../net/mod.ts";
 
 export interface BankServerOptions {
   mode: BankMode;
@@ -78,9 +77,8 @@ export function serveBank(options: BankServerOptions): Server {
     throw new TypeError("Secure mode needs a revocation checker: Bob always checks revocation");
   }
   const idleMs = options.idleTimeoutMs ?? BANK_IDLE_TIMEOUT_MS;
-  const limiter = new HandshakeRateLimiter(options.handshakeLimit);
-  // A flood's refusals are summarised, not logged one by one.
-  const overRate = new LogSummary(options.log);
+  // Per address, before Bob reads a byte; a flood's refusals are summarised, not logged one by one.
+  const gate = new HandshakeGate(options.handshakeLimit, options.log);
   const server = serveFramed({
     hostname: options.hostname,
     port: options.port ?? BANK_PORT,
@@ -94,18 +92,12 @@ export function serveBank(options: BankServerOptions): Server {
     },
     handler: async (stream, { remote, log }, conn) => {
       const host = (conn.remoteAddr as Deno.NetAddr).hostname ?? remote;
-      // Before Bob reads a byte: a host over its handshake rate gets a short refusal and is closed.
-      // check: bob-handshake-rate tests/bank/flood_test.ts
-      if (!limiter.take(host)) {
-        overRate.note(
-          "refused handshakes over the per-address rate",
-          `refused ${remote}: more than ${limiter.rate} handshakes a second from ${host}`,
-        );
-        const reason =
-          `Too many handshakes from ${host}: at most ${limiter.rate} a second; try again shortly`;
-        await stream.writeFrame(bankProtocol.encode("error", { reason })).catch(() => {});
-        return;
-      }
+      const admitted = await gate.admit(
+        host,
+        remote,
+        (reason) => stream.writeFrame(bankProtocol.encode("error", { reason })),
+      );
+      if (!admitted) return;
       let session: BankSession;
       try {
         ({ session } = await bobHandshake(stream, {
@@ -135,7 +127,7 @@ export function serveBank(options: BankServerOptions): Server {
       await serveOperations(session, accounts, log, idleMs);
     },
   });
-  server.finished.then(() => overRate.flush(), () => overRate.flush());
+  server.finished.then(() => gate.flush(), () => gate.flush());
   return server;
 }
 

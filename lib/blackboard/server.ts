@@ -35,7 +35,7 @@ import {
 import { type ModeContext, type Peer, Refusal } from "./serving.ts";
 import { acceptSession } from "./secure.ts";
 import { serveSeed } from "./seed.ts";
-import { serveFramed, type Server } from "../net/mod.ts";
+import { HandshakeGate, type HandshakeLimit, serveFramed, type Server } from "../net/mod.ts";
 import {
   type PartialUpload,
   SWEEP_INTERVAL_MS,
@@ -70,6 +70,8 @@ export interface BlackboardOptions {
   maxConnections?: number;
   /** Connections one address may hold at once (default 16). */
   maxPerAddress?: number;
+  /** Handshakes one address may start per second, and at once (default 20, 40). */
+  handshakeLimit?: Partial<HandshakeLimit>;
 }
 
 export function serveBlackboard(options: BlackboardOptions): Server {
@@ -89,6 +91,8 @@ export function serveBlackboard(options: BlackboardOptions): Server {
       print(`Message from ${sid}: ${printable(text)}`);
     },
   };
+  // Step 4 costs Blackboard a signature for anyone who asks: per address, before a byte is read.
+  const gate = new HandshakeGate(options.handshakeLimit, options.log);
   const server = serveFramed({
     hostname: options.hostname,
     port: options.port ?? BLACKBOARD_PORT,
@@ -98,6 +102,13 @@ export function serveBlackboard(options: BlackboardOptions): Server {
     maxPerAddress: options.maxPerAddress,
     stream: { maxFrame: SESSION_MAX_FRAME, readTimeoutMs: ctx.handshakeTimeoutMs },
     handler: async (stream, { remote, log }, conn) => {
+      const host = (conn.remoteAddr as Deno.NetAddr).hostname ?? remote;
+      const admitted = await gate.admit(
+        host,
+        remote,
+        (reason) => stream.writeFrame(blackboardProtocol.encode("error", { reason })),
+      );
+      if (!admitted) return stream.close();
       const peer: Peer = { remote, log, stream, sid: undefined, refused: false };
       try {
         if (options.protocol === "seed") await serveSeed(ctx, peer);
@@ -113,6 +124,7 @@ export function serveBlackboard(options: BlackboardOptions): Server {
       }
     },
   });
+  server.finished.then(() => gate.flush(), () => gate.flush());
   return server;
 }
 

@@ -6,12 +6,12 @@
  */
 
 import assert from "node:assert/strict";
+import { BankClient } from "../../lib/bank/mod.ts";
 import {
-  BankClient,
   DEFAULT_HANDSHAKE_BURST,
   DEFAULT_HANDSHAKE_RATE,
   HandshakeRateLimiter,
-} from "../../lib/bank/mod.ts";
+} from "../../lib/net/mod.ts";
 import { aliceOptions, startBank } from "../_fixtures/bank.ts";
 import { hostileHost, legitimateSessions, startFlood } from "../_fixtures/hostile.ts";
 import { bankHandshakeFlights } from "../../tasks/hostile/flights.ts";
