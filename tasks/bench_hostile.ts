@@ -461,6 +461,8 @@ async function main(args: string[]): Promise<number> {
         : `${bad.length} of ${rows.length} measurements over the limit, failed or with a server gone. Load average ${load}.`,
     );
     if (parsed.values.json) {
+      const slash = parsed.values.json.lastIndexOf("/");
+      if (slash > 0) await ensureDir(parsed.values.json.slice(0, slash));
       await writeFileAtomic(
         parsed.values.json,
         JSON.stringify(
