@@ -83,7 +83,9 @@ With --csr, enrols a CSR made elsewhere (e.g. by 'openssl req') and writes cert 
 
 Options:
   --sid SID            the student ID: exactly 10 digits
-  --code CODE          the enrolment code from the CA operator ('ca code')
+  --code CODE          the enrolment code from the CA operator ('ca code'); required
+  --no-code            no code: only a seed-mode CA ('ca serve --protocol seed', open
+                       enrolment) accepts that
   --ca HOST:PORT       the CA (default 127.0.0.1:${CA_PORT})
   --ca-cert FILE       the root to trust (default ${DEFAULT_CA_CERT})
   --home DIR           where key and certificates go (default data/students/SID)
@@ -92,7 +94,8 @@ Options:
   --quiet              log warnings and errors only`,
     options: {
       sid: { type: "string" },
-      code: { type: "string", default: "" },
+      code: { type: "string" },
+      "no-code": { type: "boolean", default: false },
       ca: { type: "string", default: `127.0.0.1:${CA_PORT}` },
       "ca-cert": { type: "string", default: DEFAULT_CA_CERT },
       home: { type: "string" },
@@ -105,6 +108,10 @@ Options:
   const { values } = parsed;
   // Every argument is checked before anything is sent.
   const sid = parseStudentId(required(values.sid, "sid"));
+  if (values["no-code"] && values.code !== undefined) {
+    throw new UsageError("--code and --no-code disagree");
+  }
+  const code = values["no-code"] ? "" : required(values.code, "code");
   const ca = parseHostPort(values.ca, CA_PORT, "ca");
   if ((values.csr === undefined) !== (values.out === undefined)) {
     throw new UsageError("--csr and --out go together");
@@ -125,7 +132,7 @@ Options:
     const cert = await requestCertificate({
       ca,
       sid,
-      code: values.code,
+      code,
       csr: der(csr),
       publicKey: new Uint8Array(csr.publicKey.rawData),
       root,
@@ -162,7 +169,7 @@ Options:
   const cert = await requestCertificate({
     ca,
     sid,
-    code: values.code,
+    code,
     csr: der(csr),
     publicKey: spki,
     root,

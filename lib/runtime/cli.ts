@@ -37,7 +37,12 @@ export function parseCommand<O extends ParseArgsOptionsConfig>(
   }
   let parsed;
   try {
-    parsed = parseArgs({ args, options: spec.options, strict: true, allowPositionals: true });
+    parsed = parseArgs({
+      args: joinNegativeValues(args, spec.options),
+      options: spec.options,
+      strict: true,
+      allowPositionals: true,
+    });
   } catch (err) {
     throw new UsageError(describeParseError(err));
   }
@@ -46,6 +51,29 @@ export function parseCommand<O extends ParseArgsOptionsConfig>(
     throw new UsageError(`unexpected argument '${parsed.positionals[max]}'`);
   }
   return parsed;
+}
+
+/**
+ * `--days -1` as `--days=-1`: a value that looks like a negative number belongs to the option
+ * before it (parseArgs would read it as an option), so that its check can say what is wrong.
+ */
+function joinNegativeValues(args: string[], options: ParseArgsOptionsConfig): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    const name = arg.startsWith("--") ? arg.slice(2) : undefined;
+    if (
+      name !== undefined && options[name]?.type === "string" && next !== undefined &&
+      /^-\d/.test(next)
+    ) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 function describeParseError(err: unknown): string {

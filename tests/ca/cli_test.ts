@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { ActorProcess, run, runActor, tempDir, TestPki } from "../_fixtures/helpers.ts";
+import { exists } from "../../lib/runtime/mod.ts";
 
 const SID = "1155000042";
 
@@ -62,6 +63,32 @@ Deno.test("ca and student: --help, usage errors, and a bad ID sends nothing", as
     assert.equal(r.stderr.split("\n").filter(Boolean).length, 2, "one line and a hint");
     assert.match(r.stderr, /--sid must be exactly 10 digits|missing required option --sid/);
   }
+  // No code: a usage error before any key is made or anything sent (--no-code is for seed CAs).
+  const home = `${pki.dir}/home-nocode`;
+  const noCode = await runActor("actors/student.ts", [
+    "enroll",
+    "--sid",
+    SID,
+    "--ca",
+    pki.caAddr,
+    "--ca-cert",
+    pki.rootPath,
+    "--home",
+    home,
+  ]);
+  assert.equal(noCode.code, 2, noCode.stderr);
+  assert.match(noCode.stderr, /^student enroll: missing required option --code\n/);
+  assert.equal(await exists(home), false, "no key was made");
+  const both = await runActor("actors/student.ts", [
+    "enroll",
+    "--sid",
+    SID,
+    "--code",
+    "x",
+    "--no-code",
+  ]);
+  assert.equal(both.code, 2);
+  assert.match(both.stderr, /--code and --no-code disagree/);
   assert.deepEqual(pki.lines, [], "the CA saw no connection");
   const badPort = await runActor("actors/student.ts", [
     "enroll",
@@ -363,12 +390,13 @@ Deno.test("ca issue writes a server key (0600) and certificate that OpenSSL acce
   assert.match(bad.stderr, /'bad name!' is not a DNS name/);
 });
 
-/** Enrols SID with no code against the CA at `addr`; returns the student's run. */
+/** Enrols SID with no code (--no-code) against the CA at `addr`; returns the student's run. */
 async function enrolWithoutCode(addr: string, dataDir: string, home: string) {
   return await runActor("actors/student.ts", [
     "enroll",
     "--sid",
     SID,
+    "--no-code",
     "--ca",
     addr,
     "--ca-cert",

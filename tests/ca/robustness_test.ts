@@ -158,6 +158,11 @@ Deno.test("durations out of bounds are usage errors (exit 2) and store nothing",
         /--days must be a whole number from 1 to 365/,
       ],
       [["code", "--sid", "1155000001", "--days", "366"], /from 1 to 365/],
+      // A negative number is the option's value, refused as such (not "takes no value").
+      [
+        ["code", "--sid", "1155000001", "--days", "-1"],
+        /^ca code: --days must be a positive whole number, got '-1'\n/,
+      ],
       [
         ["issue", "--server", "bank", "--out", `${dir.path}/bank`, "--days", "99999999"],
         /from 1 to 825/,
