@@ -335,12 +335,14 @@ function ask(question: string): string | null {
   return prompt(question);
 }
 
-/** The seed's menu, for a person at a terminal; amounts are checked before anything is sent. */
+/**
+ * The seed's menu, for a person at a terminal; amounts are checked before anything is sent. A
+ * refusal is shown where it happens, and a normal Exit is a success (status 0).
+ */
 async function interactive(client: BankClient): Promise<number> {
-  let status = 0;
   for (;;) {
     console.log(MENU);
-    const code = ask("Enter operation code (1, 2, or 3):");
+    const code = ask("Enter operation code (1, 2, 3 or 4):");
     if (code === null || code.trim() === "4") break;
     const kind = WORDS[code.trim().toLowerCase()];
     if (kind === undefined || kind === "exit") {
@@ -351,7 +353,7 @@ async function interactive(client: BankClient): Promise<number> {
     if (kind === "deposit" || kind === "withdraw") {
       // A person at a terminal may type spaces around the number: drop them here, so that what
       // is checked and sent is the bare number (the parser itself accepts nothing around it).
-      const amount = (ask(`Enter amount u need ${kind}:`) ?? "").trim();
+      const amount = (ask(`Enter the amount to ${kind}:`) ?? "").trim();
       try {
         parseAmount(amount);
       } catch (err) {
@@ -363,10 +365,10 @@ async function interactive(client: BankClient): Promise<number> {
       }
       op = { kind, amount };
     }
-    if (!(await perform(client, op))) status = 1;
+    await perform(client, op);
   }
   await client.exit();
-  return status;
+  return 0;
 }
 
 /**

@@ -14,8 +14,12 @@ import {
   type OperationOutcome,
 } from "../../lib/bank/mod.ts";
 import {
+  ACTOR_PERMISSIONS,
   ActorProcess,
+  hasCommand,
   memoryLog,
+  PROJECT_ROOT,
+  run,
   runActor,
   tempDir,
   TestPki,
@@ -25,6 +29,7 @@ import {
 import { aliceOptions } from "../_fixtures/bank.ts";
 import { crlPem } from "../../lib/pki/mod.ts";
 import { FramedStream } from "../../lib/wire/mod.ts";
+import { denoCommand, denoRunArgs } from "../../lib/runtime/mod.ts";
 
 const BANK = "actors/bank.ts";
 
@@ -524,4 +529,45 @@ Deno.test("Bob without --ca or --crl checks the CA at its default address, and d
   assert.match(r.stderr, /127\.0\.0\.1:9335/);
   assert.match(r.stderr, /start the CA first, or give --ca HOST:PORT .* or --crl FILE/);
   assert.doesNotMatch(r.stderr, /listening on|revocation is not checked/);
+});
+
+Deno.test({
+  name:
+    "bank client at a terminal: the seed's menu with the right prompts, and a normal Exit is status 0 even after a refusal",
+  ignore: !(await hasCommand("script")),
+  fn: async () => {
+    await using pki = await TestPki.start();
+    await using dir = await tempDir();
+    const alice = await pki.student("1155000009");
+    const cert = await pki.serverCert("bank", ["127.0.0.1"]);
+    const { bob, port } = await startBob(cert, `${dir.path}/bank`, { ca: pki.caAddr });
+    try {
+      // `script` gives the client a real terminal (a pty), so it shows the interactive menu.
+      const command = [
+        denoCommand(),
+        ...denoRunArgs(`${PROJECT_ROOT}/${BANK}`, [
+          "client",
+          "--bank",
+          `127.0.0.1:${port}`,
+          "--home",
+          alice.home,
+          "--quiet",
+        ], ACTOR_PERMISSIONS),
+      ].map((a) => `'${a}'`).join(" ");
+      const r = await run("script", ["-qec", command, "/dev/null"], {
+        stdin: "1\n10.00\n2\n999.00\n3\n4\n",
+      });
+      const out = r.stdout.replace(/\r/g, "");
+      assert.equal(r.code, 0, out);
+      assert.match(out, /Enter operation code \(1, 2, 3 or 4\):/);
+      assert.match(out, /Enter the amount to deposit:/);
+      assert.match(out, /deposited 10\.00, balance 10\.00/);
+      assert.match(out, /Enter the amount to withdraw:/);
+      assert.match(out, /refused: Insufficient funds: balance 10\.00, withdrawal 999\.00/);
+      assert.match(out, /balance 10\.00/);
+      assert.doesNotMatch(out, /u need|\(1, 2, or 3\)/);
+    } finally {
+      await bob.stop("SIGINT");
+    }
+  },
 });
