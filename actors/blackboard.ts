@@ -109,10 +109,11 @@ Options:
   --partial-quota MIB  bytes one student may hold in unfinished uploads, in MiB (default: the
                        largest report; at least that)
   --max-partials N     unfinished uploads one student may hold (default ${DEFAULT_MAX_PARTIALS})
-  --partial-expiry H   remove an unfinished upload untouched for H hours (default ${
+  --partial-expiry H   remove an unfinished upload untouched for H hours, and a finished
+                       upload's receipt (kept for a retry whose receipt was lost) that old
+                       (default ${
       DEFAULT_PARTIAL_EXPIRY_MS / 3600_000
-    }); swept at
-                       start-up and hourly
+    }); swept at start-up and hourly
 ${MAX_PER_ADDRESS_USAGE}
 ${HANDSHAKE_LIMIT_USAGE}
   --quiet              log warnings and errors only`,

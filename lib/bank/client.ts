@@ -7,11 +7,11 @@
 
 import { parseAmount } from "./amount.ts";
 import { aliceHandshake } from "./handshake.ts";
-import { HandshakeError } from "./machine.ts";
+import { connectionBroke, HandshakeError } from "./machine.ts";
 import { BANK_HANDSHAKE_TIMEOUT_MS, BANK_MAX_FRAME, type BankMode } from "./protocol.ts";
 import { type BankSession, CleartextFrameError, RecordError } from "./records.ts";
 import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
-import { DeadlineError, FramedStream, FrameError, PeerRefusedError } from "../wire/mod.ts";
+import { FramedStream, FrameError, PeerRefusedError } from "../wire/mod.ts";
 import { randomBytes, toHex } from "../crypto/mod.ts";
 import type { Certificate } from "../pki/mod.ts";
 
@@ -67,14 +67,7 @@ export function newRequestId(): string {
 export function isConnectionLoss(err: unknown): boolean {
   if (err instanceof HandshakeError) return err.transport;
   if (err instanceof CleartextFrameError || err instanceof RecordError) return true;
-  if (err instanceof DeadlineError) return true;
-  if (err instanceof FrameError) return err.kind === "closed" || err.kind === "truncated";
-  return err instanceof Deno.errors.ConnectionRefused ||
-    err instanceof Deno.errors.ConnectionReset ||
-    err instanceof Deno.errors.ConnectionAborted ||
-    err instanceof Deno.errors.BrokenPipe ||
-    err instanceof Deno.errors.NotConnected ||
-    err instanceof Deno.errors.UnexpectedEof;
+  return connectionBroke(err) || err instanceof Deno.errors.ConnectionRefused;
 }
 
 /** Opens a connection to Bob and runs Alice's side of the handshake. */

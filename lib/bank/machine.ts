@@ -21,6 +21,7 @@ import {
   stepName,
 } from "./protocol.ts";
 import {
+  DeadlineError,
   type FramedStream,
   FrameError,
   PeerRefusedError,
@@ -38,6 +39,21 @@ import {
   samePublicKey,
   signRsa,
 } from "../pki/mod.ts";
+
+/**
+ * Whether a read or write failed because the connection broke: closed or cut in the middle of a
+ * frame, reset, or silent past its deadline (worth reconnecting), as opposed to a peer that said
+ * something wrong.
+ */
+export function connectionBroke(err: unknown): boolean {
+  if (err instanceof DeadlineError) return true;
+  if (err instanceof FrameError) return err.kind === "closed" || err.kind === "truncated";
+  return err instanceof Deno.errors.ConnectionReset ||
+    err instanceof Deno.errors.ConnectionAborted ||
+    err instanceof Deno.errors.BrokenPipe ||
+    err instanceof Deno.errors.NotConnected ||
+    err instanceof Deno.errors.UnexpectedEof;
+}
 
 /** A handshake step failed on this side; the message names the step. */
 export class HandshakeError extends Error {

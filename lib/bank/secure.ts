@@ -20,6 +20,7 @@ import { BANK_HANDSHAKE_TIMEOUT_MS, BANK_VERSION, SEED_TEXT } from "./protocol.t
 import {
   type AliceOptions,
   type BobOptions,
+  connectionBroke,
   HandshakeError,
   type HandshakeMachine,
 } from "./machine.ts";
@@ -139,7 +140,11 @@ export async function aliceSecure(
     });
   } catch (err) {
     if (err instanceof PeerRefusedError) throw err;
-    throw new HandshakeError(5, `no welcome from Bob: ${errorMessage(err)}`);
+    // A connection that broke here (Bob stopped or crashed after Alice's secret) is worth a
+    // reconnection, like a break at any other step; a welcome that fails its checks is not.
+    throw new HandshakeError(5, `no welcome from Bob: ${errorMessage(err)}`, {
+      transport: connectionBroke(err),
+    });
   }
   if (welcome.customer !== me) {
     throw new HandshakeError(5, `Bob opened account '${welcome.customer}', not '${me}'`);

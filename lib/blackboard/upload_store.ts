@@ -9,14 +9,20 @@
  * removed. A crash or a cut connection leaves at worst a partial, which the next upload with the
  * same upload ID resumes.
  *
+ * A finished upload keeps its receipt under `receipts/<sid>/<uploadId>.json`, written before the
+ * partial goes: a retry of the same upload whose receipt was lost (Blackboard crashed before
+ * sending it, or the connection broke) gets the same receipt, never a second copy of the report.
+ * A finish cut short between the link and the receipt is recognised by the partial still being
+ * linked under its final name, which is reused.
+ *
  * Partials are bounded: each student may hold at most `partialQuota` bytes in unfinished uploads
  * (an upload in progress counts with its declared size, an idle partial with the bytes it holds)
  * and at most `maxPartials` of them; a partial untouched for `partialExpiryMs` (24 h) is removed by
- * `sweep()`, which Blackboard runs at start-up and hourly.
+ * `sweep()`, which Blackboard runs at start-up and hourly, and so is a receipt that old.
  */
 
 import { createHash, type Hash } from "node:crypto";
-import { constantTimeEqual } from "../crypto/mod.ts";
+import { constantTimeEqual, fromHex, toHex } from "../crypto/mod.ts";
 import { ensureDir, exists, printable, syncDir, writeFileAtomic } from "../runtime/mod.ts";
 
 /** A refusal of an upload request; the message goes to the student. */
@@ -65,6 +71,16 @@ interface PartialMeta {
   sid: string;
   name: string;
   size: number;
+}
+
+/** What `receipts/<sid>/<uploadId>.json` holds: the answer to a finished upload. */
+interface ReceiptRecord {
+  name: string;
+  size: number;
+  /** The report's name under `reports/<sid>/`. */
+  stored: string;
+  /** Hex. */
+  sha256: string;
 }
 
 const READ_BUFFER = 1024 * 1024;
@@ -124,6 +140,37 @@ export class UploadStore {
     return `${this.dataDir}/reports/${sid}`;
   }
 
+  receiptsDir(sid: string): string {
+    return `${this.dataDir}/receipts/${sid}`;
+  }
+
+  /** The receipt of a finished upload of this name and size whose report is still there. */
+  async #receiptOf(
+    sid: string,
+    uploadId: string,
+    name: string,
+    size: number,
+  ): Promise<ReceiptRecord | undefined> {
+    let record: ReceiptRecord;
+    try {
+      record = JSON.parse(
+        await Deno.readTextFile(`${this.receiptsDir(sid)}/${uploadId}.json`),
+      ) as ReceiptRecord;
+    } catch {
+      return undefined;
+    }
+    if (record.name !== name || record.size !== size) return undefined;
+    if (!(await exists(`${this.reportsDir(sid)}/${record.stored}`))) return undefined;
+    return record;
+  }
+
+  /** @internal Keeps the receipt of a finished upload (synced before the partial goes). */
+  async keepReceipt(sid: string, uploadId: string, record: ReceiptRecord): Promise<void> {
+    const dir = this.receiptsDir(sid);
+    await ensureDir(dir, 0o700);
+    await writeFileAtomic(`${dir}/${uploadId}.json`, JSON.stringify(record), { mode: 0o600 });
+  }
+
   /**
    * Starts or resumes an upload. The returned upload's `offset` is where the student continues:
    * the length of the partial already held (re-hashed from disk), or 0.
@@ -144,10 +191,29 @@ export class UploadStore {
     this.#active.set(key, size);
     try {
       const dir = this.partialDir(sid);
-      await ensureDir(dir, 0o700);
-      await this.#checkQuota(sid, uploadId, size);
       const part = `${dir}/${uploadId}.part`;
       const metaPath = `${dir}/${uploadId}.json`;
+      // Finished already (its receipt was lost): nothing more to send, the same receipt to come.
+      const done = await this.#receiptOf(sid, uploadId, name, size);
+      if (done) {
+        // What a crash may have left before the partial went.
+        await Deno.remove(part).catch(() => {});
+        await Deno.remove(metaPath).catch(() => {});
+        return new PartialUpload(this, {
+          sid,
+          uploadId,
+          name,
+          size,
+          part,
+          metaPath,
+          file: undefined,
+          hash: undefined,
+          offset: size,
+          done,
+        });
+      }
+      await ensureDir(dir, 0o700);
+      await this.#checkQuota(sid, uploadId, size);
       const meta: PartialMeta = { sid, name, size };
       let keep = false;
       if (await exists(metaPath)) {
@@ -253,8 +319,9 @@ export class UploadStore {
   }
 
   /**
-   * Removes every partial untouched for `partialExpiryMs` (except uploads in progress), and the
-   * folders it empties.
+   * Removes every partial untouched for `partialExpiryMs` (except uploads in progress), every
+   * receipt kept that long, the temporary files a crash left, and the folders it empties. The
+   * result counts the partials.
    */
   async sweep(now = Date.now()): Promise<SweepResult> {
     const result: SweepResult = { removed: 0, bytes: 0 };
@@ -269,6 +336,7 @@ export class UploadStore {
     }
     for (const sid of sids) {
       const dir = this.partialDir(sid);
+      await this.#removeStrayTemps(sid, dir);
       const partials = await this.#partials(sid);
       let left = partials.length;
       for (const p of partials) {
@@ -281,10 +349,58 @@ export class UploadStore {
         result.bytes += p.bytes;
         left--;
       }
-      const busy = [...this.#active.keys()].some((key) => key.startsWith(`${sid}/`));
-      if (left === 0 && !busy) await Deno.remove(dir).catch(() => {});
+      if (left === 0 && !this.#busy(sid)) await Deno.remove(dir).catch(() => {});
     }
+    await this.#sweepReceipts(now);
     return result;
+  }
+
+  /**
+   * Removes the receipts kept longer than `partialExpiryMs`, and the folders it empties (not the
+   * folder of a student with an upload in progress, which may be about to keep a receipt there).
+   */
+  async #sweepReceipts(now: number): Promise<void> {
+    const root = `${this.dataDir}/receipts`;
+    const sids: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(root)) if (entry.isDirectory) sids.push(entry.name);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return;
+      throw err;
+    }
+    for (const sid of sids) {
+      const dir = this.receiptsDir(sid);
+      await this.#removeStrayTemps(sid, dir);
+      const names: string[] = [];
+      for await (const entry of Deno.readDir(dir)) if (entry.isFile) names.push(entry.name);
+      for (const name of names) {
+        const info = await Deno.stat(`${dir}/${name}`).catch(() => undefined);
+        if (now - (info?.mtime?.getTime() ?? now) < this.partialExpiryMs) continue;
+        await Deno.remove(`${dir}/${name}`).catch(() => {});
+      }
+      // Only an empty folder goes.
+      if (!this.#busy(sid)) await Deno.remove(dir).catch(() => {});
+    }
+  }
+
+  /** Whether the student has an upload in progress. */
+  #busy(sid: string): boolean {
+    return [...this.#active.keys()].some((key) => key.startsWith(`${sid}/`));
+  }
+
+  /**
+   * Removes the temporary files of atomic writes (`.NAME.RANDOM.tmp`) that a crash left in one of
+   * the student's folders: only an upload in progress writes there, so with none they are garbage.
+   */
+  async #removeStrayTemps(sid: string, dir: string): Promise<void> {
+    const temps: string[] = [];
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && /^\..+\.tmp$/.test(entry.name)) temps.push(entry.name);
+    }
+    for (const name of temps) {
+      if (this.#busy(sid)) return;
+      await Deno.remove(`${dir}/${name}`).catch(() => {});
+    }
   }
 
   /** @internal */
@@ -313,9 +429,12 @@ interface PartialState {
   size: number;
   part: string;
   metaPath: string;
-  file: Deno.FsFile;
-  hash: Hash;
+  /** The partial, open for appending (none when the upload had finished before). */
+  file: Deno.FsFile | undefined;
+  hash: Hash | undefined;
   offset: number;
+  /** The upload had finished before: its receipt. */
+  done?: ReceiptRecord;
 }
 
 /** One upload in progress; `close()` keeps the partial for a later resume. */
@@ -358,9 +477,10 @@ export class PartialUpload {
     if (s.offset + data.length > s.size) {
       throw new UploadError(`Chunk goes past the declared size of ${s.size} bytes`);
     }
+    if (data.length === 0) return;
     let off = 0;
-    while (off < data.length) off += await s.file.write(data.subarray(off));
-    s.hash.update(data);
+    while (off < data.length) off += await s.file!.write(data.subarray(off));
+    s.hash!.update(data);
     s.offset += data.length;
   }
 
@@ -377,7 +497,8 @@ export class PartialUpload {
     if (s.offset !== s.size) {
       throw new UploadError(`Upload ended at byte ${s.offset} of ${s.size}`);
     }
-    const digest = new Uint8Array(s.hash.digest());
+    if (s.done) return this.#finishedBefore(s.done, sha256);
+    const digest = new Uint8Array(s.hash!.digest());
     // check: upload-sha256 tests/blackboard/upload_store_test.ts
     if (!constantTimeEqual(digest, sha256)) {
       await this.discard();
@@ -385,21 +506,49 @@ export class PartialUpload {
         "SHA-256 mismatch: the report received is not the file sent, nothing stored",
       );
     }
-    await s.file.sync();
+    await s.file!.sync();
+    s.file!.close();
+    s.file = undefined;
+    // The upload stays in progress (for the sweep) until its receipt is kept.
+    try {
+      const dir = this.#store.reportsDir(s.sid);
+      await ensureDir(dir, 0o755);
+      // A finish cut short after the link left the partial linked under its final name: that one.
+      const stored = await linkedAs(s.part, dir) ?? await linkUnique(s.part, dir, s.name);
+      await syncDir(dir);
+      // The receipt is kept before the partial goes, so that a retry never stores a second copy.
+      await this.#store.keepReceipt(s.sid, s.uploadId, {
+        name: s.name,
+        size: s.size,
+        stored,
+        sha256: toHex(digest),
+      });
+      await Deno.remove(s.part);
+      await Deno.remove(s.metaPath).catch(() => {});
+      await syncDir(this.#store.partialDir(s.sid));
+      return { stored: `reports/${s.sid}/${stored}`, size: s.size, sha256: digest };
+    } finally {
+      this.#close();
+    }
+  }
+
+  /** The receipt again for an upload that had finished (the same file, by its SHA-256). */
+  #finishedBefore(done: ReceiptRecord, sha256: Uint8Array): Receipt {
     this.#close();
-    const dir = this.#store.reportsDir(s.sid);
-    await ensureDir(dir, 0o755);
-    const stored = await linkUnique(s.part, dir, s.name);
-    await syncDir(dir);
-    await Deno.remove(s.part);
-    await Deno.remove(s.metaPath).catch(() => {});
-    await syncDir(this.#store.partialDir(s.sid));
-    return { stored: `reports/${s.sid}/${stored}`, size: s.size, sha256: digest };
+    const digest = fromHex(done.sha256);
+    // check: upload-retry-sha256 tests/blackboard/upload_store_test.ts
+    if (!constantTimeEqual(digest, sha256)) {
+      throw new UploadError(
+        "SHA-256 mismatch: the report received is not the file sent, nothing stored",
+      );
+    }
+    return { stored: `reports/${this.sid}/${done.stored}`, size: done.size, sha256: digest };
   }
 
   /** Deletes the partial (nothing stored). */
   async discard(): Promise<void> {
     this.#close();
+    if (this.#s.done) return;
     await Deno.remove(this.#s.part).catch(() => {});
     await Deno.remove(this.#s.metaPath).catch(() => {});
   }
@@ -408,7 +557,7 @@ export class PartialUpload {
   async close(): Promise<void> {
     if (this.#closed) return;
     try {
-      await this.#s.file.sync();
+      await this.#s.file?.sync();
     } catch {
       // Best effort: the resume re-reads what is on disk.
     }
@@ -419,12 +568,24 @@ export class PartialUpload {
     if (this.#closed) return;
     this.#closed = true;
     try {
-      this.#s.file.close();
+      this.#s.file?.close();
     } catch {
       // Already closed.
     }
     this.#store.release(this.#s.sid, this.#s.uploadId);
   }
+}
+
+/** The name in `dir` of another hard link to `path`, if it has one there. */
+async function linkedAs(path: string, dir: string): Promise<string | undefined> {
+  const info = await Deno.stat(path);
+  if (info.ino === null || !(info.nlink !== null && info.nlink > 1)) return undefined;
+  for await (const entry of Deno.readDir(dir)) {
+    if (!entry.isFile) continue;
+    const other = await Deno.stat(`${dir}/${entry.name}`).catch(() => undefined);
+    if (other?.ino === info.ino && other.dev === info.dev) return entry.name;
+  }
+  return undefined;
 }
 
 /** Hard-links `src` as `dir/name`, or `name-2`, `name-3`… when taken; never overwrites. */

@@ -163,6 +163,7 @@ export class CertificateAuthority {
   readonly #key: CryptoKey;
   readonly #db: Database;
   #crl: { crl: Crl; revocations: number; expiresAt: number } | undefined;
+  #signing: Promise<Crl> | undefined;
   #closed = false;
 
   private constructor(dataDir: string, root: Certificate, key: CryptoKey, db: Database) {
@@ -415,8 +416,14 @@ export class CertificateAuthority {
     ) !== undefined;
   }
 
-  /** The current CRL, re-signed when a revocation happened (in any process) or it nears expiry. */
+  /**
+   * The current CRL, re-signed when a revocation happened (in any process) or it nears expiry.
+   * One signing at a time: requests that come meanwhile wait for it and get its CRL, so the CRL
+   * numbers this CA hands out only ever go up (two signings at once could finish in the wrong
+   * order and leave the older CRL cached and served after the newer one).
+   */
   async crl(validityMs = DEFAULT_CRL_VALIDITY_MS, now = new Date()): Promise<Crl> {
+    while (this.#signing) await this.#signing.catch(() => {});
     const revocations = this.#counter("revocations");
     const cached = this.#crl;
     if (
@@ -425,6 +432,16 @@ export class CertificateAuthority {
     ) {
       return cached.crl;
     }
+    const signing = this.#signCrl(validityMs, now, revocations);
+    this.#signing = signing;
+    try {
+      return await signing;
+    } finally {
+      this.#signing = undefined;
+    }
+  }
+
+  async #signCrl(validityMs: number, now: Date, revocations: number): Promise<Crl> {
     const entries = (this.#db.prepare(
       "SELECT serial, revoked_at FROM certificates WHERE status = 'revoked' ORDER BY revoked_at",
     ).all() as { serial: string; revoked_at: string }[]).map((r) => ({

@@ -5,64 +5,21 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  Accounts,
-  BankClient,
-  bankProtocol,
-  formatCents,
-  newRequestId,
-  type OperationOutcome,
-} from "../../lib/bank/mod.ts";
+import { bankProtocol } from "../../lib/bank/mod.ts";
 import {
   ACTOR_PERMISSIONS,
   ActorProcess,
   hasCommand,
-  memoryLog,
   PROJECT_ROOT,
   run,
   runActor,
   tempDir,
   TestPki,
-  type TestServerCert,
-  type TestStudent,
 } from "../_fixtures/helpers.ts";
-import { aliceOptions } from "../_fixtures/bank.ts";
+import { assertLedger, BANK, type Ledger, runCustomers, startBob } from "../_fixtures/bank.ts";
 import { crlPem } from "../../lib/pki/mod.ts";
 import { FramedStream } from "../../lib/wire/mod.ts";
 import { denoCommand, denoRunArgs } from "../../lib/runtime/mod.ts";
-
-const BANK = "actors/bank.ts";
-
-/**
- * Starts `bank serve` on `port` (0 = any) and returns the process and its port. `ca` is the CA
- * whose CRL Bob checks (default mode: Bob always checks revocation, by default with the CA at
- * 127.0.0.1:9335, so tests give their own CA's address).
- */
-async function startBob(
-  server: TestServerCert,
-  dataDir: string,
-  options: { mode?: "default" | "seed"; port?: number; ca?: string; extra?: string[] } = {},
-): Promise<{ bob: ActorProcess; port: number }> {
-  const bob = new ActorProcess(BANK, [
-    "serve",
-    "--port",
-    String(options.port ?? 0),
-    "--data-dir",
-    dataDir,
-    "--protocol",
-    options.mode ?? "default",
-    "--cert",
-    server.certPath,
-    "--key",
-    server.keyPath,
-    "--ca-cert",
-    server.rootPath,
-    ...(options.ca !== undefined ? ["--ca", options.ca] : []),
-    ...(options.extra ?? []),
-  ]);
-  const port = Number((await bob.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]);
-  return { bob, port };
-}
 
 Deno.test("bank CLI: scripted sessions in both modes, refusals and bad amounts", async () => {
   await using pki = await TestPki.start();
@@ -246,95 +203,6 @@ Deno.test("bank serve --crl: Bob refuses customers once the CRL file is past nex
     await bob.stop();
   }
 });
-
-interface Ledger {
-  /** Applied operations as Alice saw them acknowledged, by request id. */
-  applied: Map<string, { customer: string; delta: number }>;
-  refused: number;
-  /** Answers that came from a retry of a request Bob had already applied. */
-  replayed: number;
-  reconnects: number;
-}
-
-/**
- * `clients` sessions over `students` (several per customer), each doing `ops` random deposits
- * and withdrawals; `onProgress` is called after each acknowledged operation.
- */
-async function runCustomers(
-  pki: TestPki,
-  students: TestStudent[],
-  port: number,
-  options: {
-    clients: number;
-    ops: number;
-    retryForMs: number;
-    onProgress?: (done: number) => void;
-  },
-): Promise<Ledger> {
-  const ledger: Ledger = { applied: new Map(), refused: 0, replayed: 0, reconnects: 0 };
-  let done = 0;
-  const one = async (i: number) => {
-    const student = students[i % students.length]!;
-    const { log } = memoryLog(`Alice ${i}`);
-    const client = new BankClient({
-      ...aliceOptions(pki, student, port, log),
-      retryForMs: options.retryForMs,
-    });
-    try {
-      for (let n = 0; n < options.ops; n++) {
-        const deposit = Math.random() < 0.55;
-        const cents = 1 + Math.floor(Math.random() * 5000);
-        const requestId = newRequestId();
-        const outcome: OperationOutcome = await client.operate(
-          deposit ? "deposit" : "withdraw",
-          formatCents(cents),
-          requestId,
-        );
-        if (outcome.ok) {
-          assert.ok(outcome.balance >= 0);
-          if (outcome.replayed) ledger.replayed++;
-          assert.equal(outcome.amount, cents);
-          ledger.applied.set(requestId, {
-            customer: student.sid,
-            delta: deposit ? cents : -cents,
-          });
-        } else {
-          assert.match(outcome.reason, /Insufficient funds/);
-          ledger.refused++;
-        }
-        options.onProgress?.(++done);
-      }
-      await client.exit();
-    } finally {
-      ledger.reconnects += client.reconnects;
-      client.close();
-    }
-  };
-  await Promise.all(Array.from({ length: options.clients }, (_, i) => one(i)));
-  return ledger;
-}
-
-/** Every acknowledged operation is in the database once, and nothing else was applied. */
-function assertLedger(dbPath: string, students: TestStudent[], ledger: Ledger): void {
-  using accounts = Accounts.open(dbPath);
-  let total = 0;
-  for (const s of students) {
-    const inDb = accounts.appliedRequests(s.sid);
-    const acked = [...ledger.applied].filter(([, v]) => v.customer === s.sid);
-    assert.equal(inDb.size, acked.length, `${s.sid}: applied operations in the database`);
-    let sum = 0;
-    for (const [id, v] of acked) {
-      const row = inDb.get(id);
-      assert.ok(row, `${s.sid}: acknowledged request ${id} is in the database`);
-      assert.equal(row.kind === "deposit" ? row.amount : -row.amount, v.delta);
-      sum += v.delta;
-    }
-    assert.equal(accounts.balance(s.sid), sum, `${s.sid}: balance = sum of accepted operations`);
-    assert.ok(sum >= 0);
-    total += acked.length;
-  }
-  assert.equal(total, ledger.applied.size);
-}
 
 Deno.test("20 concurrent clients x 100 operations on shared accounts stay consistent", async () => {
   await using pki = await TestPki.start();

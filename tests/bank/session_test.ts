@@ -747,6 +747,52 @@ Deno.test("after the handshake a cleartext error is a broken connection: Alice r
   }
 });
 
+Deno.test("a connection that breaks before Bob's welcome (STEP 5) is retried: the request whose reply was lost is applied once", async () => {
+  // Found by tests/chaos/kill_test.ts: Bob killed between Alice's secret and his welcome made
+  // Alice give up ("no welcome from Bob: Connection reset") instead of reconnecting.
+  await using pki = await TestPki.start();
+  const alice = await pki.student("1155000001");
+  await using bank = await startBank(pki);
+  bank.accounts.apply({
+    customer: alice.sid,
+    requestId: newRequestId(),
+    kind: "deposit",
+    amount: "10.00",
+  });
+  // Connection 1 carries the withdrawal and is cut before Bob's answer reaches Alice; connection
+  // 2 is cut where Bob's welcome would come (it is the first record Bob sends); 3 passes.
+  await using relay = startRelay({
+    upstream: { hostname: "127.0.0.1", port: bank.port },
+    log: memoryLog("relay").log,
+    onFrame: (direction, frame, session, index) => {
+      const record = bankProtocol.decode(frame).type === "record";
+      const cut = (session.id === 1 && direction === "toClient" && record && index > 2) ||
+        (session.id === 2 && direction === "toClient" && record);
+      if (!cut) return frame;
+      session.close();
+      return null;
+    },
+  });
+  const { log, lines } = memoryLog("Alice");
+  const client = new BankClient(aliceOptions(pki, alice, relay.port, log, { retryForMs: 20_000 }));
+  try {
+    const requestId = newRequestId();
+    const out = await client.withdraw("5.00", requestId);
+    assert.ok(out.ok, JSON.stringify(out));
+    assert.equal(out.replayed, true);
+    assert.equal(out.balance, 500);
+    assert.equal(client.reconnects, 2);
+    assert.ok(
+      lines.some((l) => /resending/.test(l) && /no welcome from Bob/.test(l)),
+      lines.join("\n"),
+    );
+  } finally {
+    client.close();
+  }
+  assert.equal(bank.accounts.balance(alice.sid), 500);
+  assert.equal(bank.accounts.statement(alice.sid).filter((e) => e.kind === "withdraw").length, 1);
+});
+
 Deno.test("after the handshake Bob treats a cleartext frame from Alice as a broken connection and refuses inside a record", async () => {
   await using pki = await TestPki.start();
   const alice = await pki.student("1155000001");

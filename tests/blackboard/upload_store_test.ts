@@ -225,3 +225,82 @@ Deno.test("upload store: sweep removes partials untouched for 24 h, keeps fresh 
   assert.deepEqual(await store.sweep(later), { removed: 1, bytes: 0 });
   assert.deepEqual(await listFiles(`${dir.path}/partial`), []);
 });
+
+Deno.test("upload store: a retry whose receipt was lost gets the same report, never a second copy (a crash after the link, or after the finish)", async () => {
+  // Found by tests/chaos/kill_test.ts: Blackboard killed between storing a report and sending its
+  // receipt; the student's retry of the same upload stored it again as report-2.pdf.
+  await using dir = await tempDir("lab-store-");
+  const data = crypto.getRandomValues(new Uint8Array(1000));
+  const reports = `${dir.path}/reports/${SID}`;
+  {
+    // A finish cut short right after the link: the partial is still there, linked as report.pdf.
+    const store = new UploadStore(dir.path);
+    const upload = await store.begin(SID, ID, "report.pdf", 1000);
+    await upload.write(0, data);
+    await upload.close();
+    await Deno.mkdir(reports, { recursive: true });
+    await Deno.link(`${store.partialDir(SID)}/${ID}.part`, `${reports}/report.pdf`);
+  }
+  {
+    // After the restart the student resumes at the end and ends the upload again.
+    const store = new UploadStore(dir.path);
+    const upload = await store.begin(SID, ID, "report.pdf", 1000);
+    assert.equal(upload.offset, 1000);
+    const receipt = await upload.finish(sha256(data));
+    assert.equal(receipt.stored, `reports/${SID}/report.pdf`);
+  }
+  {
+    // A finished upload whose receipt never arrived: the retry needs to send nothing and gets
+    // the same receipt; a different file under the same upload ID is refused, nothing stored.
+    const store = new UploadStore(dir.path);
+    const upload = await store.begin(SID, ID, "report.pdf", 1000);
+    assert.equal(upload.offset, 1000);
+    const wrong = sha256(data);
+    wrong[0]! ^= 0x01;
+    await refusedWith(upload.finish(wrong), /^SHA-256 mismatch: .*nothing stored$/);
+    const again = await store.begin(SID, ID, "report.pdf", 1000);
+    const receipt = await again.finish(sha256(data));
+    assert.equal(receipt.stored, `reports/${SID}/report.pdf`);
+    assert.deepEqual(receipt.sha256, sha256(data));
+  }
+  assert.deepEqual(await listFiles(reports), ["report.pdf"]);
+  assert.deepEqual(await Deno.readFile(`${reports}/report.pdf`), data);
+  assert.deepEqual(await listFiles(`${dir.path}/partial`), []);
+  // Another upload of the same name (a new upload ID) is still stored beside it.
+  const store = new UploadStore(dir.path);
+  const other = await store.begin(SID, ID2, "report.pdf", 4);
+  await other.write(0, new Uint8Array(4));
+  // Receipts are kept as long as partials: a day later they are gone, with their folder.
+  assert.deepEqual(await listFiles(store.receiptsDir(SID)), [`${ID}.json`]);
+  await store.sweep(Date.now() + 24 * 3600_000 + 60_000);
+  assert.equal(await exists(store.receiptsDir(SID)), true, "kept while an upload is in progress");
+  assert.deepEqual(await listFiles(store.receiptsDir(SID)), []);
+  assert.equal(
+    (await other.finish(sha256(new Uint8Array(4)))).stored,
+    `reports/${SID}/report-2.pdf`,
+  );
+  // A fresh receipt stays.
+  await store.sweep();
+  assert.deepEqual(await listFiles(store.receiptsDir(SID)), [`${ID2}.json`]);
+});
+
+Deno.test("upload store: the temporary files of atomic writes that a crash left are swept once the student has no upload in progress", async () => {
+  // Found by tests/chaos/kill_test.ts: Blackboard killed while writing a partial's metadata left
+  // partial/<id>/.<upload-id>.json.<random>.tmp behind for good.
+  await using dir = await tempDir("lab-store-");
+  const store = new UploadStore(dir.path);
+  const busy = await store.begin(SID, ID, "report.pdf", 10);
+  const stray = [`${store.partialDir(SID)}/.${ID2}.json.0123456789ab.tmp`];
+  await Deno.mkdir(store.receiptsDir(SID), { recursive: true });
+  stray.push(`${store.receiptsDir(SID)}/.${ID2}.json.ba9876543210.tmp`);
+  for (const path of stray) await Deno.writeTextFile(path, "{");
+  // An upload in progress may be writing one of them: they stay.
+  await store.sweep();
+  for (const path of stray) assert.ok(await exists(path), path);
+  await busy.close();
+  await store.sweep();
+  for (const path of stray) assert.equal(await exists(path), false, path);
+  // The idle partial is kept, and the emptied receipts folder goes.
+  assert.deepEqual(await listFiles(store.partialDir(SID)), [`${ID}.json`, `${ID}.part`]);
+  assert.equal(await exists(store.receiptsDir(SID)), false);
+});

@@ -17,6 +17,7 @@ import {
 import { encodeFrame, PeerRefusedError } from "../../lib/wire/mod.ts";
 import {
   createCsr,
+  crlNumber,
   der,
   generateRsaKeyPair,
   parseCertificate,
@@ -364,4 +365,22 @@ Deno.test("revocation: the CA's served CRL lists a revoked certificate and verif
     /Cannot verify certificate 1155000001: it has been revoked/,
   );
   assert.deepEqual(pki.ca.revoke({ sid: SID }), [], "revoking twice changes nothing");
+});
+
+Deno.test("CRLs asked for at once share one signing: the CRL number the CA serves never goes back", async () => {
+  // Found by tests/chaos/kill_test.ts: two CRL requests right after a start each signed one
+  // (numbers n and n+1); when n's signature finished last, the CA cached it and went on serving
+  // CRL n after it had served n+1.
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  const burst = () => Promise.all(Array.from({ length: 8 }, () => pki.ca.crl()));
+  const first = await burst();
+  assert.equal(new Set(first.map((c) => crlNumber(c))).size, 1, "one signing for the burst");
+  pki.ca.revoke({ sid: SID });
+  const second = await burst();
+  const numbers = new Set(second.map((c) => crlNumber(c)));
+  assert.deepEqual([...numbers], [crlNumber(first[0]!)! + 1]);
+  assert.ok(second.every((c) => c.entries.length === 1));
+  assert.equal(second[0]!.entries[0]!.serialNumber.toLowerCase(), serialOf(student.cert));
+  assert.equal(crlNumber(await pki.ca.crl()), crlNumber(second[0]!));
 });
