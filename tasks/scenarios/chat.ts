@@ -79,15 +79,24 @@ async function startChat(ctx: Context<"chat">): Promise<void> {
   await ctx.actors.run("ca init", "actors/ca.ts", ["init", "--data-dir", `${ctx.dir}/ca`]);
   // The chat's service name, and localhost for independent clients (the seed's Python client).
   await issueServer(ctx, "chat", `${ctx.dir}/chat`, ["localhost"]);
-  await ctx.actors.serve("chat server", "actors/chat.ts", [
-    "serve",
-    "--port",
-    String(ctx.ports.chat),
-    "--cert",
-    `${ctx.dir}/chat/chat.cer`,
-    "--key",
-    `${ctx.dir}/chat/chat.key`,
-  ], ctx.tlsEnv);
+  await ctx.actors.serve(
+    "chat server",
+    "actors/chat.ts",
+    [
+      "serve",
+      "--port",
+      String(ctx.ports.chat),
+      "--cert",
+      `${ctx.dir}/chat/chat.cer`,
+      "--key",
+      `${ctx.dir}/chat/chat.key`,
+    ],
+    ctx.tlsEnv,
+    [
+      // As 'deno task chat' grants it: TCP_NODELAY on the listening socket, then revoked.
+      "--allow-ffi",
+    ],
+  );
 }
 
 export const CHAT_TLS13 = scenario({

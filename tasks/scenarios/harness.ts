@@ -102,11 +102,11 @@ export class Actors implements AsyncDisposable {
     name: string,
     script: string,
     args: string[],
-    options: { env?: Record<string, string>; stdin?: string },
+    options: { env?: Record<string, string>; stdin?: string; permissions?: readonly string[] },
   ): RunningProcess {
     return spawnDeno(script, args, {
       name,
-      permissions: actorPermissions(this.dir),
+      permissions: [...actorPermissions(this.dir), ...(options.permissions ?? [])],
       cwd: PROJECT_ROOT,
       env: { NO_COLOR: "1", ...options.env },
       ...(options.stdin !== undefined ? { stdin: options.stdin } : {}),
@@ -115,14 +115,18 @@ export class Actors implements AsyncDisposable {
     });
   }
 
-  /** Starts a server and waits for its `listening on` line. */
+  /**
+   * Starts a server and waits for its `listening on` line. `permissions` adds to the actors' own
+   * (the chat server's `--allow-ffi`, as its task grants it).
+   */
   async serve(
     name: string,
     script: string,
     args: string[],
     env: Record<string, string> = {},
+    permissions: readonly string[] = [],
   ): Promise<RunningProcess> {
-    const run = this.#start(name, script, args, { env });
+    const run = this.#start(name, script, args, { env, permissions });
     this.#running.push(run);
     await run.waitFor(/listening on/, START_TIMEOUT_MS);
     return run;
