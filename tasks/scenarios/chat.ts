@@ -109,7 +109,7 @@ export const CHAT_TLS13 = scenario({
     clients: { [p.chat]: "client" },
     numbered: [p.chat],
   }),
-  tls: (p) => ({ serverPorts: [p.chat], expect: [{ name: "tls13", count: 3 }] }),
+  tls: (p) => ({ serverPorts: [p.chat], expect: [{ name: "tls13", count: 3 }], timing: true }),
   async run(ctx) {
     await startChat(ctx);
     const alice = chatClient(ctx, "alice", [
@@ -160,6 +160,7 @@ export const CHAT_TLS12 = scenario({
         ? [{ name: "aes128-sha-refused", count: 1 }]
         : []),
     ],
+    timing: true,
   }),
   async run(ctx) {
     await startChat(ctx);

@@ -221,10 +221,14 @@ export interface ScenarioSpec<K extends string> {
   /** The ports the capture filter takes. */
   capture(ports: Ports<K>): number[];
   actors(ports: Ports<K>): ActorMap;
-  /** TLS expectations and their server ports. */
+  /**
+   * TLS expectations and their server ports; `timing` also checks that no handshake waited for a
+   * delayed ACK (lib/wireshark/tls_timing.ts).
+   */
   tls?(ports: Ports<K>, ctx: Context<K>): {
     serverPorts: number[];
     expect: Array<{ name: string; count: number }>;
+    timing?: boolean;
   };
   /** Lab message labels the dissected capture must show. */
   labels?: string[];
