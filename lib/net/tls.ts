@@ -58,9 +58,14 @@ export class TlsHandshakeError extends Error {
   }
 }
 
-/** The kind of a `node:tls` error: OpenSSL's certificate verify codes have no `ERR_` prefix. */
-function failureKind(code: string | undefined): TlsFailure {
+/**
+ * The kind of a `node:tls` error: OpenSSL's certificate verify codes have no `ERR_` prefix; a
+ * system error (`ECONNREFUSED`, `ECONNRESET`…, which names its `syscall`) is no verdict on trust.
+ */
+function failureKind(err: Error & { code?: string; syscall?: string }): TlsFailure {
+  const { code } = err;
   if (code === "ERR_TLS_CERT_ALTNAME_INVALID") return "wrong-name";
+  if (err.syscall !== undefined) return "failed";
   if (code !== undefined && /^[A-Z_]+$/.test(code) && !code.startsWith("ERR_")) return "untrusted";
   return "failed";
 }
@@ -107,7 +112,7 @@ export async function connectTls(options: TlsConnectOptions): Promise<TlsConnect
       clearTimeout(timer);
       socket.destroy();
       tcp.destroy();
-      reject(new TlsHandshakeError(where, err.message, failureKind(err.code), err.code));
+      reject(new TlsHandshakeError(where, err.message, failureKind(err), err.code));
     };
     socket.once("error", fail);
     // The TCP connection's own errors (refused, reset before the handshake).
