@@ -93,8 +93,9 @@ export async function checkScenario(
       const { maxGapMs } = DEFAULT_TIMING_LIMITS;
       const done = t.handshakes.filter((h) => h.completed).length;
       checks.push({
-        what: `TLS handshakes never wait for a delayed ACK (${done} checked): TLS 1.2 Change ` +
-          `Cipher Spec and Finished together, no pause over ${maxGapMs} ms within a flight`,
+        what: `TLS handshakes never wait for a delayed ACK (${done} checked): no segment held ` +
+          `until one; TLS 1.2 Change Cipher Spec and Finished together, no pause over ` +
+          `${maxGapMs} ms within a flight`,
         ok: t.ok,
         report: t.report,
       });

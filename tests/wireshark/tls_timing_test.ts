@@ -1,8 +1,9 @@
 /**
  * The handshake timing rules (lib/wireshark/tls_timing.ts) on packets as tshark read them from
  * real chat captures: the TLS 1.2 stall (the server's Finished held 42 ms by Nagle's algorithm
- * until the client's delayed ACK), the same handshake with TCP_NODELAY, and a TLS 1.3 client whose
- * Finished is held while the server's flight arrives in between (only the ACK rule sees that one).
+ * until the client's delayed ACK), the same handshake with TCP_NODELAY; in TLS 1.3, the server's
+ * flight held the same way, a client whose Finished is held while the server's flight arrives in
+ * between (only the ACK rule sees those), and a client's verification time, which is no wait.
  */
 
 import assert from "node:assert/strict";
@@ -175,6 +176,88 @@ Deno.test("a TLS 1.3 client's Finished held for the server's delayed ACK: only t
   assert.match(
     t.problems[0]!,
     /client's segment in frame 12 \(74 bytes\) left 0\.02 ms after the server's ACK in frame 11, which came 42\.28 ms after the data it acknowledges \(frame 7\)/,
+  );
+});
+
+/** The records of a TLS 1.3 handshake as the chat captures show them, at the given times. */
+function tls13(
+  t: { ch: number; sh: number; sccs: number; flight: number; ccs: number; fin: number },
+) {
+  return connection([
+    [4, t.ch, "c", "Client Hello"],
+    [6, t.sh, "s", "Server Hello"],
+    ...(t.ccs < t.sccs ? [[7, t.ccs, "c", "Change Cipher Spec"] as Rec] : []),
+    [8, t.sccs, "s", "Change Cipher Spec"],
+    [
+      10,
+      t.flight,
+      "s",
+      "Application Data",
+      "Encrypted Extensions, Certificate, Certificate Verify, Finished",
+    ],
+    ...(t.ccs > t.sccs ? [[12, t.ccs, "c", "Change Cipher Spec"] as Rec] : []),
+    [13, t.fin, "c", "Application Data", "Finished"],
+  ]);
+}
+
+Deno.test("TLS 1.3: a client verifying the server's flight for 6.6 ms between its Change Cipher Spec and Finished is work, not a wait", () => {
+  // chat-tls13 under load, TCP_NODELAY on both sides: the server's flight had arrived before the
+  // client's (middlebox) Change Cipher Spec; the Finished follows once the flight is verified.
+  const records = tls13({
+    ch: 37.388,
+    sh: 74.631,
+    sccs: 77.368,
+    flight: 77.387,
+    ccs: 77.821,
+    fin: 84.47,
+  });
+  const packets = segments([
+    [4, 37.388, "c", 227, 1, 1],
+    [5, 37.418, "s", 0, 1, 228],
+    [6, 74.631, "s", 127, 1, 228],
+    [7, 74.659, "c", 0, 228, 128],
+    [8, 77.368, "s", 6, 128, 228],
+    [9, 77.376, "c", 0, 228, 134],
+    [10, 77.387, "s", 1393, 134, 228],
+    [11, 77.391, "c", 0, 228, 1527],
+    [12, 77.821, "c", 6, 228, 1527],
+    [13, 84.47, "c", 74, 234, 1527],
+  ]);
+  const t = handshakeTiming(records, packets);
+  assert.deepEqual(t.problems, []);
+  assert.equal(t.longestGap.ms, 6.649);
+  assert.ok(
+    t.findings.some((f) => /\(TLS 1\.3: reported, not a rule\)$/.test(f)),
+    t.findings.join("\n"),
+  );
+});
+
+Deno.test("TLS 1.3: the server's flight held 41 ms after its Change Cipher Spec (before the fix) is caught by the ACK rule", () => {
+  // The chat server before TCP_NODELAY, one of four TLS 1.3 handshakes in a capture.
+  const records = tls13({
+    ch: 372.541,
+    sh: 373.676,
+    sccs: 374.877,
+    flight: 415.915,
+    ccs: 374.758,
+    fin: 421,
+  });
+  const packets = segments([
+    [4, 372.541, "c", 227, 1, 1],
+    [5, 372.574, "s", 0, 1, 228],
+    [6, 373.676, "s", 127, 1, 228],
+    [7, 374.758, "c", 6, 228, 128],
+    [8, 374.877, "s", 6, 128, 234],
+    [9, 415.891, "c", 0, 234, 134],
+    [10, 415.915, "s", 1393, 134, 234],
+    [11, 415.932, "c", 0, 234, 1527],
+    [13, 421, "c", 74, 234, 1527],
+  ]);
+  const t = handshakeTiming(records, packets);
+  assert.equal(t.problems.length, 1, t.problems.join("\n"));
+  assert.match(
+    t.problems[0]!,
+    /server's segment in frame 10 \(1393 bytes\) left 0\.024 ms after the client's ACK in frame 9, which came 41\.014 ms after the data it acknowledges \(frame 8\)/,
   );
 });
 
