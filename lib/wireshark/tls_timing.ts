@@ -9,7 +9,7 @@
  *
  * 1. TLS 1.2: a side's Change Cipher Spec and the Finished after it leave together: in one TCP
  *    segment, or in back-to-back segments (nothing from the peer between them, not even an ACK,
- *    and at most `togetherMs` apart). A rustls server with Nagle's algorithm off (Deno.listenTls
+ *    and at most `maxGapMs` apart). A rustls server with Nagle's algorithm off (Deno.listenTls
  *    and TCP_NODELAY) writes the two records separately, 20 µs apart; with Nagle on, the Finished
  *    waits for the client's ACK of the Change Cipher Spec.
  * 2. TLS 1.2: within a flight (records of one side with no record of the other side between
@@ -54,9 +54,10 @@ export interface TcpSegment {
 }
 
 export interface TimingLimits {
-  /** TLS 1.2's Change Cipher Spec and Finished in two segments: at most this apart (1 ms). */
-  togetherMs: number;
-  /** TLS 1.2: longest pause between two records of one flight (default 5 ms). */
+  /**
+   * TLS 1.2: longest pause between two records of one flight, or between a Change Cipher Spec and
+   * the Finished in the next segment (default 5 ms).
+   */
   maxGapMs: number;
   /** An ACK this late after the data it acknowledges is a delayed ACK (default 20 ms). */
   delayedAckMs: number;
@@ -65,7 +66,6 @@ export interface TimingLimits {
 }
 
 export const DEFAULT_TIMING_LIMITS: Readonly<TimingLimits> = {
-  togetherMs: 1,
   maxGapMs: 5,
   delayedAckMs: 20,
   releaseMs: 1,
@@ -187,7 +187,7 @@ export function handshakeTiming(
     const what = `the ${side}'s Change Cipher Spec and Finished`;
     if (c.frame === next.frame) {
       result.findings.push(`${what} in one TCP segment (frame ${c.frame})`);
-    } else if (between.length === 0 && apart <= limits.togetherMs) {
+    } else if (between.length === 0 && apart <= limits.maxGapMs) {
       result.findings.push(
         `${what} back to back (frames ${c.frame} and ${next.frame}, ${apart} ms apart, nothing ` +
           `from the ${OTHER[side]} in between)`,
