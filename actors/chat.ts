@@ -1,9 +1,13 @@
-#!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read --allow-ffi
 /**
  * The TLS chat (system 3): a server for many clients and a client, interactive or scripted.
  *
  *     deno task chat serve [--host 127.0.0.1] [--port 8443] [--cert FILE --key FILE]
  *     deno task chat client --nick NAME [--server HOST:PORT] [--server-name chat] [--tls12]
+ *
+ * The task grants `--allow-ffi` for one thing: the server sets TCP_NODELAY on its listening socket
+ * at start (lib/net/nodelay.ts). The permission is revoked right after, before the first client is
+ * served, and at once by every other command.
  */
 
 import {
@@ -61,6 +65,8 @@ async function serveCommand(args: string[]): Promise<void> {
 
 Serves the chat over TLS (rustls: TLS 1.3 and 1.2 with forward-secret AEAD suites only) until
 SIGINT, which tells every client the server is shutting down. Prints 'listening on HOST:PORT'.
+With --allow-ffi (the task grants it) every connection gets TCP_NODELAY, so that no TLS 1.2
+handshake waits 40 ms for a delayed ACK; the permission is revoked before the first client.
 
 Options:
   --host HOST            address to listen on (default 127.0.0.1)
@@ -139,6 +145,8 @@ Options:
     limits,
     signal: shutdownSignal(),
   });
+  // FFI served its one purpose (TCP_NODELAY on the listening socket): nothing else may use it.
+  dropFfi();
   const host = values.host.includes(":") ? `[${values.host}]` : values.host;
   // Always printed (also with --quiet): scripts wait for this line.
   console.error(`listening on ${host}:${server.port} (TLS, certificate ${values.cert})`);
@@ -242,7 +250,13 @@ Options:
   return end.quit ? 0 : 1;
 }
 
+/** Revokes `--allow-ffi` for the rest of the process (a no-op when it was not granted). */
+function dropFfi(): void {
+  Deno.permissions.revokeSync({ name: "ffi" });
+}
+
 export async function main(args: string[]): Promise<number | void> {
+  if (args[0] !== "serve") dropFfi();
   return await dispatch("chat", USAGE, { serve: serveCommand, client: clientCommand }, args);
 }
 

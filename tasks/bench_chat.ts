@@ -104,6 +104,8 @@ async function startServer(dir: string, maxClients: number) {
       "--quiet",
       "--allow-net=127.0.0.1",
       `--allow-read=${dir}`,
+      // As 'deno task chat' runs it: TCP_NODELAY on the listening socket, then revoked.
+      "--allow-ffi",
       `${ROOT}/actors/chat.ts`,
       "serve",
       "--port",

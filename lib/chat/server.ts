@@ -1,6 +1,8 @@
 /**
  * The chat server (system 3): TLS (`Deno.listenTls`, rustls: TLS 1.3 and 1.2, forward-secret AEAD
  * suites only, so the seed's AES128-SHA is refused), length-prefixed JSON frames, many clients.
+ * Its connections have Nagle's algorithm off when the process may use FFI (`noDelayOnAccepted`):
+ * otherwise each TLS 1.2 handshake waits 40 ms for the client's delayed ACK.
  *
  * One slow client never delays the others: every client has its own bounded outgoing queue and a
  * writer task; a broadcast only appends to queues. A client whose queue overflows, or whose socket
@@ -11,7 +13,13 @@
 
 import { DeadlineError, formatMs, FramedStream, FrameError } from "../wire/mod.ts";
 import { errorMessage, formatBytes, printable, type StepLog } from "../runtime/mod.ts";
-import { type ConnectionInfo, serve, type Server } from "../net/mod.ts";
+import {
+  type ConnectionInfo,
+  noDelayOnAccepted,
+  type NoDelayOutcome,
+  serve,
+  type Server,
+} from "../net/mod.ts";
 import {
   CHAT_PORT,
   CLIENT_MAX_FRAME,
@@ -81,11 +89,19 @@ export class ChatServer {
   readonly #server: Server;
   readonly #room: ChatRoom;
   readonly #controller: AbortController;
+  /** Whether accepted connections have TCP_NODELAY (Nagle's algorithm off), and if not, why. */
+  readonly noDelay: NoDelayOutcome;
 
-  constructor(server: Server, room: ChatRoom, controller: AbortController) {
+  constructor(
+    server: Server,
+    room: ChatRoom,
+    controller: AbortController,
+    noDelay: NoDelayOutcome,
+  ) {
     this.#server = server;
     this.#room = room;
     this.#controller = controller;
+    this.noDelay = noDelay;
   }
 
   get addr(): Deno.NetAddr {
@@ -131,6 +147,14 @@ export function serveChat(options: ChatServerOptions): ChatServer {
     cert: options.cert,
     key: options.key,
   });
+  // Before the first accept, so that every connection inherits it.
+  const noDelay = noDelayOnAccepted(listener);
+  options.log.info(
+    noDelay.set
+      ? "TCP_NODELAY on every connection (set on the listening socket through FFI)"
+      : `TCP_NODELAY not set (${noDelay.reason}): each TLS 1.2 handshake may wait up to 40 ms ` +
+        "for the client's delayed ACK",
+  );
   const room = new ChatRoom(limits, options.log);
   signal.addEventListener("abort", () => room.shutdown("Server is shutting down"), { once: true });
   const server = serve({
@@ -143,7 +167,7 @@ export function serveChat(options: ChatServerOptions): ChatServer {
     graceMs: Math.min(limits.writeTimeoutMs, 3000),
     handler: (conn, info) => room.handle(conn, info),
   });
-  return new ChatServer(server, room, controller);
+  return new ChatServer(server, room, controller, noDelay);
 }
 
 /** Most bytes one write carries when a client's queue holds several frames. */

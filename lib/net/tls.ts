@@ -11,6 +11,7 @@
  * dialled: the name is checked, not the address.
  */
 
+import * as net from "node:net";
 import * as tls from "node:tls";
 import { Buffer } from "node:buffer";
 import type { ByteStream } from "../wire/mod.ts";
@@ -57,9 +58,14 @@ export class TlsHandshakeError extends Error {
   }
 }
 
-/** The kind of a `node:tls` error: OpenSSL's certificate verify codes have no `ERR_` prefix. */
-function failureKind(code: string | undefined): TlsFailure {
+/**
+ * The kind of a `node:tls` error: OpenSSL's certificate verify codes have no `ERR_` prefix; a
+ * system error (`ECONNREFUSED`, `ECONNRESET`…, which names its `syscall`) is no verdict on trust.
+ */
+function failureKind(err: Error & { code?: string; syscall?: string }): TlsFailure {
+  const { code } = err;
   if (code === "ERR_TLS_CERT_ALTNAME_INVALID") return "wrong-name";
+  if (err.syscall !== undefined) return "failed";
   if (code !== undefined && /^[A-Z_]+$/.test(code) && !code.startsWith("ERR_")) return "untrusted";
   return "failed";
 }
@@ -71,9 +77,12 @@ export async function connectTls(options: TlsConnectOptions): Promise<TlsConnect
   const timeoutMs = options.timeoutMs ?? 10_000;
   const version = options.tls12 ? "TLSv1.2" : "TLSv1.3";
   const { serverName } = options;
+  // Nagle's algorithm off before the first byte: otherwise the kernel holds each small TLS record
+  // (the client's Finished after its Change Cipher Spec) until the server's delayed ACK, 40 ms.
+  const tcp = net.connect({ host: options.hostname, port: options.port, noDelay: true });
+  tcp.setNoDelay(true);
   const socket = tls.connect({
-    host: options.hostname,
-    port: options.port,
+    socket: tcp,
     // Exactly these roots: `ca` replaces the default store (DENO_CERT and the system's included).
     ca: options.caCerts,
     minVersion: version,
@@ -92,17 +101,22 @@ export async function connectTls(options: TlsConnectOptions): Promise<TlsConnect
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy();
+      tcp.destroy();
       reject(new TlsHandshakeError(where, `not finished within ${timeoutMs} ms`, "timeout"));
     }, timeoutMs);
     socket.once("secureConnect", () => {
       clearTimeout(timer);
       resolve();
     });
-    socket.once("error", (err: Error & { code?: string }) => {
+    const fail = (err: Error & { code?: string }) => {
       clearTimeout(timer);
       socket.destroy();
-      reject(new TlsHandshakeError(where, err.message, failureKind(err.code), err.code));
-    });
+      tcp.destroy();
+      reject(new TlsHandshakeError(where, err.message, failureKind(err), err.code));
+    };
+    socket.once("error", fail);
+    // The TCP connection's own errors (refused, reset before the handshake).
+    tcp.once("error", fail);
   });
   const cipher = socket.getCipher();
   return {

@@ -6,3 +6,4 @@ export * from "./expectation.ts";
 export * from "./ladder.ts";
 export * from "./tls_check.ts";
 export * from "./tls_records.ts";
+export * from "./tls_timing.ts";

@@ -6,6 +6,8 @@
 
 import {
   checkCapture,
+  checkHandshakeTiming,
+  DEFAULT_TIMING_LIMITS,
   labCoverage,
   type Ladder,
   loadExpectation,
@@ -76,7 +78,7 @@ export async function checkScenario(
 ): Promise<Check[]> {
   const checks: Check[] = [];
   if (spec.tls) {
-    const { serverPorts, expect } = spec.tls(ctx.ports, ctx);
+    const { serverPorts, expect, timing } = spec.tls(ctx.ports, ctx);
     const requirements = await Promise.all(
       expect.map(async (e) => ({ expectation: await loadExpectation(e.name), count: e.count })),
     );
@@ -86,6 +88,18 @@ export async function checkScenario(
       ok: res.ok,
       report: res.report,
     });
+    if (timing) {
+      const t = await checkHandshakeTiming(file, { serverPorts });
+      const { maxGapMs } = DEFAULT_TIMING_LIMITS;
+      const done = t.handshakes.filter((h) => h.completed).length;
+      checks.push({
+        what: `TLS handshakes never wait for a delayed ACK (${done} checked): no segment held ` +
+          `until one; TLS 1.2 Change Cipher Spec and Finished together, no pause over ` +
+          `${maxGapMs} ms within a flight`,
+        ok: t.ok,
+        report: t.report,
+      });
+    }
   }
   if (spec.labels) {
     const messages = await readLabMessages(file);

@@ -102,11 +102,11 @@ export class Actors implements AsyncDisposable {
     name: string,
     script: string,
     args: string[],
-    options: { env?: Record<string, string>; stdin?: string },
+    options: { env?: Record<string, string>; stdin?: string; permissions?: readonly string[] },
   ): RunningProcess {
     return spawnDeno(script, args, {
       name,
-      permissions: actorPermissions(this.dir),
+      permissions: [...actorPermissions(this.dir), ...(options.permissions ?? [])],
       cwd: PROJECT_ROOT,
       env: { NO_COLOR: "1", ...options.env },
       ...(options.stdin !== undefined ? { stdin: options.stdin } : {}),
@@ -115,14 +115,18 @@ export class Actors implements AsyncDisposable {
     });
   }
 
-  /** Starts a server and waits for its `listening on` line. */
+  /**
+   * Starts a server and waits for its `listening on` line. `permissions` adds to the actors' own
+   * (the chat server's `--allow-ffi`, as its task grants it).
+   */
   async serve(
     name: string,
     script: string,
     args: string[],
     env: Record<string, string> = {},
+    permissions: readonly string[] = [],
   ): Promise<RunningProcess> {
-    const run = this.#start(name, script, args, { env });
+    const run = this.#start(name, script, args, { env, permissions });
     this.#running.push(run);
     await run.waitFor(/listening on/, START_TIMEOUT_MS);
     return run;
@@ -217,10 +221,14 @@ export interface ScenarioSpec<K extends string> {
   /** The ports the capture filter takes. */
   capture(ports: Ports<K>): number[];
   actors(ports: Ports<K>): ActorMap;
-  /** TLS expectations and their server ports. */
+  /**
+   * TLS expectations and their server ports; `timing` also checks that no handshake waited for a
+   * delayed ACK (lib/wireshark/tls_timing.ts).
+   */
   tls?(ports: Ports<K>, ctx: Context<K>): {
     serverPorts: number[];
     expect: Array<{ name: string; count: number }>;
+    timing?: boolean;
   };
   /** Lab message labels the dissected capture must show. */
   labels?: string[];

@@ -3,10 +3,12 @@
  * was given and names the service, `chat`, whatever address it dialled. Refused: another lab
  * server's certificate (the bank's, same root), and a `chat` certificate from another root even
  * when Deno's own root store trusts that root (DENO_CERT, or the system store), on TLS 1.3 and 1.2.
+ * A server that is not there is a failed connection, not an untrusted one.
  */
 
 import assert from "node:assert/strict";
 import { serveChat } from "../../lib/chat/mod.ts";
+import { connectTls, TlsHandshakeError } from "../../lib/net/mod.ts";
 import { waitFor } from "../../lib/runtime/mod.ts";
 import { memoryLog, runActor, TestPki, type TestServerCert } from "../_fixtures/helpers.ts";
 
@@ -138,4 +140,17 @@ Deno.test("the chat client trusts only --ca-cert: a chat certificate from a root
     }
   }
   assert.deepEqual(impostor.server.nicks, []);
+});
+
+Deno.test("a refused TCP connection is reported as a failed connection, not as an untrusted server", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = closed.addr.port;
+  closed.close();
+  for (const tls12 of [false, true]) {
+    await assert.rejects(
+      connectTls({ hostname: "127.0.0.1", port, caCerts: [], serverName: "chat", tls12 }),
+      (err: unknown) =>
+        err instanceof TlsHandshakeError && err.kind === "failed" && err.code === "ECONNREFUSED",
+    );
+  }
 });

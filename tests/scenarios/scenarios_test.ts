@@ -1,7 +1,8 @@
 /**
  * The capture scenarios with the real chat (actors/chat.ts, server and clients as processes):
  * three TLS 1.3 clients; a TLS 1.2 client and a client offering only AES128-SHA. Each capture must
- * match pcap/expected and be drawn as a ladder diagram (SVG and HTML) with one arrow per record.
+ * match pcap/expected, show no handshake waiting for a delayed ACK (the chat's TCP_NODELAY), and be
+ * drawn as a ladder diagram (SVG and HTML) with one arrow per record.
  * Also: the ladder itself, and the capture task's command line.
  */
 
@@ -48,6 +49,16 @@ Deno.test("capture scenarios: chat over TLS 1.3 and TLS 1.2, checked and drawn",
       assert.equal((await Deno.stat(r.capture!)).mode! & 0o777, 0o644);
       const tls = r.checks.find((c) => c.what.startsWith("TLS records"))!;
       assert.ok(tls.ok);
+      // No handshake waited for a delayed ACK (Nagle): the chat server's TCP_NODELAY on the wire.
+      const timing = r.checks.find((c) => c.what.startsWith("TLS handshakes never wait"))!;
+      assert.ok(timing.ok, timing.report);
+      assert.match(timing.what, name === "chat-tls13" ? /\(3 checked\)/ : /\(1 checked\)/);
+      if (name === "chat-tls12") {
+        assert.match(
+          timing.report!,
+          /server's Change Cipher Spec and Finished (in one TCP segment|back to back)/,
+        );
+      }
       const conns = await readTlsConnections(r.capture!);
       if (name === "chat-tls13") {
         assert.match(tls.what, /tls13 ×3/);
