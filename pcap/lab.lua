@@ -10,7 +10,9 @@
 -- Install it for good: copy it into Wireshark's personal Lua plugins folder
 --                     (Linux and macOS: ~/.local/lib/wireshark/plugins/; Windows:
 --                     %APPDATA%\Wireshark\plugins\; "Help > About Wireshark > Folders" shows it)
---                     and restart Wireshark (or Analyze > Reload Lua Plugins).
+--                     and restart Wireshark (or Analyze > Reload Lua Plugins). Installed and
+--                     given with -X as well, the copy loaded first (the installed one) serves and
+--                     the other does nothing.
 --
 -- Wire format: every frame is a 4-byte big-endian length and a message; a message is a one-byte
 -- type and its fields in order: text and bytes are a 4-byte big-endian length and the bytes, uint
@@ -116,6 +118,22 @@ local INNER = {
       fields = { { name = "reason", kind = "text" } } },
   } },
 }
+
+
+-- Loaded twice (installed in the personal Lua plugins folder and given with -X lua_script:, or
+-- given twice): the copy loaded first serves, this one stops here without registering anything.
+local function lab_loaded()
+  if rawget(_G, "secure_channel_lab_dissector") then return true end
+  for _, spec in ipairs(PROTOCOLS) do
+    -- Dissector.get gives nil for an unknown name (Wireshark 4.0); pcall also covers a version
+    -- that raises an error instead. Either means "not loaded".
+    local ok, d = pcall(Dissector.get, spec.abbrev)
+    if not ok or d == nil then return false end
+  end
+  return true
+end
+if lab_loaded() then return end
+secure_channel_lab_dissector = true
 
 local INFO_TEXT_MAX = 48
 local HEURISTIC_MAX_FRAME = 16777216

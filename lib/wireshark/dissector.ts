@@ -12,6 +12,7 @@
  * - shows each message by its label (`STEP 1 CSR`, `STEP 4 Bob's proof`…) in the Info column and
  *   the tree, with every field (`text` and `bytes` as u32 length + bytes, `uint` as 8 bytes);
  * - decodes fields that carry a message of another table (Blackboard's step-6 payload) in place;
+ * - does nothing when it is loaded a second time (installed as a plugin and given with `-X`);
  * - names the chat's JSON frames (system 3) inside decrypted TLS (`labchat`).
  */
 
@@ -173,6 +174,7 @@ local INNER = {
 ${innerTables.join("\n")}
 }
 
+${LOAD_GUARD}
 local INFO_TEXT_MAX = ${INFO_TEXT_MAX}
 local HEURISTIC_MAX_FRAME = ${HEURISTIC_MAX_FRAME}
 ${ENGINE}${options.chat ? chatDissector(options.chat) : ""}`;
@@ -203,12 +205,41 @@ const HEADER =
 -- Install it for good: copy it into Wireshark's personal Lua plugins folder
 --                     (Linux and macOS: ~/.local/lib/wireshark/plugins/; Windows:
 --                     %APPDATA%\\Wireshark\\plugins\\; "Help > About Wireshark > Folders" shows it)
---                     and restart Wireshark (or Analyze > Reload Lua Plugins).
+--                     and restart Wireshark (or Analyze > Reload Lua Plugins). Installed and
+--                     given with -X as well, the copy loaded first (the installed one) serves and
+--                     the other does nothing.
 --
 -- Wire format: every frame is a 4-byte big-endian length and a message; a message is a one-byte
 -- type and its fields in order: text and bytes are a 4-byte big-endian length and the bytes, uint
 -- is 8 bytes big-endian. Frames are reassembled across TCP segments. On other ports than the
 -- defaults a conversation is recognised when its first frame decodes exactly (heuristic).
+`;
+
+/** The global a loaded copy of the dissector sets, so that a second copy does nothing. */
+export const LOADED_MARKER = "secure_channel_lab_dissector";
+
+/**
+ * Loading twice must be harmless: Wireshark loads the personal plugins folder first, then each
+ * `-X lua_script:` script, all in one Lua state, and a second `Proto("cuhk", …)` is a Lua error
+ * ("there cannot be two protocols with the same name"). The copy loaded first serves and a later
+ * one returns before it registers anything. A copy made before this guard sets no marker: when
+ * every one of its protocols is already a dissector, that counts as loaded too.
+ */
+const LOAD_GUARD = `
+-- Loaded twice (installed in the personal Lua plugins folder and given with -X lua_script:, or
+-- given twice): the copy loaded first serves, this one stops here without registering anything.
+local function lab_loaded()
+  if rawget(_G, "${LOADED_MARKER}") then return true end
+  for _, spec in ipairs(PROTOCOLS) do
+    -- Dissector.get gives nil for an unknown name (Wireshark 4.0); pcall also covers a version
+    -- that raises an error instead. Either means "not loaded".
+    local ok, d = pcall(Dissector.get, spec.abbrev)
+    if not ok or d == nil then return false end
+  end
+  return true
+end
+if lab_loaded() then return end
+${LOADED_MARKER} = true
 `;
 
 const ENGINE = `

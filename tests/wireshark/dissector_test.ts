@@ -11,6 +11,7 @@ import {
   generateDissector,
   LAB_DISSECTORS,
   labDissector,
+  LOADED_MARKER,
 } from "../../lib/wireshark/mod.ts";
 import { runActor } from "../_fixtures/helpers.ts";
 
@@ -78,4 +79,18 @@ Deno.test("dissector: the generator escapes labels and refuses what Lua or tshar
     () => generateDissector([{ protocol: badField, abbrev: "bad", port: 1, title: "x" }]),
     /Bad field name 'x-y'/,
   );
+});
+
+Deno.test("dissector: a second load returns before it registers anything", () => {
+  const lua = labDissector();
+  const guard = lua.indexOf("if lab_loaded() then return end");
+  assert.ok(guard > 0, "the guard is there");
+  // Nothing is registered before the guard: no Proto, no table entry, no heuristic.
+  for (const call of ["Proto(", "DissectorTable.get(", "register_heuristic(", "ProtoField."]) {
+    const first = lua.indexOf(call);
+    assert.ok(first > guard, `${call} comes after the guard`);
+  }
+  // The marker is set right after it, as a global shared by every script in Wireshark's Lua state.
+  assert.ok(lua.includes(`rawget(_G, "${LOADED_MARKER}")`));
+  assert.ok(lua.indexOf(`\n${LOADED_MARKER} = true\n`) > guard);
 });
