@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { defineProtocol, type MessageSpecs } from "../../lib/wire/mod.ts";
 import {
+  DER_DISSECTORS,
   DISSECTOR_PATH,
   generateDissector,
   LAB_DISSECTORS,
@@ -78,6 +79,48 @@ Deno.test("dissector: the generator escapes labels and refuses what Lua or tshar
   assert.throws(
     () => generateDissector([{ protocol: badField, abbrev: "bad", port: 1, title: "x" }]),
     /Bad field name 'x-y'/,
+  );
+});
+
+Deno.test("dissector: every certificate, CSR and CRL field goes to Wireshark's own dissector", () => {
+  // Every field that carries one is named so in the tables: a new message with a certificate that
+  // is not handed to the X.509 dissector fails here.
+  const expected: Record<string, string> = { certificate: "certificate", crl: "crl", csr: "csr" };
+  for (const d of LAB_DISSECTORS) {
+    const named: Record<string, string> = {};
+    for (const [type, spec] of Object.entries(d.protocol.messages as MessageSpecs)) {
+      for (const [field, kind] of Object.entries(spec.fields)) {
+        if (kind === "bytes" && expected[field]) named[`${type}.${field}`] = expected[field];
+      }
+    }
+    assert.deepEqual(d.der ?? {}, named, `${d.abbrev}: DER fields`);
+  }
+  const lua = labDissector();
+  assert.match(lua, /\{ name = "certificate", kind = "bytes", der = "certificate" \}/);
+  assert.match(lua, /\{ name = "csr", kind = "bytes", der = "csr" \}/);
+  assert.match(lua, /\{ name = "crl", kind = "bytes", der = "crl" \}/);
+  for (const [kind, d] of Object.entries(DER_DISSECTORS)) {
+    assert.ok(
+      lua.includes(`${kind} = { syntax = "${d.syntax}", media_type = "${d.mediaType}" },`),
+      kind,
+    );
+  }
+  // A DER kind on a field that is not bytes, or on no field at all, is a mistake in the table.
+  const odd = defineProtocol("Odd", {
+    a: { code: 1, label: "a", fields: { t: "text", b: "bytes" } },
+  });
+  const base = { protocol: odd, abbrev: "odd", port: 1, title: "Odd" };
+  assert.match(
+    generateDissector([{ ...base, der: { "a.b": "certificate" } }]),
+    /der = "certificate"/,
+  );
+  assert.throws(
+    () => generateDissector([{ ...base, der: { "a.t": "certificate" } }]),
+    /DER field odd\.a\.t is not a bytes field of Odd/,
+  );
+  assert.throws(
+    () => generateDissector([{ ...base, der: { "a.nope": "crl" } }]),
+    /DER field odd\.a\.nope is not a bytes field/,
   );
 });
 
