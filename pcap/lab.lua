@@ -7,12 +7,12 @@
 --
 -- Use it once:        wireshark -X lua_script:pcap/lab.lua FILE.pcapng
 --                     tshark -X lua_script:pcap/lab.lua -r FILE.pcapng
--- Install it for good: copy it into Wireshark's personal Lua plugins folder
---                     (Linux and macOS: ~/.local/lib/wireshark/plugins/; Windows:
---                     %APPDATA%\Wireshark\plugins\; "Help > About Wireshark > Folders" shows it)
---                     and restart Wireshark (or Analyze > Reload Lua Plugins). Installed and
---                     given with -X as well, the copy loaded first (the installed one) serves and
---                     the other does nothing.
+-- Install it for good: deno task dissector --install (--uninstall removes it), which copies it
+--                     into Wireshark's personal Lua plugins folder ("Help > About Wireshark >
+--                     Folders" shows it; Linux and macOS: ~/.local/lib/wireshark/plugins/), then
+--                     restart Wireshark (or Analyze > Reload Lua Plugins). Installed and given
+--                     with -X as well, the copy loaded first (the installed one) serves and the
+--                     other does nothing.
 --
 -- Certificates, CSRs and CRLs in the lab's messages are shown by Wireshark's own X.509 and
 -- PKCS#10 dissectors under their field (issuer, subject, validity, extensions).

@@ -4,5 +4,6 @@ export * from "./capture.ts";
 export * from "./dissector.ts";
 export * from "./expectation.ts";
 export * from "./ladder.ts";
+export * from "./plugin.ts";
 export * from "./tls_check.ts";
 export * from "./tls_records.ts";
