@@ -102,6 +102,25 @@ export function shellWord(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
 }
 
+/**
+ * The commands that open `capture` with the lab's dissector, Wireshark's and tshark's, to run in
+ * `cwd` (default the current folder): paths inside `cwd` are relative to it, e.g.
+ * `wireshark -X lua_script:pcap/lab.lua pcap/captures/upload.pcapng`.
+ */
+export function openCommands(
+  capture: string,
+  options: { cwd?: string } = {},
+): { wireshark: string; tshark: string } {
+  const cwd = (options.cwd ?? Deno.cwd()).replace(/\/+$/, "");
+  const rel = (path: string) => path.startsWith(cwd + "/") ? path.slice(cwd.length + 1) : path;
+  const lua = shellWord(`lua_script:${rel(DISSECTOR_PATH)}`);
+  const file = shellWord(rel(capture));
+  return {
+    wireshark: `wireshark -X ${lua} ${file}`,
+    tshark: `tshark -X ${lua} -r ${file}`,
+  };
+}
+
 /** The chat's message types (system 3: JSON in frames, inside TLS), by direction. */
 export const CHAT_TYPES = {
   client: Object.keys(CLIENT_MESSAGES),

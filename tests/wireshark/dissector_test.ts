@@ -13,7 +13,10 @@ import {
   LAB_DISSECTORS,
   labDissector,
   LOADED_MARKER,
+  openCommands,
+  shellWord,
 } from "../../lib/wireshark/mod.ts";
+import { PROJECT_ROOT } from "../../lib/runtime/mod.ts";
 import { runActor } from "../_fixtures/helpers.ts";
 
 Deno.test("dissector: pcap/lab.lua is up to date with lib/*_protocol.ts", async () => {
@@ -136,4 +139,21 @@ Deno.test("dissector: a second load returns before it registers anything", () =>
   // The marker is set right after it, as a global shared by every script in Wireshark's Lua state.
   assert.ok(lua.includes(`rawget(_G, "${LOADED_MARKER}")`));
   assert.ok(lua.indexOf(`\n${LOADED_MARKER} = true\n`) > guard);
+});
+
+Deno.test("dissector: the commands that open a capture with it", () => {
+  assert.deepEqual(
+    openCommands(`${PROJECT_ROOT}/pcap/captures/upload.pcapng`, { cwd: PROJECT_ROOT }),
+    {
+      wireshark: "wireshark -X lua_script:pcap/lab.lua pcap/captures/upload.pcapng",
+      tshark: "tshark -X lua_script:pcap/lab.lua -r pcap/captures/upload.pcapng",
+    },
+  );
+  // From another folder, absolute paths; a path the shell would split is quoted.
+  assert.deepEqual(openCommands("/tmp/my captures/a.pcapng", { cwd: "/elsewhere" }), {
+    wireshark: `wireshark -X lua_script:${DISSECTOR_PATH} '/tmp/my captures/a.pcapng'`,
+    tshark: `tshark -X lua_script:${DISSECTOR_PATH} -r '/tmp/my captures/a.pcapng'`,
+  });
+  assert.equal(shellWord("it's"), `'it'\\''s'`);
+  assert.equal(shellWord("a/b-c_d.e"), "a/b-c_d.e");
 });
