@@ -7,10 +7,15 @@
 --
 -- Use it once:        wireshark -X lua_script:pcap/lab.lua FILE.pcapng
 --                     tshark -X lua_script:pcap/lab.lua -r FILE.pcapng
--- Install it for good: copy it into Wireshark's personal Lua plugins folder
---                     (Linux and macOS: ~/.local/lib/wireshark/plugins/; Windows:
---                     %APPDATA%\Wireshark\plugins\; "Help > About Wireshark > Folders" shows it)
---                     and restart Wireshark (or Analyze > Reload Lua Plugins).
+-- Install it for good: deno task dissector --install (--uninstall removes it), which copies it
+--                     into Wireshark's personal Lua plugins folder ("Help > About Wireshark >
+--                     Folders" shows it; Linux and macOS: ~/.local/lib/wireshark/plugins/), then
+--                     restart Wireshark (or Analyze > Reload Lua Plugins). Installed and given
+--                     with -X as well, the copy loaded first (the installed one) serves and the
+--                     other does nothing.
+--
+-- Certificates, CSRs and CRLs in the lab's messages are shown by Wireshark's own X.509 and
+-- PKCS#10 dissectors under their field (issuer, subject, validity, extensions).
 --
 -- Wire format: every frame is a 4-byte big-endian length and a message; a message is a one-byte
 -- type and its fields in order: text and bytes are a 4-byte big-endian length and the bytes, uint
@@ -22,13 +27,13 @@ local PROTOCOLS = {
     abbrev = "cuhk", name = "CUHK", title = "CUHK enrolment (secure-channel lab, system 1, steps 1-2)", port = 9335,
     messages = { -- cuhk: CUHK
       [1] = { name = "csr", label = "STEP 1 CSR",
-        fields = { { name = "sid", kind = "text" }, { name = "binding", kind = "bytes" }, { name = "csr", kind = "bytes" } } },
+        fields = { { name = "sid", kind = "text" }, { name = "binding", kind = "bytes" }, { name = "csr", kind = "bytes", der = "csr" } } },
       [2] = { name = "certificate", label = "STEP 2 cert 2",
-        fields = { { name = "certificate", kind = "bytes" } } },
+        fields = { { name = "certificate", kind = "bytes", der = "certificate" } } },
       [3] = { name = "crlRequest", label = "CRL request",
         fields = {  } },
       [4] = { name = "crl", label = "CRL",
-        fields = { { name = "crl", kind = "bytes" } } },
+        fields = { { name = "crl", kind = "bytes", der = "crl" } } },
       [127] = { name = "error", label = "error",
         fields = { { name = "reason", kind = "text" } } },
     },
@@ -37,9 +42,9 @@ local PROTOCOLS = {
     abbrev = "blackboard", name = "Blackboard", title = "Blackboard report upload (secure-channel lab, system 1, steps 3-6)", port = 3141,
     messages = { -- blackboard: Blackboard
       [1] = { name = "request", label = "STEP 3 request | cert 2",
-        fields = { { name = "request", kind = "text" }, { name = "certificate", kind = "bytes" }, { name = "nonce", kind = "bytes" }, { name = "share", kind = "bytes" }, { name = "records", kind = "text" } } },
+        fields = { { name = "request", kind = "text" }, { name = "certificate", kind = "bytes", der = "certificate" }, { name = "nonce", kind = "bytes" }, { name = "share", kind = "bytes" }, { name = "records", kind = "text" } } },
       [2] = { name = "sessionKey", label = "STEP 4 session key: X25519 share | cert | stapled CRL, signed by Blackboard",
-        fields = { { name = "share", kind = "bytes" }, { name = "certificate", kind = "bytes" }, { name = "crl", kind = "bytes" }, { name = "nonce", kind = "bytes" }, { name = "signature", kind = "bytes" } } },
+        fields = { { name = "share", kind = "bytes" }, { name = "certificate", kind = "bytes", der = "certificate" }, { name = "crl", kind = "bytes", der = "crl" }, { name = "nonce", kind = "bytes" }, { name = "signature", kind = "bytes" } } },
       [3] = { name = "confirm", label = "STEP 5 student's signature | key confirmation (HMAC)",
         fields = { { name = "signature", kind = "bytes" }, { name = "mac", kind = "bytes" } } },
       [4] = { name = "ready", label = "STEP 5 start to communicate",
@@ -49,7 +54,7 @@ local PROTOCOLS = {
       [17] = { name = "sealed", label = "STEP 6 message (AES-GCM, sequence numbered)",
         fields = { { name = "seq", kind = "uint" }, { name = "ciphertext", kind = "bytes" } } },
       [33] = { name = "seedRequest", label = "STEP 3 request | cert 2 (seed)",
-        fields = { { name = "request", kind = "text" }, { name = "certificate", kind = "bytes" } } },
+        fields = { { name = "request", kind = "text" }, { name = "certificate", kind = "bytes", der = "certificate" } } },
       [34] = { name = "seedSessionKey", label = "STEP 4 encrypted session key, RSA-OAEP (seed)",
         fields = { { name = "encryptedKey", kind = "bytes" } } },
       [35] = { name = "seedKeyEcho", label = "STEP 5 decrypted session key IN THE CLEAR (seed)",
@@ -68,13 +73,13 @@ local PROTOCOLS = {
       [1] = { name = "hello", label = "STEP 1 Hello",
         fields = { { name = "greeting", kind = "text" }, { name = "version", kind = "text" } } },
       [2] = { name = "hiBob", label = "STEP 2 Hi, I'm Bob",
-        fields = { { name = "greeting", kind = "text" }, { name = "certificate", kind = "bytes" }, { name = "crl", kind = "bytes" } } },
+        fields = { { name = "greeting", kind = "text" }, { name = "certificate", kind = "bytes", der = "certificate" }, { name = "crl", kind = "bytes", der = "crl" } } },
       [3] = { name = "proveIt", label = "STEP 3 prove it",
         fields = { { name = "text", kind = "text" }, { name = "nonce", kind = "bytes" } } },
       [4] = { name = "proof", label = "STEP 4 Bob's proof",
         fields = { { name = "nonce", kind = "bytes" }, { name = "share", kind = "bytes" }, { name = "signature", kind = "bytes" } } },
       [5] = { name = "secret", label = "STEP 5 Alice's secret",
-        fields = { { name = "share", kind = "bytes" }, { name = "certificate", kind = "bytes" }, { name = "signature", kind = "bytes" } } },
+        fields = { { name = "share", kind = "bytes" }, { name = "certificate", kind = "bytes", der = "certificate" }, { name = "signature", kind = "bytes" } } },
       [6] = { name = "record", label = "STEP 6 record (AES-GCM)",
         fields = { { name = "seq", kind = "uint" }, { name = "data", kind = "bytes" } } },
       [65] = { name = "seedHello", label = "STEP 1 Hello (seed)",
@@ -117,8 +122,32 @@ local INNER = {
   } },
 }
 
+
+-- Loaded twice (installed in the personal Lua plugins folder and given with -X lua_script:, or
+-- given twice): the copy loaded first serves, this one stops here without registering anything.
+local function lab_loaded()
+  if rawget(_G, "secure_channel_lab_dissector") then return true end
+  for _, spec in ipairs(PROTOCOLS) do
+    -- Dissector.get gives nil for an unknown name (Wireshark 4.0); pcall also covers a version
+    -- that raises an error instead. Either means "not loaded".
+    local ok, d = pcall(Dissector.get, spec.abbrev)
+    if not ok or d == nil then return false end
+  end
+  return true
+end
+if lab_loaded() then return end
+secure_channel_lab_dissector = true
+
 local INFO_TEXT_MAX = 48
 local HEURISTIC_MAX_FRAME = 16777216
+
+-- Wireshark's own dissectors of the DER structures some fields carry, by ASN.1 syntax, else by
+-- media type.
+local DER_DISSECTORS = {
+  certificate = { syntax = "Certificate", media_type = "application/pkix-cert" },
+  csr = { syntax = "CertificationRequest", media_type = "application/pkcs10" },
+  crl = { syntax = "CertificateList", media_type = "application/pkix-crl" },
+}
 
 local function field_abbrev(prefix, msg, field)
   return prefix .. "." .. msg .. "." .. field
@@ -191,6 +220,42 @@ local function printable(s)
   return (s:gsub("[%c]", "."))
 end
 
+-- Wireshark's dissector of a DER structure (DER_DISSECTORS), looked up at first use: by then
+-- every built-in dissector has registered its table entries, whenever this script was loaded.
+-- false when this Wireshark has neither (the field then stays bytes).
+local der_found = {}
+local function der_dissector(kind)
+  if der_found[kind] == nil then
+    local names = DER_DISSECTORS[kind]
+    local found = false
+    for _, t in ipairs({ { "ber.syntax", names.syntax }, { "media_type", names.media_type } }) do
+      local ok, d = pcall(function() return DissectorTable.get(t[1]):get_dissector(t[2]) end)
+      if ok and d then
+        found = d
+        break
+      end
+    end
+    der_found[kind] = found
+  end
+  return der_found[kind]
+end
+
+-- Shows the DER structure in range (a certificate, CSR or CRL) with Wireshark's own dissector,
+-- under tree. The Protocol and Info columns stay the lab's (the ber.syntax dissectors leave them
+-- alone; the media_type ones set their own). A structure that is not DER gets the dissector's own
+-- expert errors, and never stops the lab's dissection.
+local function show_der(kind, range, pinfo, tree)
+  local d = der_dissector(kind)
+  if not d then return end
+  local protocol, info = tostring(pinfo.cols.protocol), tostring(pinfo.cols.info)
+  local ok = pcall(d.call, d, range:tvb(), pinfo, tree)
+  if tostring(pinfo.cols.protocol) ~= protocol then pinfo.cols.protocol:set(protocol) end
+  if tostring(pinfo.cols.info) ~= info then pinfo.cols.info:set(info) end
+  if not ok then
+    tree:add_expert_info(PI_MALFORMED, PI_WARN, "Not a DER " .. kind .. " that Wireshark reads")
+  end
+end
+
 -- The first message of a packet sets the Protocol and Info columns, the next ones append to Info.
 -- Returns the new "first in packet" state (false).
 local function show_in_columns(pinfo, protocol, text, first)
@@ -204,7 +269,7 @@ local function show_in_columns(pinfo, protocol, text, first)
 end
 
 -- Adds one message (type byte and fields) under tree; returns its label and a short summary.
-local function dissect_message(tvb, offset, len, tree, ctx)
+local function dissect_message(tvb, pinfo, offset, len, tree, ctx)
   local code = tvb(offset, 1):uint()
   local msg = ctx.messages[code]
   if not msg then
@@ -250,13 +315,16 @@ local function dissect_message(tvb, offset, len, tree, ctx)
       end
       fsub:append_text(" (" .. n .. " bytes)")
       fsub:add(ctx.f_field_length, tvb(pos, 4))
+      if f.der and n > 0 then
+        show_der(f.der, tvb(pos + 4, n), pinfo, fsub)
+      end
       if f.kind == "text" and n > 0 then
         summary[#summary + 1] = f.name .. "=\"" .. printable(tvb(pos + 4, n):string(ENC_UTF_8)) .. "\""
       end
       if f.inner and n > 0 then
         local ictx = ctx.inner[f.inner]
         if well_formed(tvb, pos + 4, n, ictx.messages) then
-          local label, isum = dissect_message(tvb, pos + 4, n, fsub, ictx)
+          local label, isum = dissect_message(tvb, pinfo, pos + 4, n, fsub, ictx)
           inner_label = label
           summary[#summary + 1] = "[" .. label .. (isum ~= "" and (" " .. isum) or "") .. "]"
         end
@@ -319,7 +387,7 @@ local function register(spec)
       root:add_expert_info(PI_MALFORMED, PI_ERROR, "Empty message")
       label, summary = "empty frame", ""
     else
-      label, summary, inner_label = dissect_message(tvb, 4, len, root, ctx)
+      label, summary, inner_label = dissect_message(tvb, pinfo, 4, len, root, ctx)
     end
     local full = label .. (inner_label and (" [" .. inner_label .. "]") or "")
     root:add(f_message, tvb(0, 4), full):set_generated()

@@ -7,7 +7,7 @@
  */
 
 import { parseCommand, PROJECT_ROOT, runMain, stderrSink, UsageError } from "../lib/runtime/mod.ts";
-import { missingCaptureTools } from "../lib/wireshark/mod.ts";
+import { missingCaptureTools, openCommands } from "../lib/wireshark/mod.ts";
 import {
   ALL_SCENARIOS,
   ATTACK_SCENARIOS,
@@ -58,6 +58,24 @@ export function printResult(r: ScenarioResult, print: (s: string) => void): void
   if (r.capture) print(`capture: ${r.capture}`);
   if (r.diagram) {
     print(`diagram: ${r.diagram.html} (${r.diagram.arrows} messages), ${r.diagram.svg}`);
+  }
+}
+
+/**
+ * The exact commands that open each capture with the lab's dissector, Wireshark's and tshark's,
+ * relative to the current folder.
+ */
+export function printOpenCommands(results: ScenarioResult[], print: (s: string) => void): void {
+  const captures = results.flatMap((r) => r.capture ? [r.capture] : []);
+  if (captures.length === 0) return;
+  print(
+    `\nOpen ${captures.length === 1 ? "it" : "them"} with the lab's dissector ` +
+      "(installed by 'deno task dissector --install', -X is not needed; given as well, it is harmless):",
+  );
+  for (const capture of captures) {
+    const { wireshark, tshark } = openCommands(capture);
+    print(`  ${wireshark}`);
+    print(`  ${tshark}`);
   }
 }
 
@@ -118,6 +136,7 @@ export async function main(args: string[]): Promise<number | void> {
       ? `\nAll ${results.length} scenario(s) passed`
       : `\nFailed: ${failed.join(", ")}`,
   );
+  printOpenCommands(results, (s) => console.log(s));
   return failed.length === 0 ? 0 : 1;
 }
 

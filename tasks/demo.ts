@@ -225,7 +225,8 @@ export async function main(args: string[]): Promise<number | void> {
   }
   if (capture) {
     print("\nCaptures (open in Wireshark: TLS decrypts itself; add the lab's dissector with");
-    print('  wireshark -X lua_script:pcap/lab.lua FILE   or install it, see README "Wireshark"):');
+    print("  wireshark -X lua_script:pcap/lab.lua FILE, or install it once with");
+    print("  'deno task dissector --install'; installed and given with -X as well is harmless):");
     for (const r of results) {
       if (r.capture) print(`  ${relative(r.capture)}`);
     }

@@ -12,6 +12,9 @@
  * - shows each message by its label (`STEP 1 CSR`, `STEP 4 Bob's proof`…) in the Info column and
  *   the tree, with every field (`text` and `bytes` as u32 length + bytes, `uint` as 8 bytes);
  * - decodes fields that carry a message of another table (Blackboard's step-6 payload) in place;
+ * - hands the fields that carry a DER certificate, CSR or CRL to Wireshark's own X.509 and PKCS#10
+ *   dissectors, so the tree shows issuer, subject, validity and extensions under the field;
+ * - does nothing when it is loaded a second time (installed as a plugin and given with `-X`);
  * - names the chat's JSON frames (system 3) inside decrypted TLS (`labchat`).
  */
 
@@ -21,6 +24,22 @@ import { BLACKBOARD_PORT, blackboardProtocol, sessionProtocol } from "../blackbo
 import { CA_PORT, caProtocol } from "../ca/protocol.ts";
 import { CLIENT_MESSAGES, SERVER_MAX_FRAME, SERVER_MESSAGES } from "../chat/protocol.ts";
 import type { FieldKind, MessageSpecs, Protocol } from "../wire/mod.ts";
+
+/**
+ * A DER structure a `bytes` field carries: an X.509 certificate, a PKCS#10 certificate request or
+ * a CRL. Wireshark's own dissector shows it under the field.
+ */
+export type DerKind = "certificate" | "csr" | "crl";
+
+/**
+ * Wireshark's dissector of each DER structure: by ASN.1 syntax (the `ber.syntax` table; X.509AF
+ * and PKCS#10 register these), else by media type (the `media_type` table, as HTTP finds them).
+ */
+export const DER_DISSECTORS: Readonly<Record<DerKind, { syntax: string; mediaType: string }>> = {
+  certificate: { syntax: "Certificate", mediaType: "application/pkix-cert" },
+  csr: { syntax: "CertificationRequest", mediaType: "application/pkcs10" },
+  crl: { syntax: "CertificateList", mediaType: "application/pkix-crl" },
+};
 
 export interface DissectedProtocol {
   // deno-lint-ignore no-explicit-any
@@ -33,6 +52,8 @@ export interface DissectedProtocol {
   title: string;
   /** `message.field` → the table whose message that field carries. */
   nested?: Record<string, { abbrev: string; protocol: Protocol<MessageSpecs> }>;
+  /** `message.field` → the DER structure that `bytes` field carries. */
+  der?: Record<string, DerKind>;
 }
 
 /** The lab's framed protocols, in the order the heuristic tries them. */
@@ -42,6 +63,7 @@ export const LAB_DISSECTORS: readonly DissectedProtocol[] = [
     abbrev: "cuhk",
     port: CA_PORT,
     title: "CUHK enrolment (secure-channel lab, system 1, steps 1-2)",
+    der: { "csr.csr": "csr", "certificate.certificate": "certificate", "crl.crl": "crl" },
   },
   {
     protocol: blackboardProtocol,
@@ -52,17 +74,52 @@ export const LAB_DISSECTORS: readonly DissectedProtocol[] = [
     nested: {
       "record.payload": { abbrev: "session", protocol: sessionProtocol },
     },
+    der: {
+      "request.certificate": "certificate",
+      "sessionKey.certificate": "certificate",
+      "sessionKey.crl": "crl",
+      "seedRequest.certificate": "certificate",
+    },
   },
   {
     protocol: bankProtocol,
     abbrev: "bank",
     port: BANK_PORT,
     title: "Bank of Bob (secure-channel lab, system 2)",
+    der: {
+      "hiBob.certificate": "certificate",
+      "hiBob.crl": "crl",
+      "secret.certificate": "certificate",
+    },
   },
 ];
 
 /** Where the generated dissector lives. */
 export { DISSECTOR_PATH };
+
+/** A word for a POSIX shell: as it is when it needs no quotes, else in single quotes. */
+export function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, "'\\''")}'`;
+}
+
+/**
+ * The commands that open `capture` with the lab's dissector, Wireshark's and tshark's, to run in
+ * `cwd` (default the current folder): paths inside `cwd` are relative to it, e.g.
+ * `wireshark -X lua_script:pcap/lab.lua pcap/captures/upload.pcapng`.
+ */
+export function openCommands(
+  capture: string,
+  options: { cwd?: string } = {},
+): { wireshark: string; tshark: string } {
+  const cwd = (options.cwd ?? Deno.cwd()).replace(/\/+$/, "");
+  const rel = (path: string) => path.startsWith(cwd + "/") ? path.slice(cwd.length + 1) : path;
+  const lua = shellWord(`lua_script:${rel(DISSECTOR_PATH)}`);
+  const file = shellWord(rel(capture));
+  return {
+    wireshark: `wireshark -X ${lua} ${file}`,
+    tshark: `tshark -X ${lua} -r ${file}`,
+  };
+}
 
 /** The chat's message types (system 3: JSON in frames, inside TLS), by direction. */
 export const CHAT_TYPES = {
@@ -106,9 +163,17 @@ function checkName(name: string, what: string): string {
 function messagesTable(
   abbrev: string,
   protocol: Protocol<MessageSpecs>,
-  nested: DissectedProtocol["nested"],
+  extra: Pick<DissectedProtocol, "nested" | "der">,
   indent: string,
 ): string {
+  const { nested, der } = extra;
+  for (const key of Object.keys(der ?? {})) {
+    const [type, field] = key.split(".");
+    const kind = protocol.messages[type ?? ""]?.fields[field ?? ""];
+    if (kind !== "bytes") {
+      throw new RangeError(`DER field ${abbrev}.${key} is not a bytes field of ${protocol.name}`);
+    }
+  }
   const lines: string[] = [];
   const entries = Object.entries(protocol.messages).sort((a, b) => a[1].code - b[1].code);
   for (const [type, spec] of entries) {
@@ -120,7 +185,11 @@ function messagesTable(
       checkName(field, "field");
       const inner = nested?.[`${type}.${field}`];
       const innerPart = inner ? `, inner = ${luaString(checkAbbrev(inner.abbrev))}` : "";
-      return `{ name = ${luaString(field)}, kind = ${luaString(kind as FieldKind)}${innerPart} }`;
+      const derKind = der?.[`${type}.${field}`];
+      const derPart = derKind ? `, der = ${luaString(derKind)}` : "";
+      return `{ name = ${luaString(field)}, kind = ${
+        luaString(kind as FieldKind)
+      }${innerPart}${derPart} }`;
     });
     lines.push(
       `${indent}[${spec.code}] = { name = ${luaString(type)}, label = ${luaString(spec.label)},`,
@@ -155,12 +224,12 @@ export function generateDissector(
     tables.push(
       `  {\n    abbrev = ${luaString(p.abbrev)}, name = ${luaString(p.protocol.name)},` +
         ` title = ${luaString(p.title)}, port = ${p.port},\n` +
-        `    messages = ${messagesTable(p.abbrev, p.protocol, p.nested, "      ")},\n  },`,
+        `    messages = ${messagesTable(p.abbrev, p.protocol, p, "      ")},\n  },`,
     );
   }
   const innerTables = [...inner].map(([abbrev, protocol]) =>
     `  ${abbrev} = { name = ${luaString(protocol.name)}, messages = ${
-      messagesTable(abbrev, protocol, undefined, "    ")
+      messagesTable(abbrev, protocol, {}, "    ")
     } },`
   );
   return `${HEADER}
@@ -173,8 +242,19 @@ local INNER = {
 ${innerTables.join("\n")}
 }
 
+${LOAD_GUARD}
 local INFO_TEXT_MAX = ${INFO_TEXT_MAX}
 local HEURISTIC_MAX_FRAME = ${HEURISTIC_MAX_FRAME}
+
+-- Wireshark's own dissectors of the DER structures some fields carry, by ASN.1 syntax, else by
+-- media type.
+local DER_DISSECTORS = {
+${
+    Object.entries(DER_DISSECTORS).map(([kind, d]) =>
+      `  ${kind} = { syntax = ${luaString(d.syntax)}, media_type = ${luaString(d.mediaType)} },`
+    ).join("\n")
+  }
+}
 ${ENGINE}${options.chat ? chatDissector(options.chat) : ""}`;
 }
 
@@ -190,25 +270,60 @@ local CHAT_MAX_FRAME = ${SERVER_MAX_FRAME}
 ${CHAT_ENGINE}`;
 }
 
+/** Words every generated dissector carries: how a file in the plugins folder is known as ours. */
+export const GENERATED_MARK = "GENERATED by `deno task dissector`";
+
 const HEADER =
   `-- Wireshark dissector for the secure-channel lab's framed protocols (systems 1 and 2):
 -- the CUHK enrolment (TCP 9335), Blackboard (TCP 3141) and the bank (TCP 6001); and the chat's
 -- frames (system 3) inside TLS, once the capture's embedded key log decrypts them.
 --
--- GENERATED by \`deno task dissector\` from the protocol tables in lib/*_protocol.ts.
+-- ${GENERATED_MARK} from the protocol tables in lib/*_protocol.ts.
 -- Do not edit by hand: change the tables and run the task again.
 --
 -- Use it once:        wireshark -X lua_script:pcap/lab.lua FILE.pcapng
 --                     tshark -X lua_script:pcap/lab.lua -r FILE.pcapng
--- Install it for good: copy it into Wireshark's personal Lua plugins folder
---                     (Linux and macOS: ~/.local/lib/wireshark/plugins/; Windows:
---                     %APPDATA%\\Wireshark\\plugins\\; "Help > About Wireshark > Folders" shows it)
---                     and restart Wireshark (or Analyze > Reload Lua Plugins).
+-- Install it for good: deno task dissector --install (--uninstall removes it), which copies it
+--                     into Wireshark's personal Lua plugins folder ("Help > About Wireshark >
+--                     Folders" shows it; Linux and macOS: ~/.local/lib/wireshark/plugins/), then
+--                     restart Wireshark (or Analyze > Reload Lua Plugins). Installed and given
+--                     with -X as well, the copy loaded first (the installed one) serves and the
+--                     other does nothing.
+--
+-- Certificates, CSRs and CRLs in the lab's messages are shown by Wireshark's own X.509 and
+-- PKCS#10 dissectors under their field (issuer, subject, validity, extensions).
 --
 -- Wire format: every frame is a 4-byte big-endian length and a message; a message is a one-byte
 -- type and its fields in order: text and bytes are a 4-byte big-endian length and the bytes, uint
 -- is 8 bytes big-endian. Frames are reassembled across TCP segments. On other ports than the
 -- defaults a conversation is recognised when its first frame decodes exactly (heuristic).
+`;
+
+/** The global a loaded copy of the dissector sets, so that a second copy does nothing. */
+export const LOADED_MARKER = "secure_channel_lab_dissector";
+
+/**
+ * Loading twice must be harmless: Wireshark loads the personal plugins folder first, then each
+ * `-X lua_script:` script, all in one Lua state, and a second `Proto("cuhk", …)` is a Lua error
+ * ("there cannot be two protocols with the same name"). The copy loaded first serves and a later
+ * one returns before it registers anything. A copy made before this guard sets no marker: when
+ * every one of its protocols is already a dissector, that counts as loaded too.
+ */
+const LOAD_GUARD = `
+-- Loaded twice (installed in the personal Lua plugins folder and given with -X lua_script:, or
+-- given twice): the copy loaded first serves, this one stops here without registering anything.
+local function lab_loaded()
+  if rawget(_G, "${LOADED_MARKER}") then return true end
+  for _, spec in ipairs(PROTOCOLS) do
+    -- Dissector.get gives nil for an unknown name (Wireshark 4.0); pcall also covers a version
+    -- that raises an error instead. Either means "not loaded".
+    local ok, d = pcall(Dissector.get, spec.abbrev)
+    if not ok or d == nil then return false end
+  end
+  return true
+end
+if lab_loaded() then return end
+${LOADED_MARKER} = true
 `;
 
 const ENGINE = `
@@ -283,6 +398,42 @@ local function printable(s)
   return (s:gsub("[%c]", "."))
 end
 
+-- Wireshark's dissector of a DER structure (DER_DISSECTORS), looked up at first use: by then
+-- every built-in dissector has registered its table entries, whenever this script was loaded.
+-- false when this Wireshark has neither (the field then stays bytes).
+local der_found = {}
+local function der_dissector(kind)
+  if der_found[kind] == nil then
+    local names = DER_DISSECTORS[kind]
+    local found = false
+    for _, t in ipairs({ { "ber.syntax", names.syntax }, { "media_type", names.media_type } }) do
+      local ok, d = pcall(function() return DissectorTable.get(t[1]):get_dissector(t[2]) end)
+      if ok and d then
+        found = d
+        break
+      end
+    end
+    der_found[kind] = found
+  end
+  return der_found[kind]
+end
+
+-- Shows the DER structure in range (a certificate, CSR or CRL) with Wireshark's own dissector,
+-- under tree. The Protocol and Info columns stay the lab's (the ber.syntax dissectors leave them
+-- alone; the media_type ones set their own). A structure that is not DER gets the dissector's own
+-- expert errors, and never stops the lab's dissection.
+local function show_der(kind, range, pinfo, tree)
+  local d = der_dissector(kind)
+  if not d then return end
+  local protocol, info = tostring(pinfo.cols.protocol), tostring(pinfo.cols.info)
+  local ok = pcall(d.call, d, range:tvb(), pinfo, tree)
+  if tostring(pinfo.cols.protocol) ~= protocol then pinfo.cols.protocol:set(protocol) end
+  if tostring(pinfo.cols.info) ~= info then pinfo.cols.info:set(info) end
+  if not ok then
+    tree:add_expert_info(PI_MALFORMED, PI_WARN, "Not a DER " .. kind .. " that Wireshark reads")
+  end
+end
+
 -- The first message of a packet sets the Protocol and Info columns, the next ones append to Info.
 -- Returns the new "first in packet" state (false).
 local function show_in_columns(pinfo, protocol, text, first)
@@ -296,7 +447,7 @@ local function show_in_columns(pinfo, protocol, text, first)
 end
 
 -- Adds one message (type byte and fields) under tree; returns its label and a short summary.
-local function dissect_message(tvb, offset, len, tree, ctx)
+local function dissect_message(tvb, pinfo, offset, len, tree, ctx)
   local code = tvb(offset, 1):uint()
   local msg = ctx.messages[code]
   if not msg then
@@ -342,13 +493,16 @@ local function dissect_message(tvb, offset, len, tree, ctx)
       end
       fsub:append_text(" (" .. n .. " bytes)")
       fsub:add(ctx.f_field_length, tvb(pos, 4))
+      if f.der and n > 0 then
+        show_der(f.der, tvb(pos + 4, n), pinfo, fsub)
+      end
       if f.kind == "text" and n > 0 then
         summary[#summary + 1] = f.name .. "=\\"" .. printable(tvb(pos + 4, n):string(ENC_UTF_8)) .. "\\""
       end
       if f.inner and n > 0 then
         local ictx = ctx.inner[f.inner]
         if well_formed(tvb, pos + 4, n, ictx.messages) then
-          local label, isum = dissect_message(tvb, pos + 4, n, fsub, ictx)
+          local label, isum = dissect_message(tvb, pinfo, pos + 4, n, fsub, ictx)
           inner_label = label
           summary[#summary + 1] = "[" .. label .. (isum ~= "" and (" " .. isum) or "") .. "]"
         end
@@ -411,7 +565,7 @@ local function register(spec)
       root:add_expert_info(PI_MALFORMED, PI_ERROR, "Empty message")
       label, summary = "empty frame", ""
     else
-      label, summary, inner_label = dissect_message(tvb, 4, len, root, ctx)
+      label, summary, inner_label = dissect_message(tvb, pinfo, 4, len, root, ctx)
     end
     local full = label .. (inner_label and (" [" .. inner_label .. "]") or "")
     root:add(f_message, tvb(0, 4), full):set_generated()

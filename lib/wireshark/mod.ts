@@ -4,6 +4,7 @@ export * from "./capture.ts";
 export * from "./dissector.ts";
 export * from "./expectation.ts";
 export * from "./ladder.ts";
+export * from "./plugin.ts";
 export * from "./tls_check.ts";
 export * from "./tls_records.ts";
 export * from "./tls_timing.ts";

@@ -242,3 +242,31 @@ export async function run(
     ...(options.stdin !== undefined ? { stdin: options.stdin } : {}),
   });
 }
+
+/**
+ * The `--allow-…` flags of a task in deno.json, with `$NAME` replaced from `vars` as `deno task`
+ * expands it: tests run a task's script with exactly the permissions the task grants.
+ */
+export async function taskPermissions(
+  task: string,
+  vars: Record<string, string> = {},
+): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
+  const entry = config.tasks?.[task];
+  const command: unknown = typeof entry === "string" ? entry : entry?.command;
+  if (typeof command !== "string") throw new Error(`No task '${task}' in deno.json`);
+  return command.split(/\s+/).filter((w) => w.startsWith("--allow-")).map((w) =>
+    w.replace(/\$([A-Z_][A-Z0-9_]*)/g, (_, name: string) => {
+      const value = vars[name];
+      if (value === undefined) throw new Error(`Task '${task}' uses $${name}: give its value`);
+      return value;
+    })
+  );
+}
+
+/** Deno's cache folder, for a child run with another HOME (which would otherwise move it). */
+export async function denoDir(): Promise<string> {
+  const res = await runCommand(Deno.execPath(), ["info", "--json"]);
+  if (res.code !== 0) throw new Error(`deno info failed: ${res.stderr}`);
+  return JSON.parse(res.stdout).denoDir;
+}

@@ -1,6 +1,7 @@
 /**
  * lib/wireshark/capture.ts: the capture is live before `start` returns, only the given ports are captured,
- * a stopped capture is complete and readable by everyone, and failures say why.
+ * a stopped capture is complete and readable by everyone, and failures say why. `deno task capture`
+ * ends with the exact commands that open the capture with the dissector, and they work.
  */
 
 import assert from "node:assert/strict";
@@ -13,7 +14,8 @@ import {
   tshark,
   wiresharkTcpPorts,
 } from "../../lib/wireshark/mod.ts";
-import { tempDir } from "../_fixtures/helpers.ts";
+import { DATA_DIR, ensureDir, PROJECT_ROOT } from "../../lib/runtime/mod.ts";
+import { runActor, taskPermissions, tempDir } from "../_fixtures/helpers.ts";
 
 /** Opens a TCP connection to `port`, sends `text`, and waits for the echo server to close. */
 async function exchange(port: number, text: string): Promise<void> {
@@ -107,4 +109,36 @@ Deno.test("capture: free ports for scenarios skip the ports Wireshark decodes as
   const picked = freePorts(5, avoid);
   assert.equal(new Set(picked).size, 5);
   for (const p of picked) assert.ok(!avoid.has(p), `${p} was to be avoided`);
+});
+
+Deno.test("capture task: ends with the commands that open the capture with the dissector", async () => {
+  // --out must be inside the project (the task's permissions): a scratch folder under data/.
+  await ensureDir(DATA_DIR);
+  const out = await Deno.makeTempDir({ dir: DATA_DIR, prefix: "capture-task-" });
+  try {
+    const rel = out.slice(PROJECT_ROOT.length + 1);
+    const res = await runActor("tasks/capture.ts", ["enrol", "--out", rel, "--quiet"], {
+      permissions: await taskPermissions("capture"),
+      timeoutMs: 120_000,
+    });
+    assert.equal(res.code, 0, `${res.stdout}\n${res.stderr}`);
+    const lines = res.stdout.trimEnd().split("\n");
+    const wireshark = `wireshark -X lua_script:pcap/lab.lua ${rel}/enrol.pcapng`;
+    const tsharkLine = `tshark -X lua_script:pcap/lab.lua -r ${rel}/enrol.pcapng`;
+    assert.deepEqual(lines.slice(-3), [
+      "Open it with the lab's dissector (installed by 'deno task dissector --install', -X is not needed; given as well, it is harmless):",
+      `  ${wireshark}`,
+      `  ${tsharkLine}`,
+    ]);
+    // The printed tshark command, run as printed from the project folder, names the messages.
+    const [cmd, ...args] = tsharkLine.split(" ");
+    const shown = await new Deno.Command(cmd!, { args, cwd: PROJECT_ROOT, stdin: "null" }).output();
+    const stdout = new TextDecoder().decode(shown.stdout);
+    assert.ok(shown.success, new TextDecoder().decode(shown.stderr));
+    assert.doesNotMatch(new TextDecoder().decode(shown.stderr), /Lua/);
+    assert.match(stdout, /CUHK \d+ STEP 1 CSR sid="1155123456"/);
+    assert.match(stdout, /CUHK \d+ STEP 2 cert 2/);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
 });
