@@ -402,7 +402,7 @@ Deno.test("Bob without --ca or --crl checks the CA at its default address, and d
 Deno.test({
   name:
     "bank client at a terminal: the seed's menu with the right prompts, and a normal Exit is status 0 even after a refusal",
-  ignore: !(await hasCommand("script")),
+  ignore: !(await hasCommand("python3")),
   fn: async () => {
     await using pki = await TestPki.start();
     await using dir = await tempDir();
@@ -410,8 +410,13 @@ Deno.test({
     const cert = await pki.serverCert("bank", ["127.0.0.1"]);
     const { bob, port } = await startBob(cert, `${dir.path}/bank`, { ca: pki.caAddr });
     try {
-      // `script` gives the client a real terminal (a pty), so it shows the interactive menu.
-      const command = [
+      // A real terminal (a pty), so that the client shows its menu; answers typed after each prompt.
+      const r = await run("python3", [
+        `${PROJECT_ROOT}/tests/_fixtures/pty_dialog.py`,
+        ...["operation code", "1", "amount to deposit", "10.00"],
+        ...["operation code", "2", "amount to withdraw", "999.00"],
+        ...["operation code", "3", "operation code", "4"],
+        "--",
         denoCommand(),
         ...denoRunArgs(`${PROJECT_ROOT}/${BANK}`, [
           "client",
@@ -421,10 +426,7 @@ Deno.test({
           alice.home,
           "--quiet",
         ], ACTOR_PERMISSIONS),
-      ].map((a) => `'${a}'`).join(" ");
-      const r = await run("script", ["-qec", command, "/dev/null"], {
-        stdin: "1\n10.00\n2\n999.00\n3\n4\n",
-      });
+      ]);
       const out = r.stdout.replace(/\r/g, "");
       assert.equal(r.code, 0, out);
       assert.match(out, /Enter operation code \(1, 2, 3 or 4\):/);
