@@ -310,13 +310,13 @@ Options:
 async function crlCommand(args: string[]): Promise<void> {
   const parsed = parseCommand(args, {
     name: "ca crl",
-    usage: `Usage: deno task ca crl --out FILE [options]
+    usage: `Usage: deno task ca crl [--out FILE] [options]
 
 Writes the current CRL (v2, with a CRL number), signed by the root, as PEM ('X509 CRL', which
 'openssl crl' and 'openssl verify -crl_check' read) or DER.
 
 Options:
-  --out FILE           where to write it
+  --out FILE           where to write it (default DATA-DIR/crl.pem, or crl.der with --der)
   --der                DER instead of PEM
   --data-dir DIR       (default ${DEFAULT_DATA_DIR})`,
     options: {
@@ -327,14 +327,14 @@ Options:
   });
   if (!parsed) return;
   const { values } = parsed;
-  const out = required(values.out, "out");
+  const out = values.out ?? `${values["data-dir"]}/crl.${values.der ? "der" : "pem"}`;
   using ca = await openCa(values["data-dir"]);
   const crl = await ca.crl();
   await writeFileAtomic(out, values.der ? der(crl) : crlPem(crl));
   console.error(
     `CRL number ${
       crlNumber(crl)
-    } with ${crl.entries.length} revoked, valid until ${crl.nextUpdate?.toISOString()}`,
+    } with ${crl.entries.length} revoked, valid until ${crl.nextUpdate?.toISOString()}, written to ${out}`,
   );
 }
 

@@ -240,6 +240,14 @@ Deno.test("interop: an openssl CSR enrolled by the CA verifies with OpenSSL and 
       dataDir,
     ]);
     assert.equal(crlRun.code, 0, crlRun.stderr);
+    // Without --out, the CRL goes into the data directory, not the current folder.
+    const crlDefault = await runActor("actors/ca.ts", ["crl", "--data-dir", dataDir]);
+    assert.equal(crlDefault.code, 0, crlDefault.stderr);
+    assert.match(crlDefault.stderr, new RegExp(`written to ${dataDir}/crl\\.pem\n`));
+    assert.equal(
+      await Deno.readTextFile(`${dataDir}/crl.pem`),
+      await Deno.readTextFile(`${d}/crl.pem`),
+    );
     const text = await run("openssl", [
       "crl",
       "-in",
