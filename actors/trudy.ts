@@ -115,16 +115,27 @@ function printVerdict(verdict: Verdict): void {
   console.log(`${verdictLine(verdict)}\n${reasonLine(verdict)}`);
 }
 
+/** How long Trudy waits for a (next) victim unless told otherwise. */
+const DEFAULT_VICTIM_TIMEOUT_S = 120;
+
 /** Options every on-the-path attack takes. */
 const LISTEN_OPTIONS = {
   "listen-port": { type: "string", default: "0" },
   once: { type: "boolean", default: false },
+  timeout: { type: "string", default: String(DEFAULT_VICTIM_TIMEOUT_S) },
 } as const;
 
 const LISTEN_USAGE =
   `  --listen-port PORT   where victims connect (default 0: a free port; the 'Trudy listening on'
                        line says which)
-  --once               stop after the first victim connection (exit status from its verdict)`;
+  --once               stop after the first victim connection (exit status from its verdict)
+  --timeout SECS       stop when no victim has connected for this long (default ${DEFAULT_VICTIM_TIMEOUT_S}; 0: wait
+                       forever, until Ctrl-C)`;
+
+/** `--timeout`: seconds, 0 for none. */
+function victimTimeoutMs(text: string): number {
+  return text === "0" ? 0 : parsePositiveInt(text, "timeout", 86_400) * 1000;
+}
 
 /**
  * Prints where Trudy listens, then one verdict line per victim connection, until --once is
@@ -133,18 +144,36 @@ const LISTEN_USAGE =
 async function runAttackServer(
   server: AttackServer,
   log: StepLog,
-  once: boolean,
+  options: { once: boolean; timeout: string },
   signal: AbortSignal,
 ): Promise<number> {
+  const { once } = options;
+  const timeoutMs = victimTimeoutMs(options.timeout);
   log.info(`Trudy listening on 127.0.0.1:${server.port}`);
   const stopped = new Promise<undefined>((resolve) => {
     if (signal.aborted) resolve(undefined);
     signal.addEventListener("abort", () => resolve(undefined), { once: true });
   });
   let last: Verdict | undefined;
+  let timedOut = false;
   try {
     for (;;) {
-      const verdict = await Promise.race([server.nextVerdict(), stopped]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const waited = timeoutMs === 0 ? new Promise<never>(() => {}) : new Promise<"timeout">(
+        (resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)),
+      );
+      const verdict = await Promise.race([server.nextVerdict(), stopped, waited]).finally(() =>
+        clearTimeout(timer)
+      );
+      if (verdict === "timeout") {
+        timedOut = true;
+        log.warn(
+          `no victim connected in ${
+            timeoutMs / 1000
+          } s: Trudy stops (--timeout SECS to wait longer, 0 to wait until Ctrl-C)`,
+        );
+        break;
+      }
       if (verdict === undefined) break;
       printVerdict(verdict);
       last = verdict;
@@ -154,7 +183,11 @@ async function runAttackServer(
     await server.close();
   }
   if (!last) {
-    const none: Verdict = { succeeded: false, reason: "no-victim", detail: "no victim connected" };
+    const none: Verdict = {
+      succeeded: false,
+      reason: "no-victim",
+      detail: timedOut ? `no victim connected in ${timeoutMs / 1000} s` : "no victim connected",
+    };
     printVerdict(none);
     return verdictStatus(none);
   }
@@ -199,7 +232,7 @@ ${LISTEN_USAGE}`,
   log.info("making Trudy's RSA key and her own CA's certificate for Bob's name");
   const signal = shutdownSignal();
   const server = await startBankMitm({ bank, log, port, amount: values.amount, graceMs: 2000 });
-  return await runAttackServer(server, log, values.once, signal);
+  return await runAttackServer(server, log, values, signal);
 }
 
 /**
@@ -248,7 +281,7 @@ ${LISTEN_USAGE}`,
     `recorded Bob's ${recorded.mode === "seed" ? "seed" : "default"} handshake: now playing Bob`,
   );
   const server = startFakeBob({ recorded, log, port, graceMs: 2000 });
-  return await runAttackServer(server, log, values.once, signal);
+  return await runAttackServer(server, log, values, signal);
 }
 
 async function sessionKeySniffCommand(args: string[]): Promise<number> {
@@ -309,7 +342,7 @@ ${LISTEN_USAGE}`,
     settleMs: parseSettle(values["settle-ms"]),
     graceMs: 2000,
   });
-  return await runAttackServer(server, log, values.once, signal);
+  return await runAttackServer(server, log, values, signal);
 }
 
 async function messageReplayCommand(args: string[]): Promise<number> {
@@ -345,7 +378,7 @@ ${LISTEN_USAGE}`,
     settleMs: parseSettle(values["settle-ms"]),
     graceMs: 2000,
   });
-  return await runAttackServer(server, log, values.once, signal);
+  return await runAttackServer(server, log, values, signal);
 }
 
 async function enrolCodeTheftCommand(args: string[]): Promise<number> {
@@ -374,7 +407,7 @@ ${LISTEN_USAGE}`,
   const log = new StepLog("Trudy");
   const signal = shutdownSignal();
   const server = startEnrolCodeTheft({ upstream, log, port });
-  return await runAttackServer(server, log, values.once, signal);
+  return await runAttackServer(server, log, values, signal);
 }
 
 async function crossServiceCommand(args: string[]): Promise<number> {
@@ -441,7 +474,7 @@ ${LISTEN_USAGE}`,
     bankName: values["bank-name"],
     graceMs: 2000,
   });
-  return await runAttackServer(server, log, values.once, signal);
+  return await runAttackServer(server, log, values, signal);
 }
 
 async function crlRollbackCommand(args: string[]): Promise<number> {
@@ -506,7 +539,7 @@ ${LISTEN_USAGE}`,
     waitMs,
     message: values.message,
   });
-  return await runAttackServer(server, log, values.once, signal);
+  return await runAttackServer(server, log, values, signal);
 }
 
 async function errorInjectionCommand(args: string[]): Promise<number> {
@@ -561,7 +594,7 @@ ${LISTEN_USAGE}`,
     ...(values.reason !== undefined ? { reason: values.reason } : {}),
     graceMs: 2000,
   });
-  return await runAttackServer(server, log, values.once, signal);
+  return await runAttackServer(server, log, values, signal);
 }
 
 export async function main(args: string[]): Promise<number | void> {

@@ -34,3 +34,21 @@ Deno.test("trudy verdict: stopped before any victim connected, the reason is no-
   assert.equal(verdict.outcome, "FAILED");
   assert.equal(verdict.reason, "no-victim");
 });
+
+Deno.test("trudy --timeout: with no victim she stops by herself, says why, and the reason is no-victim", async () => {
+  const trudy = await startTrudy("message-replay", [
+    "--blackboard",
+    "127.0.0.1:9",
+    "--timeout",
+    "1",
+  ]);
+  const status = await trudy.process.status;
+  assert.equal(status.code, 3, trudy.process.stderr);
+  assert.match(
+    trudy.process.stderr,
+    /no victim connected in 1 s: Trudy stops \(--timeout SECS to wait longer, 0 to wait until Ctrl-C\)/,
+  );
+  const verdict = printedVerdict(trudy.process.stdout);
+  assert.equal(verdict.reason, "no-victim");
+  assert.equal(verdict.detail, "no victim connected in 1 s");
+});
