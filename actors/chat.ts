@@ -24,6 +24,7 @@ import {
   type ScriptStep,
   serveChat,
 } from "../lib/chat/mod.ts";
+import { keyLogProblem } from "../lib/net/mod.ts";
 import {
   assertPrivateFile,
   dispatch,
@@ -31,6 +32,7 @@ import {
   parseHostPort,
   parsePort,
   parsePositiveInt,
+  PROJECT_ROOT,
   readTextFile,
   required,
   runMain,
@@ -257,6 +259,11 @@ function dropFfi(): void {
 
 export async function main(args: string[]): Promise<number | void> {
   if (args[0] !== "serve") dropFfi();
+  // Before any TLS: the runtime writes each session's keys to SSLKEYLOGFILE.
+  const keyLog = args.includes("--help")
+    ? null
+    : await keyLogProblem(PROJECT_ROOT, (line) => console.error(`chat: ${line}`));
+  if (keyLog !== null) throw new UsageError(keyLog);
   return await dispatch("chat", USAGE, { serve: serveCommand, client: clientCommand }, args);
 }
 

@@ -207,3 +207,53 @@ class NodeSocketStream implements ByteStream {
     this.#notify();
   }
 }
+
+/**
+ * Guards the TLS key log. The runtime writes every session's secrets to the file named by
+ * `SSLKEYLOGFILE` (read once, at process start, when it also creates the file with the default
+ * mode): a key log outside the project, or readable by others, gives the traffic away. Returns why
+ * the actor must not start, or null when there is no key log, it is (or was just made) a private
+ * file inside the project, or the variable cannot be read (no `--allow-env=SSLKEYLOGFILE`: the
+ * tasks grant it). `warn` hears about a key log made private.
+ */
+export async function keyLogProblem(
+  projectRoot: string,
+  warn: (line: string) => void,
+): Promise<string | null> {
+  let path: string | undefined;
+  try {
+    path = Deno.env.get("SSLKEYLOGFILE");
+  } catch {
+    return null;
+  }
+  if (path === undefined || path === "") return null;
+  const absolute = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  const root = projectRoot.replace(/\/$/, "");
+  const normal = new URL(`file://${absolute}`).pathname;
+  // check: keylog-inside-project tests/chat/cli_test.ts
+  if (!normal.startsWith(`${root}/`)) {
+    return `SSLKEYLOGFILE=${path} is outside the project: every TLS session key would be written there (nothing was). Use a file under data/, e.g. SSLKEYLOGFILE=data/tls-keys.log`;
+  }
+  let mode: number | null = null;
+  try {
+    mode = (await Deno.stat(normal)).mode;
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  // check: keylog-private tests/chat/cli_test.ts
+  if (mode !== null && (mode & 0o077) !== 0) {
+    try {
+      await Deno.chmod(normal, 0o600);
+    } catch {
+      return `SSLKEYLOGFILE=${path} can be read by others (mode ${
+        (mode & 0o777).toString(8)
+      }): every TLS session key would be written there. Run: chmod 600 ${path}`;
+    }
+    warn(
+      `SSLKEYLOGFILE=${path} could be read by others (mode ${
+        (mode & 0o777).toString(8)
+      }): made it 0600`,
+    );
+  }
+  return null;
+}

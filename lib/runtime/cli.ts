@@ -4,6 +4,7 @@
  */
 
 import { printable } from "./text.ts";
+import { PROJECT_ROOT } from "./paths.ts";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 /** A mistake in how the command was called: exit status 2 with a hint to use `--help`. */
@@ -217,11 +218,71 @@ export async function runMain(
       status = 2;
     } else {
       // The message may carry a peer's words (a refusal): one sanitised line.
-      console.error(`${program}: ${printable(err instanceof Error ? err.message : String(err))}`);
+      const message = err instanceof Error ? err.message : String(err);
+      console.error(`${program}: ${printable(message)}`);
+      const hint = permissionHint(message, args);
+      if (hint) console.error(hint);
       status = 1;
     }
   }
   Deno.exit(status);
+}
+
+/**
+ * For Deno's "Requires read access to "/x", run again with the --allow-read flag" (which a
+ * `deno task` user cannot do as told): why the task refused, and the `deno run` line, with the
+ * task's own flags from deno.json plus the one missing, that would work. Undefined for any other
+ * error, or when the task is not found.
+ */
+export function permissionHint(
+  message: string,
+  args: readonly string[],
+  mainModule: string = Deno.mainModule,
+  readTasks: () => Record<string, unknown> = readDenoJsonTasks,
+): string | undefined {
+  const m = /Requires (read|write) access to "([^"]+)"/.exec(message);
+  if (!m) return undefined;
+  const [, kind, path] = m;
+  const script = mainModule.startsWith("file://")
+    ? new URL(mainModule).pathname.replace(/^.*\/(actors|tasks)\//, "$1/")
+    : undefined;
+  let command: string | undefined;
+  try {
+    for (const task of Object.values(readTasks())) {
+      const line = typeof task === "string" ? task : (task as { command?: string } | null)?.command;
+      if (line && script && line.includes(` ${script}`)) command = line;
+    }
+  } catch {
+    return undefined;
+  }
+  if (command === undefined || script === undefined) return undefined;
+  const [before] = command.split(` ${script}`);
+  const quote = (a: string) => /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`;
+  // The task's flags, with the path added to its --allow-read or --allow-write (or a new one).
+  const flag = `--allow-${kind}`;
+  let added = false;
+  const words = before!.split(/\s+/).map((w) => {
+    if (w === flag) {
+      added = true;
+      return w; // already everything
+    }
+    if (w.startsWith(`${flag}=`)) {
+      added = true;
+      return `${w},${path}`;
+    }
+    return w;
+  });
+  if (!added) words.push(`${flag}=${path}`);
+  return `The 'deno task' scripts may ${kind} files inside this project only, and ${
+    printable(path!)
+  } is outside it. Move the file into the project (for example under data/), or run the script with that access added:\n  ${
+    [...words, script, ...args].map(quote).join(" ")
+  }`;
+}
+
+function readDenoJsonTasks(): Record<string, unknown> {
+  const json = JSON.parse(Deno.readTextFileSync(`${PROJECT_ROOT}/deno.json`));
+  return (json.tasks ?? {}) as Record<string, unknown>;
 }
 
 /** Picks a subcommand: `ca serve …` calls `commands.serve(rest)`. */

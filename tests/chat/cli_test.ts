@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ActorProcess, runActor, tempDir, TestPki } from "../_fixtures/helpers.ts";
+import { ActorProcess, PROJECT_ROOT, runActor, tempDir, TestPki } from "../_fixtures/helpers.ts";
 
 const SCRIPT = "actors/chat.ts";
 
@@ -184,4 +184,42 @@ Deno.test("with SSLKEYLOGFILE set, the server writes the TLS key log of its TLS 
   const text = await Deno.readTextFile(serverLog);
   assert.match(text, /^CLIENT_TRAFFIC_SECRET_0 [0-9a-f]{64} [0-9a-f]{64,96}$/m); // TLS 1.3
   assert.match(text, /^CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}$/m); // TLS 1.2
+});
+
+Deno.test("SSLKEYLOGFILE outside the project is refused before any TLS; one inside readable by others is made 0600", async () => {
+  // The chat task's own permissions: env for this one variable, writes under data/ only.
+  const permissions = [
+    "--allow-net=127.0.0.1,localhost,[::1]",
+    "--allow-read=.",
+    "--allow-write=data",
+    "--allow-env=SSLKEYLOGFILE",
+  ];
+  const outside = await runActor(SCRIPT, ["client", "--nick", "eve"], {
+    permissions,
+    env: { SSLKEYLOGFILE: "/tmp/lab-keys-outside.log" },
+  });
+  assert.equal(outside.code, 2, outside.stderr);
+  assert.match(
+    outside.stderr,
+    /^chat: SSLKEYLOGFILE=\/tmp\/lab-keys-outside\.log is outside the project: every TLS session key would be written there \(nothing was\)\. Use a file under data\//,
+  );
+  await Deno.remove("/tmp/lab-keys-outside.log").catch(() => {});
+
+  await Deno.mkdir(`${PROJECT_ROOT}/data`, { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: `${PROJECT_ROOT}/data`, prefix: "test-keylog-" });
+  const relative = `data/${dir.slice(dir.lastIndexOf("/") + 1)}/keys.log`;
+  await Deno.writeFile(`${dir}/keys.log`, new Uint8Array(), { mode: 0o644 });
+  await Deno.chmod(`${dir}/keys.log`, 0o644);
+  const inside = await runActor(SCRIPT, ["client", "--nick", "eve", "--server", "127.0.0.1:1"], {
+    permissions,
+    env: { SSLKEYLOGFILE: relative },
+  });
+  assert.match(
+    inside.stderr,
+    new RegExp(
+      `chat: SSLKEYLOGFILE=${relative} could be read by others \\(mode 644\\): made it 0600`,
+    ),
+  );
+  assert.equal((await Deno.stat(`${dir}/keys.log`)).mode! & 0o777, 0o600);
+  await Deno.remove(dir, { recursive: true });
 });

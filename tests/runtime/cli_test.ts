@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import {
   parseProtocolMode,
+  permissionHint,
   PROTOCOL_MODES,
   UsageError,
   warnDeprecated,
@@ -57,4 +58,45 @@ Deno.test("warnDeprecated: one line, with the command when there is one", () => 
     "ca serve: --open-enrolment is deprecated; use --protocol default|seed",
     "--old is deprecated; use --protocol default|seed",
   ]);
+});
+
+Deno.test("permissionHint: Deno's 'run again with --allow-read' becomes why, and a deno run line that works", () => {
+  const tasks = {
+    chat: {
+      command:
+        "deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read=. --allow-ffi actors/chat.ts",
+    },
+    ca: "deno run --allow-read=. actors/ca.ts",
+  };
+  const hint = permissionHint(
+    'Cannot read the server certificate from /etc/x y: Requires read access to "/etc/x y", run again with the --allow-read flag',
+    ["serve", "--cert", "/etc/x y"],
+    "file:///home/me/lab/actors/chat.ts",
+    () => tasks,
+  );
+  assert.equal(
+    hint,
+    "The 'deno task' scripts may read files inside this project only, and /etc/x y is outside it. " +
+      "Move the file into the project (for example under data/), or run the script with that access added:\n" +
+      "  deno run '--allow-net=127.0.0.1,localhost,[::1]' '--allow-read=.,/etc/x y' --allow-ffi actors/chat.ts serve --cert '/etc/x y'",
+  );
+  // A write, for a task without --allow-write: the flag is added.
+  assert.match(
+    permissionHint(
+      'Requires write access to "/tmp/out", run again with the --allow-write flag',
+      ["issue", "--out", "/tmp/out"],
+      "file:///home/me/lab/actors/ca.ts",
+      () => tasks,
+    )!,
+    /\n {2}deno run --allow-read=\. --allow-write=\/tmp\/out actors\/ca\.ts issue --out \/tmp\/out$/,
+  );
+  // Any other error, or a script no task runs: no hint.
+  assert.equal(
+    permissionHint("Connection refused", [], "file:///x/actors/ca.ts", () => tasks),
+    undefined,
+  );
+  assert.equal(
+    permissionHint('Requires read access to "/x"', [], "file:///x/actors/bank.ts", () => tasks),
+    undefined,
+  );
 });
