@@ -478,24 +478,36 @@ class ChatRoom {
       this.#drop(member, errorMessage(err));
       return false;
     }
+    const { rate, burst } = this.#limits;
+    const limit = `at most ${rate} messages a second, bursts of ${burst}`;
     // check: chat-rate-limit tests/chat/server_test.ts
     if (!member.limiter.take()) {
       member.strikes++;
       // check: chat-flood-drop tests/chat/server_test.ts
-      if (member.strikes > this.#limits.burst) {
-        this.#drop(member, `Flooding: over ${this.#limits.rate} messages per second`);
+      if (member.strikes > burst) {
+        this.#drop(
+          member,
+          `Flooding: ${member.strikes} messages over the rate limit in a row (${limit})`,
+        );
         return false;
       }
       if (member.strikes === 1) {
         log.warn(`${member.nick}: over the rate limit, dropping messages`);
         this.#tell(member, {
           type: "error",
-          reason: `Rate limit: at most ${this.#limits.rate} messages per second; message dropped`,
+          reason: `Rate limit (${limit}): message dropped, and the next ones until you slow down`,
         });
       }
       return true;
     }
-    member.strikes = 0;
+    if (member.strikes > 0) {
+      // The burst of drops is over: one notice with its count, so none was dropped silently.
+      this.#tell(member, {
+        type: "error",
+        reason: `Rate limit (${limit}): ${member.strikes} message(s) dropped in all`,
+      });
+      member.strikes = 0;
+    }
     return this.#dispatch(member, msg);
   }
 

@@ -243,17 +243,42 @@ Deno.test("a flood over the rate limit is dropped, then the flooder disconnected
   assert.ok(
     msgs.some((m) =>
       m.type === "error" &&
-      m.reason === "Rate limit: at most 5 messages per second; message dropped"
+      m.reason ===
+        "Rate limit (at most 5 messages a second, bursts of 5): message dropped, and the next ones until you slow down"
     ),
   );
   assert.deepEqual(msgs.at(-1), {
     type: "bye",
-    reason: "Flooding: over 5 messages per second",
+    reason:
+      "Flooding: 6 messages over the rate limit in a row (at most 5 messages a second, bursts of 5)",
   });
   await bob.waitFor((m) => m.type === "left" && m.nick === "flooder");
   const spam = bob.inbox.filter((m) => m.type === "said" && m.from === "flooder");
   // The burst (5), plus the odd token refilled while the flood was read (a loaded machine).
   assert.ok(spam.length >= 5 && spam.length <= 7, `bob saw ${spam.length} of 50`);
+});
+
+Deno.test("a burst over the rate limit: one notice when it starts, one with the count when it ends", async () => {
+  await using chat = await ChatFixture.start({ rate: 5, burst: 2 });
+  const alice = await chat.join("alice");
+  // Burst of 2, then 2 dropped (under the 2 + 1 that would disconnect her).
+  for (let i = 0; i < 4; i++) await alice.send({ type: "say", text: `m${i}` });
+  await alice.waitFor((m) =>
+    m.type === "error" &&
+    m.reason ===
+      "Rate limit (at most 5 messages a second, bursts of 2): message dropped, and the next ones until you slow down"
+  );
+  // The next message after a token came back: the count of what was dropped, then the message.
+  await alice.waitFor(said("alice", "m1"));
+  // What is tested is a rate: the time for one token (200 ms at 5 a second) has to pass.
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  await alice.send({ type: "say", text: "after" });
+  await alice.waitFor((m) =>
+    m.type === "error" &&
+    m.reason ===
+      "Rate limit (at most 5 messages a second, bursts of 2): 2 message(s) dropped in all"
+  );
+  await alice.waitFor(said("alice", "after"));
 });
 
 Deno.test("a message longer than the server's limit is refused, the connection stays", async () => {
