@@ -15,6 +15,7 @@ import {
   MAX_NICK,
   MAX_TEXT,
   nickProblem,
+  QUIT_GOODBYE,
   SERVER_MAX_FRAME,
   type ServerMessage,
 } from "./protocol.ts";
@@ -95,7 +96,10 @@ export function formatServerMessage(msg: ServerMessage, now = Date.now()): strin
     case "error":
       return `${time(now)} ! ${p(msg.reason)}`;
     case "bye":
-      return `${time(now)} ! disconnected by the server: ${p(msg.reason)}`;
+      // After the user's own /quit, the server's goodbye is no error.
+      return msg.reason === QUIT_GOODBYE
+        ? `${time(now)} * you left the chat. Goodbye`
+        : `${time(now)} ! disconnected by the server: ${p(msg.reason)}`;
   }
 }
 

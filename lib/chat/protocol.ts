@@ -23,6 +23,9 @@ export const CHAT_NAME = "chat";
 export const CLIENT_MAX_FRAME = 16 * 1024;
 /** Largest frame a server may send (a `/who` list of many users is the biggest). */
 export const SERVER_MAX_FRAME = 256 * 1024;
+/** The server's `bye` after a client's own `quit`: not a disconnection. */
+export const QUIT_GOODBYE = "Goodbye";
+
 /** Longest nickname, in characters. */
 export const MAX_NICK = 24;
 /** Longest chat text the schema admits; the server's own limit (`maxText`) may be lower. */

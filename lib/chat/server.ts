@@ -30,6 +30,7 @@ import {
   nickClash,
   nickKey,
   nickProblem,
+  QUIT_GOODBYE,
   type ServerMessage,
   textProblem,
 } from "./protocol.ts";
@@ -552,7 +553,7 @@ class ChatRoom {
         member.log.info(`${member.nick} left (quit)`);
         this.#members.delete(member.key);
         this.#broadcast({ type: "left", nick: member.nick, reason: "quit", time });
-        member.finish("Goodbye", this.#limits.writeTimeoutMs, true);
+        member.finish(QUIT_GOODBYE, this.#limits.writeTimeoutMs, true);
         return false;
       case "hello":
         this.#drop(member, "Already joined: hello sent twice");

@@ -236,7 +236,7 @@ Deno.test("received messages print with time and sender, control characters esca
   );
   assert.equal(
     formatServerMessage({ type: "bye", reason: "Goodbye" }, t),
-    "12:00:01 ! disconnected by the server: Goodbye",
+    "12:00:01 * you left the chat. Goodbye",
   );
 });
 
