@@ -22,7 +22,8 @@ export type VerdictReason =
   | "binding-refused" // the CA refused the swap: the code's binding covers the victim's own CSR
   // bank-mitm
   | "seed-key-accepted" // Alice took Trudy's key as Bob's; Trudy read (and changed) her operations
-  | "key-refused" // Alice refused Trudy's key or certificate and said why
+  | "key-refused" // Alice refused Trudy's key or certificate and said why (or Bob, after the swap)
+  | "refused-before-swap" // Alice or Bob refused before Trudy changed anything (e.g. a mismatch)
   | "hung-up-after-certificate" // Alice hung up after Trudy's certificate without saying why
   | "no-secret" // the session ended before Alice sent a secret
   // bank-replay

@@ -114,6 +114,8 @@ interface MitmState {
   /** Replies rewritten so Alice saw her own amounts. */
   rewritten: number;
   refusal?: string;
+  /** Who sent the refusal. */
+  refusedBy?: "Alice" | "Bob";
   certificateSwapped: boolean;
 }
 
@@ -233,6 +235,7 @@ function mitmConnection(
         return st.records ? rewriteRecord(direction, msg.data, st.records) : frame;
       case "error":
         st.refusal = msg.reason;
+        st.refusedBy = direction === "toServer" ? "Alice" : "Bob";
         log.info(
           `${direction === "toServer" ? "Alice" : "Bob"} refused, in the clear: ${msg.reason}`,
         );
@@ -356,12 +359,26 @@ function verdictOf(st: MitmState, forgedText: string): Verdict {
   }
   if (st.refusal !== undefined) {
     const step = /^STEP (\d)/.exec(st.refusal)?.[1];
+    const at = step ? ` at STEP ${step}` : "";
+    const who = st.refusedBy ?? "Alice";
+    // Before Trudy swapped anything, a refusal is about the two ends (a protocol mismatch, a
+    // revoked customer…), not about her.
+    if (!st.certificateSwapped && st.bobKey === undefined) {
+      return {
+        succeeded: false,
+        reason: "refused-before-swap",
+        detail:
+          `${who} refused${at} before Trudy changed anything (she never got to swap her key), and said why: ${st.refusal}`,
+      };
+    }
     return {
       succeeded: false,
       reason: "key-refused",
-      detail: `${
-        step ? `Alice refused Trudy's key at STEP ${step}` : "Alice refused Trudy's key"
-      } and told Trudy why: ${st.refusal}`,
+      detail: who === "Alice"
+        ? `Alice refused Trudy's ${
+          st.certificateSwapped ? "certificate" : "key"
+        }${at} and told Trudy why: ${st.refusal}`
+        : `Bob refused${at} after Trudy's swap and said why: ${st.refusal}`,
     };
   }
   return {

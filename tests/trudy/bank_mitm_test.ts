@@ -83,6 +83,24 @@ Deno.test("trudy bank-mitm fails against secure mode: Alice refuses Trudy's cert
   assert.equal(bank.accounts.balance("1155000001"), 0);
 });
 
+Deno.test("trudy bank-mitm: a protocol mismatch is Bob's refusal before any swap, said as such", async () => {
+  await using pki = await TestPki.start();
+  const alice = await pki.student("1155000002");
+  // Alice speaks the default protocol; Bob runs the seed's.
+  await using bank = await startBank(pki, { mode: "seed" });
+  await using trudy = await startTrudy("bank-mitm", ["--bank", `127.0.0.1:${bank.port}`]);
+  await assert.rejects(openSession(aliceOptions(pki, alice, trudy.port, memoryLog("Alice").log)));
+  const r = await trudy.result();
+  assert.equal(r.code, 3, r.stderr);
+  const verdict = printedVerdict(r.stdout);
+  assert.equal(verdict.reason, "refused-before-swap");
+  assert.match(
+    verdict.detail,
+    /^Bob refused( at STEP \d)? before Trudy changed anything \(she never got to swap her key\), and said why: /,
+  );
+  assert.doesNotMatch(verdict.detail, /Alice refused Trudy/);
+});
+
 Deno.test("trudy bank-mitm: a bad amount is a usage error", async () => {
   const r = await runActor("actors/trudy.ts", ["bank-mitm", "--amount", "1.234"]);
   assert.equal(r.code, 2);
