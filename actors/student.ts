@@ -318,6 +318,10 @@ ${SESSION_USAGE}`,
   const bar = values.quiet ? undefined : new ProgressBar({ label: "upload" });
   const receipt = await session.upload(file, {
     onProgress: (sent, total) => bar?.update(sent, total),
+  }).catch((err) => {
+    // The error goes on a line of its own, under the bar.
+    bar?.interrupt();
+    throw err;
   });
   log.info(
     receipt.resumedFrom > 0 ? `resumed from byte ${receipt.resumedFrom}` : "uploaded in one go",

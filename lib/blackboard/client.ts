@@ -5,7 +5,15 @@
  */
 
 import { createHash } from "node:crypto";
-import { ensureDir, exists, type HostPort, type StepLog, writeFileAtomic } from "../runtime/mod.ts";
+import {
+  ensureDir,
+  errorMessage,
+  exists,
+  formatBytes,
+  type HostPort,
+  type StepLog,
+  writeFileAtomic,
+} from "../runtime/mod.ts";
 import { FramedStream, PeerRefusedError } from "../wire/mod.ts";
 import { constantTimeEqual, randomBytes, sha256, toHex } from "../crypto/mod.ts";
 import type { StudentIdentity } from "../ca/mod.ts";
@@ -132,6 +140,19 @@ export class StudentSession {
     return await this.#broken(() => this.#upload(path, options));
   }
 
+  /**
+   * A connection lost in the middle of an upload (Blackboard stopped, the network cut): Blackboard
+   * keeps what it received, and the same upload resumes from there. Refusals and bad records are
+   * not pauses: they pass through as they are.
+   */
+  #paused(err: unknown, sent: number, size: number): never {
+    if (
+      err instanceof PeerRefusedError || err instanceof RecordError ||
+      err instanceof UploadPausedError
+    ) throw err;
+    throw new UploadPausedError(sent, size, err);
+  }
+
   async #upload(path: string, options: UploadOptions): Promise<UploadReceipt> {
     const chunkSize = Math.min(options.chunkSize ?? CHUNK_SIZE, CHUNK_SIZE);
     const info = await Deno.stat(path).catch((err) => {
@@ -196,12 +217,16 @@ export class StudentSession {
       const data = buf.subarray(0, n);
       hash.update(data);
       const at = pos;
-      await sendOrStop(() => this.secure.send("chunk", { offset: at, data }));
+      await sendOrStop(() => this.secure.send("chunk", { offset: at, data })).catch((err) =>
+        this.#paused(err, at, size)
+      );
       pos += n;
       options.onProgress?.(pos, size);
     }
     const digest = new Uint8Array(hash.digest());
-    await sendOrStop(() => this.secure.send("uploadEnd", { sha256: digest }));
+    await sendOrStop(() => this.secure.send("uploadEnd", { sha256: digest })).catch((err) =>
+      this.#paused(err, pos, size)
+    );
     // Blackboard syncs the whole file before it answers.
     const waitMs = Math.max(this.#timeoutMs, 60_000);
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -215,7 +240,13 @@ export class StudentSession {
       throw new Error(`No receipt from Blackboard within ${waitMs / 1000} s`);
     }
     const s = settled as { msg: SessionMessage | null } | { err: unknown };
-    if (!("msg" in s) || s.msg?.type !== "receipt") stop();
+    if (!("msg" in s) || s.msg?.type !== "receipt") {
+      try {
+        stop();
+      } catch (err) {
+        this.#paused(err, pos, size);
+      }
+    }
     const receipt = (s as { msg: SessionMessage<"receipt"> }).msg;
     if (receipt.size !== size || !constantTimeEqual(receipt.sha256, digest)) {
       throw new Error("Blackboard's receipt does not match the file sent");
@@ -234,6 +265,24 @@ export class StudentSession {
 
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/** The upload stopped with the connection; the same command resumes it. */
+export class UploadPausedError extends Error {
+  override name = "UploadPausedError";
+  readonly sent: number;
+  readonly size: number;
+
+  constructor(sent: number, size: number, cause: unknown) {
+    super(
+      `upload paused at ${formatBytes(sent)} of ${formatBytes(size)} (${sent} of ${size} bytes): ${
+        errorMessage(cause)
+      }; run the same command to resume`,
+      { cause },
+    );
+    this.sent = sent;
+    this.size = size;
   }
 }
 

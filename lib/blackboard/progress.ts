@@ -63,4 +63,11 @@ export class ProgressBar {
     );
     if (finished) this.#done = true;
   }
+
+  /** Ends the bar's line where it stands (before an error is printed under it). */
+  interrupt(): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.#tty && this.#lastDraw > 0) this.#write("\n");
+  }
 }

@@ -101,7 +101,7 @@ export function serveBlackboard(options: BlackboardOptions): Server {
     maxConnections: options.maxConnections,
     maxPerAddress: options.maxPerAddress,
     stream: { maxFrame: SESSION_MAX_FRAME, readTimeoutMs: ctx.handshakeTimeoutMs },
-    handler: async (stream, { remote, log }, conn) => {
+    handler: async (stream, { remote, log, stopping }, conn) => {
       const host = (conn.remoteAddr as Deno.NetAddr).hostname ?? remote;
       const admitted = await gate.admit(
         host,
@@ -114,7 +114,9 @@ export function serveBlackboard(options: BlackboardOptions): Server {
         if (options.protocol === "seed") await serveSeed(ctx, peer);
         else {
           const accepted = await acceptSession(ctx, peer);
-          if (accepted) await serveSession(ctx, peer, accepted.session, accepted.sid);
+          if (accepted) {
+            await serveSession(ctx, peer, accepted.session, accepted.sid, stopping);
+          }
         }
       } catch (err) {
         await refuse(peer, err);
@@ -214,6 +216,11 @@ function refusalReason(peer: Peer, err: unknown): string | undefined {
     peer.log.warn(`${who}: ${err.message}`);
     return undefined;
   }
+  if (err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted) {
+    // The server closed the connection under a read: its shutdown's grace period ran out.
+    peer.log.warn(`${who}: connection closed as Blackboard stopped`);
+    return undefined;
+  }
   let reason: string;
   if (
     err instanceof Refusal || err instanceof CertificateError || err instanceof FrameError ||
@@ -280,12 +287,36 @@ async function serveSession(
   peer: Peer,
   session: SecureSession,
   sid: string,
+  stopping: AbortSignal,
 ): Promise<void> {
   const { log } = peer;
   let upload: PartialUpload | undefined;
+  // Blackboard stopping (SIGINT): the session ends between two messages, with the student told.
+  const stopped = new Promise<"stopping">((resolve) => {
+    if (stopping.aborted) resolve("stopping");
+    stopping.addEventListener("abort", () => resolve("stopping"), { once: true });
+  });
   try {
     for (;;) {
-      const msg = await session.next({ timeoutMs: ctx.sessionTimeoutMs });
+      const reading = session.next({ timeoutMs: ctx.sessionTimeoutMs });
+      reading.catch(() => {}); // settled by the close if the stop wins the race
+      const msg = await Promise.race([reading, stopped]);
+      if (msg === "stopping") {
+        let reason = "Blackboard is shutting down";
+        if (upload) {
+          await upload.close();
+          log.warn(
+            `${sid}: Blackboard is stopping; partial ${upload.name} kept at byte ${upload.offset} for a resume`,
+          );
+          reason +=
+            `: your upload is kept at byte ${upload.offset} of ${upload.size}; run the same command to resume`;
+        } else {
+          log.info(`${sid}: told the session ends, Blackboard is stopping`);
+        }
+        await session.refuse(reason);
+        peer.refused = true;
+        return;
+      }
       if (msg === null) {
         if (upload) {
           // Closed (synced, released) before it is reported kept.

@@ -12,6 +12,8 @@ export interface ConnectionInfo {
   /** `127.0.0.1:54321`. */
   remote: string;
   log: StepLog;
+  /** Aborted when the server starts to stop: a session may tell its peer and finish. */
+  stopping: AbortSignal;
 }
 
 export interface ServeOptions<C extends Deno.Conn = Deno.Conn> {
@@ -260,7 +262,7 @@ export function serve<C extends Deno.Conn>(options: ServeOptions<C>): Server {
           continue;
         }
         perHost.set(host, held + 1);
-        const info: ConnectionInfo = { id, remote, log: log.child(`#${id}`) };
+        const info: ConnectionInfo = { id, remote, log: log.child(`#${id}`), stopping: signal };
         const task = (async () => {
           try {
             await options.handler(conn, info);

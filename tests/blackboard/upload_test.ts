@@ -232,3 +232,45 @@ Deno.test("blackboard: a student over the quota of unfinished uploads gets a cle
   ]);
   assert.equal((await Deno.stat(`${bb.dataDir}/partial/${SID}/${held}.part`)).size, 600);
 });
+
+Deno.test("Blackboard stopped in the middle of an upload: the student is told inside the session that it is kept, and the same upload resumes", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using data = await tempDir("lab-bb-stop-");
+  await using dir = await tempDir();
+  const path = `${dir.path}/big.bin`;
+  await writeTestFile(path, 64 * MiB);
+  const digest = await fileSha256(path);
+  const { log } = memoryLog("student");
+  const id = await identity(student.home);
+  {
+    const bb = await startBlackboard(pki, { dataDir: data.path });
+    using session = await openSession({ blackboard: bb.addr, identity: id, log });
+    let closing: Promise<void> | undefined;
+    await assert.rejects(
+      session.upload(path, {
+        onProgress: (sent) => {
+          // Once some of it has arrived, Blackboard is stopped (as by SIGINT).
+          if (sent >= 4 * MiB) closing ??= bb.server.close();
+        },
+      }),
+      (err: Error) => {
+        assert.match(
+          err.message,
+          /^(Blackboard is shutting down: your upload is kept at byte \d+ of 67108864; run the same command to resume|upload paused at .* run the same command to resume)$/,
+        );
+        return true;
+      },
+    );
+    await closing;
+    await bb[Symbol.asyncDispose]();
+    const all = bb.lines.join("\n");
+    assert.doesNotMatch(all, /internal error|Bad resource/);
+    assert.match(all, /Blackboard is stopping; partial big\.bin kept at byte \d+ for a resume/);
+  }
+  await using bb2 = await startBlackboard(pki, { dataDir: data.path });
+  using session = await openSession({ blackboard: bb2.addr, identity: id, log });
+  const receipt = await session.upload(path);
+  assert.ok(receipt.resumedFrom > 0, "resumed");
+  assert.equal(receipt.sha256, digest);
+});
