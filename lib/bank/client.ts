@@ -8,7 +8,12 @@
 import { parseAmount } from "./amount.ts";
 import { aliceHandshake } from "./handshake.ts";
 import { connectionBroke, HandshakeError } from "./machine.ts";
-import { BANK_HANDSHAKE_TIMEOUT_MS, BANK_MAX_FRAME, type BankMode } from "./protocol.ts";
+import {
+  BANK_HANDSHAKE_TIMEOUT_MS,
+  BANK_MAX_FRAME,
+  type BankMode,
+  BOB_SHUTTING_DOWN,
+} from "./protocol.ts";
 import { type BankSession, CleartextFrameError, RecordError } from "./records.ts";
 import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
 import { FramedStream, FrameError, PeerRefusedError } from "../wire/mod.ts";
@@ -130,6 +135,8 @@ export class BankClient {
     let delay = 50;
     // Whether the request may have reached Bob: from then on only an authenticated answer counts.
     let sent = false;
+    // One line for a run of retries, not one per attempt.
+    let told = false;
     for (;;) {
       let inHandshake = true;
       try {
@@ -151,7 +158,10 @@ export class BankClient {
         let unauthenticated = false;
         // check: bank-retry-unauthenticated-refusal tests/bank/forged_refusal_test.ts
         if (sent && inHandshake && err instanceof PeerRefusedError) unauthenticated = true;
-        if (!(isConnectionLoss(err) || unauthenticated)) throw err;
+        // Bob's goodbye when he stops (inside the session): the request was not applied; resend.
+        const bobStopping = !inHandshake && err instanceof PeerRefusedError &&
+          err.message === BOB_SHUTTING_DOWN;
+        if (!(isConnectionLoss(err) || unauthenticated || bobStopping)) throw err;
         if (Date.now() + delay > deadline) {
           if (!sent) throw err;
           throw new Error(
@@ -160,7 +170,16 @@ export class BankClient {
               "again: Bob applies it once",
           );
         }
-        this.options.log.warn(`connection lost during ${what} (${errorMessage(err)}): resending`);
+        if (!told) {
+          told = true;
+          this.options.log.warn(
+            bobStopping
+              ? `${BOB_SHUTTING_DOWN}: reconnecting to send ${what} again`
+              : `connection lost during ${what} (${
+                errorMessage(err)
+              }): reconnecting to send it again`,
+          );
+        }
         this.reconnects++;
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, 500);

@@ -29,6 +29,8 @@ export const BANK_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const BANK_IDLE_TIMEOUT_MS = 120_000;
 /** Secure mode's protocol version, bound into every signature and key. */
 export const BANK_VERSION = "bank/1";
+/** Bob's last word to an open session when he stops (inside the session: authenticated). */
+export const BOB_SHUTTING_DOWN = "Bob is shutting down";
 /** What the seed's Bob signs as his proof, every time: the flaw that makes it replayable. */
 export const SEED_SENTENCE = "Alice, This Is Bob";
 

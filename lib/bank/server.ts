@@ -16,6 +16,7 @@ import {
   type BankMode,
   bankOps,
   bankProtocol,
+  BOB_SHUTTING_DOWN,
   stepName,
 } from "./protocol.ts";
 import {
@@ -90,7 +91,7 @@ export function serveBank(options: BankServerOptions): Server {
       maxFrame: BANK_MAX_FRAME,
       readTimeoutMs: options.handshakeTimeoutMs ?? BANK_HANDSHAKE_TIMEOUT_MS,
     },
-    handler: async (stream, { remote, log }, conn) => {
+    handler: async (stream, { remote, log, stopping }, conn) => {
       const host = (conn.remoteAddr as Deno.NetAddr).hostname ?? remote;
       const admitted = await gate.admit(
         host,
@@ -124,7 +125,7 @@ export function serveBank(options: BankServerOptions): Server {
         await session.send("welcome", { customer, balance: accounts.open(customer) });
       }
       log.info(`${stepName(6)}: session open for account ${customer}`);
-      await serveOperations(session, accounts, log, idleMs);
+      await serveOperations(session, accounts, log, idleMs, stopping);
     },
   });
   server.finished.then(() => gate.flush(), () => gate.flush());
@@ -136,12 +137,27 @@ async function serveOperations(
   accounts: Accounts,
   log: StepLog,
   idleMs: number,
+  stopping: AbortSignal,
 ): Promise<void> {
   const customer = session.customer;
+  // Bob stopping (SIGINT): each session ends between two operations, with Alice told why inside
+  // it; an operation already read is applied and answered first.
+  const stopped = new Promise<"stopping">((resolve) => {
+    if (stopping.aborted) resolve("stopping");
+    stopping.addEventListener("abort", () => resolve("stopping"), { once: true });
+  });
   for (;;) {
     let op;
     try {
-      op = await session.next({ timeoutMs: idleMs });
+      const reading = session.next({ timeoutMs: idleMs });
+      reading.catch(() => {}); // settled by the close if the stop wins the race
+      const next = await Promise.race([reading, stopped]);
+      if (next === "stopping") {
+        log.info(`${customer}: told the session ends, Bob is stopping`);
+        await session.refuse(BOB_SHUTTING_DOWN);
+        return;
+      }
+      op = next;
     } catch (err) {
       if (err instanceof UnknownOperationError) {
         log.warn(`${customer}: ${err.message}`);

@@ -782,8 +782,10 @@ Deno.test("a connection that breaks before Bob's welcome (STEP 5) is retried: th
     assert.equal(out.replayed, true);
     assert.equal(out.balance, 500);
     assert.equal(client.reconnects, 2);
-    assert.ok(
-      lines.some((l) => /resending/.test(l) && /no welcome from Bob/.test(l)),
+    // Two reconnections (the second after "no welcome from Bob"), told in one line.
+    assert.equal(
+      lines.filter((l) => /reconnecting to send/.test(l)).length,
+      1,
       lines.join("\n"),
     );
   } finally {
@@ -791,6 +793,29 @@ Deno.test("a connection that breaks before Bob's welcome (STEP 5) is retried: th
   }
   assert.equal(bank.accounts.balance(alice.sid), 500);
   assert.equal(bank.accounts.statement(alice.sid).filter((e) => e.kind === "withdraw").length, 1);
+});
+
+Deno.test("Bob stopped (SIGINT) with a session open: he says so inside the session, and Alice resends quietly, in one line", async () => {
+  await using pki = await TestPki.start();
+  const alice = await pki.student("1155000003");
+  const bank = await startBank(pki);
+  const { log, lines } = memoryLog("Alice");
+  const client = new BankClient(aliceOptions(pki, alice, bank.port, log, { retryForMs: 1500 }));
+  try {
+    assert.ok((await client.deposit("1.00")).ok);
+    await bank[Symbol.asyncDispose]();
+    assert.match(bank.lines.join("\n"), /told the session ends, Bob is stopping/);
+    // Bob is gone: the deposit cannot be sent again, and Alice said so once, not per attempt.
+    await assert.rejects(client.deposit("2.00"));
+    assert.ok(client.reconnects > 1, `${client.reconnects} reconnections`);
+    assert.deepEqual(
+      lines.filter((l) => /reconnecting to send/.test(l)),
+      ["[Alice] WARNING Bob is shutting down: reconnecting to send deposit 2.00 again"],
+      lines.join("\n"),
+    );
+  } finally {
+    client.close();
+  }
 });
 
 Deno.test("after the handshake Bob treats a cleartext frame from Alice as a broken connection and refuses inside a record", async () => {
