@@ -466,6 +466,9 @@ class ChatRoom {
         // Closed by the writer (a stalled write) or by a drop: the reason is already known.
       } else if (err instanceof FrameError) {
         this.#drop(member, errorMessage(err));
+      } else if (/close_notify|unexpected ?eof|connection reset/i.test(errorMessage(err))) {
+        // A client killed (Ctrl-C) ends its TCP connection without TLS's close_notify: it left.
+        log.info(`${member.nick} left without saying goodbye (Ctrl-C or a lost connection)`);
       } else {
         log.warn(`${member.nick}: read failed: ${errorMessage(err)}`);
       }

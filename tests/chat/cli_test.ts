@@ -224,3 +224,25 @@ Deno.test("SSLKEYLOGFILE outside the project is refused before any TLS; one insi
   assert.equal((await Deno.stat(`${dir}/keys.log`)).mode! & 0o777, 0o600);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a client killed (Ctrl-C) leaves: the server logs that it left, not rustls's close_notify error", async () => {
+  await using pki = await TestPki.start();
+  const { server, port, root } = await startServer(pki);
+  await using _ = server;
+  const client = new ActorProcess(SCRIPT, [
+    "client",
+    "--server",
+    `127.0.0.1:${port}`,
+    "--ca-cert",
+    root,
+    "--nick",
+    "carol",
+    "--expect",
+    "something that never comes",
+  ]);
+  await client.waitFor(/joined as carol/);
+  await client.stop("SIGKILL");
+  await server.waitFor(/carol left without saying goodbye \(Ctrl-C or a lost connection\)/);
+  await server.waitFor(/carol: connection closed/);
+  assert.doesNotMatch(server.stderr, /close_notify|docs\.rs|read failed/);
+});
