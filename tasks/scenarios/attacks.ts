@@ -163,8 +163,8 @@ export const ATTACK_ENROL_CODE_THEFT = scenario({
         "enroll",
         "--sid",
         VICTIM_SID,
-        "--code",
-        code,
+        // The open (seed) CA asks for no code.
+        ...(code === "" ? ["--no-code"] : ["--code", code]),
         "--ca",
         `127.0.0.1:${h.port}`,
         "--ca-cert",
