@@ -20,6 +20,7 @@
  */
 
 import { errorMessage, parseCommand, PROJECT_ROOT, runMain } from "../lib/runtime/mod.ts";
+import { colourise, fold, summaryLines, useColour } from "./demo_output.ts";
 import { Capture, ensureCaptureTools, freePort, ladderLines } from "../lib/wireshark/mod.ts";
 import {
   ATTACK_SCENARIOS,
@@ -36,9 +37,12 @@ then Trudy's attacks, each against seed mode and the default; prints every proto
 each run with dumpcap (TLS key log embedded), asserts the TLS record sequences, the dissector's
 names and each attack's verdicts, draws each capture, and ends with a summary.
 
+Output is folded to 100 columns; PASS, FAIL and the attack verdicts are coloured on a terminal
+(not under NO_COLOR, nor into a file or a pipe).
+
 Options:
-  --no-capture   run the systems without capturing
-  --quiet        print only the summary`;
+  --no-capture   run the systems without capturing (no dumpcap or tshark needed)
+  --quiet        print only the summary (at most 40 lines when all is well)`;
 
 /** What the demo says each attack shows (an attack not listed here shows its scenario title). */
 const ATTACK_WHAT: Partial<Record<ScenarioName, string>> = {
@@ -91,16 +95,6 @@ const PARTS: Array<{ scenario: ScenarioName; system: string; what: string }> = [
   })),
 ];
 
-/** `seed SUCCEEDED, default FAILED` from an attack scenario's verdict notes. */
-function verdicts(notes: readonly string[]): string {
-  const counts = new Map<string, number>();
-  for (const n of notes) {
-    const m = /^(seed|default): ATTACK (SUCCEEDED|FAILED)/.exec(n);
-    if (m) counts.set(`${m[1]} ${m[2]}`, (counts.get(`${m[1]} ${m[2]}`) ?? 0) + 1);
-  }
-  return [...counts].map(([v, n]) => (n > 1 ? `${v} ×${n}` : v)).join(", ");
-}
-
 /** Whether dumpcap can capture on lo here (root, or the wireshark group). */
 async function canCapture(dir: string): Promise<string | undefined> {
   try {
@@ -111,13 +105,6 @@ async function canCapture(dir: string): Promise<string | undefined> {
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd();
-  return [line(rows[0]!), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)]
-    .join("\n");
 }
 
 function relative(path: string): string {
@@ -134,8 +121,17 @@ export async function main(args: string[]): Promise<number | void> {
     },
   });
   if (!parsed) return;
-  const print = (s: string) => console.log(s);
-  const sink = parsed.values.quiet ? () => {} : print;
+  const quiet = parsed.values.quiet;
+  const colour = useColour();
+  // Every line through here: folded to 100 columns, coloured on a terminal.
+  const print = (text: string) => {
+    for (const line of text.split("\n")) {
+      for (const part of fold(line)) console.log(colourise(part, colour));
+    }
+  };
+  // What only the full demo shows (each run's steps, checks and ladder).
+  const detail = quiet ? () => {} : print;
+  const sink = detail;
   const workParent = `${PROJECT_ROOT}/data/demo`;
   const outDir = `${PROJECT_ROOT}/pcap/captures`;
 
@@ -162,9 +158,11 @@ export async function main(args: string[]): Promise<number | void> {
   const results: ScenarioResult[] = [];
   for (const part of PARTS) {
     if (part.system === "Trudy" && part === PARTS.find((p) => p.system === "Trudy")) {
-      print("\n━━━━━━ Trudy, the attacker: each attack against seed mode, then the default ━━━━━━");
+      detail(
+        "\n━━━━━━ Trudy, the attacker: each attack against seed mode, then the default ━━━━━━",
+      );
     }
-    print(
+    detail(
       part.system === "Trudy"
         ? `\n━━━ Attack ${part.what} ━━━`
         : `\n━━━ System ${part.system}: ${part.what} ━━━`,
@@ -177,17 +175,17 @@ export async function main(args: string[]): Promise<number | void> {
       sink,
     });
     results.push(r);
-    if (r.error) print(`FAIL ${part.scenario}: ${r.error}`);
+    if (r.error) detail(`FAIL ${part.scenario}: ${r.error}`);
     for (const c of r.checks) {
-      print(`${c.ok ? "PASS" : "FAIL"} ${c.what}`);
+      detail(`${c.ok ? "PASS" : "FAIL"} ${c.what}`);
       // The side-by-side comparison with the seed's sequence, and the notes on what differs.
       if (c.report && (!c.ok || part.scenario === "chat-tls12")) {
-        print(c.report.split("\n").map((l) => `    ${l}`).join("\n"));
+        detail(c.report.split("\n").map((l) => `    ${l}`).join("\n"));
       }
     }
-    for (const n of r.notes) print(`note: ${n}`);
-    if (r.diagram && part.scenario !== "chat-tls13") {
-      print(
+    for (const n of r.notes) detail(`note: ${n}`);
+    if (r.diagram) {
+      detail(
         `On the wire (${relative(r.capture!)}, as pcap/lab.lua and the key log show it)${
           part.system !== "Trudy"
             ? ""
@@ -196,55 +194,36 @@ export async function main(args: string[]): Promise<number | void> {
             : ": seed mode first (the '(seed)' steps), then the default"
         }:`,
       );
-      for (const line of ladderLines(r.diagram.ladder)) print(`  ${line}`);
+      for (const line of ladderLines(r.diagram.ladder)) detail(`  ${line}`);
     }
   }
 
-  print("\n━━━ Summary ━━━");
-  const rows = [["system", "scenario", "what ran", "ran", "checks", "verdicts", "time"]];
-  results.forEach((r, i) => {
-    const part = PARTS[i]!;
-    const passed = r.checks.filter((c) => c.ok).length;
-    rows.push([
-      part.system,
-      r.name,
-      part.what,
-      r.error ? "FAILED" : "yes",
-      r.checks.length > 0 ? `${passed}/${r.checks.length} passed` : "(no capture)",
-      verdicts(r.notes),
-      `${r.seconds.toFixed(1)} s`,
-    ]);
-  });
-  print(table(rows));
-  const checks = results.flatMap((r) => r.checks);
-  if (checks.length > 0) {
-    print("\nAssertions (on the captures; on each attack's verdicts and outcomes):");
+  if (!quiet && capture) {
+    detail("\nCaptures (open in Wireshark: TLS decrypts itself; add the lab's dissector with");
+    detail("  wireshark -X lua_script:pcap/lab.lua FILE, or install it once with");
+    detail("  'deno task dissector --install'; installed and given with -X as well is harmless):");
+    for (const r of results) if (r.capture) detail(`  ${relative(r.capture)}`);
+    detail("Ladder diagrams (open the .html in a browser):");
     for (const r of results) {
-      for (const c of r.checks) print(`  ${c.ok ? "PASS" : "FAIL"}  ${r.name}: ${c.what}`);
+      if (r.diagram) detail(`  ${relative(r.diagram.html)}  (${r.diagram.arrows} messages)`);
     }
   }
-  if (capture) {
-    print("\nCaptures (open in Wireshark: TLS decrypts itself; add the lab's dissector with");
-    print("  wireshark -X lua_script:pcap/lab.lua FILE, or install it once with");
-    print("  'deno task dissector --install'; installed and given with -X as well is harmless):");
-    for (const r of results) {
-      if (r.capture) print(`  ${relative(r.capture)}`);
-    }
-    print("Ladder diagrams (open the .html in a browser):");
-    for (const r of results) {
-      if (r.diagram) print(`  ${relative(r.diagram.html)}  (${r.diagram.arrows} messages)`);
-    }
-  } else {
-    print(`\n${captureNote}`);
-  }
+  const runs = results.map((r, i) => ({
+    system: PARTS[i]!.system.split(" ")[0]!,
+    scenario: r.name,
+    ...(r.error ? { error: r.error } : {}),
+    checks: r.checks,
+    notes: r.notes,
+    seconds: r.seconds,
+  }));
+  const captures = capture
+    ? `Captures and ladder diagrams: pcap/captures/ (${
+      results.filter((r) => r.capture).length
+    } .pcapng, ${results.filter((r) => r.diagram).length} .html)`
+    : captureNote;
+  print("");
+  print(summaryLines(runs, captures).join("\n"));
   const failed = results.filter((r) => !r.ok);
-  print(
-    failed.length === 0
-      ? `\nAll ${results.length} runs completed${
-        checks.length > 0 ? `, all ${checks.length} checks passed` : ""
-      }`
-      : `\nFAILED: ${failed.map((r) => r.name).join(", ")}`,
-  );
   return failed.length === 0 ? 0 : 1;
 }
 
