@@ -16,7 +16,9 @@ import {
   ChatClient,
   type ChatLimits,
   DEFAULT_CHAT_LIMITS,
+  editedLines,
   formatServerMessage,
+  LineEditor,
   MAX_TEXT,
   readLines,
   runInteractive,
@@ -243,13 +245,34 @@ Options:
     }: server certificate verified against ${values["ca-cert"]} (name ${values["server-name"]})`,
   );
   const encoder = new TextEncoder();
-  const print = (line: string) => Deno.stdout.writeSync(encoder.encode(line + "\n"));
-  const warn = (line: string) => log.warn(line);
-  print(formatServerMessage(client.welcome));
-  const end = steps.length > 0
-    ? await runScript(client, steps, { print, warn, timeoutMs })
-    : await runInteractive(client, readLines(Deno.stdin.readable), { print, warn });
-  return end.quit ? 0 : 1;
+  const write = (text: string): void => void Deno.stdout.writeSync(encoder.encode(text));
+  let print = (line: string): void => write(line + "\n");
+  let warn = (line: string): void => log.warn(line);
+  if (steps.length > 0) {
+    print(formatServerMessage(client.welcome));
+    return (await runScript(client, steps, { print, warn, timeoutMs })).quit ? 0 : 1;
+  }
+  if (!(Deno.stdin.isTerminal() && Deno.stdout.isTerminal())) {
+    print(formatServerMessage(client.welcome));
+    const end = await runInteractive(client, readLines(Deno.stdin.readable), { print, warn });
+    return end.quit ? 0 : 1;
+  }
+  // At a terminal: the line being typed is kept, and what arrives is printed above it.
+  const editor = new LineEditor(write);
+  print = (line) => editor.print(line);
+  warn = (line) => editor.print(`! ${line}`);
+  Deno.stdin.setRaw(true);
+  try {
+    print(formatServerMessage(client.welcome));
+    const end = await runInteractive(client, editedLines(Deno.stdin.readable, editor), {
+      print,
+      warn,
+    });
+    write("\r\x1b[K");
+    return end.quit ? 0 : 1;
+  } finally {
+    Deno.stdin.setRaw(false);
+  }
 }
 
 /** Revokes `--allow-ffi` for the rest of the process (a no-op when it was not granted). */

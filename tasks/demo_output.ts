@@ -19,6 +19,8 @@ export function useColour(
 
 function readNoColor(): string | undefined {
   try {
+    const allowed = Deno.permissions.querySync({ name: "env", variable: "NO_COLOR" });
+    if (allowed.state !== "granted") return undefined;
     return Deno.env.get("NO_COLOR");
   } catch {
     return undefined; // no env permission: colour follows the terminal alone

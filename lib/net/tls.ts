@@ -222,6 +222,9 @@ export async function keyLogProblem(
 ): Promise<string | null> {
   let path: string | undefined;
   try {
+    // Asked first, so that a terminal never gets Deno's permission prompt.
+    const allowed = Deno.permissions.querySync({ name: "env", variable: "SSLKEYLOGFILE" });
+    if (allowed.state !== "granted") return null;
     path = Deno.env.get("SSLKEYLOGFILE");
   } catch {
     return null;
