@@ -230,6 +230,13 @@ export async function main(args: string[]): Promise<number | void> {
     for (const r of results) {
       if (r.capture) print(`  ${relative(r.capture)}`);
     }
+    const raws = results.flatMap((r) => r.rawCapture ? [r.rawCapture] : []);
+    if (raws.length > 0) {
+      print(
+        "Raw twins of the TLS captures (no keys: packet by packet, as the seed's Wireshark list):",
+      );
+      for (const raw of raws) print(`  ${relative(raw)}`);
+    }
     print("Ladder diagrams (open the .html in a browser):");
     for (const r of results) {
       if (r.diagram) print(`  ${relative(r.diagram.html)}  (${r.diagram.arrows} messages)`);
