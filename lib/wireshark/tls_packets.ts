@@ -18,7 +18,7 @@
  * packet from the peer in between, not even an ACK, and each at most `maxGapMs` after the one
  * before). Deno's TLS server (rustls inside `Deno.listenTls`, through rustls-tokio-stream) hands a
  * flight to the kernel one record per `sendto()`, and with TCP_NODELAY each leaves as its own
- * segment: the TLS 1.2 server's Change Cipher Spec and Finished, 10 to 250 µs apart. The report
+ * segment: the TLS 1.2 server's Change Cipher Spec and Finished, 10 to 300 µs apart. The report
  * names the packets of such a line (`2 packets back to back: frames 10 and 11, …`).
  * `joinFlights: false` compares strictly, packet by packet.
  */
