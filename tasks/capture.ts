@@ -1,8 +1,9 @@
 #!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read=. --allow-write=. --allow-run=dumpcap,editcap,tshark,deno,python3,openssl
 /**
  * `deno task capture SCENARIO [--out DIR] [--diagram]`: runs a scenario on loopback with capture
- * on and writes DIR/SCENARIO.pcapng (TLS key log embedded: Wireshark decrypts it with no set-up),
- * checks its TLS record sequences and its lab messages, and with --diagram draws it
+ * on and writes DIR/SCENARIO.pcapng (TLS key log embedded: Wireshark decrypts it with no set-up)
+ * and, for a TLS scenario, its raw twin DIR/SCENARIO.raw.pcapng (no keys); checks the TLS record
+ * sequences, the raw twin's TLS packets and the lab messages, and with --diagram draws it
  * (DIR/SCENARIO.svg and .html).
  */
 
@@ -29,8 +30,10 @@ const USAGE = `Usage: deno task capture SCENARIO [--out DIR] [--diagram]
 
 Runs SCENARIO on 127.0.0.1 (free ports, actors as real processes) while dumpcap captures its ports
 on 'lo'; writes DIR/SCENARIO.pcapng with the TLS key log embedded (open it in Wireshark: TLS is
-decrypted, and pcap/lab.lua names the lab's messages), checks the TLS record sequence against
-pcap/expected/*.json and that every lab message is named by its step.
+decrypted, and pcap/lab.lua names the lab's messages) and, for the TLS scenarios, its raw twin
+DIR/SCENARIO.raw.pcapng (no keys: as the seed's capture); checks the TLS record sequence against
+pcap/expected/*.json, the raw twin packet by packet against pcap/expected/*-packets.json, and that
+every lab message is named by its step.
 
 Scenarios:
 ${SCENARIO_NAMES.map((n) => `  ${n.padEnd(WIDTH)} ${scenarioTitle(n)}`).join("\n")}
@@ -56,6 +59,7 @@ export function printResult(r: ScenarioResult, print: (s: string) => void): void
   }
   for (const n of r.notes) print(`note: ${n}`);
   if (r.capture) print(`capture: ${r.capture}`);
+  if (r.rawCapture) print(`raw twin (no keys, as the seed's capture): ${r.rawCapture}`);
   if (r.diagram) {
     print(`diagram: ${r.diagram.html} (${r.diagram.arrows} messages), ${r.diagram.svg}`);
   }
@@ -77,6 +81,12 @@ export function printOpenCommands(results: ScenarioResult[], print: (s: string) 
     print(`  ${wireshark}`);
     print(`  ${tshark}`);
   }
+  const raws = results.flatMap((r) => r.rawCapture ? [r.rawCapture] : []);
+  if (raws.length === 0) return;
+  print(
+    "\nThe raw twin (no keys embedded): TLS packet by packet, as the seed's Wireshark list shows it:",
+  );
+  for (const raw of raws) print(`  ${openCommands(raw).tshark.replace(/ -X \S+/, "")}`);
 }
 
 export async function main(args: string[]): Promise<number | void> {

@@ -203,6 +203,13 @@ export async function main(args: string[]): Promise<number | void> {
     detail("  wireshark -X lua_script:pcap/lab.lua FILE, or install it once with");
     detail("  'deno task dissector --install'; installed and given with -X as well is harmless):");
     for (const r of results) if (r.capture) detail(`  ${relative(r.capture)}`);
+    const raws = results.flatMap((r) => r.rawCapture ? [r.rawCapture] : []);
+    if (raws.length > 0) {
+      detail(
+        "Raw twins of the TLS captures (no keys: packet by packet, as the seed's Wireshark list):",
+      );
+      for (const raw of raws) detail(`  ${relative(raw)}`);
+    }
     detail("Ladder diagrams (open the .html in a browser):");
     for (const r of results) {
       if (r.diagram) detail(`  ${relative(r.diagram.html)}  (${r.diagram.arrows} messages)`);
@@ -219,7 +226,9 @@ export async function main(args: string[]): Promise<number | void> {
   const captures = capture
     ? `Captures and ladder diagrams: pcap/captures/ (${
       results.filter((r) => r.capture).length
-    } .pcapng, ${results.filter((r) => r.diagram).length} .html)`
+    } .pcapng, ${results.filter((r) => r.rawCapture).length} raw twins, ${
+      results.filter((r) => r.diagram).length
+    } .html)`
     : captureNote;
   print("");
   print(summaryLines(runs, captures).join("\n"));

@@ -9,8 +9,11 @@
  * `File:` line (the capture is live), so no packet of the scenario is missed. `finish` stops it with
  * SIGINT (never SIGKILL: the file must be complete), then `editcap --inject-secrets tls,KEYLOG`
  * embeds the TLS key log into the pcapng so that Wireshark and tshark decrypt it with no set-up.
- * The result is readable by everyone (0644): it is meant to be opened by the user running
- * Wireshark, who may not be root. The key log itself stays private (0600) and is deleted.
+ * `finish(out, { rawTwin })` also writes the same packets with no keys embedded (a TLS scenario's
+ * `SCENARIO.raw.pcapng`): what Wireshark shows without keys, "Encrypted Handshake Message" and all,
+ * as in the seed's screenshot. The results are readable by everyone (0644): they are meant to be
+ * opened by the user running Wireshark, who may not be root. The key log itself stays private
+ * (0600) and is deleted.
  */
 
 import { ensureDir, exists } from "../runtime/mod.ts";
@@ -137,6 +140,16 @@ export interface CaptureResult {
   path: string;
   /** Whether a non-empty TLS key log was embedded. */
   secrets: boolean;
+  /** The raw twin (the same packets, no keys embedded), when one was asked for. */
+  raw?: string;
+}
+
+export interface FinishOptions {
+  /**
+   * Also write the same packets here with no keys embedded (`SCENARIO.raw.pcapng`): Wireshark
+   * shows it as a capture made without the key log, as the seed's was.
+   */
+  rawTwin?: string;
 }
 
 /** A running dumpcap. Dispose it to stop it (SIGINT) if `finish` was not reached. */
@@ -263,14 +276,18 @@ export class Capture implements AsyncDisposable {
 
   /**
    * Stops the capture and writes `out` (pcapng, mode 0644) with the TLS key log embedded when
-   * there is one. The raw capture and the key log are removed afterwards.
+   * there is one, and `options.rawTwin` without it. The raw capture and the key log are removed
+   * afterwards.
    */
-  async finish(out: string): Promise<CaptureResult> {
+  async finish(out: string, options: FinishOptions = {}): Promise<CaptureResult> {
     await this.stop();
     if (!(await exists(this.rawPath))) {
       throw new CaptureError(`dumpcap wrote no capture file: ${this.#stderr.trim()}`);
     }
-    const result = await embedSecrets(this.rawPath, this.keyLogPath, out);
+    const result: CaptureResult = await embedSecrets(this.rawPath, this.keyLogPath, out);
+    if (options.rawTwin !== undefined) {
+      result.raw = await writeWithoutSecrets(this.rawPath, options.rawTwin);
+    }
     await Deno.remove(this.rawPath).catch(() => {});
     await Deno.remove(this.keyLogPath).catch(() => {});
     return result;
@@ -291,13 +308,26 @@ export async function embedSecrets(
   keyLog: string,
   out: string,
 ): Promise<CaptureResult> {
+  const keys = await Deno.stat(keyLog).then((s) => s.size).catch(() => 0);
+  await editcap(keys > 0 ? ["--inject-secrets", `tls,${keyLog}`] : [], raw, out);
+  return { path: out, secrets: keys > 0 };
+}
+
+/**
+ * Writes `out` from the capture `raw` with no decryption secrets (the raw twin of a TLS capture),
+ * mode 0644, in a directory created 0755; returns `out`.
+ */
+export async function writeWithoutSecrets(raw: string, out: string): Promise<string> {
+  await editcap([], raw, out);
+  return out;
+}
+
+/** `editcap OPTIONS -F pcapng raw out`, through a temporary file; `out` ends up 0644. */
+async function editcap(options: readonly string[], raw: string, out: string): Promise<void> {
   const dir = out.includes("/") ? out.slice(0, out.lastIndexOf("/")) : ".";
   await ensureDir(dir, 0o755);
-  const keys = await Deno.stat(keyLog).then((s) => s.size).catch(() => 0);
   const tmp = `${out}.tmp`;
-  const args = keys > 0
-    ? ["--inject-secrets", `tls,${keyLog}`, "-F", "pcapng", raw, tmp]
-    : ["-F", "pcapng", raw, tmp];
+  const args = [...options, "-F", "pcapng", raw, tmp];
   const res = await new Deno.Command("editcap", {
     args,
     stdin: "null",
@@ -312,7 +342,6 @@ export async function embedSecrets(
   }
   await Deno.chmod(tmp, 0o644);
   await Deno.rename(tmp, out);
-  return { path: out, secrets: keys > 0 };
 }
 
 /** Exactly how to install the capture tools by hand, for the usual systems. */

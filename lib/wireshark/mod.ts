@@ -6,5 +6,6 @@ export * from "./expectation.ts";
 export * from "./ladder.ts";
 export * from "./plugin.ts";
 export * from "./tls_check.ts";
+export * from "./tls_packets.ts";
 export * from "./tls_records.ts";
 export * from "./tls_timing.ts";

@@ -37,7 +37,7 @@ export function describeRecord(r: TlsRecord): string {
     : r.content !== r.wire
     ? `${r.wire} [${r.content}]`
     : r.wire;
-  return `${ARROW[r.from]}  ${what}`;
+  return `${ARROW[r.from]}  ${what}${r.detail ? ` (${r.detail})` : ""}`;
 }
 
 export interface Row {
@@ -49,6 +49,10 @@ export interface Row {
 export interface ConnectionCheck {
   connection: TlsConnection;
   expectation: Expectation;
+  /** Which of the expectation's alternative handshakes matched (`when`), if not the first. */
+  alternative?: string;
+  /** What the connection's entries are: `TLS records`, or `packets` (`tls_packets.ts`). */
+  unit?: string;
   ok: boolean;
   /** One line per problem. */
   problems: string[];
@@ -110,13 +114,31 @@ function matchHandshake(
   return pairing;
 }
 
-/** Compares one connection with one expectation. */
+/**
+ * Compares one connection with one expectation: its handshake, else the first of its alternatives
+ * that matches; when none does, the report compares with the first.
+ */
 export function checkConnection(
   connection: TlsConnection,
   expectation: Expectation,
+  noun = "record",
+): ConnectionCheck {
+  const first = checkHandshake(connection, expectation, expectation.handshake, noun);
+  if (first.ok) return first;
+  for (const alt of expectation.alternatives ?? []) {
+    const check = checkHandshake(connection, expectation, alt.handshake, noun);
+    if (check.ok) return { ...check, alternative: alt.when };
+  }
+  return first;
+}
+
+function checkHandshake(
+  connection: TlsConnection,
+  expectation: Expectation,
+  hs: readonly ExpectedRecord[],
+  noun: string,
 ): ConnectionCheck {
   const actual = connection.records;
-  const hs = expectation.handshake;
   const problems: string[] = [];
   const rows: Row[] = [];
   const pairing = matchHandshake(hs, actual);
@@ -185,7 +207,7 @@ export function checkConnection(
     if (n > 0 || !ok) {
       rows.push({
         expected: describeExpected(e),
-        actual: n > 0 ? `${n} record${n === 1 ? "" : "s"}` : "(none)",
+        actual: n > 0 ? `${n} ${noun}${n === 1 ? "" : "s"}` : "(none)",
         ok,
       });
     }
@@ -213,11 +235,12 @@ export function formatConnectionCheck(check: ConnectionCheck): string {
   const c = check.connection;
   const head =
     `${check.ok ? "PASS" : "FAIL"} ${check.expectation.title}: TCP stream ${c.stream}, ` +
-    `client ${c.client} → server ${c.server}, ${c.records.length} TLS records`;
+    `client ${c.client} → server ${c.server}, ${c.records.length} ${check.unit ?? "TLS records"}`;
   const lines = [
     head,
     formatRows(check.rows, `expected (pcap/expected/${check.expectation.name}.json)`, "captured"),
   ];
+  if (check.alternative) lines.push(`  matched the alternative: ${check.alternative}`);
   for (const p of check.problems) lines.push(`  problem: ${p}`);
   if (check.expectation.seed) {
     lines.push(`  the seed's capture showed: ${check.expectation.seed.join(" | ")}`);
@@ -241,6 +264,18 @@ export interface CaptureCheck {
   report: string;
 }
 
+export interface CheckOptions {
+  /**
+   * Turns a connection into what is compared with one expectation (per packet: joins the
+   * back-to-back packets of a `flight` line, see `tls_packets.ts`).
+   */
+  prepare?: (connection: TlsConnection, expectation: Expectation) => TlsConnection;
+  /** What a connection's entries are called in the report (default `TLS records`). */
+  unit?: string;
+  /** One of them (default `record`). */
+  noun?: string;
+}
+
 /**
  * Checks that every TLS connection of a capture matches one of the required expectations, and that
  * each expectation is matched by exactly its count of connections. A connection that matches none
@@ -249,11 +284,16 @@ export interface CaptureCheck {
 export function checkConnections(
   connections: TlsConnection[],
   requirements: readonly CaptureRequirement[],
+  options: CheckOptions = {},
 ): CaptureCheck {
   const checks: ConnectionCheck[] = [];
   const matched = new Array<number>(requirements.length).fill(0);
+  const prepare = options.prepare ?? ((c: TlsConnection) => c);
   for (const conn of connections) {
-    const candidates = requirements.map((r) => checkConnection(conn, r.expectation));
+    const candidates = requirements.map((r) => {
+      const check = checkConnection(prepare(conn, r.expectation), r.expectation, options.noun);
+      return options.unit ? { ...check, unit: options.unit } : check;
+    });
     const k = candidates.findIndex((c) => c.ok);
     if (k >= 0) {
       matched[k]!++;

@@ -25,6 +25,8 @@ export interface TlsRecord {
   wire: string;
   /** What it shows once decrypted; `null` when the record stayed encrypted. */
   content: string | null;
+  /** How it was seen, for reports (e.g. two packets joined as one write flight). */
+  detail?: string;
 }
 
 export interface TlsConnection {

@@ -109,7 +109,12 @@ export const CHAT_TLS13 = scenario({
     clients: { [p.chat]: "client" },
     numbered: [p.chat],
   }),
-  tls: (p) => ({ serverPorts: [p.chat], expect: [{ name: "tls13", count: 3 }], timing: true }),
+  tls: (p) => ({
+    serverPorts: [p.chat],
+    expect: [{ name: "tls13", count: 3 }],
+    packets: [{ name: "tls13-packets", count: 3 }],
+    timing: true,
+  }),
   async run(ctx) {
     await startChat(ctx);
     const alice = chatClient(ctx, "alice", [
@@ -152,16 +157,21 @@ export const CHAT_TLS12 = scenario({
     clients: { [p.chat]: "client" },
     numbered: [p.chat],
   }),
-  tls: (p, ctx) => ({
-    serverPorts: [p.chat],
-    expect: [
-      { name: "tls12", count: 1 },
-      ...(ctx.notes.some((n) => n.startsWith("AES128-SHA refused"))
-        ? [{ name: "aes128-sha-refused", count: 1 }]
-        : []),
-    ],
-    timing: true,
-  }),
+  tls: (p, ctx) => {
+    const refused = ctx.notes.some((n) => n.startsWith("AES128-SHA refused"));
+    return {
+      serverPorts: [p.chat],
+      expect: [
+        { name: "tls12", count: 1 },
+        ...(refused ? [{ name: "aes128-sha-refused", count: 1 }] : []),
+      ],
+      packets: [
+        { name: "tls12-packets", count: 1 },
+        ...(refused ? [{ name: "aes128-sha-refused-packets", count: 1 }] : []),
+      ],
+      timing: true,
+    };
+  },
   async run(ctx) {
     await startChat(ctx);
     const dave = chatClient(ctx, "dave", [

@@ -1,12 +1,13 @@
 /**
  * What the scenarios assert: their own checks (an attack's verdicts, the victims' outcomes), and on
- * the finished capture the TLS record sequences (pcap/expected), the lab messages pcap/lab.lua
- * names, and the ladder's lanes.
+ * the finished capture the TLS record sequences (pcap/expected), the TLS packets of its raw twin,
+ * the lab messages pcap/lab.lua names, and the ladder's lanes.
  */
 
 import {
   checkCapture,
   checkHandshakeTiming,
+  checkPackets,
   DEFAULT_TIMING_LIMITS,
   labCoverage,
   type Ladder,
@@ -75,19 +76,32 @@ export async function checkScenario(
   spec: ScenarioSpec<string>,
   ctx: Context<string>,
   file: string,
+  raw?: string,
 ): Promise<Check[]> {
   const checks: Check[] = [];
   if (spec.tls) {
-    const { serverPorts, expect, timing } = spec.tls(ctx.ports, ctx);
-    const requirements = await Promise.all(
-      expect.map(async (e) => ({ expectation: await loadExpectation(e.name), count: e.count })),
-    );
-    const res = await checkCapture(file, requirements, { serverPorts });
+    const { serverPorts, expect, packets, timing } = spec.tls(ctx.ports, ctx);
+    const load = (list: typeof expect) =>
+      Promise.all(
+        list.map(async (e) => ({ expectation: await loadExpectation(e.name), count: e.count })),
+      );
+    const counts = (list: typeof expect) => list.map((e) => `${e.name} ×${e.count}`).join(", ");
+    const res = await checkCapture(file, await load(expect), { serverPorts });
     checks.push({
-      what: `TLS records match ${expect.map((e) => `${e.name} ×${e.count}`).join(", ")}`,
+      what: `TLS records match ${counts(expect)}`,
       ok: res.ok,
       report: res.report,
     });
+    if (raw === undefined) {
+      checks.push({ what: "TLS packets of the raw twin: no raw twin was written", ok: false });
+    } else {
+      const per = await checkPackets(raw, await load(packets), { serverPorts });
+      checks.push({
+        what: `TLS packets of the raw twin (no keys) match ${counts(packets)}`,
+        ok: per.ok,
+        report: per.report,
+      });
+    }
     if (timing) {
       const t = await checkHandshakeTiming(file, { serverPorts });
       const { maxGapMs } = DEFAULT_TIMING_LIMITS;

@@ -222,12 +222,15 @@ export interface ScenarioSpec<K extends string> {
   capture(ports: Ports<K>): number[];
   actors(ports: Ports<K>): ActorMap;
   /**
-   * TLS expectations and their server ports; `timing` also checks that no handshake waited for a
-   * delayed ACK (lib/wireshark/tls_timing.ts).
+   * TLS expectations and their server ports: `expect` per record on the decrypted capture,
+   * `packets` per packet on its raw twin (`SCENARIO.raw.pcapng`, no keys: what the seed's Wireshark
+   * list shows); `timing` also checks that no handshake waited for a delayed ACK
+   * (lib/wireshark/tls_timing.ts).
    */
   tls?(ports: Ports<K>, ctx: Context<K>): {
     serverPorts: number[];
     expect: Array<{ name: string; count: number }>;
+    packets: Array<{ name: string; count: number }>;
     timing?: boolean;
   };
   /** Lab message labels the dissected capture must show. */

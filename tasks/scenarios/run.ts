@@ -67,6 +67,8 @@ export interface ScenarioResult {
   /** The scenario's own failure, if it did not run to the end. */
   error?: string;
   capture?: string;
+  /** A TLS scenario's raw twin: the same packets with no keys embedded. */
+  rawCapture?: string;
   checks: Check[];
   diagram?: DiagramFiles;
   notes: string[];
@@ -141,9 +143,14 @@ export async function runScenario(
     if (capture) {
       await Deno.mkdir(options.outDir, { recursive: true, mode: 0o755 });
       const out = `${options.outDir}/${name}.pcapng`;
-      const { path, secrets } = await capture.finish(out);
+      // A TLS scenario also gets its raw twin, checked packet by packet as the seed showed it.
+      const { path, secrets, raw } = await capture.finish(
+        out,
+        spec.tls ? { rawTwin: `${options.outDir}/${name}.raw.pcapng` } : {},
+      );
       capture = undefined;
       result.capture = path;
+      if (raw !== undefined) result.rawCapture = raw;
       if (spec.tls) result.notes.push(secrets ? "TLS key log embedded" : "no TLS key log");
       if (spec.analyse && result.error === undefined) {
         try {
@@ -152,7 +159,9 @@ export async function runScenario(
           result.error = errorMessage(err);
         }
       }
-      if (result.error === undefined) result.checks.push(...await checkScenario(spec, ctx, path));
+      if (result.error === undefined) {
+        result.checks.push(...await checkScenario(spec, ctx, path, raw));
+      }
       if (options.diagram) {
         result.diagram = await writeDiagram(path, `${options.outDir}/${name}`, {
           title: spec.title,

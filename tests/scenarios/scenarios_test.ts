@@ -1,8 +1,9 @@
 /**
  * The capture scenarios with the real chat (actors/chat.ts, server and clients as processes):
  * three TLS 1.3 clients; a TLS 1.2 client and a client offering only AES128-SHA. Each capture must
- * match pcap/expected, show no handshake waiting for a delayed ACK (the chat's TCP_NODELAY), and be
- * drawn as a ladder diagram (SVG and HTML) with one arrow per record.
+ * match pcap/expected (per record; its raw twin per packet), show no handshake waiting for a
+ * delayed ACK (the chat's TCP_NODELAY), and be drawn as a ladder diagram (SVG and HTML) with one
+ * arrow per record.
  * Also: the ladder itself, and the capture task's command line.
  */
 
@@ -49,6 +50,17 @@ Deno.test("capture scenarios: chat over TLS 1.3 and TLS 1.2, checked and drawn",
       assert.equal((await Deno.stat(r.capture!)).mode! & 0o777, 0o644);
       const tls = r.checks.find((c) => c.what.startsWith("TLS records"))!;
       assert.ok(tls.ok);
+      // The raw twin (no keys), checked packet by packet as the seed's Wireshark list shows it.
+      assert.equal(r.rawCapture, `${dir.path}/out/${name}.raw.pcapng`);
+      assert.equal((await Deno.stat(r.rawCapture!)).mode! & 0o777, 0o644);
+      const packets = r.checks.find((c) => c.what.startsWith("TLS packets of the raw twin"))!;
+      assert.ok(packets?.ok, packets?.report);
+      assert.match(
+        packets.what,
+        name === "chat-tls13"
+          ? /tls13-packets ×3/
+          : /tls12-packets ×1, aes128-sha-refused-packets ×1/,
+      );
       // No handshake waited for a delayed ACK (Nagle): the chat server's TCP_NODELAY on the wire.
       const timing = r.checks.find((c) => c.what.startsWith("TLS handshakes never wait"))!;
       assert.ok(timing.ok, timing.report);
