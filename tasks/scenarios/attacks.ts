@@ -163,8 +163,8 @@ export const ATTACK_ENROL_CODE_THEFT = scenario({
         "enroll",
         "--sid",
         VICTIM_SID,
-        "--code",
-        code,
+        // The seed half's open CA issues no codes.
+        ...(h.half === "seed" ? ["--no-code"] : ["--code", code]),
         "--ca",
         `127.0.0.1:${h.port}`,
         "--ca-cert",
