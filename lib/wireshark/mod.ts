@@ -1,5 +1,6 @@
 /** lib/wireshark: the public face of this folder (re-exports only). */
 
+export * from "./browser.ts";
 export * from "./capture.ts";
 export * from "./dissector.ts";
 export * from "./expectation.ts";
