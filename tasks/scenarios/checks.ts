@@ -1,15 +1,17 @@
 /**
  * What the scenarios assert: their own checks (an attack's verdicts, the victims' outcomes), and on
  * the finished capture the TLS record sequences (pcap/expected), the lab messages pcap/lab.lua
- * names, and the ladder's lanes.
+ * names, and the ladder's lanes and red notes.
  */
 
 import {
   checkCapture,
   checkHandshakeTiming,
   DEFAULT_TIMING_LIMITS,
+  describeMark,
   labCoverage,
   type Ladder,
+  type LadderMark,
   loadExpectation,
   readLabMessages,
 } from "../../lib/wireshark/mod.ts";
@@ -68,6 +70,17 @@ export function checkPath(path: readonly string[], ladder: Ladder): Check {
     }`,
     ok: ordered && missing.length === 0,
     report: [`lanes: ${ladder.actors.join(", ")}`, ...missing].join("\n"),
+  };
+}
+
+/** Every red note (what Trudy changed) found its arrow on the ladder. */
+export function checkMarks(marks: readonly LadderMark[], missed: readonly LadderMark[]): Check {
+  return {
+    what:
+      `the ladder marks what Trudy changed: ${marks.length - missed.length} of ${marks.length} ` +
+      "red notes on their arrows",
+    ok: missed.length === 0,
+    report: missed.map((m) => `no arrow ${describeMark(m)} for "${m.note}"`).join("\n"),
   };
 }
 
