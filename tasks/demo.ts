@@ -20,7 +20,13 @@
  */
 
 import { errorMessage, parseCommand, PROJECT_ROOT, runMain } from "../lib/runtime/mod.ts";
-import { Capture, ensureCaptureTools, freePort, ladderLines } from "../lib/wireshark/mod.ts";
+import {
+  Capture,
+  DiagramBrowser,
+  ensureCaptureTools,
+  freePort,
+  ladderLines,
+} from "../lib/wireshark/mod.ts";
 import {
   ATTACK_SCENARIOS,
   runScenario,
@@ -158,6 +164,32 @@ export async function main(args: string[]): Promise<number | void> {
     }
   }
   print(capture ? "Capturing each system on lo into pcap/captures/\n" : `${captureNote}\n`);
+  // One browser draws the PNG of every diagram (none without Chromium: SVG and HTML only).
+  let browser: DiagramBrowser | undefined;
+  if (capture) {
+    try {
+      browser = await DiagramBrowser.launch();
+    } catch (err) {
+      print(`note: the diagrams get no PNG: ${errorMessage(err)}\n`);
+    }
+  }
+  try {
+    return await runParts({ print, sink, workParent, outDir, capture, captureNote, browser });
+  } finally {
+    await browser?.close();
+  }
+}
+
+async function runParts(o: {
+  print: (s: string) => void;
+  sink: (s: string) => void;
+  workParent: string;
+  outDir: string;
+  capture: boolean;
+  captureNote: string;
+  browser: DiagramBrowser | undefined;
+}): Promise<number> {
+  const { print, sink, workParent, outDir, capture, captureNote, browser } = o;
 
   const results: ScenarioResult[] = [];
   for (const part of PARTS) {
@@ -174,6 +206,7 @@ export async function main(args: string[]): Promise<number | void> {
       workParent,
       capture,
       diagram: capture,
+      ...(browser ? { browser } : {}),
       sink,
     });
     results.push(r);
@@ -224,15 +257,20 @@ export async function main(args: string[]): Promise<number | void> {
     }
   }
   if (capture) {
-    print("\nCaptures (open in Wireshark: TLS decrypts itself; add the lab's dissector with");
+    print(
+      "\nCaptures (open in Wireshark: the chat's TLS decrypts itself; add the lab's dissector with",
+    );
     print("  wireshark -X lua_script:pcap/lab.lua FILE, or install it once with");
     print("  'deno task dissector --install'; installed and given with -X as well is harmless):");
     for (const r of results) {
       if (r.capture) print(`  ${relative(r.capture)}`);
     }
-    print("Ladder diagrams (open the .html in a browser):");
+    print("Ladder diagrams (open the .html in a browser; the .png beside each .svg is a picture):");
     for (const r of results) {
-      if (r.diagram) print(`  ${relative(r.diagram.html)}  (${r.diagram.arrows} messages)`);
+      const d = r.diagram;
+      if (!d) continue;
+      const pages = d.pages.length > 1 ? `, ${d.pages.length} pages` : "";
+      print(`  ${relative(d.html)}  (${d.arrows} messages${pages})${d.png ? "  + .png" : ""}`);
     }
   } else {
     print(`\n${captureNote}`);
