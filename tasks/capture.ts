@@ -1,14 +1,22 @@
-#!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read=. --allow-write=. --allow-run=dumpcap,editcap,tshark,deno,python3,openssl
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1,localhost,[::1] --allow-read=. --allow-write=. --allow-run=dumpcap,editcap,tshark,deno,python3,openssl,chromium
 /**
  * `deno task capture SCENARIO [--out DIR] [--diagram]`: runs a scenario on loopback with capture
  * on and writes DIR/SCENARIO.pcapng (TLS key log embedded: Wireshark decrypts it with no set-up)
  * and, for a TLS scenario, its raw twin DIR/SCENARIO.raw.pcapng (no keys); checks the TLS record
  * sequences, the raw twin's TLS packets and the lab messages, and with --diagram draws it
- * (DIR/SCENARIO.svg and .html).
+ * (DIR/SCENARIO.svg and .html, and with Chromium installed DIR/SCENARIO.png; a long capture has
+ * more pages: SCENARIO-page2.svg …).
  */
 
-import { parseCommand, PROJECT_ROOT, runMain, stderrSink, UsageError } from "../lib/runtime/mod.ts";
-import { missingCaptureTools, openCommands } from "../lib/wireshark/mod.ts";
+import {
+  errorMessage,
+  parseCommand,
+  PROJECT_ROOT,
+  runMain,
+  stderrSink,
+  UsageError,
+} from "../lib/runtime/mod.ts";
+import { DiagramBrowser, missingCaptureTools, openCommands } from "../lib/wireshark/mod.ts";
 import {
   ALL_SCENARIOS,
   ATTACK_SCENARIOS,
@@ -42,7 +50,9 @@ ${SCENARIO_NAMES.map((n) => `  ${n.padEnd(WIDTH)} ${scenarioTitle(n)}`).join("\n
 
 Options:
   --out DIR      where the captures go (default pcap/captures)
-  --diagram      also draw each capture as a ladder diagram (DIR/SCENARIO.svg and .html)
+  --diagram      also draw each capture as a ladder diagram: DIR/SCENARIO.svg and .html, and
+                 DIR/SCENARIO.png drawn by Chromium when it is installed (apt-get install -y
+                 chromium); at most about 25 arrows a page (SCENARIO-page2.svg …)
   --keep         keep the actors' data (keys, ledgers, reports) under data/capture/
   --quiet        print only the results, not the actors' steps
 
@@ -61,7 +71,11 @@ export function printResult(r: ScenarioResult, print: (s: string) => void): void
   if (r.capture) print(`capture: ${r.capture}`);
   if (r.rawCapture) print(`raw twin (no keys, as the seed's capture): ${r.rawCapture}`);
   if (r.diagram) {
-    print(`diagram: ${r.diagram.html} (${r.diagram.arrows} messages), ${r.diagram.svg}`);
+    const d = r.diagram;
+    const pages = d.pages.length > 1 ? `, ${d.pages.length} pages` : "";
+    print(
+      `diagram: ${d.html} (${d.arrows} messages${pages}), ${d.svg}${d.png ? `, ${d.png}` : ""}`,
+    );
   }
 }
 
@@ -126,19 +140,33 @@ export async function main(args: string[]): Promise<number | void> {
       `--out must be inside the project (the task may write only here), got '${parsed.values.out}'`,
     );
   }
+  // One browser for every diagram of the run: it draws each page's PNG.
+  let browser: DiagramBrowser | undefined;
+  if (parsed.values.diagram) {
+    try {
+      browser = await DiagramBrowser.launch();
+    } catch (err) {
+      console.log(`note: the diagrams get no PNG: ${errorMessage(err)}`);
+    }
+  }
   const results: ScenarioResult[] = [];
-  for (const name of names) {
-    console.error(`\n== ${name}: ${scenarioTitle(name)}`);
-    const r = await runScenario(name, {
-      outDir: out,
-      workParent: `${PROJECT_ROOT}/data/capture`,
-      capture: true,
-      diagram: parsed.values.diagram,
-      keepWork: parsed.values.keep,
-      sink: parsed.values.quiet ? () => {} : stderrSink,
-    });
-    results.push(r);
-    printResult(r, (s) => console.log(s));
+  try {
+    for (const name of names) {
+      console.error(`\n== ${name}: ${scenarioTitle(name)}`);
+      const r = await runScenario(name, {
+        outDir: out,
+        workParent: `${PROJECT_ROOT}/data/capture`,
+        capture: true,
+        diagram: parsed.values.diagram,
+        ...(browser ? { browser } : {}),
+        keepWork: parsed.values.keep,
+        sink: parsed.values.quiet ? () => {} : stderrSink,
+      });
+      results.push(r);
+      printResult(r, (s) => console.log(s));
+    }
+  } finally {
+    await browser?.close();
   }
   const failed = results.filter((r) => !r.ok).map((r) => r.name);
   console.log(

@@ -21,7 +21,13 @@
 
 import { errorMessage, parseCommand, PROJECT_ROOT, runMain } from "../lib/runtime/mod.ts";
 import { colourise, fold, summaryLines, useColour } from "./demo_output.ts";
-import { Capture, ensureCaptureTools, freePort, ladderLines } from "../lib/wireshark/mod.ts";
+import {
+  Capture,
+  DiagramBrowser,
+  ensureCaptureTools,
+  freePort,
+  ladderLines,
+} from "../lib/wireshark/mod.ts";
 import {
   ATTACK_SCENARIOS,
   runScenario,
@@ -154,6 +160,45 @@ export async function main(args: string[]): Promise<number | void> {
     }
   }
   print(capture ? "Capturing each system on lo into pcap/captures/\n" : `${captureNote}\n`);
+  // One browser draws the PNG of every diagram (none without Chromium: SVG and HTML only).
+  let browser: DiagramBrowser | undefined;
+  if (capture) {
+    try {
+      browser = await DiagramBrowser.launch();
+    } catch (err) {
+      print(`note: the diagrams get no PNG: ${errorMessage(err)}\n`);
+    }
+  }
+  try {
+    return await runParts({
+      print,
+      detail,
+      quiet,
+      sink,
+      workParent,
+      outDir,
+      capture,
+      captureNote,
+      browser,
+    });
+  } finally {
+    await browser?.close();
+  }
+}
+
+async function runParts(o: {
+  print: (s: string) => void;
+  /** What only the full demo shows. */
+  detail: (s: string) => void;
+  quiet: boolean;
+  sink: (s: string) => void;
+  workParent: string;
+  outDir: string;
+  capture: boolean;
+  captureNote: string;
+  browser: DiagramBrowser | undefined;
+}): Promise<number> {
+  const { print, detail, quiet, sink, workParent, outDir, capture, captureNote, browser } = o;
 
   const results: ScenarioResult[] = [];
   for (const part of PARTS) {
@@ -172,6 +217,7 @@ export async function main(args: string[]): Promise<number | void> {
       workParent,
       capture,
       diagram: capture,
+      ...(browser ? { browser } : {}),
       sink,
     });
     results.push(r);
@@ -199,7 +245,9 @@ export async function main(args: string[]): Promise<number | void> {
   }
 
   if (!quiet && capture) {
-    detail("\nCaptures (open in Wireshark: TLS decrypts itself; add the lab's dissector with");
+    detail(
+      "\nCaptures (open in Wireshark: the chat's TLS decrypts itself; add the lab's dissector with",
+    );
     detail("  wireshark -X lua_script:pcap/lab.lua FILE, or install it once with");
     detail("  'deno task dissector --install'; installed and given with -X as well is harmless):");
     for (const r of results) if (r.capture) detail(`  ${relative(r.capture)}`);
@@ -210,9 +258,14 @@ export async function main(args: string[]): Promise<number | void> {
       );
       for (const raw of raws) detail(`  ${relative(raw)}`);
     }
-    detail("Ladder diagrams (open the .html in a browser):");
+    detail(
+      "Ladder diagrams (open the .html in a browser; the .png beside each .svg is a picture):",
+    );
     for (const r of results) {
-      if (r.diagram) detail(`  ${relative(r.diagram.html)}  (${r.diagram.arrows} messages)`);
+      const d = r.diagram;
+      if (!d) continue;
+      const pages = d.pages.length > 1 ? `, ${d.pages.length} pages` : "";
+      detail(`  ${relative(d.html)}  (${d.arrows} messages${pages})${d.png ? "  + .png" : ""}`);
     }
   }
   const runs = results.map((r, i) => ({

@@ -1,10 +1,13 @@
 /**
- * A capture drawn as a message-sequence (ladder) diagram: one lane per actor, one arrow per message,
- * labelled by its step. Messages come from the dissected capture: the lab's framed protocols
- * through pcap/lab.lua (one arrow per frame: `STEP 1 CSR`, `STEP 4 Bob's proof`…) and TLS record by
- * record (`Client Hello`, `Server Hello, Certificate, …`, decrypted names where the key log allows).
+ * A capture as a message-sequence (ladder): one lane per actor, one arrow per message. Messages come
+ * from the dissected capture: the lab's framed protocols through pcap/lab.lua (one arrow per frame:
+ * `STEP 1 CSR`, `STEP 4 Bob's proof`…, an `error` with its reason, a CRL with its number) and TLS record by record
+ * (`Client Hello`, `Server Hello, Certificate, …`, decrypted names where the key log allows, chat
+ * clients named by the nickname they join with).
  *
- * The SVG stands alone; the HTML page embeds it and lists the same messages as a table.
+ * Here: reading the capture, placing its messages between actors, an attack's halves (seed mode,
+ * the default) and the notes that mark what Trudy changed. ladder_svg.ts draws it; diagram.ts
+ * writes the files.
  */
 
 import { DISSECTOR_PATH } from "../runtime/mod.ts";
@@ -20,6 +23,10 @@ export interface CaptureMessage {
   /** `CUHK`, `Blackboard`, `Bank`, `TLS`. */
   protocol: string;
   label: string;
+  /** What the message says beyond its name: an `error`'s reason, a CRL's number (`number 2`). */
+  detail?: string;
+  /** The nickname a chat client joins with, on the TLS record that carries its `hello`. */
+  nick?: string;
 }
 
 export const LUA_DISSECTOR = DISSECTOR_PATH;
@@ -31,8 +38,31 @@ const LAB_FIELDS: Record<string, string> = {
 };
 
 /**
+ * The `reason` of each protocol's `error`, and of Blackboard's `error` inside a MAC-only record
+ * (labelled `… [error]`).
+ */
+const ERROR_REASONS = [
+  { protocol: "CUHK", field: "cuhk.error.reason", inner: false },
+  { protocol: "Blackboard", field: "blackboard.error.reason", inner: false },
+  { protocol: "Blackboard", field: "blackboard.session.error.reason", inner: true },
+  { protocol: "Bank", field: "bank.error.reason", inner: false },
+] as const;
+
+/** The number of a CRL, from Wireshark's own X.509 dissector (pcap/lab.lua hands CRLs to it). */
+const CRL_NUMBER = "x509ce.CRLNumber";
+
+/** tshark's separator between several values of one field: no label or reason contains it. */
+const AGGREGATOR = "\x1f";
+
+/** Whether a message is an error: `error` itself, or an `error` inside a record (`… [error]`). */
+export function isError(label: string): boolean {
+  return label === "error" || label.endsWith(" [error]");
+}
+
+/**
  * The lab protocols' messages in a capture, dissected by pcap/lab.lua (on any port: the dissector
- * also recognises conversations heuristically). Several messages in one frame come in order.
+ * also recognises conversations heuristically). Several messages in one frame come in order. Each
+ * `error` carries its reason as `detail`, and each CRL its number.
  */
 export async function readLabMessages(
   file: string,
@@ -52,7 +82,7 @@ export async function readLabMessages(
     "-E",
     "occurrence=a",
     "-E",
-    "aggregator=;",
+    `aggregator=${AGGREGATOR}`,
     "-e",
     "frame.number",
     "-e",
@@ -64,23 +94,48 @@ export async function readLabMessages(
     "-e",
     "tcp.dstport",
     ...fields.flatMap((f) => ["-e", f]),
+    ...ERROR_REASONS.flatMap((r) => ["-e", r.field]),
+    "-e",
+    CRL_NUMBER,
   ]);
   const messages: CaptureMessage[] = [];
   for (const line of out.split("\n")) {
     if (line.trim() === "") continue;
-    const [frame, time, stream, src, dst, ...labels] = line.split("\t");
+    const [frame, time, stream, src, dst, ...rest] = line.split("\t");
+    const labels = rest.slice(0, fields.length);
+    const reasons = rest.slice(fields.length, fields.length + ERROR_REASONS.length);
+    const crlNumbers = rest[fields.length + ERROR_REASONS.length]?.split(AGGREGATOR)
+      .filter((n) => n !== "") ?? [];
+    // A CRL's number, when each CRL message of the frame has one (a stapled CRL in a certificate
+    // message has one too: then none is given).
+    const crls = labels.flatMap((l) => l ? l.split(AGGREGATOR) : []).filter((l) => l === "CRL");
+    const numbers = crls.length === crlNumbers.length ? [...crlNumbers] : [];
     labels.forEach((list, i) => {
       if (!list) return;
-      for (const label of list.split(";")) {
-        messages.push({
+      const protocol = LAB_FIELDS[fields[i]!]!;
+      // The k-th error of a protocol in this frame gets the k-th reason of that protocol.
+      const pending = ERROR_REASONS.map((r, j) => ({
+        ...r,
+        values: r.protocol === protocol && reasons[j] ? reasons[j]!.split(AGGREGATOR) : [],
+      }));
+      for (const label of list.split(AGGREGATOR)) {
+        const m: CaptureMessage = {
           frame: Number(frame),
           time: Number(time),
           stream: Number(stream),
           srcPort: Number(src),
           dstPort: Number(dst),
-          protocol: LAB_FIELDS[fields[i]!]!,
+          protocol,
           label,
-        });
+        };
+        if (label === "CRL" && numbers.length > 0) m.detail = `number ${numbers.shift()}`;
+        if (isError(label)) {
+          const inner = label !== "error";
+          const reason = pending.find((p) => p.inner === inner && p.values.length > 0)?.values
+            .shift();
+          if (reason !== undefined) m.detail = reason;
+        }
+        messages.push(m);
       }
     });
   }
@@ -138,11 +193,20 @@ export async function labCoverage(
   return streams;
 }
 
-/** The chat messages (system 3) that pcap/lab.lua finds in decrypted TLS, by frame, in order. */
+/** One chat message that pcap/lab.lua found in decrypted TLS: its type, and a `hello`'s nickname. */
+export interface ChatFrame {
+  type: string;
+  nick?: string;
+}
+
+/**
+ * The chat messages (system 3) that pcap/lab.lua finds in decrypted TLS, by frame, in order; the
+ * nickname of each `hello` comes from Wireshark's own JSON dissector.
+ */
 export async function readChatTypes(
   file: string,
   options: { lua?: string } = {},
-): Promise<Map<number, string[]>> {
+): Promise<Map<number, ChatFrame[]>> {
   const out = await tshark([
     "-X",
     `lua_script:${options.lua ?? LUA_DISSECTOR}`,
@@ -156,23 +220,37 @@ export async function readChatTypes(
     "-E",
     "occurrence=a",
     "-E",
-    "aggregator=,",
+    `aggregator=${AGGREGATOR}`,
     "-e",
     "frame.number",
     "-e",
     "labchat.type",
+    "-e",
+    "json.member_with_value",
   ]);
-  const byFrame = new Map<number, string[]>();
+  const byFrame = new Map<number, ChatFrame[]>();
   for (const line of out.split("\n")) {
-    const [frame, types] = line.split("\t");
-    if (frame && types) byFrame.set(Number(frame), types.split(","));
+    const [frame, types, members] = line.split("\t");
+    if (!frame || !types) continue;
+    const chat: ChatFrame[] = types.split(AGGREGATOR).map((type) => ({ type }));
+    // Members come object by object, each starting with its `type`: the k-th `type:` member
+    // starts the k-th message, and its `nick:` member (a hello's) names the client.
+    let k = -1;
+    for (const member of (members ?? "").split(AGGREGATOR)) {
+      if (member.startsWith("type:")) k++;
+      else if (member.startsWith("nick:") && chat[k]?.type === "hello") {
+        chat[k]!.nick ??= member.slice("nick:".length);
+      }
+    }
+    byFrame.set(Number(frame), chat);
   }
   return byFrame;
 }
 
 /**
  * TLS records as messages, named decrypted where possible; application data carrying chat
- * messages is named by them (`Application Data [chat say]`).
+ * messages is named by them (`Application Data [chat say]`), and a chat `hello` carries the
+ * client's nickname.
  */
 export async function readTlsMessages(
   file: string,
@@ -181,12 +259,14 @@ export async function readTlsMessages(
   const conns = await readTlsConnections(file, { serverPorts });
   const chat = await readChatTypes(file);
   const used = new Map<number, number>();
-  const name = (frame: number, label: string): string => {
-    const types = chat.get(frame);
-    if (label !== "Application Data" || !types) return label;
+  const name = (frame: number, label: string): { label: string; nick?: string } => {
+    const messages = chat.get(frame);
+    if (label !== "Application Data" || !messages) return { label };
     const k = used.get(frame) ?? 0;
     used.set(frame, k + 1);
-    return k < types.length ? `${label} [chat ${types[k]}]` : label;
+    const m = messages[k];
+    if (!m) return { label };
+    return { label: `${label} [chat ${m.type}]`, ...(m.nick ? { nick: m.nick } : {}) };
   };
   return conns.flatMap((c) => {
     const clientPort = Number(c.client.slice(c.client.lastIndexOf(":") + 1));
@@ -198,9 +278,19 @@ export async function readTlsMessages(
       srcPort: r.from === "client" ? clientPort : serverPort,
       dstPort: r.from === "client" ? serverPort : clientPort,
       protocol: "TLS",
-      label: name(r.frame, r.content ?? r.wire),
+      ...name(r.frame, r.content ?? r.wire),
     }));
   });
+}
+
+/** Part of a capture: an attack's seed-mode half or its default half, told apart by server port. */
+export interface LadderSection {
+  /** `seed`, `default`: what marks refer to. */
+  key: string;
+  /** What the band that opens the section says. */
+  title: string;
+  /** Server ports whose messages belong to this section. */
+  ports: number[];
 }
 
 export interface ActorMap {
@@ -211,12 +301,29 @@ export interface ActorMap {
   /** Server ports whose clients get a lane each, numbered (`chat client 1`, `chat client 2`). */
   numbered?: number[];
   /**
+   * Server ports whose clients get a lane each, named by the nickname they join the chat with
+   * (`alice`, from the decrypted `hello`).
+   */
+  byNickname?: number[];
+  /**
+   * Names for a server port's clients in order of connection, for those not named by their first
+   * message or nickname: a chat client refused in the TLS handshake, which sent no `hello`
+   * (`python3`); the student who enrols directly after Trudy's relay did (`Trudy`, `Student`).
+   * Then `numbered`, then `clients`.
+   */
+  inOrder?: Record<number, string[]>;
+  /**
    * Clients told apart by the first message of their connection (a server that is also a client:
    * Blackboard's `CRL request` to the CA).
    */
   byFirstMessage?: Record<string, string>;
   /** Lane order, left to right (actors not listed follow in order of appearance). */
   order?: string[];
+  /**
+   * An attack's halves, by server port; a message on a port of none stays in the section of the
+   * message before it.
+   */
+  sections?: LadderSection[];
 }
 
 export interface Arrow {
@@ -226,11 +333,19 @@ export interface Arrow {
   time: number;
   frame: number;
   protocol: string;
+  /** An `error`'s reason, a CRL's number. */
+  detail?: string;
+  /** The key of its section (`seed`, `default`), when the capture has sections. */
+  section?: string;
+  /** A note in red: what Trudy changed in this message. */
+  note?: string;
 }
 
 export interface Ladder {
   actors: string[];
   arrows: Arrow[];
+  /** The sections' titles by key, in order (empty without sections). */
+  sections: Array<{ key: string; title: string }>;
 }
 
 /** Places messages between actors; messages that touch no known server port are left out. */
@@ -244,7 +359,15 @@ export function buildLadder(messages: readonly CaptureMessage[], actors: ActorMa
   const counters = new Map<number, number>();
   const arrows: Arrow[] = [];
   const firstLabel = new Map<number, string>();
-  for (const m of sorted) if (!firstLabel.has(m.stream)) firstLabel.set(m.stream, m.label);
+  const nickOf = new Map<number, string>();
+  for (const m of sorted) {
+    if (!firstLabel.has(m.stream)) firstLabel.set(m.stream, m.label);
+    if (m.nick !== undefined && !nickOf.has(m.stream)) nickOf.set(m.stream, m.nick);
+  }
+  const inOrderUsed = new Map<number, number>();
+  const sectionOf = new Map<number, string>();
+  for (const s of actors.sections ?? []) for (const p of s.ports) sectionOf.set(p, s.key);
+  let section: string | undefined;
   for (const m of sorted) {
     const toServer = actors.servers[m.dstPort] !== undefined;
     const serverPort = toServer ? m.dstPort : m.srcPort;
@@ -253,9 +376,14 @@ export function buildLadder(messages: readonly CaptureMessage[], actors: ActorMa
     const key = `${serverPort}/${m.stream}`;
     let client = clientNames.get(key);
     const byFirst = actors.byFirstMessage?.[firstLabel.get(m.stream)!];
-    if (client === undefined && byFirst !== undefined) {
-      client = byFirst;
-      clientNames.set(key, client);
+    if (client === undefined && byFirst !== undefined) client = byFirst;
+    if (client === undefined && actors.byNickname?.includes(serverPort)) {
+      client = nickOf.get(m.stream);
+    }
+    if (client === undefined) {
+      const n = inOrderUsed.get(serverPort) ?? 0;
+      client = actors.inOrder?.[serverPort]?.[n];
+      if (client !== undefined) inOrderUsed.set(serverPort, n + 1);
     }
     if (client === undefined) {
       const base = actors.clients[serverPort] ?? "client";
@@ -266,18 +394,22 @@ export function buildLadder(messages: readonly CaptureMessage[], actors: ActorMa
       } else {
         client = base;
       }
-      clientNames.set(key, client);
     }
+    clientNames.set(key, client);
     add(client);
     add(server);
-    arrows.push({
+    section = sectionOf.get(serverPort) ?? section;
+    const arrow: Arrow = {
       from: toServer ? client : server,
       to: toServer ? server : client,
       label: m.label,
       time: m.time,
       frame: m.frame,
       protocol: m.protocol,
-    });
+    };
+    if (m.detail !== undefined) arrow.detail = m.detail;
+    if (section !== undefined) arrow.section = section;
+    arrows.push(arrow);
   }
   const rank = (n: string) => {
     const i = actors.order?.indexOf(n) ?? -1;
@@ -285,121 +417,64 @@ export function buildLadder(messages: readonly CaptureMessage[], actors: ActorMa
   };
   const lanes = names.map((n, i) => ({ n, i })).sort((a, b) => rank(a.n) - rank(b.n) || a.i - b.i)
     .map((x) => x.n);
-  return { actors: lanes, arrows };
+  const used = new Set(arrows.map((a) => a.section));
+  const sections = (actors.sections ?? []).filter((s) => used.has(s.key))
+    .map(({ key, title }) => ({ key, title }));
+  return { actors: lanes, arrows, sections };
 }
 
-function xml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+/**
+ * A key moment of an attack: the arrow it marks (its section, ends, the start of its label and
+ * which of the arrows that match, 1 for the first) and the note in red that says what Trudy
+ * changed there.
+ */
+export interface LadderMark {
+  section?: string;
+  from: string;
+  to: string;
+  /** The arrow's label starts with this. */
+  label: string;
+  /** And its detail is this (a CRL's `number 1`). */
+  detail?: string;
+  /** Which of the matching arrows, counting from 1 (default 1). */
+  nth?: number;
+  note: string;
 }
 
-const LANE = 330;
-const ROW = 30;
-const TOP = 70;
-const LEFT = 90;
-const LABEL_MAX = 80;
-
-function colour(a: Arrow): string {
-  if (a.protocol !== "TLS") return a.label.startsWith("error") ? "#b3261e" : "#1a5fb4";
-  if (/Alert/.test(a.label)) return "#b3261e";
-  return a.label.startsWith("Application Data") ? "#6b6b6b" : "#26734d";
-}
-
-/** The ladder as a standalone SVG. */
-export function renderSvg(ladder: Ladder, title: string): string {
-  const width = LEFT + Math.max(ladder.actors.length, 2) * LANE;
-  const height = TOP + (ladder.arrows.length + 1) * ROW + 20;
-  const x = (name: string) => LEFT + ladder.actors.indexOf(name) * LANE + LANE / 2;
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" ` +
-    `viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
-    `<title>${xml(title)}</title>`,
-    `<defs>${
-      ["#1a5fb4", "#26734d", "#6b6b6b", "#b3261e"].map((c) =>
-        `<marker id="m${c.slice(1)}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" ` +
-        `markerHeight="8" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="${c}"/></marker>`
-      ).join("")
-    }</defs>`,
-    `<rect width="100%" height="100%" fill="#ffffff"/>`,
-    `<text x="10" y="20" font-size="14" font-weight="bold">${xml(title)}</text>`,
-    `<text x="10" y="${TOP - 8}" fill="#555">time (s)</text>`,
-  ];
-  for (const name of ladder.actors) {
-    const cx = x(name);
-    parts.push(
-      `<rect x="${cx - 80}" y="${TOP - 36}" width="160" height="24" rx="4" fill="#eef2f7" ` +
-        `stroke="#445"/>`,
-      `<text x="${cx}" y="${TOP - 19}" text-anchor="middle" font-weight="bold">${xml(name)}</text>`,
-      `<line x1="${cx}" y1="${TOP - 12}" x2="${cx}" y2="${height - 10}" stroke="#99a" ` +
-        `stroke-dasharray="4 4"/>`,
+/** Sets each mark's note on its arrow; returns the marks that found no arrow. */
+export function markLadder(ladder: Ladder, marks: readonly LadderMark[]): LadderMark[] {
+  const missed: LadderMark[] = [];
+  for (const mark of marks) {
+    const matching = ladder.arrows.filter((a) =>
+      a.from === mark.from && a.to === mark.to && a.label.startsWith(mark.label) &&
+      (mark.detail === undefined || a.detail === mark.detail) &&
+      (mark.section === undefined || a.section === mark.section)
     );
+    const arrow = matching[(mark.nth ?? 1) - 1];
+    if (!arrow) {
+      missed.push(mark);
+      continue;
+    }
+    arrow.note = arrow.note === undefined ? mark.note : `${arrow.note}; ${mark.note}`;
   }
-  ladder.arrows.forEach((a, i) => {
-    const y = TOP + (i + 1) * ROW;
-    const x1 = x(a.from);
-    const x2 = x(a.to);
-    const c = colour(a);
-    const label = a.label.length > LABEL_MAX ? a.label.slice(0, LABEL_MAX - 1) + "…" : a.label;
-    parts.push(
-      `<g><title>${
-        xml(`frame ${a.frame}, ${a.time.toFixed(3)} s: ${a.from} → ${a.to}: ${a.label}`)
-      }` +
-        `</title>`,
-      `<text x="10" y="${y + 4}" fill="#555">${a.time.toFixed(3)}</text>`,
-      `<line x1="${x1}" y1="${y}" x2="${x2}" y2="${y}" stroke="${c}" stroke-width="1.5" ` +
-        `marker-end="url(#m${c.slice(1)})"/>`,
-      `<text x="${(x1 + x2) / 2}" y="${y - 5}" text-anchor="middle" fill="${c}">${
-        xml(label)
-      }</text></g>`,
-    );
-  });
-  parts.push("</svg>");
-  return parts.join("\n") + "\n";
+  return missed;
 }
 
-/** An HTML page that shows the SVG and lists the messages. */
-export function renderHtml(
-  ladder: Ladder,
-  svg: string,
-  options: { title: string; capture: string },
-): string {
-  const rows = ladder.arrows.map((a, i) =>
-    `<tr><td>${i + 1}</td><td>${a.time.toFixed(3)}</td><td>${a.frame}</td><td>${xml(a.from)} → ${
-      xml(a.to)
-    }</td><td>${xml(a.protocol)}</td><td>${xml(a.label)}</td></tr>`
-  ).join("\n");
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>${xml(options.title)}</title>
-<style>
-body { font-family: sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin-top: 1.5em; }
-td, th { border: 1px solid #ccd; padding: 0.2em 0.6em; text-align: left; }
-th { background: #eef2f7; }
-figure { margin: 0; overflow-x: auto; }
-</style>
-</head>
-<body>
-<h1>${xml(options.title)}</h1>
-<p>Capture: <a href="${xml(encodeURI(options.capture))}"><code>${
-    xml(options.capture)
-  }</code></a> (open it in Wireshark; TLS decrypts itself,
-and <code>pcap/lab.lua</code> names the lab's messages). One arrow per message, in capture order.</p>
-<figure>
-${svg}</figure>
-<table>
-<tr><th>#</th><th>time (s)</th><th>frame</th><th>between</th><th>protocol</th><th>message</th></tr>
-${rows}
-</table>
-</body>
-</html>
-`;
+/** A mark as one line, for a report: `seed: Trudy → Alice "STEP 2 Hi, I'm Bob" #1`. */
+export function describeMark(mark: LadderMark): string {
+  return `${mark.section ? `${mark.section}: ` : ""}${mark.from} → ${mark.to} "${mark.label}…"${
+    mark.detail !== undefined ? ` (${mark.detail})` : ""
+  }${(mark.nth ?? 1) > 1 ? ` #${mark.nth}` : ""}`;
+}
+
+/** An arrow's text: its label, and an error's reason or a CRL's number after a colon. */
+export function arrowText(a: Pick<Arrow, "label" | "detail">): string {
+  return a.detail === undefined ? a.label : `${a.label}: ${a.detail}`;
 }
 
 /**
  * The ladder as text lines, `Student → CUHK (CA)  STEP 1 CSR`, runs of the same message between the
- * same actors collapsed (`× 3`).
+ * same actors collapsed (`× 3`), an error with its reason.
  */
 export function ladderLines(ladder: Ladder): string[] {
   const lines: string[] = [];
@@ -409,46 +484,13 @@ export function ladderLines(ladder: Ladder): string[] {
     const a = ladder.arrows[i]!;
     let j = i + 1;
     while (
-      j < ladder.arrows.length && ladder.arrows[j]!.label === a.label &&
+      j < ladder.arrows.length && arrowText(ladder.arrows[j]!) === arrowText(a) &&
       ladder.arrows[j]!.from === a.from && ladder.arrows[j]!.to === a.to
     ) j++;
     lines.push(
-      `${`${a.from} → ${a.to}`.padEnd(width)}  ${a.label}${j - i > 1 ? `  × ${j - i}` : ""}`,
+      `${`${a.from} → ${a.to}`.padEnd(width)}  ${arrowText(a)}${j - i > 1 ? `  × ${j - i}` : ""}`,
     );
     i = j;
   }
   return lines;
-}
-
-export interface DiagramFiles {
-  svg: string;
-  html: string;
-  arrows: number;
-  ladder: Ladder;
-}
-
-/**
- * Draws a capture: reads its lab messages and TLS records, writes `<base>.svg` and `<base>.html`
- * (mode 0644).
- */
-export async function writeDiagram(
-  capture: string,
-  base: string,
-  options: { title: string; actors: ActorMap; tlsPorts?: readonly number[] },
-): Promise<DiagramFiles> {
-  const messages = [
-    ...await readLabMessages(capture),
-    ...(options.tlsPorts?.length ? await readTlsMessages(capture, options.tlsPorts) : []),
-  ];
-  const ladder = buildLadder(messages, options.actors);
-  const svg = renderSvg(ladder, options.title);
-  // The page links the capture relative to itself when they share a directory.
-  const dir = base.slice(0, base.lastIndexOf("/") + 1);
-  const shown = dir !== "" && capture.startsWith(dir) ? capture.slice(dir.length) : capture;
-  const html = renderHtml(ladder, svg, { title: options.title, capture: shown });
-  await Deno.writeTextFile(`${base}.svg`, svg, { mode: 0o644 });
-  await Deno.writeTextFile(`${base}.html`, html, { mode: 0o644 });
-  await Deno.chmod(`${base}.svg`, 0o644);
-  await Deno.chmod(`${base}.html`, 0o644);
-  return { svg: `${base}.svg`, html: `${base}.html`, arrows: ladder.arrows.length, ladder };
 }

@@ -7,10 +7,31 @@
 
 import { caProtocol } from "../../lib/ca/mod.ts";
 import type { RunningProcess } from "../../lib/runtime/mod.ts";
+import type { LadderMark, LadderSection } from "../../lib/wireshark/mod.ts";
 import { check, checkVerdict, type Half } from "./checks.ts";
 import { type Context, outcome, prints, scenario } from "./harness.ts";
 
 export const VICTIM_SID = "1155000777";
+
+/**
+ * An attack's two halves on its ladder, told apart by the servers' ports of each (Trudy's among
+ * them): a band opens each.
+ */
+export function halves(seed: number[], def: number[]): LadderSection[] {
+  return [
+    { key: "seed", title: "Seed mode: the seeds' protocol, flaws included", ports: seed },
+    {
+      key: "default",
+      title: "Default mode: the same attack against the lab's protocol",
+      ports: def,
+    },
+  ];
+}
+
+/** The same red note on the matching arrow of both halves. */
+export function bothHalves(mark: Omit<LadderMark, "section">): LadderMark[] {
+  return [{ ...mark, section: "seed" }, { ...mark, section: "default" }];
+}
 
 /** Starts Trudy on the path: `ATTACK --listen-port PORT --once`, after her `listening on` line. */
 export async function startTrudy(
@@ -63,9 +84,26 @@ export const ATTACK_ENROL_IMPERSONATION = scenario({
     servers: { [p.caOpen]: "CUHK (CA, open enrolment)", [p.ca]: "CUHK (CA)" },
     clients: { [p.caOpen]: "Trudy", [p.ca]: "Trudy" },
     order: ["Trudy", "CUHK (CA, open enrolment)", "CUHK (CA)"],
+    sections: halves([p.caOpen], [p.ca]),
   }),
   labels: [caProtocol.label("csr"), caProtocol.label("certificate"), caProtocol.label("error")],
   path: ["Trudy", "CUHK (CA, open enrolment)"],
+  marks: [
+    {
+      section: "seed",
+      from: "Trudy",
+      to: "CUHK (CA, open enrolment)",
+      label: "STEP 1 CSR",
+      note: `Trudy's CSR: the victim's ID ${VICTIM_SID}, her own key`,
+    },
+    {
+      section: "default",
+      from: "Trudy",
+      to: "CUHK (CA)",
+      label: "STEP 1 CSR",
+      note: `Trudy's CSR: the victim's ID ${VICTIM_SID}, her own key, no enrolment code`,
+    },
+  ],
   async run(ctx) {
     const [open, strict] = await startBothCas(ctx);
     const attack = (ca: number, dir: string) =>
@@ -131,11 +169,30 @@ export const ATTACK_ENROL_CODE_THEFT = scenario({
       [p.trudySeed]: "Student",
       [p.trudy]: "Student",
     },
+    // On the default CA's port Trudy's relay connects first; then the student enrols directly.
+    inOrder: { [p.ca]: ["Trudy", "Student"] },
     order: ["Student", "Trudy", "CUHK (CA, open enrolment)", "CUHK (CA)"],
+    sections: halves([p.caOpen, p.trudySeed], [p.ca, p.trudy]),
   }),
   labels: [caProtocol.label("csr"), caProtocol.label("certificate"), caProtocol.label("error")],
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Student", "Trudy", "CUHK (CA)"],
+  marks: [
+    {
+      section: "seed",
+      from: "Trudy",
+      to: "CUHK (CA, open enrolment)",
+      label: "STEP 1 CSR",
+      note: "Trudy swapped her own CSR (her key) in for the student's",
+    },
+    {
+      section: "default",
+      from: "Trudy",
+      to: "CUHK (CA)",
+      label: "STEP 1 CSR",
+      note: "Trudy swapped her own CSR (her key) in for the student's, the student's binding kept",
+    },
+  ],
   async run(ctx) {
     const [open, strict] = await startBothCas(ctx);
     const halves = [
@@ -163,8 +220,8 @@ export const ATTACK_ENROL_CODE_THEFT = scenario({
         "enroll",
         "--sid",
         VICTIM_SID,
-        // The open (seed) CA asks for no code.
-        ...(code === "" ? ["--no-code"] : ["--code", code]),
+        // The seed half's open CA issues no codes.
+        ...(h.half === "seed" ? ["--no-code"] : ["--code", code]),
         "--ca",
         `127.0.0.1:${h.port}`,
         "--ca-cert",

@@ -7,7 +7,7 @@
 
 import { Accounts } from "../../lib/bank/mod.ts";
 import type { ActorMap } from "../../lib/wireshark/mod.ts";
-import { startTrudy } from "./attacks.ts";
+import { bothHalves, halves, startTrudy } from "./attacks.ts";
 import { check, checkVerdict } from "./checks.ts";
 import { type Context, outcome, type Ports, prints, scenario } from "./harness.ts";
 import { ALICE_SID, bank, enrol, issueServer, serveBob, startCa } from "./steps.ts";
@@ -61,6 +61,7 @@ const bankAttackActors = (p: Ports<BankAttackPort>): ActorMap => ({
     [p.trudy]: "Alice",
   },
   order: ["Alice", "Trudy", "Bob (bank)"],
+  sections: halves([p.bankSeed, p.trudySeed], [p.bank, p.trudy]),
 });
 
 export const ATTACK_BANK_MITM = scenario({
@@ -82,6 +83,43 @@ export const ATTACK_BANK_MITM = scenario({
   ],
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Alice", "Trudy", "Bob (bank)"],
+  marks: [
+    {
+      section: "seed",
+      from: "Trudy",
+      to: "Alice",
+      label: "STEP 2 Hi, I'm Bob",
+      note: "Trudy's own public key in place of Bob's",
+    },
+    {
+      section: "seed",
+      from: "Trudy",
+      to: "Alice",
+      label: "STEP 4 Bob's proof",
+      note: "the proof signed with Trudy's key, not Bob's",
+    },
+    {
+      section: "seed",
+      from: "Trudy",
+      to: "Bob (bank)",
+      label: "STEP 6 record",
+      note: "Alice's deposit 10.00 → 900.00, re-encrypted by Trudy for Bob",
+    },
+    {
+      section: "seed",
+      from: "Trudy",
+      to: "Alice",
+      label: "STEP 6 record",
+      note: "Bob's reply rewritten: Alice is shown 10.00",
+    },
+    {
+      section: "default",
+      from: "Trudy",
+      to: "Alice",
+      label: "STEP 2 Hi, I'm Bob",
+      note: "Trudy's own certificate and key in place of Bob's",
+    },
+  ],
   async run(ctx) {
     const { home } = await startBanks(ctx);
 
@@ -164,6 +202,12 @@ export const ATTACK_BANK_REPLAY = scenario({
   ],
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Alice", "Trudy", "Bob (bank)"],
+  marks: bothHalves({
+    from: "Trudy",
+    to: "Alice",
+    label: "STEP 4 Bob's proof",
+    note: "Bob's proof from Trudy's own earlier session with him, replayed",
+  }),
   async run(ctx) {
     const { home } = await startBanks(ctx);
     const halves = [
@@ -236,6 +280,7 @@ export const ATTACK_CROSS_SERVICE = scenario({
     servers: { [p.trudySeed]: "Trudy", [p.trudy]: "Trudy" },
     clients: { [p.trudySeed]: "Alice", [p.trudy]: "Alice" },
     order: ["Alice", "Trudy"],
+    sections: halves([p.trudySeed], [p.trudy]),
   }),
   labels: [
     bank("seedHello"),
@@ -250,6 +295,22 @@ export const ATTACK_CROSS_SERVICE = scenario({
   ],
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Alice", "Trudy"],
+  marks: [
+    {
+      section: "seed",
+      from: "Trudy",
+      to: "Alice",
+      label: "STEP 2 Hi, I'm Bob",
+      note: "Blackboard's stolen key in place of Bob's",
+    },
+    {
+      section: "default",
+      from: "Trudy",
+      to: "Alice",
+      label: "STEP 2 Hi, I'm Bob",
+      note: "Blackboard's stolen certificate (it names blackboard) in place of Bob's",
+    },
+  ],
   async run(ctx) {
     await startCa(ctx);
     // Blackboard's identity, as Trudy took it from the Blackboard host: the CA's, serverAuth,
@@ -355,6 +416,12 @@ export const ATTACK_ERROR_INJECTION = scenario({
   ],
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Alice", "Trudy", "Bob (bank)"],
+  marks: bothHalves({
+    from: "Trudy",
+    to: "Alice",
+    label: "error",
+    note: "forged by Trudy: a cleartext error in place of Bob's reply",
+  }),
   async run(ctx) {
     // 10.00 in each account before Bob starts, credited by the bank's operator straight in his
     // database: no packet, so every client of Bob's port in the capture is Trudy.

@@ -16,7 +16,7 @@ import {
   verdictStatus,
 } from "../../lib/trudy/mod.ts";
 import type { ActorMap } from "../../lib/wireshark/mod.ts";
-import { startTrudy, VICTIM_SID } from "./attacks.ts";
+import { halves, startTrudy, VICTIM_SID } from "./attacks.ts";
 import { check, checkVerdict, type Half } from "./checks.ts";
 import { type Context, outcome, type Ports, prints, scenario } from "./harness.ts";
 import { bb, enrol, issueServer, serveBlackboard, session, startCa, STUDENT_SID } from "./steps.ts";
@@ -93,6 +93,7 @@ const bbAttackActors = (p: Ports<BbAttackPort>): ActorMap => ({
     [p.trudy]: "Student",
   },
   order: ["Student", "Trudy", "Blackboard"],
+  sections: halves([p.bbSeed, p.trudySeed], [p.blackboard, p.trudy]),
 });
 
 export const ATTACK_SESSION_KEY_SNIFF = scenario({
@@ -116,6 +117,29 @@ export const ATTACK_SESSION_KEY_SNIFF = scenario({
   ],
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Student", "Trudy", "Blackboard"],
+  marks: [
+    {
+      section: "seed",
+      from: "Student",
+      to: "Trudy",
+      label: "STEP 5 decrypted session key IN THE CLEAR",
+      note: "Trudy copies the session key as it passes",
+    },
+    {
+      section: "seed",
+      from: "Trudy",
+      to: "Blackboard",
+      label: "STEP 6 message",
+      note: "forged by Trudy: her own message, its HMAC under the sniffed key",
+    },
+    {
+      section: "default",
+      from: "Trudy",
+      to: "Blackboard",
+      label: "STEP 6 message",
+      note: "forged by Trudy: her own message, sealed under a guessed key",
+    },
+  ],
   async run(ctx) {
     const { seed, def, home } = await startBlackboards(ctx);
 
@@ -204,6 +228,24 @@ export const ATTACK_MESSAGE_REPLAY = scenario({
   ],
   trudyPorts: (p) => [p.trudySeed, p.trudy],
   path: ["Student", "Trudy", "Blackboard"],
+  marks: [
+    {
+      section: "seed",
+      from: "Trudy",
+      to: "Blackboard",
+      label: "STEP 6 message",
+      nth: 2,
+      note: "replayed by Trudy: the student's message a second time",
+    },
+    {
+      section: "default",
+      from: "Trudy",
+      to: "Blackboard",
+      label: "STEP 6 message | HMAC (sequence numbered) [STEP 6 message]",
+      nth: 2,
+      note: "replayed by Trudy: the student's record a second time",
+    },
+  ],
   async run(ctx) {
     const { seed, def, home } = await startBlackboards(ctx);
     const text = "pay me once";
@@ -267,6 +309,11 @@ export const ATTACK_CRL_ROLLBACK = scenario({
     clients: { [p.ca]: "Trudy", [p.blackboard]: "Trudy", [p.trudy]: "Blackboard" },
     byFirstMessage: { [caProtocol.label("csr")]: "Student" },
     order: ["Student", "Blackboard", "Trudy", "CUHK (CA)"],
+    sections: [{
+      key: "default",
+      title: "Default mode only: the seeds had no CRL",
+      ports: [p.ca, p.blackboard, p.trudy],
+    }],
   }),
   labels: [
     caProtocol.label("csr"),
@@ -283,6 +330,17 @@ export const ATTACK_CRL_ROLLBACK = scenario({
   ],
   trudyPorts: (p) => [p.trudy],
   path: ["Blackboard", "Trudy", "CUHK (CA)"],
+  marks: [{
+    section: "default",
+    from: "Trudy",
+    to: "Blackboard",
+    label: "CRL",
+    // The CA's CRL is number 1 until the revocation, then number 2: the second number 1 that
+    // Trudy hands Blackboard is her replay.
+    detail: "number 1",
+    nth: 2,
+    note: "Trudy replays the CA's old CRL (number 1, before the revocation) in place of number 2",
+  }],
   async run(ctx) {
     await startCa(ctx);
     await issueServer(ctx, "blackboard", `${ctx.dir}/blackboard`);

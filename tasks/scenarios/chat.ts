@@ -15,6 +15,11 @@ async function refusalClient(): Promise<"python3" | "openssl" | undefined> {
   return undefined;
 }
 
+/** The tool that offered only AES128-SHA, as the scenario's note says (`… (python3)`). */
+function refusalTools(notes: readonly string[]): string[] {
+  return notes.flatMap((n) => /^AES128-SHA .*\((python3|openssl)\)$/.exec(n)?.slice(1, 2) ?? []);
+}
+
 const SEED_CLIENT = `import socket, ssl, sys
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.maximum_version = ssl.TLSVersion.TLSv1_2
@@ -104,10 +109,13 @@ export const CHAT_TLS13 = scenario({
   title: "System 3: three chat clients over TLS 1.3",
   ports: ["chat"],
   capture: (p) => [p.chat],
+  // Each client's lane is named by the nickname it joins with (its decrypted `hello`).
   actors: (p) => ({
     servers: { [p.chat]: "chat server" },
     clients: { [p.chat]: "client" },
+    byNickname: [p.chat],
     numbered: [p.chat],
+    order: ["chat server"],
   }),
   tls: (p) => ({
     serverPorts: [p.chat],
@@ -152,10 +160,15 @@ export const CHAT_TLS12 = scenario({
   title: "System 3: a chat client over TLS 1.2, and AES128-SHA refused",
   ports: ["chat"],
   capture: (p) => [p.chat],
-  actors: (p) => ({
+  // dave by the nickname he joins with; the client refused in the handshake (no `hello`) by the
+  // tool that ran it.
+  actors: (p, ctx) => ({
     servers: { [p.chat]: "chat server" },
     clients: { [p.chat]: "client" },
+    byNickname: [p.chat],
+    inOrder: { [p.chat]: refusalTools(ctx.notes) },
     numbered: [p.chat],
+    order: ["chat server"],
   }),
   tls: (p, ctx) => {
     const refused = ctx.notes.some((n) => n.startsWith("AES128-SHA refused"));

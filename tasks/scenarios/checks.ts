@@ -1,7 +1,7 @@
 /**
  * What the scenarios assert: their own checks (an attack's verdicts, the victims' outcomes), and on
  * the finished capture the TLS record sequences (pcap/expected), the TLS packets of its raw twin,
- * the lab messages pcap/lab.lua names, and the ladder's lanes.
+ * the lab messages pcap/lab.lua names, and the ladder's lanes and red notes.
  */
 
 import {
@@ -9,8 +9,10 @@ import {
   checkHandshakeTiming,
   checkPackets,
   DEFAULT_TIMING_LIMITS,
+  describeMark,
   labCoverage,
   type Ladder,
+  type LadderMark,
   loadExpectation,
   readLabMessages,
 } from "../../lib/wireshark/mod.ts";
@@ -69,6 +71,17 @@ export function checkPath(path: readonly string[], ladder: Ladder): Check {
     }`,
     ok: ordered && missing.length === 0,
     report: [`lanes: ${ladder.actors.join(", ")}`, ...missing].join("\n"),
+  };
+}
+
+/** Every red note (what Trudy changed) found its arrow on the ladder. */
+export function checkMarks(marks: readonly LadderMark[], missed: readonly LadderMark[]): Check {
+  return {
+    what:
+      `the ladder marks what Trudy changed: ${marks.length - missed.length} of ${marks.length} ` +
+      "red notes on their arrows",
+    ok: missed.length === 0,
+    report: missed.map((m) => `no arrow ${describeMark(m)} for "${m.note}"`).join("\n"),
   };
 }
 

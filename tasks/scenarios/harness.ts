@@ -11,7 +11,7 @@ import {
   spawnDeno,
   visible,
 } from "../../lib/runtime/mod.ts";
-import { type ActorMap, freePorts } from "../../lib/wireshark/mod.ts";
+import { type ActorMap, freePorts, type LadderMark } from "../../lib/wireshark/mod.ts";
 
 export const SCENARIO_NAMES = [
   "enrol",
@@ -220,7 +220,8 @@ export interface ScenarioSpec<K extends string> {
   ports: readonly K[];
   /** The ports the capture filter takes. */
   capture(ports: Ports<K>): number[];
-  actors(ports: Ports<K>): ActorMap;
+  /** The ladder's lanes (the context: what the run found, e.g. which tool the chat refused). */
+  actors(ports: Ports<K>, ctx: Context<K>): ActorMap;
   /**
    * TLS expectations and their server ports: `expect` per record on the decrypted capture,
    * `packets` per packet on its raw twin (`SCENARIO.raw.pcapng`, no keys: what the seed's Wireshark
@@ -239,6 +240,8 @@ export interface ScenarioSpec<K extends string> {
   trudyPorts?(ports: Ports<K>): number[];
   /** Lanes the ladder must show in this order, with arrows between neighbours (victim, Trudy, server). */
   path?: string[];
+  /** An attack's key moments: red notes on the arrows where Trudy changed something. */
+  marks?: LadderMark[];
   run(ctx: Context<K>): Promise<void>;
   /** Runs on the finished capture (Trudy's passive sniffer reads it). */
   analyse?(ctx: Context<K>, capture: string): Promise<void>;

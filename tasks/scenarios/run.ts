@@ -7,6 +7,7 @@
 import { errorMessage, PROJECT_ROOT } from "../../lib/runtime/mod.ts";
 import {
   Capture,
+  type DiagramBrowser,
   type DiagramFiles,
   wiresharkTcpPorts,
   writeDiagram,
@@ -25,7 +26,7 @@ import {
 } from "./attacks_blackboard.ts";
 import { BANK } from "./bank.ts";
 import { CHAT_TLS12, CHAT_TLS13 } from "./chat.ts";
-import { checkPath, checkScenario } from "./checks.ts";
+import { checkMarks, checkPath, checkScenario } from "./checks.ts";
 import {
   Actors,
   type Check,
@@ -83,6 +84,8 @@ export interface RunOptions {
   /** Capture with dumpcap (needs root or the wireshark group). */
   capture: boolean;
   diagram: boolean;
+  /** Draws a PNG of each diagram page with it (none without). */
+  browser?: DiagramBrowser;
   sink: Sink;
   /** Keep the actors' data (keys, ledgers, reports) after the run. */
   keepWork?: boolean;
@@ -165,11 +168,16 @@ export async function runScenario(
       if (options.diagram) {
         result.diagram = await writeDiagram(path, `${options.outDir}/${name}`, {
           title: spec.title,
-          actors: spec.actors(ports),
+          actors: spec.actors(ports, ctx),
           ...(spec.tls ? { tlsPorts: spec.tls(ports, ctx).serverPorts } : {}),
+          ...(spec.marks ? { marks: spec.marks } : {}),
+          ...(options.browser ? { browser: options.browser } : {}),
         });
         if (spec.path && result.error === undefined) {
           result.checks.push(checkPath(spec.path, result.diagram.ladder));
+        }
+        if (spec.marks?.length && result.error === undefined) {
+          result.checks.push(checkMarks(spec.marks, result.diagram.missedMarks));
         }
       }
     }

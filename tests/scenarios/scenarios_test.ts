@@ -2,23 +2,14 @@
  * The capture scenarios with the real chat (actors/chat.ts, server and clients as processes):
  * three TLS 1.3 clients; a TLS 1.2 client and a client offering only AES128-SHA. Each capture must
  * match pcap/expected (per record; its raw twin per packet), show no handshake waiting for a
- * delayed ACK (the chat's TCP_NODELAY), and be drawn as a ladder diagram (SVG and HTML) with one
- * arrow per record.
- * Also: the ladder itself, and the capture task's command line.
+ * delayed ACK (the chat's TCP_NODELAY), and be drawn as a ladder diagram (SVG and HTML pages) with
+ * one arrow per record, each client's lane named after it. Also: the capture task's command line
+ * (the ladder itself: tests/wireshark/ladder_test.ts).
  */
 
 import assert from "node:assert/strict";
 import { runScenario } from "../../tasks/scenarios/mod.ts";
-import {
-  type ActorMap,
-  buildLadder,
-  type CaptureMessage,
-  LUA_DISSECTOR,
-  readTlsConnections,
-  renderHtml,
-  renderSvg,
-  tshark,
-} from "../../lib/wireshark/mod.ts";
+import { LUA_DISSECTOR, readTlsConnections, tshark } from "../../lib/wireshark/mod.ts";
 import { run, runActor, tempDir } from "../_fixtures/helpers.ts";
 
 /** Parses XML with an independent parser (Python's), failing on anything malformed. */
@@ -84,20 +75,47 @@ Deno.test("capture scenarios: chat over TLS 1.3 and TLS 1.2, checked and drawn",
         assert.ok(r.notes.some((n) => /AES128-SHA refused/.test(n)), r.notes.join("\n"));
         assert.match(tls.report!, /Certificate Status/);
       }
-      // The diagram: one arrow per TLS record, lanes for the server and each client.
+      // The diagram: one arrow per TLS record, lanes for the server and each client by name, in
+      // pages of at most 25 arrows.
       const records = conns.reduce((n, c) => n + c.records.length, 0);
       assert.equal(r.diagram!.arrows, records);
-      await assertWellFormedXml(r.diagram!.svg);
-      const svg = await Deno.readTextFile(r.diagram!.svg);
+      const pages = r.diagram!.pages;
+      assert.equal(pages.length, Math.ceil(records / 25));
+      let svg = "";
+      let rows = 0;
+      for (const p of pages) {
+        await assertWellFormedXml(p.svg);
+        const page = await Deno.readTextFile(p.svg);
+        const html = await Deno.readTextFile(p.html);
+        assert.ok(html.includes(page.trim()), "the page embeds the SVG");
+        assert.ok(html.includes("TLS decrypts itself"));
+        rows += (html.match(/<tr><td>/g) ?? []).length;
+        svg += page;
+      }
+      assert.equal(rows, records);
       assert.match(svg, />chat server</);
-      assert.match(svg, />client 1</);
       assert.match(svg, />Client Hello</);
+      assert.doesNotMatch(svg, />client \d</);
+      // Every record's full name is in its arrow's tooltip (a long label wraps on the diagram).
+      const arrow = (text: string) => `chat server → ${text}`;
       if (name === "chat-tls12") {
-        assert.match(svg, />Server Hello, Certificate, Server Key Exchange, Server Hello Done</);
-        assert.match(svg, />Alert \(Fatal, Handshake Failure\)</);
+        assert.match(svg, />dave</);
+        assert.match(svg, />python3</);
+        assert.ok(
+          svg.includes(
+            arrow(
+              "dave: Server Hello, Certificate, Server Key Exchange, Server Hello Done</title>",
+            ),
+          ),
+        );
+        assert.ok(svg.includes(arrow("python3: Alert (Fatal, Handshake Failure)</title>")));
       } else {
-        assert.match(svg, />client 3</);
-        assert.match(svg, />Encrypted Extensions, Certificate, Certificate Verify, Finished</);
+        for (const nick of ["alice", "bob", "carol"]) assert.match(svg, new RegExp(`>${nick}<`));
+        assert.ok(
+          svg.includes(
+            arrow("carol: Encrypted Extensions, Certificate, Certificate Verify, Finished</title>"),
+          ),
+        );
         // Decrypted chat frames are named by pcap/lab.lua, in the diagram too.
         assert.match(svg, />Application Data \[chat say\]</);
         const chat = await tshark([
@@ -122,71 +140,8 @@ Deno.test("capture scenarios: chat over TLS 1.3 and TLS 1.2, checked and drawn",
         }
         assert.match(chat, /\tpsst, bob/);
       }
-      const html = await Deno.readTextFile(r.diagram!.html);
-      assert.ok(html.includes(svg.trim()), "the page embeds the SVG");
-      assert.equal((html.match(/<tr><td>/g) ?? []).length, records);
     });
   }
-});
-
-Deno.test("diagram: arrows between named actors, in frame order, labels escaped", () => {
-  const m = (frame: number, src: number, dst: number, stream: number, label: string) =>
-    ({
-      frame,
-      time: frame / 10,
-      stream,
-      srcPort: src,
-      dstPort: dst,
-      protocol: "CUHK",
-      label,
-    }) as CaptureMessage;
-  const messages = [
-    m(3, 9335, 50001, 0, "STEP 2 cert 2"),
-    m(1, 50001, 9335, 0, "STEP 1 CSR"),
-    m(5, 50002, 3141, 1, "STEP 3 request | cert 2 <&>"),
-    m(9, 50005, 9335, 5, "CRL request"),
-    m(10, 9335, 50005, 5, "CRL"),
-    m(6, 40000, 40001, 2, "not ours"),
-    m(7, 50003, 8443, 3, "Client Hello"),
-    m(8, 50004, 8443, 4, "Client Hello"),
-  ];
-  const map: ActorMap = {
-    servers: { 9335: "CUHK", 3141: "Blackboard", 8443: "chat server" },
-    clients: { 9335: "Student", 3141: "Student", 8443: "client" },
-    byFirstMessage: { "CRL request": "Blackboard" },
-    numbered: [8443],
-  };
-  const ladder = buildLadder(messages, map);
-  assert.deepEqual(ladder.actors, [
-    "Student",
-    "CUHK",
-    "Blackboard",
-    "client 1",
-    "chat server",
-    "client 2",
-  ]);
-  assert.deepEqual(
-    ladder.arrows.map((a) => `${a.from} > ${a.to}: ${a.label}`),
-    [
-      "Student > CUHK: STEP 1 CSR",
-      "CUHK > Student: STEP 2 cert 2",
-      "Student > Blackboard: STEP 3 request | cert 2 <&>",
-      "client 1 > chat server: Client Hello",
-      "client 2 > chat server: Client Hello",
-      "Blackboard > CUHK: CRL request",
-      "CUHK > Blackboard: CRL",
-    ],
-  );
-  // A lane order puts the named actors first.
-  const ordered = buildLadder(messages, { ...map, order: ["chat server", "Blackboard"] });
-  assert.deepEqual(ordered.actors.slice(0, 3), ["chat server", "Blackboard", "Student"]);
-  assert.equal(ordered.arrows.length, ladder.arrows.length);
-  const svg = renderSvg(ladder, "t <1>");
-  assert.ok(svg.includes("STEP 3 request | cert 2 &#60;&#38;&#62;"));
-  assert.ok(!svg.includes("<&>"));
-  assert.ok(svg.includes("<title>t &#60;1&#62;</title>"));
-  const html = renderHtml(ladder, svg, { title: "t", capture: "a&b.pcapng" });
-  assert.ok(html.includes("a&#38;b.pcapng"));
 });
 
 Deno.test("capture task: usage errors and --help", async () => {
