@@ -26,7 +26,7 @@ import {
   UnknownOperationError,
 } from "./records.ts";
 import { DeadlineError, FrameError, PeerRefusedError } from "../wire/mod.ts";
-import { printable, type StepLog } from "../runtime/mod.ts";
+import { printable, type StepLog, unlessAborted } from "../runtime/mod.ts";
 import type { Certificate, Revocation } from "../pki/mod.ts";
 import { HandshakeGate, type HandshakeLimit, serveFramed, type Server } from "../net/mod.ts";
 
@@ -142,17 +142,11 @@ async function serveOperations(
   const customer = session.customer;
   // Bob stopping (SIGINT): each session ends between two operations, with Alice told why inside
   // it; an operation already read is applied and answered first.
-  const stopped = new Promise<"stopping">((resolve) => {
-    if (stopping.aborted) resolve("stopping");
-    stopping.addEventListener("abort", () => resolve("stopping"), { once: true });
-  });
   for (;;) {
     let op;
     try {
-      const reading = session.next({ timeoutMs: idleMs });
-      reading.catch(() => {}); // settled by the close if the stop wins the race
-      const next = await Promise.race([reading, stopped]);
-      if (next === "stopping") {
+      const next = await unlessAborted(session.next({ timeoutMs: idleMs }), stopping);
+      if (next === "aborted") {
         log.info(`${customer}: told the session ends, Bob is stopping`);
         await session.refuse(BOB_SHUTTING_DOWN);
         return;

@@ -9,7 +9,13 @@
  * (default) and `seed.ts` (`--protocol seed`), each with the student's side too.
  */
 
-import { errorMessage, formatBytes, printable, type StepLog } from "../runtime/mod.ts";
+import {
+  errorMessage,
+  formatBytes,
+  printable,
+  type StepLog,
+  unlessAborted,
+} from "../runtime/mod.ts";
 import { DeadlineError, FrameError, PeerRefusedError } from "../wire/mod.ts";
 import { toHex } from "../crypto/mod.ts";
 import {
@@ -292,16 +298,10 @@ async function serveSession(
   const { log } = peer;
   let upload: PartialUpload | undefined;
   // Blackboard stopping (SIGINT): the session ends between two messages, with the student told.
-  const stopped = new Promise<"stopping">((resolve) => {
-    if (stopping.aborted) resolve("stopping");
-    stopping.addEventListener("abort", () => resolve("stopping"), { once: true });
-  });
   try {
     for (;;) {
-      const reading = session.next({ timeoutMs: ctx.sessionTimeoutMs });
-      reading.catch(() => {}); // settled by the close if the stop wins the race
-      const msg = await Promise.race([reading, stopped]);
-      if (msg === "stopping") {
+      const msg = await unlessAborted(session.next({ timeoutMs: ctx.sessionTimeoutMs }), stopping);
+      if (msg === "aborted") {
         let reason = "Blackboard is shutting down";
         if (upload) {
           await upload.close();

@@ -90,3 +90,31 @@ export async function waitFor<T>(
     }
   }
 }
+
+/**
+ * `promise`, or `"aborted"` as soon as `signal` aborts, whichever comes first. The listener is
+ * removed when `promise` settles, so that calling this in a loop keeps nothing alive (a race against
+ * one long-lived promise would hold every value it was raced with). A rejection of `promise` after
+ * the abort is ignored.
+ */
+export async function unlessAborted<T>(
+  promise: Promise<T>,
+  signal: AbortSignal,
+): Promise<T | "aborted"> {
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return "aborted";
+  }
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<"aborted">((resolve) => {
+    onAbort = () => resolve("aborted");
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    const result = await Promise.race([promise, aborted]);
+    if (result === "aborted") promise.catch(() => {});
+    return result;
+  } finally {
+    signal.removeEventListener("abort", onAbort!);
+  }
+}
