@@ -59,14 +59,29 @@ export function ratio(lab: number, peer: number, higherIsBetter: boolean): numbe
 
 export type Verdict = "met" | "NOT met" | "missing" | "n/a";
 
-/** The row's ratio (NaN for an absolute row) and whether the target is met. */
+/**
+ * Each pair's ratio, in run order: lab and peer ran back to back, so a change of load between
+ * pairs falls on both sides of one ratio. Empty when the peer was not measured in every pair.
+ */
+export function pairRatios(row: RowResult): number[] {
+  if (row.target.kind === "max" || row.peerValues.length !== row.lab.length) return [];
+  return row.lab.map((lab, i) => ratio(lab, row.peerValues[i]!, row.higherIsBetter));
+}
+
+/**
+ * The row's ratio (NaN for an absolute row) and whether the target is met: the median of the
+ * pairs' ratios, or the ratio of the medians when the pairs are incomplete.
+ */
 export function evaluate(row: RowResult): { ratio: number; verdict: Verdict } {
   const lab = median(row.lab);
   if (row.target.kind === "max") {
     if (!Number.isFinite(lab)) return { ratio: NaN, verdict: row.problem ? "missing" : "n/a" };
     return { ratio: NaN, verdict: lab <= row.target.value ? "met" : "NOT met" };
   }
-  const r = ratio(lab, median(row.peerValues), row.higherIsBetter);
+  const pairs = pairRatios(row);
+  const r = pairs.length > 0
+    ? median(pairs)
+    : ratio(lab, median(row.peerValues), row.higherIsBetter);
   if (!Number.isFinite(r)) return { ratio: NaN, verdict: row.problem ? "missing" : "n/a" };
   return { ratio: r, verdict: r >= row.target.min ? "met" : "NOT met" };
 }
@@ -89,13 +104,22 @@ export function formatCell(xs: readonly number[]): string {
   return `${formatNumber(median(xs))} (${formatNumber(s.min)}–${formatNumber(s.max)})`;
 }
 
+/** "0.52 (0.38–0.96)": the ratio, then the pairs' lowest and highest. */
+export function formatRatio(r: number, pairs: readonly number[]): string {
+  if (!Number.isFinite(r)) return "–";
+  const s = spread(pairs);
+  return pairs.length > 1 && Number.isFinite(s.min)
+    ? `${r.toFixed(2)} (${s.min.toFixed(2)}–${s.max.toFixed(2)})`
+    : r.toFixed(2);
+}
+
 export function formatTarget(t: Target): string {
   return t.kind === "ratio" ? `≥ ${t.min}` : `≤ ${t.value} ${t.unit}`;
 }
 
 /** A Markdown table (it also reads well in a terminal), one line per row. */
 export function formatTable(rows: readonly RowResult[]): string {
-  const header = ["measure", "lab", "peer", "peer value", "ratio", "target", "verdict"];
+  const header = ["measure", "lab", "peer", "peer value", "ratio (pairs)", "target", "verdict"];
   const lines = rows.map((row) => {
     const { ratio: r, verdict } = evaluate(row);
     return [
@@ -105,7 +129,7 @@ export function formatTable(rows: readonly RowResult[]): string {
       row.target.kind === "max"
         ? ""
         : (row.problem && row.peerValues.length === 0 ? row.problem : formatCell(row.peerValues)),
-      Number.isFinite(r) ? r.toFixed(2) : "–",
+      formatRatio(r, pairRatios(row)),
       formatTarget(row.target),
       verdict,
     ];
@@ -123,7 +147,8 @@ export function formatHeading(run: BenchRun): string {
   return [
     `deno task bench, ${run.date}: ${run.machine.cpus} CPUs (${run.machine.cpuModel}), ${
       Math.round(run.machine.memMiB / 1024)
-    } GiB RAM; ${run.pairs} pairs, lab and peer alternating; median (min–max)`,
+    } GiB RAM; ${run.pairs} pairs, lab and peer alternating; median (min–max); ratio above 1:`,
+    "the lab did better; the ratio is the median of the pairs' ratios (min–max)",
     `load average at start ${load(run.loadStart)}, at end ${load(run.loadEnd)}`,
   ].join("\n");
 }

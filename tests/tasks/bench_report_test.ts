@@ -9,8 +9,10 @@ import {
   compareRuns,
   evaluate,
   formatCell,
+  formatRatio,
   formatTable,
   median,
+  pairRatios,
   parseLoadavg,
   parseRun,
   parseSTime,
@@ -49,7 +51,7 @@ Deno.test("bench report: above 1 means the lab did better, whichever way the uni
 });
 
 Deno.test("bench report: verdicts against ratio targets and absolute ceilings; missing peers", () => {
-  assert.deepEqual(evaluate(row({})), { ratio: 1, verdict: "met" });
+  assert.deepEqual(evaluate(row({ peerValues: [100, 300, 200] })), { ratio: 1, verdict: "met" });
   assert.equal(evaluate(row({ lab: [100, 100, 100] })).verdict, "NOT met");
   assert.equal(
     evaluate(row({ peerValues: [], problem: "missing: cfssl not installed" })).verdict,
@@ -65,11 +67,22 @@ Deno.test("bench report: verdicts against ratio targets and absolute ceilings; m
   assert.equal(evaluate({ ...rss, lab: [65, 70, 80] }).verdict, "NOT met");
 });
 
+Deno.test("bench report: the ratio is the median of each pair's ratio, so drift between pairs cancels", () => {
+  // The machine got twice as fast between pairs; each pair shows the lab at half the peer.
+  const drift = row({ lab: [100, 200, 400], peerValues: [200, 400, 800] });
+  assert.deepEqual(pairRatios(drift), [0.5, 0.5, 0.5]);
+  assert.equal(evaluate(drift).ratio, 0.5);
+  // A peer that failed after the first pair: the ratio of the medians.
+  assert.equal(evaluate(row({ peerValues: [100], problem: "failed: x" })).ratio, 2);
+  assert.equal(formatRatio(0.5, [0.4, 0.5, 0.9]), "0.50 (0.40–0.90)");
+  assert.equal(formatRatio(NaN, []), "–");
+});
+
 Deno.test("bench report: one table line per row, with the peer's problem in place of its value", () => {
   const table = formatTable([row({}), row({ id: "ca", peerValues: [], problem: "missing: x" })]);
   const lines = table.split("\n");
   assert.equal(lines.length, 4);
-  assert.match(lines[2]!, /200 \(100–300\).*200 \(150–250\).*1\.00.*≥ 0\.7.*met/);
+  assert.match(lines[2]!, /200 \(100–300\).*200 \(150–250\).*1\.00 \(0\.40–2\.00\).*≥ 0\.7.*met/);
   assert.match(lines[3]!, /missing: x.*missing/);
   assert.equal(new Set(lines.map((l) => l.length)).size, 1, "columns line up");
 });
