@@ -239,6 +239,15 @@ async function main(args: string[]): Promise<number> {
   const dir = await Deno.makeTempDir({ dir: benchDir, prefix: "run-" });
   const quiet = new StepLog("bench", { quiet: true });
   const running: RunningProcess[] = [];
+  // Ctrl-C: stop the servers and peers this run started, remove its scratch folder, then exit.
+  const interrupted = () => {
+    for (const p of running) p.kill("SIGKILL");
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch { /* already gone */ }
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", interrupted);
   const results: RowResult[] = [];
   try {
     progress(`setting up a CA, server certificates and a student in ${dir}…`);
@@ -546,6 +555,7 @@ async function main(args: string[]): Promise<number> {
   } finally {
     await stopAll(running);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+    Deno.removeSignalListener("SIGINT", interrupted);
   }
 
   const run: BenchRun = {
