@@ -574,7 +574,9 @@ async function main(args: string[]): Promise<number> {
   const previous = parseRun(await Deno.readTextFile(latest).catch(() => ""));
   if (previous) {
     console.log(`\nCompared with the previous run (${previous.date}):`);
-    for (const line of compareRuns(previous, run)) console.log(`  ${line}`);
+    const lines = compareRuns(previous, run);
+    for (const line of lines) console.log(`  ${line}`);
+    if (lines.length === 0) console.log("  (no row measured in both)");
     await writeFileAtomic(`${benchDir}/previous.json`, JSON.stringify(previous, null, 2) + "\n");
   }
   const json = JSON.stringify(run, null, 2) + "\n";
