@@ -116,6 +116,9 @@ async function startServer(dir: string, maxClients: number) {
       `${dir}/chat.key`,
       "--max-clients",
       String(maxClients),
+      // Every benchmark client comes from 127.0.0.1: the per-address cap (16) would refuse them.
+      "--max-per-address",
+      String(maxClients),
       "--quiet",
     ],
     stdin: "null",
@@ -141,6 +144,17 @@ async function startServer(dir: string, maxClients: number) {
       return { child, port: Number(m[1]) };
     }
   }
+}
+
+/** VmHWM (MiB) of a process, read by `cat` (Deno needs --allow-all for another's /proc). */
+async function peakRssMiB(pid: number): Promise<number> {
+  const out = await new Deno.Command("cat", {
+    args: [`/proc/${pid}/status`],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const m = /VmHWM:\s+(\d+) kB/.exec(new TextDecoder().decode(out.stdout));
+  return m ? Number(m[1]) / 1024 : NaN;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -251,6 +265,7 @@ export async function main(args: string[]): Promise<number | void> {
     }
     const delivered = results.reduce((s, x) => s + x.delivered, 0);
     const expected = results.reduce((s, x) => s + x.expected, 0);
+    const serverPeakRssMiB = await peakRssMiB(server.child.pid);
     const summary = {
       clients: n,
       rounds: rounds,
@@ -265,6 +280,7 @@ export async function main(args: string[]): Promise<number | void> {
         results.map((x) => x.perSecond).sort((a, b) => a - b),
         50,
       ),
+      serverPeakRssMiB,
       results,
     };
     if (parsed.values.json) {
@@ -281,7 +297,8 @@ export async function main(args: string[]): Promise<number | void> {
           `  delivery rate      ${
             Math.round(summary.medianDeliveriesPerSecond)
           } deliveries/s (median over rounds)\n` +
-          `  connect + join     ${summary.connectSeconds.toFixed(1)} s for ${n} clients`,
+          `  connect + join     ${summary.connectSeconds.toFixed(1)} s for ${n} clients\n` +
+          `  server peak RSS    ${serverPeakRssMiB.toFixed(0)} MiB (VmHWM)`,
       );
     }
     return delivered === expected ? 0 : 1;

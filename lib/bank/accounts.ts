@@ -9,6 +9,8 @@ import { AmountError, formatCents, MAX_BALANCE_CENTS, parseAmount } from "./amou
 import { REQUEST_ID } from "./protocol.ts";
 import { type Database, openDatabase, transaction } from "../runtime/mod.ts";
 
+type Statement = ReturnType<Database["prepare"]>;
+
 export type OperationKind = "deposit" | "withdraw";
 
 /** What one operation did; a retry gets the same result with `replayed` set. */
@@ -66,14 +68,51 @@ interface OperationRow {
   at: string;
 }
 
+/** Bob's statements, prepared once when the database is opened (not on every operation). */
+interface Statements {
+  ensure: Statement;
+  balance: Statement;
+  seen: Statement;
+  update: Statement;
+  record: Statement;
+  statement: Statement;
+  applied: Statement;
+}
+
+function prepareStatements(db: Database): Statements {
+  return {
+    ensure: db.prepare(
+      "INSERT OR IGNORE INTO accounts (customer, balance, opened_at) VALUES (?, 0, ?)",
+    ),
+    balance: db.prepare("SELECT balance FROM accounts WHERE customer = ?"),
+    seen: db.prepare(
+      "SELECT kind, amount, status, balance, reason, request_id, at FROM operations WHERE customer = ? AND request_id = ?",
+    ),
+    update: db.prepare("UPDATE accounts SET balance = ? WHERE customer = ?"),
+    record: db.prepare(
+      `INSERT INTO operations (customer, request_id, kind, amount, status, balance, reason, at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    statement: db.prepare(
+      `SELECT kind, amount, status, balance, reason, request_id, at FROM operations
+       WHERE customer = ? ORDER BY id DESC LIMIT ?`,
+    ),
+    applied: db.prepare(
+      "SELECT request_id, kind, amount FROM operations WHERE customer = ? AND status = 'applied'",
+    ),
+  };
+}
+
 export class Accounts {
   readonly path: string;
   readonly #db: Database;
+  readonly #sql: Statements;
   #closed = false;
 
   private constructor(path: string, db: Database) {
     this.path = path;
     this.#db = db;
+    this.#sql = prepareStatements(db);
   }
 
   /** Opens (creating if needed) the accounts database at `path`. */
@@ -84,11 +123,8 @@ export class Accounts {
   }
 
   #ensure(customer: string): number {
-    this.#db.prepare(
-      "INSERT OR IGNORE INTO accounts (customer, balance, opened_at) VALUES (?, 0, ?)",
-    )
-      .run(customer, new Date().toISOString());
-    const row = this.#db.prepare("SELECT balance FROM accounts WHERE customer = ?").get(customer) as
+    this.#sql.ensure.run(customer, new Date().toISOString());
+    const row = this.#sql.balance.get(customer) as
       | { balance: number }
       | undefined;
     return row!.balance;
@@ -100,7 +136,7 @@ export class Accounts {
   }
 
   balance(customer: string): number {
-    const row = this.#db.prepare("SELECT balance FROM accounts WHERE customer = ?").get(customer) as
+    const row = this.#sql.balance.get(customer) as
       | { balance: number }
       | undefined;
     return row?.balance ?? 0;
@@ -126,9 +162,7 @@ export class Accounts {
       throw err;
     }
     return transaction(this.#db, (): OperationResult => {
-      const seen = this.#db.prepare(
-        "SELECT kind, amount, status, balance, reason, request_id, at FROM operations WHERE customer = ? AND request_id = ?",
-      ).get(customer, requestId) as OperationRow | undefined;
+      const seen = this.#sql.seen.get(customer, requestId) as OperationRow | undefined;
       if (seen) {
         // check: request-id-reuse tests/bank/accounts_negative_test.ts
         if (seen.kind !== kind || seen.amount !== amount) {
@@ -153,12 +187,9 @@ export class Accounts {
         reason = `Deposit refused: the balance would exceed ${formatCents(MAX_BALANCE_CENTS)}`;
       } else {
         after = kind === "deposit" ? before + amount : before - amount;
-        this.#db.prepare("UPDATE accounts SET balance = ? WHERE customer = ?").run(after, customer);
+        this.#sql.update.run(after, customer);
       }
-      this.#db.prepare(
-        `INSERT INTO operations (customer, request_id, kind, amount, status, balance, reason, at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      ).run(
+      this.#sql.record.run(
         customer,
         requestId,
         kind,
@@ -176,10 +207,10 @@ export class Accounts {
 
   /** The most recent operations of one account, newest first. */
   statement(customer: string, limit = 10): StatementEntry[] {
-    const rows = this.#db.prepare(
-      `SELECT kind, amount, status, balance, reason, request_id, at FROM operations
-       WHERE customer = ? ORDER BY id DESC LIMIT ?`,
-    ).all(customer, Math.max(1, Math.min(limit, 100))) as unknown as OperationRow[];
+    const rows = this.#sql.statement.all(
+      customer,
+      Math.max(1, Math.min(limit, 100)),
+    ) as unknown as OperationRow[];
     return rows.map((r) => ({
       at: r.at,
       kind: r.kind,
@@ -192,9 +223,11 @@ export class Accounts {
 
   /** Every applied operation's request id, for audits and tests. */
   appliedRequests(customer: string): Map<string, { kind: OperationKind; amount: number }> {
-    const rows = this.#db.prepare(
-      "SELECT request_id, kind, amount FROM operations WHERE customer = ? AND status = 'applied'",
-    ).all(customer) as unknown as { request_id: string; kind: OperationKind; amount: number }[];
+    const rows = this.#sql.applied.all(customer) as unknown as {
+      request_id: string;
+      kind: OperationKind;
+      amount: number;
+    }[];
     return new Map(rows.map((r) => [r.request_id, { kind: r.kind, amount: r.amount }]));
   }
 
