@@ -10,13 +10,19 @@
  */
 export const UNPRINTABLE = /[\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]/u;
 
-const UNPRINTABLE_ALL = new RegExp(UNPRINTABLE.source, "gu");
+/**
+ * What `printable` escapes: `UNPRINTABLE`, and the other invisible format characters (\p{Cf}: zero
+ * width space, word joiner, byte order mark, soft hyphen, tags…) with which a peer could make two
+ * different strings look the same in a log. Zero width (non-)joiner stay: emoji sequences and
+ * some scripts need them.
+ */
+const UNPRINTABLE_ALL = new RegExp(`${UNPRINTABLE.source}|(?![\\u200C\\u200D])\\p{Cf}`, "gu");
 
 /**
- * Peer text made safe for one terminal line or log line: every character `UNPRINTABLE` matches
- * becomes a visible `\u{…}` escape (ESC becomes `\u{1b}`), so escape sequences, line breaks and
- * bidi overrides from a peer show as text instead of acting. Everything else, and the length, is
- * kept as it is.
+ * Peer text made safe for one terminal line or log line: every character `UNPRINTABLE` matches,
+ * and every other invisible format character (\p{Cf}) but the zero width (non-)joiner, becomes a
+ * visible `\u{…}` escape (ESC becomes `\u{1b}`), so escape sequences, line breaks, bidi overrides
+ * and invisible characters from a peer show as text instead of acting. Everything else is kept.
  */
 export function printable(text: string): string {
   return text.replace(UNPRINTABLE_ALL, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);

@@ -75,3 +75,13 @@ Deno.test("formatBytes: whole units as whole numbers, the rest with one decimal"
   assert.equal(formatBytes(84_000_000.7), "80.1 MiB", "a rate in bytes per second");
   assert.equal(formatBytes(99.6), "100 B");
 });
+
+Deno.test("printable: invisible format characters (\\p{Cf}) are shown, the zero width joiners kept", () => {
+  assert.equal(printable("ad\u200Bmin"), "ad\\u{200b}min");
+  assert.equal(printable("\uFEFFroot\u2060"), "\\u{feff}root\\u{2060}");
+  assert.equal(printable("soft\u00ADhyphen"), "soft\\u{ad}hyphen");
+  assert.equal(printable("tag\u{E0041}"), "tag\\u{e0041}");
+  // Emoji sequences and scripts that need them keep their joiners.
+  assert.equal(printable("👨\u200D👩\u200D👧"), "👨\u200D👩\u200D👧");
+  assert.equal(printable("می\u200Cخواهم"), "می\u200Cخواهم");
+});
