@@ -23,7 +23,6 @@ import {
   runCommand,
   runMain,
   RunningProcess,
-  spawnDeno,
   StepLog,
   writeFileAtomic,
   writeSecretFile,
@@ -55,6 +54,8 @@ import {
   type RowResult,
   type Target,
 } from "./bench_report.ts";
+import { portOf, startActor } from "./bench_actors.ts";
+import { freePort } from "../lib/net/mod.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -107,13 +108,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
 async function waitForPort(port: number, timeoutMs = 30_000): Promise<void> {
   const end = performance.now() + timeoutMs;
   for (;;) {
@@ -125,27 +119,6 @@ async function waitForPort(port: number, timeoutMs = 30_000): Promise<void> {
       await sleep(100);
     }
   }
-}
-
-function portOf(server: RunningProcess): number {
-  return Number(/listening on 127\.0\.0\.1:(\d+)/.exec(server.stderr)![1]);
-}
-
-async function startActor(
-  script: string,
-  args: string[],
-  dir: string,
-  extra: string[] = [],
-): Promise<RunningProcess> {
-  const permissions = [
-    "--allow-net=127.0.0.1",
-    `--allow-read=${ROOT}`,
-    `--allow-write=${dir}`,
-    ...extra,
-  ];
-  const server = spawnDeno(`${ROOT}/actors/${script}`, args, { permissions });
-  await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/, 60_000);
-  return server;
 }
 
 /** Handshakes per second that `openssl s_time -new` gets from 127.0.0.1:port. */
@@ -340,7 +313,7 @@ async function main(args: string[]): Promise<number> {
           "chat.ts",
           ["serve", "--port", "0", "--cert", chat.cert, "--key", chat.key, "--quiet"],
           dir,
-          ["--allow-ffi"],
+          { extra: ["--allow-ffi"] },
         );
         running.push(server);
         const peer = await sServer();

@@ -24,6 +24,7 @@ import {
 import { CertificateAuthority } from "../lib/ca/mod.ts";
 import { ChatClient } from "../lib/chat/mod.ts";
 import { certificatePem } from "../lib/pki/mod.ts";
+import { peakRss } from "./bench_actors.ts";
 
 const USAGE = `Usage: deno task bench:chat [options]
 
@@ -146,17 +147,6 @@ async function startServer(dir: string, maxClients: number) {
   }
 }
 
-/** VmHWM (MiB) of a process, read by `cat` (Deno needs --allow-all for another's /proc). */
-async function peakRssMiB(pid: number): Promise<number> {
-  const out = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/status`],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  const m = /VmHWM:\s+(\d+) kB/.exec(new TextDecoder().decode(out.stdout));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -265,7 +255,7 @@ export async function main(args: string[]): Promise<number | void> {
     }
     const delivered = results.reduce((s, x) => s + x.delivered, 0);
     const expected = results.reduce((s, x) => s + x.expected, 0);
-    const serverPeakRssMiB = await peakRssMiB(server.child.pid);
+    const serverPeakRssMiB = ((await peakRss(server.child.pid)) ?? NaN) / 1024 ** 2;
     const summary = {
       clients: n,
       rounds: rounds,

@@ -30,24 +30,10 @@ import {
   exportPrivateKeyPem,
   generateRsaKeyPair,
 } from "../lib/pki/mod.ts";
+import { peakRss } from "./bench_actors.ts";
 
 const SID = "1155999999";
 const MiB = 1024 * 1024;
-
-/**
- * VmHWM of a process. Deno refuses to read another process's /proc entry without --allow-all, so
- * `cat` reads it (this script runs subprocesses anyway).
- */
-async function peakRss(pid: number): Promise<number | undefined> {
-  const out = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/status`],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  if (!out.success) return undefined;
-  const m = /VmHWM:\s+(\d+) kB/.exec(new TextDecoder().decode(out.stdout));
-  return m ? Number(m[1]) * 1024 : undefined;
-}
 
 async function waitForLine(
   stream: ReadableStream<Uint8Array>,

@@ -21,13 +21,8 @@
 
 import { errorMessage, parseCommand, PROJECT_ROOT, runMain } from "../lib/runtime/mod.ts";
 import { colourise, fold, summaryLines, useColour } from "./demo_output.ts";
-import {
-  Capture,
-  DiagramBrowser,
-  ensureCaptureTools,
-  freePort,
-  ladderLines,
-} from "../lib/wireshark/mod.ts";
+import { freePort } from "../lib/net/mod.ts";
+import { Capture, DiagramBrowser, ensureCaptureTools, ladderLines } from "../lib/wireshark/mod.ts";
 import {
   ATTACK_SCENARIOS,
   runScenario,

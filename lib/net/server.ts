@@ -350,6 +350,12 @@ export function serveFramed(options: FramedServeOptions): Server {
   });
 }
 
+/** A free TCP port on 127.0.0.1 (bound, read and released at once). */
+export function freePort(): number {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  return listener.addr.port;
+}
+
 /** The `--max-per-address N` option every server actor takes. */
 export const MAX_PER_ADDRESS_OPTION = { "max-per-address": { type: "string" } } as const;
 

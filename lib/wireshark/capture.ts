@@ -64,12 +64,6 @@ export async function missingCaptureTools(): Promise<string[]> {
   return missing;
 }
 
-/** A free TCP port on 127.0.0.1 (bound, read and released at once). */
-export function freePort(): number {
-  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  return listener.addr.port;
-}
-
 /** `n` distinct free ports, none of them in `avoid`. */
 export function freePorts(n: number, avoid: ReadonlySet<number> = new Set()): number[] {
   const listeners: Deno.TcpListener[] = [];

@@ -14,19 +14,12 @@ import { fetchCrl, loadIdentity } from "../../lib/ca/mod.ts";
 import { ROLLBACK_MESSAGE, startCrlRollback } from "../../lib/trudy/mod.ts";
 import { waitFor } from "../../lib/runtime/mod.ts";
 import { ActorProcess, memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
+import { freePort } from "../../lib/net/mod.ts";
 import { startBlackboard } from "../_fixtures/blackboard.ts";
 import { printedVerdict, startTrudy } from "../_fixtures/trudy.ts";
 
 const SID = "1155000701";
 const PRINTED = `Message from ${SID}: ${ROLLBACK_MESSAGE}`;
-
-/** A port where nothing listens (yet). */
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 function count(text: string, line: string): number {
   return text.split("\n").filter((l) => l === line).length;

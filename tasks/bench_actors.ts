@@ -1,0 +1,69 @@
+/**
+ * What the benches share: the real actors started as servers in their own processes (optionally
+ * pinned to CPUs), their ports, and a process's peak resident memory.
+ */
+
+import {
+  denoCommand,
+  denoRunArgs,
+  PROJECT_ROOT as ROOT,
+  RunningProcess,
+  spawnDeno,
+} from "../lib/runtime/mod.ts";
+
+const LISTENING = /listening on 127\.0\.0\.1:(\d+)/;
+
+export interface ActorOptions {
+  /** Flags beyond network to 127.0.0.1, reading the project and writing `dir`. */
+  extra?: string[];
+  /** Run the actor on these CPUs only (`taskset -c`). */
+  cpus?: string;
+}
+
+/**
+ * Starts `actors/SCRIPT` with `args` (a server on port 0), allowed to write only `dir`, and waits
+ * for its `listening on` line.
+ */
+export async function startActor(
+  script: string,
+  args: string[],
+  dir: string,
+  options: ActorOptions = {},
+): Promise<RunningProcess> {
+  const permissions = [
+    "--allow-net=127.0.0.1",
+    `--allow-read=${ROOT}`,
+    `--allow-write=${dir}`,
+    ...(options.extra ?? []),
+  ];
+  const server = options.cpus
+    ? new RunningProcess("taskset", [
+      "-c",
+      options.cpus,
+      denoCommand(),
+      ...denoRunArgs(`${ROOT}/actors/${script}`, args, permissions),
+    ], { name: script })
+    : spawnDeno(`${ROOT}/actors/${script}`, args, { permissions });
+  await server.waitFor(LISTENING, 60_000);
+  return server;
+}
+
+/** The port a started actor said it listens on. */
+export function portOf(server: RunningProcess): number {
+  return Number(LISTENING.exec(server.stderr)![1]);
+}
+
+/**
+ * The peak resident memory (VmHWM) of a process, in bytes; undefined when it cannot be read.
+ * Deno reads another process's /proc entry only with --allow-all, so `cat` reads it.
+ */
+export async function peakRss(pid: number): Promise<number | undefined> {
+  const out = await new Deno.Command("cat", {
+    args: [`/proc/${pid}/status`],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  if (!out.success) return undefined;
+  const m = /VmHWM:\s+(\d+) kB/.exec(new TextDecoder().decode(out.stdout));
+  return m ? Number(m[1]) * 1024 : undefined;
+}
