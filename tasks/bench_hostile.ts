@@ -14,8 +14,6 @@
  */
 
 import {
-  denoCommand,
-  denoRunArgs,
   ensureDir,
   errorMessage,
   parseCommand,
@@ -24,7 +22,6 @@ import {
   runCommand,
   runMain,
   RunningProcess,
-  spawnDeno,
   StepLog,
   writeFileAtomic,
   writeSecretFile,
@@ -47,6 +44,7 @@ import { openSession } from "../lib/blackboard/mod.ts";
 import { BankClient } from "../lib/bank/mod.ts";
 import { ChatClient } from "../lib/chat/mod.ts";
 import { type FloodOptions, startFlood } from "./hostile/flood.ts";
+import { portOf, startActor } from "./bench_actors.ts";
 import {
   bankHandshakeFlights,
   blackboardRequestFlights,
@@ -115,9 +113,10 @@ interface Row {
  * ListenOverflows): a client whose SYN is dropped retries after 1 s, which is what a garbage
  * flood's p99 shows. Undefined when /proc/net/netstat cannot be read.
  */
-function listenOverflows(): number | undefined {
+async function listenOverflows(): Promise<number | undefined> {
   try {
-    const lines = Deno.readTextFileSync("/proc/net/netstat").split("\n");
+    // Deno reads /proc only with --allow-all: cat reads it.
+    const lines = (await runCommand("cat", ["/proc/net/netstat"])).stdout.split("\n");
     const [names, values] = lines.filter((l) => l.startsWith("TcpExt:")).map((l) => l.split(/\s+/));
     const i = names?.indexOf("ListenOverflows") ?? -1;
     return i > 0 ? Number(values?.[i]) : undefined;
@@ -133,6 +132,11 @@ function percentile(sorted: number[], p: number): number {
 
 function progress(line: string): void {
   console.error(`bench:hostile: ${line}`);
+}
+
+/** The actor's CPUs when pinned. */
+function actorPins(pin: Pinning | undefined): { cpus?: string } {
+  return pin ? { cpus: pin.servers } : {};
 }
 
 /** CPU sets: the servers and the client on `servers`, the flood on `flood` (none: no pinning). */
@@ -152,29 +156,6 @@ async function choosePinning(noPin: boolean): Promise<Pinning | undefined> {
     return undefined; // No taskset.
   }
   return { servers: "0", flood: cpus === 2 ? "1" : `1-${cpus - 1}` };
-}
-
-async function startActor(
-  script: string,
-  args: string[],
-  dir: string,
-  pin: Pinning | undefined,
-): Promise<RunningProcess> {
-  const permissions = ["--allow-net=127.0.0.1", `--allow-read=${ROOT}`, `--allow-write=${dir}`];
-  const server = pin
-    ? new RunningProcess("taskset", [
-      "-c",
-      pin.servers,
-      denoCommand(),
-      ...denoRunArgs(`${ROOT}/actors/${script}`, args, permissions),
-    ], { name: script })
-    : spawnDeno(`${ROOT}/actors/${script}`, args, { permissions });
-  await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/, 60_000);
-  return server;
-}
-
-function portOf(server: RunningProcess): number {
-  return Number(/listening on 127\.0\.0\.1:(\d+)/.exec(server.stderr)![1]);
 }
 
 async function main(args: string[]): Promise<number> {
@@ -242,7 +223,7 @@ async function main(args: string[]): Promise<number> {
       "ca.ts",
       ["serve", "--port", "0", "--data-dir", `${dir}/ca`],
       dir,
-      pin,
+      actorPins(pin),
     );
     servers.push(caServer);
     const caAddr = `127.0.0.1:${portOf(caServer)}`;
@@ -256,7 +237,7 @@ async function main(args: string[]): Promise<number> {
         `${dir}/bb`,
       ],
       dir,
-      pin,
+      actorPins(pin),
     );
     servers.push(bbServer);
     const bankServer = await startActor(
@@ -272,14 +253,14 @@ async function main(args: string[]): Promise<number> {
         bank.key,
       ],
       dir,
-      pin,
+      actorPins(pin),
     );
     servers.push(bankServer);
     const chatServer = await startActor(
       "chat.ts",
       ["serve", "--port", "0", "--cert", chat.cert, "--key", chat.key],
       dir,
-      pin,
+      actorPins(pin),
     );
     servers.push(chatServer);
 
@@ -392,7 +373,7 @@ async function main(args: string[]): Promise<number> {
         });
         const took: number[] = [];
         let failed = 0;
-        const overflowsBefore = listenOverflows();
+        const overflowsBefore = await listenOverflows();
         let counts: Row["flood"];
         try {
           const started = performance.now();
@@ -416,7 +397,7 @@ async function main(args: string[]): Promise<number> {
           }
         }
         took.sort((a, b) => a - b);
-        const overflowsAfter = listenOverflows();
+        const overflowsAfter = await listenOverflows();
         const p50 = percentile(took, 50);
         if (load.name === "none") baseline = p50;
         const row: Row = {
