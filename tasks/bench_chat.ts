@@ -15,6 +15,7 @@ import {
   ensureDir,
   parseCommand,
   parsePositiveInt,
+  percentile,
   PROJECT_ROOT as ROOT,
   runMain,
   UsageError,
@@ -145,11 +146,6 @@ async function startServer(dir: string, maxClients: number) {
       return { child, port: Number(m[1]) };
     }
   }
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 export async function main(args: string[]): Promise<number | void> {

@@ -18,6 +18,7 @@ import {
   errorMessage,
   parseCommand,
   parsePositiveInt,
+  percentile,
   PROJECT_ROOT as ROOT,
   runCommand,
   runMain,
@@ -123,11 +124,6 @@ async function listenOverflows(): Promise<number | undefined> {
   } catch {
     return undefined;
   }
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
 function progress(line: string): void {

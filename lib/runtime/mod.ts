@@ -7,5 +7,6 @@ export * from "./log.ts";
 export * from "./paths.ts";
 export * from "./process.ts";
 export * from "./sqlite.ts";
+export * from "./stats.ts";
 export * from "./text.ts";
 export * from "./wait.ts";
