@@ -321,41 +321,52 @@ async function checkCsrFields(csr: Csr): Promise<CheckedCsr> {
     throw new CsrError(`CSR's CN must be a 10-digit student ID, got '${sid}'`);
   }
   const spki = new x509.PublicKey(csr.publicKey.rawData);
-  const algOid = spkiAlgorithmOid(spki);
-  // check: csr-key-rsa tests/pki/negative_test.ts
-  if (algOid !== OID.rsaEncryption) {
-    throw new CsrError(`CSR's key must be RSA, got algorithm ${algOid}`);
-  }
-  let key: CryptoKey;
-  try {
-    key = await spki.export(RSA_SIGN, ["verify"]);
-  } catch {
-    throw new CsrError("CSR's RSA key cannot be read");
-  }
-  const alg = key.algorithm as RsaHashedKeyAlgorithm;
-  // check: csr-key-size tests/pki/verify_test.ts
-  if (alg.modulusLength < 2048) {
-    throw new CsrError(`CSR's RSA key has ${alg.modulusLength} bits, at least 2048 are required`);
-  }
-  // check: csr-exponent tests/pki/verify_test.ts
-  if (toHex(alg.publicExponent).replace(/^0+/, "") !== "10001") {
-    throw new CsrError("CSR's RSA public exponent must be 65537");
-  }
+  const problem = await rsaKeyProblem(spki);
+  if (problem) throw new CsrError(`CSR's ${problem}`);
   let ok = false;
   try {
     ok = await csr.verify();
   } catch (err) {
     // Not a bad signature: the key could not be used at all. Say what happened; still refuse.
     throw new CsrError(
-      alg.modulusLength > MAX_RSA_VERIFY_BITS
-        ? `CSR's RSA key has ${alg.modulusLength} bits: RSA keys above ${MAX_RSA_VERIFY_BITS} ` +
-          "bits are not supported (this runtime cannot verify with them)"
-        : `CSR's signature cannot be checked: ${err instanceof Error ? err.message : String(err)}`,
+      `CSR's signature cannot be checked: ${err instanceof Error ? err.message : String(err)}`,
     );
   }
   // check: csr-proof-of-possession tests/pki/negative_test.ts
   if (!ok) throw new CsrError("CSR's signature does not match its key (no proof of possession)");
   return { sid, publicKey: new Uint8Array(csr.publicKey.rawData) };
+}
+
+/**
+ * What is wrong with a subject's key for this lab, or undefined when nothing is: it must be RSA,
+ * of 2048 to 4096 bits, with e = 65537. The CA applies it to a CSR at step 2 and every peer to
+ * the leaf it verifies, so a certificate signed for a weak key by any other path is still refused.
+ */
+async function rsaKeyProblem(spki: x509.PublicKey): Promise<string | undefined> {
+  const algOid = spkiAlgorithmOid(spki);
+  // check: key-rsa tests/pki/negative_test.ts tests/pki/verify_test.ts
+  if (algOid !== OID.rsaEncryption) return `key must be RSA, got algorithm ${algOid}`;
+  let key: CryptoKey;
+  try {
+    key = await spki.export(RSA_SIGN, ["verify"]);
+  } catch {
+    return "RSA key cannot be read";
+  }
+  const alg = key.algorithm as RsaHashedKeyAlgorithm;
+  // check: key-size tests/pki/verify_test.ts
+  if (alg.modulusLength < 2048) {
+    return `RSA key has ${alg.modulusLength} bits, at least 2048 are required`;
+  }
+  // check: key-too-large tests/ca/robustness_test.ts tests/pki/verify_test.ts
+  if (alg.modulusLength > MAX_RSA_VERIFY_BITS) {
+    return `RSA key has ${alg.modulusLength} bits: RSA keys above ${MAX_RSA_VERIFY_BITS} bits ` +
+      "are not supported (this runtime cannot verify with them)";
+  }
+  // check: key-exponent tests/pki/verify_test.ts
+  if (toHex(alg.publicExponent).replace(/^0+/, "") !== "10001") {
+    return "RSA public exponent must be 65537";
+  }
+  return undefined;
 }
 
 function spkiAlgorithmOid(spki: x509.PublicKey): string {
@@ -516,6 +527,11 @@ export async function verifyCertificate(cert: Certificate, options: VerifyOption
   if (!eku || !eku.usages.map(String).includes(wanted)) {
     fail(`extended key usage does not allow ${options.purpose}`);
   }
+
+  const keyProblem = await rsaKeyProblem(cert.publicKey).catch((err) =>
+    `key cannot be read: ${err instanceof Error ? err.message : String(err)}`
+  );
+  if (keyProblem) fail(`its ${keyProblem}`);
 
   // check: cert-revoked tests/pki/verify_test.ts
   if (options.crl && options.crl.findRevoked(cert)) fail("it has been revoked");

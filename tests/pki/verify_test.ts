@@ -285,27 +285,31 @@ Deno.test("the CA's CSR check: RSA of 2048 bits or more, exponent 65537", async 
   assert.equal(ok.sid, SID);
 });
 
-Deno.test({
-  name: "verify: a leaf whose RSA key has exponent 3 or 1024 bits is refused",
-  // NOT ENFORCED: verifyCertificate does not look at the subject's key at all. Only the CA checks
-  // the key (checkStudentCsr, at enrolment: test above), so a certificate the root signed for a
-  // weak key by any other path (an older CA, `issueCertificate` called directly) passes
-  // verification. Reported; the rule is not changed here.
-  ignore: true,
-  fn: async () => {
-    const e3 = generateKeyPairSync("rsa", { modulusLength: 2048, publicExponent: 3 });
-    await refused(
-      await leaf({
-        publicKey: new Uint8Array(e3.publicKey.export({ type: "spki", format: "der" })),
-      }),
-      /exponent/,
-    );
-    const small = generateKeyPairSync("rsa", { modulusLength: 1024 });
-    await refused(
-      await leaf({
-        publicKey: new Uint8Array(small.publicKey.export({ type: "spki", format: "der" })),
-      }),
-      /bits/,
-    );
-  },
+Deno.test("verify: a leaf whose key is not RSA, has exponent 3, 1024 bits or over 4096 is refused", async () => {
+  // The CA checks the key of every CSR (above), but a certificate the root signed for a weak key
+  // by any other path (an older CA, issueCertificate called directly) must not pass either.
+  const spki = (key: { export(o: { type: "spki"; format: "der" }): Uint8Array }) =>
+    new Uint8Array(key.export({ type: "spki", format: "der" }));
+  const e3 = generateKeyPairSync("rsa", { modulusLength: 2048, publicExponent: 3 });
+  await refused(
+    await leaf({ publicKey: spki(e3.publicKey) }),
+    /its RSA public exponent must be 65537$/,
+  );
+  const small = generateKeyPairSync("rsa", { modulusLength: 1024 });
+  await refused(
+    await leaf({ publicKey: spki(small.publicKey) }),
+    /its RSA key has 1024 bits, at least 2048 are required$/,
+  );
+  const large = generateKeyPairSync("rsa", { modulusLength: 4160 });
+  await refused(
+    await leaf({ publicKey: spki(large.publicKey) }),
+    /its RSA key has 4160 bits: RSA keys above 4096 bits are not supported/,
+  );
+  const ed = generateKeyPairSync("ed25519");
+  await refused(
+    await leaf({ publicKey: spki(ed.publicKey) }),
+    /its key must be RSA, got algorithm 1\.3\.101\.112$/,
+  );
+  // The same profile with a 2048-bit, e = 65537 key verifies (the refusals are about the key).
+  await verifyCertificate(await leaf(), asStudent);
 });
