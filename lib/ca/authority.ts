@@ -147,6 +147,11 @@ export interface EnrolRequest {
   /** The seeds' behaviour: no code needed. */
   openEnrolment?: boolean;
   now?: Date;
+  /**
+   * Told when the code was used already for this same key, so that the certificate returned is
+   * the one issued then (nothing signed now).
+   */
+  onAgain?: (serial: string) => void;
 }
 
 export interface ServerIssue {
@@ -253,23 +258,26 @@ export class CertificateAuthority {
     binding: Uint8Array,
     csr: Uint8Array,
     now: number,
-  ): Promise<string> {
+  ): Promise<{ hash: string; usedFor?: string }> {
     const rows = this.#db.prepare(
-      "SELECT hash, expires_at, used_at FROM enrolment_codes WHERE sid = ?",
-    ).all(sid) as { hash: string; expires_at: number; used_at: number | null }[];
+      "SELECT hash, expires_at, used_at, serial FROM enrolment_codes WHERE sid = ?",
+    ).all(sid) as {
+      hash: string;
+      expires_at: number;
+      used_at: number | null;
+      serial: string | null;
+    }[];
     for (const row of rows) {
       const expected = await enrolmentBinding(fromHex(row.hash), sid, csr);
       // check: enrol-code-binding tests/ca/negative_test.ts
       if (!constantTimeEqual(expected, binding)) continue;
-      // check: enrol-code-single-use tests/ca/negative_test.ts
-      if (row.used_at !== null) {
-        throw new EnrolmentError("Enrolment code has already been used", "code-used");
-      }
+      // Used already: only the same student's same key may have its certificate again (below).
+      if (row.used_at !== null) return { hash: row.hash, usedFor: row.serial ?? "" };
       // check: enrol-code-expiry tests/ca/negative_test.ts
       if (row.expires_at <= now) {
         throw new EnrolmentError("Enrolment code has expired", "code-expired");
       }
-      return row.hash;
+      return { hash: row.hash };
     }
     // No code of this ID binds this CSR: a wrong code, or a CSR swapped on the way.
     throw new EnrolmentError(`Enrolment code is not valid for ${sid}`, "code-invalid");
@@ -297,14 +305,14 @@ export class CertificateAuthority {
     }
     // The bytes the binding covers: the CSR as it came.
     const csrBytes = request.csr instanceof Uint8Array ? request.csr : der(csr);
-    let codeHash: string | undefined;
+    let code: { hash: string; usedFor?: string } | undefined;
     // check: enrol-code-required tests/ca/negative_test.ts
     if (!request.openEnrolment) {
       const binding = request.binding ??
         (request.code === undefined
           ? new Uint8Array(0)
           : await enrolmentBinding(await codeKey(request.code), request.sid, csrBytes));
-      codeHash = await this.#checkBinding(request.sid, binding, csrBytes, now.getTime());
+      code = await this.#checkBinding(request.sid, binding, csrBytes, now.getTime());
     }
     let checked;
     try {
@@ -320,6 +328,12 @@ export class CertificateAuthority {
         "cn-mismatch",
       );
     }
+    if (code?.usedFor !== undefined) {
+      const again = this.#again(code.usedFor, checked.publicKey, now);
+      request.onAgain?.(code.usedFor);
+      return again;
+    }
+    const codeHash = code?.hash;
     const cert = await issueCertificate({
       publicKey: checked.publicKey,
       profile: { kind: "student", sid: checked.sid },
@@ -340,6 +354,25 @@ export class CertificateAuthority {
         throw new EnrolmentError("Enrolment code has already been used", "code-used-meanwhile");
       }
     });
+    return cert;
+  }
+
+  /**
+   * A request whose code was used already. The same student asking again with the same key (a
+   * retry after a lost reply, or a copy of the request replayed by someone on the path) gets the
+   * certificate the code was used for, unchanged: it is public, and nothing new is signed, so a
+   * replayed request can no longer spend the student's enrolment. Any other key is a second use
+   * of the code and is refused, as is a certificate revoked or expired since.
+   */
+  #again(serial: string, publicKey: Uint8Array, now: Date): Certificate {
+    const row = this.#db.prepare(
+      "SELECT pem, status FROM certificates WHERE serial = ?",
+    ).get(serial) as { pem: string; status: string } | undefined;
+    const cert = row ? parseCertificate(row.pem, `certificate ${serial}`) : undefined;
+    const same = cert !== undefined && row!.status === "valid" && now <= cert.notAfter &&
+      samePublicKey(cert, publicKey);
+    // check: enrol-code-single-use tests/ca/negative_test.ts
+    if (!same) throw new EnrolmentError("Enrolment code has already been used", "code-used");
     return cert;
   }
 

@@ -58,17 +58,23 @@ export function serveCa(options: CaServerOptions): Server {
       }
       log.step(1, `received CSR for SID ${msg.sid} from ${remote} (${msg.csr.length} bytes)`);
       try {
+        let again = false;
         const cert = await ca.enrol({
           sid: msg.sid,
           binding: msg.binding,
           csr: msg.csr,
           openEnrolment: options.openEnrolment ?? false,
+          onAgain: () => again = true,
         });
         log.step(
           2,
-          `signed cert 2 for SID ${msg.sid}, serial ${
-            serialOf(cert)
-          }, valid until ${cert.notAfter.toISOString()}`,
+          again
+            ? `cert 2 for SID ${msg.sid} was issued for this key already (serial ${
+              serialOf(cert)
+            }): sent again, nothing signed (a retry, or a copy of the request)`
+            : `signed cert 2 for SID ${msg.sid}, serial ${
+              serialOf(cert)
+            }, valid until ${cert.notAfter.toISOString()}`,
         );
         await channel.send("certificate", { certificate: der(cert) });
       } catch (err) {

@@ -169,7 +169,18 @@ Deno.test("CA refuses hostile CSRs and codes, records nothing, and serves the ne
       root: pki.root,
     });
     assert.equal(cert.subject, `CN=${SID}`);
-    await refused(pki, SID, goodCsr, once, /already been used/);
+    // The same request again gets the same certificate; a CSR for another key is a second use.
+    const again = await requestCertificate({
+      ca: { hostname: "127.0.0.1", port: pki.server.port },
+      sid: SID,
+      code: once,
+      csr: goodCsr,
+      publicKey: await spkiOf(keys),
+      root: pki.root,
+    });
+    assert.equal(again.serialNumber, cert.serialNumber);
+    const otherKeys = await generateRsaKeyPair(2048);
+    await refused(pki, SID, der(await createCsr(otherKeys, SID)), once, /already been used/);
   });
 
   await t.step(

@@ -13,6 +13,7 @@ import {
   EnrolmentError,
   type EnrolmentRefusal,
   requestCertificate,
+  serialOf,
 } from "../../lib/ca/mod.ts";
 import {
   type Certificate,
@@ -55,9 +56,31 @@ Deno.test("CA: a code used a second time is refused by the ledger check, before 
   const { code } = ca.createCode(SID);
   const keys = await generateRsaKeyPair(2048);
   await ca.enrol({ sid: SID, code, csr: await csrFor(SID, keys) });
-  // The same student, the same code, a fresh CSR: the pre-check refuses (not the UPDATE).
+  // The same student, the same code, a CSR for another key: the pre-check refuses (not the UPDATE).
   await refusedBy(
-    ca.enrol({ sid: SID, code, csr: await csrFor(SID, keys) }),
+    ca.enrol({ sid: SID, code, csr: await csrFor(SID, await generateRsaKeyPair(2048)) }),
+    "code-used",
+    "Enrolment code has already been used",
+  );
+  assert.equal(ca.ledger().length, 1);
+});
+
+Deno.test("CA: the same request again (a retry after a lost reply, or a replayed copy) gets the same certificate, and nothing is signed", async () => {
+  await using dir = await tempDir("lab-ca-neg-");
+  using ca = await openCa(dir.path);
+  const { code } = ca.createCode(SID);
+  const keys = await generateRsaKeyPair(2048);
+  const csr = await csrFor(SID, keys);
+  const first = await ca.enrol({ sid: SID, code, csr });
+  let told = "";
+  const again = await ca.enrol({ sid: SID, code, csr, onAgain: (serial) => told = serial });
+  assert.equal(again.serialNumber, first.serialNumber);
+  assert.equal(told, serialOf(first));
+  assert.equal(ca.ledger().length, 1, "nothing new signed");
+  // Once revoked, the certificate is not handed out again: the code stays spent.
+  ca.revoke({ serial: serialOf(first) });
+  await refusedBy(
+    ca.enrol({ sid: SID, code, csr }),
     "code-used",
     "Enrolment code has already been used",
   );
