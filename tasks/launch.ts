@@ -1,9 +1,11 @@
 #!/usr/bin/env -S deno run --allow-run=deno
 /**
  * What the actors' `deno task` lines run: `tasks/launch.ts FLAGS… actors/NAME.ts ARGS…` starts
- * `deno run --allow-net=127.0.0.1,localhost,[::1][,HOST…] FLAGS… actors/NAME.ts ARGS…`, where the
- * HOSTs are those that ARGS name in the actor's address options (lib/runtime/launch.ts), in the
- * foreground (same terminal; SIGINT and SIGTERM passed on) and exits with the actor's status.
+ * `deno run --no-prompt --allow-net=127.0.0.1,localhost,[::1][,HOST…] FLAGS… actors/NAME.ts ARGS…`,
+ * where the HOSTs are those that ARGS name in the actor's address options (lib/runtime/launch.ts),
+ * in the foreground (same terminal; SIGINT, SIGTERM and SIGHUP passed on), and exits with the
+ * actor's status. `--no-prompt`: at a terminal Deno would ask to widen a permission; here a
+ * refusal says why instead (runMain's permission hint).
  * FLAGS are the task's other permissions, as deno.json writes them; `--allow-net` is never among
  * them, and `-A` or `--allow-all` is refused.
  */
@@ -62,7 +64,8 @@ export async function main(args: string[]): Promise<number> {
     usage.command = rest[0] === undefined ? actor : `${actor} ${rest[0]}`;
     throw usage;
   }
-  return await runForeground(denoCommand(), ["run", net, ...flags, script, ...rest]);
+  // Without --no-prompt, `ca serve` at a terminal asked at every start to read /proc/self/limits.
+  return await runForeground(denoCommand(), ["run", "--no-prompt", net, ...flags, script, ...rest]);
 }
 
 if (import.meta.main) await runMain("launch", main);

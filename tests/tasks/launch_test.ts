@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { RunningProcess } from "../../lib/runtime/mod.ts";
-import { ROOT } from "../_fixtures/helpers.ts";
+import { ActorProcess, hasCommand, ROOT, TestPki } from "../_fixtures/helpers.ts";
 
 const SID = "1155000077";
 
@@ -155,4 +155,77 @@ Deno.test("through the launcher, standard input reaches the actor and its exit s
   const help = await task(["bank", "client", "--help"]).result(30_000);
   assert.equal(help.code, 0, help.stderr);
   assert.match(help.stdout, /^Usage: deno task bank client/);
+});
+
+/** `deno task ARGS…` at a real terminal (a pty), typing each answer (Python escapes) on its prompt. */
+function atTerminal(dialog: string[], args: string[]): RunningProcess {
+  return new RunningProcess("python3", [
+    `${ROOT}/tests/_fixtures/pty_dialog.py`,
+    "--keys",
+    ...dialog,
+    "--",
+    Deno.execPath(),
+    "task",
+    "--quiet",
+    ...args,
+  ], { cwd: ROOT, name: `deno task ${args.slice(0, 2).join(" ")} at a terminal` });
+}
+
+const hasPython = await hasCommand("python3");
+
+Deno.test({
+  name:
+    "at a terminal through the launcher: Ctrl-C stops 'ca serve' as it always did (graceful, status 0); the chat client's line editor (raw mode) sends a line and leaves on Ctrl-C",
+  ignore: !hasPython,
+  fn: async () => {
+    await using dir = await projectScratch();
+    // Ctrl-C in a cooked terminal: SIGINT to the foreground group (deno task, launcher, CA).
+    await using ca = atTerminal(["listening on", "\\x03"], [
+      "ca",
+      "serve",
+      "--port",
+      "0",
+      "--data-dir",
+      `${dir.rel}/ca`,
+    ]);
+    const caStatus = await ca.status;
+    assert.equal(caStatus.code, 0, ca.stdout);
+    assert.match(ca.stdout, /\[CUHK\] stopped/);
+    // At a terminal Deno asked to read /proc/self/limits: the launcher runs actors with no prompt.
+    assert.doesNotMatch(ca.stdout, /Deno requests/);
+
+    // The chat client in raw mode: typed text, Enter, and Ctrl-C as a key.
+    await using pki = await TestPki.start();
+    const cert = await pki.serverCert("chat", ["127.0.0.1"], ["localhost"]);
+    await using server = new ActorProcess("actors/chat.ts", [
+      "serve",
+      "--port",
+      "0",
+      "--cert",
+      cert.certPath,
+      "--key",
+      cert.keyPath,
+    ]);
+    const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]!;
+    // The chat task reads inside the project only: the root as a student keeps it there.
+    await Deno.copyFile(cert.rootPath, `${dir.path}/cuhk.cer`);
+    await using alice = atTerminal([
+      ...["joined as alice", "hello\\r"],
+      ...["<alice> hello", "\\x03"],
+    ], [
+      "chat",
+      "client",
+      "--server",
+      `127.0.0.1:${port}`,
+      "--ca-cert",
+      `${dir.rel}/cuhk.cer`,
+      "--nick",
+      "alice",
+    ]);
+    const status = await alice.status;
+    assert.equal(status.code, 0, alice.stdout);
+    assert.match(alice.stdout, /<alice> hello/);
+    assert.match(alice.stdout, /you left the chat\. Goodbye/);
+    await server.waitFor(/alice/);
+  },
 });
