@@ -2,8 +2,8 @@
  * The README's "Running it in a classroom" walk-through, exactly as written for two machines, run
  * between two network namespaces joined by a veth pair: the instructor's lines (the README's
  * `sh classroom-instructor` block) in one, with the instructor's address 192.168.1.10 replaced by
- * 10.77.0.1, and the student's (`sh classroom-student`) in the other (10.77.0.2). Each side has its
- * own copy of the project, as each machine would; the root certificate goes from one to the other
+ * 10.77.0.1, and the student's (`sh classroom-student`) in the other (10.77.0.2); then the
+ * `-more` blocks (Bob and the chat). Each side has its own copy of the project, as each machine would; the root certificate goes from one to the other
  * "out of band" (the test copies the file), and the student compares fingerprints as told.
  *
  * Needs root and `ip` (iproute2) with network namespaces; without them the test is skipped, with
@@ -91,7 +91,7 @@ if (unavailable !== undefined) {
 
 Deno.test({
   name:
-    "classroom walk-through from the README, as written for two machines: the instructor's three lines in one network namespace, the student's three in another (needs root and ip netns)",
+    "classroom walk-through from the README, as written for two machines: the instructor's lines in one network namespace, the student's in another; enrol, upload (SHA-256), a message by host name, the bank and the chat (needs root and ip netns)",
   ignore: unavailable !== undefined,
   sanitizeResources: false,
   sanitizeOps: false,
@@ -101,6 +101,8 @@ Deno.test({
     const studentLines = readmeBlock(readme, "classroom-student");
     assert.equal(instructorLines.length, 3, instructorLines.join("\n"));
     assert.equal(studentLines.length, 3, studentLines.join("\n"));
+    const instructorMore = readmeBlock(readme, "classroom-instructor-more");
+    const studentMore = readmeBlock(readme, "classroom-student-more");
     const here = (line: string) => line.replaceAll(README_ADDRESS, INSTRUCTOR);
 
     await removeLeftovers();
@@ -138,31 +140,42 @@ Deno.test({
 
       const inNs = (ns: string, cwd: string, line: string, name: string) =>
         new RunningProcess("ip", ["netns", "exec", ns, "sh", "-c", line], { cwd, name });
-      const runLine = async (ns: string, cwd: string, line: string) => {
-        const r = await inNs(ns, cwd, line, line.slice(0, 40)).result(120_000);
+      const runLine = async (ns: string, cwd: string, line: string, stdin?: string) => {
+        const r = await new RunningProcess("ip", ["netns", "exec", ns, "sh", "-c", line], {
+          cwd,
+          name: line.slice(0, 40),
+          ...(stdin !== undefined ? { stdin } : {}),
+        }).result(120_000);
         assert.equal(r.code, 0, `${line}\n${r.stderr}`);
         return r;
       };
 
       // The instructor: servers keep running (each in its own terminal), the rest runs to its end.
-      let fingerprint: string | undefined;
-      const codes: string[] = [];
-      let blackboard: RunningProcess | undefined;
-      for (const line of instructorLines.map(here)) {
-        if (/^deno task \w+ serve\b/.test(line)) {
-          const server = inNs(nsI, instructorDir, `exec ${line}`, line.split(" ")[2]!);
-          servers.push(server);
-          await server.waitFor(
-            new RegExp(`listening on ${INSTRUCTOR.replaceAll(".", "\\.")}:\\d+`),
-          );
-          fingerprint ??= server.stderr.match(/root fingerprint \(SHA-256\) ([0-9A-F:]{95})/)?.[1];
-          if (line.includes("blackboard serve")) blackboard = server;
-        } else {
-          const r = await runLine(nsI, instructorDir, line);
-          // Enrolment codes, one a line, in the order of the class list.
-          codes.push(...r.stdout.match(/^[0-9a-f]{8}(?:-[0-9a-f]{8}){3}$/gm) ?? []);
+      const started = new Map<string, RunningProcess>();
+      const instructor = async (lines: string[]): Promise<string> => {
+        let stdout = "";
+        for (const line of lines.map(here)) {
+          const serve = /^deno task (\w+) serve\b/.exec(line);
+          if (serve) {
+            const server = inNs(nsI, instructorDir, `exec ${line}`, serve[1]!);
+            servers.push(server);
+            started.set(serve[1]!, server);
+            await server.waitFor(
+              new RegExp(`listening on ${INSTRUCTOR.replaceAll(".", "\\.")}:\\d+`),
+            );
+          } else {
+            stdout += (await runLine(nsI, instructorDir, line)).stdout;
+          }
         }
-      }
+        return stdout;
+      };
+      const printed = await instructor(instructorLines);
+      const fingerprint = started.get("ca")?.stderr.match(
+        /root fingerprint \(SHA-256\) ([0-9A-F:]{95})/,
+      )?.[1];
+      // Enrolment codes, one a line, in the order of the class list.
+      const codes = printed.match(/^[0-9a-f]{8}(?:-[0-9a-f]{8}){3}$/gm) ?? [];
+      const blackboard = started.get("blackboard");
       assert.ok(fingerprint, "ca serve printed the root's fingerprint");
       assert.equal(codes.length, 2, `one code per student ID: ${codes.join(" | ")}`);
       assert.ok(blackboard, "Blackboard was started");
@@ -213,6 +226,26 @@ Deno.test({
       );
       assert.match(byName.stderr, /STEP 6 message sent/);
       await blackboard!.waitFor(new RegExp(`Message from ${SID}: hello by name`));
+
+      // The other two systems, as written: Bob and the chat on the instructor's machine.
+      await instructor(instructorMore);
+      const bob = started.get("bank");
+      const chat = started.get("chat");
+      assert.ok(bob && chat, "Bob and the chat were started");
+      const [bankLine, chatLine] = studentMore.map(here);
+      assert.match(bankLine!, /^deno task bank client /);
+      assert.match(chatLine!, /^deno task chat client /);
+      const bank = await runLine(nsS, studentDir, bankLine!);
+      assert.match(bank.stdout, /^deposited 10\.00, balance 10\.00\nbalance 10\.00\n$/);
+      assert.match(bob.stderr, new RegExp(`${STUDENT.replaceAll(".", "\\.")}:\\d+`));
+      // The chat client as a student types into it (here on standard input).
+      const talk = await runLine(nsS, studentDir, chatLine!, "hello class\n/quit\n");
+      assert.match(talk.stdout, /joined as alice/);
+      assert.match(talk.stdout, /<alice> hello class/);
+      assert.match(
+        talk.stderr,
+        /server certificate verified against data\/cuhk\.cer \(name chat\)/,
+      );
     } finally {
       // Ctrl-C in each server's terminal; SIGTERM after 10 s.
       for (const server of servers) server.kill("SIGINT");
