@@ -65,7 +65,17 @@ export async function main(args: string[]): Promise<number> {
     throw usage;
   }
   // Without --no-prompt, `ca serve` at a terminal asked at every start to read /proc/self/limits.
-  return await runForeground(denoCommand(), ["run", "--no-prompt", net, ...flags, script, ...rest]);
+  const deno = denoCommand();
+  try {
+    return await runForeground(deno, ["run", "--no-prompt", net, ...flags, script, ...rest]);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    throw new Error(
+      `Cannot start '${deno}': it is not on the PATH (the task may run only 'deno' from the PATH): add Deno's folder to PATH, e.g. PATH="${
+        Deno.execPath().replace(/\/[^/]*$/, "")
+      }:$PATH"`,
+    );
+  }
 }
 
 if (import.meta.main) await runMain("launch", main);
