@@ -18,7 +18,7 @@ import {
   MAX_PER_ADDRESS_USAGE,
   maxPerAddressOption,
 } from "../lib/net/mod.ts";
-import { certificatePem, crlNumber, crlPem, der } from "../lib/pki/mod.ts";
+import { certificateFingerprint, certificatePem, crlNumber, crlPem, der } from "../lib/pki/mod.ts";
 import {
   dispatch,
   ensureDir,
@@ -76,12 +76,6 @@ async function openCa(
   });
 }
 
-/** The SHA-256 fingerprint of a certificate, as `openssl x509 -fingerprint -sha256` prints it. */
-async function fingerprint(cert: { rawData: ArrayBuffer }): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", cert.rawData));
-  return [...digest].map((b) => b.toString(16).padStart(2, "0").toUpperCase()).join(":");
-}
-
 async function initCommand(args: string[]): Promise<void> {
   const parsed = parseCommand(args, {
     name: "ca init",
@@ -98,7 +92,7 @@ Options:
   const dir = parsed.values["data-dir"];
   using _lock = await lockDataDir(dir, "CA");
   using ca = await openCa(dir, { log: new StepLog("CUHK"), create: true });
-  console.log(`${ca.rootPath}\nSHA-256 fingerprint ${await fingerprint(ca.root)}`);
+  console.log(`${ca.rootPath}\nSHA-256 fingerprint ${await certificateFingerprint(ca.root)}`);
 }
 
 async function serveCommand(args: string[]): Promise<void> {
@@ -146,7 +140,7 @@ ${MAX_PER_ADDRESS_USAGE}
   // One CA per data directory: a second 'serve' (or 'init') is refused before any root is made.
   using _lock = await lockDataDir(values["data-dir"], "CA");
   using ca = await openCa(values["data-dir"], { log, create: true });
-  log.info(`root fingerprint (SHA-256) ${await fingerprint(ca.root)}`);
+  log.info(`root fingerprint (SHA-256) ${await certificateFingerprint(ca.root)}`);
   if (openEnrolment) {
     log.warn(
       "--protocol seed (open enrolment): anyone can get a certificate for any student ID (the seeds' flaw)",

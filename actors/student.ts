@@ -28,6 +28,7 @@ import {
 } from "../lib/ca/mod.ts";
 import { toBytes } from "../lib/crypto/mod.ts";
 import {
+  certificateFingerprint,
   certificatePem,
   createCsr,
   der,
@@ -64,9 +65,10 @@ const USAGE = `The student (system 1)
 Usage: deno task student COMMAND [options]
 
 Commands:
-  enroll   make a key pair and CSR, enrol with the CA, store key and cert 2 (steps 1-2)
-  send     open a session with Blackboard and send authenticated messages (steps 3-6)
-  upload   upload a report to Blackboard in authenticated chunks, resumable (steps 3-6)
+  fingerprint  print the SHA-256 fingerprint of the root you were handed, to compare out of band
+  enroll       make a key pair and CSR, enrol with the CA, store key and cert 2 (steps 1-2)
+  send         open a session with Blackboard and send authenticated messages (steps 3-6)
+  upload       upload a report to Blackboard in authenticated chunks, resumable (steps 3-6)
 
 Run 'deno task student COMMAND --help' for a command's options.`;
 
@@ -331,11 +333,36 @@ ${SESSION_USAGE}`,
   );
 }
 
+async function fingerprintCommand(args: string[]): Promise<void> {
+  const parsed = parseCommand(args, {
+    name: "student fingerprint",
+    usage: `Usage: deno task student fingerprint [--ca-cert FILE]
+
+Before enrolling: prints the SHA-256 fingerprint of the root certificate you were handed (cuhk.cer,
+by USB stick, the course page or mail), to compare with the one the CA printed ('ca init' and 'ca
+serve' print it; the instructor shows it, e.g. on the board). Trust the file only if they match:
+the file itself travels over channels anybody could change, the fingerprint over one they cannot.
+
+Options:
+  --ca-cert FILE       the root certificate (default ${DEFAULT_CA_CERT})`,
+    options: { "ca-cert": { type: "string", default: DEFAULT_CA_CERT } },
+  });
+  if (!parsed) return;
+  const path = parsed.values["ca-cert"];
+  const root = await loadRoot(path);
+  console.log(`${path}\nSHA-256 fingerprint ${await certificateFingerprint(root)}`);
+}
+
 export async function main(args: string[]): Promise<number | void> {
   return await dispatch(
     "student",
     USAGE,
-    { enroll: enrollCommand, send: sendCommand, upload: uploadCommand },
+    {
+      fingerprint: fingerprintCommand,
+      enroll: enrollCommand,
+      send: sendCommand,
+      upload: uploadCommand,
+    },
     args,
   );
 }

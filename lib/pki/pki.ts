@@ -120,6 +120,15 @@ export async function verifyRsa(
 
 // ---------------------------------------------------------------- parsing
 
+/**
+ * The SHA-256 fingerprint of a certificate, as `openssl x509 -noout -fingerprint -sha256` prints
+ * it (upper-case hex pairs joined by colons): what a student compares out of band with the root's.
+ */
+export async function certificateFingerprint(cert: { rawData: ArrayBuffer }): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", cert.rawData));
+  return [...digest].map((b) => b.toString(16).padStart(2, "0").toUpperCase()).join(":");
+}
+
 /** Parses a certificate from PEM or DER, with a clear error. */
 export function parseCertificate(data: string | Uint8Array, what = "certificate"): Certificate {
   try {

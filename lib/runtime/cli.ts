@@ -3,6 +3,7 @@
  * mistake, `--help`, `HOST:PORT` and number parsing, and a `runMain` that maps errors to exit codes.
  */
 
+import { allowNetFlag, launchedActor } from "./launch.ts";
 import { printable } from "./text.ts";
 import { PROJECT_ROOT } from "./paths.ts";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
@@ -256,7 +257,20 @@ export function permissionHint(
     return undefined;
   }
   if (command === undefined || script === undefined) return undefined;
-  const [before] = command.split(` ${script}`);
+  let [before] = command.split(` ${script}`);
+  // An actor's task runs it through tasks/launch.ts, which adds the network permission: the line
+  // that works is the launcher's child, `deno run --allow-net=… FLAGS… SCRIPT ARGS…`.
+  const launcher = " tasks/launch.ts";
+  const actor = launchedActor(script);
+  if (before!.includes(launcher) && actor !== undefined) {
+    let net: string;
+    try {
+      net = allowNetFlag(actor, args);
+    } catch {
+      return undefined;
+    }
+    before = `deno run ${net}${before!.slice(before!.indexOf(launcher) + launcher.length)}`;
+  }
   const quote = (a: string) => /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`;
   // The task's flags, with the path added to its --allow-read or --allow-write (or a new one).
   const flag = `--allow-${kind}`;

@@ -243,3 +243,54 @@ export async function hasCommand(name: string): Promise<boolean> {
     return false;
   }
 }
+
+/** The signals a foreground parent passes on to its child (and does not die of itself). */
+export const FORWARDED_SIGNALS: readonly Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/**
+ * Runs a command in the foreground, as if in this process's place: standard input, output and
+ * error are this process's own (a terminal stays a terminal, so prompts and raw mode work), and
+ * SIGINT, SIGTERM and SIGHUP are passed on to the child instead of ending this process, which waits
+ * for the child whatever it receives. (From a terminal, Ctrl-C reaches both: the child sees SIGINT
+ * twice, which the actors' shutdown treats as once.) Returns the child's exit status, as a shell
+ * reports it: the code, or 128 + the signal's number when a signal ended it.
+ */
+export async function runForeground(
+  command: string,
+  args: readonly string[],
+  options: { cwd?: string } = {},
+): Promise<number> {
+  const child = new Deno.Command(command, {
+    args: [...args],
+    ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  const listeners = FORWARDED_SIGNALS.map((signal) => {
+    const pass = () => {
+      try {
+        child.kill(signal);
+      } catch {
+        // The child already exited.
+      }
+    };
+    try {
+      Deno.addSignalListener(signal, pass);
+    } catch {
+      // Signals are not available on every platform.
+    }
+    return [signal, pass] as const;
+  });
+  try {
+    return (await child.status).code;
+  } finally {
+    for (const [signal, pass] of listeners) {
+      try {
+        Deno.removeSignalListener(signal, pass);
+      } catch {
+        // Never added.
+      }
+    }
+  }
+}

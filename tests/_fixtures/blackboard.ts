@@ -21,7 +21,7 @@ import {
   RevocationChecker,
 } from "../../lib/pki/mod.ts";
 import type { Server } from "../../lib/net/mod.ts";
-import { memoryLog, type TestPki } from "./helpers.ts";
+import { memoryLog, type TestPki, type TestServerCert } from "./helpers.ts";
 
 export interface TestBlackboard extends AsyncDisposable {
   server: Server;
@@ -51,6 +51,8 @@ export interface BlackboardFixtureOptions {
   dataDir?: string;
   /** The report store's limits. */
   store?: UploadStoreOptions;
+  /** Blackboard's certificate and key (default: one for `blackboard` and 127.0.0.1). */
+  serverCert?: TestServerCert;
 }
 
 const serverCertCache: WeakMap<TestPki, Promise<{ certPem: string; keyPem: string }>> =
@@ -62,14 +64,16 @@ export async function startBlackboard(
   options: BlackboardFixtureOptions = {},
 ): Promise<TestBlackboard> {
   let issued = serverCertCache.get(pki);
-  if (!issued) {
+  if (!issued && !options.serverCert) {
     issued = pki.serverCert("blackboard").then((c) => ({
       certPem: c.cert.toString("pem"),
       keyPem: c.keyPem,
     }));
     serverCertCache.set(pki, issued);
   }
-  const { certPem, keyPem } = await issued;
+  const { certPem, keyPem } = options.serverCert
+    ? { certPem: options.serverCert.cert.toString("pem"), keyPem: options.serverCert.keyPem }
+    : await issued!;
   const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "lab-blackboard-" });
   const { log, lines } = memoryLog("Blackboard");
   const printed: string[] = [];

@@ -30,6 +30,7 @@ import {
 import { startRelay } from "../../lib/net/mod.ts";
 import { waitFor } from "../../lib/runtime/mod.ts";
 import { memoryLog, TestPki } from "../_fixtures/helpers.ts";
+import { SubjectAlternativeNameExtension } from "@peculiar/x509";
 import {
   identity,
   listFiles,
@@ -476,4 +477,25 @@ Deno.test("the student refuses a stale stapled CRL, and a CRL the root did not s
     });
     assert.deepEqual(bb.printed, []);
   }
+});
+
+Deno.test("the student checks the name blackboard, not the address it dialled: a certificate for another address only (10.77.9.9) is accepted at 127.0.0.1; the bank's certificate (same root, SAN 127.0.0.1) is refused", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  const id = await identity(student.home);
+  // As 'ca issue --server blackboard --ip 10.77.9.9' makes it: SAN blackboard, 10.77.9.9.
+  const elsewhere = await pki.serverCert("blackboard", ["10.77.9.9"]);
+  const san = elsewhere.cert.getExtension(SubjectAlternativeNameExtension);
+  assert.deepEqual(san?.names.items.map((n) => n.value), ["blackboard", "10.77.9.9"]);
+  await using bb = await startBlackboard(pki, { serverCert: elsewhere });
+  const { log } = memoryLog("student");
+  {
+    using session = await openSession({ blackboard: bb.addr, identity: id, log });
+    await session.send("dialled by another address");
+  }
+  assert.deepEqual(bb.printed, [`Message from ${SID}: dialled by another address`]);
+
+  const bank = await pki.serverCert("bank", ["127.0.0.1"]);
+  await using impostor = await startBlackboard(pki, { serverCert: bank });
+  await assertRefused(impostor, id, /its CN is 'bank', not 'blackboard'/);
 });

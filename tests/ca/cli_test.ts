@@ -478,3 +478,49 @@ Deno.test("ca serve --open-enrolment still works for one release, with a depreca
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^ca serve: --protocol must be default or seed, got 'open'/);
 });
+
+Deno.test("student fingerprint prints the SHA-256 fingerprint of the root it was handed, as 'ca init' and OpenSSL print it; another root gives another", async () => {
+  await using dir = await tempDir("lab-fingerprint-");
+  const cwd = dir.path;
+  const init = await runActor("actors/ca.ts", ["init", "--data-dir", "ca"], { cwd });
+  assert.equal(init.code, 0, init.stderr);
+  const printed = /^SHA-256 fingerprint ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})$/m.exec(init.stdout)?.[1];
+  assert.ok(printed, init.stdout);
+  // The file as a student received it, somewhere else.
+  await Deno.copyFile(`${cwd}/ca/cuhk.cer`, `${cwd}/handed.cer`);
+  const student = await runActor("actors/student.ts", [
+    "fingerprint",
+    "--ca-cert",
+    "handed.cer",
+  ], { cwd });
+  assert.equal(student.code, 0, student.stderr);
+  assert.equal(student.stdout, `handed.cer\nSHA-256 fingerprint ${printed}\n`);
+  const openssl = await run("openssl", [
+    "x509",
+    "-in",
+    `${cwd}/handed.cer`,
+    "-noout",
+    "-fingerprint",
+    "-sha256",
+  ]).catch(() => undefined);
+  if (openssl) assert.equal(openssl.stdout.trim().replace(/^.*=/, ""), printed);
+
+  const other = await runActor("actors/ca.ts", ["init", "--data-dir", "other"], { cwd });
+  assert.equal(other.code, 0, other.stderr);
+  const swapped = await runActor("actors/student.ts", [
+    "fingerprint",
+    "--ca-cert",
+    "other/cuhk.cer",
+  ], { cwd });
+  assert.equal(swapped.code, 0, swapped.stderr);
+  assert.doesNotMatch(swapped.stdout, new RegExp(printed));
+
+  const missing = await runActor("actors/student.ts", ["fingerprint", "--ca-cert", "no.cer"], {
+    cwd,
+  });
+  assert.equal(missing.code, 1);
+  assert.match(
+    missing.stderr,
+    /^student: Cannot read the CA root certificate: no\.cer does not exist$/m,
+  );
+});

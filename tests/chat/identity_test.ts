@@ -92,6 +92,29 @@ Deno.test("the chat client refuses another lab server's certificate (the bank's)
   assert.equal(named.code, 0, named.stderr);
 });
 
+Deno.test("the chat client accepts a chat certificate that does not carry the address it dialled (SAN chat and 10.77.9.9 only, dialled at 127.0.0.1), TLS 1.3 and 1.2", async () => {
+  await using pki = await TestPki.start();
+  // As 'ca issue --server chat --ip 10.77.9.9' makes it: no 127.0.0.1, no localhost.
+  const chat = await pki.serverCert("chat", ["10.77.9.9"]);
+  await using server = await chatServing(chat);
+  for (const version of [[], ["--tls12"]]) {
+    const r = await client(server.port, chat.rootPath, version);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /joined as alice/);
+    assert.match(r.stderr, /server certificate verified against .* \(name chat\)/);
+  }
+  // The premise: checked against the address dialled, this certificate would be refused.
+  await assert.rejects(
+    connectTls({
+      hostname: "127.0.0.1",
+      port: server.port,
+      caCerts: [await Deno.readTextFile(chat.rootPath)],
+      serverName: "127.0.0.1",
+    }),
+    (err: unknown) => err instanceof TlsHandshakeError && err.kind === "wrong-name",
+  );
+});
+
 Deno.test("the chat client trusts only --ca-cert: a chat certificate from a root that DENO_CERT or the system store adds is refused (TLS 1.3 and 1.2)", async () => {
   await using lab = await TestPki.start();
   await using other = await TestPki.start();

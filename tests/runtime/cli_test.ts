@@ -100,3 +100,28 @@ Deno.test("permissionHint: Deno's 'run again with --allow-read' becomes why, and
     undefined,
   );
 });
+
+Deno.test("permissionHint: for a task run through tasks/launch.ts, the line is the launcher's child, with the network the command line names", () => {
+  const tasks = {
+    student:
+      "deno run --allow-run=deno tasks/launch.ts --allow-read=. --allow-write=. actors/student.ts",
+  };
+  const args = [
+    "enroll",
+    "--sid",
+    "1155123456",
+    "--ca",
+    "10.0.0.1:9335",
+    "--ca-cert",
+    "/tmp/r.cer",
+  ];
+  assert.equal(
+    permissionHint(
+      'Cannot read the CA root certificate: Requires read access to "/tmp/r.cer"',
+      args,
+      "file:///home/me/lab/actors/student.ts",
+      () => tasks,
+    )?.split("\n").at(-1),
+    "  deno run '--allow-net=127.0.0.1,localhost,[::1],10.0.0.1' --allow-read=.,/tmp/r.cer --allow-write=. actors/student.ts enroll --sid 1155123456 --ca 10.0.0.1:9335 --ca-cert /tmp/r.cer",
+  );
+});
