@@ -72,10 +72,22 @@ Commands:
 
 Run 'deno task student COMMAND --help' for a command's options.`;
 
+/** The enrolment code from the first line of a file, or of standard input for `-`. */
+async function readCodeFile(path: string): Promise<string> {
+  const text = path === "-"
+    ? await new Response(Deno.stdin.readable).text()
+    : await readTextFile(path, "the enrolment code");
+  const code = text.split(/\r?\n/).map((line) => line.trim()).find((line) => line !== "");
+  if (code === undefined) {
+    throw new UsageError(`--code-file ${path === "-" ? "- (standard input)" : path} holds no code`);
+  }
+  return code;
+}
+
 async function enrollCommand(args: string[]): Promise<void> {
   const parsed = parseCommand(args, {
     name: "student enroll",
-    usage: `Usage: deno task student enroll --sid SID --code CODE [options]
+    usage: `Usage: deno task student enroll --sid SID (--code CODE | --code-file FILE) [options]
        deno task student enroll --sid SID --code CODE --csr FILE --out FILE [options]
 
 STEP 1: makes an RSA key pair (2048 bits) and a CSR with CN = SID and sends it to the CA with the
@@ -85,7 +97,9 @@ With --csr, enrols a CSR made elsewhere (e.g. by 'openssl req') and writes cert 
 
 Options:
   --sid SID            the student ID: exactly 10 digits
-  --code CODE          the enrolment code from the CA operator ('ca code'); required
+  --code CODE          the enrolment code from the CA operator ('ca code')
+  --code-file FILE     read the code from FILE's first line instead ('-': standard input), so
+                       that it does not show in the process list ('ps') like --code does
   --no-code            no code: only a seed-mode CA ('ca serve --protocol seed', open
                        enrolment) accepts that
   --ca HOST:PORT       the CA (default 127.0.0.1:${CA_PORT})
@@ -97,6 +111,7 @@ Options:
     options: {
       sid: { type: "string" },
       code: { type: "string" },
+      "code-file": { type: "string" },
       "no-code": { type: "boolean", default: false },
       ca: { type: "string", default: `127.0.0.1:${CA_PORT}` },
       "ca-cert": { type: "string", default: DEFAULT_CA_CERT },
@@ -110,10 +125,16 @@ Options:
   const { values } = parsed;
   // Every argument is checked before anything is sent.
   const sid = parseStudentId(required(values.sid, "sid"));
-  if (values["no-code"] && values.code !== undefined) {
-    throw new UsageError("--code and --no-code disagree");
+  const given = (["code", "code-file", "no-code"] as const).filter((o) =>
+    o === "no-code" ? values[o] : values[o] !== undefined
+  );
+  if (given.length > 1) {
+    throw new UsageError(`${given.map((o) => `--${o}`).join(" and ")} disagree`);
   }
-  const code = values["no-code"] ? "" : required(values.code, "code");
+  if (given.length === 0) {
+    throw new UsageError("missing required option --code (or --code-file FILE)");
+  }
+  const code = values["no-code"] ? "" : values.code ?? await readCodeFile(values["code-file"]!);
   const ca = parseHostPort(values.ca, CA_PORT, "ca");
   if ((values.csr === undefined) !== (values.out === undefined)) {
     throw new UsageError("--csr and --out go together");

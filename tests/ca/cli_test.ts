@@ -77,7 +77,10 @@ Deno.test("ca and student: --help, usage errors, and a bad ID sends nothing", as
     home,
   ]);
   assert.equal(noCode.code, 2, noCode.stderr);
-  assert.match(noCode.stderr, /^student enroll: missing required option --code\n/);
+  assert.match(
+    noCode.stderr,
+    /^student enroll: missing required option --code \(or --code-file FILE\)\n/,
+  );
   assert.equal(await exists(home), false, "no key was made");
   const both = await runActor("actors/student.ts", [
     "enroll",
@@ -89,6 +92,33 @@ Deno.test("ca and student: --help, usage errors, and a bad ID sends nothing", as
   ]);
   assert.equal(both.code, 2);
   assert.match(both.stderr, /--code and --no-code disagree/);
+  const twoCodes = await runActor("actors/student.ts", [
+    "enroll",
+    "--sid",
+    SID,
+    "--code",
+    "x",
+    "--code-file",
+    "-",
+  ]);
+  assert.equal(twoCodes.code, 2);
+  assert.match(twoCodes.stderr, /--code and --code-file disagree/);
+  const emptyFile = await runActor("actors/student.ts", [
+    "enroll",
+    "--sid",
+    SID,
+    "--code-file",
+    "-",
+    "--ca",
+    pki.caAddr,
+    "--ca-cert",
+    pki.rootPath,
+    "--home",
+    home,
+  ], { stdin: "\n  \n" });
+  assert.equal(emptyFile.code, 2, emptyFile.stderr);
+  assert.match(emptyFile.stderr, /--code-file - \(standard input\) holds no code/);
+  assert.equal(await exists(home), false, "no key was made");
   assert.deepEqual(pki.lines, [], "the CA saw no connection");
   const badPort = await runActor("actors/student.ts", [
     "enroll",
@@ -124,8 +154,9 @@ Deno.test("enrolment end to end as processes; the CA keeps its root across a res
       "enroll",
       "--sid",
       SID,
-      "--code",
-      codeRun.stdout.trim(),
+      // The code from a file, kept out of the process list (--code would show in 'ps').
+      "--code-file",
+      `${dir.path}/code.txt`,
       "--ca",
       addr,
       "--ca-cert",
@@ -133,6 +164,7 @@ Deno.test("enrolment end to end as processes; the CA keeps its root across a res
       "--home",
       home,
     ];
+    await Deno.writeTextFile(`${dir.path}/code.txt`, codeRun.stdout);
     const enrol = await runActor("actors/student.ts", args);
     assert.equal(enrol.code, 0, enrol.stderr);
     assert.equal(enrol.stdout, `SID: ${SID} sign finished.\n`);
