@@ -31,7 +31,7 @@ import {
   seedBobIdentity,
   serveBank,
 } from "../lib/bank/mod.ts";
-import { CA_PORT, fetchCrl, loadIdentity, loadRoot } from "../lib/ca/mod.ts";
+import { CA_PORT, crlMemoryOf, fetchCrl, loadIdentity, loadRoot } from "../lib/ca/mod.ts";
 import { PeerRefusedError } from "../lib/wire/mod.ts";
 import {
   DEFAULT_CRL_REFRESH_MS,
@@ -455,6 +455,7 @@ Options:
       root,
       cert: identity.cert,
       keyPem: identity.keyPem,
+      crlMemory: crlMemoryOf({ home, root }),
       expectedHost: values["bank-name"],
     });
   } else {

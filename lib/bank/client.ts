@@ -18,7 +18,7 @@ import { type BankSession, CleartextFrameError, RecordError } from "./records.ts
 import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
 import { FramedStream, FrameError, PeerRefusedError } from "../wire/mod.ts";
 import { randomBytes, toHex } from "../crypto/mod.ts";
-import type { Certificate } from "../pki/mod.ts";
+import type { Certificate, CrlMemory } from "../pki/mod.ts";
 
 /**
  * The bank's service name: Bob's certificate carries it (CN and SAN), and Alice checks it whatever
@@ -34,6 +34,8 @@ export interface BankClientOptions {
   root?: Certificate;
   cert?: Certificate;
   keyPem?: string;
+  /** Secure: the newest CRL Alice has seen (her home's, `crlMemoryOf`). */
+  crlMemory?: CrlMemory;
   /** Secure: the name Bob's certificate must carry (default `bank`, whatever address is dialled). */
   expectedHost?: string;
   /** Seed: the account name claimed. */
@@ -90,6 +92,7 @@ export async function openSession(options: BankClientOptions): Promise<BankSessi
     ...(options.root ? { root: options.root } : {}),
     ...(options.cert ? { cert: options.cert } : {}),
     ...(options.keyPem ? { keyPem: options.keyPem } : {}),
+    ...(options.crlMemory ? { crlMemory: options.crlMemory } : {}),
     ...(options.customer ? { customer: options.customer } : {}),
   }).catch((err) => {
     if (err instanceof PeerRefusedError) {

@@ -33,6 +33,7 @@ import { errorMessage, type StepLog } from "../runtime/mod.ts";
 import {
   type Certificate,
   certificateLabel,
+  type CrlMemory,
   importSigningKey,
   publicKeyOf,
   type Revocation,
@@ -254,6 +255,8 @@ export interface AliceOptions {
   /** Secure: Alice's certificate (clientAuth) and key (PKCS#8 PEM). */
   cert?: Certificate;
   keyPem?: string;
+  /** Secure: the newest CRL Alice has seen (her home's, `crlMemoryOf`); Bob's staple is not older. */
+  crlMemory?: CrlMemory;
   /** Seed: the account name Alice claims (nothing proves it). */
   customer?: string;
 }

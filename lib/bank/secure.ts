@@ -71,7 +71,11 @@ export async function aliceSecure(
       ...(options.expectedHost !== undefined ? { expectedHost: options.expectedHost } : {}),
     });
     // Bob's certificate must not be revoked: the CRL he stapled, checked by the checker's rules.
-    await checkStapledCrl(bob, hi.crl, { root, what: "Bob's stapled CRL" });
+    await checkStapledCrl(bob, hi.crl, {
+      root,
+      what: "Bob's stapled CRL",
+      ...(options.crlMemory ? { memory: options.crlMemory } : {}),
+    });
   } catch (err) {
     throw new HandshakeError(2, errorMessage(err));
   }

@@ -17,6 +17,7 @@ import {
 import { FramedStream, PeerRefusedError } from "../wire/mod.ts";
 import { constantTimeEqual, randomBytes, sha256, toHex } from "../crypto/mod.ts";
 import type { StudentIdentity } from "../ca/mod.ts";
+import type { CrlMemory } from "../pki/mod.ts";
 import {
   CHUNK_SIZE,
   messageProblem,
@@ -38,6 +39,8 @@ export interface ConnectOptions {
   /** The CN that Blackboard's certificate must carry (default "blackboard"). */
   blackboardName?: string;
   timeoutMs?: number;
+  /** The newest CRL seen (default: the file in the student's home, `crlMemoryOf`). */
+  crlMemory?: CrlMemory;
 }
 
 /** Connects to Blackboard, framing the connection for the handshake and step 6. */

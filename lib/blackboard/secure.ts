@@ -43,6 +43,7 @@ import {
   step5SignedData,
   trafficKeys,
 } from "./protocol.ts";
+import { crlMemoryOf } from "../ca/mod.ts";
 import { type ConnectOptions, connectToBlackboard, StudentSession } from "./client.ts";
 import { type ModeContext, type Peer, Refusal } from "./serving.ts";
 import {
@@ -117,6 +118,7 @@ export async function openSession(options: ConnectOptions): Promise<StudentSessi
     const crl = await checkStapledCrl(bbCert, msg.crl, {
       root: identity.root,
       what: "Blackboard's stapled CRL",
+      memory: options.crlMemory ?? crlMemoryOf(identity),
     });
     t.add(bytes);
     const secret = await sharedSecret(share, msg.share);

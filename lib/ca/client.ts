@@ -29,6 +29,7 @@ import {
   CertificateError,
   certificatePem,
   type Crl,
+  CrlMemory,
   der,
   importSigningKey,
   parseCertificate,
@@ -135,6 +136,17 @@ export interface StudentIdentity {
   keyPem: string;
   root: Certificate;
   home: string;
+}
+
+/** In a student's home: the newest CRL the student has seen stapled by a server. */
+export const NEWEST_CRL_FILE = "newest-crl.der";
+
+/**
+ * Where a student keeps the newest CRL it has seen (`CrlMemory`): Blackboard and Bob cannot staple
+ * an older one to this student, from before their own revocation.
+ */
+export function crlMemoryOf(identity: { home: string; root: Certificate }): CrlMemory {
+  return new CrlMemory(`${identity.home}/${NEWEST_CRL_FILE}`, identity.root);
 }
 
 /** Loads a student's key, certificate and trusted root from its home. */

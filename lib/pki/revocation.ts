@@ -18,13 +18,14 @@
  * (`checkStapledCrl`): a client refuses a server whose certificate the CA has revoked.
  */
 
-import { errorMessage, type StepLog } from "../runtime/mod.ts";
+import { errorMessage, type StepLog, writeFileAtomic } from "../runtime/mod.ts";
 import {
   type Certificate,
   CertificateError,
   certificateLabel,
   type Crl,
   crlNumber,
+  der,
   parseCrl,
   verifyCrl,
 } from "./pki.ts";
@@ -167,29 +168,85 @@ export async function checkCrl(crl: Crl, options: CheckCrlOptions): Promise<void
 }
 
 /**
+ * The newest CRL a client has seen, kept in a file of its own (a student's home), so that a server
+ * cannot staple an older one, from before its own revocation, while that one is still within its
+ * nextUpdate: the checker's rollback rule (`checkCrl`'s `held`) across a client's runs.
+ */
+export class CrlMemory {
+  readonly path: string;
+  readonly root: Certificate;
+
+  constructor(path: string, root: Certificate) {
+    this.path = path;
+    this.root = root;
+  }
+
+  /**
+   * The CRL kept, when there is one signed by the root (its nextUpdate may have passed: it still
+   * says how new a CRL must be). A missing, unreadable or foreign file holds nothing.
+   */
+  async held(): Promise<Crl | undefined> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(this.path);
+    } catch {
+      return undefined;
+    }
+    try {
+      const crl = parseCrl(bytes);
+      await verifyCrl(crl, this.root, crl.thisUpdate);
+      return crl;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Keeps `crl` when it is newer than the one kept (by CRL number, then thisUpdate). */
+  async keep(crl: Crl, held?: Crl): Promise<void> {
+    if (held && !newer(crl, held)) return;
+    await writeFileAtomic(this.path, der(crl));
+  }
+}
+
+function newer(crl: Crl, than: Crl): boolean {
+  const a = crlNumber(crl);
+  const b = crlNumber(than);
+  if (a !== undefined && b !== undefined && a !== b) return a > b;
+  return crl.thisUpdate.getTime() > than.thisUpdate.getTime();
+}
+
+/**
  * A CRL that a server stapled in its handshake for its own certificate (DER), checked by a client
- * with the checker's rules (`checkCrl`: signed by the pinned root, nextUpdate not passed), then the
- * server's certificate against it. Returns the CRL; throws `CertificateError` when the CRL is
- * refused or lists the certificate.
+ * with the checker's rules (`checkCrl`: signed by the pinned root, nextUpdate not passed, and not
+ * older than the newest CRL the client's `memory` holds), then the server's certificate against
+ * it. Returns the CRL, and keeps it in `memory` when it is newer; throws `CertificateError` when
+ * the CRL is refused or lists the certificate.
  */
 export async function checkStapledCrl(
   cert: Certificate,
-  der: Uint8Array,
-  options: { root: Certificate; now?: Date; what?: string },
+  bytes: Uint8Array,
+  options: { root: Certificate; now?: Date; what?: string; memory?: CrlMemory },
 ): Promise<Crl> {
   const what = options.what ?? "the server's stapled CRL";
-  if (der.length === 0) {
+  if (bytes.length === 0) {
     throw new CertificateError(
       `Cannot verify certificate ${certificateLabel(cert)}: no stapled CRL`,
     );
   }
+  const held = await options.memory?.held();
   let crl: Crl;
   try {
-    crl = parseCrl(der);
-    await checkCrl(crl, { root: options.root, ...(options.now ? { now: options.now } : {}) });
+    crl = parseCrl(bytes);
+    await checkCrl(crl, {
+      root: options.root,
+      held,
+      source: "stapled",
+      ...(options.now ? { now: options.now } : {}),
+    });
   } catch (err) {
     throw new CertificateError(`${what} is refused: ${errorMessage(err)}`);
   }
+  await options.memory?.keep(crl, held);
   // check: stapled-crl-revoked tests/blackboard/handshake_test.ts
   if (crl.findRevoked(cert)) {
     throw new CertificateError(

@@ -6,12 +6,12 @@
 
 import assert from "node:assert/strict";
 import { openSession } from "../../lib/bank/mod.ts";
-import { der } from "../../lib/pki/mod.ts";
+import { createCrl, der, importSigningKey } from "../../lib/pki/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
 import { bankProtocol } from "../../lib/bank/mod.ts";
 import { HandshakeError } from "../../lib/bank/mod.ts";
 import { aliceOptions, bobIdentity, startBank } from "../_fixtures/bank.ts";
-import { memoryLog, TestPki } from "../_fixtures/helpers.ts";
+import { memoryLog, runActor, TestPki } from "../_fixtures/helpers.ts";
 
 const ALICE = "1155000001";
 
@@ -76,4 +76,47 @@ Deno.test("a staple stripped on the path is refused: Alice never banks without B
       err instanceof HandshakeError && err.step === 2 &&
       /Bob's stapled CRL is refused/.test(err.message),
   );
+});
+
+Deno.test("Alice (the actor) keeps the newest CRL in her home: a Bob stapling an older one, from before his revocation, is refused in a later run", async () => {
+  await using pki = await TestPki.start();
+  const alice = await pki.student(ALICE);
+  const bob = await bobIdentity(pki);
+  const rootKey = await importSigningKey(await Deno.readTextFile(`${pki.dir}/ca/cuhk.key`));
+  // Both current; #8 lists Bob's certificate (his key was stolen, say).
+  const before = await createCrl({
+    issuer: pki.root,
+    issuerKey: rootKey,
+    entries: [],
+    crlNumber: 7,
+  });
+  const after = await createCrl({
+    issuer: pki.root,
+    issuerKey: rootKey,
+    entries: [{ serialNumber: bob.cert!.serialNumber, revocationDate: new Date() }],
+    crlNumber: 8,
+  });
+  const client = async (port: number) =>
+    await runActor("actors/bank.ts", [
+      "client",
+      "--bank",
+      `127.0.0.1:${port}`,
+      "--home",
+      alice.home,
+      "--quiet",
+    ], { stdin: "3\n4\n" });
+  {
+    await using revoked = await startBank(pki, { crl: after });
+    const r = await client(revoked.port);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /it has been revoked \(Bob's stapled CRL, CRL #8\)/);
+  }
+  await using rolledBack = await startBank(pki, { crl: before });
+  const r = await client(rolledBack.port);
+  assert.notEqual(r.code, 0);
+  assert.match(
+    r.stderr,
+    /Bob's stapled CRL is refused: CRL #7 from stapled is older than CRL #8, already held: refused \(a rollback\)/,
+  );
+  assert.equal(r.stdout, "", "no operation answered");
 });

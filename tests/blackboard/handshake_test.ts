@@ -17,7 +17,7 @@ import {
 } from "../../lib/blackboard/mod.ts";
 import { FramedStream, PeerRefusedError } from "../../lib/wire/mod.ts";
 import { newKeyShare, randomBytes } from "../../lib/crypto/mod.ts";
-import { serialOf, type StudentIdentity } from "../../lib/ca/mod.ts";
+import { NEWEST_CRL_FILE, serialOf, type StudentIdentity } from "../../lib/ca/mod.ts";
 import {
   CertificateError,
   createCrl,
@@ -28,7 +28,7 @@ import {
   issueCertificate,
 } from "../../lib/pki/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
-import { waitFor } from "../../lib/runtime/mod.ts";
+import { exists, waitFor } from "../../lib/runtime/mod.ts";
 import { memoryLog, TestPki } from "../_fixtures/helpers.ts";
 import { SubjectAlternativeNameExtension } from "@peculiar/x509";
 import {
@@ -477,6 +477,63 @@ Deno.test("the student refuses a stale stapled CRL, and a CRL the root did not s
     });
     assert.deepEqual(bb.printed, []);
   }
+});
+
+Deno.test("the student refuses a stapled CRL older than the newest it has seen (Blackboard's key stolen, its CRL from before the revocation replayed), across runs", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  const id = await identity(student.home);
+  const rootKey = await importSigningKey(await Deno.readTextFile(`${pki.dir}/ca/cuhk.key`));
+  // Both CRLs are current (within their nextUpdate); #8 lists Blackboard's certificate.
+  await using bb = await startBlackboard(pki, { revocation: { current: () => pki.ca.crl() } });
+  const before = await createCrl({
+    issuer: pki.root,
+    issuerKey: rootKey,
+    entries: [],
+    crlNumber: 7,
+  });
+  const after = await createCrl({
+    issuer: pki.root,
+    issuerKey: rootKey,
+    entries: [{ serialNumber: serialOf(bb.cert), revocationDate: new Date() }],
+    crlNumber: 8,
+  });
+  const stapling = async (crl: Crl) =>
+    await startBlackboard(pki, { revocation: { current: () => Promise.resolve(crl) } });
+  const { log } = memoryLog("student");
+  {
+    await using revoked = await stapling(after);
+    await assert.rejects(
+      openSession({ blackboard: revoked.addr, identity: id, log }),
+      /it has been revoked \(Blackboard's stapled CRL, CRL #8\)/,
+    );
+  }
+  // The student kept #8 in its home: a later run (a fresh identity, the same home) refuses #7.
+  assert.ok(await exists(`${student.home}/${NEWEST_CRL_FILE}`));
+  await using rolledBack = await stapling(before);
+  await assert.rejects(
+    openSession({ blackboard: rolledBack.addr, identity: await identity(student.home), log }),
+    (err: Error) => {
+      assert.ok(err instanceof CertificateError, err.message);
+      assert.match(
+        err.message,
+        /^Blackboard's stapled CRL is refused: CRL #7 from stapled is older than CRL #8, already held: refused \(a rollback\)$/,
+      );
+      return true;
+    },
+  );
+  assert.deepEqual(rolledBack.printed, []);
+  // A student that has seen no newer CRL (another home) still takes #7: the memory is what refuses.
+  const other = await pki.student("1155000999");
+  {
+    using session = await openSession({
+      blackboard: rolledBack.addr,
+      identity: await identity(other.home),
+      log,
+    });
+    await session.send("fine");
+  }
+  assert.deepEqual(rolledBack.printed, ["Message from 1155000999: fine"]);
 });
 
 Deno.test("the student checks the name blackboard, not the address it dialled: a certificate for another address only (10.77.9.9) is accepted at 127.0.0.1; the bank's certificate (same root, SAN 127.0.0.1) is refused", async () => {
