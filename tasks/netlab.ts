@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-run=ip,nft,deno,dumpcap,tshark,editcap,apt-get --allow-read=.,/etc/netns --allow-write=.,/etc/netns --allow-sys=uid --allow-env=NO_COLOR
+#!/usr/bin/env -S deno run --allow-run=ip,nft,deno,dumpcap,tshark,editcap,reordercap,python3,openssl,apt-get --allow-read=.,/etc/netns --allow-write=.,/etc/netns --allow-sys=uid --allow-env=NO_COLOR
 /**
  * `deno task netlab up | down | status | run SCENARIO`: the lab on a network of Linux namespaces,
  * Trudy the router between its subnets (lib/netlab). Exit status 2, with the reason, where it

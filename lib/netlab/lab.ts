@@ -290,7 +290,10 @@ export async function redirect(topo: Topology, rules: readonly Redirect[]): Prom
   const lines = rules.map((r) =>
     `    ip daddr ${r.server} tcp dport ${r.port} redirect to :${r.to}`
   );
-  const ruleset = `table ip ${NFT_TABLE} {
+  // Declared, deleted, then made again in one transaction: the rules replace any earlier ones.
+  const ruleset = `table ip ${NFT_TABLE}
+delete table ip ${NFT_TABLE}
+table ip ${NFT_TABLE} {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
 ${lines.join("\n")}
