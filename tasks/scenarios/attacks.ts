@@ -286,6 +286,8 @@ export const ATTACK_ENROL_CODE_THEFT = scenario({
           await prints(strict, /refused .*Enrolment code is not valid/) &&
             !/signed cert 2/.test(strict.output) && student.code !== 0,
         );
+        // Trudy is off the path now (on the netlab: her nft rule goes).
+        await ctx.place.release();
         ctx.sink(`* default: ${VICTIM_SID} enrols again, directly, with the same code`);
         const again = await outcome(ctx.actors.spawn("student", "actors/student.ts", [
           "enroll",
