@@ -41,9 +41,31 @@ async function sha256(path: string): Promise<string> {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** At most `n` at once: each `run` waits for a free slot. */
+export class Slots {
+  #free: number;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(n: number) {
+    this.#free = n;
+  }
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await work();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
+}
+
 export async function runClass(
   topo: Topology,
-  options: { keep: boolean; quiet: boolean },
+  options: { keep: boolean; quiet: boolean; parallel: number },
 ): Promise<number> {
   const n = topo.hosts.filter((h) => h.name.startsWith("student")).length;
   const parent = `${PROJECT_ROOT}/data/netlab`;
@@ -53,12 +75,15 @@ export async function runClass(
   const place = netlabPlacement(topo);
   const times: Record<Step, number[]> = { code: [], enrol: [], message: [], upload: [], bank: [] };
   const failures: string[] = [];
-  const timed = async <T>(step: Step, what: Promise<T>): Promise<T> => {
-    const t0 = performance.now();
-    const out = await what;
-    times[step].push(performance.now() - t0);
-    return out;
-  };
+  // Every host starts at once; the actor processes they start run at most `parallel` at a time.
+  const slots = new Slots(options.parallel);
+  const timed = <T>(step: Step, what: () => Promise<T>): Promise<T> =>
+    slots.run(async () => {
+      const t0 = performance.now();
+      const out = await what();
+      times[step].push(performance.now() - t0);
+      return out;
+    });
   const leftovers = await netlabUp(topo);
   if (leftovers.length > 0) console.error(`netlab: removed leftovers: ${leftovers.join(", ")}`);
   console.error(`netlab: up (${topo.hosts.length + 1} namespaces, ${n} students)`);
@@ -90,7 +115,8 @@ export async function runClass(
     for (const sid of sids) {
       const code = await timed(
         "code",
-        actors.run("ca code", "actors/ca.ts", ["code", "--sid", sid, "--data-dir", `${dir}/ca`]),
+        () =>
+          actors.run("ca code", "actors/ca.ts", ["code", "--sid", sid, "--data-dir", `${dir}/ca`]),
       );
       codes.set(sid, code.trim());
     }
@@ -103,53 +129,56 @@ export async function runClass(
       try {
         await timed(
           "enrol",
-          actors.run(name, "actors/student.ts", [
-            "enroll",
-            "--sid",
-            sid,
-            "--code",
-            codes.get(sid)!,
-            "--ca",
-            "cuhk:9335",
-            "--ca-cert",
-            `${dir}/ca/cuhk.cer`,
-            "--home",
-            home,
-          ]),
+          () =>
+            actors.run(name, "actors/student.ts", [
+              "enroll",
+              "--sid",
+              sid,
+              "--code",
+              codes.get(sid)!,
+              "--ca",
+              "cuhk:9335",
+              "--ca-cert",
+              `${dir}/ca/cuhk.cer`,
+              "--home",
+              home,
+            ]),
         );
         if (student) {
           const common = ["--sid", sid, "--home", home, "--blackboard", "blackboard:3141"];
           await timed(
             "message",
-            actors.run(name, "actors/student.ts", [
-              "send",
-              ...common,
-              "--message",
-              `Hello from ${host}`,
-            ]),
+            () =>
+              actors.run(name, "actors/student.ts", [
+                "send",
+                ...common,
+                "--message",
+                `Hello from ${host}`,
+              ]),
           );
           const report = `${dir}/report-${sid}.txt`;
           await writeReport(report, REPORT_BYTES - sid.length - 1);
           await Deno.writeTextFile(report, `${sid}\n`, { append: true });
           await timed(
             "upload",
-            actors.run(name, "actors/student.ts", ["upload", ...common, "--file", report]),
+            () => actors.run(name, "actors/student.ts", ["upload", ...common, "--file", report]),
           );
         }
         await timed(
           "bank",
-          actors.run(name, "actors/bank.ts", [
-            "client",
-            "--bank",
-            "bank:6001",
-            "--home",
-            home,
-            "deposit",
-            cents(DEPOSIT),
-            "withdraw",
-            cents(WITHDRAW),
-            "balance",
-          ]),
+          () =>
+            actors.run(name, "actors/bank.ts", [
+              "client",
+              "--bank",
+              "bank:6001",
+              "--home",
+              home,
+              "deposit",
+              cents(DEPOSIT),
+              "withdraw",
+              cents(WITHDRAW),
+              "balance",
+            ]),
         );
       } catch (err) {
         failures.push(`${name} (${sid}): ${errorMessage(err)}`);
@@ -206,7 +235,10 @@ export async function runClass(
     console.error("netlab: down");
     if (!options.keep) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
-  console.log(`\nnetlab class: ${n} students and Alice, wall time ${wall.toFixed(1)} s`);
+  console.log(
+    `\nnetlab class: ${n} students and Alice, wall time ${wall.toFixed(1)} s ` +
+      `(at most ${options.parallel} actor processes at once)`,
+  );
   console.log(
     "step      count    p50 ms    p99 ms    max ms   (each a process: Deno start included)",
   );

@@ -34,9 +34,10 @@ const GROUPS: Record<string, readonly ScenarioName[]> = {
 
 export const NETLAB_SCENARIOS = [...SCENARIO_NAMES, ...Object.keys(GROUPS), "class"];
 
-const USAGE = `Usage: deno task netlab run SCENARIO [--students N] [--diagram] [--keep] [--quiet]
+const USAGE = `Usage: deno task netlab run SCENARIO… [--students N] [--diagram] [--keep] [--quiet]
 
-Builds the netlab (removing a previous one's leftovers), runs SCENARIO across it, removes it again.
+Builds the netlab (removing a previous one's leftovers), runs each SCENARIO across it in turn,
+removes it again.
 Each actor runs in its own host (ip netns exec nl-HOST deno run …): the CA in cuhk, Blackboard,
 Bob and the chat server in theirs on their default ports, students, alice and the chat clients in
 the client subnet; trudy routes between them, and dumpcap captures on her interfaces.
@@ -53,6 +54,9 @@ Scenarios:
 
 Options:
   --students N   student hosts (class: default 50; others: 3), at most ${MAX_STUDENTS}
+  --parallel P   class: at most P actor processes at once (default 8; every host starts at
+                 once, but 51 Deno processes at once on 2 cores push the servers past their 10 s
+                 read deadlines: --parallel 51 shows it)
   --diagram      draw each capture as a ladder (SVG, HTML), lanes named by host
   --keep         keep the actors' data under data/netlab/
   --quiet        print only the results
@@ -63,20 +67,27 @@ export async function runNetlab(args: string[]): Promise<number | void> {
   const parsed = parseCommand(args, {
     name: "netlab run",
     usage: USAGE,
-    positionals: 1,
+    positionals: NETLAB_SCENARIOS.length,
     options: {
       students: { type: "string" },
+      parallel: { type: "string", default: "8" },
       diagram: { type: "boolean", default: false },
       keep: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
     },
   });
   if (!parsed) return;
-  const which = parsed.positionals[0];
-  if (which === undefined) throw new UsageError("missing SCENARIO");
-  if (!NETLAB_SCENARIOS.includes(which)) {
-    throw new UsageError(`unknown scenario '${which}' (one of: ${NETLAB_SCENARIOS.join(", ")})`);
+  const asked = parsed.positionals;
+  if (asked.length === 0) throw new UsageError("missing SCENARIO");
+  for (const name of asked) {
+    if (!NETLAB_SCENARIOS.includes(name)) {
+      throw new UsageError(`unknown scenario '${name}' (one of: ${NETLAB_SCENARIOS.join(", ")})`);
+    }
   }
+  if (asked.includes("class") && asked.length > 1) {
+    throw new UsageError("class runs alone (it builds its own netlab of N students)");
+  }
+  const which = asked.join(" ");
   const students = parsePositiveInt(
     parsed.values.students ?? (which === "class" ? "50" : "3"),
     "students",
@@ -85,13 +96,17 @@ export async function runNetlab(args: string[]): Promise<number | void> {
   await preflight((l) => console.error(l));
   const topo = topology(students);
   if (which === "class") {
-    return await runClass(topo, { keep: parsed.values.keep, quiet: parsed.values.quiet });
+    return await runClass(topo, {
+      keep: parsed.values.keep,
+      quiet: parsed.values.quiet,
+      parallel: parsePositiveInt(parsed.values.parallel, "parallel", MAX_STUDENTS + 1),
+    });
   }
   const missing = await missingCaptureTools();
   if (missing.length > 0) {
     throw new Error(`${missing.join(", ")} not found: run 'deno task setup' first`);
   }
-  const names = GROUPS[which] ?? [which as ScenarioName];
+  const names = asked.flatMap((name) => GROUPS[name] ?? [name as ScenarioName]);
   const started = performance.now();
   const leftovers = await netlabUp(topo);
   if (leftovers.length > 0) console.error(`netlab: removed leftovers: ${leftovers.join(", ")}`);

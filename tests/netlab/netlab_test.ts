@@ -122,3 +122,78 @@ Deno.test({
     }
   },
 });
+
+/** Whether dumpcap, tshark, editcap and reordercap are there (`netlab run` captures). */
+async function captureTools(): Promise<boolean> {
+  for (const tool of ["dumpcap", "tshark", "editcap", "reordercap"]) {
+    if ((await runCommand("sh", ["-c", `command -v ${tool}`])).code !== 0) return false;
+  }
+  return true;
+}
+const noCapture = !ignore && !(await captureTools());
+if (noCapture) console.error("tests/netlab: the runs skipped (no dumpcap/tshark: deno task setup)");
+
+Deno.test({
+  name:
+    "netlab: a run killed mid-way (SIGKILL) leaves namespaces and processes; the next up removes them",
+  ignore: ignore || noCapture,
+  async fn() {
+    const before = await snapshot();
+    const run = netlab(["run", "upload"]);
+    await run.waitFor(/listening on 10\.0\.3\.2:9335/, 120_000);
+    run.kill("SIGKILL");
+    await run.status;
+    const crashed = await snapshot();
+    assert.match(crashed.namespaces, /nl-cuhk/);
+    const pids = await runCommand("ip", ["netns", "pids", "nl-cuhk"]);
+    assert.notEqual(pids.stdout.trim(), "", "the CA should still run in nl-cuhk after the crash");
+    const up = await netlabOk(["up", "--students", "1"]);
+    assert.match(up, /removed leftovers: .*process \d+ in nl-cuhk.*namespace nl-cuhk/);
+    assert.equal((await runCommand("ip", ["netns", "pids", "nl-cuhk"])).stdout.trim(), "");
+    await netlabOk(["down"]);
+    assert.deepEqual(await snapshot(), before);
+  },
+});
+
+/** `tshark -r FILE -Y FILTER` field values, one line per packet. */
+async function fields(file: string, filter: string, field: string): Promise<string[]> {
+  const res = await runCommand("tshark", ["-r", file, "-Y", filter, "-T", "fields", "-e", field]);
+  assert.equal(res.code, 0, res.stderr);
+  return res.stdout.split("\n").filter((l) => l !== "");
+}
+
+Deno.test({
+  name:
+    "netlab: upload end to end across the namespaces, and bank-mitm with Trudy the router (seed falls, the default holds), captured on her interfaces",
+  ignore: ignore || noCapture,
+  async fn() {
+    const before = await snapshot();
+    const res = await netlab(["run", "upload", "attack-bank-mitm", "--quiet"]).result(300_000);
+    assert.equal(res.code, 0, res.stdout.slice(-4000) + res.stderr.slice(-2000));
+    assert.match(res.stdout, /PASS pcap\/lab\.lua names all \d+ lab messages/);
+    assert.match(res.stdout, /PASS seed: Trudy's verdict ATTACK SUCCEEDED/);
+    assert.match(res.stdout, /PASS default: Trudy's verdict ATTACK FAILED/);
+    assert.match(res.stdout, /All 2 passed/);
+    const upload = "pcap/captures/netlab/upload.pcapng";
+    // On trudy's bridges, with real Ethernet and IP headers; never loopback.
+    const ifaces = new Set(await fields(upload, "tcp", "frame.interface_name"));
+    assert.deepEqual([...ifaces].sort(), ["nl-br-ca", "nl-br-cli", "nl-br-srv"]);
+    assert.ok((await fields(upload, "eth && ip.src == 10.0.1.50", "ip.dst")).includes("10.0.3.2"));
+    // Each packet once: nothing she forwarded is kept as she sent it on (TTL 63).
+    assert.deepEqual(await fields(upload, "ip.ttl != 64", "frame.number"), []);
+    // Trudy on the path: Alice dialled Bob's address (10.0.2.3), and Trudy's relay, from her own
+    // address on the servers' side (10.0.2.1), dialled Bob.
+    const mitm = "pcap/captures/netlab/attack-bank-mitm.pcapng";
+    const syns = await fields(
+      mitm,
+      "tcp.flags.syn == 1 && tcp.flags.ack == 0",
+      "ip.src",
+    );
+    assert.ok(syns.includes("10.0.1.10") && syns.includes("10.0.2.1"), syns.join(" "));
+    assert.deepEqual(
+      new Set(await fields(mitm, "tcp.flags.syn == 1 && tcp.flags.ack == 0", "ip.dst")),
+      new Set(["10.0.2.3"]),
+    );
+    assert.deepEqual(await snapshot(), before);
+  },
+});
