@@ -145,13 +145,10 @@ export async function netlabDown(): Promise<string[]> {
     // Processes still running in it (a crashed run's actors) would keep it alive, unnamed.
     const pids = (await runCommand("ip", ["netns", "pids", ns])).stdout.split("\n")
       .map((l) => Number(l.trim())).filter((p) => Number.isInteger(p) && p > 0);
-    for (const pid of pids) {
-      try {
-        Deno.kill(pid, "SIGKILL");
-        removed.push(`process ${pid} in ${ns}`);
-      } catch {
-        // Already gone.
-      }
+    if (pids.length > 0) {
+      // The shell's kill (Deno.kill would need --allow-run for everything).
+      await runCommand("ip", [...inNetns(ns).slice(1), "sh", "-c", `kill -9 ${pids.join(" ")}`]);
+      removed.push(...pids.map((pid) => `process ${pid} in ${ns}`));
     }
     const tables = await runCommand("ip", [...inNetns(ns).slice(1), "nft", "list", "tables"]);
     if (tables.code === 0 && tables.stdout.includes(`table ip ${NFT_TABLE}`)) {
@@ -209,12 +206,15 @@ export async function netlabUp(topo: Topology): Promise<string[]> {
     );
     await ipIn(trudy, "link", "set", subnet.bridge, "up");
   }
-  // Trudy is the router: she forwards between her bridges.
+  // Trudy is the router: she forwards between her bridges. Her bridges are plain switches: where
+  // br_netfilter is loaded, bridged frames would pass her IP hooks at the bridge, before a capture
+  // on the bridge sees them (the victims' packets would show her address, not the server's).
   await sh("ip", [
     ...inNetns(trudy).slice(1),
     "sh",
     "-c",
-    "echo 1 > /proc/sys/net/ipv4/ip_forward",
+    "echo 1 > /proc/sys/net/ipv4/ip_forward; f=/proc/sys/net/bridge/bridge-nf-call-iptables; " +
+    "if [ -e $f ]; then echo 0 > $f; fi",
   ]);
   const hosts = hostsFile(topo);
   // Hosts in parallel, a few at a time (each is a handful of ip commands).

@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { runCommand, spawnDeno } from "../../lib/runtime/mod.ts";
+import { runCommand, spawnDeno, waitFor } from "../../lib/runtime/mod.ts";
 import { taskPermissions } from "../_fixtures/helpers.ts";
 
 /** Why the netlab cannot be tested here, or undefined when it can. */
@@ -37,6 +37,11 @@ async function netlabOk(args: string[], timeoutMs = 120_000): Promise<string> {
   const res = await netlab(args).result(timeoutMs);
   assert.equal(res.code, 0, `netlab ${args.join(" ")} failed: ${res.stderr}`);
   return res.stdout + res.stderr;
+}
+
+/** `netlab down`, whatever happened before (a failed test leaves nothing for the next). */
+async function netlabDownQuietly(): Promise<void> {
+  await netlab(["down"]).result(60_000);
 }
 
 /** What the netlab may touch, as text: namespaces, links, nft rulesets, /etc/netns. */
@@ -139,21 +144,40 @@ Deno.test({
   ignore: ignore || noCapture,
   async fn() {
     const before = await snapshot();
+    await using _down = { [Symbol.asyncDispose]: () => netlabDownQuietly() };
     const run = netlab(["run", "upload"]);
     await run.waitFor(/listening on 10\.0\.3\.2:9335/, 120_000);
     run.kill("SIGKILL");
     await run.status;
     const crashed = await snapshot();
     assert.match(crashed.namespaces, /nl-cuhk/);
-    const pids = await runCommand("ip", ["netns", "pids", "nl-cuhk"]);
-    assert.notEqual(pids.stdout.trim(), "", "the CA should still run in nl-cuhk after the crash");
+    // The crashed run's processes in its namespaces (its actors, dumpcap in trudy's).
+    const orphans: number[] = [];
+    for (const ns of crashed.namespaces.split("\n").map((l) => l.split(" ")[0]!)) {
+      if (!ns.startsWith("nl-")) continue;
+      const out = (await runCommand("ip", ["netns", "pids", ns])).stdout;
+      orphans.push(...out.split("\n").filter((l) => l.trim() !== "").map(Number));
+    }
     const up = await netlabOk(["up", "--students", "1"]);
-    assert.match(up, /removed leftovers: .*process \d+ in nl-cuhk.*namespace nl-cuhk/);
-    assert.equal((await runCommand("ip", ["netns", "pids", "nl-cuhk"])).stdout.trim(), "");
+    assert.match(up, /removed leftovers: .*namespace nl-cuhk/);
+    // None of them outlives the next up (each one still alive was killed by it); a killed orphan
+    // may linger as a zombie until init reaps it, which runs nothing.
+    assert.ok(orphans.length > 0, "the crashed run left no process behind to clean up");
+    await waitFor(async () => {
+      for (const pid of orphans) if (await running(pid)) return false;
+      return true;
+    }, { what: `the crashed run's processes ${orphans.join(", ")} to end`, timeoutMs: 10_000 });
     await netlabOk(["down"]);
     assert.deepEqual(await snapshot(), before);
   },
 });
+
+/** Whether a process runs (exists and is no zombie): its state in /proc, read with cat. */
+async function running(pid: number): Promise<boolean> {
+  const stat = await runCommand("cat", [`/proc/${pid}/stat`]);
+  if (stat.code !== 0) return false;
+  return !/^\d+ \(.*\) Z /.test(stat.stdout);
+}
 
 /** `tshark -r FILE -Y FILTER` field values, one line per packet. */
 async function fields(file: string, filter: string, field: string): Promise<string[]> {
@@ -168,6 +192,7 @@ Deno.test({
   ignore: ignore || noCapture,
   async fn() {
     const before = await snapshot();
+    await using _down = { [Symbol.asyncDispose]: () => netlabDownQuietly() };
     const res = await netlab(["run", "upload", "attack-bank-mitm", "--quiet"]).result(300_000);
     assert.equal(res.code, 0, res.stdout.slice(-4000) + res.stderr.slice(-2000));
     assert.match(res.stdout, /PASS pcap\/lab\.lua names all \d+ lab messages/);
