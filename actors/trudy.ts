@@ -120,13 +120,16 @@ const DEFAULT_VICTIM_TIMEOUT_S = 120;
 
 /** Options every on-the-path attack takes. */
 const LISTEN_OPTIONS = {
+  listen: { type: "string", default: "127.0.0.1" },
   "listen-port": { type: "string", default: "0" },
   once: { type: "boolean", default: false },
   timeout: { type: "string", default: String(DEFAULT_VICTIM_TIMEOUT_S) },
 } as const;
 
 const LISTEN_USAGE =
-  `  --listen-port PORT   where victims connect (default 0: a free port; the 'Trudy listening on'
+  `  --listen HOST        the address to listen on (default 127.0.0.1; 0.0.0.0 on a router, where
+                       nft redirects victims' forwarded connections to her)
+  --listen-port PORT   where victims connect (default 0: a free port; the 'Trudy listening on'
                        line says which)
   --once               stop after the first victim connection (exit status from its verdict)
   --timeout SECS       stop when no victim has connected for this long (default ${DEFAULT_VICTIM_TIMEOUT_S}; 0: wait
@@ -144,12 +147,13 @@ function victimTimeoutMs(text: string): number {
 async function runAttackServer(
   server: AttackServer,
   log: StepLog,
-  options: { once: boolean; timeout: string },
+  options: { once: boolean; timeout: string; listen: string },
   signal: AbortSignal,
 ): Promise<number> {
   const { once } = options;
   const timeoutMs = victimTimeoutMs(options.timeout);
-  log.info(`Trudy listening on 127.0.0.1:${server.port}`);
+  const host = options.listen.includes(":") ? `[${options.listen}]` : options.listen;
+  log.info(`Trudy listening on ${host}:${server.port}`);
   const stopped = new Promise<undefined>((resolve) => {
     if (signal.aborted) resolve(undefined);
     signal.addEventListener("abort", () => resolve(undefined), { once: true });
@@ -231,7 +235,14 @@ ${LISTEN_USAGE}`,
   const log = new StepLog("Trudy");
   log.info("making Trudy's RSA key and her own CA's certificate for Bob's name");
   const signal = shutdownSignal();
-  const server = await startBankMitm({ bank, log, port, amount: values.amount, graceMs: 2000 });
+  const server = await startBankMitm({
+    bank,
+    log,
+    port,
+    hostname: values.listen,
+    amount: values.amount,
+    graceMs: 2000,
+  });
   return await runAttackServer(server, log, values, signal);
 }
 
@@ -280,7 +291,7 @@ ${LISTEN_USAGE}`,
   log.info(
     `recorded Bob's ${recorded.mode === "seed" ? "seed" : "default"} handshake: now playing Bob`,
   );
-  const server = startFakeBob({ recorded, log, port, graceMs: 2000 });
+  const server = startFakeBob({ recorded, log, port, hostname: values.listen, graceMs: 2000 });
   return await runAttackServer(server, log, values, signal);
 }
 
@@ -338,6 +349,7 @@ ${LISTEN_USAGE}`,
     blackboard,
     log,
     port,
+    hostname: values.listen,
     message: values.message,
     settleMs: parseSettle(values["settle-ms"]),
     graceMs: 2000,
@@ -375,6 +387,7 @@ ${LISTEN_USAGE}`,
     blackboard,
     log,
     port,
+    hostname: values.listen,
     settleMs: parseSettle(values["settle-ms"]),
     graceMs: 2000,
   });
@@ -406,7 +419,7 @@ ${LISTEN_USAGE}`,
   const port = parsePort(values["listen-port"], "listen-port");
   const log = new StepLog("Trudy");
   const signal = shutdownSignal();
-  const server = startEnrolCodeTheft({ upstream, log, port });
+  const server = startEnrolCodeTheft({ upstream, log, port, hostname: values.listen });
   return await runAttackServer(server, log, values, signal);
 }
 
@@ -470,6 +483,7 @@ ${LISTEN_USAGE}`,
     mode,
     log,
     port,
+    hostname: values.listen,
     revocation,
     bankName: values["bank-name"],
     graceMs: 2000,
@@ -535,6 +549,7 @@ ${LISTEN_USAGE}`,
     blackboardName: values["blackboard-name"],
     log,
     port,
+    hostname: values.listen,
     intervalMs,
     waitMs,
     message: values.message,
@@ -590,6 +605,7 @@ ${LISTEN_USAGE}`,
     target,
     log,
     port,
+    hostname: values.listen,
     retryWaitMs: parsePositiveInt(values["retry-wait-ms"], "retry-wait-ms"),
     ...(values.reason !== undefined ? { reason: values.reason } : {}),
     graceMs: 2000,

@@ -8,6 +8,7 @@
  *     trudy       lib/trudy                                    + systems, wireshark
  *     wireshark   lib/wireshark                                foundation and the systems'
  *                                                              protocol.ts tables only
+ *     netlab      lib/netlab (namespaces, Trudy's nft rules)   foundation only
  *     lib/        never imports tasks/, actors/ or tests/
  *     actors/     import only lib/<folder>/mod.ts
  *
@@ -39,6 +40,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   chat: [...FOUNDATION, "pki", "ca"],
   trudy: [...FOUNDATION, "pki", "ca", ...SYSTEMS, "wireshark"],
   wireshark: [...FOUNDATION, "ca", ...SYSTEMS],
+  // The network of namespaces: iproute2 and nft commands, over the process runner only.
+  netlab: FOUNDATION,
 };
 
 const SPECIFIER =

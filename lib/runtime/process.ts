@@ -196,6 +196,11 @@ export function denoCommand(): string {
 export interface DenoOptions extends ProcessOptions {
   /** `--allow-…` flags for the script. */
   permissions: readonly string[];
+  /**
+   * A command that runs Deno for us, its arguments before Deno's (`["ip", "netns", "exec", NS]`:
+   * the script runs in that network namespace; `ip netns exec` execs Deno, so signals reach it).
+   */
+  wrapper?: readonly string[];
 }
 
 /** `run --quiet PERMISSIONS SCRIPT ARGS…`: the arguments of `denoCommand()` for a script. */
@@ -213,11 +218,10 @@ export function spawnDeno(
   args: readonly string[],
   options: DenoOptions,
 ): RunningProcess {
-  const { permissions, ...rest } = options;
-  return new RunningProcess(denoCommand(), denoRunArgs(script, args, permissions), {
-    name: script,
-    ...rest,
-  });
+  const { permissions, wrapper, ...rest } = options;
+  const argv = [denoCommand(), ...denoRunArgs(script, args, permissions)];
+  const [command, ...commandArgs] = [...(wrapper ?? []), ...argv];
+  return new RunningProcess(command!, commandArgs, { name: script, ...rest });
 }
 
 /** Runs a command to completion (stopped with SIGTERM after `timeoutMs`, if given). */

@@ -208,6 +208,8 @@ export interface RelayAttackOptions<V extends Verdict = Verdict> {
   log: StepLog;
   /** Port to listen on (0 picks one). */
   port?: number;
+  /** The address to listen on (default 127.0.0.1). */
+  hostname?: string;
   maxFrame?: number;
   /** On close, how long victims' connections get to finish (default 0). */
   graceMs?: number;
@@ -237,6 +239,7 @@ export function startRelayAttack<V extends Verdict = Verdict>(
     halfClose: true,
     graceMs: options.graceMs ?? 0,
     ...(options.port !== undefined ? { port: options.port } : {}),
+    ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
     ...(options.maxFrame !== undefined ? { maxFrame: options.maxFrame } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     onOpen: (session) => {

@@ -96,6 +96,8 @@ export interface BankMitmOptions {
   amount?: string;
   /** Port for Alice to connect to (0 picks one). */
   port?: number;
+  /** The address to listen on (default 127.0.0.1). */
+  hostname?: string;
   graceMs?: number;
   signal?: AbortSignal;
 }
@@ -136,6 +138,7 @@ export async function startBankMitm(options: BankMitmOptions): Promise<AttackSer
     log: options.log,
     maxFrame: BANK_MAX_FRAME,
     ...(options.port !== undefined ? { port: options.port } : {}),
+    ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
     ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     attack: (_session, log) => mitmConnection(log, keys, forgedCents, forgedText),

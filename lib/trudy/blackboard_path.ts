@@ -176,6 +176,8 @@ export interface BlackboardAttackOptions {
   blackboard: HostPort;
   log: StepLog;
   port?: number;
+  /** The address to listen on (default 127.0.0.1). */
+  hostname?: string;
   /** How long to wait for a refusal after Trudy's frame went in (default 1 s). */
   settleMs?: number;
   graceMs?: number;
@@ -205,6 +207,7 @@ export function startBlackboardAttack(
     log: options.log,
     maxFrame: SESSION_MAX_FRAME,
     ...(options.port !== undefined ? { port: options.port } : {}),
+    ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
     ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     attack: (_session, log): ConnectionAttack<BlackboardVerdict> => {

@@ -50,6 +50,8 @@ export interface CrlRollbackOptions {
   blackboardName?: string;
   log: StepLog;
   port?: number;
+  /** The address to listen on (default 127.0.0.1). */
+  hostname?: string;
   /** Between login attempts while Trudy waits for something to happen (default 500 ms). */
   intervalMs?: number;
   /** How long she waits for each phase: a CRL to record, the revocation, a replay (default 120 s). */
@@ -110,6 +112,7 @@ export function startCrlRollback(options: CrlRollbackOptions): AttackServer<Verd
     upstream: options.ca,
     log,
     ...(options.port !== undefined ? { port: options.port } : {}),
+    ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
     signal: stopped.signal,
     attack: (_session, clog): ConnectionAttack<Verdict> => ({
       onFrame(direction, frame) {

@@ -24,6 +24,8 @@ export interface EnrolCodeTheftOptions {
   upstream: HostPort;
   log: StepLog;
   port?: number;
+  /** The address to listen on (default 127.0.0.1). */
+  hostname?: string;
   signal?: AbortSignal;
 }
 
@@ -48,6 +50,7 @@ export function startEnrolCodeTheft(
     upstream: options.upstream,
     log: options.log,
     ...(options.port !== undefined ? { port: options.port } : {}),
+    ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     attack: (_session, log): ConnectionAttack<EnrolCodeTheftVerdict> => {
       let victim: string | undefined;

@@ -53,6 +53,8 @@ export interface ErrorInjectionOptions {
   /** Bank: how long to wait for Alice to come back after she left (default 3 s). */
   retryWaitMs?: number;
   port?: number;
+  /** The address to listen on (default 127.0.0.1). */
+  hostname?: string;
   graceMs?: number;
   signal?: AbortSignal;
 }
@@ -225,6 +227,7 @@ export function startErrorInjection(options: ErrorInjectionOptions): AttackServe
     log: options.log,
     maxFrame: target === "bank" ? BANK_MAX_FRAME : SESSION_MAX_FRAME,
     ...(options.port !== undefined ? { port: options.port } : {}),
+    ...(options.hostname !== undefined ? { hostname: options.hostname } : {}),
     ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     attack,

@@ -127,6 +127,31 @@ export interface CaptureOptions {
   workDir: string;
   /** Interface (default `lo`). */
   interface?: string;
+  /** Several interfaces into one file (instead of `interface`), each with the same filter. */
+  interfaces?: readonly string[];
+  /** ANDed to the ports' filter (the netlab's `ip[8] = 64`: each packet once, as it arrived). */
+  extraFilter?: string;
+  /** A command that runs dumpcap for us (`ip netns exec nl-trudy`: capture in her namespace). */
+  wrapper?: readonly string[];
+}
+
+/**
+ * dumpcap writes several interfaces' packets in blocks, one interface after another, not in time
+ * order; tshark's TCP analysis follows the file's order, so such a capture is put in time order
+ * (`reordercap`, from the same package as editcap) before anything reads it.
+ */
+async function reorder(raw: string): Promise<void> {
+  const sorted = `${raw}.sorted`;
+  const res = await new Deno.Command("reordercap", {
+    args: [raw, sorted],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!res.success) {
+    throw new CaptureError(`reordercap failed: ${new TextDecoder().decode(res.stderr).trim()}`);
+  }
+  await Deno.rename(sorted, raw);
 }
 
 export interface CaptureResult {
@@ -152,6 +177,8 @@ export class Capture implements AsyncDisposable {
   /** Give this to the TLS actors as SSLKEYLOGFILE (Deno reads it once, at process start). */
   readonly keyLogPath: string;
   readonly filter: string;
+  /** Several interfaces: the packets are put in time order at `finish`. */
+  #reorder = false;
   readonly #child: Deno.ChildProcess;
   readonly #status: Promise<Deno.CommandStatus>;
   #stderr = "";
@@ -177,7 +204,8 @@ export class Capture implements AsyncDisposable {
 
   /** Starts dumpcap and waits until it reports the capture file (the capture is live). */
   static async start(options: CaptureOptions): Promise<Capture> {
-    const filter = portFilter(options.ports);
+    const ports = portFilter(options.ports);
+    const filter = options.extraFilter ? `(${ports}) and (${options.extraFilter})` : ports;
     await ensureDir(options.workDir, 0o700);
     await Deno.chmod(options.workDir, 0o700);
     const rawPath = `${options.workDir}/raw.pcapng`;
@@ -187,8 +215,16 @@ export class Capture implements AsyncDisposable {
     await Deno.chmod(keyLogPath, 0o600);
     let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command("dumpcap", {
-        args: ["-i", options.interface ?? "lo", "-f", filter, "-w", rawPath],
+      const interfaces = options.interfaces ?? [options.interface ?? "lo"];
+      const [command, ...args] = [
+        ...(options.wrapper ?? []),
+        "dumpcap",
+        ...interfaces.flatMap((i) => ["-i", i, "-f", filter]),
+        "-w",
+        rawPath,
+      ];
+      child = new Deno.Command(command!, {
+        args,
         stdin: "null",
         stdout: "null",
         stderr: "piped",
@@ -200,6 +236,7 @@ export class Capture implements AsyncDisposable {
       );
     }
     const capture = new Capture(child, rawPath, keyLogPath, filter);
+    capture.#reorder = (options.interfaces?.length ?? 1) > 1;
     await capture.#waitUntilLive();
     return capture;
   }
@@ -278,6 +315,7 @@ export class Capture implements AsyncDisposable {
     if (!(await exists(this.rawPath))) {
       throw new CaptureError(`dumpcap wrote no capture file: ${this.#stderr.trim()}`);
     }
+    if (this.#reorder) await reorder(this.rawPath);
     const result: CaptureResult = await embedSecrets(this.rawPath, this.keyLogPath, out);
     if (options.rawTwin !== undefined) {
       result.raw = await writeWithoutSecrets(this.rawPath, options.rawTwin);

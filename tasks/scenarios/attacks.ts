@@ -9,7 +9,18 @@ import { caProtocol } from "../../lib/ca/mod.ts";
 import type { RunningProcess } from "../../lib/runtime/mod.ts";
 import type { LadderMark, LadderSection } from "../../lib/wireshark/mod.ts";
 import { check, checkVerdict, type Half } from "./checks.ts";
-import { type Context, outcome, prints, scenario } from "./harness.ts";
+import {
+  at,
+  type Context,
+  hostPort,
+  listenArgs,
+  outcome,
+  prints,
+  scenario,
+  serverAt,
+  type Target,
+  via,
+} from "./harness.ts";
 
 export const VICTIM_SID = "1155000777";
 
@@ -33,24 +44,38 @@ export function bothHalves(mark: Omit<LadderMark, "section">): LadderMark[] {
   return [{ ...mark, section: "seed" }, { ...mark, section: "default" }];
 }
 
-/** Starts Trudy on the path: `ATTACK --listen-port PORT --once`, after her `listening on` line. */
+/**
+ * Starts Trudy on the path: `ATTACK --listen-port PORT --once`, after her `listening on` line. On
+ * loopback the victim is sent to her port; on the netlab she is the router, and her nft rule hands
+ * her the victims' connections to `intercepts` (the real server's address and port).
+ */
 export async function startTrudy(
   ctx: Context,
   half: Half,
   attack: string,
   args: string[],
   port: number,
+  intercepts: Target,
 ): Promise<RunningProcess> {
+  const netlab = ctx.place.kind === "netlab";
   ctx.sink(
-    `* ${half} mode: Trudy (${attack}) waits on 127.0.0.1:${port}; the victim is sent there`,
+    netlab
+      ? `* ${half} mode: Trudy (${attack}), the router, takes over connections to ${
+        hostPort(intercepts)
+      } (nft redirect to her port ${port})`
+      : `* ${half} mode: Trudy (${attack}) waits on 127.0.0.1:${port}; the victim is sent there`,
   );
-  return await ctx.actors.serve("Trudy", "actors/trudy.ts", [
+  const trudy = await ctx.actors.serve("Trudy", "actors/trudy.ts", [
     attack,
     ...args,
+    ...(netlab ? ["--listen", ctx.place.trudyListen] : []),
     "--listen-port",
     String(port),
     "--once",
   ]);
+  // One rule at a time: the previous half's is replaced.
+  await ctx.place.intercept([{ server: intercepts.host, port: intercepts.port, to: port }]);
+  return trudy;
 }
 
 /** The enrolment attacks' two CAs: the seeds' open enrolment (`--protocol seed`) and the default. */
@@ -58,6 +83,7 @@ function startBothCas(ctx: Context<"caOpen" | "ca">): Promise<[RunningProcess, R
   return Promise.all([
     ctx.actors.serve("CUHK (open)", "actors/ca.ts", [
       "serve",
+      ...listenArgs(ctx, "caOpen"),
       "--protocol",
       "seed",
       "--port",
@@ -67,6 +93,7 @@ function startBothCas(ctx: Context<"caOpen" | "ca">): Promise<[RunningProcess, R
     ]),
     ctx.actors.serve("CUHK", "actors/ca.ts", [
       "serve",
+      ...listenArgs(ctx, "ca"),
       "--port",
       String(ctx.ports.ca),
       "--data-dir",
@@ -112,7 +139,7 @@ export const ATTACK_ENROL_IMPERSONATION = scenario({
         "--victim",
         VICTIM_SID,
         "--ca",
-        `127.0.0.1:${ca}`,
+        hostPort(serverAt(ctx, ca)),
         "--ca-cert",
         `${ctx.dir}/${dir}/cuhk.cer`,
       ]));
@@ -201,10 +228,17 @@ export const ATTACK_ENROL_CODE_THEFT = scenario({
     ];
     let code = "";
     for (const h of halves) {
-      const trudy = await startTrudy(ctx, h.half, "enrol-code-theft", [
-        "--ca",
-        `127.0.0.1:${h.ca}`,
-      ], h.port);
+      const trudy = await startTrudy(
+        ctx,
+        h.half,
+        "enrol-code-theft",
+        [
+          "--ca",
+          hostPort(serverAt(ctx, h.ca)),
+        ],
+        h.port,
+        serverAt(ctx, h.ca),
+      );
       if (h.half === "default") {
         ctx.sink(`* default: the CA operator issues ${VICTIM_SID}'s one-time code`);
         code = (await ctx.actors.run("ca code", "actors/ca.ts", [
@@ -223,7 +257,7 @@ export const ATTACK_ENROL_CODE_THEFT = scenario({
         // The seed half's open CA issues no codes.
         ...(h.half === "seed" ? ["--no-code"] : ["--code", code]),
         "--ca",
-        `127.0.0.1:${h.port}`,
+        via(ctx, h.port, serverAt(ctx, h.ca)),
         "--ca-cert",
         `${ctx.dir}/${h.dir}/cuhk.cer`,
         "--home",
@@ -252,6 +286,8 @@ export const ATTACK_ENROL_CODE_THEFT = scenario({
           await prints(strict, /refused .*Enrolment code is not valid/) &&
             !/signed cert 2/.test(strict.output) && student.code !== 0,
         );
+        // Trudy is off the path now (on the netlab: her nft rule goes).
+        await ctx.place.release();
         ctx.sink(`* default: ${VICTIM_SID} enrols again, directly, with the same code`);
         const again = await outcome(ctx.actors.spawn("student", "actors/student.ts", [
           "enroll",
@@ -260,7 +296,7 @@ export const ATTACK_ENROL_CODE_THEFT = scenario({
           "--code",
           code,
           "--ca",
-          `127.0.0.1:${ctx.ports.ca}`,
+          at(ctx, "ca"),
           "--ca-cert",
           `${ctx.dir}/ca/cuhk.cer`,
           "--home",

@@ -9,7 +9,17 @@ import { Accounts } from "../../lib/bank/mod.ts";
 import type { ActorMap } from "../../lib/wireshark/mod.ts";
 import { bothHalves, halves, startTrudy } from "./attacks.ts";
 import { check, checkVerdict } from "./checks.ts";
-import { type Context, outcome, type Ports, prints, scenario } from "./harness.ts";
+import {
+  at,
+  type Context,
+  hostPort,
+  outcome,
+  type Ports,
+  prints,
+  scenario,
+  serverAt,
+  via,
+} from "./harness.ts";
 import { ALICE_SID, bank, enrol, issueServer, serveBob, startCa } from "./steps.ts";
 
 const BANK_ATTACK_PORTS = ["ca", "bankSeed", "trudySeed", "bank", "trudy"] as const;
@@ -123,19 +133,27 @@ export const ATTACK_BANK_MITM = scenario({
   async run(ctx) {
     const { home } = await startBanks(ctx);
 
-    let trudy = await startTrudy(ctx, "seed", "bank-mitm", [
-      "--bank",
-      `127.0.0.1:${ctx.ports.bankSeed}`,
-      "--amount",
-      "900.00",
-    ], ctx.ports.trudySeed);
+    const bankSeed = serverAt(ctx, ctx.ports.bankSeed);
+    let trudy = await startTrudy(
+      ctx,
+      "seed",
+      "bank-mitm",
+      [
+        "--bank",
+        hostPort(bankSeed),
+        "--amount",
+        "900.00",
+      ],
+      ctx.ports.trudySeed,
+      bankSeed,
+    );
     ctx.sink("* Alice (seed mode): deposit 10.00, balance, exit");
     const seen = await ctx.actors.run("Alice", "actors/bank.ts", [
       "client",
       "--protocol",
       "seed",
       "--bank",
-      `127.0.0.1:${ctx.ports.trudySeed}`,
+      via(ctx, ctx.ports.trudySeed, bankSeed),
       "--customer",
       "alice",
     ], { stdin: "deposit 10.00\nbalance\nexit\n" });
@@ -151,17 +169,25 @@ export const ATTACK_BANK_MITM = scenario({
       `Bob's balance ${seedBalance} cents; Alice saw: ${seen.trim().replaceAll("\n", " / ")}`,
     );
 
-    trudy = await startTrudy(ctx, "default", "bank-mitm", [
-      "--bank",
-      `127.0.0.1:${ctx.ports.bank}`,
-      "--amount",
-      "900.00",
-    ], ctx.ports.trudy);
+    const bank = serverAt(ctx, ctx.ports.bank);
+    trudy = await startTrudy(
+      ctx,
+      "default",
+      "bank-mitm",
+      [
+        "--bank",
+        hostPort(bank),
+        "--amount",
+        "900.00",
+      ],
+      ctx.ports.trudy,
+      bank,
+    );
     ctx.sink("* Alice (secure mode): deposit 10.00");
     const alice = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [
       "client",
       "--bank",
-      `127.0.0.1:${ctx.ports.trudy}`,
+      via(ctx, ctx.ports.trudy, bank),
       "--home",
       home,
       "deposit",
@@ -237,18 +263,25 @@ export const ATTACK_BANK_REPLAY = scenario({
       },
     ];
     for (const h of halves) {
-      const trudy = await startTrudy(ctx, h.half, "bank-replay", [
-        "--bank",
-        `127.0.0.1:${h.bank}`,
-        "--protocol",
+      const trudy = await startTrudy(
+        ctx,
         h.half,
-      ], h.port);
+        "bank-replay",
+        [
+          "--bank",
+          hostPort(serverAt(ctx, h.bank)),
+          "--protocol",
+          h.half,
+        ],
+        h.port,
+        serverAt(ctx, h.bank),
+      );
       ctx.sink(`* Alice (${h.half} mode) connects to "Bob" and asks for her balance`);
       const run = ctx.actors.spawn("Alice", "actors/bank.ts", [
         "client",
         ...h.alice,
         "--bank",
-        `127.0.0.1:${h.port}`,
+        via(ctx, h.port, serverAt(ctx, h.bank)),
         "balance",
       ]);
       checkVerdict(ctx, h.half, await outcome(trudy), h.expected);
@@ -326,18 +359,29 @@ export const ATTACK_CROSS_SERVICE = scenario({
       `${ctx.dir}/ca/cuhk.cer`,
     ];
 
-    let trudy = await startTrudy(ctx, "seed", "cross-service", [
-      "--protocol",
+    // No real Bob here: on the netlab, Alice dials the bank host's address (on Trudy's port),
+    // and Trudy, the router, answers in its place.
+    const bobSeed = { host: ctx.place.address("bank"), port: ctx.ports.trudySeed };
+    const bob = { host: ctx.place.address("bank"), port: ctx.ports.trudy };
+    let trudy = await startTrudy(
+      ctx,
       "seed",
-      ...stolen,
-    ], ctx.ports.trudySeed);
+      "cross-service",
+      [
+        "--protocol",
+        "seed",
+        ...stolen,
+      ],
+      ctx.ports.trudySeed,
+      bobSeed,
+    );
     ctx.sink(`* Alice (seed mode) connects to "Bob" at Trudy's port: deposit 10.00`);
     const seen = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [
       "client",
       "--protocol",
       "seed",
       "--bank",
-      `127.0.0.1:${ctx.ports.trudySeed}`,
+      via(ctx, ctx.ports.trudySeed, bobSeed),
       "--customer",
       "alice",
       "deposit",
@@ -356,19 +400,28 @@ export const ATTACK_CROSS_SERVICE = scenario({
       `Alice exit ${seen.code}: ${seen.stderr.trim().split("\n").slice(-2).join(" / ")}`,
     );
 
-    trudy = await startTrudy(ctx, "default", "cross-service", [
-      "--protocol",
+    trudy = await startTrudy(
+      ctx,
       "default",
-      // The CA's public CRL, which her Bob staples as the real Bob does.
-      "--ca",
-      `127.0.0.1:${ctx.ports.ca}`,
-      ...stolen,
-    ], ctx.ports.trudy);
-    ctx.sink(`* Alice (default) connects to "Bob" at Trudy's port (127.0.0.1): deposit 10.00`);
+      "cross-service",
+      [
+        "--protocol",
+        "default",
+        // The CA's public CRL, which her Bob staples as the real Bob does.
+        "--ca",
+        at(ctx, "ca"),
+        ...stolen,
+      ],
+      ctx.ports.trudy,
+      bob,
+    );
+    ctx.sink(
+      `* Alice (default) connects to "Bob" at ${via(ctx, ctx.ports.trudy, bob)}: deposit 10.00`,
+    );
     const alice = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [
       "client",
       "--bank",
-      `127.0.0.1:${ctx.ports.trudy}`,
+      via(ctx, ctx.ports.trudy, bob),
       "--home",
       home,
       "deposit",
@@ -466,16 +519,23 @@ export const ATTACK_ERROR_INJECTION = scenario({
       },
     ];
     for (const h of halves) {
-      const trudy = await startTrudy(ctx, h.half, "error-injection", [
-        "--bank",
-        `127.0.0.1:${h.bank}`,
-      ], h.port);
+      const trudy = await startTrudy(
+        ctx,
+        h.half,
+        "error-injection",
+        [
+          "--bank",
+          hostPort(serverAt(ctx, h.bank)),
+        ],
+        h.port,
+        serverAt(ctx, h.bank),
+      );
       ctx.sink(`* Alice (${h.half} mode) withdraws 5.00 through Trudy's port`);
       const alice = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [
         "client",
         ...h.alice,
         "--bank",
-        `127.0.0.1:${h.port}`,
+        via(ctx, h.port, serverAt(ctx, h.bank)),
         "withdraw",
         "5.00",
       ]));

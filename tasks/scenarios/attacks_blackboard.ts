@@ -18,7 +18,17 @@ import {
 import type { ActorMap } from "../../lib/wireshark/mod.ts";
 import { halves, startTrudy, VICTIM_SID } from "./attacks.ts";
 import { check, checkVerdict, type Half } from "./checks.ts";
-import { type Context, outcome, type Ports, prints, scenario } from "./harness.ts";
+import {
+  at,
+  type Context,
+  hostPort,
+  outcome,
+  type Ports,
+  prints,
+  scenario,
+  serverAt,
+  via,
+} from "./harness.ts";
 import { bb, enrol, issueServer, serveBlackboard, session, startCa, STUDENT_SID } from "./steps.ts";
 
 const BB_ATTACK_PORTS = ["ca", "bbSeed", "trudySeed", "blackboard", "trudy"] as const;
@@ -56,7 +66,8 @@ function studentSend(
   ctx: Context,
   half: Half,
   home: string,
-  port: number,
+  /** Where the student dials (Trudy's port on loopback, Blackboard itself on the netlab). */
+  blackboard: string,
   text: string,
   macOnly = false,
 ): RunningProcess {
@@ -69,7 +80,7 @@ function studentSend(
     "--home",
     home,
     "--blackboard",
-    `127.0.0.1:${port}`,
+    blackboard,
     "--message",
     text,
   ]);
@@ -143,14 +154,29 @@ export const ATTACK_SESSION_KEY_SNIFF = scenario({
   async run(ctx) {
     const { seed, def, home } = await startBlackboards(ctx);
 
-    let trudy = await startTrudy(ctx, "seed", "session-key-sniff", [
-      "--blackboard",
-      `127.0.0.1:${ctx.ports.bbSeed}`,
-      "--settle-ms",
-      "500",
-    ], ctx.ports.trudySeed);
+    let trudy = await startTrudy(
+      ctx,
+      "seed",
+      "session-key-sniff",
+      [
+        "--blackboard",
+        hostPort(serverAt(ctx, ctx.ports.bbSeed)),
+        "--settle-ms",
+        "500",
+      ],
+      ctx.ports.trudySeed,
+      serverAt(ctx, ctx.ports.bbSeed),
+    );
     ctx.sink("* the student (seed protocol) sends one message through Trudy's port");
-    await outcome(studentSend(ctx, "seed", home, ctx.ports.trudySeed, "my own message"));
+    await outcome(
+      studentSend(
+        ctx,
+        "seed",
+        home,
+        via(ctx, ctx.ports.trudySeed, serverAt(ctx, ctx.ports.bbSeed)),
+        "my own message",
+      ),
+    );
     checkVerdict(ctx, "seed", await outcome(trudy), {
       reason: "sniffed-key-forgery-accepted",
       says: "ATTACK SUCCEEDED (key read at STEP 5, forgery accepted)",
@@ -162,13 +188,26 @@ export const ATTACK_SESSION_KEY_SNIFF = scenario({
       await prints(seed, new RegExp(forged.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))),
     );
 
-    trudy = await startTrudy(ctx, "default", "session-key-sniff", [
-      "--blackboard",
-      `127.0.0.1:${ctx.ports.blackboard}`,
-    ], ctx.ports.trudy);
+    trudy = await startTrudy(
+      ctx,
+      "default",
+      "session-key-sniff",
+      [
+        "--blackboard",
+        hostPort(serverAt(ctx, ctx.ports.blackboard)),
+      ],
+      ctx.ports.trudy,
+      serverAt(ctx, ctx.ports.blackboard),
+    );
     ctx.sink("* the student (default protocol) sends one message through Trudy's port");
     const student = await outcome(
-      studentSend(ctx, "default", home, ctx.ports.trudy, "my own message"),
+      studentSend(
+        ctx,
+        "default",
+        home,
+        via(ctx, ctx.ports.trudy, serverAt(ctx, ctx.ports.blackboard)),
+        "my own message",
+      ),
     );
     checkVerdict(ctx, "default", await outcome(trudy), {
       reason: "mac-refused",
@@ -251,14 +290,29 @@ export const ATTACK_MESSAGE_REPLAY = scenario({
     const text = "pay me once";
     const printed = `Message from ${STUDENT_SID}: ${text}`;
 
-    let trudy = await startTrudy(ctx, "seed", "message-replay", [
-      "--blackboard",
-      `127.0.0.1:${ctx.ports.bbSeed}`,
-      "--settle-ms",
-      "500",
-    ], ctx.ports.trudySeed);
+    let trudy = await startTrudy(
+      ctx,
+      "seed",
+      "message-replay",
+      [
+        "--blackboard",
+        hostPort(serverAt(ctx, ctx.ports.bbSeed)),
+        "--settle-ms",
+        "500",
+      ],
+      ctx.ports.trudySeed,
+      serverAt(ctx, ctx.ports.bbSeed),
+    );
     ctx.sink(`* the student (seed protocol) sends '${text}' once, through Trudy's port`);
-    await outcome(studentSend(ctx, "seed", home, ctx.ports.trudySeed, text));
+    await outcome(
+      studentSend(
+        ctx,
+        "seed",
+        home,
+        via(ctx, ctx.ports.trudySeed, serverAt(ctx, ctx.ports.bbSeed)),
+        text,
+      ),
+    );
     checkVerdict(ctx, "seed", await outcome(trudy), {
       reason: "copy-accepted",
       says: "ATTACK SUCCEEDED (the copy accepted)",
@@ -271,12 +325,28 @@ export const ATTACK_MESSAGE_REPLAY = scenario({
       `printed ${count(seed.output, printed)} times`,
     );
 
-    trudy = await startTrudy(ctx, "default", "message-replay", [
-      "--blackboard",
-      `127.0.0.1:${ctx.ports.blackboard}`,
-    ], ctx.ports.trudy);
+    trudy = await startTrudy(
+      ctx,
+      "default",
+      "message-replay",
+      [
+        "--blackboard",
+        hostPort(serverAt(ctx, ctx.ports.blackboard)),
+      ],
+      ctx.ports.trudy,
+      serverAt(ctx, ctx.ports.blackboard),
+    );
     ctx.sink(`* the student (default protocol) sends '${text}' once, through Trudy's port`);
-    await outcome(studentSend(ctx, "default", home, ctx.ports.trudy, text, true));
+    await outcome(
+      studentSend(
+        ctx,
+        "default",
+        home,
+        via(ctx, ctx.ports.trudy, serverAt(ctx, ctx.ports.blackboard)),
+        text,
+        true,
+      ),
+    );
     checkVerdict(ctx, "default", await outcome(trudy), {
       reason: "replay-refused",
       says: "ATTACK FAILED: the copy refused by its sequence number",
@@ -349,24 +419,31 @@ export const ATTACK_CRL_ROLLBACK = scenario({
       "no seed half: the seeds had no CRL (a stolen cert 2 was never refused, nothing to roll back)",
     );
     ctx.sink(`* Trudy holds cert 2 of ${VICTIM_SID} and its key (stolen: why it will be revoked)`);
-    const trudy = await startTrudy(ctx, "default", "crl-rollback", [
-      "--ca",
-      `127.0.0.1:${ctx.ports.ca}`,
-      "--blackboard",
-      `127.0.0.1:${ctx.ports.blackboard}`,
-      "--home",
-      home,
-      "--interval-ms",
-      "300",
-      "--wait",
-      "60",
-    ], ctx.ports.trudy);
+    const trudy = await startTrudy(
+      ctx,
+      "default",
+      "crl-rollback",
+      [
+        "--ca",
+        at(ctx, "ca"),
+        "--blackboard",
+        hostPort(serverAt(ctx, ctx.ports.blackboard)),
+        "--home",
+        home,
+        "--interval-ms",
+        "300",
+        "--wait",
+        "60",
+      ],
+      ctx.ports.trudy,
+      serverAt(ctx, ctx.ports.ca),
+    );
     ctx.sink("* Blackboard (default) fetches its CRL through Trudy's port, every second");
     const def = await serveBlackboard(ctx, {
       name: "Blackboard",
       port: ctx.ports.blackboard,
       dataDir: `${ctx.dir}/blackboard-data`,
-      crlFrom: ctx.ports.trudy,
+      crlFrom: via(ctx, ctx.ports.trudy, serverAt(ctx, ctx.ports.ca)),
       crlRefreshSecs: 1,
     });
     await trudy.waitFor(/STEP R1 logged in to Blackboard as \d+ with the stolen cert 2/, 60_000);
@@ -390,7 +467,9 @@ export const ATTACK_CRL_ROLLBACK = scenario({
         "ATTACK FAILED: Blackboard refused the older CRL and kept the newer one (the revoked cert 2 stays out)",
     });
     const rollback = new RegExp(
-      `WARNING cannot refresh the CRL \\(CRL #${recorded} from the CA at 127\\.0\\.0\\.1:${ctx.ports.trudy} is older than CRL #\\d+, already held: refused \\(a rollback\\)\\)`,
+      `WARNING cannot refresh the CRL \\(CRL #${recorded} from the CA at ${
+        via(ctx, ctx.ports.trudy, serverAt(ctx, ctx.ports.ca)).replaceAll(".", "\\.")
+      } is older than CRL #\\d+, already held: refused \\(a rollback\\)\\)`,
     );
     check(
       ctx,

@@ -1,7 +1,7 @@
 /** System 2: Alice enrols and banks with Bob, secure mode (STEP 1 Hello … STEP 6 records). */
 
 import { caProtocol } from "../../lib/ca/mod.ts";
-import { scenario } from "./harness.ts";
+import { at, scenario } from "./harness.ts";
 import { ALICE_SID, bank, enrol, issueServer, serveBob, startCa } from "./steps.ts";
 
 export const BANK = scenario({
@@ -41,7 +41,7 @@ export const BANK = scenario({
     await ctx.actors.run("Alice", "actors/bank.ts", [
       "client",
       "--bank",
-      `127.0.0.1:${ctx.ports.bank}`,
+      at(ctx, "bank"),
       "--home",
       home,
     ], { stdin: "deposit 100.00\nwithdraw 25.50\nbalance\nexit\n" });

@@ -5,7 +5,14 @@
 
 import type { RunningProcess } from "../../lib/runtime/mod.ts";
 import { hasTool } from "../../lib/wireshark/mod.ts";
-import { type Context, scenario, ScenarioError, START_TIMEOUT_MS } from "./harness.ts";
+import {
+  at,
+  type Context,
+  listenArgs,
+  scenario,
+  ScenarioError,
+  START_TIMEOUT_MS,
+} from "./harness.ts";
 import { issueServer } from "./steps.ts";
 
 /** Which independent TLS client can offer only AES128-SHA, as the seed did. */
@@ -26,7 +33,7 @@ ctx.maximum_version = ssl.TLSVersion.TLSv1_2
 ctx.set_ciphers('AES128-SHA')
 ctx.load_verify_locations(sys.argv[2])
 try:
-    ctx.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1]))), server_hostname='localhost')
+    ctx.wrap_socket(socket.create_connection((sys.argv[3], int(sys.argv[1]))), server_hostname='localhost')
     print('connected with AES128-SHA')
     sys.exit(1)
 except ssl.SSLError as e:
@@ -36,12 +43,15 @@ except ssl.SSLError as e:
 async function offerAes128Sha(ctx: Context, port: number, root: string): Promise<string> {
   const tool = await refusalClient();
   if (!tool) return "AES128-SHA refusal not tried: neither python3 nor openssl is installed";
+  const host = ctx.place.address("chat");
   const args = tool === "python3"
-    ? ["-c", SEED_CLIENT, String(port), root]
-    : ["s_client", "-connect", `127.0.0.1:${port}`, "-tls1_2", "-cipher", "AES128-SHA"];
+    ? ["-c", SEED_CLIENT, String(port), root, host]
+    : ["s_client", "-connect", `${host}:${port}`, "-tls1_2", "-cipher", "AES128-SHA"];
   ctx.sink(`* ${tool}: a TLS 1.2 client offering only AES128-SHA (the seed's set_ciphers)`);
-  const out = await new Deno.Command(tool, {
-    args,
+  // In its own netlab host, as the other clients.
+  const [command, ...argv] = [...ctx.place.wrapper(tool), tool, ...args];
+  const out = await new Deno.Command(command!, {
+    args: argv,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -69,7 +79,7 @@ function chatClient(
     "--nick",
     nick,
     "--server",
-    `127.0.0.1:${ctx.ports.chat}`,
+    at(ctx, "chat"),
     "--ca-cert",
     `${ctx.dir}/chat/cuhk.cer`,
     "--server-name",
@@ -89,6 +99,7 @@ async function startChat(ctx: Context<"chat">): Promise<void> {
     "actors/chat.ts",
     [
       "serve",
+      ...listenArgs(ctx, "chat"),
       "--port",
       String(ctx.ports.chat),
       "--cert",

@@ -12,6 +12,7 @@ import {
   visible,
 } from "../../lib/runtime/mod.ts";
 import { type ActorMap, freePorts, type LadderMark } from "../../lib/wireshark/mod.ts";
+import { LOOPBACK, type Placement } from "./placement.ts";
 
 export const SCENARIO_NAMES = [
   "enrol",
@@ -69,18 +70,23 @@ export class ScenarioError extends Error {
 /** A scenario's ports by name (`ca`, `blackboard`, `trudySeed`…), each a free one. */
 export type Ports<K extends string> = Readonly<Record<K, number>>;
 
-/** A free port for each name, none of them in `avoid`. */
+/**
+ * A free port for each name, none of them in `avoid`; `fixed` gives a name its port (the netlab's
+ * servers keep their default ports: each host has its own).
+ */
 export function freeNamedPorts<const K extends string>(
   names: readonly K[],
   avoid: ReadonlySet<number> = new Set(),
+  fixed: (name: K) => number | undefined = () => undefined,
 ): Ports<K> {
-  const picked = freePorts(names.length, avoid);
-  return Object.fromEntries(names.map((name, i) => [name, picked[i]])) as Ports<K>;
+  const taken = new Set([...avoid, ...names.map(fixed).filter((p) => p !== undefined)]);
+  const picked = freePorts(names.length, taken);
+  return Object.fromEntries(names.map((name, i) => [name, fixed(name) ?? picked[i]])) as Ports<K>;
 }
 
-function actorPermissions(dir: string): string[] {
+function actorPermissions(dir: string, allowNet: string): string[] {
   return [
-    "--allow-net=127.0.0.1,localhost,[::1]",
+    `--allow-net=${allowNet}`,
     `--allow-read=${dir}`,
     `--allow-write=${dir}`,
   ];
@@ -90,11 +96,13 @@ function actorPermissions(dir: string): string[] {
 export class Actors implements AsyncDisposable {
   readonly dir: string;
   readonly sink: Sink;
+  readonly place: Placement;
   readonly #running: RunningProcess[] = [];
 
-  constructor(dir: string, sink: Sink) {
+  constructor(dir: string, sink: Sink, place: Placement = LOOPBACK) {
     this.dir = dir;
     this.sink = sink;
+    this.place = place;
   }
 
   /** One actor process, its output forwarded line by line and kept for `waitFor`. */
@@ -106,7 +114,11 @@ export class Actors implements AsyncDisposable {
   ): RunningProcess {
     return spawnDeno(script, args, {
       name,
-      permissions: [...actorPermissions(this.dir), ...(options.permissions ?? [])],
+      permissions: [
+        ...actorPermissions(this.dir, this.place.allowNet),
+        ...(options.permissions ?? []),
+      ],
+      wrapper: this.place.wrapper(name),
       cwd: PROJECT_ROOT,
       env: { NO_COLOR: "1", ...options.env },
       ...(options.stdin !== undefined ? { stdin: options.stdin } : {}),
@@ -202,6 +214,8 @@ export interface Check {
 export interface Context<K extends string = never> {
   dir: string;
   ports: Ports<K>;
+  /** Where the actors run: loopback, or each in its netlab host. */
+  place: Placement;
   actors: Actors;
   /** SSLKEYLOGFILE for the TLS actors when capturing. */
   tlsEnv: Record<string, string>;
@@ -245,6 +259,45 @@ export interface ScenarioSpec<K extends string> {
   run(ctx: Context<K>): Promise<void>;
   /** Runs on the finished capture (Trudy's passive sniffer reads it). */
   analyse?(ctx: Context<K>, capture: string): Promise<void>;
+}
+
+/** `HOST:PORT` of the server on a named port, as its clients dial it. */
+export function at<K extends string>(ctx: Context<K>, port: K): string {
+  return `${ctx.place.address(port)}:${ctx.ports[port]}`;
+}
+
+/** A server's address and port, as its clients dial it. */
+export interface Target {
+  host: string;
+  port: number;
+}
+
+/** The server on port `port` (one of the scenario's ports) where its clients find it. */
+export function serverAt(ctx: { ports: object; place: Placement }, port: number): Target {
+  const name = Object.entries(ctx.ports).find(([, p]) => p === port)?.[0];
+  if (name === undefined) throw new RangeError(`Port ${port} is none of the scenario's`);
+  return { host: ctx.place.address(name), port };
+}
+
+export function hostPort(t: Target): string {
+  return `${t.host}:${t.port}`;
+}
+
+/**
+ * Where a victim dials to reach `target` with Trudy (on `trudyPort`) on the path: her own port on
+ * loopback; on the netlab the real server, since Trudy, the router, takes the connection over
+ * (`startTrudy` installs her nft redirect).
+ */
+export function via(ctx: { place: Placement }, trudyPort: number, target: Target): string {
+  return ctx.place.kind === "loopback" ? `127.0.0.1:${trudyPort}` : hostPort(target);
+}
+
+/**
+ * `--host ADDRESS` for a server of the kind a port is named for (`ca`, `bankSeed`): nothing on
+ * loopback (the default), its host's address on the netlab.
+ */
+export function listenArgs(ctx: Context<string> | Context, port: string): string[] {
+  return ctx.place.kind === "loopback" ? [] : ["--host", ctx.place.address(port)];
 }
 
 /** A scenario whose port names are its own: `scenario({ ports: ["ca"], … })` types `ports.ca`. */

@@ -6,6 +6,7 @@
 
 import { errorMessage, PROJECT_ROOT } from "../../lib/runtime/mod.ts";
 import {
+  type ActorMap,
   Capture,
   type DiagramBrowser,
   type DiagramFiles,
@@ -36,6 +37,7 @@ import {
   type ScenarioSpec,
   type Sink,
 } from "./harness.ts";
+import { LOOPBACK, type Placement } from "./placement.ts";
 import { SEED } from "./seed.ts";
 import { ENROL, UPLOAD } from "./system1.ts";
 
@@ -89,6 +91,34 @@ export interface RunOptions {
   sink: Sink;
   /** Keep the actors' data (keys, ledgers, reports) after the run. */
   keepWork?: boolean;
+  /** Where the actors run (default loopback; the netlab's hosts for `deno task netlab run`). */
+  placement?: Placement;
+}
+
+/** The ladder's lanes renamed by the placement (on the netlab: `cuhk 10.0.3.2`). */
+function renameLanes(map: ActorMap, lane: (name: string) => string): ActorMap {
+  const each = (r: Record<number, string>) =>
+    Object.fromEntries(Object.entries(r).map(([k, v]) => [k, lane(v)]));
+  return {
+    ...map,
+    servers: each(map.servers),
+    clients: each(map.clients),
+    ...(map.inOrder
+      ? {
+        inOrder: Object.fromEntries(
+          Object.entries(map.inOrder).map(([k, v]) => [k, v.map(lane)]),
+        ),
+      }
+      : {}),
+    ...(map.byFirstMessage
+      ? {
+        byFirstMessage: Object.fromEntries(
+          Object.entries(map.byFirstMessage).map(([k, v]) => [k, lane(v)]),
+        ),
+      }
+      : {}),
+    ...(map.order ? { order: map.order.map(lane) } : {}),
+  };
 }
 
 /** Runs one scenario end to end; never throws for a failure of the scenario itself. */
@@ -102,9 +132,11 @@ export async function runScenario(
   const dir = await Deno.makeTempDir({ dir: options.workParent, prefix: `${name}-` });
   const absDir = await Deno.realPath(dir);
   // Servers stay off the ports Wireshark dissects as other protocols (pcap/lab.lua must name them).
+  const place = options.placement ?? LOOPBACK;
   const ports = freeNamedPorts(
     spec.ports,
     options.capture ? await wiresharkTcpPorts() : new Set(),
+    (name) => place.fixedPort(name),
   );
   const result: ScenarioResult = {
     name,
@@ -124,7 +156,8 @@ export async function runScenario(
   const ctx: Context<string> = {
     dir: absDir,
     ports,
-    actors: new Actors(absDir, sink),
+    place,
+    actors: new Actors(absDir, sink, place),
     tlsEnv: {},
     sink,
     notes: result.notes,
@@ -133,15 +166,23 @@ export async function runScenario(
   let capture: Capture | undefined;
   try {
     if (options.capture) {
-      capture = await Capture.start({ ports: spec.capture(ports), workDir: `${absDir}/capture` });
+      const { where, ...at } = place.captureAt;
+      capture = await Capture.start({
+        ports: spec.capture(ports),
+        workDir: `${absDir}/capture`,
+        ...at,
+      });
       ctx.tlsEnv = { SSLKEYLOGFILE: capture.keyLogPath };
-      sink(`* capturing on lo (${capture.filter})`);
+      sink(`* capturing on ${where} (${capture.filter})`);
     }
     try {
       await using _actors = ctx.actors;
       await spec.run(ctx);
     } catch (err) {
       result.error = errorMessage(err);
+    } finally {
+      // Trudy's interception rules (nft) go with each scenario.
+      await place.release();
     }
     if (capture) {
       await Deno.mkdir(options.outDir, { recursive: true, mode: 0o755 });
@@ -168,15 +209,17 @@ export async function runScenario(
       if (options.diagram) {
         result.diagram = await writeDiagram(path, `${options.outDir}/${name}`, {
           title: spec.title,
-          actors: spec.actors(ports, ctx),
+          actors: renameLanes(spec.actors(ports, ctx), place.lane),
           ...(spec.tls ? { tlsPorts: spec.tls(ports, ctx).serverPorts } : {}),
           ...(spec.marks ? { marks: spec.marks } : {}),
           ...(options.browser ? { browser: options.browser } : {}),
         });
-        if (spec.path && result.error === undefined) {
+        // On the netlab Trudy intercepts transparently: the victim's leg carries the server's
+        // address and port, so the port-keyed ladder cannot tell her two legs apart (loopback only).
+        if (spec.path && result.error === undefined && place.kind === "loopback") {
           result.checks.push(checkPath(spec.path, result.diagram.ladder));
         }
-        if (spec.marks?.length && result.error === undefined) {
+        if (spec.marks?.length && result.error === undefined && place.kind === "loopback") {
           result.checks.push(checkMarks(spec.marks, result.diagram.missedMarks));
         }
       }

@@ -4,7 +4,7 @@
  */
 
 import { caProtocol } from "../../lib/ca/mod.ts";
-import { scenario } from "./harness.ts";
+import { at, scenario } from "./harness.ts";
 import {
   bank,
   bb,
@@ -60,7 +60,7 @@ export const SEED = scenario({
       "--home",
       home,
       "--blackboard",
-      `127.0.0.1:${ctx.ports.blackboard}`,
+      at(ctx, "blackboard"),
       "--message",
       "Anyone who saw STEP 5 can forge this",
     ]);
@@ -76,7 +76,7 @@ export const SEED = scenario({
       "--protocol",
       "seed",
       "--bank",
-      `127.0.0.1:${ctx.ports.bank}`,
+      at(ctx, "bank"),
       "--customer",
       "alice",
     ], { stdin: "deposit 10.00\nbalance\nexit\n" });

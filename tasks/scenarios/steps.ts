@@ -6,7 +6,7 @@
 import { bankProtocol } from "../../lib/bank/mod.ts";
 import { blackboardProtocol, sessionProtocol } from "../../lib/blackboard/mod.ts";
 import type { RunningProcess } from "../../lib/runtime/mod.ts";
-import type { Context } from "./harness.ts";
+import { at, type Context, listenArgs } from "./harness.ts";
 
 export const STUDENT_SID = "1155123456";
 export const ALICE_SID = "1155000001";
@@ -14,6 +14,7 @@ export const ALICE_SID = "1155000001";
 export async function startCa(ctx: Context<"ca">): Promise<void> {
   await ctx.actors.serve("CUHK", "actors/ca.ts", [
     "serve",
+    ...listenArgs(ctx, "ca"),
     "--port",
     String(ctx.ports.ca),
     "--data-dir",
@@ -40,7 +41,7 @@ export async function enrol(ctx: Context<"ca">, sid: string, codes?: string[]): 
     "--code",
     code,
     "--ca",
-    `127.0.0.1:${ctx.ports.ca}`,
+    at(ctx, "ca"),
     "--ca-cert",
     `${ctx.dir}/ca/cuhk.cer`,
     "--home",
@@ -55,10 +56,12 @@ export async function issueServer(
   out: string,
   dnsNames: string[] = [],
 ): Promise<void> {
+  // The service's name (clients check it), and the address it serves on.
+  const ip = ctx.place.kind === "loopback" ? "127.0.0.1" : ctx.place.address(name);
   ctx.sink(
     `* the CA issues a server certificate for ${name} (SAN ${
       [name, ...dnsNames].join(", ")
-    }, 127.0.0.1)`,
+    }, ${ip})`,
   );
   await ctx.actors.run("ca issue", "actors/ca.ts", [
     "issue",
@@ -66,7 +69,7 @@ export async function issueServer(
     name,
     ...dnsNames.flatMap((dns) => ["--dns", dns]),
     "--ip",
-    "127.0.0.1",
+    ip,
     "--out",
     out,
     "--data-dir",
@@ -102,14 +105,16 @@ export interface ServerRun {
 
 /**
  * Blackboard with the certificate `issueServer` wrote, pinning the scenario's CA and its CRL;
- * `crlFrom` points its CRL fetches at another port (Trudy's), `crlRefreshSecs` fetches more often.
+ * `crlFrom` points its CRL fetches elsewhere (HOST:PORT: Trudy's), `crlRefreshSecs` fetches more
+ * often.
  */
 export function serveBlackboard(
   ctx: Context<"ca">,
-  run: ServerRun & { crlFrom?: number; crlRefreshSecs?: number },
+  run: ServerRun & { crlFrom?: string; crlRefreshSecs?: number },
 ): Promise<RunningProcess> {
   return ctx.actors.serve(run.name, "actors/blackboard.ts", [
     "serve",
+    ...listenArgs(ctx, "blackboard"),
     ...(run.seed ? ["--protocol", "seed"] : run.macOnly ? ["--records", "hmac"] : []),
     "--port",
     String(run.port),
@@ -122,7 +127,7 @@ export function serveBlackboard(
     "--ca-cert",
     `${ctx.dir}/ca/cuhk.cer`,
     "--ca",
-    `127.0.0.1:${run.crlFrom ?? ctx.ports.ca}`,
+    run.crlFrom ?? at(ctx, "ca"),
     ...(run.crlRefreshSecs !== undefined ? ["--crl-refresh", String(run.crlRefreshSecs)] : []),
   ]);
 }
@@ -137,11 +142,12 @@ export function serveBob(
 ): Promise<RunningProcess> {
   return ctx.actors.serve(run.name, "actors/bank.ts", [
     "serve",
+    ...listenArgs(ctx, "bank"),
     ...(run.seed ? ["--protocol", "seed"] : []),
     "--port",
     String(run.port),
     "--data-dir",
     run.dataDir,
-    ...(run.seed ? [] : ["--ca", `127.0.0.1:${ctx.ports.ca}`]),
+    ...(run.seed ? [] : ["--ca", at(ctx, "ca")]),
   ]);
 }

@@ -5,7 +5,7 @@
 
 import { caProtocol } from "../../lib/ca/mod.ts";
 import { check } from "./checks.ts";
-import { scenario } from "./harness.ts";
+import { at, scenario } from "./harness.ts";
 import {
   bb,
   enrol,
@@ -98,7 +98,7 @@ export const UPLOAD = scenario({
       "--home",
       home,
       "--blackboard",
-      `127.0.0.1:${ctx.ports.blackboard}`,
+      at(ctx, "blackboard"),
     ];
     await ctx.actors.run("student", "actors/student.ts", [
       "send",

@@ -1,0 +1,4 @@
+/** lib/netlab: the public face of this folder (re-exports only). */
+
+export * from "./lab.ts";
+export * from "./topology.ts";
