@@ -23,8 +23,8 @@ import {
 const USAGE = `Usage: deno run --allow-run=deno tasks/launch.ts [--allow-…]… actors/NAME.ts [ARGS…]
 
 Runs an actor with the network permission its command line needs: loopback, and the hosts that its
---host, --ca, --blackboard, --bank and --server options name. The deno.json tasks ca, student,
-blackboard, bank and chat use it.`;
+--host, --listen, --ca, --blackboard, --bank and --server options name. The deno.json tasks ca,
+student, blackboard, bank, chat and trudy use it.`;
 
 /** Splits `FLAGS… SCRIPT ARGS…` and checks the flags. */
 export function parseLaunch(

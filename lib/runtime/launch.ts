@@ -1,7 +1,7 @@
 /**
  * The network permission of the actors' `deno task` lines: loopback, plus exactly the hosts that
  * the command line names. `tasks/launch.ts` reads an actor's own arguments, collects the hosts of
- * its address options (`--host`, `--ca`, `--blackboard`, `--bank`, `--server`), and runs the actor
+ * its address options (`--host`, `--listen`, `--ca`, `--blackboard`, `--bank`, `--server`), and runs the actor
  * as a child with `--allow-net=127.0.0.1,localhost,[::1],HOST…` and the task's other flags:
  *
  *     deno task student enroll --ca 10.0.0.1:9335 …
@@ -29,6 +29,17 @@ export const ADDRESS_OPTIONS: Readonly<
   blackboard: { serve: ["host", "ca"] },
   bank: { serve: ["host", "ca"], client: ["bank"] },
   chat: { serve: ["host"], client: ["server"] },
+  trudy: {
+    "enrol-impersonation": ["ca"],
+    "enrol-code-theft": ["ca", "listen"],
+    "bank-mitm": ["bank", "listen"],
+    "bank-replay": ["bank", "listen"],
+    "cross-service": ["ca", "listen"],
+    "session-key-sniff": ["blackboard", "listen"],
+    "message-replay": ["blackboard", "listen"],
+    "crl-rollback": ["ca", "blackboard", "listen"],
+    "error-injection": ["bank", "blackboard", "listen"],
+  },
 };
 
 const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;

@@ -112,13 +112,14 @@ Deno.test("allowNetFlag: loopback by default, then the named hosts", () => {
   );
   assert.equal(launchedActor("actors/chat.ts"), "chat");
   assert.equal(launchedActor("/home/me/lab/actors/ca.ts"), "ca");
-  assert.equal(launchedActor("actors/trudy.ts"), undefined);
+  assert.equal(launchedActor("actors/trudy.ts"), "trudy");
   assert.equal(launchedActor("tasks/demo.ts"), undefined);
 });
 
 /** `NAME:` sections of a help text: the command names of a `Commands:` list. */
 function commandsOf(help: string): string[] {
-  const section = /^Commands:\n((?: {2}\S.*\n?)+)/m.exec(help)?.[1] ?? "";
+  // Trudy calls her commands attacks; a description may go on over more deeply indented lines.
+  const section = /^(?:Commands|Attacks):\n((?: {2}.*\n?)+)/m.exec(help)?.[1] ?? "";
   return [...section.matchAll(/^ {2}([a-z][a-z-]*)\s/gm)].map((m) => m[1]!);
 }
 
