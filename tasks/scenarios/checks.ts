@@ -135,8 +135,24 @@ export async function checkScenario(
     const unknown = messages.filter((m) => /unknown message type|empty frame/.test(m.label));
     // Every payload byte of every connection must sit inside a frame the dissector named.
     const unnamed = [...(await labCoverage(file))].filter(([, c]) => c.named !== c.wire);
-    // On the netlab her ports never cross the wire: nft hands her the connections in place.
-    if (spec.trudyPorts && ctx.place.kind === "loopback") {
+    // On the netlab her ports never cross the wire (nft hands her the connections in place) and
+    // her relay dials the real server's port: her own connections are those from her addresses.
+    const trudyAddresses = ctx.place.trudyAddresses;
+    if (spec.trudyPorts && trudyAddresses.length > 0) {
+      const own = messages.filter((m) =>
+        trudyAddresses.includes(m.src ?? "") || trudyAddresses.includes(m.dst ?? "")
+      );
+      const streams = new Set(own.map((m) => m.stream));
+      checks.push({
+        what: `pcap/lab.lua names the lab messages on Trudy's own connections (from ${
+          trudyAddresses.join(", ")
+        }): ${own.length} messages on ${streams.size} connection${streams.size === 1 ? "" : "s"}`,
+        ok: own.length > 0,
+        report: own.map((m) =>
+          `frame ${m.frame}: ${m.src}:${m.srcPort} → ${m.dst}:${m.dstPort} ${m.label}`
+        ).join("\n"),
+      });
+    } else if (spec.trudyPorts) {
       const trudy = spec.trudyPorts(ctx.ports);
       const onTrudy = messages.filter((m) =>
         trudy.includes(m.srcPort) || trudy.includes(m.dstPort)
