@@ -14,6 +14,7 @@ import {
   markLadder,
   readLabMessages,
   readTlsMessages,
+  streamsAnsweredInPlace,
 } from "./ladder.ts";
 import { pageName, renderHtml, renderSvgPages } from "./ladder_svg.ts";
 
@@ -59,10 +60,15 @@ export async function readDiagramInput(
     marks?: readonly LadderMark[];
   },
 ): Promise<DiagramInput> {
-  const messages = [
+  const read = [
     ...await readLabMessages(capture),
     ...(options.tlsPorts?.length ? await readTlsMessages(capture, options.tlsPorts) : []),
   ];
+  // With Trudy's transparent interceptions (the netlab), the connections she answered in place.
+  const answered = options.actors.redirects?.length
+    ? await streamsAnsweredInPlace(capture)
+    : new Set<number>();
+  const messages = read.map((m) => answered.has(m.stream) ? { ...m, intercepted: true } : m);
   return {
     title: options.title,
     messages,

@@ -20,6 +20,14 @@ export interface CaptureMessage {
   stream: number;
   srcPort: number;
   dstPort: number;
+  /** The IP addresses (`10.0.1.10`, `::1`), where read. */
+  src?: string;
+  dst?: string;
+  /**
+   * The router answered this connection itself (see `streamsAnsweredInPlace`): with `redirects`
+   * in the actor map, a connection Trudy took over in place (unless one end is in `addresses`).
+   */
+  intercepted?: boolean;
   /** `CUHK`, `Blackboard`, `Bank`, `TLS`. */
   protocol: string;
   label: string;
@@ -93,6 +101,10 @@ export async function readLabMessages(
     "tcp.srcport",
     "-e",
     "tcp.dstport",
+    "-e",
+    "ip.src",
+    "-e",
+    "ip.dst",
     ...fields.flatMap((f) => ["-e", f]),
     ...ERROR_REASONS.flatMap((r) => ["-e", r.field]),
     "-e",
@@ -101,7 +113,7 @@ export async function readLabMessages(
   const messages: CaptureMessage[] = [];
   for (const line of out.split("\n")) {
     if (line.trim() === "") continue;
-    const [frame, time, stream, src, dst, ...rest] = line.split("\t");
+    const [frame, time, stream, src, dst, srcIp, dstIp, ...rest] = line.split("\t");
     const labels = rest.slice(0, fields.length);
     const reasons = rest.slice(fields.length, fields.length + ERROR_REASONS.length);
     const crlNumbers = rest[fields.length + ERROR_REASONS.length]?.split(AGGREGATOR)
@@ -125,6 +137,8 @@ export async function readLabMessages(
           stream: Number(stream),
           srcPort: Number(src),
           dstPort: Number(dst),
+          ...(srcIp ? { src: srcIp } : {}),
+          ...(dstIp ? { dst: dstIp } : {}),
           protocol,
           label,
         };
@@ -271,16 +285,65 @@ export async function readTlsMessages(
   return conns.flatMap((c) => {
     const clientPort = Number(c.client.slice(c.client.lastIndexOf(":") + 1));
     const serverPort = Number(c.server.slice(c.server.lastIndexOf(":") + 1));
+    const ip = (a: string) => a.slice(0, a.lastIndexOf(":")).replace(/^\[(.*)\]$/, "$1");
+    const [clientIp, serverIp] = [ip(c.client), ip(c.server)];
     return c.records.map((r) => ({
       frame: r.frame,
       time: r.time,
       stream: r.stream,
       srcPort: r.from === "client" ? clientPort : serverPort,
       dstPort: r.from === "client" ? serverPort : clientPort,
+      src: r.from === "client" ? clientIp : serverIp,
+      dst: r.from === "client" ? serverIp : clientIp,
       protocol: "TLS",
       ...name(r.frame, r.content ?? r.wire),
     }));
   });
+}
+
+/**
+ * The TCP connections a router answered in place, from a capture taken on several of its
+ * interfaces (the netlab's: Trudy's bridges, each packet once as it arrived). A connection the
+ * router forwards is opened on the client's interface and answered (SYN-ACK) on the server's; one
+ * that an nft `redirect` hands to a process of the router's is answered by the router itself, on
+ * the interface the SYN came in on. A stream whose SYN and SYN-ACK were captured on the same
+ * interface is one of those, and so is one the router opened itself (its SYN leaves on the
+ * interface the answer comes back on: tell those by the router's address). On a single interface,
+ * such as loopback, every stream is: use it only for multi-interface captures. The answer is in
+ * the capture itself, not in a clock.
+ */
+export async function streamsAnsweredInPlace(file: string): Promise<Set<number>> {
+  const out = await tshark([
+    "-r",
+    file,
+    "-Y",
+    "tcp.flags.syn == 1",
+    "-T",
+    "fields",
+    "-e",
+    "tcp.stream",
+    "-e",
+    "tcp.flags.ack",
+    "-e",
+    "frame.interface_id",
+  ]);
+  const syn = new Map<number, string>();
+  const synAck = new Map<number, string>();
+  for (const line of out.split("\n")) {
+    const [stream, ack, iface] = line.split("\t");
+    if (!stream || iface === undefined) continue;
+    const acked = ack === "1" || ack === "True";
+    const into = acked ? synAck : syn;
+    if (!into.has(Number(stream))) into.set(Number(stream), iface);
+  }
+  return new Set([...syn].filter(([s, i]) => synAck.get(s) === i).map(([s]) => s));
+}
+
+/** A connection to `server:port` that Trudy takes over in place, handed to her relay's port `to`. */
+export interface LadderRedirect {
+  server: string;
+  port: number;
+  to: number;
 }
 
 /** Part of a capture: an attack's seed-mode half or its default half, told apart by server port. */
@@ -324,6 +387,18 @@ export interface ActorMap {
    * message before it.
    */
   sections?: LadderSection[];
+  /**
+   * Lanes by address (`10.0.2.1`, or `10.0.2.1:40000` for one port of it): an endpoint whose
+   * address is listed is that lane, whatever its port says (Trudy's addresses on the netlab, where
+   * her relay dials the real server's port). The port-keyed names above are still counted.
+   */
+  addresses?: Record<string, string>;
+  /**
+   * Trudy's transparent interceptions (the netlab's nft redirects): a message marked `intercepted`
+   * on a connection to `server:port` is placed as if on her relay's port `to`, where loopback
+   * shows it (the victim's leg ends at Trudy).
+   */
+  redirects?: LadderRedirect[];
 }
 
 export interface Arrow {
@@ -368,11 +443,28 @@ export function buildLadder(messages: readonly CaptureMessage[], actors: ActorMa
   const sectionOf = new Map<number, string>();
   for (const s of actors.sections ?? []) for (const p of s.ports) sectionOf.set(p, s.key);
   let section: string | undefined;
-  for (const m of sorted) {
+  const redirected = (addr: string | undefined, port: number) =>
+    actors.redirects?.find((r) => r.server === addr && r.port === port)?.to;
+  const byAddress = (addr: string | undefined, port: number) =>
+    addr === undefined
+      ? undefined
+      : actors.addresses?.[`${addr.includes(":") ? `[${addr}]` : addr}:${port}`] ??
+        actors.addresses?.[addr];
+  for (const original of sorted) {
+    let m = original;
+    // Trudy's own connections (her addresses) are answered on her interface too: not taken over.
+    const own = byAddress(m.src, m.srcPort) ?? byAddress(m.dst, m.dstPort);
+    if (m.intercepted && own === undefined) {
+      const toPort = redirected(m.dst, m.dstPort);
+      const fromPort = redirected(m.src, m.srcPort);
+      if (toPort !== undefined) m = { ...m, dstPort: toPort };
+      else if (fromPort !== undefined) m = { ...m, srcPort: fromPort };
+    }
     const toServer = actors.servers[m.dstPort] !== undefined;
     const serverPort = toServer ? m.dstPort : m.srcPort;
-    const server = actors.servers[serverPort];
-    if (server === undefined) continue;
+    const portServer = actors.servers[serverPort];
+    if (portServer === undefined) continue;
+    const server = byAddress(toServer ? m.dst : m.src, serverPort) ?? portServer;
     const key = `${serverPort}/${m.stream}`;
     let client = clientNames.get(key);
     const byFirst = actors.byFirstMessage?.[firstLabel.get(m.stream)!];
@@ -396,6 +488,7 @@ export function buildLadder(messages: readonly CaptureMessage[], actors: ActorMa
       }
     }
     clientNames.set(key, client);
+    client = byAddress(toServer ? m.src : m.dst, toServer ? m.srcPort : m.dstPort) ?? client;
     add(client);
     add(server);
     section = sectionOf.get(serverPort) ?? section;

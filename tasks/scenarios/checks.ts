@@ -5,6 +5,7 @@
  */
 
 import {
+  type CaptureMessage,
   checkCapture,
   checkHandshakeTiming,
   checkPackets,
@@ -15,6 +16,7 @@ import {
   type LadderMark,
   loadExpectation,
   readLabMessages,
+  streamsAnsweredInPlace,
 } from "../../lib/wireshark/mod.ts";
 import type { ProcessResult } from "../../lib/runtime/mod.ts";
 import type { VerdictReason } from "../../lib/trudy/mod.ts";
@@ -135,8 +137,28 @@ export async function checkScenario(
     const unknown = messages.filter((m) => /unknown message type|empty frame/.test(m.label));
     // Every payload byte of every connection must sit inside a frame the dissector named.
     const unnamed = [...(await labCoverage(file))].filter(([, c]) => c.named !== c.wire);
-    // On the netlab her ports never cross the wire: nft hands her the connections in place.
-    if (spec.trudyPorts && ctx.place.kind === "loopback") {
+    // On the netlab her ports never cross the wire (nft hands her the connections in place) and
+    // her relay dials the real server's port: her connections are those she answered in place
+    // (the victims' legs, to her relay) and those from her own addresses (her relay's legs).
+    const trudyAddresses = ctx.place.trudyAddresses;
+    if (spec.trudyPorts && trudyAddresses.length > 0) {
+      const answered = await streamsAnsweredInPlace(file);
+      const own = (m: CaptureMessage) =>
+        trudyAddresses.includes(m.src ?? "") || trudyAddresses.includes(m.dst ?? "");
+      const hers = messages.filter((m) => own(m) || answered.has(m.stream));
+      const streams = new Set(hers.map((m) => m.stream));
+      const ownStreams = new Set(hers.filter(own).map((m) => m.stream));
+      checks.push({
+        what: `pcap/lab.lua names the lab messages on Trudy's connections: ${hers.length} ` +
+          `messages on ${streams.size} connection${streams.size === 1 ? "" : "s"} (${
+            streams.size - ownStreams.size
+          } answered in place, ${ownStreams.size} from her addresses ${trudyAddresses.join(", ")})`,
+        ok: hers.length > 0,
+        report: hers.map((m) =>
+          `frame ${m.frame}: ${m.src}:${m.srcPort} → ${m.dst}:${m.dstPort} ${m.label}`
+        ).join("\n"),
+      });
+    } else if (spec.trudyPorts) {
       const trudy = spec.trudyPorts(ctx.ports);
       const onTrudy = messages.filter((m) =>
         trudy.includes(m.srcPort) || trudy.includes(m.dstPort)

@@ -10,6 +10,7 @@ import {
   clearRedirects,
   hostOf,
   inNetns,
+  type Redirect,
   redirect,
   SERVER_HOSTS,
   type Topology,
@@ -37,6 +38,13 @@ export interface Placement {
   intercept(rules: Array<{ server: string; port: number; to: number }>): Promise<void>;
   /** Removes Trudy's interception rules. */
   release(): Promise<void>;
+  /**
+   * Every interception rule made so far, in order (a scenario reads those it made: from the count
+   * before it); none on loopback.
+   */
+  redirects(): readonly Redirect[];
+  /** Trudy's own addresses (the netlab's `10.0.x.1`); none on loopback, where she has no own. */
+  trudyAddresses: readonly string[];
   /** The ladder's name for a lane (`cuhk 10.0.3.2` on the netlab). */
   lane(name: string): string;
   /** Where captures are taken (dumpcap's interfaces, its namespace, a filter ANDed to the ports'). */
@@ -53,6 +61,8 @@ export const LOOPBACK: Placement = {
   trudyListen: "127.0.0.1",
   intercept: () => Promise.resolve(),
   release: () => Promise.resolve(),
+  redirects: () => [],
+  trudyAddresses: [],
   lane: (name) => name,
   captureAt: { where: "lo" },
 };
@@ -112,6 +122,7 @@ const PLAIN_LANES = new Set([
 
 export function netlabPlacement(topo: Topology): Placement {
   const chatClients = new Map<string, string>();
+  const made: Redirect[] = [];
   const address = (host: string) =>
     host === "trudy" ? topo.trudy.addresses.servers : hostOf(topo, host).address;
   const servers = Object.keys(SERVER_HOSTS);
@@ -147,8 +158,13 @@ export function netlabPlacement(topo: Topology): Placement {
       wrapper: inNetns(topo.trudy.netns),
       extraFilter: "ip[8] = 64",
     },
-    intercept: (rules) => redirect(topo, rules),
+    intercept: async (rules) => {
+      await redirect(topo, rules);
+      made.push(...rules);
+    },
     release: () => clearRedirects(topo),
+    redirects: () => [...made],
+    trudyAddresses: Object.values(topo.trudy.addresses),
     lane: (name) => {
       const host = LANE_HOSTS.find(([re]) => re.test(name))?.[1];
       if (host === undefined) return name;

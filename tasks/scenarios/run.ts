@@ -121,6 +121,26 @@ function renameLanes(map: ActorMap, lane: (name: string) => string): ActorMap {
   };
 }
 
+/**
+ * The scenario's actor map where it ran: lanes renamed by the placement, and on the netlab Trudy
+ * named by her addresses (her relay dials the real server's port) and her interception rules, so
+ * that a victim's connection she answered in place ends at her lane, as on loopback.
+ */
+function placedActors(
+  map: ActorMap,
+  place: Placement,
+  redirects: ReturnType<Placement["redirects"]>,
+): ActorMap {
+  const renamed = renameLanes(map, place.lane);
+  if (place.trudyAddresses.length === 0) return renamed;
+  const trudy = place.lane("Trudy");
+  return {
+    ...renamed,
+    addresses: Object.fromEntries(place.trudyAddresses.map((a) => [a, trudy])),
+    redirects: [...redirects],
+  };
+}
+
 /** Runs one scenario end to end; never throws for a failure of the scenario itself. */
 export async function runScenario(
   name: ScenarioName,
@@ -164,6 +184,8 @@ export async function runScenario(
     checks: result.checks,
   };
   let capture: Capture | undefined;
+  // The interception rules this scenario makes (the netlab's; none on loopback).
+  const rulesBefore = place.redirects().length;
   try {
     if (options.capture) {
       const { where, ...at } = place.captureAt;
@@ -207,20 +229,27 @@ export async function runScenario(
         result.checks.push(...await checkScenario(spec, ctx, path, raw));
       }
       if (options.diagram) {
+        const marks = spec.marks?.map((m) => ({
+          ...m,
+          from: place.lane(m.from),
+          to: place.lane(m.to),
+        }));
         result.diagram = await writeDiagram(path, `${options.outDir}/${name}`, {
           title: spec.title,
-          actors: renameLanes(spec.actors(ports, ctx), place.lane),
+          actors: placedActors(
+            spec.actors(ports, ctx),
+            place,
+            place.redirects().slice(rulesBefore),
+          ),
           ...(spec.tls ? { tlsPorts: spec.tls(ports, ctx).serverPorts } : {}),
-          ...(spec.marks ? { marks: spec.marks } : {}),
+          ...(marks ? { marks } : {}),
           ...(options.browser ? { browser: options.browser } : {}),
         });
-        // On the netlab Trudy intercepts transparently: the victim's leg carries the server's
-        // address and port, so the port-keyed ladder cannot tell her two legs apart (loopback only).
-        if (spec.path && result.error === undefined && place.kind === "loopback") {
-          result.checks.push(checkPath(spec.path, result.diagram.ladder));
+        if (spec.path && result.error === undefined) {
+          result.checks.push(checkPath(spec.path.map(place.lane), result.diagram.ladder));
         }
-        if (spec.marks?.length && result.error === undefined && place.kind === "loopback") {
-          result.checks.push(checkMarks(spec.marks, result.diagram.missedMarks));
+        if (marks?.length && result.error === undefined) {
+          result.checks.push(checkMarks(marks, result.diagram.missedMarks));
         }
       }
     }

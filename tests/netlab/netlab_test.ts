@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { runCommand, spawnDeno, waitFor } from "../../lib/runtime/mod.ts";
+import { streamsAnsweredInPlace } from "../../lib/wireshark/mod.ts";
 import { taskPermissions } from "../_fixtures/helpers.ts";
 
 /** Why the netlab cannot be tested here, or undefined when it can. */
@@ -193,11 +194,22 @@ Deno.test({
   async fn() {
     const before = await snapshot();
     await using _down = { [Symbol.asyncDispose]: () => netlabDownQuietly() };
-    const res = await netlab(["run", "upload", "attack-bank-mitm", "--quiet"]).result(300_000);
+    const res = await netlab(["run", "upload", "attack-bank-mitm", "--diagram", "--quiet"])
+      .result(300_000);
     assert.equal(res.code, 0, res.stdout.slice(-4000) + res.stderr.slice(-2000));
     assert.match(res.stdout, /PASS pcap\/lab\.lua names all \d+ lab messages/);
     assert.match(res.stdout, /PASS seed: Trudy's verdict ATTACK SUCCEEDED/);
     assert.match(res.stdout, /PASS default: Trudy's verdict ATTACK FAILED/);
+    // The ladder by address: Alice's leg ends at Trudy, Trudy's own leg at Bob; her notes land.
+    assert.match(
+      res.stdout,
+      /PASS the ladder shows alice 10\.0\.1\.10 ⇄ trudy 10\.0\.2\.1 ⇄ bank 10\.0\.2\.3/,
+    );
+    assert.match(res.stdout, /PASS the ladder marks what Trudy changed: (\d+) of \1 red notes/);
+    assert.match(
+      res.stdout,
+      /PASS pcap\/lab\.lua names the lab messages on Trudy's connections/,
+    );
     assert.match(res.stdout, /All 2 passed/);
     const upload = "pcap/captures/netlab/upload.pcapng";
     // On trudy's bridges, with real Ethernet and IP headers; never loopback.
@@ -219,6 +231,22 @@ Deno.test({
       new Set(await fields(mitm, "tcp.flags.syn == 1 && tcp.flags.ack == 0", "ip.dst")),
       new Set(["10.0.2.3"]),
     );
+    // The connections Trudy answered in place (SYN and SYN-ACK on one of her bridges): Alice's,
+    // and her relay's own (from her address); none in the upload, which she only forwarded.
+    const answered = await streamsAnsweredInPlace(mitm);
+    const clientOf = async (s: number) =>
+      (await fields(
+        mitm,
+        `tcp.stream == ${s} && tcp.flags.syn == 1 && tcp.flags.ack == 0`,
+        "ip.src",
+      ))[0];
+    const clients = await Promise.all([...answered].map(clientOf));
+    assert.deepEqual(new Set(clients), new Set(["10.0.1.10", "10.0.2.1"]));
+    assert.equal(
+      new Set(await fields(mitm, "tcp.flags.syn == 1 && tcp.flags.ack == 0", "tcp.stream")).size,
+      answered.size,
+    );
+    assert.deepEqual(await streamsAnsweredInPlace(upload), new Set());
     assert.deepEqual(await snapshot(), before);
   },
 });

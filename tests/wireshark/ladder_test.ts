@@ -315,3 +315,73 @@ Deno.test("ladder: the files of every page, mode 0644; pages and PNGs of an earl
   // The page links the capture beside it by its name.
   assert.match(await Deno.readTextFile(files.html), /href="chat-tls13\.pcapng"/);
 });
+
+Deno.test("ladder: by address on the netlab, the victim's leg ends at Trudy, her own leg at the server", () => {
+  // alice 10.0.1.10 dials the bank 10.0.2.3:6001; Trudy's nft redirect hands it to her relay on
+  // port 40001 (stream 0, answered in place), which dials the bank from 10.0.2.1 (stream 1). After
+  // her rule goes, alice dials the bank directly (stream 2, forwarded: not intercepted).
+  const m = (
+    frame: number,
+    stream: number,
+    [src, srcPort]: [string, number],
+    [dst, dstPort]: [string, number],
+    label: string,
+    intercepted = false,
+  ): CaptureMessage => ({
+    frame,
+    time: frame / 10,
+    stream,
+    srcPort,
+    dstPort,
+    src,
+    dst,
+    protocol: "Bank",
+    label,
+    ...(intercepted ? { intercepted } : {}),
+  });
+  const alice: [string, number] = ["10.0.1.10", 50000];
+  const aliceAgain: [string, number] = ["10.0.1.10", 50002];
+  const bank: [string, number] = ["10.0.2.3", 6001];
+  const trudy: [string, number] = ["10.0.2.1", 50001];
+  const messages = [
+    m(1, 0, alice, bank, "STEP 1 Hello", true),
+    m(2, 1, trudy, bank, "STEP 1 Hello"),
+    m(3, 1, bank, trudy, "STEP 2 Hi, I'm Bob"),
+    m(4, 0, bank, alice, "STEP 2 Hi, I'm Bob", true),
+    m(5, 2, aliceAgain, bank, "STEP 1 Hello"),
+    m(6, 2, bank, aliceAgain, "STEP 2 Hi, I'm Bob"),
+  ];
+  const byPort: ActorMap = {
+    servers: { 6001: "bank 10.0.2.3", 40001: "trudy 10.0.2.1" },
+    clients: { 6001: "alice 10.0.1.10", 40001: "alice 10.0.1.10" },
+    order: ["alice 10.0.1.10", "trudy 10.0.2.1", "bank 10.0.2.3"],
+  };
+  const lines = (map: ActorMap) =>
+    buildLadder(messages, map).arrows.map((a) => `${a.from} > ${a.to}: ${a.label}`);
+  // By port alone Trudy's two legs look alike: no lane for her.
+  assert.ok(lines(byPort).every((l) => !l.includes("trudy")));
+  const map: ActorMap = {
+    ...byPort,
+    addresses: { "10.0.1.1": "trudy 10.0.2.1", "10.0.2.1": "trudy 10.0.2.1" },
+    redirects: [{ server: "10.0.2.3", port: 6001, to: 40001 }],
+  };
+  const ladder = buildLadder(messages, map);
+  assert.deepEqual(ladder.actors, ["alice 10.0.1.10", "trudy 10.0.2.1", "bank 10.0.2.3"]);
+  assert.deepEqual(lines(map), [
+    "alice 10.0.1.10 > trudy 10.0.2.1: STEP 1 Hello",
+    "trudy 10.0.2.1 > bank 10.0.2.3: STEP 1 Hello",
+    "bank 10.0.2.3 > trudy 10.0.2.1: STEP 2 Hi, I'm Bob",
+    "trudy 10.0.2.1 > alice 10.0.1.10: STEP 2 Hi, I'm Bob",
+    "alice 10.0.1.10 > bank 10.0.2.3: STEP 1 Hello",
+    "bank 10.0.2.3 > alice 10.0.1.10: STEP 2 Hi, I'm Bob",
+  ]);
+  // An address with its port names only that endpoint.
+  const onePort = buildLadder(messages, {
+    ...byPort,
+    addresses: { "10.0.2.1:50001": "Trudy's relay" },
+  });
+  assert.deepEqual(
+    onePort.arrows.filter((a) => a.frame === 2).map((a) => `${a.from} > ${a.to}`),
+    ["Trudy's relay > bank 10.0.2.3"],
+  );
+});
