@@ -16,7 +16,8 @@
  * (0600) and is deleted.
  */
 
-import { ensureDir, exists } from "../runtime/mod.ts";
+import { toHex } from "../crypto/mod.ts";
+import { ensureDir, exists, runCommand } from "../runtime/mod.ts";
 
 /** Tools the capture needs, all from Wireshark's command-line package (`tshark`). */
 export const CAPTURE_TOOLS = ["dumpcap", "editcap", "tshark"] as const;
@@ -25,6 +26,13 @@ export const CAPTURE_TOOLS = ["dumpcap", "editcap", "tshark"] as const;
 export const CAPTURE_START_TIMEOUT_MS = 15_000;
 /** How long dumpcap gets to write out its file after SIGINT. */
 export const CAPTURE_STOP_TIMEOUT_MS = 15_000;
+/** How long dumpcap gets to catch up with the traffic (to write the end sentinel) at `stop`. */
+export const CAPTURE_CATCH_UP_TIMEOUT_MS = 20_000;
+/**
+ * The UDP port of the end sentinel (discard): each capture's filter takes it besides the scenario's
+ * TCP ports, and the sentinel is removed from the file before anyone reads it.
+ */
+export const SENTINEL_PORT = 9;
 
 export class CaptureError extends Error {
   override name = "CaptureError";
@@ -133,6 +141,11 @@ export interface CaptureOptions {
   extraFilter?: string;
   /** A command that runs dumpcap for us (`ip netns exec nl-trudy`: capture in her namespace). */
   wrapper?: readonly string[];
+  /**
+   * Where the end sentinels go, one address per captured interface, so that each crosses its own
+   * (default 127.0.0.1, through lo). Sent through `wrapper` too.
+   */
+  sentinels?: readonly string[];
 }
 
 /**
@@ -152,6 +165,62 @@ async function reorder(raw: string): Promise<void> {
     throw new CaptureError(`reordercap failed: ${new TextDecoder().decode(res.stderr).trim()}`);
   }
   await Deno.rename(sorted, raw);
+}
+
+/** Bytes of a file from `offset` on (none when the file is not there yet). */
+async function readFrom(path: string, offset: number): Promise<Uint8Array> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch {
+    return new Uint8Array();
+  }
+  try {
+    await file.seek(offset, Deno.SeekMode.Start);
+    return new Uint8Array(await new Response(file.readable).arrayBuffer());
+  } catch {
+    file.close();
+    return new Uint8Array();
+  }
+}
+
+/**
+ * How many times `needle` occurs in `haystack`, a sentinel's token being counted once even where a
+ * look overlapped the previous one by less than its length.
+ */
+export function countOf(haystack: Uint8Array, needle: Uint8Array): number {
+  let count = 0;
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let k = 0; k < needle.length; k++) {
+      if (haystack[i + k] !== needle[k]) continue outer;
+    }
+    count++;
+    i += needle.length - 1;
+  }
+  return count;
+}
+
+/** Deletes the end sentinels (UDP to the discard port) from a raw capture, in place. */
+async function removeSentinels(raw: string): Promise<void> {
+  const found = await runCommand("tshark", [
+    "-r",
+    raw,
+    "-Y",
+    `udp.dstport == ${SENTINEL_PORT}`,
+    "-T",
+    "fields",
+    "-e",
+    "frame.number",
+  ], { timeoutMs: 60_000 });
+  if (found.code !== 0) {
+    throw new CaptureError(`tshark could not read ${raw}: ${found.stderr.trim()}`);
+  }
+  const frames = found.stdout.split("\n").filter((l) => /^\d+$/.test(l));
+  if (frames.length === 0) return;
+  const clean = `${raw}.clean`;
+  const res = await runCommand("editcap", [raw, clean, ...frames], { timeoutMs: 60_000 });
+  if (res.code !== 0) throw new CaptureError(`editcap failed: ${res.stderr.trim()}`);
+  await Deno.rename(clean, raw);
 }
 
 export interface CaptureResult {
@@ -179,6 +248,8 @@ export class Capture implements AsyncDisposable {
   readonly filter: string;
   /** Several interfaces: the packets are put in time order at `finish`. */
   #reorder = false;
+  #wrapper: readonly string[] = [];
+  #sentinels: readonly string[] = [];
   readonly #child: Deno.ChildProcess;
   readonly #status: Promise<Deno.CommandStatus>;
   #stderr = "";
@@ -204,7 +275,7 @@ export class Capture implements AsyncDisposable {
 
   /** Starts dumpcap and waits until it reports the capture file (the capture is live). */
   static async start(options: CaptureOptions): Promise<Capture> {
-    const ports = portFilter(options.ports);
+    const ports = `${portFilter(options.ports)} or udp dst port ${SENTINEL_PORT}`;
     const filter = options.extraFilter ? `(${ports}) and (${options.extraFilter})` : ports;
     await ensureDir(options.workDir, 0o700);
     await Deno.chmod(options.workDir, 0o700);
@@ -237,6 +308,8 @@ export class Capture implements AsyncDisposable {
     }
     const capture = new Capture(child, rawPath, keyLogPath, filter);
     capture.#reorder = (options.interfaces?.length ?? 1) > 1;
+    capture.#wrapper = options.wrapper ?? [];
+    capture.#sentinels = options.sentinels ?? ["127.0.0.1"];
     await capture.#waitUntilLive();
     return capture;
   }
@@ -288,12 +361,24 @@ export class Capture implements AsyncDisposable {
   }
 
   /**
-   * Stops dumpcap with SIGINT and waits until it has closed the file. Safe to call twice. The
-   * short pause first lets the kernel hand over the last packets of the scenario.
+   * Stops dumpcap and waits until it has closed the file. Safe to call twice.
+   *
+   * dumpcap drops, on SIGINT, every packet the kernel holds for it that it has not read yet, and
+   * counts none of them as dropped: on a loaded machine, where it runs late, the last connections
+   * of a scenario went missing from the file without a word. So, after a short pause for the last
+   * packets in flight (a delayed ACK), a sentinel datagram is sent through each captured interface
+   * and dumpcap is stopped only once every sentinel is in its file: the kernel hands packets over in
+   * order, so everything before them is there too. The sentinels are removed at `finish`.
    */
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
-      await new Promise((r) => setTimeout(r, 500));
+      await new Promise((r) => setTimeout(r, 100));
+      let caughtUp: unknown;
+      try {
+        await this.#catchUp();
+      } catch (err) {
+        caughtUp = err;
+      }
       this.#kill("SIGINT");
       const timer = setTimeout(() => this.#kill("SIGTERM"), CAPTURE_STOP_TIMEOUT_MS);
       try {
@@ -301,8 +386,66 @@ export class Capture implements AsyncDisposable {
       } finally {
         clearTimeout(timer);
       }
+      if (caughtUp !== undefined) throw caughtUp;
     })();
     return this.#stopped;
+  }
+
+  /** A token per capture: its sentinels carry it, and it appears nowhere else. */
+  readonly #token = `lab-capture-end-${toHex(crypto.getRandomValues(new Uint8Array(12)))}`;
+
+  /** Sends the sentinels and waits until dumpcap has written every one of them. */
+  async #catchUp(): Promise<void> {
+    const token = new TextEncoder().encode(this.#token);
+    const started = Date.now();
+    let nextSend = started;
+    let seen = 0;
+    let offset = 0;
+    for (;;) {
+      // Sent again every second: a datagram may be lost on a busy machine.
+      if (Date.now() >= nextSend) {
+        nextSend += 1000;
+        await Promise.all(this.#sentinels.map((to) => this.#sendSentinel(to)));
+      }
+      // Only what dumpcap wrote since the last look (and a token's length before, for a token
+      // cut in two by the last look), so that a large capture is not read again and again.
+      const from = Math.max(0, offset - token.length + 1);
+      const fresh = await readFrom(this.rawPath, from);
+      seen += countOf(fresh, token);
+      offset = from + fresh.length;
+      if (seen >= this.#sentinels.length) return;
+      if (Date.now() - started >= CAPTURE_CATCH_UP_TIMEOUT_MS) {
+        throw new CaptureError(
+          `dumpcap had not written the end of the capture after ${
+            CAPTURE_CATCH_UP_TIMEOUT_MS / 1000
+          } s (its end sentinel, through ${
+            this.#sentinels.join(", ")
+          }, is not in the file): stopping it now would lose the last packets`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async #sendSentinel(to: string): Promise<void> {
+    const [command, ...args] = [
+      ...this.#wrapper,
+      "python3",
+      "-c",
+      "import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(" +
+      "sys.argv[1].encode(), (sys.argv[2], int(sys.argv[3])))",
+      this.#token,
+      to,
+      String(SENTINEL_PORT),
+    ];
+    const res = await runCommand(command!, args, { timeoutMs: 10_000 }).catch((err) => {
+      throw new CaptureError(`Cannot send the capture's end sentinel: ${err.message}`);
+    });
+    if (res.code !== 0) {
+      throw new CaptureError(
+        `Cannot send the capture's end sentinel to ${to}: ${res.stderr.trim().split("\n").pop()}`,
+      );
+    }
   }
 
   /**
@@ -315,6 +458,7 @@ export class Capture implements AsyncDisposable {
     if (!(await exists(this.rawPath))) {
       throw new CaptureError(`dumpcap wrote no capture file: ${this.#stderr.trim()}`);
     }
+    await removeSentinels(this.rawPath);
     if (this.#reorder) await reorder(this.rawPath);
     const result: CaptureResult = await embedSecrets(this.rawPath, this.keyLogPath, out);
     if (options.rawTwin !== undefined) {

@@ -48,7 +48,13 @@ export interface Placement {
   /** The ladder's name for a lane (`cuhk 10.0.3.2` on the netlab). */
   lane(name: string): string;
   /** Where captures are taken (dumpcap's interfaces, its namespace, a filter ANDed to the ports'). */
-  captureAt: { where: string; interfaces?: string[]; wrapper?: string[]; extraFilter?: string };
+  captureAt: {
+    where: string;
+    interfaces?: string[];
+    wrapper?: string[];
+    extraFilter?: string;
+    sentinels?: string[];
+  };
 }
 
 export const LOOPBACK: Placement = {
@@ -157,6 +163,8 @@ export function netlabPlacement(topo: Topology): Placement {
       interfaces: topo.subnets.map((s) => s.bridge),
       wrapper: inNetns(topo.trudy.netns),
       extraFilter: "ip[8] = 64",
+      // The capture's end sentinels, sent from her namespace, one through each bridge (TTL 64).
+      sentinels: topo.subnets.map((s) => topo.hosts.find((h) => h.subnet === s.name)!.address),
     },
     intercept: async (rules) => {
       await redirect(topo, rules);

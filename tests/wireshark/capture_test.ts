@@ -47,7 +47,7 @@ Deno.test("capture: only the filtered ports, live at once, complete after stop, 
   const other = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const done = [sink(wanted), sink(other)];
   const capture = await Capture.start({ ports: [wanted.addr.port], workDir: `${dir.path}/w` });
-  assert.equal(capture.filter, `tcp port ${wanted.addr.port}`);
+  assert.equal(capture.filter, `tcp port ${wanted.addr.port} or udp dst port 9`);
   assert.match(capture.log, /^File: /m);
   assert.equal((await Deno.stat(capture.keyLogPath)).mode! & 0o777, 0o600);
   // Sent right after start returns: must be in the capture.
@@ -71,6 +71,36 @@ Deno.test("capture: only the filtered ports, live at once, complete after stop, 
   wanted.close();
   other.close();
   await Promise.all(done);
+});
+
+Deno.test("capture: a dumpcap running late still gets every packet, and no end sentinel stays in the file", async () => {
+  // On a loaded machine dumpcap may not have read the scenario's last packets when it is stopped,
+  // and on SIGINT it drops whatever the kernel still holds for it, counting nothing as dropped.
+  // Here it is frozen (SIGSTOP) while 40 connections pass, and woken only after stopping began.
+  await using dir = await tempDir("lab-cap-late-");
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const done = sink(listener);
+  const capture = await Capture.start({ ports: [listener.addr.port], workDir: `${dir.path}/w` });
+  const found = await new Deno.Command("pgrep", { args: ["-f", capture.rawPath] }).output();
+  const pid = Number(new TextDecoder().decode(found.stdout).trim().split("\n")[0]);
+  assert.ok(pid > 0, "dumpcap's pid");
+  Deno.kill(pid, "SIGSTOP");
+  try {
+    for (let i = 0; i < 40; i++) await exchange(listener.addr.port, `late packet ${i} `);
+  } finally {
+    // Woken 1.5 s after stopping began: long after a fixed pause would have sent SIGINT.
+    setTimeout(() => Deno.kill(pid, "SIGCONT"), 1500);
+  }
+  const { path } = await capture.finish(`${dir.path}/out/late.pcapng`);
+  const payload = await tshark(["-r", path, "-T", "fields", "-e", "tcp.payload"]);
+  const text = new TextDecoder().decode(
+    Uint8Array.from(payload.replace(/[:\s]/g, "").match(/../g) ?? [], (h) => parseInt(h, 16)),
+  );
+  for (let i = 0; i < 40; i++) assert.ok(text.includes(`late packet ${i} `), `packet ${i} lost`);
+  const udp = await tshark(["-r", path, "-Y", "udp", "-T", "fields", "-e", "frame.number"]);
+  assert.equal(udp.trim(), "", "the end sentinel was removed");
+  listener.close();
+  await done;
 });
 
 Deno.test("capture: a bad interface fails with dumpcap's reason", async () => {
