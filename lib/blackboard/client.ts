@@ -27,7 +27,7 @@ import {
   SESSION_MAX_FRAME,
   type SessionMessage,
 } from "./protocol.ts";
-import { reportNameOf } from "./upload_store.ts";
+import { reportNameOf } from "./report_names.ts";
 
 /** What the student needs to open a session (either mode). */
 export interface ConnectOptions {

@@ -2,6 +2,7 @@
 
 export * from "./client.ts";
 export * from "./progress.ts";
+export * from "./report_names.ts";
 export * from "./protocol.ts";
 export * from "./secure.ts";
 export * from "./seed.ts";

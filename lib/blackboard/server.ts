@@ -42,12 +42,8 @@ import { type ModeContext, type Peer, Refusal } from "./serving.ts";
 import { acceptSession } from "./secure.ts";
 import { serveSeed } from "./seed.ts";
 import { HandshakeGate, type HandshakeLimit, serveFramed, type Server } from "../net/mod.ts";
-import {
-  type PartialUpload,
-  SWEEP_INTERVAL_MS,
-  UploadError,
-  type UploadStore,
-} from "./upload_store.ts";
+import { type PartialUpload, SWEEP_INTERVAL_MS, type UploadStore } from "./upload_store.ts";
+import { UploadError } from "./report_names.ts";
 
 // ---------------------------------------------------------------- the server
 

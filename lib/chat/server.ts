@@ -22,7 +22,6 @@ import {
 } from "../net/mod.ts";
 import {
   CHAT_PORT,
-  CLIENT_MAX_FRAME,
   type ClientMessage,
   decodeClientMessage,
   encodeServerMessage,
@@ -34,42 +33,8 @@ import {
   type ServerMessage,
   textProblem,
 } from "./protocol.ts";
-
-export interface ChatLimits {
-  /** Clients joined at once; more are told the server is full. */
-  maxClients: number;
-  /** Connections one address may hold at once, so one host cannot fill the room. */
-  maxPerAddress: number;
-  /** TLS handshake and the `hello` must finish within this. */
-  helloTimeoutMs: number;
-  /** A joined client that sends nothing (not even a ping) for this long is disconnected. */
-  idleTimeoutMs: number;
-  /** A write to a client that makes no progress for this long disconnects it. */
-  writeTimeoutMs: number;
-  /** Bytes waiting for one client (beyond what its socket holds); over this it is disconnected. */
-  maxQueueBytes: number;
-  /** Largest frame accepted from a client, checked before buffering. */
-  maxFrame: number;
-  /** Longest chat text, in characters. */
-  maxText: number;
-  /** Messages per second per client (sustained). */
-  rate: number;
-  /** Messages a client may send in a burst above the rate. */
-  burst: number;
-}
-
-export const DEFAULT_CHAT_LIMITS: Readonly<ChatLimits> = {
-  maxClients: 1000,
-  maxPerAddress: 16,
-  helloTimeoutMs: 10_000,
-  idleTimeoutMs: 90_000,
-  writeTimeoutMs: 10_000,
-  maxQueueBytes: 256 * 1024,
-  maxFrame: CLIENT_MAX_FRAME,
-  maxText: 1000,
-  rate: 5,
-  burst: 20,
-};
+import { type ChatLimits, DEFAULT_CHAT_LIMITS } from "./limits.ts";
+import { Member } from "./member.ts";
 
 export interface ChatServerOptions {
   /** Server certificate (PEM, issued by the CA: rustls refuses a self-signed one). */
@@ -169,120 +134,6 @@ export function serveChat(options: ChatServerOptions): ChatServer {
     handler: (conn, info) => room.handle(conn, info),
   });
   return new ChatServer(server, room, controller, noDelay);
-}
-
-/** Most bytes one write carries when a client's queue holds several frames. */
-const BATCH = 64 * 1024;
-
-/** Token bucket: `rate` per second, up to `burst` saved. */
-class RateLimiter {
-  readonly #rate: number;
-  readonly #burst: number;
-  #tokens: number;
-  #last = performance.now();
-
-  constructor(rate: number, burst: number) {
-    this.#rate = rate;
-    this.#burst = Math.max(1, burst);
-    this.#tokens = this.#burst;
-  }
-
-  take(): boolean {
-    const now = performance.now();
-    this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#last) / 1000) * this.#rate);
-    this.#last = now;
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
-    return true;
-  }
-}
-
-/** One joined client: its frames, its bounded queue and its writer task. */
-class Member {
-  readonly nick: string;
-  readonly key: string;
-  readonly framed: FramedStream;
-  readonly log: StepLog;
-  readonly limiter: RateLimiter;
-  readonly #maxQueueBytes: number;
-  readonly #writeTimeoutMs: number;
-  readonly #queue: Uint8Array[] = [];
-  #queuedBytes = 0;
-  #wake: (() => void) | null = null;
-  #closing = false;
-  #hardClose: ReturnType<typeof setTimeout> | undefined;
-  /** Messages refused in a row for the rate limit. */
-  strikes = 0;
-  /** Why the writer gave up, when it did. */
-  failure: string | null = null;
-
-  constructor(nick: string, framed: FramedStream, log: StepLog, limits: ChatLimits) {
-    this.nick = nick;
-    this.key = nickKey(nick);
-    this.framed = framed;
-    this.log = log;
-    this.limiter = new RateLimiter(limits.rate, limits.burst);
-    this.#maxQueueBytes = limits.maxQueueBytes;
-    this.#writeTimeoutMs = limits.writeTimeoutMs;
-  }
-
-  /** Queues a frame; false when the queue is full (the caller disconnects this member). */
-  enqueue(payload: Uint8Array): boolean {
-    if (this.#closing) return true;
-    // check: chat-queue-bound tests/chat/queue_test.ts
-    if (this.#queuedBytes + payload.length > this.#maxQueueBytes) return false;
-    this.#queue.push(payload);
-    this.#queuedBytes += payload.length;
-    this.#wake?.();
-    return true;
-  }
-
-  /**
-   * Ends this member's session: its queue is replaced by a final `bye` (or kept, to flush what is
-   * already queued when `flush`), and the connection closes once written or after `graceMs`.
-   */
-  finish(reason: string, graceMs: number, flush = false): void {
-    if (this.#closing) return;
-    if (!flush) {
-      this.#queue.length = 0;
-      this.#queuedBytes = 0;
-    }
-    this.#queue.push(encodeServerMessage({ type: "bye", reason }));
-    this.#closing = true;
-    this.#hardClose = setTimeout(() => this.framed.close(), graceMs);
-    this.#wake?.();
-  }
-
-  /** Writes queued frames in order, in batches of up to 64 KiB, until the session ends. */
-  async writeLoop(): Promise<void> {
-    try {
-      while (!this.framed.closed) {
-        if (this.#queue.length > 0) {
-          let n = 0;
-          let bytes = 0;
-          while (n < this.#queue.length && (n === 0 || bytes + this.#queue[n]!.length <= BATCH)) {
-            bytes += this.#queue[n++]!.length;
-          }
-          const batch = this.#queue.splice(0, n);
-          this.#queuedBytes -= bytes;
-          await this.framed.writeFrames(batch);
-          continue;
-        }
-        if (this.#closing) break;
-        await new Promise<void>((resolve) => (this.#wake = resolve));
-        this.#wake = null;
-      }
-    } catch (err) {
-      if (err instanceof DeadlineError) {
-        this.failure = `Not reading: no write progress within ${formatMs(this.#writeTimeoutMs)}`;
-      } else if (!this.framed.closed) {
-        this.failure = `Write failed: ${errorMessage(err)}`;
-      }
-    } finally {
-      clearTimeout(this.#hardClose);
-      this.framed.close();
-    }
-  }
 }
 
 /** Everyone joined, and the rules of the room. */
