@@ -12,18 +12,25 @@
  *     lib/        never imports tasks/, actors/ or tests/
  *     actors/     import only lib/<folder>/mod.ts
  *
- * and no import cycle, between files or between lib's folders. Prints one line per violation and
+ * and no import cycle, between files or between lib's folders; and no file in lib/ or tasks/ over
+ * MAX_LINES lines (a file that outgrows it is split by subject). Prints one line per violation and
  * exits 1 when there is any.
  */
 
 import { parseCommand, PROJECT_ROOT, runMain } from "../lib/runtime/mod.ts";
 
 export interface Violation {
-  /** Which rule: `cycle`, `folder-cycle`, `layer`, `system`, `wireshark`, `lib-outside`, `actor`. */
+  /**
+   * Which rule: `cycle`, `folder-cycle`, `layer`, `system`, `wireshark`, `lib-outside`, `actor`,
+   * `size`.
+   */
   rule: string;
   file: string;
   detail: string;
 }
+
+/** The most lines a file in lib/ or tasks/ may have. */
+export const MAX_LINES = 600;
 
 const FOUNDATION = ["wire", "crypto", "runtime", "net"];
 const SYSTEMS = ["blackboard", "bank", "chat"];
@@ -99,9 +106,16 @@ export async function checkImports(root: string): Promise<Violation[]> {
   const graph = new Map<string, string[]>();
   const violations: Violation[] = [];
   for (const file of files) {
-    const targets = importsOf(await Deno.readTextFile(`${root}/${file}`)).map((s) =>
-      resolve(file, s)
-    );
+    const source = await Deno.readTextFile(`${root}/${file}`);
+    const lines = source.split("\n").length - (source.endsWith("\n") ? 1 : 0);
+    if ((file.startsWith("lib/") || file.startsWith("tasks/")) && lines > MAX_LINES) {
+      violations.push({
+        rule: "size",
+        file,
+        detail: `${lines} lines, more than ${MAX_LINES}: split it by subject`,
+      });
+    }
+    const targets = importsOf(source).map((s) => resolve(file, s));
     graph.set(file, targets);
     for (const target of targets) violations.push(...ruleViolations(file, target));
   }

@@ -80,6 +80,10 @@ Deno.test("a clean planted tree passes; each planted violation is reported by it
       "tasks/x.ts": "export const x = 1;\n",
       "lib/pki/pki.ts": 'import { x } from "../../tasks/x.ts";\nexport const pki = x;\n',
     }],
+    // A file in lib/ over the size limit.
+    ["size", {
+      "lib/bank/server.ts": "export const serve = 1;\n" + "// filler\n".repeat(600),
+    }],
     // A file-level cycle inside one folder.
     ["cycle", {
       "lib/bank/protocol.ts": 'import { serve } from "./server.ts";\nexport const bank = serve;\n',
