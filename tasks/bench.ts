@@ -16,6 +16,7 @@
 import { DatabaseSync } from "node:sqlite";
 import {
   ensureDir,
+  hasTool,
   parseCommand,
   parsePositiveInt,
   PROJECT_ROOT as ROOT,
@@ -55,7 +56,6 @@ import {
 import { portOf, startActor } from "./bench_actors.ts";
 import {
   fanoutRow,
-  hasCommand,
   rawSqlite,
   type Row,
   SID,
@@ -235,7 +235,7 @@ async function main(args: string[]): Promise<number> {
       }
       return { hostname: "127.0.0.1", port: portOf(caServer) };
     };
-    const haveOpenssl = await hasCommand("openssl", "version");
+    const haveOpenssl = await hasTool("openssl", "version");
 
     /** openssl s_server -www on the chat's certificate and key (RSA-2048), for s_time. */
     const sServer = async () => {

@@ -8,6 +8,7 @@ import { DatabaseSync } from "node:sqlite";
 import {
   denoCommand,
   ensureDir,
+  hasTool,
   PROJECT_ROOT as ROOT,
   runCommand,
   RunningProcess,
@@ -18,15 +19,6 @@ import { freePort } from "../lib/net/mod.ts";
 export const SID = "1155990000";
 export const MiB = 1024 * 1024;
 export const ALL = ["tls12", "tls13", "blackboard", "ca", "upload", "bank", "fanout"] as const;
-
-/** Whether `command` runs (the task may run only the commands it names, not `sh`). */
-export async function hasCommand(command: string, versionArg: string): Promise<boolean> {
-  try {
-    return (await runCommand(command, [versionArg], { timeoutMs: 10_000 })).code === 0;
-  } catch {
-    return false;
-  }
-}
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -108,10 +100,10 @@ export function rawSqlite(path: string) {
 export async function startCfssl(
   dir: string,
 ): Promise<{ process?: RunningProcess; port: number; missing?: string }> {
-  if (!(await hasCommand("cfssl", "version"))) {
+  if (!(await hasTool("cfssl", "version"))) {
     return { port: 0, missing: "missing: cfssl not installed (apt-get install golang-cfssl)" };
   }
-  if (!(await hasCommand("openssl", "version"))) return { port: 0, missing: "missing: openssl" };
+  if (!(await hasTool("openssl", "version"))) return { port: 0, missing: "missing: openssl" };
   await ensureDir(dir);
   const made = await runCommand("openssl", [
     "req",
@@ -285,7 +277,7 @@ export function fanoutRow(chat: { cert: string; key: string }, rootPath: string)
         if (typeof summary.serverPeakRssMiB === "number") serverRss.push(summary.serverPeakRssMiB);
         return summary.medianDeliveriesPerSecond;
       };
-      const python = await hasCommand("python3", "--version");
+      const python = await hasTool("python3", "--version");
       return {
         lab,
         ...(python

@@ -12,7 +12,7 @@
  * killed first, so no anonymous namespace outlives it.
  */
 
-import { runCommand } from "../runtime/mod.ts";
+import { runCommand, toolState } from "../runtime/mod.ts";
 import { hostsFile, NETLAB_PREFIX, NFT_TABLE, type Topology } from "./topology.ts";
 
 /** Where `ip netns exec NS` finds the files it bind-mounts over /etc (our hosts file). */
@@ -57,18 +57,6 @@ export function inNetns(netns: string): string[] {
   return ["ip", "netns", "exec", netns];
 }
 
-async function canRun(tool: string): Promise<"ok" | "missing" | "not-permitted"> {
-  try {
-    await new Deno.Command(tool, { args: ["-V"], stdin: "null", stdout: "null", stderr: "null" })
-      .output();
-    return "ok";
-  } catch (err) {
-    return err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
-      ? "not-permitted"
-      : "missing";
-  }
-}
-
 function uid(): number | undefined {
   try {
     return Deno.uid() ?? undefined;
@@ -92,10 +80,10 @@ export async function preflight(print: (line: string) => void = () => {}): Promi
   }
   const missing = [];
   for (const [tool, pkg] of [["ip", "iproute2"], ["nft", "nftables"]] as const) {
-    if ((await canRun(tool)) !== "ok") missing.push(pkg);
+    if ((await toolState(tool, "-V")) !== "ok") missing.push(pkg);
   }
   if (missing.length > 0) {
-    if ((await canRun("apt-get")) !== "ok") {
+    if ((await toolState("apt-get")) !== "ok") {
       throw new NetlabUnavailable(
         `netlab needs ${missing.join(" and ")} (the ip and nft commands): install them, e.g. ` +
           `'apt-get install ${missing.join(" ")}'`,

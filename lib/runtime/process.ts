@@ -234,6 +234,35 @@ export async function runCommand(
   return await new RunningProcess(command, args, rest).result(timeoutMs);
 }
 
+/** What running a program's version option said: it runs, it is not there, or we may not run it. */
+export type ToolState = "ok" | "missing" | "not-permitted";
+
+/**
+ * Whether a program runs (`PROGRAM --version`, or another option such as `ip -V`): `not-permitted`
+ * when this process may not run it (Deno resolves `--allow-run=NAME` when it starts, so a program
+ * installed later is refused).
+ */
+export async function toolState(name: string, versionArg = "--version"): Promise<ToolState> {
+  try {
+    const out = await new Deno.Command(name, {
+      args: [versionArg],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return out.success ? "ok" : "missing";
+  } catch (err) {
+    return err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
+      ? "not-permitted"
+      : "missing";
+  }
+}
+
+/** Whether a program is on the PATH and may be run (its version option succeeds). */
+export async function hasTool(name: string, versionArg = "--version"): Promise<boolean> {
+  return (await toolState(name, versionArg)) === "ok";
+}
+
 /** Whether a command is on the PATH (`command -v NAME`). */
 export async function hasCommand(name: string): Promise<boolean> {
   try {

@@ -20,7 +20,7 @@ import type {
   Page,
 } from "puppeteer-core/internal/puppeteer-core-browser.js";
 import { DATA_DIR, ensureDir } from "../runtime/mod.ts";
-import { toolState } from "./capture.ts";
+import { toolState } from "../runtime/mod.ts";
 
 /** Chromium's names, first found wins (Debian: `chromium`; Ubuntu's package: `chromium-browser`). */
 export const CHROMIUM_COMMANDS = ["chromium", "chromium-browser"] as const;

@@ -17,7 +17,7 @@
  */
 
 import { toHex } from "../crypto/mod.ts";
-import { ensureDir, exists, runCommand } from "../runtime/mod.ts";
+import { ensureDir, exists, hasTool, runCommand, toolState } from "../runtime/mod.ts";
 
 /** Tools the capture needs, all from Wireshark's command-line package (`tshark`). */
 export const CAPTURE_TOOLS = ["dumpcap", "editcap", "tshark"] as const;
@@ -36,31 +36,6 @@ export const SENTINEL_PORT = 9;
 
 export class CaptureError extends Error {
   override name = "CaptureError";
-}
-
-/**
- * Whether a program runs (`PROGRAM --version`): `not-permitted` when this process may not run it
- * (Deno resolves `--allow-run=NAME` when it starts, so a program installed later is refused).
- */
-export async function toolState(name: string): Promise<"ok" | "missing" | "not-permitted"> {
-  try {
-    const out = await new Deno.Command(name, {
-      args: ["--version"],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return out.success ? "ok" : "missing";
-  } catch (err) {
-    return err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied
-      ? "not-permitted"
-      : "missing";
-  }
-}
-
-/** Whether a program is on the PATH and may be run (`PROGRAM --version` succeeds). */
-export async function hasTool(name: string): Promise<boolean> {
-  return (await toolState(name)) === "ok";
 }
 
 /** The capture tools that are missing, in `CAPTURE_TOOLS` order. */
@@ -569,7 +544,7 @@ export async function ensureCaptureTools(options: EnsureToolsOptions): Promise<b
         break;
       }
     }
-    const states = await Promise.all(CAPTURE_TOOLS.map(toolState));
+    const states = await Promise.all(CAPTURE_TOOLS.map((tool) => toolState(tool)));
     missing = CAPTURE_TOOLS.filter((_, i) => states[i] === "missing");
     if (missing.length === 0) {
       options.print(

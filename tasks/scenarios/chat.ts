@@ -4,7 +4,7 @@
  */
 
 import type { RunningProcess } from "../../lib/runtime/mod.ts";
-import { hasTool } from "../../lib/wireshark/mod.ts";
+import { hasTool } from "../../lib/runtime/mod.ts";
 import {
   at,
   type Context,
