@@ -17,7 +17,7 @@
  */
 
 import { toHex } from "../crypto/mod.ts";
-import { ensureDir, exists, hasTool, runCommand, toolState } from "../runtime/mod.ts";
+import { denoCommand, ensureDir, exists, hasTool, runCommand, toolState } from "../runtime/mod.ts";
 
 /** Tools the capture needs, all from Wireshark's command-line package (`tshark`). */
 export const CAPTURE_TOOLS = ["dumpcap", "editcap", "tshark"] as const;
@@ -369,51 +369,69 @@ export class Capture implements AsyncDisposable {
   /** A token per capture: its sentinels carry it, and it appears nowhere else. */
   readonly #token = `lab-capture-end-${toHex(crypto.getRandomValues(new Uint8Array(12)))}`;
 
-  /** Sends the sentinels and waits until dumpcap has written every one of them. */
+  /**
+   * Sends the sentinels (one per interface, each with its own index after the token) and waits
+   * until dumpcap has written every one of them: the sentinel of an idle interface seen twice must
+   * not stand for that of a busy one.
+   */
   async #catchUp(): Promise<void> {
-    const token = new TextEncoder().encode(this.#token);
+    const tokens = this.#sentinels.map((_, i) => new TextEncoder().encode(`${this.#token}-${i}.`));
+    const seen = tokens.map(() => false);
+    const longest = Math.max(...tokens.map((t) => t.length));
     const started = Date.now();
     let nextSend = started;
-    let seen = 0;
     let offset = 0;
+    let exited = false;
+    this.#status.then(() => exited = true, () => exited = true);
     for (;;) {
       // Sent again every second: a datagram may be lost on a busy machine.
       if (Date.now() >= nextSend) {
         nextSend += 1000;
-        await Promise.all(this.#sentinels.map((to) => this.#sendSentinel(to)));
+        await Promise.all(
+          this.#sentinels.map((to, i) => seen[i] ? undefined : this.#sendSentinel(to, i)),
+        );
       }
       // Only what dumpcap wrote since the last look (and a token's length before, for a token
       // cut in two by the last look), so that a large capture is not read again and again.
-      const from = Math.max(0, offset - token.length + 1);
+      const from = Math.max(0, offset - longest + 1);
       const fresh = await readFrom(this.rawPath, from);
-      seen += countOf(fresh, token);
+      tokens.forEach((t, i) => seen[i] ||= countOf(fresh, t) > 0);
       offset = from + fresh.length;
-      if (seen >= this.#sentinels.length) return;
+      if (seen.every(Boolean)) return;
+      if (exited) {
+        throw new CaptureError(
+          `dumpcap stopped before the end of the capture: ${this.#stderr.trim() || "no output"}`,
+        );
+      }
       if (Date.now() - started >= CAPTURE_CATCH_UP_TIMEOUT_MS) {
         throw new CaptureError(
           `dumpcap had not written the end of the capture after ${
             CAPTURE_CATCH_UP_TIMEOUT_MS / 1000
-          } s (its end sentinel, through ${
-            this.#sentinels.join(", ")
-          }, is not in the file): stopping it now would lose the last packets`,
+          } s (its end sentinel through ${
+            this.#sentinels.filter((_, i) => !seen[i]).join(", ")
+          } is not in the file): stopping it now would lose the last packets`,
         );
       }
       await new Promise((r) => setTimeout(r, 20));
     }
   }
 
-  async #sendSentinel(to: string): Promise<void> {
+  /** One sentinel datagram to `to`, sent from dumpcap's namespace (Deno's node:dgram). */
+  async #sendSentinel(to: string, index: number): Promise<void> {
     const [command, ...args] = [
       ...this.#wrapper,
-      "python3",
-      "-c",
-      "import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(" +
-      "sys.argv[1].encode(), (sys.argv[2], int(sys.argv[3])))",
-      this.#token,
+      denoCommand(),
+      "eval",
+      "--quiet",
+      'import dgram from "node:dgram"; const [text, host, port] = Deno.args; ' +
+      'const s = dgram.createSocket("udp4"); ' +
+      "s.send(new TextEncoder().encode(text), Number(port), host, (err) => { s.close(); " +
+      "if (err) { console.error(err.message); Deno.exit(1); } });",
+      `${this.#token}-${index}.`,
       to,
       String(SENTINEL_PORT),
     ];
-    const res = await runCommand(command!, args, { timeoutMs: 10_000 }).catch((err) => {
+    const res = await runCommand(command!, args, { timeoutMs: 20_000 }).catch((err) => {
       throw new CaptureError(`Cannot send the capture's end sentinel: ${err.message}`);
     });
     if (res.code !== 0) {
