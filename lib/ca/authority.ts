@@ -341,19 +341,36 @@ export class CertificateAuthority {
       issuerKey: this.#key,
       now,
     });
-    transaction(this.#db, () => {
-      this.#record(cert, "student", checked.sid, now);
-      if (codeHash === undefined) return;
-      const used = this.#db.prepare(
-        `UPDATE enrolment_codes SET used_at = ?, serial = ?
-         WHERE hash = ? AND sid = ? AND used_at IS NULL AND expires_at > ?`,
-      ).run(now.getTime(), serialOf(cert), codeHash, request.sid, now.getTime());
-      // Another connection used the same code while this one was signing: undo the record.
-      // check: enrol-code-claim tests/ca/negative_test.ts
-      if (Number(used.changes) !== 1) {
-        throw new EnrolmentError("Enrolment code has already been used", "code-used-meanwhile");
+    try {
+      transaction(this.#db, () => {
+        this.#record(cert, "student", checked.sid, now);
+        if (codeHash === undefined) return;
+        const used = this.#db.prepare(
+          `UPDATE enrolment_codes SET used_at = ?, serial = ?
+           WHERE hash = ? AND sid = ? AND used_at IS NULL AND expires_at > ?`,
+        ).run(now.getTime(), serialOf(cert), codeHash, request.sid, now.getTime());
+        // Another connection used the same code while this one was signing: undo the record.
+        // check: enrol-code-claim tests/ca/negative_test.ts
+        if (Number(used.changes) !== 1) {
+          throw new EnrolmentError("Enrolment code has already been used", "code-used-meanwhile");
+        }
+      });
+    } catch (err) {
+      // A retry that raced its own first attempt (both were signing at once): when the code went
+      // to this same key, this request gets that certificate, like any later retry.
+      if (!(err instanceof EnrolmentError) || err.reason !== "code-used-meanwhile") throw err;
+      const row = this.#db.prepare("SELECT serial FROM enrolment_codes WHERE hash = ?").get(
+        codeHash!,
+      ) as { serial: string | null } | undefined;
+      let again: Certificate;
+      try {
+        again = this.#again(row?.serial ?? "", checked.publicKey, now);
+      } catch {
+        throw err;
       }
-    });
+      request.onAgain?.(row!.serial!);
+      return again;
+    }
     return cert;
   }
 

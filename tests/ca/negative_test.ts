@@ -122,6 +122,39 @@ Deno.test("CA: a code consumed while a request is being signed: the UPDATE that 
   assert.equal(ca.ledger().length, 1, "A's certificate was not recorded");
 });
 
+Deno.test("CA: a retry that races its own first attempt (same key, same code, both signing at once) gets the first attempt's certificate", async () => {
+  await using dir = await tempDir("lab-ca-neg-");
+  using ca = await openCa(dir.path);
+  const { code } = ca.createCode(SID);
+  const csr = await csrFor(SID);
+  // The same interleaving as above, but B is the same request as A (a retry of it).
+  const subtle = crypto.subtle as SubtleCrypto & { verify: SubtleCrypto["verify"] };
+  const verify = subtle.verify;
+  let meanwhile: (() => Promise<Certificate>) | undefined = () => ca.enrol({ sid: SID, code, csr });
+  let first: Promise<Certificate> | undefined;
+  Object.defineProperty(subtle, "verify", {
+    configurable: true,
+    value: async (...args: Parameters<SubtleCrypto["verify"]>) => {
+      const run = meanwhile;
+      meanwhile = undefined;
+      if (run) await (first = run());
+      return await verify.apply(subtle, args);
+    },
+  });
+  let told = "";
+  let retry: Certificate;
+  try {
+    retry = await ca.enrol({ sid: SID, code, csr, onAgain: (serial) => told = serial });
+  } finally {
+    delete (subtle as { verify?: unknown }).verify;
+  }
+  assert.ok(first, "the first attempt did not run while the retry was being checked");
+  const issued = await first;
+  assert.equal(retry.serialNumber, issued.serialNumber, "the retry got another certificate");
+  assert.equal(told, serialOf(issued));
+  assert.equal(ca.ledger().length, 1, "the retry's own signature was recorded");
+});
+
 Deno.test("CA: no code, an expired code, a wrong code and a code of another ID are refused with their reasons", async () => {
   await using dir = await tempDir("lab-ca-neg-");
   using ca = await openCa(dir.path);
