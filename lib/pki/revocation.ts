@@ -204,6 +204,10 @@ export class CrlMemory {
   /** Keeps `crl` when it is newer than the one kept (by CRL number, then thisUpdate). */
   async keep(crl: Crl, held?: Crl): Promise<void> {
     if (held && !newer(crl, held)) return;
+    // Looked at again just before writing: another session of the same student (two commands at
+    // once) may have kept a newer one since `held` was read.
+    const now = await this.held();
+    if (now && !newer(crl, now)) return;
     await writeFileAtomic(this.path, der(crl));
   }
 }
@@ -240,11 +244,19 @@ export async function checkStapledCrl(
     await checkCrl(crl, {
       root: options.root,
       held,
-      source: "stapled",
+      source: "the server's staple",
       ...(options.now ? { now: options.now } : {}),
     });
   } catch (err) {
-    throw new CertificateError(`${what} is refused: ${errorMessage(err)}`);
+    // A refusal because of the memory names it: if the CA was ever rebuilt (its CRL numbers
+    // started again), the file is what a person removes, and nothing else is.
+    const memory = held && /a rollback/.test(errorMessage(err))
+      ? ` (the newest CRL this client has seen is kept in ${
+        options.memory!.path
+      }; remove it only ` +
+        "if the CA was rebuilt)"
+      : "";
+    throw new CertificateError(`${what} is refused: ${errorMessage(err)}${memory}`);
   }
   await options.memory?.keep(crl, held);
   // check: stapled-crl-revoked tests/blackboard/handshake_test.ts
