@@ -5,6 +5,8 @@
  * previous run. No I/O here, so that tests/tasks/bench_report_test.ts can check it.
  */
 
+import { median } from "../lib/runtime/mod.ts";
+
 /** What a row is held to: a ratio to its peer (at least `min`) or an absolute ceiling. */
 export type Target =
   | { kind: "ratio"; min: number }
@@ -36,13 +38,6 @@ export interface BenchRun {
   loadStart: number[];
   loadEnd: number[];
   rows: RowResult[];
-}
-
-export function median(xs: readonly number[]): number {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
 }
 
 export function spread(xs: readonly number[]): { min: number; max: number } {

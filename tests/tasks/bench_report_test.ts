@@ -11,7 +11,6 @@ import {
   formatCell,
   formatRatio,
   formatTable,
-  median,
   pairRatios,
   parseLoadavg,
   parseRun,
@@ -20,6 +19,7 @@ import {
   type RowResult,
   spread,
 } from "../../tasks/bench_report.ts";
+import { median } from "../../lib/runtime/mod.ts";
 
 const row = (over: Partial<RowResult>): RowResult => ({
   id: "tls12",
