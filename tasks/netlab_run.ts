@@ -42,7 +42,7 @@ Each actor runs in its own host (ip netns exec nl-HOST deno run …): the CA in 
 Bob and the chat server in theirs on their default ports, students, alice and the chat clients in
 the client subnet; trudy routes between them, and dumpcap captures on her interfaces.
 In the attacks the victims dial the real server; an nft rule in trudy's namespace (table ip
-nl_trudy, prerouting redirect) hands the connection to her relay, which dials the server from her
+seclab_trudy, prerouting redirect) hands the connection to her relay, which dials the server from her
 own address; the rule goes with each scenario.
 
 Scenarios:

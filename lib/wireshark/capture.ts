@@ -17,7 +17,7 @@
  */
 
 import { toHex } from "../crypto/mod.ts";
-import { ensureDir, exists, hasTool, runCommand, toolState } from "../runtime/mod.ts";
+import { aptInstall, ensureDir, exists, hasTool, runCommand, toolState } from "../runtime/mod.ts";
 
 /** Tools the capture needs, all from Wireshark's command-line package (`tshark`). */
 export const CAPTURE_TOOLS = ["dumpcap", "editcap", "tshark"] as const;
@@ -529,21 +529,8 @@ export async function ensureCaptureTools(options: EnsureToolsOptions): Promise<b
   options.print(`Missing: ${missing.join(", ")}`);
   if ((options.install ?? true) && isRoot() && await hasTool("apt-get")) {
     options.print("Installing tshark with apt-get (running as root)…");
-    const env = { DEBIAN_FRONTEND: "noninteractive" };
-    for (const args of [["update"], ["install", "-y", "--no-install-recommends", "tshark"]]) {
-      const res = await new Deno.Command("apt-get", {
-        args,
-        env,
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      if (!res.success) {
-        const err = new TextDecoder().decode(res.stderr).trim().split("\n").pop() ?? "";
-        options.print(`apt-get ${args[0]} failed: ${err}`);
-        break;
-      }
-    }
+    const failed = await aptInstall(["tshark"]);
+    if (failed !== undefined) options.print(failed);
     const states = await Promise.all(CAPTURE_TOOLS.map((tool) => toolState(tool)));
     missing = CAPTURE_TOOLS.filter((_, i) => states[i] === "missing");
     if (missing.length === 0) {
