@@ -119,14 +119,15 @@ export async function preflight(print: (line: string) => void = () => {}): Promi
 export async function whyNoNetns(prefix: string): Promise<string | undefined> {
   if (Deno.build.os !== "linux") return "network namespaces are Linux only";
   const probe = `${prefix}probe-${Deno.pid}`;
+  // Only the probe is removed again: whatever else is up (a running netlab) stays.
   try {
     await addMarkedNetns(probe);
   } catch (err) {
-    await removeMarkedNetns(prefix).catch(() => {});
+    await removeNetns(probe, new Set()).catch(() => {});
     return `network namespaces are unavailable here (${errorText(err)}); a container needs ` +
       `CAP_SYS_ADMIN and CAP_NET_ADMIN (e.g. docker run --privileged)`;
   }
-  await removeMarkedNetns(prefix);
+  await removeNetns(probe, new Set([probe]));
   return undefined;
 }
 
@@ -185,27 +186,32 @@ async function markedNames(prefix: string): Promise<string[]> {
 export async function removeMarkedNetns(prefix: string): Promise<string[]> {
   const removed: string[] = [];
   const existing = await namespaces();
-  for (const ns of await markedNames(prefix)) {
-    if (existing.has(ns)) {
-      // Processes still running in it (a crashed run's actors) would keep it alive, unnamed.
-      const pids = (await runCommand("ip", ["netns", "pids", ns])).stdout.split("\n")
-        .map((l) => Number(l.trim())).filter((p) => Number.isInteger(p) && p > 0);
-      if (pids.length > 0) {
-        // The shell's kill (Deno.kill would need --allow-run for everything).
-        await runCommand("ip", [...inNetns(ns).slice(1), "sh", "-c", `kill -9 ${pids.join(" ")}`]);
-        removed.push(...pids.map((pid) => `process ${pid} in ${ns}`));
-      }
-      const tables = await runCommand("ip", [...inNetns(ns).slice(1), "nft", "list", "tables"]);
-      if (tables.code === 0 && tables.stdout.includes(`table ip ${NFT_TABLE}`)) {
-        await sh("ip", [...inNetns(ns).slice(1), "nft", "delete", "table", "ip", NFT_TABLE]);
-        removed.push(`nft table ip ${NFT_TABLE} in ${ns}`);
-      }
-      await sh("ip", ["netns", "delete", ns]);
-      removed.push(`namespace ${ns}`);
+  for (const ns of await markedNames(prefix)) removed.push(...await removeNetns(ns, existing));
+  return removed;
+}
+
+/** Removes one marked namespace (see removeMarkedNetns) and its folder; what it removed. */
+async function removeNetns(ns: string, existing: Set<string>): Promise<string[]> {
+  const removed: string[] = [];
+  if (existing.has(ns)) {
+    // Processes still running in it (a crashed run's actors) would keep it alive, unnamed.
+    const pids = (await runCommand("ip", ["netns", "pids", ns])).stdout.split("\n")
+      .map((l) => Number(l.trim())).filter((p) => Number.isInteger(p) && p > 0);
+    if (pids.length > 0) {
+      // The shell's kill (Deno.kill would need --allow-run for everything).
+      await runCommand("ip", [...inNetns(ns).slice(1), "sh", "-c", `kill -9 ${pids.join(" ")}`]);
+      removed.push(...pids.map((pid) => `process ${pid} in ${ns}`));
     }
-    await Deno.remove(`${NETNS_ETC}/${ns}`, { recursive: true });
-    removed.push(`${NETNS_ETC}/${ns}`);
+    const tables = await runCommand("ip", [...inNetns(ns).slice(1), "nft", "list", "tables"]);
+    if (tables.code === 0 && tables.stdout.includes(`table ip ${NFT_TABLE}`)) {
+      await sh("ip", [...inNetns(ns).slice(1), "nft", "delete", "table", "ip", NFT_TABLE]);
+      removed.push(`nft table ip ${NFT_TABLE} in ${ns}`);
+    }
+    await sh("ip", ["netns", "delete", ns]);
+    removed.push(`namespace ${ns}`);
   }
+  await Deno.remove(`${NETNS_ETC}/${ns}`, { recursive: true });
+  removed.push(`${NETNS_ETC}/${ns}`);
   return removed;
 }
 
