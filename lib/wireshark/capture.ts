@@ -114,7 +114,7 @@ export interface CaptureOptions {
   interfaces?: readonly string[];
   /** ANDed to the ports' filter (the netlab's `ip[8] = 64`: each packet once, as it arrived). */
   extraFilter?: string;
-  /** A command that runs dumpcap for us (`ip netns exec nl-trudy`: capture in her namespace). */
+  /** A command that runs dumpcap for us (`ip netns exec seclab-trudy`: capture in her namespace). */
   wrapper?: readonly string[];
   /**
    * Where the end sentinels go, one address per captured interface, so that each crosses its own
