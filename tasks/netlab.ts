@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-run=ip,nft,deno,dumpcap,tshark,editcap,reordercap,python3,openssl,apt-get --allow-read=.,/etc/netns --allow-write=.,/etc/netns --allow-sys=uid --allow-env=NO_COLOR
+#!/usr/bin/env -S deno run --allow-run=ip,nft,deno,dumpcap,tshark,editcap,reordercap,python3,openssl,apt-get --allow-read=.,/etc/netns --allow-write=.,/etc/netns --allow-sys=uid --allow-env=NO_COLOR,SUDO_UID,SUDO_GID
 /**
  * `deno task netlab up | down | status | run SCENARIO`: the lab on a network of Linux namespaces,
  * Trudy the router between its subnets (lib/netlab). Exit status 2, with the reason, where it
@@ -31,7 +31,7 @@ apt-get when missing):
 Commands:
   up [--students N]   build the network (removes a previous one's leftovers first); N up to ${MAX_STUDENTS}
   down                remove everything the netlab made (namespaces, veths, bridges, nft tables,
-                      /etc/netns/nl-…), also after a crash
+                      /etc/netns/seclab-…; only what it marked), also after a crash
   status              the netlab's namespaces and their addresses
   run SCENARIO        build the network, run SCENARIO across it, remove it again:
                       ${NETLAB_SCENARIOS.join(" | ")}
@@ -56,7 +56,7 @@ async function up(args: string[]): Promise<number | void> {
   console.error(
     `netlab up: ${topo.hosts.length + 1} namespaces in ${
       ((performance.now() - started) / 1000).toFixed(1)
-    } s; try 'ip netns exec nl-alice ping -c1 cuhk'`,
+    } s; try 'ip netns exec seclab-alice ping -c1 cuhk'`,
   );
 }
 

@@ -8,6 +8,7 @@
  */
 
 import { Accounts } from "../lib/bank/mod.ts";
+import { sha256, toHex } from "../lib/crypto/mod.ts";
 import { netlabDown, netlabUp, type Topology } from "../lib/netlab/mod.ts";
 import { errorMessage, percentile, PROJECT_ROOT, stderrSink } from "../lib/runtime/mod.ts";
 import { Actors, type Context } from "./scenarios/harness.ts";
@@ -35,9 +36,9 @@ export function classSid(i: number): string {
   return `1155${String(100_000 + i)}`;
 }
 
-async function sha256(path: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+/** A file's SHA-256, in hex. */
+async function fileHash(path: string): Promise<string> {
+  return toHex(await sha256(await Deno.readFile(path)));
 }
 
 /** At most `n` at once: each `run` waits for a free slot. */
@@ -83,12 +84,12 @@ export async function runClass(
       times[step].push(performance.now() - t0);
       return out;
     });
-  const leftovers = await netlabUp(topo);
-  if (leftovers.length > 0) console.error(`netlab: removed leftovers: ${leftovers.join(", ")}`);
-  console.error(`netlab: up (${topo.hosts.length + 1} namespaces, ${n} students)`);
   let wall = 0;
   const checks: Array<{ what: string; ok: boolean; detail: string }> = [];
   try {
+    const leftovers = await netlabUp(topo);
+    if (leftovers.length > 0) console.error(`netlab: removed leftovers: ${leftovers.join(", ")}`);
+    console.error(`netlab: up (${topo.hosts.length + 1} namespaces, ${n} students)`);
     await using actors = new Actors(dir, sink, place);
     const ctx: Context<"ca" | "blackboard" | "bank"> = {
       dir,
@@ -110,14 +111,18 @@ export async function runClass(
     const started = performance.now();
     // The instructor issues one code per student (and Alice's), one after another.
     const sids = [...Array.from({ length: n }, (_, i) => classSid(i + 1)), ALICE_SID];
+    // Each code in a file of its own (0600) for --code-file: on argv, `ps` would show it host-wide.
     const codes = new Map<string, string>();
+    await Deno.mkdir(`${dir}/codes`, { mode: 0o700 });
     for (const sid of sids) {
       const code = await timed(
         "code",
         () =>
           actors.run("ca code", "actors/ca.ts", ["code", "--sid", sid, "--data-dir", `${dir}/ca`]),
       );
-      codes.set(sid, code.trim());
+      const file = `${dir}/codes/${sid}`;
+      await Deno.writeTextFile(file, `${code.trim()}\n`, { mode: 0o600 });
+      codes.set(sid, file);
     }
     console.error(
       `netlab class: ${sids.length} codes issued; ${n} students and Alice start at once`,
@@ -133,7 +138,7 @@ export async function runClass(
               "enroll",
               "--sid",
               sid,
-              "--code",
+              "--code-file",
               codes.get(sid)!,
               "--ca",
               "cuhk:9335",
@@ -205,9 +210,9 @@ export async function runClass(
     const wrong: string[] = [];
     for (const sid of sids.slice(0, n)) {
       const stored = `${dir}/blackboard/reports/${sid}/report-${sid}.txt`;
-      const have = await sha256(stored).catch(() => undefined);
+      const have = await fileHash(stored).catch(() => undefined);
       if (have === undefined) continue;
-      if (have === await sha256(`${dir}/report-${sid}.txt`)) reports++;
+      if (have === await fileHash(`${dir}/report-${sid}.txt`)) reports++;
       else wrong.push(sid);
     }
     checks.push({

@@ -4,7 +4,18 @@
  * nft), prints each result and a summary, and removes the netlab again. `class` is tasks/netlab_class.ts.
  */
 
-import { MAX_STUDENTS, netlabDown, netlabUp, preflight, topology } from "../lib/netlab/mod.ts";
+import {
+  giveBack,
+  MAX_STUDENTS,
+  missingPaths,
+  netlabDown,
+  netlabUp,
+  preflight,
+  sudoUser,
+  tearDownOnSignal,
+  type Topology,
+  topology,
+} from "../lib/netlab/mod.ts";
 import {
   parseCommand,
   parsePositiveInt,
@@ -32,17 +43,21 @@ const GROUPS: Record<string, readonly ScenarioName[]> = {
   all: [...SYSTEMS, ...ATTACK_SCENARIOS],
 };
 
+/** The netlab's own folders: its captures, and its actors' work (kept with --keep). */
+const OUT_DIR = `${PROJECT_ROOT}/pcap/captures/netlab`;
+const WORK_PARENT = `${PROJECT_ROOT}/data/netlab`;
+
 export const NETLAB_SCENARIOS = [...SCENARIO_NAMES, ...Object.keys(GROUPS), "class"];
 
 const USAGE = `Usage: deno task netlab run SCENARIO… [--students N] [--diagram] [--keep] [--quiet]
 
 Builds the netlab (removing a previous one's leftovers), runs each SCENARIO across it in turn,
 removes it again.
-Each actor runs in its own host (ip netns exec nl-HOST deno run …): the CA in cuhk, Blackboard,
+Each actor runs in its own host (ip netns exec seclab-HOST deno run …): the CA in cuhk, Blackboard,
 Bob and the chat server in theirs on their default ports, students, alice and the chat clients in
 the client subnet; trudy routes between them, and dumpcap captures on her interfaces.
 In the attacks the victims dial the real server; an nft rule in trudy's namespace (table ip
-nl_trudy, prerouting redirect) hands the connection to her relay, which dials the server from her
+seclab_trudy, prerouting redirect) hands the connection to her relay, which dials the server from her
 own address; the rule goes with each scenario.
 
 Scenarios:
@@ -95,33 +110,53 @@ export async function runNetlab(args: string[]): Promise<number | void> {
   );
   await preflight((l) => console.error(l));
   const topo = topology(students);
-  if (which === "class") {
-    return await runClass(topo, {
-      keep: parsed.values.keep,
-      quiet: parsed.values.quiet,
-      parallel: parsePositiveInt(parsed.values.parallel, "parallel", MAX_STUDENTS + 1),
-    });
+  // Run with sudo: what the run writes goes back to the user who ran sudo (a later 'deno task ca
+  // serve' as that user must be able to write data/); its own folders all through, and those
+  // above them it makes.
+  const owner = sudoUser();
+  const made = await missingPaths(
+    ["data", "pcap", "pcap/captures"].map((p) => `${PROJECT_ROOT}/${p}`),
+  );
+  using _signals = tearDownOnSignal();
+  try {
+    if (which === "class") {
+      return await runClass(topo, {
+        keep: parsed.values.keep,
+        quiet: parsed.values.quiet,
+        parallel: parsePositiveInt(parsed.values.parallel, "parallel", MAX_STUDENTS + 1),
+      });
+    }
+    return await runScenarios(topo, asked, parsed.values);
+  } finally {
+    if (owner) await giveBack(owner, made, [WORK_PARENT, OUT_DIR]);
   }
+}
+
+async function runScenarios(
+  topo: Topology,
+  asked: readonly string[],
+  options: { diagram: boolean; keep: boolean; quiet: boolean },
+): Promise<number> {
   const missing = await missingCaptureTools();
   if (missing.length > 0) {
     throw new Error(`${missing.join(", ")} not found: run 'deno task setup' first`);
   }
   const names = asked.flatMap((name) => GROUPS[name] ?? [name as ScenarioName]);
   const started = performance.now();
-  const leftovers = await netlabUp(topo);
-  if (leftovers.length > 0) console.error(`netlab: removed leftovers: ${leftovers.join(", ")}`);
-  console.error(`netlab: up (${topo.hosts.length + 1} namespaces)`);
   const results: ScenarioResult[] = [];
   try {
+    const leftovers = await netlabUp(topo);
+    if (leftovers.length > 0) console.error(`netlab: removed leftovers: ${leftovers.join(", ")}`);
+    console.error(`netlab: up (${topo.hosts.length + 1} namespaces)`);
     const placement = netlabPlacement(topo);
     for (const name of names) {
       const r = await runScenario(name, {
-        outDir: `${PROJECT_ROOT}/pcap/captures/netlab`,
-        workParent: `${PROJECT_ROOT}/data/netlab`,
+        outDir: OUT_DIR,
+        workParent: WORK_PARENT,
         capture: true,
-        diagram: parsed.values.diagram,
-        keepWork: parsed.values.keep,
-        sink: parsed.values.quiet ? () => {} : stderrSink,
+        diagram: options.diagram,
+        keepWork: options.keep,
+        sink: options.quiet ? () => {} : stderrSink,
         placement,
       });
       results.push(r);
@@ -132,7 +167,9 @@ export async function runNetlab(args: string[]): Promise<number | void> {
     console.error("netlab: down");
   }
   const seconds = (performance.now() - started) / 1000;
-  console.log(`\nnetlab run ${which}: ${results.length} scenario(s) in ${seconds.toFixed(0)} s`);
+  console.log(
+    `\nnetlab run ${asked.join(" ")}: ${results.length} scenario(s) in ${seconds.toFixed(0)} s`,
+  );
   for (const r of results) {
     console.log(`  ${r.ok ? "PASS" : "FAIL"} ${r.name.padEnd(28)} ${r.seconds.toFixed(1)} s`);
   }

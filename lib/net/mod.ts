@@ -2,6 +2,7 @@
 
 export * from "./nodelay.ts";
 export * from "./rate_limit.ts";
+export * from "./redirect.ts";
 export * from "./relay.ts";
 export * from "./server.ts";
 export * from "./tls.ts";

@@ -5,18 +5,28 @@
  *     await netlabUp(topology(3));    // removes leftovers first, then builds the network
  *     await redirect({ server: "10.0.2.3", port: 6001, to: 40123 });  // Trudy intercepts
  *     await clearRedirects();
- *     await netlabDown();             // namespaces, links, nft tables, /etc/netns/nl-…: all gone
+ *     await netlabDown();             // its namespaces and /etc/netns/seclab-…: all gone
  *
- * Everything is found by its `nl-` prefix, so `down` (and `up`, which begins with it) also cleans
- * up after a run that crashed or was killed: the processes still running in a netlab namespace are
- * killed first, so no anonymous namespace outlives it.
+ * Only what carries the netlab's mark is removed: `addMarkedNetns` writes /etc/netns/NS/hosts,
+ * whose first line is NETNS_MARK, BEFORE `ip netns add NS` (a crash between leaves only that file).
+ * So `down` (and `up`, which begins with it) cleans up after a run that crashed or was killed
+ * (killing the processes still running in a marked namespace first, so no anonymous namespace
+ * outlives it), and leaves alone anyone else's namespaces and links, whatever their names.
  */
 
-import { runCommand, toolState } from "../runtime/mod.ts";
+import { aptInstall, runCommand, toolState } from "../runtime/mod.ts";
+import type { Redirect } from "../net/mod.ts";
 import { hostsFile, NETLAB_PREFIX, NFT_TABLE, type Topology } from "./topology.ts";
 
 /** Where `ip netns exec NS` finds the files it bind-mounts over /etc (our hosts file). */
 export const NETNS_ETC = "/etc/netns";
+/**
+ * The first line of /etc/netns/NS/hosts in every namespace we make: the mark `down` looks for.
+ * (A file of its own there would not do: `ip netns exec` bind-mounts every file in the folder over
+ * /etc/NAME, and complains about each one /etc has not.)
+ */
+export const NETNS_MARK =
+  "# made by the secure-channel lab (deno task netlab); removed by netlab down";
 
 /** The netlab cannot run here (not root, no namespaces, no iproute2): exit status 2. */
 export class NetlabUnavailable extends Error {
@@ -90,46 +100,100 @@ export async function preflight(print: (line: string) => void = () => {}): Promi
       );
     }
     print(`Installing ${missing.join(" ")} with apt-get (running as root)…`);
-    const env = { DEBIAN_FRONTEND: "noninteractive" };
-    for (const args of [["update", "-qq"], ["install", "-y", "-qq", ...missing]]) {
-      const res = await runCommand("apt-get", args, { env });
-      if (res.code !== 0) {
-        throw new NetlabUnavailable(
-          `apt-get ${args[0]} failed: ${res.stderr.trim().split("\n").pop()}`,
-        );
-      }
-    }
+    const failed = await aptInstall(missing);
+    if (failed !== undefined) throw new NetlabUnavailable(failed);
     // Deno resolved --allow-run=ip,nft when it started: programs installed since are refused.
     throw new NetlabUnavailable(
       `Installed ${missing.join(" ")}: run the command again (this process may only run the ` +
         `programs that existed when it started)`,
     );
   }
-  const probe = `${NETLAB_PREFIX}probe`;
-  const res = await runCommand("ip", ["netns", "add", probe]);
-  if (res.code !== 0) {
-    throw new NetlabUnavailable(
-      `network namespaces are unavailable here ('ip netns add' failed: ${res.stderr.trim()}); ` +
-        `a container needs CAP_SYS_ADMIN and CAP_NET_ADMIN (e.g. docker run --privileged)`,
-    );
-  }
-  await runCommand("ip", ["netns", "delete", probe]);
-}
-
-/** The netlab namespaces that exist now. */
-export async function netlabNamespaces(): Promise<string[]> {
-  const out = await sh("ip", ["netns", "list"]);
-  return out.split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(NETLAB_PREFIX));
+  const why = await whyNoNetns(NETLAB_PREFIX);
+  if (why !== undefined) throw new NetlabUnavailable(why);
 }
 
 /**
- * Removes everything the netlab made, whatever state it is in: the processes in its namespaces,
- * Trudy's nft table, the namespaces (and with them their veths and bridges), any `nl-` link left in
- * this namespace, and /etc/netns/nl-…. Returns what it removed, for the log.
+ * Why network namespaces cannot be used here, or undefined when they can: one marked namespace
+ * `PREFIXprobe-PID` made and removed again.
  */
-export async function netlabDown(): Promise<string[]> {
+export async function whyNoNetns(prefix: string): Promise<string | undefined> {
+  if (Deno.build.os !== "linux") return "network namespaces are Linux only";
+  const probe = `${prefix}probe-${Deno.pid}`;
+  // Only the probe is removed again: whatever else is up (a running netlab) stays.
+  try {
+    await addMarkedNetns(probe);
+  } catch (err) {
+    await removeNetns(probe, new Set()).catch(() => {});
+    return `network namespaces are unavailable here (${errorText(err)}); a container needs ` +
+      `CAP_SYS_ADMIN and CAP_NET_ADMIN (e.g. docker run --privileged)`;
+  }
+  await removeNetns(probe, new Set([probe]));
+  return undefined;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Whether /etc/netns/NAME carries our mark (the first line of its hosts file). */
+async function marked(name: string): Promise<boolean> {
+  try {
+    const hosts = await Deno.readTextFile(`${NETNS_ETC}/${name}/hosts`);
+    return hosts.split("\n", 1)[0] === NETNS_MARK;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
+      return false;
+    }
+    throw err;
+  }
+}
+
+/**
+ * Makes namespace `name`, marked as ours: /etc/netns/NAME/hosts (NETNS_MARK, then `hosts`) first,
+ * then `ip netns add`.
+ */
+export async function addMarkedNetns(name: string, hosts = "127.0.0.1 localhost\n"): Promise<void> {
+  await Deno.mkdir(`${NETNS_ETC}/${name}`, { recursive: true });
+  await Deno.writeTextFile(`${NETNS_ETC}/${name}/hosts`, `${NETNS_MARK}\n${hosts}`);
+  await sh("ip", ["netns", "add", name]);
+}
+
+/** The namespaces that exist now. */
+async function namespaces(): Promise<Set<string>> {
+  const out = await sh("ip", ["netns", "list"]);
+  return new Set(out.split("\n").map((l) => l.split(" ")[0]!).filter((n) => n !== ""));
+}
+
+/** The marked folders /etc/netns/PREFIX… (their namespaces may be gone). */
+async function markedNames(prefix: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(NETNS_ETC)) {
+      if (e.isDirectory && e.name.startsWith(prefix) && await marked(e.name)) names.push(e.name);
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  return names.sort();
+}
+
+/**
+ * Removes every marked namespace whose name starts with `prefix`, whatever state it is in: the
+ * processes still running in it (killed), Trudy's nft table, the namespace (and with it its veths
+ * and bridges), and its /etc/netns folder (also when the namespace is gone already). Unmarked
+ * namespaces, links and folders are left alone. Returns what it removed, for the log.
+ */
+export async function removeMarkedNetns(prefix: string): Promise<string[]> {
   const removed: string[] = [];
-  for (const ns of await netlabNamespaces()) {
+  const existing = await namespaces();
+  for (const ns of await markedNames(prefix)) removed.push(...await removeNetns(ns, existing));
+  return removed;
+}
+
+/** Removes one marked namespace (see removeMarkedNetns) and its folder; what it removed. */
+async function removeNetns(ns: string, existing: Set<string>): Promise<string[]> {
+  const removed: string[] = [];
+  if (existing.has(ns)) {
     // Processes still running in it (a crashed run's actors) would keep it alive, unnamed.
     const pids = (await runCommand("ip", ["netns", "pids", ns])).stdout.split("\n")
       .map((l) => Number(l.trim())).filter((p) => Number.isInteger(p) && p > 0);
@@ -146,29 +210,20 @@ export async function netlabDown(): Promise<string[]> {
     await sh("ip", ["netns", "delete", ns]);
     removed.push(`namespace ${ns}`);
   }
-  const links = await sh("ip", ["-o", "link", "show"]);
-  for (const m of links.matchAll(/^\d+: ([^:@\s]+)/gm)) {
-    if (m[1]!.startsWith(NETLAB_PREFIX)) {
-      await runCommand("ip", ["link", "delete", m[1]!]);
-      removed.push(`link ${m[1]}`);
-    }
-  }
-  const rootTables = await runCommand("nft", ["list", "tables"]);
-  if (rootTables.code === 0 && rootTables.stdout.includes(`table ip ${NFT_TABLE}`)) {
-    await sh("nft", ["delete", "table", "ip", NFT_TABLE]);
-    removed.push(`nft table ip ${NFT_TABLE}`);
-  }
-  try {
-    for await (const e of Deno.readDir(NETNS_ETC)) {
-      if (e.name.startsWith(NETLAB_PREFIX)) {
-        await Deno.remove(`${NETNS_ETC}/${e.name}`, { recursive: true });
-        removed.push(`${NETNS_ETC}/${e.name}`);
-      }
-    }
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-  }
+  await Deno.remove(`${NETNS_ETC}/${ns}`, { recursive: true });
+  removed.push(`${NETNS_ETC}/${ns}`);
   return removed;
+}
+
+/** The netlab's namespaces that exist now (marked, named `seclab-…`). */
+export async function netlabNamespaces(): Promise<string[]> {
+  const existing = await namespaces();
+  return (await markedNames(NETLAB_PREFIX)).filter((n) => existing.has(n));
+}
+
+/** Removes everything the netlab made (removeMarkedNetns with its prefix), also after a crash. */
+export function netlabDown(): Promise<string[]> {
+  return removeMarkedNetns(NETLAB_PREFIX);
 }
 
 /** `ip -n NS ARGS…` */
@@ -180,7 +235,8 @@ function ipIn(netns: string, ...args: string[]): Promise<string> {
 export async function netlabUp(topo: Topology): Promise<string[]> {
   const leftovers = await netlabDown();
   const trudy = topo.trudy.netns;
-  await sh("ip", ["netns", "add", trudy]);
+  const hosts = hostsFile(topo);
+  await addMarkedNetns(trudy, hosts);
   await ipIn(trudy, "link", "set", "lo", "up");
   for (const subnet of topo.subnets) {
     await ipIn(trudy, "link", "add", subnet.bridge, "type", "bridge");
@@ -204,13 +260,11 @@ export async function netlabUp(topo: Topology): Promise<string[]> {
     "echo 1 > /proc/sys/net/ipv4/ip_forward; f=/proc/sys/net/bridge/bridge-nf-call-iptables; " +
     "if [ -e $f ]; then echo 0 > $f; fi",
   ]);
-  const hosts = hostsFile(topo);
   // Hosts in parallel, a few at a time (each is a handful of ip commands).
-  const queue = [trudy, ...topo.hosts.map((h) => h.netns)];
   const work = [...topo.hosts];
   const one = async () => {
     for (let h = work.shift(); h !== undefined; h = work.shift()) {
-      await sh("ip", ["netns", "add", h.netns]);
+      await addMarkedNetns(h.netns, hosts);
       // Both ends made in place: no veth ever lingers in this namespace if we are killed.
       await sh("ip", [
         "link",
@@ -242,10 +296,6 @@ export async function netlabUp(topo: Topology): Promise<string[]> {
     }
   };
   await Promise.all(Array.from({ length: 4 }, one));
-  for (const ns of queue) {
-    await Deno.mkdir(`${NETNS_ETC}/${ns}`, { recursive: true });
-    await Deno.writeTextFile(`${NETNS_ETC}/${ns}/hosts`, hosts);
-  }
   return leftovers;
 }
 
@@ -261,16 +311,8 @@ export async function netlabStatus(): Promise<string[]> {
   return lines;
 }
 
-export interface Redirect {
-  /** The real server's address and port the victims dial. */
-  server: string;
-  port: number;
-  /** Trudy's relay port in her namespace. */
-  to: number;
-}
-
 /**
- * Trudy intercepts forwarded TCP connections: `table ip nl_trudy`, prerouting, each server's
+ * Trudy intercepts forwarded TCP connections: `table ip seclab_trudy`, prerouting, each server's
  * `ip daddr A tcp dport P redirect to :R` (her relay answers in the server's name; her own
  * connection to the real server leaves through `output`, untouched).
  */
@@ -291,9 +333,9 @@ ${lines.join("\n")}
   await sh("ip", [...inNetns(topo.trudy.netns).slice(1), "nft", "-f", "-"], ruleset);
 }
 
-/** Removes Trudy's nft table (no error when there is none). */
+/** Removes Trudy's nft table (no error when there is none; any other failure throws). */
 export async function clearRedirects(topo: Topology): Promise<void> {
-  await runCommand("ip", [
+  const res = await runCommand("ip", [
     ...inNetns(topo.trudy.netns).slice(1),
     "nft",
     "delete",
@@ -301,4 +343,9 @@ export async function clearRedirects(topo: Topology): Promise<void> {
     "ip",
     NFT_TABLE,
   ]);
+  if (res.code !== 0 && !/No such file or directory|does not exist/i.test(res.stderr)) {
+    throw new NetlabError(
+      `Cannot remove Trudy's nft table ${NFT_TABLE} (exit ${res.code}): ${res.stderr.trim()}`,
+    );
+  }
 }

@@ -2,3 +2,4 @@
 
 export * from "./lab.ts";
 export * from "./topology.ts";
+export * from "./session.ts";

@@ -7,14 +7,16 @@
  *
  * Each host is a network namespace with one veth (`eth0`, its address, a default route via Trudy);
  * the veth's other end sits in Trudy's namespace on the subnet's bridge, which carries Trudy's
- * address (`.1`) on that subnet. Every name the netlab makes carries the prefix `nl-` (namespaces,
- * bridges, veth ends, `/etc/netns/nl-…`; the nft table `nl_trudy`), so that `down` finds all of it.
+ * address (`.1`) on that subnet. Its namespaces are named `seclab-HOST` and each is marked as the
+ * netlab's (lib/netlab/lab.ts: the first line of /etc/netns/seclab-HOST/hosts), so that `down`
+ * removes them and nothing else; the bridges and veth ends live only inside these namespaces, so
+ * their short names (`br-cli`, `v-alice`) cannot collide with the host's interfaces.
  */
 
-/** The prefix of every namespace, link and directory the netlab makes. */
-export const NETLAB_PREFIX = "nl-";
-/** Trudy's nft table (nft names take no '-'). */
-export const NFT_TABLE = "nl_trudy";
+/** The prefix of every namespace the netlab makes (and of its /etc/netns/… directory). */
+export const NETLAB_PREFIX = "seclab-";
+/** Trudy's nft table, in her namespace (nft names take no '-'). */
+export const NFT_TABLE = "seclab_trudy";
 /** The most students a /24 client subnet holds beside alice and the chat clients. */
 export const MAX_STUDENTS = 200;
 /** The chat clients' hosts. */
@@ -33,7 +35,7 @@ export interface Subnet {
 export interface Host {
   /** `cuhk`, `student7`: also its name in every namespace's hosts file. */
   name: string;
-  /** `nl-cuhk` */
+  /** `seclab-cuhk` */
   netns: string;
   subnet: SubnetName;
   address: string;
@@ -49,9 +51,9 @@ export interface Topology {
 }
 
 export const SUBNETS: readonly Subnet[] = [
-  { name: "clients", base: "10.0.1", bridge: "nl-br-cli" },
-  { name: "servers", base: "10.0.2", bridge: "nl-br-srv" },
-  { name: "ca", base: "10.0.3", bridge: "nl-br-ca" },
+  { name: "clients", base: "10.0.1", bridge: "br-cli" },
+  { name: "servers", base: "10.0.2", bridge: "br-srv" },
+  { name: "ca", base: "10.0.3", bridge: "br-ca" },
 ];
 
 /** The servers (one host each) and the port each serves on by default. */
@@ -65,8 +67,8 @@ function host(name: string, subnet: SubnetName, last: number): Host {
     netns: `${NETLAB_PREFIX}${name}`,
     subnet,
     address: `${base}.${last}`,
-    // Interface names are at most 15 bytes: `nl-v-student200` is 15.
-    peer: `${NETLAB_PREFIX}v-${name}`,
+    // Interface names are at most 15 bytes: `v-student200` is 12 (in Trudy's namespace only).
+    peer: `v-${name}`,
   };
 }
 

@@ -327,3 +327,31 @@ export async function runForeground(
     }
   }
 }
+
+/**
+ * `apt-get update`, then `apt-get install -y PACKAGES` (non-interactive; as root). Returns
+ * undefined when both succeed, or why not: `apt-get install failed: LAST LINE OF ITS ERRORS`.
+ */
+export async function aptInstall(packages: readonly string[]): Promise<string | undefined> {
+  const env = { DEBIAN_FRONTEND: "noninteractive" };
+  for (
+    const args of [["update", "-qq"], [
+      "install",
+      "-y",
+      "-qq",
+      "--no-install-recommends",
+      ...packages,
+    ]]
+  ) {
+    let res;
+    try {
+      res = await runCommand("apt-get", args, { env });
+    } catch (err) {
+      return `apt-get ${args[0]} failed: ${err instanceof Error ? err.message : err}`;
+    }
+    if (res.code !== 0) {
+      return `apt-get ${args[0]} failed: ${res.stderr.trim().split("\n").pop() ?? ""}`;
+    }
+  }
+  return undefined;
+}

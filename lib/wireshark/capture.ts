@@ -17,7 +17,15 @@
  */
 
 import { toHex } from "../crypto/mod.ts";
-import { denoCommand, ensureDir, exists, hasTool, runCommand, toolState } from "../runtime/mod.ts";
+import {
+  aptInstall,
+  denoCommand,
+  ensureDir,
+  exists,
+  hasTool,
+  runCommand,
+  toolState,
+} from "../runtime/mod.ts";
 
 /** Tools the capture needs, all from Wireshark's command-line package (`tshark`). */
 export const CAPTURE_TOOLS = ["dumpcap", "editcap", "tshark"] as const;
@@ -114,7 +122,7 @@ export interface CaptureOptions {
   interfaces?: readonly string[];
   /** ANDed to the ports' filter (the netlab's `ip[8] = 64`: each packet once, as it arrived). */
   extraFilter?: string;
-  /** A command that runs dumpcap for us (`ip netns exec nl-trudy`: capture in her namespace). */
+  /** A command that runs dumpcap for us (`ip netns exec seclab-trudy`: capture in her namespace). */
   wrapper?: readonly string[];
   /**
    * Where the end sentinels go, one address per captured interface, so that each crosses its own
@@ -547,21 +555,8 @@ export async function ensureCaptureTools(options: EnsureToolsOptions): Promise<b
   options.print(`Missing: ${missing.join(", ")}`);
   if ((options.install ?? true) && isRoot() && await hasTool("apt-get")) {
     options.print("Installing tshark with apt-get (running as root)…");
-    const env = { DEBIAN_FRONTEND: "noninteractive" };
-    for (const args of [["update"], ["install", "-y", "--no-install-recommends", "tshark"]]) {
-      const res = await new Deno.Command("apt-get", {
-        args,
-        env,
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      if (!res.success) {
-        const err = new TextDecoder().decode(res.stderr).trim().split("\n").pop() ?? "";
-        options.print(`apt-get ${args[0]} failed: ${err}`);
-        break;
-      }
-    }
+    const failed = await aptInstall(["tshark"]);
+    if (failed !== undefined) options.print(failed);
     const states = await Promise.all(CAPTURE_TOOLS.map((tool) => toolState(tool)));
     missing = CAPTURE_TOOLS.filter((_, i) => states[i] === "missing");
     if (missing.length === 0) {

@@ -10,6 +10,7 @@
  * writes the files.
  */
 
+import type { Redirect } from "../net/mod.ts";
 import { DISSECTOR_PATH } from "../runtime/mod.ts";
 import { readTlsConnections, REASSEMBLY_PREFS, tshark } from "./tls_records.ts";
 
@@ -339,13 +340,6 @@ export async function streamsAnsweredInPlace(file: string): Promise<Set<number>>
   return new Set([...syn].filter(([s, i]) => synAck.get(s) === i).map(([s]) => s));
 }
 
-/** A connection to `server:port` that Trudy takes over in place, handed to her relay's port `to`. */
-export interface LadderRedirect {
-  server: string;
-  port: number;
-  to: number;
-}
-
 /** Part of a capture: an attack's seed-mode half or its default half, told apart by server port. */
 export interface LadderSection {
   /** `seed`, `default`: what marks refer to. */
@@ -398,7 +392,7 @@ export interface ActorMap {
    * on a connection to `server:port` is placed as if on her relay's port `to`, where loopback
    * shows it (the victim's leg ends at Trudy).
    */
-  redirects?: LadderRedirect[];
+  redirects?: Redirect[];
 }
 
 export interface Arrow {

@@ -1,7 +1,7 @@
 /**
  * Where a scenario's actors run and how they reach each other. On `LOOPBACK` (deno task capture)
  * every actor is a process on 127.0.0.1 and each server has its own free port; in `netlabPlacement`
- * (deno task netlab run) each actor runs in its netlab host (`ip netns exec nl-cuhk deno run …`),
+ * (deno task netlab run) each actor runs in its netlab host (`ip netns exec seclab-cuhk deno run …`),
  * servers listen on their host's address, clients dial names' addresses, and Trudy, the router,
  * intercepts with nft instead of being dialled.
  */
@@ -10,11 +10,12 @@ import {
   clearRedirects,
   hostOf,
   inNetns,
-  type Redirect,
+  NETLAB_PREFIX,
   redirect,
   SERVER_HOSTS,
   type Topology,
 } from "../../lib/netlab/mod.ts";
+import type { Redirect } from "../../lib/net/mod.ts";
 
 export interface Placement {
   /** `loopback`, `netlab` */
@@ -143,7 +144,7 @@ export function netlabPlacement(topo: Topology): Placement {
   return {
     kind: "netlab",
     allowNet,
-    wrapper: (actor) => inNetns(`nl-${netlabHostOf(actor, chatClients)}`),
+    wrapper: (actor) => inNetns(`${NETLAB_PREFIX}${netlabHostOf(actor, chatClients)}`),
     hostOfActor: (actor) => netlabHostOf(actor, chatClients),
     address: (portName) => address(hostOfPort(portName)),
     fixedPort: (portName) =>

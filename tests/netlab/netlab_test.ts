@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { NETNS_MARK, whyNoNetns } from "../../lib/netlab/mod.ts";
 import { runCommand, spawnDeno, waitFor } from "../../lib/runtime/mod.ts";
 import { streamsAnsweredInPlace } from "../../lib/wireshark/mod.ts";
 import { taskPermissions } from "../_fixtures/helpers.ts";
@@ -19,10 +20,7 @@ async function unavailable(): Promise<string | undefined> {
     const found = await runCommand("sh", ["-c", `command -v ${tool}`]).catch(() => undefined);
     if (found?.code !== 0) return `no ${tool} (apt-get install iproute2 nftables)`;
   }
-  const probe = await runCommand("ip", ["netns", "add", "nl-testprobe"]);
-  if (probe.code !== 0) return `no network namespaces: ${probe.stderr.trim()}`;
-  await runCommand("ip", ["netns", "delete", "nl-testprobe"]);
-  return undefined;
+  return await whyNoNetns("seclab-test-");
 }
 
 const why = await unavailable();
@@ -30,8 +28,11 @@ if (why) console.error(`tests/netlab: skipped (${why})`);
 const ignore = why !== undefined;
 const PERMISSIONS = await taskPermissions("netlab");
 
-function netlab(args: string[]) {
-  return spawnDeno("tasks/netlab.ts", args, { permissions: PERMISSIONS, env: { NO_COLOR: "1" } });
+function netlab(args: string[], env: Record<string, string> = {}) {
+  return spawnDeno("tasks/netlab.ts", args, {
+    permissions: PERMISSIONS,
+    env: { NO_COLOR: "1", ...env },
+  });
 }
 
 async function netlabOk(args: string[], timeoutMs = 120_000): Promise<string> {
@@ -77,15 +78,17 @@ Deno.test({
   async fn() {
     const before = await snapshot();
     await netlabOk(["up", "--students", "2"]);
+    // status (its preflight probes namespaces) leaves the network as it is.
+    assert.match(await netlabOk(["status"]), /seclab-student2 +eth0 10\.0\.1\.51\/24/);
     const during = await snapshot();
-    assert.match(during.namespaces, /nl-trudy/);
-    assert.match(during.namespaces, /nl-student2/);
-    assert.match(during.etc, /nl-cuhk/);
+    assert.match(during.namespaces, /seclab-trudy/);
+    assert.match(during.namespaces, /seclab-student2/);
+    assert.match(during.etc, /seclab-cuhk/);
     // A real route across Trudy: alice (clients) reaches cuhk (ca) by name, one hop on the way.
     const ping = await runCommand("ip", [
       "netns",
       "exec",
-      "nl-alice",
+      "seclab-alice",
       "ping",
       "-c1",
       "-W2",
@@ -95,6 +98,44 @@ Deno.test({
     assert.match(ping.stdout, /from cuhk \(10\.0\.3\.2\): icmp_seq=1 ttl=63/);
     await netlabOk(["down"]);
     assert.deepEqual(await snapshot(), before);
+  },
+});
+
+Deno.test({
+  name:
+    "netlab: up and down remove a crashed run's namespaces and marks, and leave anyone else's namespaces and links alone (old prefix nl-, even ours unmarked)",
+  ignore,
+  async fn() {
+    const foreignNs = ["nl-foreign-test", "seclab-foreign-test"];
+    const ghost = "/etc/netns/seclab-ghost";
+    try {
+      for (const ns of foreignNs) {
+        assert.equal((await runCommand("ip", ["netns", "add", ns])).code, 0);
+      }
+      const link = await runCommand("ip", ["link", "add", "nl-foreign0", "type", "bridge"]);
+      assert.equal(link.code, 0, link.stderr);
+      const before = await snapshot();
+      // A crashed run: its namespaces (up, never down), and a mark whose namespace is gone.
+      await netlabOk(["up", "--students", "1"]);
+      await Deno.mkdir(ghost, { recursive: true });
+      await Deno.writeTextFile(`${ghost}/hosts`, `${NETNS_MARK}\n127.0.0.1 localhost\n`);
+      const again = await netlabOk(["up", "--students", "1"]);
+      assert.match(again, /removed leftovers: .*namespace seclab-trudy/);
+      assert.match(again, /\/etc\/netns\/seclab-ghost/);
+      const down = await netlabOk(["down"]);
+      assert.match(down, /namespace seclab-alice/);
+      assert.doesNotMatch(down, /foreign/);
+      const after = await snapshot();
+      assert.deepEqual(after, before);
+      assert.match(after.namespaces, /^nl-foreign-test/m);
+      assert.match(after.namespaces, /^seclab-foreign-test/m);
+      assert.match(after.links, /^nl-foreign0$/m);
+    } finally {
+      for (const ns of foreignNs) await runCommand("ip", ["netns", "delete", ns]);
+      await runCommand("ip", ["link", "delete", "nl-foreign0"]);
+      await Deno.remove(ghost, { recursive: true }).catch(() => {});
+      await netlabDownQuietly();
+    }
   },
 });
 
@@ -122,7 +163,7 @@ Deno.test({
       ], { timeoutMs: 60_000 });
       assert.equal(res.code, 2, res.stderr);
       assert.match(res.stderr, /netlab needs root: .* runs as uid 65534/);
-      assert.equal((await snapshot()).namespaces.includes("nl-"), false);
+      assert.equal((await snapshot()).namespaces.includes("seclab-"), false);
     } finally {
       await Deno.remove(home, { recursive: true });
     }
@@ -151,16 +192,16 @@ Deno.test({
     run.kill("SIGKILL");
     await run.status;
     const crashed = await snapshot();
-    assert.match(crashed.namespaces, /nl-cuhk/);
+    assert.match(crashed.namespaces, /seclab-cuhk/);
     // The crashed run's processes in its namespaces (its actors, dumpcap in trudy's).
     const orphans: number[] = [];
     for (const ns of crashed.namespaces.split("\n").map((l) => l.split(" ")[0]!)) {
-      if (!ns.startsWith("nl-")) continue;
+      if (!ns.startsWith("seclab-")) continue;
       const out = (await runCommand("ip", ["netns", "pids", ns])).stdout;
       orphans.push(...out.split("\n").filter((l) => l.trim() !== "").map(Number));
     }
     const up = await netlabOk(["up", "--students", "1"]);
-    assert.match(up, /removed leftovers: .*namespace nl-cuhk/);
+    assert.match(up, /removed leftovers: .*namespace seclab-cuhk/);
     // None of them outlives the next up (each one still alive was killed by it); a killed orphan
     // may linger as a zombie until init reaps it, which runs nothing.
     assert.ok(orphans.length > 0, "the crashed run left no process behind to clean up");
@@ -194,8 +235,25 @@ Deno.test({
   async fn() {
     const before = await snapshot();
     await using _down = { [Symbol.asyncDispose]: () => netlabDownQuietly() };
-    const res = await netlab(["run", "upload", "attack-bank-mitm", "--diagram", "--quiet"])
-      .result(300_000);
+    // As if run with sudo by uid/gid 65534: what it wrote goes back to them.
+    const owner = Deno.statSync(".");
+    const workBefore = (await Array.fromAsync(Deno.readDir("data/netlab")).catch(() => []))
+      .map((e) => e.name);
+    await using _owner = {
+      [Symbol.asyncDispose]: async () => {
+        for await (const e of Deno.readDir("data/netlab")) {
+          if (!workBefore.includes(e.name)) {
+            await Deno.remove(`data/netlab/${e.name}`, { recursive: true });
+          }
+        }
+        await runCommand("chown", ["-R", `${owner.uid}:${owner.gid}`, "pcap/captures/netlab"]);
+        await runCommand("chown", ["-R", `${owner.uid}:${owner.gid}`, "data/netlab"]);
+      },
+    };
+    const res = await netlab(
+      ["run", "upload", "attack-bank-mitm", "--diagram", "--quiet", "--keep"],
+      { SUDO_UID: "65534", SUDO_GID: "65534" },
+    ).result(300_000);
     assert.equal(res.code, 0, res.stdout.slice(-4000) + res.stderr.slice(-2000));
     assert.match(res.stdout, /PASS pcap\/lab\.lua names all \d+ lab messages/);
     assert.match(res.stdout, /PASS seed: Trudy's verdict ATTACK SUCCEEDED/);
@@ -212,9 +270,16 @@ Deno.test({
     );
     assert.match(res.stdout, /All 2 passed/);
     const upload = "pcap/captures/netlab/upload.pcapng";
+    for (const path of ["pcap/captures/netlab", upload, "data/netlab"]) {
+      const st = Deno.statSync(path);
+      assert.deepEqual([st.uid, st.gid], [65534, 65534], `${path} is not the sudo user's`);
+    }
+    const kept = [...Deno.readDirSync("data/netlab")].map((e) => `data/netlab/${e.name}`);
+    assert.ok(kept.length > 0, "--keep kept no work folder");
+    for (const path of kept) assert.equal(Deno.statSync(path).uid, 65534, path);
     // On trudy's bridges, with real Ethernet and IP headers; never loopback.
     const ifaces = new Set(await fields(upload, "tcp", "frame.interface_name"));
-    assert.deepEqual([...ifaces].sort(), ["nl-br-ca", "nl-br-cli", "nl-br-srv"]);
+    assert.deepEqual([...ifaces].sort(), ["br-ca", "br-cli", "br-srv"]);
     assert.ok((await fields(upload, "eth && ip.src == 10.0.1.50", "ip.dst")).includes("10.0.3.2"));
     // Each packet once: nothing she forwarded is kept as she sent it on (TTL 63).
     assert.deepEqual(await fields(upload, "ip.ttl != 64", "frame.number"), []);

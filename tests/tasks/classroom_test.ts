@@ -7,18 +7,20 @@
  * "out of band" (the test copies the file), and the student compares fingerprints as told.
  *
  * Needs root and `ip` (iproute2) with network namespaces; without them the test is skipped, with
- * the reason printed. Namespaces, veths and /etc/netns entries carry the prefix `labcls`; leftovers
- * of a crashed run are removed first, and everything made is removed at the end, on failure too.
+ * the reason printed. Its namespaces carry the prefix `labcls-` and lib/netlab's mark (the veths
+ * are made inside them); leftovers of a crashed run (marked) are removed first, and everything made is removed at the end, on failure too.
  */
 
 import assert from "node:assert/strict";
 import { runCommand, RunningProcess } from "../../lib/runtime/mod.ts";
+import { addMarkedNetns, removeMarkedNetns, whyNoNetns } from "../../lib/netlab/mod.ts";
+import { fileSha256 } from "../_fixtures/blackboard.ts";
 import { ROOT } from "../_fixtures/helpers.ts";
 
 const README_ADDRESS = "192.168.1.10";
 const INSTRUCTOR = "10.77.0.1";
 const STUDENT = "10.77.0.2";
-const PREFIX = "labcls";
+const PREFIX = "labcls-";
 const SID = "1155123456";
 
 /** The lines of the README's fenced block `sh MARKER`, comments and blank lines dropped. */
@@ -38,34 +40,16 @@ async function mustIp(args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** Why network namespaces cannot be used here, or undefined when they can. */
-async function whyNoNetns(): Promise<string | undefined> {
-  if (Deno.build.os !== "linux") return "network namespaces are Linux only";
+/** Why network namespaces cannot be used here, or undefined when they can (lib/netlab's probe). */
+async function unavailableHere(): Promise<string | undefined> {
   const uid = (await runCommand("id", ["-u"]).catch(() => undefined))?.stdout.trim();
   if (uid !== "0") return `needs root (uid ${uid ?? "unknown"})`;
-  const probe = `${PREFIX}-probe-${Deno.pid}`;
-  const made = await ip(["netns", "add", probe]).catch((err) => ({
-    code: -1,
-    stdout: "",
-    stderr: `${err}`,
-  }));
-  if (made.code !== 0) {
-    return `'ip netns add' failed (iproute2 installed? network namespaces allowed?): ${made.stderr.trim()}`;
-  }
-  await ip(["netns", "del", probe]);
-  return undefined;
+  return await whyNoNetns(PREFIX).catch((err) => `${err}`);
 }
 
-/** Removes every namespace, link and /etc/netns folder whose name starts with the prefix. */
+/** Removes a crashed run's namespaces and /etc/netns folders (marked ones only; lib/netlab). */
 async function removeLeftovers(): Promise<void> {
-  const names = (await ip(["netns", "list"])).stdout.split("\n").map((l) => l.split(" ")[0]!);
-  for (const ns of names.filter((n) => n.startsWith(PREFIX))) await ip(["netns", "del", ns]);
-  const links = (await ip(["-o", "link", "show"])).stdout.matchAll(/^\d+: ([^:@\s]+)/gm);
-  for (const [, link] of links) if (link!.startsWith(PREFIX)) await ip(["link", "del", link!]);
-  const entries = await Array.fromAsync(Deno.readDir("/etc/netns")).catch(() => []);
-  for (const e of entries.filter((e) => e.name.startsWith(PREFIX))) {
-    await Deno.remove(`/etc/netns/${e.name}`, { recursive: true }).catch(() => {});
-  }
+  await removeMarkedNetns(PREFIX);
 }
 
 /** A machine's own copy of the project: what `git clone` would give (the files deno task needs). */
@@ -79,12 +63,7 @@ async function projectCopy(dir: string): Promise<void> {
   if (r.code !== 0) throw new Error(`cp: ${r.stderr}`);
 }
 
-async function sha256Hex(path: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-const unavailable = await whyNoNetns();
+const unavailable = await unavailableHere();
 if (unavailable !== undefined) {
   console.log(`tests/tasks/classroom_test.ts: SKIPPED, ${unavailable}`);
 }
@@ -107,32 +86,43 @@ Deno.test({
 
     await removeLeftovers();
     const tag = `${Deno.pid % 100000}`;
-    const nsI = `${PREFIX}-i${tag}`;
-    const nsS = `${PREFIX}-s${tag}`;
-    const vethI = `${PREFIX}i${tag}`;
-    const vethS = `${PREFIX}s${tag}`;
+    const nsI = `${PREFIX}i${tag}`;
+    const nsS = `${PREFIX}s${tag}`;
+    // Inside the namespaces only (made there): no name of ours in the host's namespace.
+    const vethI = `clsi${tag}`;
+    const vethS = `clss${tag}`;
     const top = await Deno.makeTempDir({ prefix: "lab-classroom-" });
     const servers: RunningProcess[] = [];
     try {
       // Two machines on one LAN.
-      await mustIp(["netns", "add", nsI]);
-      await mustIp(["netns", "add", nsS]);
-      await mustIp(["link", "add", vethI, "type", "veth", "peer", "name", vethS]);
-      await mustIp(["link", "set", vethI, "netns", nsI]);
-      await mustIp(["link", "set", vethS, "netns", nsS]);
+      // Marked as ours (lib/netlab), so removeLeftovers removes them and nothing else. The
+      // student's machine knows the instructor's by name too (`ip netns exec` mounts the hosts
+      // file over /etc/hosts).
+      await addMarkedNetns(nsI, "127.0.0.1 localhost\n::1 localhost\n");
+      await addMarkedNetns(
+        nsS,
+        `127.0.0.1 localhost\n::1 localhost\n${INSTRUCTOR} instructor.lab\n`,
+      );
+      await mustIp([
+        "link",
+        "add",
+        vethI,
+        "netns",
+        nsI,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        vethS,
+        "netns",
+        nsS,
+      ]);
       await mustIp(["-n", nsI, "addr", "add", `${INSTRUCTOR}/24`, "dev", vethI]);
       await mustIp(["-n", nsS, "addr", "add", `${STUDENT}/24`, "dev", vethS]);
       for (const [ns, link] of [[nsI, vethI], [nsS, vethS]]) {
         await mustIp(["-n", ns!, "link", "set", "lo", "up"]);
         await mustIp(["-n", ns!, "link", "set", link!, "up"]);
       }
-      // The student's machine knows the instructor's by name too (`ip netns exec` mounts this
-      // file over /etc/hosts).
-      await Deno.mkdir(`/etc/netns/${nsS}`, { recursive: true });
-      await Deno.writeTextFile(
-        `/etc/netns/${nsS}/hosts`,
-        `127.0.0.1 localhost\n::1 localhost\n${INSTRUCTOR} instructor.lab\n`,
-      );
       const instructorDir = `${top}/instructor`;
       const studentDir = `${top}/student`;
       await projectCopy(instructorDir);
@@ -187,7 +177,7 @@ Deno.test({
       const report = new Uint8Array(size);
       for (let i = 0; i < size; i += 65536) crypto.getRandomValues(report.subarray(i, i + 65536));
       await Deno.writeFile(`${studentDir}/data/report.pdf`, report);
-      const reportHash = await sha256Hex(`${studentDir}/data/report.pdf`);
+      const reportHash = await fileSha256(`${studentDir}/data/report.pdf`);
 
       // The student.
       const out: string[] = [];
@@ -255,5 +245,7 @@ Deno.test({
     }
     const left = (await ip(["netns", "list"])).stdout;
     assert.doesNotMatch(left, new RegExp(`^${PREFIX}`, "m"), "no namespace left behind");
+    const etc = await Array.fromAsync(Deno.readDir("/etc/netns")).catch(() => []);
+    assert.deepEqual(etc.filter((e) => e.name.startsWith(PREFIX)), [], "no /etc/netns folder left");
   },
 });
