@@ -16,7 +16,40 @@ import {
 } from "../../lib/chat/mod.ts";
 import { FramedStream } from "../../lib/wire/mod.ts";
 import { type Changes, waitFor } from "../../lib/runtime/mod.ts";
-import { memoryLog, TestPki, type TestServerCert } from "./helpers.ts";
+import {
+  ACTOR_PERMISSIONS,
+  ActorProcess,
+  memoryLog,
+  TestPki,
+  type TestServerCert,
+} from "./helpers.ts";
+
+/**
+ * The chat server as a process (`actors/chat.ts serve` on port 0), with a certificate for `chat`,
+ * 127.0.0.1 and localhost from `pki`; returns once it listens. `args` go after serve's own;
+ * `ffi` adds the task's --allow-ffi (TCP_NODELAY).
+ */
+export async function startChatActor(
+  pki: TestPki,
+  options: { args?: string[]; env?: Record<string, string>; ffi?: boolean } = {},
+): Promise<{ server: ActorProcess; port: number; cert: TestServerCert }> {
+  const cert = await pki.serverCert("chat", ["127.0.0.1"], ["localhost"]);
+  const server = new ActorProcess("actors/chat.ts", [
+    "serve",
+    "--port",
+    "0",
+    "--cert",
+    cert.certPath,
+    "--key",
+    cert.keyPath,
+    ...(options.args ?? []),
+  ], {
+    ...(options.env ? { env: options.env } : {}),
+    ...(options.ffi ? { permissions: [...ACTOR_PERMISSIONS, "--allow-ffi"] } : {}),
+  });
+  const m = await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
+  return { server, port: Number(m[1]), cert };
+}
 
 export class ChatFixture implements AsyncDisposable {
   readonly pki: TestPki;

@@ -5,23 +5,16 @@
 
 import assert from "node:assert/strict";
 import { ActorProcess, PROJECT_ROOT, runActor, tempDir, TestPki } from "../_fixtures/helpers.ts";
+import { startChatActor } from "../_fixtures/chat.ts";
 
 const SCRIPT = "actors/chat.ts";
 
 async function startServer(pki: TestPki, extra: string[] = [], env?: Record<string, string>) {
-  const cert = await pki.serverCert("chat", ["127.0.0.1"], ["localhost"]);
-  const server = new ActorProcess(SCRIPT, [
-    "serve",
-    "--port",
-    "0",
-    "--cert",
-    cert.certPath,
-    "--key",
-    cert.keyPath,
-    ...extra,
-  ], env ? { env } : {});
-  const m = await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
-  return { server, port: Number(m[1]), root: cert.rootPath };
+  const { server, port, cert } = await startChatActor(pki, {
+    args: extra,
+    ...(env ? { env } : {}),
+  });
+  return { server, port, root: cert.rootPath };
 }
 
 Deno.test("scripted clients chat over TLS 1.3 and TLS 1.2; an interactive one reads stdin", async () => {

@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import { LineEditor } from "../../lib/chat/mod.ts";
-import { ActorProcess, hasCommand, PROJECT_ROOT, runActor, TestPki } from "../_fixtures/helpers.ts";
+import { hasCommand, PROJECT_ROOT, runActor, TestPki } from "../_fixtures/helpers.ts";
+import { startChatActor } from "../_fixtures/chat.ts";
 import { denoCommand, denoRunArgs, RunningProcess } from "../../lib/runtime/mod.ts";
 
 function editor() {
@@ -50,17 +51,8 @@ Deno.test({
   ignore: !(await hasCommand("python3")),
   fn: async () => {
     await using pki = await TestPki.start();
-    const cert = await pki.serverCert("chat", ["127.0.0.1"], ["localhost"]);
-    await using server = new ActorProcess("actors/chat.ts", [
-      "serve",
-      "--port",
-      "0",
-      "--cert",
-      cert.certPath,
-      "--key",
-      cert.keyPath,
-    ]);
-    const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]!;
+    const { server, port, cert } = await startChatActor(pki);
+    await using _server = server;
     const common = ["--server", `127.0.0.1:${port}`, "--ca-cert", cert.rootPath];
     // Alice at a pty: types "hel", then (after bob's line) "lo" and Enter, then Ctrl-C.
     const dialog = new RunningProcess("python3", [

@@ -9,23 +9,14 @@
 
 import assert from "node:assert/strict";
 import { connectTls } from "../../lib/net/mod.ts";
-import { ACTOR_PERMISSIONS, ActorProcess, TestPki } from "../_fixtures/helpers.ts";
+import { TestPki } from "../_fixtures/helpers.ts";
+import { startChatActor } from "../_fixtures/chat.ts";
 
 const HANDSHAKES = 9;
 
 async function startServer(pki: TestPki, ffi: boolean) {
-  const cert = await pki.serverCert("chat", ["127.0.0.1"], ["localhost"]);
-  const server = new ActorProcess("actors/chat.ts", [
-    "serve",
-    "--port",
-    "0",
-    "--cert",
-    cert.certPath,
-    "--key",
-    cert.keyPath,
-  ], { permissions: [...ACTOR_PERMISSIONS, ...(ffi ? ["--allow-ffi"] : [])] });
-  const m = await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
-  return { server, port: Number(m[1]), root: await Deno.readTextFile(cert.rootPath) };
+  const { server, port, cert } = await startChatActor(pki, { ffi });
+  return { server, port, root: await Deno.readTextFile(cert.rootPath) };
 }
 
 /** The median time of `HANDSHAKES` TLS 1.2 handshakes (TCP connect included), in ms. */

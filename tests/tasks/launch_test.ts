@@ -6,7 +6,8 @@
 
 import assert from "node:assert/strict";
 import { RunningProcess } from "../../lib/runtime/mod.ts";
-import { ActorProcess, hasCommand, ROOT, TestPki } from "../_fixtures/helpers.ts";
+import { hasCommand, ROOT, TestPki } from "../_fixtures/helpers.ts";
+import { startChatActor } from "../_fixtures/chat.ts";
 
 const SID = "1155000077";
 
@@ -196,17 +197,8 @@ Deno.test({
 
     // The chat client in raw mode: typed text, Enter, and Ctrl-C as a key.
     await using pki = await TestPki.start();
-    const cert = await pki.serverCert("chat", ["127.0.0.1"], ["localhost"]);
-    await using server = new ActorProcess("actors/chat.ts", [
-      "serve",
-      "--port",
-      "0",
-      "--cert",
-      cert.certPath,
-      "--key",
-      cert.keyPath,
-    ]);
-    const port = (await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/))[1]!;
+    const { server, port, cert } = await startChatActor(pki);
+    await using _server = server;
     // The chat task reads inside the project only: the root as a student keeps it there.
     await Deno.copyFile(cert.rootPath, `${dir.path}/cuhk.cer`);
     await using alice = atTerminal([
