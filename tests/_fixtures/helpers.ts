@@ -25,10 +25,13 @@ import {
 import {
   type Certificate,
   certificatePem,
+  createCrl,
   createCsr,
+  type Crl,
   der,
   exportPrivateKeyPem,
   generateRsaKeyPair,
+  importSigningKey,
 } from "../../lib/pki/mod.ts";
 import type { Server } from "../../lib/net/mod.ts";
 
@@ -116,6 +119,32 @@ export class TestPki implements AsyncDisposable {
 
   get rootPath(): string {
     return this.ca.rootPath;
+  }
+
+  /** The root's private key, for tests that sign what the CA would not (a crafted cert or CRL). */
+  async rootKey(): Promise<CryptoKey> {
+    return await importSigningKey(await Deno.readTextFile(`${this.dir}/ca/cuhk.key`));
+  }
+
+  /**
+   * A CRL signed by the root with a chosen number, listing `revoked` (default none), issued at
+   * `now` (default now) and valid for `validityMs` (createCrl's default: a day).
+   */
+  async signCrl(
+    crlNumber: number,
+    options: { revoked?: readonly Certificate[]; now?: Date; validityMs?: number } = {},
+  ): Promise<Crl> {
+    return await createCrl({
+      issuer: this.root,
+      issuerKey: await this.rootKey(),
+      entries: (options.revoked ?? []).map((c) => ({
+        serialNumber: c.serialNumber,
+        revocationDate: new Date(),
+      })),
+      crlNumber,
+      ...(options.now ? { now: options.now } : {}),
+      ...(options.validityMs ? { validityMs: options.validityMs } : {}),
+    });
   }
 
   /** `127.0.0.1:PORT` of the CA server. */

@@ -25,7 +25,6 @@ import {
   createRoot,
   exportPrivateKeyPem,
   generateRsaKeyPair,
-  importSigningKey,
   issueCertificate,
 } from "../../lib/pki/mod.ts";
 import {
@@ -132,7 +131,7 @@ Deno.test("secure mode refuses a bank certificate from another CA, expired, or f
   await using pki = await TestPki.start();
   const alice = await pki.student("1155000001");
   const other = await createRoot({ bits: 2048, name: "CN=Trudy Root CA" });
-  const caKey = await importSigningKey(await Deno.readTextFile(`${pki.dir}/ca/cuhk.key`));
+  const caKey = await pki.rootKey();
   const cases = [
     {
       what: "another CA",

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { openSession } from "../../lib/bank/mod.ts";
-import { createCrl, der, importSigningKey } from "../../lib/pki/mod.ts";
+import { der } from "../../lib/pki/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
 import { bankProtocol } from "../../lib/bank/mod.ts";
 import { HandshakeError } from "../../lib/bank/mod.ts";
@@ -82,20 +82,9 @@ Deno.test("Alice (the actor) keeps the newest CRL in her home: a Bob stapling an
   await using pki = await TestPki.start();
   const alice = await pki.student(ALICE);
   const bob = await bobIdentity(pki);
-  const rootKey = await importSigningKey(await Deno.readTextFile(`${pki.dir}/ca/cuhk.key`));
   // Both current; #8 lists Bob's certificate (his key was stolen, say).
-  const before = await createCrl({
-    issuer: pki.root,
-    issuerKey: rootKey,
-    entries: [],
-    crlNumber: 7,
-  });
-  const after = await createCrl({
-    issuer: pki.root,
-    issuerKey: rootKey,
-    entries: [{ serialNumber: bob.cert!.serialNumber, revocationDate: new Date() }],
-    crlNumber: 8,
-  });
+  const before = await pki.signCrl(7);
+  const after = await pki.signCrl(8, { revoked: [bob.cert!] });
   const client = async (port: number) =>
     await runActor("actors/bank.ts", [
       "client",

@@ -20,11 +20,9 @@ import { newKeyShare, randomBytes } from "../../lib/crypto/mod.ts";
 import { NEWEST_CRL_FILE, serialOf, type StudentIdentity } from "../../lib/ca/mod.ts";
 import {
   CertificateError,
-  createCrl,
   type Crl,
   exportPrivateKeyPem,
   generateRsaKeyPair,
-  importSigningKey,
   issueCertificate,
 } from "../../lib/pki/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
@@ -80,7 +78,7 @@ Deno.test("blackboard refuses a certificate from another CA", async () => {
 
 Deno.test("blackboard refuses an expired certificate", async () => {
   await using pki = await TestPki.start();
-  const rootKey = await importSigningKey(await Deno.readTextFile(`${pki.dir}/ca/cuhk.key`));
+  const rootKey = await pki.rootKey();
   const keys = await generateRsaKeyPair(2048);
   const spki = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
   const cert = await issueCertificate({
@@ -447,14 +445,9 @@ Deno.test("the student refuses a stale stapled CRL, and a CRL the root did not s
   await using other = await TestPki.start();
   const student = await pki.student(SID);
   const id = await identity(student.home);
-  const rootKey = await importSigningKey(await Deno.readTextFile(`${pki.dir}/ca/cuhk.key`));
   // A CRL from three hours ago, valid for one hour: past its nextUpdate. A Blackboard that staples
   // it (a stolen key with a CRL from before its revocation, or a stuck checker) is refused.
-  const stale = await createCrl({
-    issuer: pki.root,
-    issuerKey: rootKey,
-    entries: [],
-    crlNumber: 1,
+  const stale = await pki.signCrl(1, {
     now: new Date(Date.now() - 3 * 3_600_000),
     validityMs: 3_600_000,
   });
@@ -483,21 +476,10 @@ Deno.test("the student refuses a stapled CRL older than the newest it has seen (
   await using pki = await TestPki.start();
   const student = await pki.student(SID);
   const id = await identity(student.home);
-  const rootKey = await importSigningKey(await Deno.readTextFile(`${pki.dir}/ca/cuhk.key`));
   // Both CRLs are current (within their nextUpdate); #8 lists Blackboard's certificate.
   await using bb = await startBlackboard(pki, { revocation: { current: () => pki.ca.crl() } });
-  const before = await createCrl({
-    issuer: pki.root,
-    issuerKey: rootKey,
-    entries: [],
-    crlNumber: 7,
-  });
-  const after = await createCrl({
-    issuer: pki.root,
-    issuerKey: rootKey,
-    entries: [{ serialNumber: serialOf(bb.cert), revocationDate: new Date() }],
-    crlNumber: 8,
-  });
+  const before = await pki.signCrl(7);
+  const after = await pki.signCrl(8, { revoked: [bb.cert] });
   const stapling = async (crl: Crl) =>
     await startBlackboard(pki, { revocation: { current: () => Promise.resolve(crl) } });
   const { log } = memoryLog("student");

@@ -24,7 +24,6 @@ import {
   CertificateError,
   exportPrivateKeyPem,
   generateRsaKeyPair,
-  importSigningKey,
   OID,
   randomSerial,
   RSA_SIGN,
@@ -191,7 +190,7 @@ async function rootSigned(
   pki: TestPki,
   change: { ca?: boolean; extra?: x509.Extension; notBefore?: Date },
 ): Promise<StudentIdentity> {
-  const rootKey = await importSigningKey(await Deno.readTextFile(`${pki.dir}/ca/cuhk.key`));
+  const rootKey = await pki.rootKey();
   const keys = await generateRsaKeyPair(2048);
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.create({
