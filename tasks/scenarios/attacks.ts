@@ -47,7 +47,8 @@ export function bothHalves(mark: Omit<LadderMark, "section">): LadderMark[] {
 /**
  * Starts Trudy on the path: `ATTACK --listen-port PORT --once`, after her `listening on` line. On
  * loopback the victim is sent to her port; on the netlab she is the router, and her nft rule hands
- * her the victims' connections to `intercepts` (the real server's address and port).
+ * her the victims' connections to `intercepts` (the real server's address and port). Most attacks
+ * relay to that same server, named by their `upstream` option (`--bank`, `--blackboard`, `--ca`).
  */
 export async function startTrudy(
   ctx: Context,
@@ -56,6 +57,8 @@ export async function startTrudy(
   args: string[],
   port: number,
   intercepts: Target,
+  /** Trudy's option that names the server she relays to: she is given `intercepts` there. */
+  upstream?: string,
 ): Promise<RunningProcess> {
   const netlab = ctx.place.kind === "netlab";
   ctx.sink(
@@ -67,6 +70,7 @@ export async function startTrudy(
   );
   const trudy = await ctx.actors.serve("Trudy", "actors/trudy.ts", [
     attack,
+    ...(upstream ? [upstream, hostPort(intercepts)] : []),
     ...args,
     ...(netlab ? ["--listen", ctx.place.trudyListen] : []),
     "--listen-port",
@@ -232,12 +236,10 @@ export const ATTACK_ENROL_CODE_THEFT = scenario({
         ctx,
         h.half,
         "enrol-code-theft",
-        [
-          "--ca",
-          hostPort(serverAt(ctx, h.ca)),
-        ],
+        [],
         h.port,
         serverAt(ctx, h.ca),
+        "--ca",
       );
       if (h.half === "default") {
         ctx.sink(`* default: the CA operator issues ${VICTIM_SID}'s one-time code`);

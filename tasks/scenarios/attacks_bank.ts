@@ -12,7 +12,6 @@ import { check, checkVerdict } from "./checks.ts";
 import {
   at,
   type Context,
-  hostPort,
   outcome,
   type Ports,
   prints,
@@ -139,13 +138,12 @@ export const ATTACK_BANK_MITM = scenario({
       "seed",
       "bank-mitm",
       [
-        "--bank",
-        hostPort(bankSeed),
         "--amount",
         "900.00",
       ],
       ctx.ports.trudySeed,
       bankSeed,
+      "--bank",
     );
     ctx.sink("* Alice (seed mode): deposit 10.00, balance, exit");
     const seen = await ctx.actors.run("Alice", "actors/bank.ts", [
@@ -175,13 +173,12 @@ export const ATTACK_BANK_MITM = scenario({
       "default",
       "bank-mitm",
       [
-        "--bank",
-        hostPort(bank),
         "--amount",
         "900.00",
       ],
       ctx.ports.trudy,
       bank,
+      "--bank",
     );
     ctx.sink("* Alice (secure mode): deposit 10.00");
     const alice = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [
@@ -268,13 +265,12 @@ export const ATTACK_BANK_REPLAY = scenario({
         h.half,
         "bank-replay",
         [
-          "--bank",
-          hostPort(serverAt(ctx, h.bank)),
           "--protocol",
           h.half,
         ],
         h.port,
         serverAt(ctx, h.bank),
+        "--bank",
       );
       ctx.sink(`* Alice (${h.half} mode) connects to "Bob" and asks for her balance`);
       const run = ctx.actors.spawn("Alice", "actors/bank.ts", [
@@ -523,12 +519,10 @@ export const ATTACK_ERROR_INJECTION = scenario({
         ctx,
         h.half,
         "error-injection",
-        [
-          "--bank",
-          hostPort(serverAt(ctx, h.bank)),
-        ],
+        [],
         h.port,
         serverAt(ctx, h.bank),
+        "--bank",
       );
       ctx.sink(`* Alice (${h.half} mode) withdraws 5.00 through Trudy's port`);
       const alice = await outcome(ctx.actors.spawn("Alice", "actors/bank.ts", [

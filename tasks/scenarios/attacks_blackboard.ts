@@ -159,13 +159,12 @@ export const ATTACK_SESSION_KEY_SNIFF = scenario({
       "seed",
       "session-key-sniff",
       [
-        "--blackboard",
-        hostPort(serverAt(ctx, ctx.ports.bbSeed)),
         "--settle-ms",
         "500",
       ],
       ctx.ports.trudySeed,
       serverAt(ctx, ctx.ports.bbSeed),
+      "--blackboard",
     );
     ctx.sink("* the student (seed protocol) sends one message through Trudy's port");
     await outcome(
@@ -192,12 +191,10 @@ export const ATTACK_SESSION_KEY_SNIFF = scenario({
       ctx,
       "default",
       "session-key-sniff",
-      [
-        "--blackboard",
-        hostPort(serverAt(ctx, ctx.ports.blackboard)),
-      ],
+      [],
       ctx.ports.trudy,
       serverAt(ctx, ctx.ports.blackboard),
+      "--blackboard",
     );
     ctx.sink("* the student (default protocol) sends one message through Trudy's port");
     const student = await outcome(
@@ -295,13 +292,12 @@ export const ATTACK_MESSAGE_REPLAY = scenario({
       "seed",
       "message-replay",
       [
-        "--blackboard",
-        hostPort(serverAt(ctx, ctx.ports.bbSeed)),
         "--settle-ms",
         "500",
       ],
       ctx.ports.trudySeed,
       serverAt(ctx, ctx.ports.bbSeed),
+      "--blackboard",
     );
     ctx.sink(`* the student (seed protocol) sends '${text}' once, through Trudy's port`);
     await outcome(
@@ -329,12 +325,10 @@ export const ATTACK_MESSAGE_REPLAY = scenario({
       ctx,
       "default",
       "message-replay",
-      [
-        "--blackboard",
-        hostPort(serverAt(ctx, ctx.ports.blackboard)),
-      ],
+      [],
       ctx.ports.trudy,
       serverAt(ctx, ctx.ports.blackboard),
+      "--blackboard",
     );
     ctx.sink(`* the student (default protocol) sends '${text}' once, through Trudy's port`);
     await outcome(
