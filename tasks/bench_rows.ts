@@ -164,6 +164,20 @@ export async function startCfssl(
   return { process: p, port };
 }
 
+/** Runs one part of the bench (`tasks/NAME`, e.g. bench:upload) as its own process. */
+async function benchPart(name: string, args: string[], timeoutMs: number) {
+  return await runCommand(denoCommand(), [
+    "run",
+    "--quiet",
+    "--allow-net=127.0.0.1",
+    `--allow-read=${ROOT}`,
+    `--allow-write=${ROOT}/data`,
+    "--allow-run",
+    `${ROOT}/tasks/${name}`,
+    ...args,
+  ], { timeoutMs });
+}
+
 /** The 512 MiB upload (tasks/bench_upload.ts) against WebCrypto's own AES-GCM and HMAC speed. */
 export function uploadRow(): Row {
   const rss: { student: number[]; blackboard: number[] } = { student: [], blackboard: [] };
@@ -176,17 +190,7 @@ export function uploadRow(): Row {
     target: { kind: "ratio", min: 0.5 },
     setup: () => {
       const lab = async () => {
-        const out = await runCommand(denoCommand(), [
-          "run",
-          "--quiet",
-          "--allow-net=127.0.0.1",
-          `--allow-read=${ROOT}`,
-          `--allow-write=${ROOT}/data`,
-          "--allow-run",
-          `${ROOT}/tasks/bench_upload.ts`,
-          "--size-mib",
-          "512",
-        ], { timeoutMs: 600_000 });
+        const out = await benchPart("bench_upload.ts", ["--size-mib", "512"], 600_000);
         const rate = /\((\d+(?:\.\d+)?) MiB\/s/.exec(out.stdout);
         const mem = /student (\d+) MiB, Blackboard (\d+) MiB/.exec(out.stdout);
         if (!rate || !mem) throw new Error(`bench_upload: ${out.stderr.slice(-300)}`);
@@ -249,20 +253,11 @@ export function fanoutRow(chat: { cert: string; key: string }, rootPath: string)
     target: { kind: "ratio", min: 3 },
     setup: async () => {
       const lab = async () => {
-        const out = await runCommand(denoCommand(), [
-          "run",
-          "--quiet",
-          "--allow-net=127.0.0.1",
-          `--allow-read=${ROOT}`,
-          `--allow-write=${ROOT}/data`,
-          "--allow-run",
-          `${ROOT}/tasks/bench_chat.ts`,
-          "--clients",
-          "1000",
-          "--messages",
-          "5",
-          "--json",
-        ], { timeoutMs: 300_000 });
+        const out = await benchPart(
+          "bench_chat.ts",
+          ["--clients", "1000", "--messages", "5", "--json"],
+          300_000,
+        );
         let summary: { medianDeliveriesPerSecond?: number; serverPeakRssMiB?: number };
         try {
           summary = JSON.parse(out.stdout);
