@@ -192,7 +192,7 @@ async function serveOperations(
       case "withdraw": {
         let result;
         try {
-          result = accounts.apply({
+          result = await accounts.apply({
             customer,
             requestId: op.requestId,
             kind: op.type,

@@ -477,7 +477,7 @@ export const ATTACK_ERROR_INJECTION = scenario({
     for (const [dataDir, customer] of [["bank-seed", "seed/alice"], ["bank", ALICE_SID]]) {
       await Deno.mkdir(`${ctx.dir}/${dataDir}`, { recursive: true });
       using accounts = Accounts.open(`${ctx.dir}/${dataDir}/accounts.db`);
-      accounts.apply({
+      await accounts.apply({
         customer: customer!,
         requestId: "operator-credit",
         kind: "deposit",

@@ -14,7 +14,7 @@ const C = "1155000901";
 Deno.test("accounts: a request id reused for another amount or kind is refused, not replayed", async () => {
   await using dir = await tempDir("lab-accounts-");
   using accounts = Accounts.open(`${dir.path}/accounts.db`);
-  const first = accounts.apply({
+  const first = await accounts.apply({
     customer: C,
     requestId: "req-00001",
     kind: "deposit",
@@ -24,7 +24,7 @@ Deno.test("accounts: a request id reused for another amount or kind is refused, 
   for (
     const [kind, amount] of [["deposit", "6"], ["withdraw", "5"]] as const
   ) {
-    assert.throws(
+    await assert.rejects(
       () => accounts.apply({ customer: C, requestId: "req-00001", kind, amount }),
       (err: unknown) => {
         assert.ok(err instanceof OperationError, String(err));
@@ -39,8 +39,8 @@ Deno.test("accounts: a request id reused for another amount or kind is refused, 
 Deno.test("accounts: a withdrawal one cent over the balance is refused and changes nothing", async () => {
   await using dir = await tempDir("lab-accounts-");
   using accounts = Accounts.open(`${dir.path}/accounts.db`);
-  accounts.apply({ customer: C, requestId: "req-00001", kind: "deposit", amount: "5" });
-  const over = accounts.apply({
+  await accounts.apply({ customer: C, requestId: "req-00001", kind: "deposit", amount: "5" });
+  const over = await accounts.apply({
     customer: C,
     requestId: "req-00002",
     kind: "withdraw",
@@ -68,7 +68,7 @@ Deno.test("accounts: a deposit that would take the balance past its maximum is r
   db.prepare("UPDATE accounts SET balance = ? WHERE customer = ?").run(MAX_BALANCE_CENTS - 100, C);
   db.close();
   using accounts = Accounts.open(path);
-  const refused = accounts.apply({
+  const refused = await accounts.apply({
     customer: C,
     requestId: "req-00003",
     kind: "deposit",
@@ -80,7 +80,7 @@ Deno.test("accounts: a deposit that would take the balance past its maximum is r
     "Deposit refused: the balance would exceed 10000000000.00",
   );
   assert.equal(accounts.balance(C), MAX_BALANCE_CENTS - 100);
-  const fits = accounts.apply({
+  const fits = await accounts.apply({
     customer: C,
     requestId: "req-00004",
     kind: "deposit",

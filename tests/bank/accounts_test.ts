@@ -7,6 +7,7 @@ import {
   OperationError,
   parseAmount,
 } from "../../lib/bank/mod.ts";
+import { DatabaseSync } from "node:sqlite";
 import { tempDir } from "../_fixtures/helpers.ts";
 
 Deno.test("amounts parse to integer cents", () => {
@@ -95,7 +96,7 @@ Deno.test("accounts: deposit, withdraw, no overdraft, statement", async () => {
   using accounts = Accounts.open(`${dir.path}/accounts.db`);
   const c = "1155000001";
   assert.equal(accounts.open(c), 0);
-  const d = accounts.apply({
+  const d = await accounts.apply({
     customer: c,
     requestId: "req-000001",
     kind: "deposit",
@@ -108,10 +109,15 @@ Deno.test("accounts: deposit, withdraw, no overdraft, statement", async () => {
     balance: 1050,
     replayed: false,
   });
-  const w = accounts.apply({ customer: c, requestId: "req-000002", kind: "withdraw", amount: "3" });
+  const w = await accounts.apply({
+    customer: c,
+    requestId: "req-000002",
+    kind: "withdraw",
+    amount: "3",
+  });
   assert.equal(w.status, "applied");
   assert.equal(accounts.balance(c), 750);
-  const over = accounts.apply({
+  const over = await accounts.apply({
     customer: c,
     requestId: "req-000003",
     kind: "withdraw",
@@ -121,7 +127,7 @@ Deno.test("accounts: deposit, withdraw, no overdraft, statement", async () => {
   assert.match(over.status === "refused" ? over.reason : "", /Insufficient funds: balance 7\.50/);
   assert.equal(accounts.balance(c), 750);
   // Exactly the balance is allowed, to zero.
-  accounts.apply({ customer: c, requestId: "req-000004", kind: "withdraw", amount: "7.50" });
+  await accounts.apply({ customer: c, requestId: "req-000004", kind: "withdraw", amount: "7.50" });
   assert.equal(accounts.balance(c), 0);
   const st = accounts.statement(c, 10);
   assert.deepEqual(st.map((e) => [e.kind, e.amount, e.status, e.balance]), [
@@ -138,13 +144,13 @@ Deno.test("accounts: a retried request id is applied once and returns the origin
   await using dir = await tempDir();
   using accounts = Accounts.open(`${dir.path}/accounts.db`);
   const c = "1155000001";
-  const first = accounts.apply({
+  const first = await accounts.apply({
     customer: c,
     requestId: "retry-0001",
     kind: "deposit",
     amount: "5",
   });
-  const again = accounts.apply({
+  const again = await accounts.apply({
     customer: c,
     requestId: "retry-0001",
     kind: "deposit",
@@ -154,15 +160,15 @@ Deno.test("accounts: a retried request id is applied once and returns the origin
   assert.deepEqual(again, { ...first, replayed: true });
   assert.equal(accounts.balance(c), 500);
   // A refused withdrawal stays refused on retry, even if funds arrived meanwhile.
-  const refused = accounts.apply({
+  const refused = await accounts.apply({
     customer: c,
     requestId: "retry-0002",
     kind: "withdraw",
     amount: "50",
   });
   assert.equal(refused.status, "refused");
-  accounts.apply({ customer: c, requestId: "retry-0003", kind: "deposit", amount: "100" });
-  const retried = accounts.apply({
+  await accounts.apply({ customer: c, requestId: "retry-0003", kind: "deposit", amount: "100" });
+  const retried = await accounts.apply({
     customer: c,
     requestId: "retry-0002",
     kind: "withdraw",
@@ -172,11 +178,11 @@ Deno.test("accounts: a retried request id is applied once and returns the origin
   assert.equal(retried.replayed, true);
   assert.equal(accounts.balance(c), 10500);
   // The same id for another operation is refused; another customer may use the same id.
-  assert.throws(
+  await assert.rejects(
     () => accounts.apply({ customer: c, requestId: "retry-0001", kind: "deposit", amount: "6" }),
     /already used for deposit 5\.00/,
   );
-  const other = accounts.apply({
+  const other = await accounts.apply({
     customer: "1155000002",
     requestId: "retry-0001",
     kind: "deposit",
@@ -189,13 +195,13 @@ Deno.test("accounts: bad amounts and request ids never reach the database", asyn
   await using dir = await tempDir();
   using accounts = Accounts.open(`${dir.path}/accounts.db`);
   for (const amount of ["-5", "0", "1e9", "12.345", "abc", ""]) {
-    assert.throws(
+    await assert.rejects(
       () => accounts.apply({ customer: "c", requestId: "bad-amount-1", kind: "deposit", amount }),
       OperationError,
     );
   }
   for (const id of ["", "short", "x".repeat(65), "has space 123", "semi;colon1"]) {
-    assert.throws(
+    await assert.rejects(
       () => accounts.apply({ customer: "c", requestId: id, kind: "deposit", amount: "1" }),
       /Invalid request id/,
     );
@@ -208,11 +214,11 @@ Deno.test("accounts survive reopening (committed operations are durable)", async
   const path = `${dir.path}/accounts.db`;
   {
     using a = Accounts.open(path);
-    a.apply({ customer: "c", requestId: "durable-01", kind: "deposit", amount: "12.34" });
+    await a.apply({ customer: "c", requestId: "durable-01", kind: "deposit", amount: "12.34" });
   }
   using b = Accounts.open(path);
   assert.equal(b.balance("c"), 1234);
-  const again = b.apply({
+  const again = await b.apply({
     customer: "c",
     requestId: "durable-01",
     kind: "deposit",
@@ -220,4 +226,63 @@ Deno.test("accounts survive reopening (committed operations are durable)", async
   });
   assert.equal(again.replayed, true);
   assert.equal(b.balance("c"), 1234);
+});
+
+Deno.test("group commit: operations that arrive together share one commit, in order; a reused id is refused alone; each is in the file once answered", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/accounts.db`;
+  using accounts = Accounts.open(path);
+  await accounts.apply({ customer: "c", requestId: "group-0000", kind: "deposit", amount: "1" });
+  const before = accounts.commits;
+  const ops = [];
+  for (let i = 1; i <= 20; i++) {
+    // Operation 10 reuses operation 5's id for another amount: refused, rolled back alone.
+    const requestId = i === 10 ? "group-0005" : `group-${String(i).padStart(4, "0")}`;
+    const amount = i === 10 ? "2" : "1";
+    ops.push(accounts.apply({ customer: "c", requestId, kind: "deposit", amount }));
+  }
+  // A second database connection sees none of them before the group is committed…
+  const outside = new DatabaseSync(path);
+  const count = () =>
+    (outside.prepare("SELECT count(*) AS n FROM operations").get() as { n: number }).n;
+  assert.equal(count(), 1);
+  const settled = await Promise.allSettled(ops);
+  // …and all of them (but the refused one) once any is answered.
+  assert.equal(count(), 20);
+  outside.close();
+  const after = accounts.commits;
+  assert.equal(after.groups - before.groups, 1, "one commit for the 20 operations");
+  assert.equal(after.operations - before.operations, 20);
+  const balances = settled.map((s) =>
+    s.status === "fulfilled" && s.value.status === "applied" ? s.value.balance : s.status
+  );
+  assert.deepEqual(balances, [
+    ...[200, 300, 400, 500, 600, 700, 800, 900, 1000],
+    "rejected",
+    ...[1100, 1200, 1300, 1400, 1500, 1600, 1700, 1800, 1900, 2000],
+  ]);
+  const refused = settled[9]!;
+  assert.ok(refused.status === "rejected" && refused.reason instanceof OperationError);
+  assert.equal(accounts.balance("c"), 2000);
+});
+
+Deno.test("group commit: closing the accounts commits what is pending, so an accepted operation is not lost", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/accounts.db`;
+  const accounts = Accounts.open(path);
+  const pending = accounts.apply({
+    customer: "c",
+    requestId: "closing-01",
+    kind: "deposit",
+    amount: "2.50",
+  });
+  accounts.close();
+  const result = await pending;
+  assert.equal(result.status === "applied" && result.balance, 250);
+  await assert.rejects(
+    () => accounts.apply({ customer: "c", requestId: "closing-02", kind: "deposit", amount: "1" }),
+    /closed/,
+  );
+  using reopened = Accounts.open(path);
+  assert.equal(reopened.balance("c"), 250);
 });

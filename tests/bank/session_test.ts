@@ -689,7 +689,12 @@ Deno.test("after the handshake a cleartext error is a broken connection: Alice r
   for (const mode of ["secure", "seed"] as const) {
     await using bank = await startBank(pki, { mode });
     const customer = mode === "seed" ? "seed/alice" : alice.sid;
-    bank.accounts.apply({ customer, requestId: newRequestId(), kind: "deposit", amount: "10.00" });
+    await bank.accounts.apply({
+      customer,
+      requestId: newRequestId(),
+      kind: "deposit",
+      amount: "10.00",
+    });
     const { relay, forged } = forgeFirstReply(bank.port, FORGED);
     await using _relay = relay;
     const { log, lines } = memoryLog("Alice");
@@ -752,7 +757,7 @@ Deno.test("a connection that breaks before Bob's welcome (STEP 5) is retried: th
   await using pki = await TestPki.start();
   const alice = await pki.student("1155000001");
   await using bank = await startBank(pki);
-  bank.accounts.apply({
+  await bank.accounts.apply({
     customer: alice.sid,
     requestId: newRequestId(),
     kind: "deposit",
