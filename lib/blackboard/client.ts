@@ -29,6 +29,9 @@ import {
 } from "./protocol.ts";
 import { reportNameOf } from "./report_names.ts";
 
+/** Chunks sealed and written at once during an upload (each at most CHUNK_SIZE bytes). */
+const IN_FLIGHT = 4;
+
 /** What the student needs to open a session (either mode). */
 export interface ConnectOptions {
   blackboard: HostPort;
@@ -214,18 +217,31 @@ export class StudentSession {
         throw err;
       }
     };
+    // Up to IN_FLIGHT chunks are sealed and written while the next is read: `send` copies each
+    // chunk before it returns, so `buf` is free again at once. A failure is reported at the first
+    // chunk (in file order) that did not go out.
+    const inFlight: { at: number; end: number; done: Promise<{ err: unknown } | null> }[] = [];
+    const settleOldest = async () => {
+      const oldest = inFlight.shift()!;
+      const failed = await oldest.done;
+      if (failed) this.#paused(failed.err, oldest.at, size);
+      options.onProgress?.(oldest.end, size);
+    };
     while (pos < size) {
       const n = await readFull(file, buf.subarray(0, Math.min(chunkSize, size - pos)));
       if (n === 0) throw new Error(`${path} shrank during the upload`);
       const data = buf.subarray(0, n);
       hash.update(data);
       const at = pos;
-      await sendOrStop(() => this.secure.send("chunk", { offset: at, data })).catch((err) =>
-        this.#paused(err, at, size)
+      const done = sendOrStop(() => this.secure.send("chunk", { offset: at, data })).then(
+        () => null,
+        (err) => ({ err }),
       );
       pos += n;
-      options.onProgress?.(pos, size);
+      inFlight.push({ at, end: pos, done });
+      if (inFlight.length >= IN_FLIGHT) await settleOldest();
     }
+    while (inFlight.length > 0) await settleOldest();
     const digest = new Uint8Array(hash.digest());
     await sendOrStop(() => this.secure.send("uploadEnd", { sha256: digest })).catch((err) =>
       this.#paused(err, pos, size)

@@ -416,6 +416,9 @@ export class RecordLayer {
   }
 }
 
+/** Records at least this large (upload chunks) make `SecureSession.next` read the next frame ahead. */
+const READ_AHEAD_FROM = 64 * 1024;
+
 /**
  * A finished handshake (typestate): only here can step-6 messages be sent and received. The
  * peer's `error` inside a record (authenticated) becomes `PeerRefusedError`; a cleartext frame
@@ -424,6 +427,10 @@ export class RecordLayer {
 export class SecureSession {
   readonly stream: FramedStream;
   readonly #records: RecordLayer;
+  /** The last write started: the next one waits for it, so frames leave in sequence order. */
+  #lastWrite: Promise<void> = Promise.resolve();
+  /** The frame read ahead after a large record, if any. */
+  #readAhead: Promise<Uint8Array | null> | undefined;
 
   constructor(stream: FramedStream, records: RecordLayer) {
     this.stream = stream;
@@ -434,17 +441,41 @@ export class SecureSession {
     return this.#records.encrypt;
   }
 
+  /**
+   * Sends one message. The message is encoded (its fields copied) and given its sequence number
+   * when `send` is called, so the caller may reuse its buffers at once and need not wait before
+   * the next `send`: records are sealed concurrently and written in the order they were sent.
+   */
   async send<N extends keyof SessionSpecs & string>(
     type: N,
     values: Values<SessionSpecs[N]["fields"]>,
   ): Promise<void> {
-    await this.stream.writeFrame(await this.#records.seal(sessionProtocol.encode(type, values)));
+    const sealed = this.#records.seal(sessionProtocol.encode(type, values));
+    const previous = this.#lastWrite;
+    const write = (async () => {
+      const payload = await sealed;
+      await previous;
+      await this.stream.writeFrame(payload);
+    })();
+    this.#lastWrite = write.catch(() => {});
+    await write;
   }
 
-  /** The next message, or null at a clean end of stream between records. */
+  /**
+   * The next message, or null at a clean end of stream between records. After a large record (an
+   * upload's chunk) the next frame is read while this one is opened; it is only read, not
+   * believed, until a later `next` opens it in turn.
+   */
   async next(options: { timeoutMs?: number } = {}): Promise<SessionMessage | null> {
-    const frame = await this.stream.readFrame(options);
+    const ahead = this.#readAhead;
+    this.#readAhead = undefined;
+    const frame = await (ahead ?? this.stream.readFrame(options));
     if (frame === null) return null;
+    if (frame.length >= READ_AHEAD_FROM) {
+      const following = this.stream.readFrame(options);
+      following.catch(() => {}); // seen by the next `next`, or dropped with the connection
+      this.#readAhead = following;
+    }
     return sessionProtocol.decode(await this.#records.open(frame));
   }
 

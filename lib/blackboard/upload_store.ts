@@ -413,6 +413,8 @@ export class PartialUpload {
   readonly #s: PartialState;
   readonly resumedFrom: number;
   #closed = false;
+  /** The chunk being written behind (settles to its error, if it failed). */
+  #writing: Promise<unknown> | undefined;
 
   constructor(store: UploadStore, state: PartialState) {
     this.#store = store;
@@ -428,9 +430,15 @@ export class PartialUpload {
     return this.#s.offset;
   }
 
-  /** Appends one authenticated chunk, which must start exactly at the current offset. */
+  /**
+   * Appends one authenticated chunk, which must start exactly at the current offset. The chunk is
+   * written behind: `write` returns once it is checked, hashed and handed to the file, so the
+   * next chunk is received and decrypted while it is written. A write that failed is reported by
+   * the next `write` or `finish`; `close` and `finish` wait for it, and `data` must not change.
+   */
   async write(offset: number, data: Uint8Array): Promise<void> {
     const s = this.#s;
+    await this.#drain();
     // check: upload-closed tests/blackboard/upload_store_test.ts
     if (this.#closed) throw new UploadError("Upload is closed");
     // check: chunk-in-order tests/blackboard/upload_store_test.ts
@@ -444,10 +452,22 @@ export class PartialUpload {
       throw new UploadError(`Chunk goes past the declared size of ${s.size} bytes`);
     }
     if (data.length === 0) return;
-    let off = 0;
-    while (off < data.length) off += await s.file!.write(data.subarray(off));
+    const file = s.file!;
     s.hash!.update(data);
     s.offset += data.length;
+    this.#writing = (async () => {
+      let off = 0;
+      while (off < data.length) off += await file.write(data.subarray(off));
+    })().then(() => undefined, (err) => err ?? new Error("write failed"));
+  }
+
+  /** Waits for the chunk being written behind; throws what its write threw. */
+  async #drain(): Promise<void> {
+    const writing = this.#writing;
+    if (writing === undefined) return;
+    this.#writing = undefined;
+    const failed = await writing;
+    if (failed !== undefined) throw failed;
   }
 
   /**
@@ -459,6 +479,7 @@ export class PartialUpload {
     const s = this.#s;
     // check: upload-finish-closed tests/blackboard/upload_store_test.ts
     if (this.#closed) throw new UploadError("Upload is closed");
+    await this.#drain();
     // check: upload-complete tests/blackboard/upload_store_test.ts
     if (s.offset !== s.size) {
       throw new UploadError(`Upload ended at byte ${s.offset} of ${s.size}`);
@@ -513,6 +534,7 @@ export class PartialUpload {
 
   /** Deletes the partial (nothing stored). */
   async discard(): Promise<void> {
+    await this.#drain().catch(() => {});
     this.#close();
     if (this.#s.done) return;
     await Deno.remove(this.#s.part).catch(() => {});
@@ -523,6 +545,7 @@ export class PartialUpload {
   async close(): Promise<void> {
     if (this.#closed) return;
     try {
+      await this.#drain();
       await this.#s.file?.sync();
     } catch {
       // Best effort: the resume re-reads what is on disk.

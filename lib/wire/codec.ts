@@ -112,17 +112,17 @@ export class Protocol<S extends MessageSpecs> {
   /** Encodes a message of the given type. */
   encode<N extends keyof S & string>(type: N, values: Values<S[N]["fields"]>): Uint8Array {
     const spec = this.messages[type]!;
-    const parts: Uint8Array[] = [Uint8Array.of(spec.code)];
+    // Each field checked and measured first, then copied once into the message.
+    const parts: (number | Uint8Array)[] = [];
     let size = 1;
     for (const [field, kind] of Object.entries(spec.fields)) {
       const value = (values as Record<string, unknown>)[field];
-      let part: Uint8Array;
       if (kind === "uint") {
         if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
           throw new TypeError(`${this.name}.${type}.${field} must be a non-negative integer`);
         }
-        part = new Uint8Array(8);
-        new DataView(part.buffer).setBigUint64(0, BigInt(value));
+        parts.push(value);
+        size += 8;
       } else {
         const body = kind === "text"
           ? (typeof value === "string" ? utf8.encode(value) : undefined)
@@ -130,18 +130,23 @@ export class Protocol<S extends MessageSpecs> {
         if (body === undefined) {
           throw new TypeError(`${this.name}.${type}.${field} must be ${kind}`);
         }
-        part = new Uint8Array(4 + body.length);
-        new DataView(part.buffer).setUint32(0, body.length);
-        part.set(body, 4);
+        parts.push(body);
+        size += 4 + body.length;
       }
-      parts.push(part);
-      size += part.length;
     }
     const out = new Uint8Array(size);
-    let off = 0;
-    for (const p of parts) {
-      out.set(p, off);
-      off += p.length;
+    const view = new DataView(out.buffer);
+    out[0] = spec.code;
+    let off = 1;
+    for (const part of parts) {
+      if (typeof part === "number") {
+        view.setBigUint64(off, BigInt(part));
+        off += 8;
+      } else {
+        view.setUint32(off, part.length);
+        out.set(part, off + 4);
+        off += 4 + part.length;
+      }
     }
     return out;
   }
@@ -182,7 +187,8 @@ export class Protocol<S extends MessageSpecs> {
       off += 4;
       // check: codec-field-body-truncated tests/wire/codec_field_test.ts
       if (off + len > bytes.length) throw new FrameError(`Truncated ${where}`, "truncated");
-      const body = bytes.slice(off, off + len);
+      // A view, not a copy: a message's byte fields share the buffer of the bytes decoded.
+      const body = bytes.subarray(off, off + len);
       off += len;
       if (kind === "bytes") {
         out[field] = body;
