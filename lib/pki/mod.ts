@@ -2,3 +2,4 @@
 
 export * from "./pki.ts";
 export * from "./revocation.ts";
+export { BoundedCache, forgetVerifications } from "./cache.ts";

@@ -14,6 +14,7 @@ import {
   SubjectPublicKeyInfo as SubjectPublicKeyInfoSchema,
 } from "@peculiar/asn1-x509";
 import { randomBytes, toBytes, toHex } from "../crypto/mod.ts";
+import { bytesKey, keyProblems, parsed, signatureVerifies, verifyKeys } from "./cache.ts";
 
 x509.cryptoProvider.set(crypto);
 
@@ -114,7 +115,15 @@ export async function verifyRsa(
   signature: Uint8Array,
   data: Uint8Array,
 ): Promise<boolean> {
-  const key = await cert.publicKey.export(RSA_SIGN, ["verify"]);
+  const id = bytesKey(cert.publicKey.rawData);
+  let imported = verifyKeys.get(id);
+  if (!imported) {
+    imported = cert.publicKey.export(RSA_SIGN, ["verify"]);
+    verifyKeys.set(id, imported);
+    // A key that cannot be imported is not kept: the next call tries (and fails) again.
+    imported.catch(() => verifyKeys.delete(id));
+  }
+  const key = await imported;
   return await crypto.subtle.verify(RSA_SIGN, key, toBytes(signature), toBytes(data));
 }
 
@@ -131,8 +140,13 @@ export async function certificateFingerprint(cert: { rawData: ArrayBuffer }): Pr
 
 /** Parses a certificate from PEM or DER, with a clear error. */
 export function parseCertificate(data: string | Uint8Array, what = "certificate"): Certificate {
+  const id = typeof data === "string" ? undefined : `cert ${bytesKey(data)}`;
+  const seen = id === undefined ? undefined : parsed.get(id);
+  if (seen) return seen as Certificate;
   try {
-    return new x509.X509Certificate(typeof data === "string" ? data : toBytes(data));
+    const cert = new x509.X509Certificate(typeof data === "string" ? data : toBytes(data));
+    if (id !== undefined) parsed.set(id, cert);
+    return cert;
   } catch (err) {
     throw new CertificateError(
       `Cannot read ${what}: not an X.509 certificate (${err instanceof Error ? err.message : err})`,
@@ -149,8 +163,13 @@ export function parseCsr(data: string | Uint8Array): Csr {
 }
 
 export function parseCrl(data: string | Uint8Array): Crl {
+  const id = typeof data === "string" ? undefined : `crl ${bytesKey(data)}`;
+  const seen = id === undefined ? undefined : parsed.get(id);
+  if (seen) return seen as Crl;
   try {
-    return new x509.X509Crl(typeof data === "string" ? data : toBytes(data));
+    const crl = new x509.X509Crl(typeof data === "string" ? data : toBytes(data));
+    if (id !== undefined) parsed.set(id, crl);
+    return crl;
   } catch {
     throw new CertificateError("Cannot read CRL: not an X.509 CRL");
   }
@@ -352,6 +371,15 @@ async function checkCsrFields(csr: Csr): Promise<CheckedCsr> {
  * the leaf it verifies, so a certificate signed for a weak key by any other path is still refused.
  */
 async function rsaKeyProblem(spki: x509.PublicKey): Promise<string | undefined> {
+  const id = bytesKey(spki.rawData);
+  const known = keyProblems.get(id);
+  if (known !== undefined) return known === "" ? undefined : known;
+  const problem = await readRsaKeyProblem(spki);
+  keyProblems.set(id, problem ?? "");
+  return problem;
+}
+
+async function readRsaKeyProblem(spki: x509.PublicKey): Promise<string | undefined> {
   const algOid = spkiAlgorithmOid(spki);
   // check: key-rsa tests/pki/negative_test.ts tests/pki/verify_test.ts
   if (algOid !== OID.rsaEncryption) return `key must be RSA, got algorithm ${algOid}`;
@@ -438,12 +466,11 @@ export async function verifyCrl(crl: Crl, root: Certificate, now = new Date()): 
   if (!sameName(crl.issuerName, root.subjectName)) {
     throw new CertificateError("CRL is not issued by the pinned root");
   }
-  let ok = false;
-  try {
-    ok = await crl.verify({ publicKey: root.publicKey });
-  } catch {
-    ok = false;
-  }
+  const ok = await signatureVerifies(
+    root.publicKey.rawData,
+    crl.rawData,
+    () => crl.verify({ publicKey: root.publicKey }),
+  );
   // check: crl-signature tests/pki/verify_test.ts tests/pki/revocation_test.ts
   if (!ok) throw new CertificateError("CRL's signature does not match the root");
   // check: crl-not-yet-valid tests/pki/verify_test.ts
@@ -494,12 +521,11 @@ export async function verifyCertificate(cert: Certificate, options: VerifyOption
 
   // check: cert-issuer tests/pki/verify_test.ts
   if (!sameName(cert.issuerName, root.subjectName)) fail("it is not issued by the pinned root");
-  let signed = false;
-  try {
-    signed = await cert.verify({ publicKey: root.publicKey, signatureOnly: true });
-  } catch {
-    signed = false;
-  }
+  const signed = await signatureVerifies(
+    root.publicKey.rawData,
+    cert.rawData,
+    () => cert.verify({ publicKey: root.publicKey, signatureOnly: true }),
+  );
   // check: cert-signature tests/pki/verify_test.ts
   if (!signed) fail("signature does not match the root");
   // check: root-validity tests/pki/verify_test.ts
