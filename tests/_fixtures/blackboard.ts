@@ -53,6 +53,8 @@ export interface BlackboardFixtureOptions {
   store?: UploadStoreOptions;
   /** Blackboard's certificate and key (default: one for `blackboard` and 127.0.0.1). */
   serverCert?: TestServerCert;
+  /** The per-address handshake limit (default: Blackboard's, 20 a second in bursts of 40). */
+  handshakeLimit?: { rate: number; burst: number };
 }
 
 const serverCertCache: WeakMap<TestPki, Promise<{ certPem: string; keyPem: string }>> =
@@ -100,6 +102,7 @@ export async function startBlackboard(
     ...(options.records ? { records: options.records } : {}),
     ...(options.handshakeTimeoutMs ? { handshakeTimeoutMs: options.handshakeTimeoutMs } : {}),
     ...(options.sessionTimeoutMs ? { sessionTimeoutMs: options.sessionTimeoutMs } : {}),
+    ...(options.handshakeLimit ? { handshakeLimit: options.handshakeLimit } : {}),
   });
   return {
     server,
