@@ -3,3 +3,4 @@
 export * from "./pki.ts";
 export * from "./revocation.ts";
 export { BoundedCache, forgetVerifications } from "./cache.ts";
+export * from "./issue.ts";

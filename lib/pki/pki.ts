@@ -208,7 +208,7 @@ export function randomSerial(): string {
   return toHex(bytes);
 }
 
-const DAY_MS = 86_400_000;
+export const DAY_MS = 86_400_000;
 
 export interface RootOptions {
   name?: string;
@@ -244,67 +244,6 @@ export async function createRoot(
     ],
   });
   return { cert, keys };
-}
-
-export type Profile =
-  | { kind: "student"; sid: string }
-  | { kind: "server"; dnsNames: string[]; ipAddresses: string[]; commonName: string };
-
-export interface IssueOptions {
-  /** DER SubjectPublicKeyInfo of the subject's key. */
-  publicKey: Uint8Array;
-  profile: Profile;
-  issuer: Certificate;
-  issuerKey: CryptoKey;
-  validityDays?: number;
-  now?: Date;
-  serialNumber?: string;
-}
-
-/**
- * Issues a leaf certificate. The profile alone decides the extensions: nothing a CSR asks for is
- * copied. Validity is bounded and never outlives the issuer.
- */
-export async function issueCertificate(options: IssueOptions): Promise<Certificate> {
-  const now = options.now ?? new Date();
-  const notBefore = new Date(now.getTime() - 60_000);
-  let notAfter = new Date(now.getTime() + (options.validityDays ?? 365) * DAY_MS);
-  if (notAfter > options.issuer.notAfter) notAfter = options.issuer.notAfter;
-  const publicKey = new x509.PublicKey(toBytes(options.publicKey));
-  const p = options.profile;
-  const extensions: x509.Extension[] = [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(
-      x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
-      true,
-    ),
-    new x509.ExtendedKeyUsageExtension(
-      [p.kind === "student" ? OID.clientAuth : OID.serverAuth],
-      false,
-    ),
-    await x509.SubjectKeyIdentifierExtension.create(publicKey),
-    await x509.AuthorityKeyIdentifierExtension.create(options.issuer.publicKey),
-  ];
-  if (p.kind === "server") {
-    extensions.push(
-      new x509.SubjectAlternativeNameExtension([
-        ...p.dnsNames.map((value) => ({ type: "dns" as const, value })),
-        ...p.ipAddresses.map((value) => ({ type: "ip" as const, value })),
-      ]),
-    );
-  }
-  const subject = p.kind === "student" ? `CN=${p.sid}` : `CN=${p.commonName}`;
-  return await x509.X509CertificateGenerator.create({
-    serialNumber: options.serialNumber ?? randomSerial(),
-    subject,
-    issuer: options.issuer.subjectName,
-    notBefore,
-    notAfter,
-    signingAlgorithm: RSA_SIGN,
-    publicKey,
-    signingKey: options.issuerKey,
-    extensions,
-  });
 }
 
 /** A CSR with CN = `cn`, signed by the key it carries. */
