@@ -4,17 +4,16 @@
  * Alice chose, so a retry after a lost reply is applied once and gets the original answer, and a
  * crash at any point loses no committed operation and never half-applies one.
  *
- * Operations are committed in groups (group commit, as databases do for their logs): the
- * operations that arrive while the event loop is busy are applied one after another, each inside
- * its own savepoint, and then committed with one fsync. No answer leaves before the commit that
- * holds it returns, so an acknowledged operation is as durable as with one commit each; an
- * operation that throws rolls back its own savepoint and nothing else.
+ * Operations are committed in groups (`GroupCommit`): the operations that arrive while the event
+ * loop is busy are applied one after another, each inside its own savepoint, and then committed
+ * with one fsync. No answer leaves before the commit that holds it returns, so an acknowledged
+ * operation is as durable as with one commit each; an operation that throws rolls back its own
+ * savepoint and nothing else.
  */
 
 import { AmountError, formatCents, MAX_BALANCE_CENTS, parseAmount } from "./amount.ts";
 import { REQUEST_ID } from "./protocol.ts";
-import { type Database, openDatabase, transaction } from "../runtime/mod.ts";
-import { setImmediate } from "node:timers";
+import { type Database, GroupCommit, openDatabase, transaction } from "../runtime/mod.ts";
 
 type Statement = ReturnType<Database["prepare"]>;
 
@@ -110,27 +109,18 @@ function prepareStatements(db: Database): Statements {
   };
 }
 
-interface PendingOperation {
-  customer: string;
-  requestId: string;
-  kind: OperationKind;
-  amount: number;
-  resolve: (result: OperationResult) => void;
-  reject: (err: unknown) => void;
-}
-
 export class Accounts {
   readonly path: string;
   readonly #db: Database;
   readonly #sql: Statements;
   #closed = false;
-  #pending: PendingOperation[] = [];
-  #commits = { groups: 0, operations: 0 };
+  readonly #group: GroupCommit;
 
   private constructor(path: string, db: Database) {
     this.path = path;
     this.#db = db;
     this.#sql = prepareStatements(db);
+    this.#group = new GroupCommit(db);
   }
 
   /** Opens (creating if needed) the accounts database at `path`. */
@@ -182,49 +172,14 @@ export class Accounts {
     } catch (err) {
       return Promise.reject(err instanceof AmountError ? new OperationError(err.message) : err);
     }
-    return new Promise((resolve, reject) => {
-      this.#pending.push({ ...request, amount, resolve, reject });
-      if (this.#pending.length === 1) setImmediate(() => this.#commitPending());
-    });
+    const { customer, requestId, kind } = request;
+    return this.#group.run(() => this.#applyOne(customer, requestId, kind, amount));
   }
 
   /** How many group commits have run, and how many operations they held (for tests and logs). */
   get commits(): { groups: number; operations: number } {
-    return { ...this.#commits };
-  }
-
-  /**
-   * Commits every pending operation in one transaction: each in its own savepoint, so one that
-   * throws (a reused request id) is rolled back alone and rejected; the others are answered only
-   * after COMMIT returns. A failed COMMIT rolls everything back and rejects every operation.
-   */
-  #commitPending(): void {
-    const group = this.#pending;
-    this.#pending = [];
-    if (group.length === 0) return;
-    const settled: (() => void)[] = [];
-    try {
-      transaction(this.#db, () => {
-        for (const op of group) {
-          this.#db.exec("SAVEPOINT op");
-          try {
-            const result = this.#applyOne(op.customer, op.requestId, op.kind, op.amount);
-            this.#db.exec("RELEASE op");
-            settled.push(() => op.resolve(result));
-          } catch (err) {
-            this.#db.exec("ROLLBACK TO op");
-            this.#db.exec("RELEASE op");
-            settled.push(() => op.reject(err));
-          }
-        }
-      });
-    } catch (err) {
-      for (const op of group) op.reject(err);
-      return;
-    }
-    this.#commits.groups++;
-    this.#commits.operations += group.length;
-    for (const settle of settled) settle();
+    const { groups, pieces } = this.#group.stats;
+    return { groups, operations: pieces };
   }
 
   #applyOne(
@@ -304,7 +259,7 @@ export class Accounts {
   /** Commits what is pending first: an operation already accepted is not dropped by a close. */
   close(): void {
     if (this.#closed) return;
-    this.#commitPending();
+    this.#group.flush();
     this.#closed = true;
     this.#db.close();
   }

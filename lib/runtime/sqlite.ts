@@ -4,6 +4,7 @@
  */
 
 import { DatabaseSync } from "node:sqlite";
+import { setImmediate } from "node:timers";
 
 export type Database = DatabaseSync;
 
@@ -64,5 +65,68 @@ export function transaction<T>(db: DatabaseSync, fn: () => T): T {
   } catch (err) {
     db.exec("ROLLBACK");
     throw err;
+  }
+}
+
+/**
+ * Group commit, as databases do for their logs: the pieces of work submitted while the event loop
+ * is busy (several clients' operations) run one after another in one transaction, each inside its
+ * own savepoint, and are committed with one fsync. Each promise settles only after the COMMIT
+ * that holds its work has returned, so an answer sent then is as durable as with one commit each.
+ * A piece that throws rolls back its own savepoint and nothing else; a failed COMMIT rolls back
+ * the whole group and rejects every piece. Work must be synchronous, like `transaction`'s.
+ */
+export class GroupCommit {
+  readonly #db: DatabaseSync;
+  #pending: { work: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] =
+    [];
+  #groups = 0;
+  #pieces = 0;
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /** How many commits have run, and how many pieces of work they held. */
+  get stats(): { groups: number; pieces: number } {
+    return { groups: this.#groups, pieces: this.#pieces };
+  }
+
+  /** Runs `work` in the next group; settles with its result once that group is committed. */
+  run<T>(work: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.push({ work, resolve: resolve as (v: unknown) => void, reject });
+      if (this.#pending.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  /** Commits what is pending now (a close calls it, so that accepted work is not dropped). */
+  flush(): void {
+    const group = this.#pending;
+    this.#pending = [];
+    if (group.length === 0) return;
+    const settle: (() => void)[] = [];
+    try {
+      transaction(this.#db, () => {
+        for (const piece of group) {
+          this.#db.exec("SAVEPOINT piece");
+          try {
+            const result = piece.work();
+            this.#db.exec("RELEASE piece");
+            settle.push(() => piece.resolve(result));
+          } catch (err) {
+            this.#db.exec("ROLLBACK TO piece");
+            this.#db.exec("RELEASE piece");
+            settle.push(() => piece.reject(err));
+          }
+        }
+      });
+    } catch (err) {
+      for (const piece of group) piece.reject(err);
+      return;
+    }
+    this.#groups++;
+    this.#pieces += group.length;
+    for (const s of settle) s();
   }
 }
