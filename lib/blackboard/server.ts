@@ -359,9 +359,10 @@ async function serveSession(
         }
         case "uploadEnd": {
           if (!upload) throw new Refusal("Upload end without an upload in progress");
-          const current = upload;
+          // Still this session's upload until it is finished: a refusal (ended early, a write that
+          // failed) leaves it to the `finally` below, which closes it and keeps the partial.
+          const receipt = await upload.finish(msg.sha256);
           upload = undefined;
-          const receipt = await current.finish(msg.sha256);
           const hex = toHex(receipt.sha256);
           log.step(6, `stored ${receipt.stored} (${receipt.size} bytes, SHA-256 ${hex})`);
           ctx.print(

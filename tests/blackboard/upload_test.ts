@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { CHUNK_SIZE, openSession } from "../../lib/blackboard/mod.ts";
 import { PeerRefusedError } from "../../lib/wire/mod.ts";
-import { randomBytes, toHex } from "../../lib/crypto/mod.ts";
+import { randomBytes, sha256, toHex } from "../../lib/crypto/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
 import { waitFor } from "../../lib/runtime/mod.ts";
 import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
@@ -113,6 +113,44 @@ Deno.test("blackboard: an upload cut in the middle resumes after a restart, noth
   assert.match(receiptFile!, new RegExp(`^receipts/${SID}/[0-9a-f]{32}\\.json$`));
   assert.deepEqual(rest, [`reports/${SID}/thesis.bin`]);
   assert.match(bb2.lines.join("\n"), new RegExp(`resumes thesis\\.bin .* from byte ${held}`));
+});
+
+Deno.test("blackboard: an upload ended early is refused, its partial kept and closed: the same upload resumes in the next session", async () => {
+  await using pki = await TestPki.start();
+  const student = await pki.student(SID);
+  await using bb = await startBlackboard(pki);
+  const { log } = memoryLog("student");
+  const data = randomBytes(100_000);
+  const uploadId = toHex(randomBytes(16));
+  {
+    using session = await openSession({
+      blackboard: bb.addr,
+      identity: await identity(student.home),
+      log,
+    });
+    await session.secure.send("uploadBegin", { uploadId, name: "early.bin", size: data.length });
+    assert.equal((await session.secure.receive(["uploadOffset"])).offset, 0);
+    await session.secure.send("chunk", { offset: 0, data: data.subarray(0, 40_000) });
+    await session.secure.send("uploadEnd", { sha256: randomBytes(32) });
+    await assert.rejects(session.secure.receive(["receipt"]), (err: Error) => {
+      assert.ok(err instanceof PeerRefusedError);
+      assert.equal(err.message, "Upload ended at byte 40000 of 100000");
+      return true;
+    });
+  }
+  using session = await openSession({
+    blackboard: bb.addr,
+    identity: await identity(student.home),
+    log,
+  });
+  await session.secure.send("uploadBegin", { uploadId, name: "early.bin", size: data.length });
+  assert.equal((await session.secure.receive(["uploadOffset"])).offset, 40_000);
+  await session.secure.send("chunk", { offset: 40_000, data: data.subarray(40_000) });
+  await session.secure.send("uploadEnd", {
+    sha256: await sha256(data),
+  });
+  const receipt = await session.secure.receive(["receipt"]);
+  assert.equal(receipt.size, data.length);
 });
 
 Deno.test("blackboard: an upload whose final SHA-256 does not match is refused, nothing stored", async () => {
