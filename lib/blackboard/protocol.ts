@@ -431,6 +431,8 @@ export class SecureSession {
   #lastWrite: Promise<void> = Promise.resolve();
   /** The frame read ahead after a large record, if any. */
   #readAhead: Promise<Uint8Array | null> | undefined;
+  /** The first write that failed: every later send throws it without writing. */
+  #writeFailed: unknown;
 
   constructor(stream: FramedStream, records: RecordLayer) {
     this.stream = stream;
@@ -455,7 +457,15 @@ export class SecureSession {
     const write = (async () => {
       const payload = await sealed;
       await previous;
-      await this.stream.writeFrame(payload);
+      // After a failed write no later record goes out: the stream is closed, the session over.
+      if (this.#writeFailed) throw this.#writeFailed;
+      try {
+        await this.stream.writeFrame(payload);
+      } catch (err) {
+        this.#writeFailed = err;
+        this.stream.close();
+        throw err;
+      }
     })();
     this.#lastWrite = write.catch(() => {});
     await write;
@@ -476,7 +486,13 @@ export class SecureSession {
       following.catch(() => {}); // seen by the next `next`, or dropped with the connection
       this.#readAhead = following;
     }
-    return sessionProtocol.decode(await this.#records.open(frame));
+    try {
+      return sessionProtocol.decode(await this.#records.open(frame));
+    } catch (err) {
+      // A refused record ends the session: nothing read after it is waited for.
+      if (this.#readAhead) this.stream.close();
+      throw err;
+    }
   }
 
   /** The next message, which must be one of `types`. */

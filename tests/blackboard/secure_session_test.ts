@@ -76,3 +76,17 @@ Deno.test("session: the frame read ahead after a large record is still refused w
     close();
   }
 });
+
+Deno.test("session: a large record that is refused ends the session, and the frame read ahead after it is not waited for", async () => {
+  const [student, board, close] = await sessionPair();
+  try {
+    await student.send("chunk", { offset: 0, data: randomBytes(200 * 1024) });
+    // 100 KiB that are no record at all, then nothing more: the read ahead would wait.
+    await student.stream.writeFrame(randomBytes(100 * 1024));
+    assert.equal((await board.next())?.type, "chunk");
+    await assert.rejects(() => board.next());
+    assert.equal(board.stream.closed, true, "closed, not left reading ahead");
+  } finally {
+    close();
+  }
+});
