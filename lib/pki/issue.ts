@@ -52,6 +52,10 @@ function tlv(tag: number, ...contents: Uint8Array[]): Uint8Array {
 
 /** A positive INTEGER from hex, in its minimal two's-complement form. */
 function integer(hex: string): Uint8Array {
+  // RFC 5280 §4.1.2.2: a serial is a positive integer (and an empty one is no DER at all).
+  if (!/^[0-9a-fA-F]+$/.test(hex) || /^0*$/.test(hex)) {
+    throw new RangeError(`A serial number must be positive hex, got '${hex}'`);
+  }
   let bytes = fromHex(hex.length % 2 ? `0${hex}` : hex);
   let start = 0;
   while (start < bytes.length - 1 && bytes[start] === 0 && bytes[start + 1]! < 0x80) start++;

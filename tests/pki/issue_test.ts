@@ -108,3 +108,35 @@ Deno.test("student certificates: OpenSSL reads the direct encoding and verifies 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("student certificates: serials with a high bit, leading zeros or an odd length encode as the generator does; an empty or zero serial is refused", async () => {
+  const root = await createRoot({ bits: 2048 });
+  const keys = await generateRsaKeyPair(2048);
+  const spki = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
+  const base = {
+    publicKey: spki,
+    profile: { kind: "student" as const, sid: "1155000888" },
+    issuer: root.cert,
+    issuerKey: root.keys.privateKey,
+  };
+  for (const serialNumber of ["ff01", "00ff", "0080", "abc", "7f", "01"]) {
+    const direct = await issueCertificate({ ...base, serialNumber });
+    const expected = await generatorCertificate({
+      serialNumber,
+      sid: base.profile.sid,
+      notBefore: direct.notBefore,
+      notAfter: direct.notAfter,
+      spki,
+      issuer: root.cert,
+      issuerKey: root.keys.privateKey,
+    });
+    assert.deepEqual(der(direct), expected, `serial ${serialNumber}`);
+  }
+  for (const serialNumber of ["", "00", "0000", "xyz"]) {
+    await assert.rejects(
+      () => issueCertificate({ ...base, serialNumber }),
+      /A serial number must be positive hex/,
+      `serial '${serialNumber}'`,
+    );
+  }
+});
