@@ -4,6 +4,7 @@
  */
 
 import {
+  allocatorEnv,
   denoCommand,
   denoRunArgs,
   PROJECT_ROOT as ROOT,
@@ -42,7 +43,7 @@ export async function startActor(
       options.cpus,
       denoCommand(),
       ...denoRunArgs(`${ROOT}/actors/${script}`, args, permissions),
-    ], { name: script })
+    ], { name: script, env: allocatorEnv() })
     : spawnDeno(`${ROOT}/actors/${script}`, args, { permissions });
   await server.waitFor(LISTENING, 60_000);
   return server;

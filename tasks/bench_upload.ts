@@ -12,6 +12,7 @@
  */
 
 import {
+  allocatorEnv,
   ensureDir,
   parseCommand,
   parsePositiveInt,
@@ -133,6 +134,7 @@ each one's peak resident memory (VmHWM) and the throughput.`,
         records,
       ],
       stdin: "null",
+      env: allocatorEnv(),
       stdout: "null",
       stderr: "piped",
     }).spawn();
@@ -159,6 +161,7 @@ each one's peak resident memory (VmHWM) and the throughput.`,
         records,
       ],
       stdin: "null",
+      env: allocatorEnv(),
       stdout: "piped",
       stderr: "piped",
     }).spawn();

@@ -12,6 +12,7 @@
 
 import {
   AddressError,
+  allocatorEnv,
   allowNetFlag,
   denoCommand,
   launchedActor,
@@ -67,7 +68,9 @@ export async function main(args: string[]): Promise<number> {
   // Without --no-prompt, `ca serve` at a terminal asked at every start to read /proc/self/limits.
   const deno = denoCommand();
   try {
-    return await runForeground(deno, ["run", "--no-prompt", net, ...flags, script, ...rest]);
+    return await runForeground(deno, ["run", "--no-prompt", net, ...flags, script, ...rest], {
+      env: allocatorEnv(),
+    });
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
     throw new Error(
