@@ -159,6 +159,8 @@ class ChatRoom {
     const log = info.log;
     const framed = new FramedStream(conn, {
       maxFrame: this.#limits.maxFrame,
+      // A chat line is small: 4 KiB of buffer, not 64, for each of up to a thousand members.
+      readBufferBytes: 4096,
       readTimeoutMs: this.#limits.idleTimeoutMs,
       writeTimeoutMs: this.#limits.writeTimeoutMs,
     });

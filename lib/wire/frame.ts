@@ -50,6 +50,11 @@ export const DEFAULT_READ_TIMEOUT_MS = 10_000;
 export interface FramedStreamOptions {
   /** Largest payload accepted, in bytes; checked before buffering. */
   maxFrame?: number;
+  /**
+   * The read buffer's size (default 64 KiB). Payloads at least this large are read straight into
+   * their own buffer; a server holding many connections of small messages (the chat) takes less.
+   */
+  readBufferBytes?: number;
   /** Deadline for each `readFrame` unless the call gives its own. */
   readTimeoutMs?: number;
   /** Deadline for each `writeFrame`. */
@@ -101,7 +106,7 @@ export function splitFrames(bytes: Uint8Array): Uint8Array[] {
 /** Reads and writes frames on a byte stream, with a bounded buffer and deadlines. */
 export class FramedStream {
   readonly #conn: ByteStream;
-  readonly #buf = new Uint8Array(64 * 1024);
+  readonly #buf: Uint8Array;
   #start = 0;
   #end = 0;
   #closed = false;
@@ -113,6 +118,7 @@ export class FramedStream {
 
   constructor(conn: ByteStream, options: FramedStreamOptions = {}) {
     this.#conn = conn;
+    this.#buf = new Uint8Array(options.readBufferBytes ?? 64 * 1024);
     this.maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
     this.readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
     this.writeTimeoutMs = options.writeTimeoutMs ?? this.readTimeoutMs;

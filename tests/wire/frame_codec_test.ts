@@ -57,6 +57,22 @@ Deno.test("frames round-trip over a real socket, small and large", async () => {
   }
 });
 
+Deno.test("a small read buffer (the chat's 4 KiB) still reads frames of every size around it, written in one go", async () => {
+  const [a, b, close] = await tcpPair();
+  try {
+    const fa = new FramedStream(a, { maxFrame: 1 << 20, readBufferBytes: 4096 });
+    const fb = new FramedStream(b, { maxFrame: 1 << 20 });
+    const sent = [1, 4091, 4092, 4095, 4096, 4097, 100_000, 3].map((n) => randomBytes(n));
+    // All frames in one write: several end, and several start, inside one buffered read.
+    await fb.writeFrames(sent);
+    fb.close();
+    for (const f of sent) assert.deepEqual(await fa.readFrame(), f);
+    assert.equal(await fa.readFrame(), null);
+  } finally {
+    close();
+  }
+});
+
 Deno.test("an oversized frame is refused from its header, before its payload arrives", async () => {
   const [a, b, close] = await tcpPair();
   try {
