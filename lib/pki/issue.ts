@@ -14,7 +14,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { fromHex, toBytes } from "../crypto/mod.ts";
+import { concatBytes, fromHex, toBytes } from "../crypto/mod.ts";
 import { type Certificate, DAY_MS, OID, randomSerial, RSA_SIGN, x509 } from "./pki.ts";
 
 const SEQUENCE = 0x30;
@@ -26,19 +26,9 @@ const PRINTABLE_STRING = 0x13;
 const UTC_TIME = 0x17;
 const GENERALIZED_TIME = 0x18;
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 /** One DER element: tag, definite length (short or long form), contents. */
 function tlv(tag: number, ...contents: Uint8Array[]): Uint8Array {
-  const body = concat(contents);
+  const body = concatBytes(...contents);
   const n = body.length;
   let head: number[];
   if (n < 0x80) head = [tag, n];
@@ -47,7 +37,7 @@ function tlv(tag: number, ...contents: Uint8Array[]): Uint8Array {
     for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v % 256);
     head = [tag, 0x80 | bytes.length, ...bytes];
   }
-  return concat([Uint8Array.from(head), body]);
+  return concatBytes(Uint8Array.from(head), body);
 }
 
 /** A positive INTEGER from hex, in its minimal two's-complement form. */
@@ -60,7 +50,7 @@ function integer(hex: string): Uint8Array {
   let start = 0;
   while (start < bytes.length - 1 && bytes[start] === 0 && bytes[start + 1]! < 0x80) start++;
   bytes = bytes.subarray(start);
-  if (bytes[0]! >= 0x80) bytes = concat([Uint8Array.of(0), bytes]);
+  if (bytes[0]! >= 0x80) bytes = concatBytes(Uint8Array.of(0), bytes);
   return tlv(INTEGER, bytes);
 }
 
@@ -69,12 +59,8 @@ function time(date: Date): Uint8Array {
   const iso = date.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
   const digits = iso.slice(0, 19).replace(/[-T:]/g, "");
   const year = date.getUTCFullYear();
-  const text = year >= 1950 && year < 2050 ? digits.slice(2) : digits;
-  return tlv(year >= 1950 && year < 2050 ? UTC_TIME : GENERALIZED_TIME, utf8(`${text}Z`));
-}
-
-function utf8(text: string): Uint8Array {
-  return new TextEncoder().encode(text);
+  const utc = year >= 1950 && year < 2050;
+  return tlv(utc ? UTC_TIME : GENERALIZED_TIME, toBytes(`${utc ? digits.slice(2) : digits}Z`));
 }
 
 const EXT_BASIC_CONSTRAINTS = fromHex("300c0603551d130101ff04023000");
@@ -157,7 +143,7 @@ function studentTbs(o: StudentTbs): Uint8Array {
   const { name, authorityKeyId } = partsOf(o.issuer);
   const subject = tlv(
     SEQUENCE,
-    tlv(SET, tlv(SEQUENCE, OID_COMMON_NAME, tlv(PRINTABLE_STRING, utf8(o.sid)))),
+    tlv(SET, tlv(SEQUENCE, OID_COMMON_NAME, tlv(PRINTABLE_STRING, toBytes(o.sid)))),
   );
   const subjectKeyId = tlv(
     SEQUENCE,
