@@ -59,8 +59,26 @@ export function bytesKey(...parts: (ArrayBuffer | Uint8Array)[]): string {
   return hash.digest("base64");
 }
 
-/** Parsed certificates and CRLs, by their DER (see lib/pki/cache.ts). */
-export const parsed = new BoundedCache<object>(512);
+/** Parsed certificates and CRLs, by their kind and DER. */
+const parsed = new BoundedCache<object>(512);
+
+/**
+ * What `parse` makes of `data`, made once for each DER (`kind` keeps a certificate and a CRL of
+ * the same bytes apart). PEM text is parsed every time; a parse that throws is not kept.
+ */
+export function parsedOnce<T extends object>(
+  kind: string,
+  data: string | Uint8Array,
+  parse: () => T,
+): T {
+  if (typeof data === "string") return parse();
+  const id = `${kind} ${bytesKey(data)}`;
+  const seen = parsed.get(id);
+  if (seen) return seen as T;
+  const made = parse();
+  parsed.set(id, made);
+  return made;
+}
 /** Signatures that verified: issuer key and signed object, by their DER. */
 const verifiedSignatures = new BoundedCache<true>(4096);
 /** `rsaKeyProblem` of a public key ("" when none), by its DER. */

@@ -14,7 +14,7 @@ import {
   SubjectPublicKeyInfo as SubjectPublicKeyInfoSchema,
 } from "@peculiar/asn1-x509";
 import { randomBytes, toBytes, toHex } from "../crypto/mod.ts";
-import { bytesKey, keyProblems, parsed, signatureVerifies, verifyKeys } from "./cache.ts";
+import { bytesKey, keyProblems, parsedOnce, signatureVerifies, verifyKeys } from "./cache.ts";
 
 x509.cryptoProvider.set(crypto);
 
@@ -140,13 +140,12 @@ export async function certificateFingerprint(cert: { rawData: ArrayBuffer }): Pr
 
 /** Parses a certificate from PEM or DER, with a clear error. */
 export function parseCertificate(data: string | Uint8Array, what = "certificate"): Certificate {
-  const id = typeof data === "string" ? undefined : `cert ${bytesKey(data)}`;
-  const seen = id === undefined ? undefined : parsed.get(id);
-  if (seen) return seen as Certificate;
   try {
-    const cert = new x509.X509Certificate(typeof data === "string" ? data : toBytes(data));
-    if (id !== undefined) parsed.set(id, cert);
-    return cert;
+    return parsedOnce(
+      "cert",
+      data,
+      () => new x509.X509Certificate(typeof data === "string" ? data : toBytes(data)),
+    );
   } catch (err) {
     throw new CertificateError(
       `Cannot read ${what}: not an X.509 certificate (${err instanceof Error ? err.message : err})`,
@@ -163,13 +162,12 @@ export function parseCsr(data: string | Uint8Array): Csr {
 }
 
 export function parseCrl(data: string | Uint8Array): Crl {
-  const id = typeof data === "string" ? undefined : `crl ${bytesKey(data)}`;
-  const seen = id === undefined ? undefined : parsed.get(id);
-  if (seen) return seen as Crl;
   try {
-    const crl = new x509.X509Crl(typeof data === "string" ? data : toBytes(data));
-    if (id !== undefined) parsed.set(id, crl);
-    return crl;
+    return parsedOnce(
+      "crl",
+      data,
+      () => new x509.X509Crl(typeof data === "string" ? data : toBytes(data)),
+    );
   } catch {
     throw new CertificateError("Cannot read CRL: not an X.509 CRL");
   }
