@@ -156,24 +156,22 @@ export class Accounts {
    * the group commit that holds the operation has returned (see the module's comment), never
    * before: the caller may acknowledge it then.
    */
-  apply(
+  async apply(
     request: { customer: string; requestId: string; kind: OperationKind; amount: string },
   ): Promise<OperationResult> {
-    if (this.#closed) return Promise.reject(new Error(`${this.path} is closed`));
+    if (this.#closed) throw new Error(`${this.path} is closed`);
+    const { customer, requestId, kind } = request;
     // check: request-id-form tests/bank/accounts_test.ts
-    if (!REQUEST_ID.test(request.requestId)) {
-      return Promise.reject(
-        new OperationError("Invalid request id: 8 to 64 letters, digits, '-' or '_'"),
-      );
+    if (!REQUEST_ID.test(requestId)) {
+      throw new OperationError("Invalid request id: 8 to 64 letters, digits, '-' or '_'");
     }
     let amount: number;
     try {
       amount = parseAmount(request.amount);
     } catch (err) {
-      return Promise.reject(err instanceof AmountError ? new OperationError(err.message) : err);
+      throw err instanceof AmountError ? new OperationError(err.message) : err;
     }
-    const { customer, requestId, kind } = request;
-    return this.#group.run(() => this.#applyOne(customer, requestId, kind, amount));
+    return await this.#group.run(() => this.#applyOne(customer, requestId, kind, amount));
   }
 
   /** How many group commits have run, and how many operations they held (for tests and logs). */
