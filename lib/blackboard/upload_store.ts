@@ -23,7 +23,7 @@
 
 import { createHash, type Hash } from "node:crypto";
 import { constantTimeEqual, fromHex, toHex } from "../crypto/mod.ts";
-import { ensureDir, exists, syncDir, writeFileAtomic } from "../runtime/mod.ts";
+import { ensureDir, exists, syncDir, writeAll, writeFileAtomic } from "../runtime/mod.ts";
 import { checkReportName, linkedAs, linkUnique, UPLOAD_ID, UploadError } from "./report_names.ts";
 
 export interface Receipt {
@@ -455,10 +455,10 @@ export class PartialUpload {
     const file = s.file!;
     s.hash!.update(data);
     s.offset += data.length;
-    this.#writing = (async () => {
-      let off = 0;
-      while (off < data.length) off += await file.write(data.subarray(off));
-    })().then(() => undefined, (err) => err ?? new Error("write failed"));
+    this.#writing = writeAll(file, data).then(
+      () => undefined,
+      (err) => err ?? new Error("write failed"),
+    );
   }
 
   /** Waits for the chunk being written behind; throws what its write threw. */

@@ -5,7 +5,7 @@
  * Trudy's own.
  */
 
-import { errorMessage, type HostPort, type StepLog } from "../runtime/mod.ts";
+import { errorMessage, type HostPort, type StepLog, writeAll } from "../runtime/mod.ts";
 import { encodeFrame, FramedStream, FrameError, HEADER_BYTES } from "../wire/mod.ts";
 import { serve, type Server } from "./server.ts";
 
@@ -122,8 +122,7 @@ export function startRelay(options: RelayOptions): Server {
         // check: relay-cut-after-bytes tests/blackboard/upload_test.ts
         if (cut !== undefined && sentToServer + HEADER_BYTES + frame.length >= cut) {
           const bytes = encodeFrame(frame, streamOptions.maxFrame).subarray(0, cut - sentToServer);
-          let off = 0;
-          while (off < bytes.length) off += await upstreamConn.write(bytes.subarray(off));
+          await writeAll(upstreamConn, bytes);
           log.info(`relay: connection cut after ${cut} bytes to the server`);
           return false;
         }

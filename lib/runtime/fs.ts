@@ -40,8 +40,7 @@ export async function writeFileAtomic(
   try {
     {
       using file = await Deno.open(tmp, { write: true, createNew: true, mode });
-      let off = 0;
-      while (off < bytes.length) off += await file.write(bytes.subarray(off));
+      await writeAll(file, bytes);
       await file.sync();
     }
     // The mode given to open is filtered by the umask; set it exactly before the file appears.
@@ -99,4 +98,13 @@ export async function assertPrivateFile(path: string): Promise<void> {
       } lets others read the key (chmod 600 it)`,
     );
   }
+}
+
+/** Writes all of `bytes` to a file or a connection, in as many `write` calls as that takes. */
+export async function writeAll(
+  writer: { write(bytes: Uint8Array): Promise<number> },
+  bytes: Uint8Array,
+): Promise<void> {
+  let off = 0;
+  while (off < bytes.length) off += await writer.write(bytes.subarray(off));
 }

@@ -6,6 +6,8 @@
  * truncated rather than silently shortened.
  */
 
+import { writeAll } from "../runtime/mod.ts";
+
 /** The byte stream a frame reader needs: `Deno.Conn` and `Deno.TlsConn` fit as they are. */
 export interface ByteStream {
   read(p: Uint8Array): Promise<number | null>;
@@ -180,10 +182,7 @@ export class FramedStream {
   }
 
   async #writeAll(bytes: Uint8Array): Promise<void> {
-    await this.#withDeadline(this.writeTimeoutMs, "write", async () => {
-      let off = 0;
-      while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
-    });
+    await this.#withDeadline(this.writeTimeoutMs, "write", () => writeAll(this.#conn, bytes));
   }
 
   /** Closes the underlying stream; safe to call more than once. */
