@@ -3,14 +3,7 @@
  * pinned to CPUs), their ports, and a process's peak resident memory.
  */
 
-import {
-  allocatorEnv,
-  denoCommand,
-  denoRunArgs,
-  PROJECT_ROOT as ROOT,
-  RunningProcess,
-  spawnDeno,
-} from "../lib/runtime/mod.ts";
+import { PROJECT_ROOT as ROOT, type RunningProcess, spawnDeno } from "../lib/runtime/mod.ts";
 
 const LISTENING = /listening on 127\.0\.0\.1:(\d+)/;
 
@@ -37,14 +30,10 @@ export async function startActor(
     `--allow-write=${dir}`,
     ...(options.extra ?? []),
   ];
-  const server = options.cpus
-    ? new RunningProcess("taskset", [
-      "-c",
-      options.cpus,
-      denoCommand(),
-      ...denoRunArgs(`${ROOT}/actors/${script}`, args, permissions),
-    ], { name: script, env: allocatorEnv() })
-    : spawnDeno(`${ROOT}/actors/${script}`, args, { permissions });
+  const server = spawnDeno(`${ROOT}/actors/${script}`, args, {
+    permissions,
+    ...(options.cpus ? { wrapper: ["taskset", "-c", options.cpus] } : {}),
+  });
   await server.waitFor(LISTENING, 60_000);
   return server;
 }
