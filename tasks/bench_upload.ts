@@ -12,12 +12,13 @@
  */
 
 import {
-  allocatorEnv,
   ensureDir,
   parseCommand,
   parsePositiveInt,
   PROJECT_ROOT as ROOT,
   runMain,
+  RunningProcess,
+  spawnDeno,
   StepLog,
   UsageError,
   writeFileAtomic,
@@ -36,26 +37,7 @@ import { peakRss } from "./bench_actors.ts";
 const SID = "1155999999";
 const MiB = 1024 * 1024;
 
-async function waitForLine(
-  stream: ReadableStream<Uint8Array>,
-  pattern: RegExp,
-): Promise<RegExpMatchArray> {
-  let text = "";
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`Blackboard ended before ${pattern}:\n${text}`);
-    text += value;
-    const m = text.match(pattern);
-    if (m) {
-      // Keep draining so the process never blocks on a full pipe.
-      (async () => {
-        while (!(await reader.read()).done) { /* discard */ }
-      })().catch(() => {});
-      return m;
-    }
-  }
-}
+const LISTENING = /listening on 127\.0\.0\.1:(\d+)/;
 
 async function main(args: string[]): Promise<void> {
   const parsed = parseCommand(args, {
@@ -82,7 +64,7 @@ each one's peak resident memory (VmHWM) and the throughput.`,
   const log = new StepLog("bench", { quiet: true });
   const ca = await CertificateAuthority.open(`${dir}/ca`, { rootBits: 2048 });
   const caServer = serveCa({ ca, log, port: 0 });
-  let blackboard: Deno.ChildProcess | undefined;
+  let blackboard: RunningProcess | undefined;
   try {
     // Blackboard's certificate and an enrolled student, as `ca issue` and `student enroll` make them.
     const issued = await ca.issueServer({ name: "blackboard", ipAddresses: ["127.0.0.1"] });
@@ -112,13 +94,14 @@ each one's peak resident memory (VmHWM) and the throughput.`,
       await Deno.truncate(file, size);
     }
 
-    const perms = ["--allow-net=127.0.0.1", `--allow-read=${ROOT}`, `--allow-write=${dir}`];
-    blackboard = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        ...perms,
-        `${ROOT}/actors/blackboard.ts`,
+    const permissions = [
+      "--allow-net=127.0.0.1",
+      `--allow-read=${ROOT}`,
+      `--allow-write=${dir}`,
+    ];
+    blackboard = spawnDeno(
+      `${ROOT}/actors/blackboard.ts`,
+      [
         "serve",
         "--port",
         "0",
@@ -133,20 +116,14 @@ each one's peak resident memory (VmHWM) and the throughput.`,
         "--records",
         records,
       ],
-      stdin: "null",
-      env: allocatorEnv(),
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const port = (await waitForLine(blackboard.stderr, /listening on 127\.0\.0\.1:(\d+)/))[1];
+      { permissions },
+    );
+    const port = (await blackboard.waitFor(LISTENING, 60_000))[1];
 
     const started = performance.now();
-    const student = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        ...perms,
-        `${ROOT}/actors/student.ts`,
+    const student = spawnDeno(
+      `${ROOT}/actors/student.ts`,
+      [
         "upload",
         "--sid",
         SID,
@@ -160,28 +137,24 @@ each one's peak resident memory (VmHWM) and the throughput.`,
         "--records",
         records,
       ],
-      stdin: "null",
-      env: allocatorEnv(),
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+      { permissions },
+    );
     let studentPeak = 0;
     let bbPeak = 0;
     let running = true;
-    const output = student.output().finally(() => (running = false));
+    const output = student.done.finally(() => (running = false));
     while (running) {
-      studentPeak = Math.max(studentPeak, (await peakRss(student.pid)) ?? 0);
-      bbPeak = Math.max(bbPeak, (await peakRss(blackboard.pid)) ?? 0);
+      studentPeak = Math.max(studentPeak, (await peakRss(student.child.pid)) ?? 0);
+      bbPeak = Math.max(bbPeak, (await peakRss(blackboard.child.pid)) ?? 0);
       await new Promise((r) => setTimeout(r, 100));
     }
     const out = await output;
     const seconds = (performance.now() - started) / 1000;
-    bbPeak = Math.max(bbPeak, (await peakRss(blackboard.pid)) ?? 0);
-    const dec = new TextDecoder();
-    if (!out.success) throw new Error(`The student failed: ${dec.decode(out.stderr)}`);
+    bbPeak = Math.max(bbPeak, (await peakRss(blackboard.child.pid)) ?? 0);
+    if (out.code !== 0) throw new Error(`The student failed: ${out.stderr}`);
     const stored = await Deno.stat(`${dir}/bb/reports/${SID}/report.bin`);
     if (stored.size !== size) throw new Error(`Stored ${stored.size} bytes, expected ${size}`);
-    console.log(dec.decode(out.stdout).trim());
+    console.log(out.stdout.trim());
     console.log(
       `Uploaded ${size / MiB} MiB${records === "aes-gcm" ? " (AES-GCM)" : " (HMAC)"} in ${
         seconds.toFixed(1)
@@ -193,14 +166,7 @@ each one's peak resident memory (VmHWM) and the throughput.`,
       } MiB`,
     );
   } finally {
-    if (blackboard) {
-      try {
-        blackboard.kill("SIGINT");
-      } catch {
-        // Exited.
-      }
-      await blackboard.status;
-    }
+    await blackboard?.stop("SIGINT");
     await caServer.close();
     ca.close();
     await Deno.remove(dir, { recursive: true });
