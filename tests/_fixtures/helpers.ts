@@ -299,3 +299,27 @@ export async function denoDir(): Promise<string> {
   if (res.code !== 0) throw new Error(`deno info failed: ${res.stderr}`);
   return JSON.parse(res.stdout).denoDir;
 }
+
+/**
+ * Runs `fn` with `beforeVerify` awaited before each `crypto.subtle.verify` (which then runs as it
+ * would): to count the signature checks made, or to run other work at that exact moment.
+ */
+export async function withVerifyHook<T>(
+  beforeVerify: () => Promise<void> | void,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const subtle = crypto.subtle;
+  const verify = subtle.verify;
+  Object.defineProperty(subtle, "verify", {
+    configurable: true,
+    value: async (...args: Parameters<SubtleCrypto["verify"]>) => {
+      await beforeVerify();
+      return await verify.apply(subtle, args);
+    },
+  });
+  try {
+    return await fn();
+  } finally {
+    delete (subtle as { verify?: unknown }).verify;
+  }
+}

@@ -24,7 +24,7 @@ import {
   generateRsaKeyPair,
 } from "../../lib/pki/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
-import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
+import { memoryLog, tempDir, TestPki, withVerifyHook } from "../_fixtures/helpers.ts";
 
 const SID = "1155000701";
 const OTHER = "1155000702";
@@ -95,28 +95,21 @@ Deno.test("CA: a code consumed while a request is being signed: the UPDATE that 
   // Request A passes the ledger check (the code is unused), then verifies its CSR's signature: at
   // that moment request B, with the same code, is enrolled to the end. The first signature
   // verification after the ledger check is A's, so the interleaving is exact, not a race.
-  const subtle = crypto.subtle as SubtleCrypto & { verify: SubtleCrypto["verify"] };
-  const verify = subtle.verify;
   let meanwhile: (() => Promise<unknown>) | undefined = () => ca.enrol({ sid: SID, code, csr: b! });
   let second: Promise<unknown> | undefined;
-  Object.defineProperty(subtle, "verify", {
-    configurable: true,
-    value: async (...args: Parameters<SubtleCrypto["verify"]>) => {
+  await withVerifyHook(
+    async () => {
       const run = meanwhile;
       meanwhile = undefined;
       if (run) await (second = run());
-      return await verify.apply(subtle, args);
     },
-  });
-  try {
-    await refusedBy(
-      ca.enrol({ sid: SID, code, csr: a! }),
-      "code-used-meanwhile",
-      "Enrolment code has already been used",
-    );
-  } finally {
-    delete (subtle as { verify?: unknown }).verify;
-  }
+    () =>
+      refusedBy(
+        ca.enrol({ sid: SID, code, csr: a! }),
+        "code-used-meanwhile",
+        "Enrolment code has already been used",
+      ),
+  );
   assert.ok(second, "B was not enrolled while A was being checked");
   await second;
   assert.equal(ca.ledger().length, 1, "A's certificate was not recorded");
@@ -128,26 +121,17 @@ Deno.test("CA: a retry that races its own first attempt (same key, same code, bo
   const { code } = ca.createCode(SID);
   const csr = await csrFor(SID);
   // The same interleaving as above, but B is the same request as A (a retry of it).
-  const subtle = crypto.subtle as SubtleCrypto & { verify: SubtleCrypto["verify"] };
-  const verify = subtle.verify;
   let meanwhile: (() => Promise<Certificate>) | undefined = () => ca.enrol({ sid: SID, code, csr });
   let first: Promise<Certificate> | undefined;
-  Object.defineProperty(subtle, "verify", {
-    configurable: true,
-    value: async (...args: Parameters<SubtleCrypto["verify"]>) => {
+  let told = "";
+  const retry = await withVerifyHook(
+    async () => {
       const run = meanwhile;
       meanwhile = undefined;
       if (run) await (first = run());
-      return await verify.apply(subtle, args);
     },
-  });
-  let told = "";
-  let retry: Certificate;
-  try {
-    retry = await ca.enrol({ sid: SID, code, csr, onAgain: (serial) => told = serial });
-  } finally {
-    delete (subtle as { verify?: unknown }).verify;
-  }
+    () => ca.enrol({ sid: SID, code, csr, onAgain: (serial) => told = serial }),
+  );
   assert.ok(first, "the first attempt did not run while the retry was being checked");
   const issued = await first;
   assert.equal(retry.serialNumber, issued.serialNumber, "the retry got another certificate");

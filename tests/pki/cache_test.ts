@@ -19,6 +19,7 @@ import {
   verifyCertificate,
   verifyCrl,
 } from "../../lib/pki/mod.ts";
+import { withVerifyHook } from "../_fixtures/helpers.ts";
 
 const ca = await createRoot({ bits: 2048 });
 const other = await createRoot({ bits: 2048 });
@@ -32,18 +33,8 @@ const leaf = await issueCertificate({
 
 /** Runs `f` and counts the RSA signature checks it makes through WebCrypto. */
 async function countVerifies(f: () => Promise<unknown>): Promise<number> {
-  const subtle = crypto.subtle;
-  const original = subtle.verify;
   let calls = 0;
-  subtle.verify = function (...args: Parameters<SubtleCrypto["verify"]>) {
-    calls++;
-    return original.apply(subtle, args);
-  };
-  try {
-    await f();
-  } finally {
-    subtle.verify = original;
-  }
+  await withVerifyHook(() => void calls++, f);
   return calls;
 }
 
