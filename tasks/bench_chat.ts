@@ -18,6 +18,7 @@ import {
   percentile,
   PROJECT_ROOT as ROOT,
   runMain,
+  spawnDeno,
   UsageError,
   writeFileAtomic,
   writeSecretFile,
@@ -99,52 +100,39 @@ interface RoundResult {
   perSecond: number;
 }
 
+/**
+ * The chat server as `deno task chat serve` runs it, through the one process harness (which gives
+ * it the actors' memory settings); its warnings are shown as they come.
+ */
 async function startServer(dir: string, maxClients: number) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--quiet",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${dir}`,
-      // As 'deno task chat' runs it: TCP_NODELAY on the listening socket, then revoked.
-      "--allow-ffi",
-      `${ROOT}/actors/chat.ts`,
-      "serve",
-      "--port",
-      "0",
-      "--cert",
-      `${dir}/chat.cer`,
-      "--key",
-      `${dir}/chat.key`,
-      "--max-clients",
-      String(maxClients),
-      // Every benchmark client comes from 127.0.0.1: the per-address cap (16) would refuse them.
-      "--max-per-address",
-      String(maxClients),
-      "--quiet",
-    ],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let text = "";
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`The chat server ended before listening:\n${text}`);
-    text += value;
-    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(text);
-    if (m) {
-      // Keep draining (and showing warnings) so the server never blocks on a full pipe.
-      (async () => {
-        for (;;) {
-          const r = await reader.read();
-          if (r.done) return;
-          Deno.stderr.writeSync(new TextEncoder().encode(r.value));
-        }
-      })();
-      return { child, port: Number(m[1]) };
-    }
+  const child = spawnDeno(`${ROOT}/actors/chat.ts`, [
+    "serve",
+    "--port",
+    "0",
+    "--cert",
+    `${dir}/chat.cer`,
+    "--key",
+    `${dir}/chat.key`,
+    "--max-clients",
+    String(maxClients),
+    // Every benchmark client comes from 127.0.0.1: the per-address cap (16) would refuse them.
+    "--max-per-address",
+    String(maxClients),
+    "--quiet",
+  ], {
+    // As 'deno task chat' runs it: TCP_NODELAY on the listening socket, then revoked.
+    permissions: ["--allow-net=127.0.0.1", `--allow-read=${dir}`, "--allow-ffi"],
+    onLine: (line, from) => {
+      if (from === "stderr" && !/listening on/.test(line)) console.error(line);
+    },
+  });
+  try {
+    const m = await child.waitFor(/listening on 127\.0\.0\.1:(\d+)/, 30_000);
+    return { proc: child, port: Number(m[1]) };
+  } catch (err) {
+    child.kill("SIGKILL");
+    await child.status;
+    throw new Error(`The chat server did not start: ${child.tail()} (${err})`);
   }
 }
 
@@ -251,7 +239,7 @@ export async function main(args: string[]): Promise<number | void> {
     }
     const delivered = results.reduce((s, x) => s + x.delivered, 0);
     const expected = results.reduce((s, x) => s + x.expected, 0);
-    const serverPeakRssMiB = ((await peakRss(server.child.pid)) ?? NaN) / 1024 ** 2;
+    const serverPeakRssMiB = ((await peakRss(server.proc.child.pid)) ?? NaN) / 1024 ** 2;
     const summary = {
       clients: n,
       rounds: rounds,
@@ -291,12 +279,8 @@ export async function main(args: string[]): Promise<number | void> {
   } finally {
     for (const r of receivers) r?.client.close();
     if (server) {
-      try {
-        server.child.kill("SIGINT");
-      } catch {
-        // Already gone.
-      }
-      await server.child.status;
+      server.proc.kill("SIGINT");
+      await server.proc.status;
     }
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }

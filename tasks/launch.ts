@@ -12,10 +12,10 @@
 
 import {
   AddressError,
-  allocatorEnv,
   allowNetFlag,
   denoCommand,
   launchedActor,
+  memoryEnv,
   runForeground,
   runMain,
   UsageError,
@@ -69,7 +69,7 @@ export async function main(args: string[]): Promise<number> {
   const deno = denoCommand();
   try {
     return await runForeground(deno, ["run", "--no-prompt", net, ...flags, script, ...rest], {
-      env: allocatorEnv(),
+      env: memoryEnv(),
     });
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
