@@ -12,13 +12,14 @@
 
 import {
   AddressError,
+  allocatorEnv,
   allowNetFlag,
   denoCommand,
   launchedActor,
-  memoryEnv,
   runForeground,
   runMain,
   UsageError,
+  V8_MEMORY_FLAG,
 } from "../lib/runtime/mod.ts";
 
 const USAGE = `Usage: deno run --allow-run=deno tasks/launch.ts [--allow-…]… actors/NAME.ts [ARGS…]
@@ -68,8 +69,16 @@ export async function main(args: string[]): Promise<number> {
   // Without --no-prompt, `ca serve` at a terminal asked at every start to read /proc/self/limits.
   const deno = denoCommand();
   try {
-    return await runForeground(deno, ["run", "--no-prompt", net, ...flags, script, ...rest], {
-      env: memoryEnv(),
+    return await runForeground(deno, [
+      "run",
+      "--no-prompt",
+      V8_MEMORY_FLAG,
+      net,
+      ...flags,
+      script,
+      ...rest,
+    ], {
+      env: allocatorEnv(),
     });
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;

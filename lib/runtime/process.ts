@@ -204,47 +204,48 @@ export interface DenoOptions extends ProcessOptions {
 }
 
 /**
- * The environment every actor starts with, for its memory:
- *
- * - glibc's malloc told to keep freed memory for reuse. An upload allocates several fresh 256 KiB
- *   buffers per chunk (a frame, a record, WebCrypto's output); with glibc's defaults the freed heap
- *   top is handed back to the kernel and taken again at once, and the page faults and zeroing cost
- *   more than the ciphers (perf: the kernel's page-fault path was the largest share of both
- *   processes). Allocations under 1 MiB come from the heap, and up to 32 MiB of free heap top is
- *   kept: a 512 MiB upload went from 62 to 119–127 MiB/s, at 10–15 MiB more resident memory.
- *   Ignored by any other allocator.
- * - V8's young generation held to 8 MiB per semi-space (`DENO_V8_FLAGS`). On this 24 GiB machine
- *   V8 lets it grow to 32 MiB per semi-space (64 MiB of new space), which a chat server with
- *   1,000 clients fills with short-lived frames and promises and then keeps: its peak resident
- *   memory was 172–195 MiB, and 123–131 MiB with the cap, with no loss in its fan-out, the
- *   Blackboard, CA or bank rows of `deno task bench` (alternating runs, 28 Nov 2026).
- *
- * A value already set in the environment wins.
+ * The environment every actor starts with: glibc's malloc told to keep freed memory for reuse.
+ * An upload allocates several fresh 256 KiB buffers per chunk (a frame, a record, WebCrypto's
+ * output); with glibc's defaults the freed heap top is handed back to the kernel and taken again at
+ * once, and the page faults and zeroing cost more than the ciphers (perf: the kernel's
+ * page-fault path was the largest share of both processes). Allocations under 1 MiB come from the
+ * heap, and up to 32 MiB of free heap top is kept: a 512 MiB upload went from 62 to 119–127 MiB/s,
+ * at 10–15 MiB more resident memory. Ignored by any other allocator; a value already set wins.
  */
-export const MEMORY_ENV: Readonly<Record<string, string>> = {
+export const ALLOCATOR_ENV: Readonly<Record<string, string>> = {
   MALLOC_MMAP_THRESHOLD_: String(1024 * 1024),
   MALLOC_TRIM_THRESHOLD_: String(32 * 1024 * 1024),
-  DENO_V8_FLAGS: "--max-semi-space-size=8",
 };
 
-/** `MEMORY_ENV`, under what this process's environment already sets (when it may read it). */
-export function memoryEnv(): Record<string, string> {
+/** `ALLOCATOR_ENV`, under what this process's environment already sets (when it may read it). */
+export function allocatorEnv(): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(MEMORY_ENV)) {
+  for (const [name, value] of Object.entries(ALLOCATOR_ENV)) {
     // Read only when already allowed (never a permission prompt); otherwise the lab's value.
     const allowed = Deno.permissions.querySync({ name: "env", variable: name }).state === "granted";
-    env[name] = (allowed ? Deno.env.get(name) : undefined) || value;
+    env[name] = (allowed ? Deno.env.get(name) : undefined) ?? value;
   }
   return env;
 }
 
-/** `run --quiet PERMISSIONS SCRIPT ARGS…`: the arguments of `denoCommand()` for a script. */
+/**
+ * Every actor's `deno run` carries this: V8's young generation held to 8 MiB per semi-space. On
+ * this 24 GiB machine V8 lets it grow to 32 MiB per semi-space (64 MiB of new space), which a chat
+ * server with 1,000 clients fills with short-lived frames and promises during the joins and then
+ * keeps: its peak resident memory was 172–195 MiB, and 127–131 MiB with the cap, with no loss in
+ * its fan-out or in the Blackboard, CA and bank rows of `deno task bench` (alternating runs, 28 Nov
+ * 2026). It is a command-line flag, not `DENO_V8_FLAGS`, so that flags set there (`--prof`) still
+ * apply beside it.
+ */
+export const V8_MEMORY_FLAG = "--v8-flags=--max-semi-space-size=8";
+
+/** `run --quiet V8_MEMORY_FLAG PERMISSIONS SCRIPT ARGS…`: the arguments of `denoCommand()` for a script. */
 export function denoRunArgs(
   script: string,
   args: readonly string[],
   permissions: readonly string[],
 ): string[] {
-  return ["run", "--quiet", ...permissions, script, ...args];
+  return ["run", "--quiet", V8_MEMORY_FLAG, ...permissions, script, ...args];
 }
 
 /** Starts `deno run --quiet PERMISSIONS SCRIPT ARGS…` (SCRIPT relative to `cwd`, or absolute). */
@@ -259,7 +260,7 @@ export function spawnDeno(
   return new RunningProcess(command!, commandArgs, {
     name: script,
     ...rest,
-    env: { ...memoryEnv(), ...rest.env },
+    env: { ...allocatorEnv(), ...rest.env },
   });
 }
 
