@@ -130,6 +130,8 @@ export interface OpenOptions {
   log?: StepLog;
   /** Root key size when a root is created (default 3072). */
   rootBits?: number;
+  /** The key pair (extractable) of a root created here; default: a fresh one of `rootBits`. */
+  rootKeys?: CryptoKeyPair;
   /**
    * Whether a directory with no CA gets a new root (default true). The operator's commands other
    * than `serve` and `init` pass false, so a mistyped `--data-dir` never makes a second CA.
@@ -160,6 +162,8 @@ export interface ServerIssue {
   dnsNames?: string[];
   ipAddresses?: string[];
   validityDays?: number;
+  /** The server's key pair (extractable); default: a fresh RSA-2048 one. */
+  keys?: CryptoKeyPair;
 }
 
 export class CertificateAuthority {
@@ -220,7 +224,10 @@ export class CertificateAuthority {
         `Found ${have} but not ${missing}: refusing to make a new root over part of an old one`,
       );
     } else {
-      const created = await createRoot({ bits: options.rootBits ?? 3072 });
+      const created = await createRoot({
+        bits: options.rootBits ?? 3072,
+        ...(options.rootKeys ? { keys: options.rootKeys } : {}),
+      });
       root = created.cert;
       // Key first: a crash between the two writes leaves a refusal on restart, never a lost key.
       await writeSecretFile(keyPath, await exportPrivateKeyPem(created.keys.privateKey));
@@ -399,7 +406,7 @@ export class CertificateAuthority {
 
   /** The operator issues a server key and certificate (serverAuth, SAN). */
   async issueServer(request: ServerIssue): Promise<{ cert: Certificate; keyPem: string }> {
-    const keys = await generateRsaKeyPair(2048);
+    const keys = request.keys ?? await generateRsaKeyPair(2048);
     const spki = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
     const dnsNames = [...new Set([request.name, ...(request.dnsNames ?? [])])];
     const cert = await issueCertificate({

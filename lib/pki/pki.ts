@@ -211,6 +211,8 @@ export const DAY_MS = 86_400_000;
 export interface RootOptions {
   name?: string;
   bits?: number;
+  /** The root's key pair (extractable), when it exists already; default: a fresh one of `bits`. */
+  keys?: CryptoKeyPair;
   validityDays?: number;
   now?: Date;
 }
@@ -221,7 +223,7 @@ export const ROOT_NAME = "CN=CUHK Root CA, O=The Chinese University of Hong Kong
 export async function createRoot(
   options: RootOptions = {},
 ): Promise<{ cert: Certificate; keys: CryptoKeyPair }> {
-  const keys = await generateRsaKeyPair(options.bits ?? 3072);
+  const keys = options.keys ?? await generateRsaKeyPair(options.bits ?? 3072);
   const now = options.now ?? new Date();
   const ski = await x509.SubjectKeyIdentifierExtension.create(keys.publicKey);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({

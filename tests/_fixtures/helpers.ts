@@ -30,10 +30,10 @@ import {
   type Crl,
   der,
   exportPrivateKeyPem,
-  generateRsaKeyPair,
   importSigningKey,
 } from "../../lib/pki/mod.ts";
 import type { Server } from "../../lib/net/mod.ts";
+import { testKeyPair } from "./keys.ts";
 
 export { ROOT };
 /** The project's top folder. */
@@ -101,7 +101,10 @@ export class TestPki implements AsyncDisposable {
     options: { openEnrolment?: boolean; maxPerAddress?: number } = {},
   ): Promise<TestPki> {
     const dir = await Deno.makeTempDir({ prefix: "lab-pki-" });
-    const ca = await CertificateAuthority.open(`${dir}/ca`, { rootBits: 2048 });
+    const ca = await CertificateAuthority.open(`${dir}/ca`, {
+      rootBits: 2048,
+      rootKeys: await testKeyPair(),
+    });
     const { log, lines } = memoryLog("CUHK");
     const server = serveCa({
       ca,
@@ -154,7 +157,7 @@ export class TestPki implements AsyncDisposable {
 
   /** Enrols a student directly (no network) and writes its home like `student enroll` does. */
   async student(sid: string, keys?: CryptoKeyPair): Promise<TestStudent> {
-    const k = keys ?? await generateRsaKeyPair(2048);
+    const k = keys ?? await testKeyPair();
     const csr = await createCsr(k, sid);
     const { code } = this.ca.createCode(sid);
     const cert = await this.ca.enrol({ sid, code, csr: der(csr) });
@@ -174,7 +177,12 @@ export class TestPki implements AsyncDisposable {
     ipAddresses: string[] = ["127.0.0.1"],
     dnsNames: string[] = [],
   ): Promise<TestServerCert> {
-    const { cert, keyPem } = await this.ca.issueServer({ name, dnsNames, ipAddresses });
+    const { cert, keyPem } = await this.ca.issueServer({
+      name,
+      dnsNames,
+      ipAddresses,
+      keys: await testKeyPair(),
+    });
     const out = `${this.dir}/servers/${name}`;
     await ensureDir(out);
     await writeSecretFile(`${out}/${name}.key`, keyPem);

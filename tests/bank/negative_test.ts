@@ -25,17 +25,12 @@ import {
 } from "../../lib/bank/mod.ts";
 import { FramedStream, PeerRefusedError } from "../../lib/wire/mod.ts";
 import { randomBytes } from "../../lib/crypto/mod.ts";
-import {
-  der,
-  exportPrivateKeyPem,
-  generateRsaKeyPair,
-  importSigningKey,
-  signRsa,
-} from "../../lib/pki/mod.ts";
+import { der, exportPrivateKeyPem, importSigningKey, signRsa } from "../../lib/pki/mod.ts";
 import { type FrameHandler, serve, startRelay } from "../../lib/net/mod.ts";
 import { recordBobProof, startFakeBob } from "../../lib/trudy/mod.ts";
 import { aliceOptions, bobIdentity, startBank } from "../_fixtures/bank.ts";
 import { memoryLog, TestPki, type TestStudent } from "../_fixtures/helpers.ts";
+import { testKeyPair } from "../_fixtures/keys.ts";
 
 const ALICE = "1155000601";
 const TIMEOUT_MS = 5000;
@@ -80,7 +75,7 @@ Deno.test("Bob refuses Trudy posing as Alice with Alice's certificate but her ow
   const alice = await pki.student(ALICE);
   await using bank = await startBank(pki);
   // Alice's certificate is public; her key is not. Trudy signs with a key of her own.
-  const trudyKeyPem = await exportPrivateKeyPem((await generateRsaKeyPair(2048)).privateKey);
+  const trudyKeyPem = await exportPrivateKeyPem((await testKeyPair()).privateKey);
   assert.equal(
     await secretToBob(bank.port, alice, { signingKeyPem: trudyKeyPem }),
     `STEP 5 Alice's secret failed: the signature of ${ALICE} does not cover this exchange`,

@@ -21,12 +21,7 @@ import {
 } from "../../lib/bank/mod.ts";
 import { FramedStream, PeerRefusedError } from "../../lib/wire/mod.ts";
 import { randomBytes } from "../../lib/crypto/mod.ts";
-import {
-  createRoot,
-  exportPrivateKeyPem,
-  generateRsaKeyPair,
-  issueCertificate,
-} from "../../lib/pki/mod.ts";
+import { createRoot, exportPrivateKeyPem, issueCertificate } from "../../lib/pki/mod.ts";
 import {
   makeTrudyBankKeys,
   recordBobProof,
@@ -37,6 +32,7 @@ import { startRelay } from "../../lib/net/mod.ts";
 import { waitFor } from "../../lib/runtime/mod.ts";
 import { aliceOptions, bobIdentity, startBank } from "../_fixtures/bank.ts";
 import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
+import { testKeyPair } from "../_fixtures/keys.ts";
 
 const DAY_MS = 86_400_000;
 
@@ -51,7 +47,7 @@ async function bobWith(
   issuerKey: CryptoKey,
   options: { ips?: string[]; dnsNames?: string[]; now?: Date; validityDays?: number } = {},
 ) {
-  const keys = await generateRsaKeyPair(2048);
+  const keys = await testKeyPair();
   const spki = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
   const cert = await issueCertificate({
     publicKey: spki,
@@ -130,7 +126,11 @@ Deno.test("seed mode encrypts deterministically: the same operation gives the sa
 Deno.test("secure mode refuses a bank certificate from another CA, expired, or for another name", async () => {
   await using pki = await TestPki.start();
   const alice = await pki.student("1155000001");
-  const other = await createRoot({ bits: 2048, name: "CN=Trudy Root CA" });
+  const other = await createRoot({
+    bits: 2048,
+    keys: await testKeyPair(),
+    name: "CN=Trudy Root CA",
+  });
   const caKey = await pki.rootKey();
   const cases = [
     {

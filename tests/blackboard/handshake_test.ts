@@ -22,7 +22,6 @@ import {
   CertificateError,
   type Crl,
   exportPrivateKeyPem,
-  generateRsaKeyPair,
   issueCertificate,
 } from "../../lib/pki/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
@@ -35,6 +34,7 @@ import {
   startBlackboard,
   type TestBlackboard,
 } from "../_fixtures/blackboard.ts";
+import { testKeyPair } from "../_fixtures/keys.ts";
 
 const SID = "1155000201";
 const OTHER = "1155000202";
@@ -79,7 +79,7 @@ Deno.test("blackboard refuses a certificate from another CA", async () => {
 Deno.test("blackboard refuses an expired certificate", async () => {
   await using pki = await TestPki.start();
   const rootKey = await pki.rootKey();
-  const keys = await generateRsaKeyPair(2048);
+  const keys = await testKeyPair();
   const spki = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
   const cert = await issueCertificate({
     publicKey: spki,

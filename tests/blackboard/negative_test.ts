@@ -23,7 +23,6 @@ import { newKeyShare, randomBytes } from "../../lib/crypto/mod.ts";
 import {
   CertificateError,
   exportPrivateKeyPem,
-  generateRsaKeyPair,
   OID,
   randomSerial,
   RSA_SIGN,
@@ -34,6 +33,7 @@ import { startRelay } from "../../lib/net/mod.ts";
 import { type HostPort, waitFor } from "../../lib/runtime/mod.ts";
 import { memoryLog, TestPki, type TestStudent } from "../_fixtures/helpers.ts";
 import { identity, listFiles, startBlackboard } from "../_fixtures/blackboard.ts";
+import { testKeyPair } from "../_fixtures/keys.ts";
 
 const SID = "1155000501";
 
@@ -191,7 +191,7 @@ async function rootSigned(
   change: { ca?: boolean; extra?: x509.Extension; notBefore?: Date },
 ): Promise<StudentIdentity> {
   const rootKey = await pki.rootKey();
-  const keys = await generateRsaKeyPair(2048);
+  const keys = await testKeyPair();
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),

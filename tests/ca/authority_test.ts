@@ -26,6 +26,7 @@ import {
   x509,
 } from "../../lib/pki/mod.ts";
 import { memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
+import { testKeyPair } from "../_fixtures/keys.ts";
 
 const SID = "1155000001";
 
@@ -63,7 +64,7 @@ async function spkiOf(keys: CryptoKeyPair): Promise<Uint8Array> {
 
 /** Enrols `sid` over the network with a fresh code; the proof that the CA still serves. */
 async function enrolOk(pki: TestPki, sid: string, keys?: CryptoKeyPair) {
-  const k = keys ?? await generateRsaKeyPair(2048);
+  const k = keys ?? await testKeyPair();
   const csr = await createCsr(k, sid);
   const { code } = pki.ca.createCode(sid);
   return await requestCertificate({
@@ -95,7 +96,7 @@ async function refused(pki: TestPki, sid: string, csr: Uint8Array, code: string,
 
 Deno.test("CA refuses hostile CSRs and codes, records nothing, and serves the next client", async (t) => {
   await using pki = await TestPki.start();
-  const keys = await generateRsaKeyPair(2048);
+  const keys = await testKeyPair();
   const goodCsr = der(await createCsr(keys, SID));
 
   await t.step("IDs of 9 or 11 digits, or with letters", async () => {
@@ -126,7 +127,7 @@ Deno.test("CA refuses hostile CSRs and codes, records nothing, and serves the ne
     csr[csr.length - 1]! ^= 0x01;
     await refused(pki, SID, csr, pki.ca.createCode(SID).code, /signature does not match its key/);
     // Also: a CSR re-signed by another key with this one's public key inside.
-    const other = await generateRsaKeyPair(2048);
+    const other = await testKeyPair();
     const forged = await x509.Pkcs10CertificateRequestGenerator.create({
       name: `CN=${SID}`,
       keys: { publicKey: keys.publicKey, privateKey: other.privateKey },
@@ -179,7 +180,7 @@ Deno.test("CA refuses hostile CSRs and codes, records nothing, and serves the ne
       root: pki.root,
     });
     assert.equal(again.serialNumber, cert.serialNumber);
-    const otherKeys = await generateRsaKeyPair(2048);
+    const otherKeys = await testKeyPair();
     await refused(pki, SID, der(await createCsr(otherKeys, SID)), once, /already been used/);
   });
 
@@ -259,13 +260,16 @@ Deno.test("CA refuses hostile CSRs and codes, records nothing, and serves the ne
 
 Deno.test("a client that connects and sends nothing is dropped at the deadline; others are served meanwhile", async () => {
   await using dir = await tempDir();
-  const ca = await CertificateAuthority.open(`${dir.path}/ca`, { rootBits: 2048 });
+  const ca = await CertificateAuthority.open(`${dir.path}/ca`, {
+    rootBits: 2048,
+    rootKeys: await testKeyPair(),
+  });
   const { log, lines } = memoryLog("CUHK");
   const server = serveCa({ ca, log, port: 0, readTimeoutMs: 400 });
   try {
     const silent = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
     // While the silent client holds its connection, another enrols.
-    const keys = await generateRsaKeyPair(2048);
+    const keys = await testKeyPair();
     const { code } = ca.createCode(SID);
     const cert = await requestCertificate({
       ca: { hostname: "127.0.0.1", port: server.port },
@@ -295,7 +299,7 @@ Deno.test("the same code used by two clients at once yields exactly one certific
   await using pki = await TestPki.start();
   const { code } = pki.ca.createCode(SID);
   const attempts = await Promise.allSettled([0, 1, 2].map(async () => {
-    const keys = await generateRsaKeyPair(2048);
+    const keys = await testKeyPair();
     return await requestCertificate({
       ca: { hostname: "127.0.0.1", port: pki.server.port },
       sid: SID,
@@ -320,7 +324,7 @@ Deno.test("50 students enrolling at once get distinct, valid certificates, each 
   await using pki = await TestPki.start({ maxPerAddress: 64 });
   const sids = Array.from({ length: 50 }, (_, i) => `11550${String(i).padStart(5, "0")}`);
   // Keys are prepared ahead: RSA key generation is the slow part, not what is tested here.
-  const keys = await Promise.all(sids.map(() => generateRsaKeyPair(2048)));
+  const keys = await Promise.all(sids.map(() => testKeyPair()));
   const certs = await Promise.all(sids.map((sid, i) => enrolOk(pki, sid, keys[i])));
   const serials = new Set(certs.map(serialOf));
   assert.equal(serials.size, 50);
@@ -340,9 +344,12 @@ Deno.test("50 students enrolling at once get distinct, valid certificates, each 
 
 Deno.test("a restarted CA keeps its root and its ledger; a half-present root is refused", async () => {
   await using dir = await tempDir();
-  const first = await CertificateAuthority.open(`${dir.path}/ca`, { rootBits: 2048 });
+  const first = await CertificateAuthority.open(`${dir.path}/ca`, {
+    rootBits: 2048,
+    rootKeys: await testKeyPair(),
+  });
   const rootPem = first.rootPem;
-  const keys = await generateRsaKeyPair(2048);
+  const keys = await testKeyPair();
   const { code } = first.createCode(SID);
   const cert = await first.enrol({ sid: SID, code, csr: der(await createCsr(keys, SID)) });
   first.close();

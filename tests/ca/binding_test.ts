@@ -6,9 +6,10 @@
 
 import assert from "node:assert/strict";
 import { caProtocol, codeKey, enrolmentBinding, requestCertificate } from "../../lib/ca/mod.ts";
-import { createCsr, der, generateRsaKeyPair } from "../../lib/pki/mod.ts";
+import { createCsr, der } from "../../lib/pki/mod.ts";
 import { encodeFrame } from "../../lib/wire/mod.ts";
 import { TestPki } from "../_fixtures/helpers.ts";
+import { testKeyPair } from "../_fixtures/keys.ts";
 
 const VICTIM = "1155000777";
 
@@ -47,7 +48,7 @@ function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
 
 Deno.test("the enrolment request carries a binding, never the code, in any form", async () => {
   await using pki = await TestPki.start();
-  const keys = await generateRsaKeyPair(2048);
+  const keys = await testKeyPair();
   const csr = der(await createCsr(keys, VICTIM));
   const { code } = pki.ca.createCode(VICTIM);
   const binding = await enrolmentBinding(await codeKey(code), VICTIM, csr);
@@ -63,13 +64,13 @@ Deno.test("the enrolment request carries a binding, never the code, in any form"
 
 Deno.test("a binding copied onto another CSR is refused, and the victim's code still works", async () => {
   await using pki = await TestPki.start();
-  const victimKeys = await generateRsaKeyPair(2048);
+  const victimKeys = await testKeyPair();
   const victimCsr = der(await createCsr(victimKeys, VICTIM));
   const { code } = pki.ca.createCode(VICTIM);
   const binding = await enrolmentBinding(await codeKey(code), VICTIM, victimCsr);
 
   // Trudy reads the victim's request on the path and swaps in her own CSR for the victim's ID.
-  const trudyCsr = der(await createCsr(await generateRsaKeyPair(2048), VICTIM));
+  const trudyCsr = der(await createCsr(await testKeyPair(), VICTIM));
   const swapped = await exchange(
     pki.server.port,
     encodeFrame(caProtocol.encode("csr", { sid: VICTIM, binding, csr: trudyCsr })),
@@ -107,7 +108,7 @@ Deno.test("a binding copied onto another CSR is refused, and the victim's code s
 
 Deno.test("with several codes issued for one ID, the one that binds the CSR is the one consumed", async () => {
   await using pki = await TestPki.start();
-  const keys = await generateRsaKeyPair(2048);
+  const keys = await testKeyPair();
   const csr = der(await createCsr(keys, VICTIM));
   const first = pki.ca.createCode(VICTIM).code;
   const second = pki.ca.createCode(VICTIM).code;

@@ -21,20 +21,23 @@ import {
   createCsr,
   der,
   exportPrivateKeyPem,
-  generateRsaKeyPair,
 } from "../../lib/pki/mod.ts";
 import { startRelay } from "../../lib/net/mod.ts";
 import { memoryLog, tempDir, TestPki, withVerifyHook } from "../_fixtures/helpers.ts";
+import { testKeyPair } from "../_fixtures/keys.ts";
 
 const SID = "1155000701";
 const OTHER = "1155000702";
 
 async function openCa(dir: string): Promise<CertificateAuthority> {
-  return await CertificateAuthority.open(`${dir}/ca`, { rootBits: 2048 });
+  return await CertificateAuthority.open(`${dir}/ca`, {
+    rootBits: 2048,
+    rootKeys: await testKeyPair(),
+  });
 }
 
 async function csrFor(cn: string, keys?: CryptoKeyPair): Promise<Uint8Array> {
-  return der(await createCsr(keys ?? await generateRsaKeyPair(2048), cn));
+  return der(await createCsr(keys ?? await testKeyPair(), cn));
 }
 
 async function refusedBy(
@@ -54,11 +57,11 @@ Deno.test("CA: a code used a second time is refused by the ledger check, before 
   await using dir = await tempDir("lab-ca-neg-");
   using ca = await openCa(dir.path);
   const { code } = ca.createCode(SID);
-  const keys = await generateRsaKeyPair(2048);
+  const keys = await testKeyPair();
   await ca.enrol({ sid: SID, code, csr: await csrFor(SID, keys) });
   // The same student, the same code, a CSR for another key: the pre-check refuses (not the UPDATE).
   await refusedBy(
-    ca.enrol({ sid: SID, code, csr: await csrFor(SID, await generateRsaKeyPair(2048)) }),
+    ca.enrol({ sid: SID, code, csr: await csrFor(SID, await testKeyPair()) }),
     "code-used",
     "Enrolment code has already been used",
   );
@@ -69,7 +72,7 @@ Deno.test("CA: the same request again (a retry after a lost reply, or a replayed
   await using dir = await tempDir("lab-ca-neg-");
   using ca = await openCa(dir.path);
   const { code } = ca.createCode(SID);
-  const keys = await generateRsaKeyPair(2048);
+  const keys = await testKeyPair();
   const csr = await csrFor(SID, keys);
   const first = await ca.enrol({ sid: SID, code, csr });
   let told = "";
@@ -212,7 +215,7 @@ Deno.test("CA start: a root key readable by others, a key of another root, half 
 
   await Deno.writeTextFile(
     keyPath,
-    await exportPrivateKeyPem((await generateRsaKeyPair(2048)).privateKey),
+    await exportPrivateKeyPem((await testKeyPair()).privateKey),
   );
   await assert.rejects(
     openCa(dir.path),
@@ -255,7 +258,7 @@ Deno.test("the student refuses a genuine cert 2 for its ID that carries another 
       return caProtocol.encode("certificate", { certificate: der(trudyCert) });
     },
   });
-  const keys = await generateRsaKeyPair(2048);
+  const keys = await testKeyPair();
   await assert.rejects(
     requestCertificate({
       ca: relay.addr,

@@ -8,6 +8,7 @@ import { CertificateAuthority, fetchCrl, loadRoot } from "../../lib/ca/mod.ts";
 import { checkStudentCsr, CsrError, parseCsr } from "../../lib/pki/mod.ts";
 import { CorruptDatabaseError, PROJECT_ROOT } from "../../lib/runtime/mod.ts";
 import { ActorProcess, runActor, tempDir } from "../_fixtures/helpers.ts";
+import { testKeyPair } from "../_fixtures/keys.ts";
 
 Deno.test("the CA keeps serving after its standard error pipe closes (serve 2>&1 | head -2)", async () => {
   await using dir = await tempDir("lab-ca-pipe-");
@@ -63,7 +64,10 @@ Deno.test("the CA keeps serving after its standard error pipe closes (serve 2>&1
 
 Deno.test("a corrupted ledger is refused at start with a clear error; ca serve exits 1", async () => {
   await using dir = await tempDir("lab-ca-corrupt-");
-  const ca = await CertificateAuthority.open(`${dir.path}/ca`, { rootBits: 2048 });
+  const ca = await CertificateAuthority.open(`${dir.path}/ca`, {
+    rootBits: 2048,
+    rootKeys: await testKeyPair(),
+  });
   for (let i = 0; i < 200; i++) ca.createCode(`115500${String(i).padStart(4, "0")}`);
   ca.close();
   const ledger = [...Deno.readDirSync(`${dir.path}/ca`)]

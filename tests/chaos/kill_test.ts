@@ -27,13 +27,13 @@ import {
   type Crl,
   crlNumber,
   der,
-  generateRsaKeyPair,
 } from "../../lib/pki/mod.ts";
 import { Changes, errorMessage, type HostPort, waitFor } from "../../lib/runtime/mod.ts";
 import { PeerRefusedError } from "../../lib/wire/mod.ts";
 import { ActorProcess, memoryLog, tempDir, TestPki } from "../_fixtures/helpers.ts";
 import { fileSha256, listFiles, writeTestFile } from "../_fixtures/blackboard.ts";
 import { assertLedger, type Ledger, runCustomers, startBob } from "../_fixtures/bank.ts";
+import { testKeyPair } from "../_fixtures/keys.ts";
 
 const KILLS = 20;
 const SEED = chaosSeed();
@@ -237,13 +237,14 @@ Deno.test(`CA killed ${KILLS} times during enrolment bursts: no serial twice, ev
   await using dir = await tempDir("lab-chaos-ca-");
   const data = `${dir.path}/ca`;
   // The root once (RSA-2048 to keep the test quick); every 'ca serve' reuses it.
-  (await CertificateAuthority.open(data, { rootBits: 2048 })).close();
+  (await CertificateAuthority.open(data, { rootBits: 2048, rootKeys: await testKeyPair() }))
+    .close();
   // The operator makes codes and revokes while the CA serves, as 'ca code' and 'ca revoke' do:
   // the directory's lock is the server's, the ledger is SQLite's to share.
   using operator = await CertificateAuthority.open(data, { create: false });
   const root = operator.root;
   const students = await Promise.all(SIDS.map(async (sid) => {
-    const keys = await generateRsaKeyPair(2048);
+    const keys = await testKeyPair();
     const csr = der(await createCsr(keys, sid));
     const publicKey = new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey));
     return { sid, csr, publicKey };

@@ -7,13 +7,14 @@
 import assert from "node:assert/strict";
 import { requestCertificate } from "../../lib/ca/mod.ts";
 import { LogSummary } from "../../lib/net/mod.ts";
-import { createCsr, der, generateRsaKeyPair } from "../../lib/pki/mod.ts";
+import { createCsr, der } from "../../lib/pki/mod.ts";
 import { RunningProcess } from "../../lib/runtime/mod.ts";
 import { hasCommand, memoryLog, PROJECT_ROOT, tempDir, TestPki } from "../_fixtures/helpers.ts";
 import { hostileHost } from "../_fixtures/hostile.ts";
+import { testKeyPair } from "../_fixtures/keys.ts";
 
 async function enrolFresh(pki: TestPki, sid: string) {
-  const keys = await generateRsaKeyPair(2048);
+  const keys = await testKeyPair();
   const csr = der(await createCsr(keys, sid));
   const { code } = pki.ca.createCode(sid);
   const started = performance.now();

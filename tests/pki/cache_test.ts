@@ -12,7 +12,6 @@ import {
   createRoot,
   der,
   forgetVerifications,
-  generateRsaKeyPair,
   issueCertificate,
   parseCertificate,
   parseCrl,
@@ -20,10 +19,11 @@ import {
   verifyCrl,
 } from "../../lib/pki/mod.ts";
 import { withVerifyHook } from "../_fixtures/helpers.ts";
+import { testKeyPair } from "../_fixtures/keys.ts";
 
-const ca = await createRoot({ bits: 2048 });
-const other = await createRoot({ bits: 2048 });
-const keys = await generateRsaKeyPair(2048);
+const ca = await createRoot({ bits: 2048, keys: await testKeyPair() });
+const other = await createRoot({ bits: 2048, keys: await testKeyPair() });
+const keys = await testKeyPair();
 const leaf = await issueCertificate({
   publicKey: new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey)),
   profile: { kind: "student", sid: "1155000501" },

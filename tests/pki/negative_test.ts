@@ -14,15 +14,15 @@ import {
   createRoot,
   CsrError,
   der,
-  generateRsaKeyPair,
   parseCsr,
   RSA_SIGN,
   verifyCrl,
   x509,
 } from "../../lib/pki/mod.ts";
+import { testKeyPair } from "../_fixtures/keys.ts";
 
 const SID = "1155000801";
-const keys = await generateRsaKeyPair(2048);
+const keys = await testKeyPair();
 
 async function csrRefused(csr: x509.Pkcs10CertificateRequest, message: string): Promise<void> {
   await assert.rejects(checkStudentCsr(csr), (err: unknown) => {
@@ -77,8 +77,12 @@ Deno.test("CSR: an altered CSR (no proof of possession) is refused", async () =>
 });
 
 Deno.test("CRL: a CRL from a CA of another name is refused by name, before its signature", async () => {
-  const root = await createRoot({ bits: 2048 });
-  const other = await createRoot({ bits: 2048, name: "CN=Trudy Root CA" });
+  const root = await createRoot({ bits: 2048, keys: await testKeyPair() });
+  const other = await createRoot({
+    bits: 2048,
+    keys: await testKeyPair(),
+    name: "CN=Trudy Root CA",
+  });
   const crl = await createCrl({
     issuer: other.cert,
     issuerKey: other.keys.privateKey,
