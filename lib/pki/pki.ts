@@ -89,20 +89,33 @@ export async function importSigningKey(pem: string): Promise<CryptoKey> {
   ]);
 }
 
-/** The public half of a PKCS#8 RSA key, as SubjectPublicKeyInfo DER. */
-export async function publicKeyOf(pem: string): Promise<Uint8Array> {
-  const key = await crypto.subtle.importKey("pkcs8", toBytes(privateKeyDer(pem)), RSA_SIGN, true, [
-    "sign",
-  ]);
-  const jwk = await crypto.subtle.exportKey("jwk", key);
-  const pub = await crypto.subtle.importKey(
+/**
+ * A PKCS#8 PEM RSA key as an extractable key pair (RSASSA-PKCS1-v1_5, SHA-256), as
+ * `generateRsaKeyPair` returns one; the public half is rebuilt from the private key's n and e.
+ */
+export async function importKeyPair(pem: string): Promise<CryptoKeyPair> {
+  const privateKey = await crypto.subtle.importKey(
+    "pkcs8",
+    toBytes(privateKeyDer(pem)),
+    RSA_SIGN,
+    true,
+    ["sign"],
+  );
+  const jwk = await crypto.subtle.exportKey("jwk", privateKey);
+  const publicKey = await crypto.subtle.importKey(
     "jwk",
     { kty: "RSA", n: jwk.n!, e: jwk.e!, ext: true },
     RSA_SIGN,
     true,
     ["verify"],
   );
-  return new Uint8Array(await crypto.subtle.exportKey("spki", pub));
+  return { privateKey, publicKey };
+}
+
+/** The public half of a PKCS#8 RSA key, as SubjectPublicKeyInfo DER. */
+export async function publicKeyOf(pem: string): Promise<Uint8Array> {
+  const { publicKey } = await importKeyPair(pem);
+  return new Uint8Array(await crypto.subtle.exportKey("spki", publicKey));
 }
 
 export async function signRsa(key: CryptoKey, data: Uint8Array): Promise<Uint8Array> {

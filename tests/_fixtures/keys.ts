@@ -10,20 +10,19 @@
  * no other test used, makes its own with `generateRsaKeyPair`.
  */
 
-import { RSA_SIGN } from "../../lib/pki/mod.ts";
+import { importKeyPair } from "../../lib/pki/mod.ts";
 import { PROJECT_ROOT } from "../../lib/runtime/mod.ts";
 
 const POOL_FILE = `${PROJECT_ROOT}/tests/_fixtures/rsa2048_keys.pem`;
 
-let pool: Uint8Array<ArrayBuffer>[] | undefined;
+let pool: string[] | undefined;
 let next = 0;
 
-function pkcs8Keys(): Uint8Array<ArrayBuffer>[] {
+/** The pool's keys, one PEM block each. */
+function pemKeys(): string[] {
   if (pool) return pool;
   const text = Deno.readTextFileSync(POOL_FILE);
-  pool = [...text.matchAll(/-----BEGIN PRIVATE KEY-----([^-]+)-----END PRIVATE KEY-----/g)].map(
-    (m) => Uint8Array.from(atob(m[1]!.replace(/\s+/g, "")), (c) => c.charCodeAt(0)),
-  );
+  pool = text.match(/-----BEGIN PRIVATE KEY-----[^-]+-----END PRIVATE KEY-----/g) ?? [];
   if (pool.length < 2) {
     throw new Error(`${POOL_FILE}: expected a pool of keys, found ${pool.length}`);
   }
@@ -32,7 +31,7 @@ function pkcs8Keys(): Uint8Array<ArrayBuffer>[] {
 
 /** How many distinct keys the pool holds. */
 export function testKeyPoolSize(): number {
-  return pkcs8Keys().length;
+  return pemKeys().length;
 }
 
 /**
@@ -40,17 +39,6 @@ export function testKeyPoolSize(): number {
  * what `generateRsaKeyPair(2048)` returns).
  */
 export async function testKeyPair(): Promise<CryptoKeyPair> {
-  const keys = pkcs8Keys();
-  const der = keys[next++ % keys.length]!;
-  const privateKey = await crypto.subtle.importKey("pkcs8", der, RSA_SIGN, true, ["sign"]);
-  // The public half, through its JWK (n and e only).
-  const jwk = await crypto.subtle.exportKey("jwk", privateKey);
-  const publicKey = await crypto.subtle.importKey(
-    "jwk",
-    { kty: "RSA", n: jwk.n!, e: jwk.e!, ext: true },
-    RSA_SIGN,
-    true,
-    ["verify"],
-  );
-  return { privateKey, publicKey };
+  const keys = pemKeys();
+  return await importKeyPair(keys[next++ % keys.length]!);
 }
