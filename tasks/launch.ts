@@ -1,7 +1,8 @@
 #!/usr/bin/env -S deno run --allow-run=deno
 /**
  * What the actors' `deno task` lines run: `tasks/launch.ts FLAGS… actors/NAME.ts ARGS…` starts
- * `deno run --no-prompt --allow-net=127.0.0.1,localhost,[::1][,HOST…] FLAGS… actors/NAME.ts ARGS…`,
+ * `deno run --no-prompt V8_MEMORY_FLAG --allow-net=127.0.0.1,localhost,[::1][,HOST…] FLAGS…
+ * actors/NAME.ts ARGS…` (V8_MEMORY_FLAG and the allocator settings: lib/runtime/process.ts),
  * where the HOSTs are those that ARGS name in the actor's address options (lib/runtime/launch.ts),
  * in the foreground (same terminal; SIGINT, SIGTERM and SIGHUP passed on), and exits with the
  * actor's status. `--no-prompt`: at a terminal Deno would ask to widen a permission; here a
@@ -51,11 +52,11 @@ export function parseLaunch(
   return { flags, script, actor, rest: args.slice(i + 1) };
 }
 
-export async function main(args: string[]): Promise<number> {
-  if (args.length === 0 || args[0] === "--help") {
-    console.log(USAGE);
-    return args.length === 0 ? 2 : 0;
-  }
+/**
+ * The arguments of `deno` for the launcher's ARGS: `run --no-prompt V8_MEMORY_FLAG --allow-net=…
+ * FLAGS… SCRIPT ARGS…`.
+ */
+export function launchArgs(args: readonly string[]): string[] {
   const { flags, script, actor, rest } = parseLaunch(args);
   let net: string;
   try {
@@ -67,19 +68,18 @@ export async function main(args: string[]): Promise<number> {
     throw usage;
   }
   // Without --no-prompt, `ca serve` at a terminal asked at every start to read /proc/self/limits.
+  return ["run", "--no-prompt", V8_MEMORY_FLAG, net, ...flags, script, ...rest];
+}
+
+export async function main(args: string[]): Promise<number> {
+  if (args.length === 0 || args[0] === "--help") {
+    console.log(USAGE);
+    return args.length === 0 ? 2 : 0;
+  }
+  const argv = launchArgs(args);
   const deno = denoCommand();
   try {
-    return await runForeground(deno, [
-      "run",
-      "--no-prompt",
-      V8_MEMORY_FLAG,
-      net,
-      ...flags,
-      script,
-      ...rest,
-    ], {
-      env: allocatorEnv(),
-    });
+    return await runForeground(deno, argv, { env: allocatorEnv() });
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
     throw new Error(

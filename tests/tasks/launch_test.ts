@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { RunningProcess } from "../../lib/runtime/mod.ts";
+import { RunningProcess, V8_MEMORY_FLAG } from "../../lib/runtime/mod.ts";
 import { hasCommand, ROOT, TestPki } from "../_fixtures/helpers.ts";
 import { startChatActor } from "../_fixtures/chat.ts";
 
@@ -220,4 +220,31 @@ Deno.test({
     assert.match(alice.stdout, /you left the chat\. Goodbye/);
     await server.waitFor(/alice/);
   },
+});
+
+Deno.test("the launcher's command line: no prompt, the actors' V8 memory flag, the network its arguments name, then the task's flags, the script and its arguments", async () => {
+  const { launchArgs } = await import("../../tasks/launch.ts");
+  assert.deepEqual(
+    launchArgs([
+      "--allow-read=.",
+      "--allow-write=data",
+      "actors/chat.ts",
+      "serve",
+      "--host",
+      "10.0.0.1",
+    ]),
+    [
+      "run",
+      "--no-prompt",
+      V8_MEMORY_FLAG,
+      "--allow-net=127.0.0.1,localhost,[::1],10.0.0.1",
+      "--allow-read=.",
+      "--allow-write=data",
+      "actors/chat.ts",
+      "serve",
+      "--host",
+      "10.0.0.1",
+    ],
+  );
+  assert.equal(V8_MEMORY_FLAG, "--v8-flags=--max-semi-space-size=8");
 });
