@@ -224,27 +224,15 @@ Deno.test({
 
 Deno.test("the launcher's command line: no prompt, the actors' V8 memory flag, the network its arguments name, then the task's flags, the script and its arguments", async () => {
   const { launchArgs } = await import("../../tasks/launch.ts");
-  assert.deepEqual(
-    launchArgs([
-      "--allow-read=.",
-      "--allow-write=data",
-      "actors/chat.ts",
-      "serve",
-      "--host",
-      "10.0.0.1",
-    ]),
-    [
-      "run",
-      "--no-prompt",
-      V8_MEMORY_FLAG,
-      "--allow-net=127.0.0.1,localhost,[::1],10.0.0.1",
-      "--allow-read=.",
-      "--allow-write=data",
-      "actors/chat.ts",
-      "serve",
-      "--host",
-      "10.0.0.1",
-    ],
-  );
+  const flags = ["--allow-read=.", "--allow-write=data"];
+  const actor = ["actors/chat.ts", "serve", "--host", "10.0.0.1"];
+  assert.deepEqual(launchArgs([...flags, ...actor]), [
+    "run",
+    "--no-prompt",
+    V8_MEMORY_FLAG,
+    "--allow-net=127.0.0.1,localhost,[::1],10.0.0.1",
+    ...flags,
+    ...actor,
+  ]);
   assert.equal(V8_MEMORY_FLAG, "--v8-flags=--max-semi-space-size=8");
 });
