@@ -229,13 +229,14 @@ export function allocatorEnv(): Record<string, string> {
 }
 
 /**
- * Every actor's `deno run` carries this: V8's young generation held to 8 MiB per semi-space. On
- * this 24 GiB machine V8 lets it grow to 32 MiB per semi-space (64 MiB of new space), which a chat
- * server with 1,000 clients fills with short-lived frames and promises during the joins and then
- * keeps: its peak resident memory was 176–187 MiB, and 127–131 MiB with the cap, with no loss in
- * its fan-out or in the Blackboard, CA and bank rows of `deno task bench` (alternating runs, 28 Nov
- * 2026). It is a command-line flag, not `DENO_V8_FLAGS`, so that flags set there (`--prof`) still
- * apply beside it (a `--max-semi-space-size` set there is overridden by this one).
+ * On the `deno run` of every actor that `spawnDeno` or the launcher (tasks/launch.ts) starts:
+ * V8's young generation held to 8 MiB per semi-space. On this 24 GiB machine V8 lets it grow to
+ * 32 MiB per semi-space (64 MiB of new space), which a chat server with 1,000 clients fills with
+ * short-lived frames and promises during the joins and then keeps: its peak resident memory was
+ * 176–187 MiB, and 127–131 MiB with the cap, with no loss in its fan-out or in the Blackboard, CA
+ * and bank rows of `deno task bench` (alternating runs, 28 Nov 2026). It is a command-line flag,
+ * not `DENO_V8_FLAGS`, so that flags set there (`--prof`) still apply beside it (a
+ * `--max-semi-space-size` set there is overridden by this one).
  */
 export const V8_MEMORY_FLAG = "--v8-flags=--max-semi-space-size=8";
 

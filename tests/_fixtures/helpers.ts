@@ -102,7 +102,6 @@ export class TestPki implements AsyncDisposable {
   ): Promise<TestPki> {
     const dir = await Deno.makeTempDir({ prefix: "lab-pki-" });
     const ca = await CertificateAuthority.open(`${dir}/ca`, {
-      rootBits: 2048,
       rootKeys: await testKeyPair(),
     });
     const { log, lines } = memoryLog("CUHK");

@@ -261,7 +261,6 @@ Deno.test("CA refuses hostile CSRs and codes, records nothing, and serves the ne
 Deno.test("a client that connects and sends nothing is dropped at the deadline; others are served meanwhile", async () => {
   await using dir = await tempDir();
   const ca = await CertificateAuthority.open(`${dir.path}/ca`, {
-    rootBits: 2048,
     rootKeys: await testKeyPair(),
   });
   const { log, lines } = memoryLog("CUHK");
@@ -345,7 +344,6 @@ Deno.test("50 students enrolling at once get distinct, valid certificates, each 
 Deno.test("a restarted CA keeps its root and its ledger; a half-present root is refused", async () => {
   await using dir = await tempDir();
   const first = await CertificateAuthority.open(`${dir.path}/ca`, {
-    rootBits: 2048,
     rootKeys: await testKeyPair(),
   });
   const rootPem = first.rootPem;

@@ -31,7 +31,6 @@ const OTHER = "1155000702";
 
 async function openCa(dir: string): Promise<CertificateAuthority> {
   return await CertificateAuthority.open(`${dir}/ca`, {
-    rootBits: 2048,
     rootKeys: await testKeyPair(),
   });
 }

@@ -65,7 +65,6 @@ Deno.test("the CA keeps serving after its standard error pipe closes (serve 2>&1
 Deno.test("a corrupted ledger is refused at start with a clear error; ca serve exits 1", async () => {
   await using dir = await tempDir("lab-ca-corrupt-");
   const ca = await CertificateAuthority.open(`${dir.path}/ca`, {
-    rootBits: 2048,
     rootKeys: await testKeyPair(),
   });
   for (let i = 0; i < 200; i++) ca.createCode(`115500${String(i).padStart(4, "0")}`);

@@ -237,7 +237,7 @@ Deno.test(`CA killed ${KILLS} times during enrolment bursts: no serial twice, ev
   await using dir = await tempDir("lab-chaos-ca-");
   const data = `${dir.path}/ca`;
   // The root once (RSA-2048 to keep the test quick); every 'ca serve' reuses it.
-  (await CertificateAuthority.open(data, { rootBits: 2048, rootKeys: await testKeyPair() }))
+  (await CertificateAuthority.open(data, { rootKeys: await testKeyPair() }))
     .close();
   // The operator makes codes and revokes while the CA serves, as 'ca code' and 'ca revoke' do:
   // the directory's lock is the server's, the ledger is SQLite's to share.

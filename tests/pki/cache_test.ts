@@ -21,8 +21,8 @@ import {
 import { withVerifyHook } from "../_fixtures/helpers.ts";
 import { testKeyPair } from "../_fixtures/keys.ts";
 
-const ca = await createRoot({ bits: 2048, keys: await testKeyPair() });
-const other = await createRoot({ bits: 2048, keys: await testKeyPair() });
+const ca = await createRoot({ keys: await testKeyPair() });
+const other = await createRoot({ keys: await testKeyPair() });
 const keys = await testKeyPair();
 const leaf = await issueCertificate({
   publicKey: new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey)),

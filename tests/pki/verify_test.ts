@@ -31,7 +31,7 @@ const DAY_MS = 86_400_000;
 const SID = "1155000401";
 
 // One root and one leaf key for the whole file (2048 bits keeps it quick).
-const ca = await createRoot({ bits: 2048, keys: await testKeyPair() });
+const ca = await createRoot({ keys: await testKeyPair() });
 const leafKeys = await testKeyPair();
 const leafSpki = new Uint8Array(await crypto.subtle.exportKey("spki", leafKeys.publicKey));
 
@@ -121,7 +121,7 @@ Deno.test("verify: the CA's own profiles verify (student as clientAuth, server a
 
 Deno.test("verify: the signature must be the pinned root's", async () => {
   // Same issuer name, another key (a rogue CA that copied the root's name).
-  const rogue = await createRoot({ bits: 2048, keys: await testKeyPair() });
+  const rogue = await createRoot({ keys: await testKeyPair() });
   assert.equal(rogue.cert.subject, ca.cert.subject);
   await refused(
     await leaf({ signingKey: rogue.keys.privateKey }),
@@ -242,7 +242,7 @@ Deno.test("verify: a serial listed in the root's CRL is refused", async () => {
 });
 
 Deno.test("verifyCrl: the root's signature, and the CRL's own period", async () => {
-  const rogue = await createRoot({ bits: 2048, keys: await testKeyPair() });
+  const rogue = await createRoot({ keys: await testKeyPair() });
   const forged = await createCrl({
     issuer: rogue.cert,
     issuerKey: rogue.keys.privateKey,
