@@ -8,6 +8,7 @@
  */
 
 import { createHash } from "node:crypto";
+import type { OpenSslVerifyingKey } from "../crypto/mod.ts";
 
 /** A map of at most `max` entries; reading an entry makes it the newest. */
 export class BoundedCache<V> {
@@ -85,10 +86,14 @@ const verifiedSignatures = new BoundedCache<true>(4096);
 export const keyProblems = new BoundedCache<string>(1024);
 /** Public keys imported for verifying, by their DER. */
 export const verifyKeys = new BoundedCache<Promise<CryptoKey>>(1024);
+/** Their OpenSSL twins, when OpenSSL is loaded (`null`: none), by their DER. */
+export const nativeVerifyKeys = new BoundedCache<OpenSslVerifyingKey | null>(1024);
 
 /** Empties what verification remembers (for tests and measurements). */
 export function forgetVerifications(): void {
-  for (const cache of [parsed, verifiedSignatures, keyProblems, verifyKeys]) cache.clear();
+  for (const cache of [parsed, verifiedSignatures, keyProblems, verifyKeys, nativeVerifyKeys]) {
+    cache.clear();
+  }
 }
 
 /**

@@ -15,7 +15,8 @@
 
 import { createHash } from "node:crypto";
 import { concatBytes, fromHex, toBytes } from "../crypto/mod.ts";
-import { type Certificate, DAY_MS, OID, randomSerial, RSA_SIGN, x509 } from "./pki.ts";
+import { type Certificate, DAY_MS, OID, randomSerial, x509 } from "./pki.ts";
+import { RSA_SIGN, signRsa } from "./rsa.ts";
 
 const SEQUENCE = 0x30;
 const SET = 0x31;
@@ -218,9 +219,7 @@ export async function issueCertificate(options: IssueOptions): Promise<Certifica
       publicKey: toBytes(options.publicKey),
       issuer: options.issuer,
     });
-    const signature = new Uint8Array(
-      await crypto.subtle.sign(RSA_SIGN, options.issuerKey, toBytes(tbs)),
-    );
+    const signature = await signRsa(options.issuerKey, tbs);
     return new x509.X509Certificate(toBytes(certificateDer(tbs, signature)));
   }
   const publicKey = new x509.PublicKey(toBytes(options.publicKey));

@@ -1,6 +1,7 @@
 /** lib/pki: the public face of this folder (re-exports only). */
 
 export * from "./pki.ts";
+export * from "./rsa.ts";
 export * from "./revocation.ts";
 export { BoundedCache, forgetVerifications } from "./cache.ts";
 export * from "./issue.ts";

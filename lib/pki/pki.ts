@@ -14,7 +14,8 @@ import {
   SubjectPublicKeyInfo as SubjectPublicKeyInfoSchema,
 } from "@peculiar/asn1-x509";
 import { randomBytes, toBytes, toHex } from "../crypto/mod.ts";
-import { bytesKey, keyProblems, parsedOnce, signatureVerifies, verifyKeys } from "./cache.ts";
+import { bytesKey, keyProblems, parsedOnce, signatureVerifies } from "./cache.ts";
+import { generateRsaKeyPair, RSA_SIGN, signedBy } from "./rsa.ts";
 
 x509.cryptoProvider.set(crypto);
 
@@ -22,10 +23,6 @@ export { x509 };
 export type Certificate = x509.X509Certificate;
 export type Crl = x509.X509Crl;
 export type Csr = x509.Pkcs10CertificateRequest;
-
-/** The signature scheme of every RSA key here. */
-export const RSA_SIGN = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } as const;
-const RSA_SIGN_GEN = { ...RSA_SIGN, publicExponent: new Uint8Array([1, 0, 1]) } as const;
 
 export const OID = {
   commonName: "2.5.4.3",
@@ -58,86 +55,6 @@ export class CertificateError extends Error {
 /** A CSR the CA refuses; the message says why. */
 export class CsrError extends Error {
   override name = "CsrError";
-}
-
-// ---------------------------------------------------------------- keys
-
-/** An RSA key pair for signing (RSASSA-PKCS1-v1_5, SHA-256), extractable so it can be stored. */
-export async function generateRsaKeyPair(bits = 2048): Promise<CryptoKeyPair> {
-  return await crypto.subtle.generateKey({ ...RSA_SIGN_GEN, modulusLength: bits }, true, [
-    "sign",
-    "verify",
-  ]) as CryptoKeyPair;
-}
-
-export async function exportPrivateKeyPem(key: CryptoKey): Promise<string> {
-  const der = await crypto.subtle.exportKey("pkcs8", key);
-  return x509.PemConverter.encode(der, "PRIVATE KEY");
-}
-
-/** The PKCS#8 DER inside a `PRIVATE KEY` PEM. */
-export function privateKeyDer(pem: string): Uint8Array {
-  const blocks = x509.PemConverter.decodeWithHeaders(pem).filter((b) => b.type === "PRIVATE KEY");
-  if (blocks.length !== 1) throw new SyntaxError("Expected one PKCS#8 'PRIVATE KEY' PEM block");
-  return new Uint8Array(blocks[0]!.rawData);
-}
-
-/** Imports a PKCS#8 PEM RSA key for signing. */
-export async function importSigningKey(pem: string): Promise<CryptoKey> {
-  return await crypto.subtle.importKey("pkcs8", toBytes(privateKeyDer(pem)), RSA_SIGN, false, [
-    "sign",
-  ]);
-}
-
-/**
- * A PKCS#8 PEM RSA key as an extractable key pair (RSASSA-PKCS1-v1_5, SHA-256), as
- * `generateRsaKeyPair` returns one; the public half is rebuilt from the private key's n and e.
- */
-export async function importKeyPair(pem: string): Promise<CryptoKeyPair> {
-  const privateKey = await crypto.subtle.importKey(
-    "pkcs8",
-    toBytes(privateKeyDer(pem)),
-    RSA_SIGN,
-    true,
-    ["sign"],
-  );
-  const jwk = await crypto.subtle.exportKey("jwk", privateKey);
-  const publicKey = await crypto.subtle.importKey(
-    "jwk",
-    { kty: "RSA", n: jwk.n!, e: jwk.e!, ext: true },
-    RSA_SIGN,
-    true,
-    ["verify"],
-  );
-  return { privateKey, publicKey };
-}
-
-/** The public half of a PKCS#8 RSA key, as SubjectPublicKeyInfo DER. */
-export async function publicKeyOf(pem: string): Promise<Uint8Array> {
-  const { publicKey } = await importKeyPair(pem);
-  return new Uint8Array(await crypto.subtle.exportKey("spki", publicKey));
-}
-
-export async function signRsa(key: CryptoKey, data: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.sign(RSA_SIGN, key, toBytes(data)));
-}
-
-/** Verifies an RSASSA-PKCS1-v1_5 SHA-256 signature with a certificate's public key. */
-export async function verifyRsa(
-  cert: Certificate,
-  signature: Uint8Array,
-  data: Uint8Array,
-): Promise<boolean> {
-  const id = bytesKey(cert.publicKey.rawData);
-  let imported = verifyKeys.get(id);
-  if (!imported) {
-    imported = cert.publicKey.export(RSA_SIGN, ["verify"]);
-    verifyKeys.set(id, imported);
-    // A key that cannot be imported is not kept: the next call tries (and fails) again.
-    imported.catch(() => verifyKeys.delete(id));
-  }
-  const key = await imported;
-  return await crypto.subtle.verify(RSA_SIGN, key, toBytes(signature), toBytes(data));
 }
 
 // ---------------------------------------------------------------- parsing
@@ -305,7 +222,7 @@ async function checkCsrFields(csr: Csr): Promise<CheckedCsr> {
   if (problem) throw new CsrError(`CSR's ${problem}`);
   let ok = false;
   try {
-    ok = await csr.verify();
+    ok = await signedBy("csr", csr, csr.publicKey.rawData, () => csr.verify());
   } catch (err) {
     // Not a bad signature: the key could not be used at all. Say what happened; still refuse.
     throw new CsrError(
@@ -421,7 +338,8 @@ export async function verifyCrl(crl: Crl, root: Certificate, now = new Date()): 
   const ok = await signatureVerifies(
     root.publicKey.rawData,
     crl.rawData,
-    () => crl.verify({ publicKey: root.publicKey }),
+    () =>
+      signedBy("crl", crl, root.publicKey.rawData, () => crl.verify({ publicKey: root.publicKey })),
   );
   // check: crl-signature tests/pki/verify_test.ts tests/pki/revocation_test.ts
   if (!ok) throw new CertificateError("CRL's signature does not match the root");
@@ -476,7 +394,13 @@ export async function verifyCertificate(cert: Certificate, options: VerifyOption
   const signed = await signatureVerifies(
     root.publicKey.rawData,
     cert.rawData,
-    () => cert.verify({ publicKey: root.publicKey, signatureOnly: true }),
+    () =>
+      signedBy(
+        "certificate",
+        cert,
+        root.publicKey.rawData,
+        () => cert.verify({ publicKey: root.publicKey, signatureOnly: true }),
+      ),
   );
   // check: cert-signature tests/pki/verify_test.ts
   if (!signed) fail("signature does not match the root");
