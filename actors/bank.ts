@@ -6,6 +6,7 @@
  *     deno task bank client --sid SID [deposit 10.50 withdraw 3 balance]
  */
 
+import { describeRsa, startOpenSslRsa } from "../lib/crypto/mod.ts";
 import {
   describeLimits,
   HANDSHAKE_LIMIT_OPTIONS,
@@ -151,6 +152,7 @@ ${HANDSHAKE_LIMIT_USAGE}
   const keyPath = values.key ?? `${dataDir}/bank.key`;
   const rootPath = values["ca-cert"] ?? `${dataDir}/cuhk.cer`;
   const log = new StepLog("Bob", { quiet: values.quiet });
+  log.info(describeRsa());
   if (mode === "seed") log.warn(SEED_WARNING);
 
   let identity: BobIdentity;
@@ -483,6 +485,7 @@ Options:
 }
 
 export async function main(args: string[]): Promise<number | void> {
+  startOpenSslRsa(); // then --allow-ffi is gone (lib/crypto/openssl_rsa.ts)
   return await dispatch("bank", USAGE, { serve: serveCommand, client: clientCommand }, args);
 }
 

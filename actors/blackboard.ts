@@ -6,6 +6,7 @@
  *     deno task blackboard serve [options]
  */
 
+import { describeRsa, startOpenSslRsa } from "../lib/crypto/mod.ts";
 import {
   describeLimits,
   HANDSHAKE_LIMIT_OPTIONS,
@@ -182,6 +183,7 @@ ${HANDSHAKE_LIMIT_USAGE}
   const keyPath = values.key ?? `${dataDir}/${BLACKBOARD_NAME}.key`;
 
   const log = new StepLog("Blackboard", { quiet: values.quiet });
+  log.info(describeRsa());
   const root = await loadRoot(values["ca-cert"]);
   const cert = parseCertificate(await readTextFile(certPath, "Blackboard's certificate"), certPath);
   await assertPrivateFile(keyPath).catch((err) => {
@@ -267,6 +269,7 @@ ${HANDSHAKE_LIMIT_USAGE}
 }
 
 export async function main(args: string[]): Promise<number | void> {
+  startOpenSslRsa(); // then --allow-ffi is gone (lib/crypto/openssl_rsa.ts)
   return await dispatch("blackboard", USAGE, { serve: serveCommand }, args);
 }
 

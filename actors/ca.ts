@@ -5,6 +5,7 @@
  *     deno task ca init | serve | code | issue | revoke | crl | list
  */
 
+import { describeRsa, startOpenSslRsa } from "../lib/crypto/mod.ts";
 import {
   CA_PORT,
   CertificateAuthority,
@@ -136,6 +137,7 @@ ${MAX_PER_ADDRESS_USAGE}
   }
   const openEnrolment = protocol === "seed";
   const log = new StepLog("CUHK", { quiet: values.quiet });
+  log.info(describeRsa());
   const port = parsePort(values.port);
   // One CA per data directory: a second 'serve' (or 'init') is refused before any root is made.
   using _lock = await lockDataDir(values["data-dir"], "CA");
@@ -352,6 +354,7 @@ Prints the ledger: every certificate issued, with serial, subject, validity and 
 }
 
 export async function main(args: string[]): Promise<number | void> {
+  startOpenSslRsa(); // then --allow-ffi is gone (lib/crypto/openssl_rsa.ts)
   return await dispatch("ca", USAGE, {
     init: initCommand,
     serve: serveCommand,

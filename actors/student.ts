@@ -26,7 +26,7 @@ import {
   storeCertificate,
   storeKey,
 } from "../lib/ca/mod.ts";
-import { toBytes } from "../lib/crypto/mod.ts";
+import { startOpenSslRsa, toBytes } from "../lib/crypto/mod.ts";
 import {
   certificateFingerprint,
   certificatePem,
@@ -375,6 +375,7 @@ Options:
 }
 
 export async function main(args: string[]): Promise<number | void> {
+  startOpenSslRsa(); // then --allow-ffi is gone (lib/crypto/openssl_rsa.ts)
   return await dispatch(
     "student",
     USAGE,

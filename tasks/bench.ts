@@ -42,6 +42,7 @@ import {
   generateRsaKeyPair,
 } from "../lib/pki/mod.ts";
 import { openSession } from "../lib/blackboard/mod.ts";
+import { describeRsa, startOpenSslRsa } from "../lib/crypto/mod.ts";
 import { BankClient } from "../lib/bank/mod.ts";
 import {
   type BenchRun,
@@ -162,6 +163,9 @@ async function main(args: string[]): Promise<number> {
   const only = parsed.values.only?.split(",").map((s) => s.trim());
   const wanted = (id: string) => !only || only.includes(id);
 
+  // The bench's own clients play the student and Alice: RSA as their actors do it (then no FFI).
+  const rsa = startOpenSslRsa();
+  console.error(`bench: clients' ${describeRsa(rsa)}`);
   const loadStart = await loadavg();
   const benchDir = `${ROOT}/data/bench`;
   await ensureDir(benchDir);
@@ -269,7 +273,6 @@ async function main(args: string[]): Promise<number> {
           "chat.ts",
           ["serve", "--port", "0", "--cert", chat.cert, "--key", chat.key, "--quiet"],
           dir,
-          { extra: ["--allow-ffi"] },
         );
         running.push(server);
         const peer = await sServer();

@@ -120,8 +120,8 @@ async function startServer(dir: string, maxClients: number) {
     String(maxClients),
     "--quiet",
   ], {
-    // As 'deno task chat' runs it: TCP_NODELAY on the listening socket, then revoked.
-    permissions: ["--allow-net=127.0.0.1", `--allow-read=${dir}`, "--allow-ffi"],
+    // spawnDeno adds the --allow-ffi that 'deno task chat' grants: TCP_NODELAY, then revoked.
+    permissions: ["--allow-net=127.0.0.1", `--allow-read=${dir}`],
     onLine: (line, from) => {
       if (from === "stderr" && !/listening on/.test(line)) console.error(line);
     },

@@ -108,3 +108,17 @@ export function launchedActor(script: string): string | undefined {
   const name = /(?:^|\/)actors\/([a-z]+)\.ts$/.exec(script)?.[1];
   return name !== undefined && Object.hasOwn(ADDRESS_OPTIONS, name) ? name : undefined;
 }
+
+/**
+ * The actors whose tasks grant `--allow-ffi`, and what for. Each uses it once at start and
+ * revokes it: the chat server for TCP_NODELAY on its listening socket (lib/net/nodelay.ts), the
+ * others to load OpenSSL for their RSA signatures (lib/crypto/openssl_rsa.ts). Every harness that
+ * starts an actor (the tests, the scenarios, the bench) grants what its task grants.
+ */
+export const FFI_ACTORS: readonly string[] = ["ca", "student", "blackboard", "bank", "chat"];
+
+/** `["--allow-ffi"]` for an actor script whose task grants it, else nothing. */
+export function ffiFlags(script: string): string[] {
+  const actor = launchedActor(script);
+  return actor !== undefined && FFI_ACTORS.includes(actor) ? ["--allow-ffi"] : [];
+}

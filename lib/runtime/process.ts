@@ -10,6 +10,7 @@
  * ends at that moment, and fails at once when the process exits without printing what is awaited.
  */
 
+import { ffiFlags } from "./launch.ts";
 import { PROJECT_ROOT } from "./paths.ts";
 import { Changes, waitFor } from "./wait.ts";
 
@@ -240,13 +241,18 @@ export function allocatorEnv(): Record<string, string> {
  */
 export const V8_MEMORY_FLAG = "--v8-flags=--max-semi-space-size=8";
 
-/** `run --quiet V8_MEMORY_FLAG PERMISSIONS SCRIPT ARGS…`: the arguments of `denoCommand()` for a script. */
+/**
+ * `run --quiet V8_MEMORY_FLAG PERMISSIONS [--allow-ffi] SCRIPT ARGS…`: the arguments of
+ * `denoCommand()` for a script. An actor whose task grants `--allow-ffi` gets it here too
+ * (`ffiFlags`, lib/runtime/launch.ts), as its task runs it; `--deny-ffi` among PERMISSIONS
+ * takes it away again (a control in the tests).
+ */
 export function denoRunArgs(
   script: string,
   args: readonly string[],
   permissions: readonly string[],
 ): string[] {
-  return ["run", "--quiet", V8_MEMORY_FLAG, ...permissions, script, ...args];
+  return ["run", "--quiet", V8_MEMORY_FLAG, ...permissions, ...ffiFlags(script), script, ...args];
 }
 
 /**

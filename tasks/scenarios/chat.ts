@@ -107,11 +107,8 @@ async function startChat(ctx: Context<"chat">): Promise<void> {
       "--key",
       `${ctx.dir}/chat/chat.key`,
     ],
+    // With the --allow-ffi that 'deno task chat' grants (denoRunArgs): TCP_NODELAY, then revoked.
     ctx.tlsEnv,
-    [
-      // As 'deno task chat' grants it: TCP_NODELAY on the listening socket, then revoked.
-      "--allow-ffi",
-    ],
   );
 }
 

@@ -27,7 +27,7 @@ import {
 /**
  * The chat server as a process (`actors/chat.ts serve` on port 0), with a certificate for `chat`,
  * 127.0.0.1 and localhost from `pki`; returns once it listens. `args` go after serve's own;
- * `ffi` adds the task's --allow-ffi (TCP_NODELAY).
+ * `ffi: false` takes away the --allow-ffi that its task grants (TCP_NODELAY).
  */
 export async function startChatActor(
   pki: TestPki,
@@ -45,7 +45,8 @@ export async function startChatActor(
     ...(options.args ?? []),
   ], {
     ...(options.env ? { env: options.env } : {}),
-    ...(options.ffi ? { permissions: [...ACTOR_PERMISSIONS, "--allow-ffi"] } : {}),
+    // The task's --allow-ffi comes with the actor (denoRunArgs); the control takes it away.
+    ...(options.ffi === false ? { permissions: [...ACTOR_PERMISSIONS, "--deny-ffi"] } : {}),
   });
   const m = await server.waitFor(/listening on 127\.0\.0\.1:(\d+)/);
   return { server, port: Number(m[1]), cert };

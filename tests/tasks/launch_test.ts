@@ -5,7 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { RunningProcess, V8_MEMORY_FLAG } from "../../lib/runtime/mod.ts";
+import {
+  denoRunArgs,
+  FFI_ACTORS,
+  ffiFlags,
+  RunningProcess,
+  V8_MEMORY_FLAG,
+} from "../../lib/runtime/mod.ts";
 import { hasCommand, ROOT, TestPki } from "../_fixtures/helpers.ts";
 import { startChatActor } from "../_fixtures/chat.ts";
 
@@ -111,6 +117,8 @@ Deno.test("the launcher as the ca task runs it: ca serve --host 0.0.0.0 binds ev
     ca,
   ], { cwd: ROOT, name: "launch ca serve" });
   const port = (await server.waitFor(/listening on 0\.0\.0\.0:(\d+)/))[1]!;
+  // The task's --allow-ffi: OpenSSL signs the CA's certificates (lib/crypto/openssl_rsa.ts).
+  assert.match(server.stderr, /\[CUHK\] RSA signatures by OpenSSL 3\.\S+ .*\(libcrypto\.so\.3\)/);
   const code = await task(["ca", "code", "--sid", SID, "--data-dir", ca]).result(30_000);
   assert.equal(code.code, 0, code.stderr);
   const enrol = await task([
@@ -235,4 +243,20 @@ Deno.test("the launcher's command line: no prompt, the actors' V8 memory flag, t
     ...actor,
   ]);
   assert.equal(V8_MEMORY_FLAG, "--v8-flags=--max-semi-space-size=8");
+});
+
+Deno.test("--allow-ffi: deno.json grants it to exactly the actors that use it once at start (FFI_ACTORS), and the harness grants it as their tasks do", async () => {
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
+  const granted = Object.entries(config.tasks as Record<string, { command: string }>)
+    .filter(([, t]) => /tasks\/launch\.ts .*actors\/[a-z]+\.ts$/.test(t.command))
+    .filter(([, t]) => t.command.split(/\s+/).includes("--allow-ffi"))
+    .map(([name]) => name)
+    .sort();
+  assert.deepEqual(granted, [...FFI_ACTORS].sort());
+  assert.deepEqual(ffiFlags("actors/ca.ts"), ["--allow-ffi"]);
+  assert.deepEqual(ffiFlags(`${ROOT}/actors/chat.ts`), ["--allow-ffi"]);
+  assert.deepEqual(ffiFlags("actors/trudy.ts"), []);
+  assert.deepEqual(ffiFlags("tasks/demo.ts"), []);
+  assert.ok(denoRunArgs("actors/bank.ts", [], []).includes("--allow-ffi"));
+  assert.ok(!denoRunArgs("actors/trudy.ts", [], []).includes("--allow-ffi"));
 });
