@@ -243,11 +243,10 @@ export async function signedBy(
 ): Promise<boolean> {
   const native = nativeVerifyKey(signer);
   const parts = native && signedParts(new Uint8Array(object.rawData), kind);
-  if (
-    !native || !parts || !SHA256_WITH_RSA.some((a) => sameBytes(a, parts.algorithm)) ||
-    (parts.inner && !sameBytes(parts.inner, parts.algorithm))
-  ) {
-    return await fallback();
-  }
+  if (!native || !parts) return await fallback();
+  const algorithm = parts.algorithm;
+  // check: native-signature-algorithm tests/crypto/openssl_rsa_test.ts
+  if (!SHA256_WITH_RSA.some((a) => sameBytes(a, algorithm))) return await fallback();
+  if (parts.inner && !sameBytes(parts.inner, algorithm)) return await fallback();
   return native.verify(new Uint8Array(object.signature), parts.tbs);
 }
