@@ -11,10 +11,13 @@ import {
   createCrl,
   createRoot,
   der,
+  exportPrivateKeyPem,
   forgetVerifications,
+  importSigningKey,
   issueCertificate,
   parseCertificate,
   parseCrl,
+  RSA_SIGN,
   verifyCertificate,
   verifyCrl,
 } from "../../lib/pki/mod.ts";
@@ -98,4 +101,19 @@ Deno.test("BoundedCache keeps at most its size, dropping the entry least recentl
   assert.equal(cache.size, 3);
   assert.equal(cache.get("b"), undefined, "b was the oldest");
   assert.deepEqual([cache.get("a"), cache.get("c"), cache.get("d")], [1, 3, 4]);
+});
+
+Deno.test("a signing key is imported once: the same PEM gives the same key, which signs; a key that cannot be imported is refused every time", async () => {
+  const pem = await exportPrivateKeyPem(keys.privateKey);
+  const first = await importSigningKey(pem);
+  assert.equal(await importSigningKey(pem), first);
+  assert.equal(await importSigningKey(pem.replace(/\n/g, "\r\n")), first, "the same DER");
+  const data = new TextEncoder().encode("step 5");
+  const signature = await crypto.subtle.sign(RSA_SIGN, first, data);
+  assert.ok(await crypto.subtle.verify(RSA_SIGN, keys.publicKey, signature, data));
+  const other = await exportPrivateKeyPem((await testKeyPair()).privateKey);
+  assert.notEqual(await importSigningKey(other), first);
+  // Valid PEM, not a key: refused, and not remembered as anything.
+  const junk = "-----BEGIN PRIVATE KEY-----\nMAMCAQA=\n-----END PRIVATE KEY-----\n";
+  for (let i = 0; i < 2; i++) await assert.rejects(importSigningKey(junk));
 });
