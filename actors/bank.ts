@@ -6,7 +6,7 @@
  *     deno task bank client --sid SID [deposit 10.50 withdraw 3 balance]
  */
 
-import { describeRsa, startOpenSslRsa } from "../lib/crypto/mod.ts";
+import { describeRsa } from "../lib/crypto/mod.ts";
 import {
   describeLimits,
   HANDSHAKE_LIMIT_OPTIONS,
@@ -58,6 +58,7 @@ import {
   readTextFile,
   runMain,
   shutdownSignal,
+  startOpenSslRsa,
   StepLog,
   UsageError,
 } from "../lib/runtime/mod.ts";

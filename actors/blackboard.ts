@@ -6,7 +6,7 @@
  *     deno task blackboard serve [options]
  */
 
-import { describeRsa, startOpenSslRsa } from "../lib/crypto/mod.ts";
+import { describeRsa } from "../lib/crypto/mod.ts";
 import {
   describeLimits,
   HANDSHAKE_LIMIT_OPTIONS,
@@ -53,6 +53,7 @@ import {
   readTextFile,
   runMain,
   shutdownSignal,
+  startOpenSslRsa,
   StepLog,
   UsageError,
 } from "../lib/runtime/mod.ts";

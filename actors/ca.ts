@@ -5,7 +5,7 @@
  *     deno task ca init | serve | code | issue | revoke | crl | list
  */
 
-import { describeRsa, startOpenSslRsa } from "../lib/crypto/mod.ts";
+import { describeRsa } from "../lib/crypto/mod.ts";
 import {
   CA_PORT,
   CertificateAuthority,
@@ -32,6 +32,7 @@ import {
   required,
   runMain,
   shutdownSignal,
+  startOpenSslRsa,
   StepLog,
   UsageError,
   warnDeprecated,

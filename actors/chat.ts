@@ -30,6 +30,7 @@ import { keyLogProblem } from "../lib/net/mod.ts";
 import {
   assertPrivateFile,
   dispatch,
+  dropFfi,
   parseCommand,
   parseHostPort,
   parsePort,
@@ -273,11 +274,6 @@ Options:
   } finally {
     Deno.stdin.setRaw(false);
   }
-}
-
-/** Revokes `--allow-ffi` for the rest of the process (a no-op when it was not granted). */
-function dropFfi(): void {
-  Deno.permissions.revokeSync({ name: "ffi" });
 }
 
 export async function main(args: string[]): Promise<number | void> {

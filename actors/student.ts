@@ -26,7 +26,7 @@ import {
   storeCertificate,
   storeKey,
 } from "../lib/ca/mod.ts";
-import { startOpenSslRsa, toBytes } from "../lib/crypto/mod.ts";
+import { toBytes } from "../lib/crypto/mod.ts";
 import {
   certificateFingerprint,
   certificatePem,
@@ -49,6 +49,7 @@ import {
   readTextFile,
   required,
   runMain,
+  startOpenSslRsa,
   StepLog,
   UsageError,
   writeFileAtomic,

@@ -23,6 +23,7 @@ import {
   runCommand,
   runMain,
   RunningProcess,
+  startOpenSslRsa,
   StepLog,
   writeFileAtomic,
   writeSecretFile,
@@ -42,7 +43,7 @@ import {
   generateRsaKeyPair,
 } from "../lib/pki/mod.ts";
 import { openSession } from "../lib/blackboard/mod.ts";
-import { describeRsa, startOpenSslRsa } from "../lib/crypto/mod.ts";
+import { describeRsa } from "../lib/crypto/mod.ts";
 import { BankClient } from "../lib/bank/mod.ts";
 import {
   type BenchRun,

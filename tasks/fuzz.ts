@@ -26,6 +26,7 @@ import {
 import {
   CertificateError,
   checkStudentCsr,
+  createCrl,
   createCsr,
   createRoot,
   CsrError,
@@ -33,6 +34,7 @@ import {
   generateRsaKeyPair,
   parseCertificate,
   parseCsr,
+  signedParts,
 } from "../lib/pki/mod.ts";
 import { parseCommand, runMain, UsageError } from "../lib/runtime/mod.ts";
 import {
@@ -101,14 +103,20 @@ function memoryStream(bytes: Uint8Array, chunk: number): ByteStream {
   } as ByteStream;
 }
 
-let pkiSeeds: Promise<{ csrs: Uint8Array[]; certs: Uint8Array[] }> | undefined;
+let pkiSeeds: Promise<{ csrs: Uint8Array[]; certs: Uint8Array[]; crls: Uint8Array[] }> | undefined;
 /** A valid CSR and certificate (made once; RSA key generation is the slow part). */
 function pkiMaterial() {
   pkiSeeds ??= (async () => {
     const keys = await generateRsaKeyPair(2048);
     const csr = der(await createCsr(keys, "1155123456"));
     const root = await createRoot({ bits: 2048 });
-    return { csrs: [csr], certs: [der(root.cert)] };
+    const crl = await createCrl({
+      issuer: root.cert,
+      issuerKey: root.keys.privateKey,
+      entries: [{ serialNumber: "0a0b0c", revocationDate: new Date() }],
+      crlNumber: 3,
+    });
+    return { csrs: [csr], certs: [der(root.cert)], crls: [der(crl)] };
   })();
   return pkiSeeds;
 }
@@ -167,6 +175,27 @@ export const TARGETS: readonly Target[] = [
     seeds: async () => (await pkiMaterial()).certs,
     run: (input) => parseCertificate(input),
     expected: (err) => err instanceof CertificateError,
+  },
+  {
+    // The outline OpenSSL's signature checks read (lib/pki/der.ts): never a throw, and every part
+    // it returns lies within the input.
+    name: "signed-parts",
+    seeds: async () => {
+      const m = await pkiMaterial();
+      return [...m.certs, ...m.csrs, ...m.crls];
+    },
+    run: (input) => {
+      for (const kind of ["certificate", "crl", "csr"] as const) {
+        const parts = signedParts(input, kind);
+        for (const part of parts ? [parts.tbs, parts.algorithm, parts.inner] : []) {
+          if (part === undefined) continue;
+          const inside = part.buffer === input.buffer && part.byteOffset >= input.byteOffset &&
+            part.byteOffset + part.length <= input.byteOffset + input.length;
+          if (!inside) throw new Error(`signedParts(${kind}) returned bytes outside its input`);
+        }
+      }
+    },
+    expected: () => false,
   },
   {
     name: "amount",

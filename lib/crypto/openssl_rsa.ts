@@ -12,9 +12,10 @@
  * in the calling thread (tens of microseconds). No cryptography is written here: OpenSSL does the
  * math, as WebCrypto does otherwise.
  *
- * How it is enabled: an actor calls `loadOpenSslRsa()` once at start, with `--allow-ffi` (its
- * task grants it), and then revokes that permission for the rest of the process
- * (`dropFfi()`, lib/runtime): the bound functions stay callable, no library can be opened after.
+ * How it is enabled: an actor calls `startOpenSslRsa()` (lib/runtime/launch.ts) first thing:
+ * `loadOpenSslRsa()` with the `--allow-ffi` its task grants, then `dropFfi()`, which revokes that
+ * permission for the rest of the process: the bound functions stay callable, no library can be
+ * opened after.
  * Without the permission, without libcrypto.so.3, or off Linux, nothing is loaded, the outcome
  * says why, and every signature goes through WebCrypto as before (lib/pki's `signRsa`).
  */
@@ -62,7 +63,15 @@ const EVP_PKEY_RSA = 6;
 /** OPENSSL_VERSION, for `OpenSSL_version`. */
 const OPENSSL_VERSION = 0;
 
-let state: { lib: LibCrypto; sha256: Deno.PointerValue; outcome: OpenSslOutcome } | undefined;
+let state:
+  | {
+    /** Kept (never closed) for as long as the process runs: the bound functions need it. */
+    dl: Deno.DynamicLibrary<typeof SYMBOLS>;
+    lib: LibCrypto;
+    sha256: Deno.PointerValue;
+    outcome: OpenSslOutcome;
+  }
+  | undefined;
 let lastOutcome: OpenSslOutcome = { loaded: false, reason: "not loaded (loadOpenSslRsa)" };
 
 /**
@@ -95,12 +104,15 @@ export function loadOpenSslRsa(): OpenSslOutcome {
     return lastOutcome = { loaded: false, reason: `${LIBRARY}: no SHA-256` };
   }
   const outcome: OpenSslOutcome = { loaded: true, version };
-  state = { lib, sha256, outcome };
+  state = { dl, lib, sha256, outcome };
   return lastOutcome = outcome;
 }
 
-/** How many signatures OpenSSL made and checked in this process (for tests and measurements). */
-export const openSslRsaCounts = { signed: 0, verified: 0 };
+/**
+ * How many signatures OpenSSL made, and how many it checked (valid or not), in this process: for
+ * tests and measurements.
+ */
+export const openSslRsaCounts = { signed: 0, checked: 0 };
 
 /** What `loadOpenSslRsa` found, or that it was not called: for logs and tests. */
 export function openSslRsaOutcome(): OpenSslOutcome {
@@ -127,6 +139,7 @@ function parseKey(
   if (bio === null) return undefined;
   const pkey = lib[parse](bio, null);
   lib.BIO_free(bio);
+  copy.fill(0); // OpenSSL has its own copy now; a private key's bytes are not left lying around
   if (pkey === null) {
     lib.ERR_clear_error();
     return undefined;
@@ -164,32 +177,32 @@ export class OpenSslSigningKey {
     const { lib, sha256 } = state!;
     const ctx = lib.EVP_MD_CTX_new();
     if (ctx === null) throw new Error("OpenSSL: EVP_MD_CTX_new failed");
-    // Both stay referenced until the call returns (the call runs on another thread).
+    // The call runs on another thread: it gets its own copy of the input, and every buffer it
+    // writes or reads is referenced again after it returns (`finally`), so none can be collected
+    // while OpenSSL uses it, whatever the runtime does to keep them.
     const input = new Uint8Array(Math.max(data.length, 1));
     input.set(data);
     const signature = new Uint8Array(this.#modulusBytes);
     const length = new BigUint64Array([BigInt(signature.length)]);
+    const lengthBytes = new Uint8Array(length.buffer);
     try {
       if (lib.EVP_DigestSignInit(ctx, null, sha256, null, this.#pkey) !== 1) {
         throw new Error("OpenSSL: EVP_DigestSignInit failed");
       }
-      const ok = await lib.EVP_DigestSign(
-        ctx,
-        signature,
-        new Uint8Array(length.buffer),
-        input,
-        BigInt(data.length),
-      );
+      const ok = await lib.EVP_DigestSign(ctx, signature, lengthBytes, input, BigInt(data.length));
       if (ok !== 1) throw new Error("OpenSSL: EVP_DigestSign failed");
       const n = Number(length[0]);
       if (n !== signature.length) throw new Error(`OpenSSL: a ${n}-byte signature`);
       openSslRsaCounts.signed++;
       return signature;
     } catch (err) {
+      // OpenSSL's error queue is per thread: a failure on the pool's thread leaves its entry
+      // there (the queue is bounded, and a successful call adds none); this clears this one's.
       lib.ERR_clear_error();
       throw err;
     } finally {
       lib.EVP_MD_CTX_free(ctx);
+      void (input.byteLength + lengthBytes.byteLength);
     }
   }
 }
@@ -221,7 +234,7 @@ export class OpenSslVerifyingKey {
     input.set(data);
     try {
       if (lib.EVP_DigestVerifyInit(ctx, null, sha256, null, this.#pkey) !== 1) return false;
-      openSslRsaCounts.verified++;
+      openSslRsaCounts.checked++;
       const result = lib.EVP_DigestVerify(
         ctx,
         sig,
@@ -237,17 +250,6 @@ export class OpenSslVerifyingKey {
       lib.EVP_MD_CTX_free(ctx);
     }
   }
-}
-
-/**
- * At an actor's start: loads OpenSSL for RSA when the process may use FFI (its task grants
- * `--allow-ffi` for this), then revokes `--allow-ffi` for the rest of the process, whatever the
- * outcome: no library can be opened after, and the functions bound here stay usable.
- */
-export function startOpenSslRsa(): OpenSslOutcome {
-  const outcome = loadOpenSslRsa();
-  Deno.permissions.revokeSync({ name: "ffi" });
-  return outcome;
 }
 
 /** One line for a server's log: which code computes its RSA signatures. */

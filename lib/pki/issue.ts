@@ -17,6 +17,7 @@ import { createHash } from "node:crypto";
 import { concatBytes, fromHex, toBytes } from "../crypto/mod.ts";
 import { type Certificate, DAY_MS, OID, randomSerial, x509 } from "./pki.ts";
 import { RSA_SIGN, signRsa } from "./rsa.ts";
+import { derElement, SHA256_WITH_RSA } from "./der.ts";
 
 const SEQUENCE = 0x30;
 const SET = 0x31;
@@ -70,8 +71,6 @@ const EXT_CLIENT_AUTH = fromHex("30130603551d25040c300a06082b06010505070302");
 const OID_SUBJECT_KEY_ID = fromHex("0603551d0e");
 const OID_AUTHORITY_KEY_ID = fromHex("0603551d23");
 const OID_COMMON_NAME = fromHex("0603550403");
-/** sha256WithRSAEncryption, NULL parameters. */
-const SHA256_WITH_RSA = fromHex("300d06092a864886f70d01010b0500");
 
 /** RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING's value. */
 function keyIdentifier(spki: Uint8Array): Uint8Array {
@@ -80,17 +79,9 @@ function keyIdentifier(spki: Uint8Array): Uint8Array {
 
 /** Reads one DER header at `at`: its tag, where its contents start, and their length. */
 function header(der: Uint8Array, at: number): { tag: number; start: number; length: number } {
-  const tag = der[at]!;
-  let length = der[at + 1]!;
-  let start = at + 2;
-  if (length & 0x80) {
-    const count = length & 0x7f;
-    length = 0;
-    for (let i = 0; i < count; i++) length = length * 256 + der[start + i]!;
-    start += count;
-  }
-  if (start + length > der.length) throw new RangeError("Truncated DER");
-  return { tag, start, length };
+  const element = derElement(der, at);
+  if (!element) throw new RangeError("Truncated DER");
+  return { tag: element.tag, start: element.body, length: element.end - element.body };
 }
 
 /** The subjectPublicKey of a SubjectPublicKeyInfo, without the BIT STRING's unused-bits byte. */

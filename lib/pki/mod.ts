@@ -5,3 +5,4 @@ export * from "./rsa.ts";
 export * from "./revocation.ts";
 export { BoundedCache, forgetVerifications } from "./cache.ts";
 export * from "./issue.ts";
+export { derElement, type SignedKind, signedParts } from "./der.ts";

@@ -7,12 +7,14 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import {
+  constantTimeEqual,
   openSslRsaOutcome,
   OpenSslSigningKey,
   OpenSslVerifyingKey,
   toBytes,
 } from "../crypto/mod.ts";
 import { BoundedCache, bytesKey, nativeVerifyKeys, verifyKeys } from "./cache.ts";
+import { SHA256_WITH_RSA, SHA256_WITH_RSA_NO_PARAMS, type SignedKind, signedParts } from "./der.ts";
 
 /** The signature scheme of every RSA key here. */
 export const RSA_SIGN = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } as const;
@@ -71,12 +73,17 @@ export async function importSigningKey(pem: string): Promise<CryptoKey> {
   return await key;
 }
 
+/** Imports PKCS#8 DER for signing (and OpenSSL's copy), then zeroes the DER. */
 async function importSigningDer(der: Uint8Array): Promise<CryptoKey> {
-  const key = await crypto.subtle.importKey("pkcs8", toBytes(der), RSA_SIGN, false, ["sign"]);
-  if (openSslRsaOutcome().loaded) {
-    signingTwins.set(key, OpenSslSigningKey.fromPkcs8(der, modulusBits(key)) ?? null);
+  try {
+    const key = await crypto.subtle.importKey("pkcs8", toBytes(der), RSA_SIGN, false, ["sign"]);
+    if (openSslRsaOutcome().loaded) {
+      signingTwins.set(key, OpenSslSigningKey.fromPkcs8(der, modulusBits(key)) ?? null);
+    }
+    return key;
+  } finally {
+    der.fill(0);
   }
-  return key;
 }
 
 async function signingTwin(key: CryptoKey): Promise<OpenSslSigningKey | undefined> {
@@ -87,6 +94,7 @@ async function signingTwin(key: CryptoKey): Promise<OpenSslSigningKey | undefine
     if (key.extractable && key.type === "private" && key.algorithm.name === RSA_SIGN.name) {
       const der = new Uint8Array(await crypto.subtle.exportKey("pkcs8", key));
       twin = OpenSslSigningKey.fromPkcs8(der, modulusBits(key)) ?? null;
+      der.fill(0);
     }
     signingTwins.set(key, twin);
   }
@@ -170,78 +178,6 @@ export async function verifyRsa(
   return await crypto.subtle.verify(RSA_SIGN, key, toBytes(signature), toBytes(data));
 }
 
-/** A DER element: its tag, where its contents start, and where it ends. */
-interface Element {
-  tag: number;
-  start: number;
-  body: number;
-  end: number;
-}
-
-/** The DER element at `at` (definite length, within `der`), or undefined. */
-function element(der: Uint8Array, at: number): Element | undefined {
-  if (at + 2 > der.length) return undefined;
-  const tag = der[at]!;
-  let length = der[at + 1]!;
-  let body = at + 2;
-  if (length & 0x80) {
-    const n = length & 0x7f;
-    if (n === 0 || n > 3 || body + n > der.length) return undefined;
-    length = 0;
-    for (let i = 0; i < n; i++) length = length * 256 + der[body + i]!;
-    body += n;
-  }
-  const end = body + length;
-  return end <= der.length ? { tag, start: at, body, end } : undefined;
-}
-
-/** What an object signed by a key is: what its to-be-signed part holds differs. */
-export type SignedKind = "certificate" | "crl" | "csr";
-
-/**
- * A certificate's, CRL's or CSR's DER split into what was signed (the first element, as received)
- * and the signature's algorithm identifier; for a certificate or a CRL, also the algorithm
- * identifier inside what was signed (RFC 5280 wants both the same). Undefined if it does not fit.
- */
-function signedParts(
-  der: Uint8Array,
-  kind: SignedKind,
-): { tbs: Uint8Array; algorithm: Uint8Array; inner?: Uint8Array } | undefined {
-  const SEQUENCE = 0x30, INTEGER = 0x02, VERSION = 0xa0;
-  const outer = element(der, 0);
-  if (!outer || outer.tag !== SEQUENCE || outer.end !== der.length) return undefined;
-  const tbs = element(der, outer.body);
-  const algorithm = tbs && element(der, tbs.end);
-  if (!tbs || tbs.tag !== SEQUENCE || !algorithm || algorithm.tag !== SEQUENCE) return undefined;
-  const parts = {
-    tbs: der.subarray(tbs.start, tbs.end),
-    algorithm: der.subarray(algorithm.start, algorithm.end),
-  };
-  if (kind === "csr") return parts;
-  // TBSCertificate: [0] version (optional), serialNumber, signature; TBSCertList: version
-  // (optional), signature.
-  let field = element(der, tbs.body);
-  if (kind === "certificate") {
-    if (field?.tag === VERSION) field = element(der, field.end);
-    if (field?.tag !== INTEGER) return undefined;
-    field = element(der, field.end);
-  } else if (field?.tag === INTEGER) {
-    field = element(der, field.end);
-  }
-  if (field?.tag !== SEQUENCE || field.end > tbs.end) return undefined;
-  return { ...parts, inner: der.subarray(field.start, field.end) };
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
-/** sha256WithRSAEncryption (1.2.840.113549.1.1.11) with NULL parameters, or without. */
-const SHA256_WITH_RSA = [
-  Uint8Array.of(0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, 11, 0x05, 0),
-  Uint8Array.of(0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 1, 1, 11),
-];
-
 /** A certificate, a CRL or a CSR as the library parsed it. */
 interface SignedObject {
   readonly rawData: ArrayBuffer;
@@ -264,8 +200,10 @@ export async function signedBy(
   const parts = native && signedParts(new Uint8Array(object.rawData), kind);
   if (!native || !parts) return await fallback();
   const algorithm = parts.algorithm;
+  const sha256WithRsa = constantTimeEqual(algorithm, SHA256_WITH_RSA) ||
+    constantTimeEqual(algorithm, SHA256_WITH_RSA_NO_PARAMS);
   // check: native-signature-algorithm tests/crypto/openssl_rsa_test.ts
-  if (!SHA256_WITH_RSA.some((a) => sameBytes(a, algorithm))) return await fallback();
-  if (parts.inner && !sameBytes(parts.inner, algorithm)) return await fallback();
+  if (!sha256WithRsa) return await fallback();
+  if (parts.inner && !constantTimeEqual(parts.inner, algorithm)) return await fallback();
   return native.verify(new Uint8Array(object.signature), parts.tbs);
 }

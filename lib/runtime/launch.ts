@@ -11,6 +11,7 @@
  * actor's `--help` and fails when an actor has a HOST or HOST:PORT option that it lacks.
  */
 
+import { loadOpenSslRsa, type OpenSslOutcome } from "../crypto/mod.ts";
 import { printable } from "./text.ts";
 
 /** Always allowed: the lab on one machine. */
@@ -121,4 +122,20 @@ export const FFI_ACTORS: readonly string[] = ["ca", "student", "blackboard", "ba
 export function ffiFlags(script: string): string[] {
   const actor = launchedActor(script);
   return actor !== undefined && FFI_ACTORS.includes(actor) ? ["--allow-ffi"] : [];
+}
+
+/** Revokes `--allow-ffi` for the rest of the process (a no-op when it was not granted). */
+export function dropFfi(): void {
+  Deno.permissions.revokeSync({ name: "ffi" });
+}
+
+/**
+ * At an actor's start: loads OpenSSL for its RSA signatures when the process may use FFI (its
+ * task grants `--allow-ffi` for this; lib/crypto/openssl_rsa.ts), then revokes `--allow-ffi`
+ * whatever the outcome: no library can be opened after, and the functions bound stay usable.
+ */
+export function startOpenSslRsa(): OpenSslOutcome {
+  const outcome = loadOpenSslRsa();
+  dropFfi();
+  return outcome;
 }

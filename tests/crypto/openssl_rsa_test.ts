@@ -49,7 +49,7 @@ Deno.test("OpenSSL signs as WebCrypto does, refuses what was altered, and FFI is
     // Signed with SHA-384: not OpenSSL's here (it checks SHA-256 only), the library's, and valid.
     sha384Cert: "accepted",
   });
-  assert.equal(probe.verifiedByObjects, 6, "the six SHA-256 objects were checked by OpenSSL");
+  assert.equal(probe.checkedByObjects, 6, "the six SHA-256 objects were checked by OpenSSL");
 });
 
 Deno.test("without --allow-ffi nothing is loaded, and the outcome says why", () => {

@@ -103,17 +103,19 @@ Deno.test("BoundedCache keeps at most its size, dropping the entry least recentl
   assert.deepEqual([cache.get("a"), cache.get("c"), cache.get("d")], [1, 3, 4]);
 });
 
-Deno.test("a signing key is imported once: the same PEM gives the same key, which signs; a key that cannot be imported is refused every time", async () => {
+Deno.test("a signing key is imported once: the same PEM gives the same key, also to calls at once, and it signs; a key that cannot be imported is refused, each time", async () => {
   const pem = await exportPrivateKeyPem(keys.privateKey);
+  const other = await exportPrivateKeyPem((await testKeyPair()).privateKey);
+  const [a, b] = await Promise.all([importSigningKey(other), importSigningKey(other)]);
+  assert.equal(a, b, "two imports at once share one");
   const first = await importSigningKey(pem);
   assert.equal(await importSigningKey(pem), first);
   assert.equal(await importSigningKey(pem.replace(/\n/g, "\r\n")), first, "the same DER");
   const data = new TextEncoder().encode("step 5");
   const signature = await crypto.subtle.sign(RSA_SIGN, first, data);
   assert.ok(await crypto.subtle.verify(RSA_SIGN, keys.publicKey, signature, data));
-  const other = await exportPrivateKeyPem((await testKeyPair()).privateKey);
   assert.notEqual(await importSigningKey(other), first);
-  // Valid PEM, not a key: refused, and not remembered as anything.
+  // Valid PEM, not a key: refused, the second time as the first.
   const junk = "-----BEGIN PRIVATE KEY-----\nMAMCAQA=\n-----END PRIVATE KEY-----\n";
   for (let i = 0; i < 2; i++) await assert.rejects(importSigningKey(junk));
 });
