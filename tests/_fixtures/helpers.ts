@@ -280,6 +280,22 @@ export async function run(
 }
 
 /**
+ * Runs a probe script of tests/_fixtures in its own Deno process with `permissions` (what the
+ * test process itself lacks, such as `--allow-ffi`), and returns the JSON it printed; a probe that
+ * fails fails the test with its standard error.
+ */
+export async function runProbe(script: string, permissions: string[]): Promise<unknown> {
+  const r = await run(Deno.execPath(), [
+    "run",
+    "--quiet",
+    ...permissions,
+    `${ROOT}/tests/_fixtures/${script}`,
+  ]);
+  if (r.code !== 0) throw new Error(`${script} exited with ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+/**
  * The `--allow-…` flags of a task in deno.json, with `$NAME` replaced from `vars` as `deno task`
  * expands it: tests run a task's script with exactly the permissions the task grants.
  */

@@ -8,18 +8,11 @@
 
 import assert from "node:assert/strict";
 import { describeRsa, loadOpenSslRsa } from "../../lib/crypto/mod.ts";
-import { ROOT, run } from "../_fixtures/helpers.ts";
+import { runProbe } from "../_fixtures/helpers.ts";
 
 Deno.test("OpenSSL signs as WebCrypto does, refuses what was altered, and FFI is gone after loading", async () => {
-  const r = await run(Deno.execPath(), [
-    "run",
-    "--quiet",
-    "--allow-read",
-    "--allow-ffi",
-    `${ROOT}/tests/_fixtures/openssl_rsa_probe.ts`,
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-  const probe = JSON.parse(r.stdout);
+  // deno-lint-ignore no-explicit-any
+  const probe: any = await runProbe("openssl_rsa_probe.ts", ["--allow-read", "--allow-ffi"]);
   assert.equal(probe.outcome.loaded, true, `OpenSSL not loaded: ${probe.outcome.reason}`);
   assert.match(probe.outcome.version, /^OpenSSL 3\./);
   // The permission is revoked once the library is bound: nothing else can be opened.

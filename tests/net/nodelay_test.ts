@@ -7,19 +7,12 @@
 
 import assert from "node:assert/strict";
 import { noDelayOnAccepted } from "../../lib/net/mod.ts";
-import { ROOT, run } from "../_fixtures/helpers.ts";
+import { runProbe } from "../_fixtures/helpers.ts";
 
 Deno.test("with --allow-ffi the listening socket gets TCP_NODELAY and connections accepted later inherit it", async () => {
-  const r = await run(Deno.execPath(), [
-    "run",
-    "--quiet",
-    "--allow-net=127.0.0.1",
-    "--allow-ffi",
-    `${ROOT}/tests/_fixtures/nodelay_probe.ts`,
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-  const probe = JSON.parse(r.stdout);
-  assert.equal(probe.outcome.set, true, r.stdout);
+  // deno-lint-ignore no-explicit-any
+  const probe: any = await runProbe("nodelay_probe.ts", ["--allow-net=127.0.0.1", "--allow-ffi"]);
+  assert.equal(probe.outcome.set, true, JSON.stringify(probe));
   assert.equal(probe.after, 1, "a connection accepted afterwards has TCP_NODELAY");
   assert.equal(probe.before, 0, "the connection accepted before was not touched");
 });
