@@ -8,15 +8,13 @@ import { PROJECT_ROOT as ROOT, type RunningProcess, spawnDeno } from "../lib/run
 const LISTENING = /listening on 127\.0\.0\.1:(\d+)/;
 
 export interface ActorOptions {
-  /** Flags beyond network to 127.0.0.1, reading the project and writing `dir`. */
-  extra?: string[];
   /** Run the actor on these CPUs only (`taskset -c`). */
   cpus?: string;
 }
 
 /**
- * Starts `actors/SCRIPT` with `args` (a server on port 0), allowed to write only `dir`, and waits
- * for its `listening on` line.
+ * Starts `actors/SCRIPT` with `args` (a server on port 0), allowed to write only `dir` (and
+ * `--allow-ffi` where its task grants it, through spawnDeno), and waits for its `listening on` line.
  */
 export async function startActor(
   script: string,
@@ -28,7 +26,6 @@ export async function startActor(
     "--allow-net=127.0.0.1",
     `--allow-read=${ROOT}`,
     `--allow-write=${dir}`,
-    ...(options.extra ?? []),
   ];
   const server = spawnDeno(`${ROOT}/actors/${script}`, args, {
     permissions,

@@ -69,7 +69,6 @@ let state:
     dl: Deno.DynamicLibrary<typeof SYMBOLS>;
     lib: LibCrypto;
     sha256: Deno.PointerValue;
-    outcome: OpenSslOutcome;
   }
   | undefined;
 let lastOutcome: OpenSslOutcome = { loaded: false, reason: "not loaded (loadOpenSslRsa)" };
@@ -79,7 +78,7 @@ let lastOutcome: OpenSslOutcome = { loaded: false, reason: "not loaded (loadOpen
  * throws. Needs `--allow-ffi` (revoke it afterwards: the bound functions stay usable).
  */
 export function loadOpenSslRsa(): OpenSslOutcome {
-  if (state) return state.outcome;
+  if (state) return lastOutcome;
   if (Deno.build.os !== "linux") {
     return lastOutcome = { loaded: false, reason: `not supported on ${Deno.build.os}` };
   }
@@ -103,9 +102,8 @@ export function loadOpenSslRsa(): OpenSslOutcome {
     dl.close();
     return lastOutcome = { loaded: false, reason: `${LIBRARY}: no SHA-256` };
   }
-  const outcome: OpenSslOutcome = { loaded: true, version };
-  state = { dl, lib, sha256, outcome };
-  return lastOutcome = outcome;
+  state = { dl, lib, sha256 };
+  return lastOutcome = { loaded: true, version };
 }
 
 /**
@@ -117,6 +115,16 @@ export const openSslRsaCounts = { signed: 0, checked: 0 };
 /** What `loadOpenSslRsa` found, or that it was not called: for logs and tests. */
 export function openSslRsaOutcome(): OpenSslOutcome {
   return lastOutcome;
+}
+
+/**
+ * A copy of `bytes` to hand to OpenSSL: never empty (Deno passes an empty buffer as a null
+ * pointer), and not a view of the caller's memory, which a call on another thread must not share.
+ */
+function ffiCopy(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  const copy = new Uint8Array(Math.max(bytes.length, 1));
+  copy.set(bytes);
+  return copy;
 }
 
 /** Frees the EVP_PKEY behind a key object that is no longer reachable. */
@@ -134,7 +142,7 @@ function parseKey(
   der: Uint8Array,
 ): Deno.PointerObject | undefined {
   if (der.length === 0 || der.length > 65_536) return undefined;
-  const copy = new Uint8Array(der);
+  const copy = ffiCopy(der);
   const bio = lib.BIO_new_mem_buf(copy, copy.length);
   if (bio === null) return undefined;
   const pkey = lib[parse](bio, null);
@@ -180,8 +188,7 @@ export class OpenSslSigningKey {
     // The call runs on another thread: it gets its own copy of the input, and every buffer it
     // writes or reads is referenced again after it returns (`finally`), so none can be collected
     // while OpenSSL uses it, whatever the runtime does to keep them.
-    const input = new Uint8Array(Math.max(data.length, 1));
-    input.set(data);
+    const input = ffiCopy(data);
     const signature = new Uint8Array(this.#modulusBytes);
     const length = new BigUint64Array([BigInt(signature.length)]);
     const lengthBytes = new Uint8Array(length.buffer);
@@ -228,10 +235,8 @@ export class OpenSslVerifyingKey {
     const { lib, sha256 } = state!;
     const ctx = lib.EVP_MD_CTX_new();
     if (ctx === null) return false;
-    const sig = new Uint8Array(Math.max(signature.length, 1));
-    sig.set(signature);
-    const input = new Uint8Array(Math.max(data.length, 1));
-    input.set(data);
+    const sig = ffiCopy(signature);
+    const input = ffiCopy(data);
     try {
       if (lib.EVP_DigestVerifyInit(ctx, null, sha256, null, this.#pkey) !== 1) return false;
       openSslRsaCounts.checked++;

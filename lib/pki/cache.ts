@@ -47,6 +47,24 @@ export class BoundedCache<V> {
   }
 }
 
+/**
+ * What `make` gives for `id`, made once and shared by every caller meanwhile and after; a promise
+ * that fails is not kept, so the next call tries (and fails) again.
+ */
+export function remembered<T>(
+  cache: BoundedCache<Promise<T>>,
+  id: string,
+  make: () => Promise<T>,
+): Promise<T> {
+  let made = cache.get(id);
+  if (!made) {
+    made = make();
+    cache.set(id, made);
+    made.catch(() => cache.delete(id));
+  }
+  return made;
+}
+
 /** The SHA-256 of byte strings, each length-prefixed (so that no two lists share a key). */
 export function bytesKey(...parts: (ArrayBuffer | Uint8Array)[]): string {
   const hash = createHash("sha256");

@@ -13,7 +13,7 @@ import {
   OpenSslVerifyingKey,
   toBytes,
 } from "../crypto/mod.ts";
-import { BoundedCache, bytesKey, nativeVerifyKeys, verifyKeys } from "./cache.ts";
+import { BoundedCache, bytesKey, nativeVerifyKeys, remembered, verifyKeys } from "./cache.ts";
 import { SHA256_WITH_RSA, SHA256_WITH_RSA_NO_PARAMS, type SignedKind, signedParts } from "./der.ts";
 
 /** The signature scheme of every RSA key here. */
@@ -62,15 +62,7 @@ const signingKeys = new BoundedCache<Promise<CryptoKey>>(64);
 /** Imports a PKCS#8 PEM RSA key for signing (once for each key; the same key object after). */
 export async function importSigningKey(pem: string): Promise<CryptoKey> {
   const der = privateKeyDer(pem);
-  const id = bytesKey(der);
-  let key = signingKeys.get(id);
-  if (!key) {
-    key = importSigningDer(der);
-    signingKeys.set(id, key);
-    // A key that cannot be imported is not kept: the next call tries (and fails) again.
-    key.catch(() => signingKeys.delete(id));
-  }
-  return await key;
+  return await remembered(signingKeys, bytesKey(der), () => importSigningDer(der));
 }
 
 /** Imports PKCS#8 DER for signing (and OpenSSL's copy), then zeroes the DER. */
@@ -146,10 +138,12 @@ export async function signRsa(key: CryptoKey, data: Uint8Array): Promise<Uint8Ar
   return new Uint8Array(await crypto.subtle.sign(RSA_SIGN, key, toBytes(data)));
 }
 
-/** OpenSSL's copy of a public key (SubjectPublicKeyInfo DER), when OpenSSL is loaded and it is RSA. */
-function nativeVerifyKey(spki: ArrayBuffer): OpenSslVerifyingKey | undefined {
+/**
+ * OpenSSL's copy of a public key (SubjectPublicKeyInfo DER; `id` its `bytesKey`), when OpenSSL is
+ * loaded and it is RSA.
+ */
+function nativeVerifyKey(spki: ArrayBuffer, id = bytesKey(spki)): OpenSslVerifyingKey | undefined {
   if (!openSslRsaOutcome().loaded) return undefined;
-  const id = bytesKey(spki);
   let native = nativeVerifyKeys.get(id);
   if (native === undefined) {
     native = OpenSslVerifyingKey.fromSpki(new Uint8Array(spki)) ?? null;
@@ -164,17 +158,11 @@ export async function verifyRsa(
   signature: Uint8Array,
   data: Uint8Array,
 ): Promise<boolean> {
-  const native = nativeVerifyKey(cert.publicKey.rawData);
+  const spki = cert.publicKey.rawData;
+  const id = bytesKey(spki);
+  const native = nativeVerifyKey(spki, id);
   if (native) return native.verify(signature, data);
-  const id = bytesKey(cert.publicKey.rawData);
-  let imported = verifyKeys.get(id);
-  if (!imported) {
-    imported = cert.publicKey.export(RSA_SIGN, ["verify"]);
-    verifyKeys.set(id, imported);
-    // A key that cannot be imported is not kept: the next call tries (and fails) again.
-    imported.catch(() => verifyKeys.delete(id));
-  }
-  const key = await imported;
+  const key = await remembered(verifyKeys, id, () => cert.publicKey.export(RSA_SIGN, ["verify"]));
   return await crypto.subtle.verify(RSA_SIGN, key, toBytes(signature), toBytes(data));
 }
 
