@@ -19,6 +19,19 @@ export interface DataDirLock extends Disposable {
 
 const LOCK_FILE = ".lock";
 
+/**
+ * Who holds the lock at `path` ("CA, pid 123"), or "" if it does not say. The holder writes this
+ * line just after taking the lock, so a process that lost a race by a moment may find the file
+ * still empty: it reads again, for at most 200 ms, until the line is there.
+ */
+async function holderOf(path: string): Promise<string> {
+  for (let attempt = 0;; attempt++) {
+    const holder = (await Deno.readTextFile(path).catch(() => "")).trim();
+    if (holder !== "" || attempt === 20) return holder;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 /** Takes the lock of `dir` (creating the directory, mode 0700, if needed) for `owner`. */
 export async function lockDataDir(dir: string, owner: string): Promise<DataDirLock> {
   await ensureDir(dir, 0o700);
@@ -33,7 +46,7 @@ export async function lockDataDir(dir: string, owner: string): Promise<DataDirLo
   }
   // check: data-dir-lock tests/runtime/files_test.ts
   if (!locked) {
-    const holder = (await Deno.readTextFile(path).catch(() => "")).trim();
+    const holder = await holderOf(path);
     file.close();
     throw new DataDirLockedError(
       `${dir} is in use by another process${holder ? ` (${holder})` : ""}: one ${owner} per ` +
