@@ -24,14 +24,19 @@ import {
   encodeServerMessage,
 } from "../lib/chat/mod.ts";
 import {
+  basicConstraintsCa,
   CertificateError,
+  certificateOutline,
   checkStudentCsr,
   createCrl,
   createCsr,
   createRoot,
   CsrError,
   der,
+  extendedKeyUsages,
   generateRsaKeyPair,
+  issueCertificate,
+  keyUsageFlags,
   parseCertificate,
   parseCsr,
   signedParts,
@@ -116,9 +121,21 @@ function pkiMaterial() {
       entries: [{ serialNumber: "0a0b0c", revocationDate: new Date() }],
       crlNumber: 3,
     });
-    return { csrs: [csr], certs: [der(root.cert)], crls: [der(crl)] };
+    const student = await issueCertificate({
+      publicKey: new Uint8Array(await crypto.subtle.exportKey("spki", keys.publicKey)),
+      profile: { kind: "student", sid: "1155123456" },
+      issuer: root.cert,
+      issuerKey: root.keys.privateKey,
+    });
+    return { csrs: [csr], certs: [der(root.cert), der(student)], crls: [der(crl)] };
   })();
   return pkiSeeds;
+}
+
+/** Whether `part` is a view of `input`'s own bytes. */
+function within(part: Uint8Array, input: Uint8Array): boolean {
+  return part.buffer === input.buffer && part.byteOffset >= input.byteOffset &&
+    part.byteOffset + part.length <= input.byteOffset + input.length;
 }
 
 export const TARGETS: readonly Target[] = [
@@ -189,9 +206,32 @@ export const TARGETS: readonly Target[] = [
         const parts = signedParts(input, kind);
         for (const part of parts ? [parts.tbs, parts.algorithm, parts.inner] : []) {
           if (part === undefined) continue;
-          const inside = part.buffer === input.buffer && part.byteOffset >= input.byteOffset &&
-            part.byteOffset + part.length <= input.byteOffset + input.length;
-          if (!inside) throw new Error(`signedParts(${kind}) returned bytes outside its input`);
+          if (!within(part, input)) {
+            throw new Error(`signedParts(${kind}) returned bytes outside its input`);
+          }
+        }
+      }
+    },
+    expected: () => false,
+  },
+  {
+    // The names, key and extensions the certificate checks read (lib/pki/der.ts), and the three
+    // extensions they decode: never a throw, and every part lies within the input.
+    name: "certificate-outline",
+    seeds: async () => (await pkiMaterial()).certs,
+    run: (input) => {
+      const outline = certificateOutline(input);
+      if (!outline) return;
+      const parts = [outline.issuer, outline.subject, outline.publicKey];
+      for (const ext of outline.extensions) {
+        parts.push(ext.value);
+        basicConstraintsCa(ext.value);
+        keyUsageFlags(ext.value);
+        extendedKeyUsages(ext.value);
+      }
+      for (const part of parts) {
+        if (!within(part, input)) {
+          throw new Error("certificateOutline returned bytes outside its input");
         }
       }
     },

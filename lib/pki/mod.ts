@@ -5,4 +5,15 @@ export * from "./rsa.ts";
 export * from "./revocation.ts";
 export { BoundedCache, forgetVerifications } from "./cache.ts";
 export * from "./issue.ts";
-export { derElement, type SignedKind, signedParts } from "./der.ts";
+export {
+  basicConstraintsCa,
+  type CertificateOutline,
+  certificateOutline,
+  derElement,
+  extendedKeyUsages,
+  type ExtensionOutline,
+  keyUsageFlags,
+  oidText,
+  type SignedKind,
+  signedParts,
+} from "./der.ts";
