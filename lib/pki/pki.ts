@@ -330,11 +330,18 @@ export async function createCrl(options: CrlOptions): Promise<Crl> {
   });
 }
 
+/** CRL numbers read, by CRL object (`null`: none). */
+const crlNumbers = new WeakMap<Crl, number | null>();
+
 /** The CRL number extension's value. */
 export function crlNumber(crl: Crl): number | undefined {
-  const ext = crl.getExtension(id_ce_cRLNumber);
-  if (!ext) return undefined;
-  return AsnConvert.parse(ext.value, CRLNumber).value;
+  let number = crlNumbers.get(crl);
+  if (number === undefined) {
+    const ext = crl.getExtension(id_ce_cRLNumber);
+    number = ext ? AsnConvert.parse(ext.value, CRLNumber).value : null;
+    crlNumbers.set(crl, number);
+  }
+  return number ?? undefined;
 }
 
 /** Checks that a CRL comes from the root and is current. */
@@ -378,8 +385,20 @@ export interface VerifyOptions {
   keyEncipherment?: boolean;
 }
 
+/** Names encoded, by name object (a certificate or CRL parsed once keeps its name objects). */
+const encodedNames = new WeakMap<x509.Name, Uint8Array>();
+
+/** Whether two names have the same DER; each is encoded once (about 95 µs each, in JavaScript). */
 function sameName(a: x509.Name, b: x509.Name): boolean {
-  return sameBytes(new Uint8Array(a.toArrayBuffer()), new Uint8Array(b.toArrayBuffer()));
+  const [x, y] = [a, b].map((name) => {
+    let bytes = encodedNames.get(name);
+    if (!bytes) {
+      bytes = new Uint8Array(name.toArrayBuffer());
+      encodedNames.set(name, bytes);
+    }
+    return bytes;
+  });
+  return sameBytes(x!, y!);
 }
 
 function sameBytes(x: Uint8Array, y: Uint8Array): boolean {
