@@ -14,6 +14,7 @@ import {
   exists,
   GroupCommit,
   openDatabase,
+  prepared,
   type StepLog,
   transaction,
   writeFileAtomic,
@@ -252,7 +253,8 @@ export class CertificateAuthority {
     now = Date.now(),
   ): { code: string; expiresAt: Date } {
     const code = newCode();
-    this.#db.prepare(
+    prepared(
+      this.#db,
       "INSERT INTO enrolment_codes (hash, sid, created_at, expires_at) VALUES (?, ?, ?, ?)",
     ).run(hashCode(code), sid, now, now + ttlMs);
     return { code, expiresAt: new Date(now + ttlMs) };
@@ -269,7 +271,8 @@ export class CertificateAuthority {
     csr: Uint8Array,
     now: number,
   ): Promise<{ hash: string; usedFor?: string }> {
-    const rows = this.#db.prepare(
+    const rows = prepared(
+      this.#db,
       "SELECT hash, expires_at, used_at, serial FROM enrolment_codes WHERE sid = ?",
     ).all(sid) as {
       hash: string;
@@ -356,7 +359,8 @@ export class CertificateAuthority {
       await this.#group.run(() => {
         this.#record(cert, "student", checked.sid, now);
         if (codeHash === undefined) return;
-        const used = this.#db.prepare(
+        const used = prepared(
+          this.#db,
           `UPDATE enrolment_codes SET used_at = ?, serial = ?
            WHERE hash = ? AND sid = ? AND used_at IS NULL AND expires_at > ?`,
         ).run(now.getTime(), serialOf(cert), codeHash, request.sid, now.getTime());
@@ -370,7 +374,7 @@ export class CertificateAuthority {
       // A retry that raced its own first attempt (both were signing at once): when the code went
       // to this same key, this request gets that certificate, like any later retry.
       if (!(err instanceof EnrolmentError) || err.reason !== "code-used-meanwhile") throw err;
-      const row = this.#db.prepare("SELECT serial FROM enrolment_codes WHERE hash = ?").get(
+      const row = prepared(this.#db, "SELECT serial FROM enrolment_codes WHERE hash = ?").get(
         codeHash!,
       ) as { serial: string | null } | undefined;
       let again: Certificate;
@@ -393,9 +397,9 @@ export class CertificateAuthority {
    * of the code and is refused, as is a certificate revoked or expired since.
    */
   #again(serial: string, publicKey: Uint8Array, now: Date): Certificate {
-    const row = this.#db.prepare(
-      "SELECT pem, status FROM certificates WHERE serial = ?",
-    ).get(serial) as { pem: string; status: string } | undefined;
+    const row = prepared(this.#db, "SELECT pem, status FROM certificates WHERE serial = ?").get(
+      serial,
+    ) as { pem: string; status: string } | undefined;
     const cert = row ? parseCertificate(row.pem, `certificate ${serial}`) : undefined;
     const same = cert !== undefined && row!.status === "valid" && now <= cert.notAfter &&
       samePublicKey(cert, publicKey);
@@ -426,7 +430,8 @@ export class CertificateAuthority {
   }
 
   #record(cert: Certificate, kind: "student" | "server", sid: string | null, now: Date): void {
-    this.#db.prepare(
+    prepared(
+      this.#db,
       `INSERT INTO certificates (serial, subject, sid, kind, not_before, not_after, issued_at, pem)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
@@ -445,34 +450,36 @@ export class CertificateAuthority {
   revoke(by: { serial: string } | { sid: string }, now = new Date()): string[] {
     return transaction(this.#db, () => {
       const rows = ("serial" in by
-        ? this.#db.prepare("SELECT serial FROM certificates WHERE serial = ? AND status = 'valid'")
+        ? prepared(
+          this.#db,
+          "SELECT serial FROM certificates WHERE serial = ? AND status = 'valid'",
+        )
           .all(
             by.serial.toLowerCase(),
           )
-        : this.#db.prepare("SELECT serial FROM certificates WHERE sid = ? AND status = 'valid'")
+        : prepared(this.#db, "SELECT serial FROM certificates WHERE sid = ? AND status = 'valid'")
           .all(by.sid)) as {
           serial: string;
         }[];
-      const update = this.#db.prepare(
+      const update = prepared(
+        this.#db,
         "UPDATE certificates SET status = 'revoked', revoked_at = ? WHERE serial = ?",
       );
       for (const r of rows) {
         update.run(now.toISOString(), r.serial);
       }
       if (rows.length > 0) {
-        this.#db.prepare("UPDATE counters SET value = value + ? WHERE name = 'revocations'").run(
+        prepared(this.#db, "UPDATE counters SET value = value + ? WHERE name = 'revocations'").run(
           rows.length,
         );
       }
-      return rows.map((r) =>
-        r.serial
-      );
+      return rows.map((r) => r.serial);
     });
   }
 
   /** Whether a serial is in the ledger at all. */
   hasSerial(serial: string): boolean {
-    return this.#db.prepare("SELECT 1 FROM certificates WHERE serial = ?").get(
+    return prepared(this.#db, "SELECT 1 FROM certificates WHERE serial = ?").get(
       serial.toLowerCase(),
     ) !== undefined;
   }
@@ -503,14 +510,15 @@ export class CertificateAuthority {
   }
 
   async #signCrl(validityMs: number, now: Date, revocations: number): Promise<Crl> {
-    const entries = (this.#db.prepare(
+    const entries = (prepared(
+      this.#db,
       "SELECT serial, revoked_at FROM certificates WHERE status = 'revoked' ORDER BY revoked_at",
     ).all() as { serial: string; revoked_at: string }[]).map((r) => ({
       serialNumber: r.serial,
       revocationDate: new Date(r.revoked_at),
     }));
     const number = transaction(this.#db, () => {
-      this.#db.prepare("UPDATE counters SET value = value + 1 WHERE name = 'crl_number'").run();
+      prepared(this.#db, "UPDATE counters SET value = value + 1 WHERE name = 'crl_number'").run();
       return this.#counter("crl_number");
     });
     const crl = await createCrl({
@@ -526,7 +534,7 @@ export class CertificateAuthority {
   }
 
   #counter(name: string): number {
-    const row = this.#db.prepare("SELECT value FROM counters WHERE name = ?").get(name) as {
+    const row = prepared(this.#db, "SELECT value FROM counters WHERE name = ?").get(name) as {
       value: number;
     };
     return Number(row.value);
@@ -534,7 +542,8 @@ export class CertificateAuthority {
 
   /** Every certificate issued, oldest first. */
   ledger(): LedgerEntry[] {
-    return (this.#db.prepare(
+    return (prepared(
+      this.#db,
       `SELECT serial, subject, sid, kind, not_before AS notBefore, not_after AS notAfter,
               issued_at AS issuedAt, status, revoked_at AS revokedAt
        FROM certificates ORDER BY issued_at, rowid`,

@@ -3,7 +3,7 @@
  * transaction helper that commits all or nothing.
  */
 
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { setImmediate } from "node:timers";
 
 export type Database = DatabaseSync;
@@ -50,6 +50,28 @@ export function openDatabase(path: string): DatabaseSync {
     }
     throw err;
   }
+}
+
+/** Each connection's statements, by their text. */
+const statements = new WeakMap<DatabaseSync, Map<string, StatementSync>>();
+
+/**
+ * The statement for `sql` on `db`, prepared on first use and kept for the connection's life
+ * (preparing costs about 17 µs, running a simple one under 1 µs). For constant SQL texts only:
+ * values are bound, never written into the text.
+ */
+export function prepared(db: DatabaseSync, sql: string): StatementSync {
+  let byText = statements.get(db);
+  if (!byText) {
+    byText = new Map();
+    statements.set(db, byText);
+  }
+  let statement = byText.get(sql);
+  if (!statement) {
+    statement = db.prepare(sql);
+    byText.set(sql, statement);
+  }
+  return statement;
 }
 
 /**

@@ -1,12 +1,13 @@
 /**
  * GroupCommit (lib/runtime/sqlite.ts) on a real database file: pieces submitted together share one
  * commit and settle after it, in order; a piece that throws is rolled back alone; a COMMIT that
- * fails (a deferred foreign key, checked only then) rejects every piece and stores nothing.
+ * fails (a deferred foreign key, checked only then) rejects every piece and stores nothing. And
+ * `prepared`, the statements kept per connection.
  */
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { GroupCommit, openDatabase } from "../../lib/runtime/mod.ts";
+import { GroupCommit, openDatabase, prepared, transaction } from "../../lib/runtime/mod.ts";
 import { tempDir } from "../_fixtures/helpers.ts";
 
 const SCHEMA = `
@@ -65,5 +66,27 @@ Deno.test("GroupCommit: a COMMIT that fails rejects every piece of the group and
   assert.equal(n, 0);
   // The connection is usable again afterwards.
   await group.run(() => db.prepare("INSERT INTO parent (id) VALUES (2)").run());
+  db.close();
+});
+
+Deno.test("prepared: one statement per connection and text, reused across transactions; another connection gets its own", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/prepared.db`;
+  const db = openDatabase(path);
+  db.exec(SCHEMA);
+  const sql = "INSERT INTO parent (id) VALUES (?)";
+  const first = prepared(db, sql);
+  assert.equal(prepared(db, sql), first);
+  assert.notEqual(prepared(db, "SELECT id FROM parent WHERE id = ?"), first);
+  transaction(db, () => prepared(db, sql).run(1));
+  assert.throws(() => transaction(db, () => prepared(db, sql).run(1)), /UNIQUE/);
+  transaction(db, () => prepared(db, sql).run(2));
+  const other = openDatabase(path);
+  assert.notEqual(prepared(other, sql), first);
+  assert.deepEqual(
+    prepared(other, "SELECT id FROM parent ORDER BY id").all().map((r) => r.id),
+    [1, 2],
+  );
+  other.close();
   db.close();
 });
