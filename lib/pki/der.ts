@@ -246,14 +246,21 @@ export function basicConstraintsCa(value: Uint8Array): boolean | undefined {
 
 /**
  * Key usage (a BIT STRING) as flags: bit n of the string (digitalSignature is 0,
- * keyEncipherment 2, …) is `1 << n`, the numbering of @peculiar/x509's `KeyUsageFlags`. Undefined
- * when the value is not a BIT STRING.
+ * keyEncipherment 2, …) is `1 << n`, the numbering of @peculiar/x509's `KeyUsageFlags`; bits past
+ * decipherOnly (8) are not read. Undefined when the value is not a BIT STRING, or when a bit it
+ * declares unused is set (DER pads with zeros; such a bit must not grant a usage, nor be dropped
+ * silently).
  */
 export function keyUsageFlags(value: Uint8Array): number | undefined {
   const bits = whole(value, DER_BIT_STRING);
-  if (!bits || bits.end === bits.body || value[bits.body]! > 7) return undefined;
+  if (!bits || bits.end === bits.body) return undefined;
+  const unused = value[bits.body]!;
+  const bytes = bits.end - bits.body - 1;
+  if (unused > 7 || (bytes === 0 && unused !== 0)) return undefined;
+  // check: key-usage-padding tests/pki/outline_test.ts
+  if (bytes > 0 && (value[bits.end - 1]! & ((1 << unused) - 1)) !== 0) return undefined;
   let flags = 0;
-  for (let n = 0; n < Math.min(bits.end - bits.body - 1, 2) * 8; n++) {
+  for (let n = 0; n < Math.min(bytes * 8 - unused, 9); n++) {
     if (value[bits.body + 1 + (n >> 3)]! & (0x80 >> (n & 7))) flags |= 1 << n;
   }
   return flags;

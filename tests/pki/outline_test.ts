@@ -130,6 +130,37 @@ Deno.test("outline: every combination of key usages reads as the library writes 
   }
 });
 
+Deno.test("outline: every one- and two-byte key usage reads as the library reads it, or is refused when a bit declared unused is set", () => {
+  const library = (value: Uint8Array<ArrayBuffer>) =>
+    new x509.KeyUsagesExtension(new x509.Extension(OID.keyUsage, true, value).rawData).usages;
+  let refused = 0;
+  for (let unused = 0; unused < 8; unused++) {
+    for (let byte = 0; byte < 256; byte++) {
+      for (
+        const value of [Uint8Array.of(3, 2, unused, byte), Uint8Array.of(3, 3, unused, 0xff, byte)]
+      ) {
+        const ours = keyUsageFlags(value);
+        const padding = byte & ((1 << unused) - 1);
+        if (padding !== 0) {
+          assert.equal(ours, undefined, `${toHexText(value)}: a bit declared unused is set`);
+          refused++;
+          continue;
+        }
+        // The library reads nine bits at most: decipherOnly is bit 8.
+        assert.equal(ours, library(value) & 0x1ff, toHexText(value));
+      }
+    }
+  }
+  assert.ok(refused > 0);
+  // digitalSignature, with keyEncipherment (or more) set only in bits declared unused.
+  for (const text of ["030207a0", "030206a0", "030207ff"]) {
+    assert.equal(keyUsageFlags(hex(text)), undefined, text);
+  }
+  assert.equal(keyUsageFlags(hex("030205a0")), 5);
+  assert.equal(keyUsageFlags(hex("03010f")), undefined); // no bits, yet unused bits declared
+  assert.equal(keyUsageFlags(hex("030100")), 0);
+});
+
 Deno.test("outline: object identifiers, and the encodings that are refused", () => {
   const oid = (text: string) => oidText(hex(text));
   assert.equal(oid("551d13"), "2.5.29.19");
@@ -181,6 +212,10 @@ Deno.test("outline: a DER of another shape has no outline, and its parts are ref
 });
 
 // ---------------------------------------------------------------- verifying
+
+function toHexText(bytes: Uint8Array): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 function hex(text: string): Uint8Array<ArrayBuffer> {
   return Uint8Array.from((text.match(/../g) ?? []).map((h) => parseInt(h, 16)));
@@ -264,6 +299,11 @@ Deno.test("verify: an extension that is there twice is refused, whichever comes 
 
 Deno.test("verify: an extension whose value cannot be read is refused, not skipped", async () => {
   const [bc, ku, eku] = profile();
+  // digitalSignature, and keyEncipherment only in bits the string declares unused.
+  await refused(
+    await leaf([bc!, new x509.Extension(OID.keyUsage, true, hex("030407a0")), eku!]),
+    /its key usage extension cannot be read$/,
+  );
   const bad = (id: string, critical: boolean) => new x509.Extension(id, critical, hex("0500"));
   await refused(
     await leaf([bad(OID.basicConstraints, true), ku!, eku!]),
