@@ -17,6 +17,7 @@ import fc from "fast-check";
 import { AmountError, bankProtocol, parseAmount } from "../lib/bank/mod.ts";
 import { blackboardProtocol, sessionProtocol } from "../lib/blackboard/mod.ts";
 import { caProtocol } from "../lib/ca/mod.ts";
+import { toHex } from "../lib/crypto/mod.ts";
 import {
   decodeClientMessage,
   decodeServerMessage,
@@ -40,6 +41,7 @@ import {
   parseCertificate,
   parseCsr,
   signedParts,
+  x509,
 } from "../lib/pki/mod.ts";
 import { parseCommand, runMain, UsageError } from "../lib/runtime/mod.ts";
 import {
@@ -130,6 +132,24 @@ function pkiMaterial() {
     return { csrs: [csr], certs: [der(root.cert), der(student)], crls: [der(crl)] };
   })();
   return pkiSeeds;
+}
+
+/** How @peculiar/x509 reads an extension value as each of the three the certificate checks read. */
+function libraryReading(value: Uint8Array) {
+  const as = <T>(read: (raw: ArrayBuffer) => T): T | undefined => {
+    try {
+      return read(new x509.Extension("2.5.29.99", false, new Uint8Array(value)).rawData);
+    } catch {
+      return undefined;
+    }
+  };
+  return {
+    ca: as((raw) => new x509.BasicConstraintsExtension(raw).ca),
+    usages: as((raw) => new x509.KeyUsagesExtension(raw).usages & 0x1ff),
+    purposes: as((raw) =>
+      [...new x509.ExtendedKeyUsageExtension(raw).usages].map(String).join(" ")
+    ),
+  };
 }
 
 /** Whether `part` is a view of `input`'s own bytes. */
@@ -225,9 +245,27 @@ export const TARGETS: readonly Target[] = [
       const parts = [outline.issuer, outline.subject, outline.publicKey];
       for (const ext of outline.extensions) {
         parts.push(ext.value);
-        basicConstraintsCa(ext.value);
-        keyUsageFlags(ext.value);
-        extendedKeyUsages(ext.value);
+        const read = {
+          ca: basicConstraintsCa(ext.value),
+          usages: keyUsageFlags(ext.value),
+          purposes: extendedKeyUsages(ext.value)?.join(" "),
+        };
+        // Where both read a value, the outline must read what the library reads (the library
+        // reads a key usage of more than four bytes wrongly: parseInt over all its bits).
+        const library = libraryReading(ext.value);
+        const same = (ours: unknown, theirs: unknown) =>
+          ours === undefined || theirs === undefined || ours === theirs;
+        if (
+          !same(read.ca, library.ca) ||
+          (ext.value.length <= 6 && !same(read.usages, library.usages)) ||
+          !same(read.purposes, library.purposes)
+        ) {
+          throw new Error(
+            `the outline and @peculiar/x509 read ${toHex(ext.value)} differently: ${
+              JSON.stringify(read)
+            } against ${JSON.stringify(library)}`,
+          );
+        }
       }
       for (const part of parts) {
         if (!within(part, input)) {
