@@ -64,3 +64,21 @@ export async function peakRss(pid: number): Promise<number | undefined> {
   const m = /VmHWM:\s+(\d+) kB/.exec(new TextDecoder().decode(out.stdout));
   return m ? Number(m[1]) * 1024 : undefined;
 }
+
+/**
+ * CPU time a process has used so far (user + system, all its threads), in milliseconds, from
+ * `/proc/PID/stat` read by `cat` (Deno reads /proc only with --allow-all); undefined when gone.
+ * Its resolution is the kernel's clock tick (10 ms), so callers measure over many operations.
+ */
+export async function cpuMs(pid: number): Promise<number | undefined> {
+  const out = await new Deno.Command("cat", {
+    args: [`/proc/${pid}/stat`],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  if (!out.success) return undefined;
+  // Fields after the command name (which may hold spaces) start at the state, field 3.
+  const fields = new TextDecoder().decode(out.stdout).split(") ").at(-1)!.split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime and stime: fields 14 and 15
+  return Number.isFinite(ticks) ? ticks * 10 : undefined;
+}

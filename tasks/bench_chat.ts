@@ -26,7 +26,7 @@ import {
 import { CertificateAuthority } from "../lib/ca/mod.ts";
 import { ChatClient } from "../lib/chat/mod.ts";
 import { certificatePem } from "../lib/pki/mod.ts";
-import { peakRss } from "./bench_actors.ts";
+import { cpuMs, peakRss } from "./bench_actors.ts";
 
 const USAGE = `Usage: deno task bench:chat [options]
 
@@ -205,7 +205,14 @@ export async function main(args: string[]): Promise<number | void> {
     await new Promise((r) => setTimeout(r, 2000));
 
     const results: RoundResult[] = [];
+    // CPU time over the rounds only (not the joins): this process (the clients) and the server.
+    const cpu = { clients: 0, server: 0 };
+    const cpuNow = async () => ({
+      clients: (await cpuMs(Deno.pid)) ?? NaN,
+      server: (await cpuMs(server!.proc.child.pid)) ?? NaN,
+    });
     for (let r = 0; r < rounds; r++) {
+      const before = await cpuNow();
       const sent = performance.now();
       await Promise.all(
         receivers.slice(0, senders).map((x, i) =>
@@ -217,6 +224,9 @@ export async function main(args: string[]): Promise<number | void> {
       await Promise.all(
         receivers.map((x, i) => x.received(r, i < senders ? senders - 1 : senders, deadline)),
       );
+      const after = await cpuNow();
+      cpu.clients += after.clients - before.clients;
+      cpu.server += after.server - before.server;
       const latencies = receivers.flatMap((x) => (x.arrivals.get(r) ?? []).map((t) => t - sent));
       latencies.sort((a, b) => a - b);
       const slowest = latencies.at(-1) ?? NaN;
@@ -255,6 +265,8 @@ export async function main(args: string[]): Promise<number | void> {
         50,
       ),
       serverPeakRssMiB,
+      clientCpuUsPerDelivery: (cpu.clients * 1000) / delivered,
+      serverCpuUsPerDelivery: (cpu.server * 1000) / delivered,
       results,
     };
     if (parsed.values.json) {
@@ -272,7 +284,10 @@ export async function main(args: string[]): Promise<number | void> {
             Math.round(summary.medianDeliveriesPerSecond)
           } deliveries/s (median over rounds)\n` +
           `  connect + join     ${summary.connectSeconds.toFixed(1)} s for ${n} clients\n` +
-          `  server peak RSS    ${serverPeakRssMiB.toFixed(0)} MiB (VmHWM)`,
+          `  server peak RSS    ${serverPeakRssMiB.toFixed(0)} MiB (VmHWM)\n` +
+          `  CPU per delivery   server ${summary.serverCpuUsPerDelivery.toFixed(1)} µs, clients ${
+            summary.clientCpuUsPerDelivery.toFixed(1)
+          } µs (over the rounds; 10 ms clock ticks, so use many rounds)`,
       );
     }
     return delivered === expected ? 0 : 1;

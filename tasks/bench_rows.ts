@@ -14,6 +14,7 @@ import {
   RunningProcess,
 } from "../lib/runtime/mod.ts";
 import { type RowResult, type Target } from "./bench_report.ts";
+import { cpuMs } from "./bench_actors.ts";
 import { freePort } from "../lib/net/mod.ts";
 
 export const SID = "1155990000";
@@ -244,6 +245,8 @@ export async function cryptoCeiling(which: "seal" | "hmac", totalMiB = 256): Pro
 /** Chat fan-out: 1,000 clients, against a seed-style Python select()+ssl server. */
 export function fanoutRow(chat: { cert: string; key: string }, rootPath: string): Row {
   const serverRss: number[] = [];
+  /** CPU per delivery of each run, µs: [server, clients]. */
+  const cpu = { lab: [] as [number, number][], peer: [] as [number, number][] };
   return {
     id: "fanout",
     label: "chat fan-out deliveries/s, 1,000 clients",
@@ -258,7 +261,12 @@ export function fanoutRow(chat: { cert: string; key: string }, rootPath: string)
           ["--clients", "1000", "--messages", "5", "--json"],
           300_000,
         );
-        let summary: { medianDeliveriesPerSecond?: number; serverPeakRssMiB?: number };
+        let summary: {
+          medianDeliveriesPerSecond?: number;
+          serverPeakRssMiB?: number;
+          serverCpuUsPerDelivery?: number;
+          clientCpuUsPerDelivery?: number;
+        };
         try {
           summary = JSON.parse(out.stdout);
         } catch {
@@ -270,14 +278,36 @@ export function fanoutRow(chat: { cert: string; key: string }, rootPath: string)
           throw new Error(`bench_chat: ${out.stderr.slice(-300)}`);
         }
         if (typeof summary.serverPeakRssMiB === "number") serverRss.push(summary.serverPeakRssMiB);
+        cpu.lab.push([
+          summary.serverCpuUsPerDelivery ?? NaN,
+          summary.clientCpuUsPerDelivery ?? NaN,
+        ]);
         return summary.medianDeliveriesPerSecond;
       };
       const python = await hasTool("python3", "--version");
       return {
         lab,
         ...(python
-          ? { peer: () => seedFanout(rootPath, chat, 1000, 5) }
+          ? {
+            peer: async () => {
+              const run = await seedFanout(rootPath, chat, 1000, 5);
+              cpu.peer.push([run.serverCpuUs, run.clientCpuUs]);
+              return run.perSecond;
+            },
+          }
           : { missing: "missing: python3 not installed" }),
+        // What each delivery costs the server and the clients that read it, over the rounds.
+        note: () => {
+          const median = (runs: [number, number][], i: 0 | 1) => {
+            const values = runs.map((r) => r[i]).filter(Number.isFinite).sort((a, b) => a - b);
+            return values.length ? values[values.length >> 1]!.toFixed(1) : "?";
+          };
+          return `CPU per delivery over the rounds (median of the pairs): the lab's server ${
+            median(cpu.lab, 0)
+          } µs, its clients ${median(cpu.lab, 1)} µs; the peer's server ${
+            median(cpu.peer, 0)
+          } µs, its clients ${median(cpu.peer, 1)} µs`;
+        },
         extras: () => [{
           id: "fanout-rss",
           label: "chat server peak RSS, 1,000 clients (VmHWM)",
@@ -304,7 +334,7 @@ export async function seedFanout(
   chat: { cert: string; key: string },
   n: number,
   rounds: number,
-): Promise<number> {
+): Promise<{ perSecond: number; serverCpuUs: number; clientCpuUs: number }> {
   const port = freePort();
   const server = new RunningProcess("python3", [
     `${ROOT}/tasks/bench/seed_chat.py`,
@@ -330,6 +360,7 @@ export async function seedFanout(
     }));
     await sleep(500);
     const rates: number[] = [];
+    const used = { server: 0, clients: 0 };
     const frame = (text: string) => {
       const body = new TextEncoder().encode(text);
       const out = new Uint8Array(4 + body.length);
@@ -339,6 +370,7 @@ export async function seedFanout(
     };
     for (let r = 0; r < rounds; r++) {
       const msg = frame(`bench ${r} 0`);
+      const before = [await cpuMs(server.child.pid), await cpuMs(Deno.pid)];
       const sent = performance.now();
       let last = sent;
       let delivered = 0;
@@ -359,6 +391,9 @@ export async function seedFanout(
       await Promise.race([Promise.all(reads), timeout]);
       clearTimeout(timer);
       if (delivered < n - 1) throw new Error(`round ${r}: ${delivered} of ${n - 1} delivered`);
+      const after = [await cpuMs(server.child.pid), await cpuMs(Deno.pid)];
+      used.server += (after[0] ?? NaN) - (before[0] ?? NaN);
+      used.clients += (after[1] ?? NaN) - (before[1] ?? NaN);
       rates.push(delivered / ((last - sent) / 1000));
       await sleep(250);
     }
@@ -368,7 +403,12 @@ export async function seedFanout(
       } catch { /* closed */ }
     }
     rates.sort((a, b) => a - b);
-    return rates[Math.floor(rates.length / 2)]!;
+    const deliveries = (n - 1) * rounds;
+    return {
+      perSecond: rates[Math.floor(rates.length / 2)]!,
+      serverCpuUs: (used.server * 1000) / deliveries,
+      clientCpuUs: (used.clients * 1000) / deliveries,
+    };
   } finally {
     server.kill("SIGKILL");
     await server.status;

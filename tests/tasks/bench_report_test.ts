@@ -1,6 +1,7 @@
 /**
  * The pure half of `deno task bench` (tasks/bench_report.ts): medians and spreads, the ratio's
- * direction, verdicts against targets, the table, the JSON round trip and the comparison.
+ * direction, verdicts against targets, the table, the JSON round trip and the comparison; and the
+ * process readings the rows take (CPU time, peak RSS).
  */
 
 import assert from "node:assert/strict";
@@ -19,6 +20,7 @@ import {
   type RowResult,
   spread,
 } from "../../tasks/bench_report.ts";
+import { cpuMs, peakRss } from "../../tasks/bench_actors.ts";
 import { median } from "../../lib/runtime/mod.ts";
 
 const row = (over: Partial<RowResult>): RowResult => ({
@@ -113,4 +115,19 @@ Deno.test("bench report: parses openssl s_time's count and /proc/loadavg", () =>
   assert.equal(parseSTime(out), 153);
   assert.ok(Number.isNaN(parseSTime("connect: Connection refused")));
   assert.deepEqual(parseLoadavg("3.51 4.00 3.49 2/431 12345\n"), [3.51, 4, 3.49]);
+});
+
+Deno.test("cpuMs and peakRss: a process's CPU time grows with the work it does; a process that is gone has none", async () => {
+  const before = await cpuMs(Deno.pid);
+  assert.ok(before !== undefined && before >= 0);
+  // 200 ms of work on this thread: at least a few 10 ms clock ticks.
+  const until = performance.now() + 200;
+  let spin = 0;
+  while (performance.now() < until) spin++;
+  const after = await cpuMs(Deno.pid);
+  assert.ok(spin > 0 && after! - before! >= 100, `${before} -> ${after}`);
+  assert.ok(((await peakRss(Deno.pid)) ?? 0) > 1024 * 1024);
+  const gone = new Deno.Command("true").spawn();
+  await gone.status;
+  assert.equal(await cpuMs(gone.pid), undefined);
 });
