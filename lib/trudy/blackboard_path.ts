@@ -51,6 +51,8 @@ export class BlackboardObserver {
   studentSpokeAfter = false;
   /** Whether Blackboard's last frame (once armed) was a sealed record Trudy cannot open. */
   lastWordSealed = false;
+  /** How many sealed records Blackboard sent once armed. */
+  sealedAfter = 0;
 
   constructor(log: StepLog, settleMs: number) {
     this.log = log;
@@ -71,7 +73,10 @@ export class BlackboardObserver {
     this.seen.push(`${direction} ${msg.type}`);
     if (this.watch.armed) {
       if (direction === "toServer") this.studentSpokeAfter = true;
-      else this.lastWordSealed = msg.type === "sealed";
+      else {
+        this.lastWordSealed = msg.type === "sealed";
+        if (msg.type === "sealed") this.sealedAfter++;
+      }
     }
     const { log } = this;
     switch (msg.type) {
@@ -140,22 +145,34 @@ export class BlackboardObserver {
    * One side stopped sending. Blackboard ending the session first, after Trudy's frame went in
    * and before the student's next message went through (or right after a sealed record Trudy
    * cannot open), is its refusal: the default Blackboard refuses in a sealed record and closes.
+   *
+   * The student may be seen to stop first: it closes as soon as it reads that sealed record, and
+   * on a loaded machine Trudy's relay can read the student's end before Blackboard's, though
+   * Blackboard closed first. So one sealed record, and only one, from Blackboard after Trudy's
+   * frame, as its last word before its side ended, is also its refusal whoever was seen to stop
+   * first. A Blackboard that had taken her frame would have answered it ("received") and then the
+   * student's own record as well: two sealed records at least.
    */
   ended(direction: Direction): void {
-    if (this.endedFirst !== undefined) return;
-    this.endedFirst = direction;
+    const first = this.endedFirst === undefined;
+    if (first) this.endedFirst = direction;
     if (direction !== "toClient" || !this.watch.armed || this.watch.result !== undefined) return;
     const sealed = this.lastWordSealed
       ? ", its last word a sealed record Trudy cannot open (AES-GCM hides the reason)"
       : "";
-    if (!this.studentSpokeAfter) {
+    if (first && !this.studentSpokeAfter) {
       const why =
         `Blackboard closed the session right after Trudy's frame, before the student's next message went through${sealed}`;
       this.log.info(`judged refused: ${why}`);
       this.watch.refused(why);
-    } else if (this.lastWordSealed) {
+    } else if (first && this.lastWordSealed) {
       const why =
         "Blackboard sent a sealed record Trudy cannot open (AES-GCM hides the reason), then closed the session before the student did";
+      this.log.info(`judged refused: ${why}`);
+      this.watch.refused(why);
+    } else if (this.lastWordSealed && this.sealedAfter === 1) {
+      const why =
+        "Blackboard answered Trudy's frame with one sealed record Trudy cannot open (AES-GCM hides the reason), its last, and closed the session (the student, told, closed its side as well)";
       this.log.info(`judged refused: ${why}`);
       this.watch.refused(why);
     }
