@@ -51,34 +51,35 @@ export function portOf(server: RunningProcess): number {
 }
 
 /**
- * The peak resident memory (VmHWM) of a process, in bytes; undefined when it cannot be read.
+ * A file of a process's /proc entry, or undefined when it cannot be read (the process is gone).
  * Deno reads another process's /proc entry only with --allow-all, so `cat` reads it.
  */
-export async function peakRss(pid: number): Promise<number | undefined> {
+async function procFile(pid: number, name: "status" | "stat"): Promise<string | undefined> {
   const out = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/status`],
+    args: [`/proc/${pid}/${name}`],
     stdout: "piped",
     stderr: "null",
   }).output();
-  if (!out.success) return undefined;
-  const m = /VmHWM:\s+(\d+) kB/.exec(new TextDecoder().decode(out.stdout));
+  return out.success ? new TextDecoder().decode(out.stdout) : undefined;
+}
+
+/** The peak resident memory (VmHWM) of a process, in bytes; undefined when it cannot be read. */
+export async function peakRss(pid: number): Promise<number | undefined> {
+  const m = /VmHWM:\s+(\d+) kB/.exec((await procFile(pid, "status")) ?? "");
   return m ? Number(m[1]) * 1024 : undefined;
 }
 
 /**
  * CPU time a process has used so far (user + system, all its threads), in milliseconds, from
- * `/proc/PID/stat` read by `cat` (Deno reads /proc only with --allow-all); undefined when gone.
- * Its resolution is the kernel's clock tick (10 ms), so callers measure over many operations.
+ * `/proc/PID/stat`; undefined when gone. Its resolution is the kernel's clock tick (10 ms), so
+ * callers measure over many operations.
  */
 export async function cpuMs(pid: number): Promise<number | undefined> {
-  const out = await new Deno.Command("cat", {
-    args: [`/proc/${pid}/stat`],
-    stdout: "piped",
-    stderr: "null",
-  }).output();
-  if (!out.success) return undefined;
+  const stat = await procFile(pid, "stat");
+  if (stat === undefined) return undefined;
   // Fields after the command name (which may hold spaces) start at the state, field 3.
-  const fields = new TextDecoder().decode(out.stdout).split(") ").at(-1)!.split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime and stime: fields 14 and 15
+  const fields = stat.split(") ").at(-1)!.split(" ");
+  // utime and stime, fields 14 and 15, in clock ticks of USER_HZ: 100 a second in Linux's ABI.
+  const ticks = Number(fields[11]) + Number(fields[12]);
   return Number.isFinite(ticks) ? ticks * 10 : undefined;
 }

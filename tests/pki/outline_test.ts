@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { concatBytes, toBytes } from "../../lib/crypto/mod.ts";
+import { concatBytes } from "../../lib/crypto/mod.ts";
 import {
   basicConstraintsCa,
   type Certificate,
@@ -20,8 +20,6 @@ import {
   OID,
   oidText,
   parseCertificate,
-  randomSerial,
-  RSA_SIGN,
   signedParts,
   signRsa,
   verifyCertificate,
@@ -29,6 +27,7 @@ import {
   x509,
 } from "../../lib/pki/mod.ts";
 import { run, tempDir } from "../_fixtures/helpers.ts";
+import { leafCertificate, studentProfile } from "../_fixtures/leaf.ts";
 import { testKeyPair } from "../_fixtures/keys.ts";
 
 const SID = "1155000777";
@@ -245,31 +244,9 @@ async function signedCertificate(tbs: Uint8Array): Promise<Uint8Array> {
   return tlv(0x30, tbs, algorithm, tlv(0x03, Uint8Array.of(0), signature));
 }
 
-/** A leaf with these extensions, built by the library and signed by the root. */
+/** A student leaf with these extensions, signed by the root. */
 async function leaf(extensions: x509.Extension[]): Promise<Certificate> {
-  const now = Date.now();
-  return await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerial(),
-    subject: `CN=${SID}`,
-    issuer: ca.cert.subjectName,
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + 86_400_000),
-    signingAlgorithm: RSA_SIGN,
-    publicKey: new x509.PublicKey(toBytes(leafSpki)),
-    signingKey: ca.keys.privateKey,
-    extensions,
-  });
-}
-
-function profile(): x509.Extension[] {
-  return [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(
-      x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
-      true,
-    ),
-    new x509.ExtendedKeyUsageExtension([OID.clientAuth], false),
-  ];
+  return await leafCertificate({ ca, publicKey: leafSpki, subject: `CN=${SID}`, extensions });
 }
 
 async function refused(cert: Certificate | Uint8Array, reason: RegExp): Promise<void> {
@@ -282,8 +259,8 @@ async function refused(cert: Certificate | Uint8Array, reason: RegExp): Promise<
 }
 
 Deno.test("verify: an extension that is there twice is refused, whichever comes first", async () => {
-  await verifyCertificate(await leaf(profile()), asStudent);
-  const [bc, ku, eku] = profile();
+  await verifyCertificate(await leaf(studentProfile()), asStudent);
+  const [bc, ku, eku] = studentProfile();
   const serverEku = new x509.ExtendedKeyUsageExtension([OID.serverAuth], false);
   await refused(
     await leaf([bc!, ku!, eku!, serverEku]),
@@ -298,7 +275,7 @@ Deno.test("verify: an extension that is there twice is refused, whichever comes 
 });
 
 Deno.test("verify: an extension whose value cannot be read is refused, not skipped", async () => {
-  const [bc, ku, eku] = profile();
+  const [bc, ku, eku] = studentProfile();
   // digitalSignature, and keyEncipherment only in bits the string declares unused.
   await refused(
     await leaf([bc!, new x509.Extension(OID.keyUsage, true, hex("030407a0")), eku!]),
@@ -321,7 +298,9 @@ Deno.test("verify: an extension whose value cannot be read is refused, not skipp
 
 Deno.test("verify: an unknown extension marked critical with any true BOOLEAN is refused", async () => {
   const unknown = "1.3.6.1.4.1.99999.1";
-  const cert = der(await leaf([...profile(), new x509.Extension(unknown, true, hex("0500"))]));
+  const cert = der(
+    await leaf([...studentProfile(), new x509.Extension(unknown, true, hex("0500"))]),
+  );
   // The library writes TRUE as 0xff; BER's other true values (here 0x01) are critical too.
   const tbs = new Uint8Array(signedParts(cert, "certificate")!.tbs);
   const marker = [...tbs].findIndex((_, i) =>
@@ -335,10 +314,10 @@ Deno.test("verify: an unknown extension marked critical with any true BOOLEAN is
     /unknown critical extension 1\.3\.6\.1\.4\.1\.99999\.1$/,
   );
   // A certificate with an element after its extensions is refused as a whole.
-  const student = der(await leaf(profile()));
+  const student = der(await leaf(studentProfile()));
   const extra = await signedCertificate(
     tbsWith(student, [
-      tlv(0xa3, tlv(0x30, ...profile().map((e) => new Uint8Array(e.rawData)))),
+      tlv(0xa3, tlv(0x30, ...studentProfile().map((e) => new Uint8Array(e.rawData)))),
       hex("0500"),
     ]),
   );

@@ -7,7 +7,6 @@
 
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
-import { toBytes } from "../../lib/crypto/mod.ts";
 import {
   type Certificate,
   CertificateError,
@@ -18,7 +17,6 @@ import {
   generateRsaKeyPair,
   issueCertificate,
   OID,
-  randomSerial,
   RSA_SIGN,
   verifyCertificate,
   verifyCrl,
@@ -26,6 +24,7 @@ import {
   x509,
 } from "../../lib/pki/mod.ts";
 import { testKeyPair } from "../_fixtures/keys.ts";
+import { leafCertificate, studentProfile } from "../_fixtures/leaf.ts";
 
 const DAY_MS = 86_400_000;
 const SID = "1155000401";
@@ -38,12 +37,7 @@ const leafSpki = new Uint8Array(await crypto.subtle.exportKey("spki", leafKeys.p
 /** The CA's student profile, as `issueCertificate` writes it. */
 async function studentExtensions(): Promise<x509.Extension[]> {
   return [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(
-      x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
-      true,
-    ),
-    new x509.ExtendedKeyUsageExtension([OID.clientAuth], false),
+    ...studentProfile(),
     await x509.SubjectKeyIdentifierExtension.create(leafKeys.publicKey),
     await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey),
   ];
@@ -62,16 +56,11 @@ interface LeafOptions {
 
 /** A leaf built directly with @peculiar/x509, signed by the root unless told otherwise. */
 async function leaf(options: LeafOptions = {}): Promise<Certificate> {
-  const now = Date.now();
-  return await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerial(),
+  return await leafCertificate({
+    ...options,
+    ca,
     subject: options.subject ?? `CN=${SID}`,
-    issuer: options.issuer ?? ca.cert.subjectName,
-    notBefore: options.notBefore ?? new Date(now - 60_000),
-    notAfter: options.notAfter ?? new Date(now + DAY_MS),
-    signingAlgorithm: RSA_SIGN,
-    publicKey: new x509.PublicKey(toBytes(options.publicKey ?? leafSpki)),
-    signingKey: options.signingKey ?? ca.keys.privateKey,
+    publicKey: options.publicKey ?? leafSpki,
     extensions: options.extensions ?? await studentExtensions(),
   });
 }
