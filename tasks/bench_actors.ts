@@ -3,6 +3,7 @@
  * pinned to CPUs), their ports, and a process's peak resident memory.
  */
 
+import process from "node:process";
 import { PROJECT_ROOT as ROOT, type RunningProcess, spawnDeno } from "../lib/runtime/mod.ts";
 
 const LISTENING = /listening on 127\.0\.0\.1:(\d+)/;
@@ -82,4 +83,22 @@ export async function cpuMs(pid: number): Promise<number | undefined> {
   // utime and stime, fields 14 and 15, in clock ticks of USER_HZ: 100 a second in Linux's ABI.
   const ticks = Number(fields[11]) + Number(fields[12]);
   return Number.isFinite(ticks) ? ticks * 10 : undefined;
+}
+
+/**
+ * Starts measuring the CPU time that another process (`pid`) and this one use; the function it
+ * returns ends the window and gives both, in milliseconds. This process's own time comes from
+ * `process.cpuUsage()` (microseconds), read inside the other's window, so the `cat` that reads
+ * the other's /proc entry is not counted as this process's work.
+ */
+export async function cpuWindow(
+  pid: number,
+): Promise<() => Promise<{ self: number; other: number }>> {
+  const other = await cpuMs(pid);
+  const self = process.cpuUsage();
+  return async () => {
+    const used = process.cpuUsage(self);
+    const otherNow = await cpuMs(pid);
+    return { self: (used.user + used.system) / 1000, other: (otherNow ?? NaN) - (other ?? NaN) };
+  };
 }

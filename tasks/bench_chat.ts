@@ -26,7 +26,7 @@ import {
 import { CertificateAuthority } from "../lib/ca/mod.ts";
 import { ChatClient } from "../lib/chat/mod.ts";
 import { certificatePem } from "../lib/pki/mod.ts";
-import { cpuMs, peakRss } from "./bench_actors.ts";
+import { cpuWindow, peakRss } from "./bench_actors.ts";
 
 const USAGE = `Usage: deno task bench:chat [options]
 
@@ -207,12 +207,8 @@ export async function main(args: string[]): Promise<number | void> {
     const results: RoundResult[] = [];
     // CPU time over the rounds only (not the joins): this process (the clients) and the server.
     const cpu = { clients: 0, server: 0 };
-    const cpuNow = async () => ({
-      clients: (await cpuMs(Deno.pid)) ?? NaN,
-      server: (await cpuMs(server!.proc.child.pid)) ?? NaN,
-    });
     for (let r = 0; r < rounds; r++) {
-      const before = await cpuNow();
+      const window = await cpuWindow(server.proc.child.pid);
       const sent = performance.now();
       await Promise.all(
         receivers.slice(0, senders).map((x, i) =>
@@ -224,9 +220,9 @@ export async function main(args: string[]): Promise<number | void> {
       await Promise.all(
         receivers.map((x, i) => x.received(r, i < senders ? senders - 1 : senders, deadline)),
       );
-      const after = await cpuNow();
-      cpu.clients += after.clients - before.clients;
-      cpu.server += after.server - before.server;
+      const used = await window();
+      cpu.clients += used.self;
+      cpu.server += used.other;
       const latencies = receivers.flatMap((x) => (x.arrivals.get(r) ?? []).map((t) => t - sent));
       latencies.sort((a, b) => a - b);
       const slowest = latencies.at(-1) ?? NaN;

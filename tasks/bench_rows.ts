@@ -14,7 +14,7 @@ import {
   RunningProcess,
 } from "../lib/runtime/mod.ts";
 import { type RowResult, type Target } from "./bench_report.ts";
-import { cpuMs } from "./bench_actors.ts";
+import { cpuWindow } from "./bench_actors.ts";
 import { freePort } from "../lib/net/mod.ts";
 
 export const SID = "1155990000";
@@ -370,7 +370,7 @@ export async function seedFanout(
     };
     for (let r = 0; r < rounds; r++) {
       const msg = frame(`bench ${r} 0`);
-      const before = [await cpuMs(server.child.pid), await cpuMs(Deno.pid)];
+      const window = await cpuWindow(server.child.pid);
       const sent = performance.now();
       let last = sent;
       let delivered = 0;
@@ -391,9 +391,9 @@ export async function seedFanout(
       await Promise.race([Promise.all(reads), timeout]);
       clearTimeout(timer);
       if (delivered < n - 1) throw new Error(`round ${r}: ${delivered} of ${n - 1} delivered`);
-      const after = [await cpuMs(server.child.pid), await cpuMs(Deno.pid)];
-      used.server += (after[0] ?? NaN) - (before[0] ?? NaN);
-      used.clients += (after[1] ?? NaN) - (before[1] ?? NaN);
+      const cpu = await window();
+      used.server += cpu.other;
+      used.clients += cpu.self;
       rates.push(delivered / ((last - sent) / 1000));
       await sleep(250);
     }

@@ -25,6 +25,12 @@ import { type HostPort, printable, type StepLog } from "../runtime/mod.ts";
 import { sha256, toHex } from "../crypto/mod.ts";
 import type { Direction, FrameResult, RelaySession } from "../net/mod.ts";
 
+/**
+ * The ciphertext of Blackboard's sealed acknowledgement of a message ("received", no fields): its
+ * one-byte message and AES-GCM's 16-byte tag.
+ */
+export const SEALED_ACK_BYTES = sessionProtocol.encode("received", {}).length + 16;
+
 /** Default wait for a refusal after Trudy's frame went in. */
 export const SETTLE_MS = 1000;
 
@@ -51,8 +57,13 @@ export class BlackboardObserver {
   studentSpokeAfter = false;
   /** Whether Blackboard's last frame (once armed) was a sealed record Trudy cannot open. */
   lastWordSealed = false;
-  /** How many sealed records Blackboard sent once armed. */
-  sealedAfter = 0;
+  /** The ciphertext lengths of the sealed records Blackboard sent once armed, in order. */
+  readonly sealedAfter: number[] = [];
+  /**
+   * How many of those answer the student's own records before Blackboard answers Trudy's frame
+   * (message-replay: the original goes in before her copy, so its acknowledgement comes first).
+   */
+  answersBefore = 0;
 
   constructor(log: StepLog, settleMs: number) {
     this.log = log;
@@ -75,7 +86,7 @@ export class BlackboardObserver {
       if (direction === "toServer") this.studentSpokeAfter = true;
       else {
         this.lastWordSealed = msg.type === "sealed";
-        if (msg.type === "sealed") this.sealedAfter++;
+        if (msg.type === "sealed") this.sealedAfter.push(msg.ciphertext.length);
       }
     }
     const { log } = this;
@@ -148,10 +159,10 @@ export class BlackboardObserver {
    *
    * The student may be seen to stop first: it closes as soon as it reads that sealed record, and
    * on a loaded machine Trudy's relay can read the student's end before Blackboard's, though
-   * Blackboard closed first. So one sealed record, and only one, from Blackboard after Trudy's
-   * frame, as its last word before its side ended, is also its refusal whoever was seen to stop
-   * first. A Blackboard that had taken her frame would have answered it ("received") and then the
-   * student's own record as well: two sealed records at least.
+   * Blackboard closed first. So Trudy also reads the length of Blackboard's answer to her frame, as
+   * anyone on the path can: AES-GCM hides the content, not the size. An acknowledgement
+   * ("received", no fields) is `SEALED_ACK_BYTES` long; a longer answer carries a reason, an error,
+   * and Blackboard ending its side after it is its refusal, whoever was seen to stop first.
    */
   ended(direction: Direction): void {
     const first = this.endedFirst === undefined;
@@ -160,6 +171,7 @@ export class BlackboardObserver {
     const sealed = this.lastWordSealed
       ? ", its last word a sealed record Trudy cannot open (AES-GCM hides the reason)"
       : "";
+    const answer = this.sealedAfter[this.answersBefore];
     if (first && !this.studentSpokeAfter) {
       const why =
         `Blackboard closed the session right after Trudy's frame, before the student's next message went through${sealed}`;
@@ -170,9 +182,9 @@ export class BlackboardObserver {
         "Blackboard sent a sealed record Trudy cannot open (AES-GCM hides the reason), then closed the session before the student did";
       this.log.info(`judged refused: ${why}`);
       this.watch.refused(why);
-    } else if (this.lastWordSealed && this.sealedAfter === 1) {
+    } else if (answer !== undefined && answer > SEALED_ACK_BYTES) {
       const why =
-        "Blackboard answered Trudy's frame with one sealed record Trudy cannot open (AES-GCM hides the reason), its last, and closed the session (the student, told, closed its side as well)";
+        `Blackboard answered Trudy's frame with a sealed record of ${answer} bytes, longer than an acknowledgement's ${SEALED_ACK_BYTES} (AES-GCM hides the reason, not the size: an error), and closed the session`;
       this.log.info(`judged refused: ${why}`);
       this.watch.refused(why);
     }

@@ -44,6 +44,8 @@ export function startMessageReplay(
         } else {
           return frame;
         }
+        // Blackboard answers the original first (sealed: an acknowledgement), then the copy.
+        observer.answersBefore = 1;
         observer.watch.arm();
         return [frame, frame];
       },

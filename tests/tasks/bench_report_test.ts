@@ -20,7 +20,7 @@ import {
   type RowResult,
   spread,
 } from "../../tasks/bench_report.ts";
-import { cpuMs, peakRss } from "../../tasks/bench_actors.ts";
+import { cpuMs, cpuWindow, peakRss } from "../../tasks/bench_actors.ts";
 import { median } from "../../lib/runtime/mod.ts";
 
 const row = (over: Partial<RowResult>): RowResult => ({
@@ -130,4 +130,11 @@ Deno.test("cpuMs and peakRss: a process's CPU time grows with the work it does; 
   const gone = new Deno.Command("true").spawn();
   await gone.status;
   assert.equal(await cpuMs(gone.pid), undefined);
+  // A window: this process's own time (microseconds) and another's (here this one, through /proc).
+  const end = await cpuWindow(Deno.pid);
+  const stop = performance.now() + 200;
+  while (performance.now() < stop) spin++;
+  const used = await end();
+  assert.ok(used.self >= 150 && used.self < 1000, `self ${used.self} ms`);
+  assert.ok(used.other >= 100, `other ${used.other} ms`);
 });
