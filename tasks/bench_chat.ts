@@ -283,7 +283,7 @@ export async function main(args: string[]): Promise<number | void> {
           `  server peak RSS    ${serverPeakRssMiB.toFixed(0)} MiB (VmHWM)\n` +
           `  CPU per delivery   server ${summary.serverCpuUsPerDelivery.toFixed(1)} µs, clients ${
             summary.clientCpuUsPerDelivery.toFixed(1)
-          } µs (over the rounds; 10 ms clock ticks, so use many rounds)`,
+          } µs (over the rounds; the server's in 10 ms clock ticks, so use many rounds)`,
       );
     }
     return delivered === expected ? 0 : 1;

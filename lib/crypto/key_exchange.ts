@@ -11,25 +11,13 @@
 
 import { Buffer } from "node:buffer";
 import { createPublicKey, diffieHellman, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { fromHex } from "./primitives.ts";
 
 /** Bytes of an X25519 public share (RFC 7748). */
 export const X25519_SHARE_BYTES = 32;
 
 /** What precedes the 32 bytes of an X25519 public key in its SubjectPublicKeyInfo (RFC 8410). */
-const X25519_SPKI_PREFIX = Uint8Array.of(
-  0x30,
-  0x2a,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x03,
-  0x21,
-  0x00,
-);
+const X25519_SPKI_PREFIX = fromHex("302a300506032b656e032100");
 
 /** One side's ephemeral X25519 key: the private half never leaves its key object. */
 export interface KeyShare {
