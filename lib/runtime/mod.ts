@@ -2,6 +2,7 @@
 
 export * from "./cli.ts";
 export * from "./fs.ts";
+export * from "./garbage.ts";
 export * from "./launch.ts";
 export * from "./lock.ts";
 export * from "./log.ts";

@@ -6,7 +6,7 @@
  * truncated rather than silently shortened.
  */
 
-import { writeAll } from "../runtime/mod.ts";
+import { shortLivedBytes, writeAll } from "../runtime/mod.ts";
 
 /** The byte stream a frame reader needs: `Deno.Conn` and `Deno.TlsConn` fit as they are. */
 export interface ByteStream {
@@ -157,13 +157,16 @@ export class FramedStream {
       const payload = new Uint8Array(length);
       await this.#readInto(payload, false);
       this.#framesRead++;
+      shortLivedBytes(length);
       return payload;
     });
   }
 
   /** Writes one frame, header and payload in one buffer. */
   async writeFrame(payload: Uint8Array): Promise<void> {
-    await this.#writeAll(encodeFrame(payload, this.maxFrame));
+    const frame = encodeFrame(payload, this.maxFrame);
+    shortLivedBytes(frame.length);
+    await this.#writeAll(frame);
   }
 
   /**
@@ -178,6 +181,7 @@ export class FramedStream {
       out.set(f, at);
       at += f.length;
     }
+    shortLivedBytes(out.length);
     await this.#writeAll(out);
   }
 

@@ -21,16 +21,17 @@ console.log(JSON.stringify({
   mmap: Deno.env.get("MALLOC_MMAP_THRESHOLD_"),
   trim: Deno.env.get("MALLOC_TRIM_THRESHOLD_"),
   exposedGc: typeof globalThis.gc === "function",
+  heapLimitMiB: v8.getHeapStatistics().heap_size_limit / 2 ** 20,
   newSpaceMiB: space.space_size / 2 ** 20,
 }));
 `;
 
-Deno.test("spawnDeno starts Deno with malloc's thresholds and V8's young generation capped; the caller's own values and DENO_V8_FLAGS still apply", async () => {
+Deno.test("spawnDeno starts Deno with malloc's thresholds, V8's young generation capped and gc() exposed; the caller's own values and DENO_V8_FLAGS still apply", async () => {
   assert.deepEqual(ALLOCATOR_ENV, {
     MALLOC_MMAP_THRESHOLD_: "1048576",
     MALLOC_TRIM_THRESHOLD_: "33554432",
   });
-  assert.equal(V8_MEMORY_FLAG, "--v8-flags=--max-semi-space-size=8");
+  assert.equal(V8_MEMORY_FLAG, "--v8-flags=--max-semi-space-size=8,--expose-gc");
   await using dir = await tempDir();
   const script = `${dir.path}/probe.ts`;
   await Deno.writeTextFile(script, PROBE);
@@ -42,16 +43,20 @@ Deno.test("spawnDeno starts Deno with malloc's thresholds and V8's young generat
   assert.equal(plain.trim, "33554432");
   // Two semi-spaces of 8 MiB at most: the flag took effect.
   assert.ok(plain.newSpaceMiB <= 16, `new space ${plain.newSpaceMiB} MiB with the cap`);
+  // gc() for shortLivedBytes (lib/runtime/garbage.ts).
+  assert.equal(plain.exposedGc, true, "--expose-gc took effect");
+  assert.ok(plain.heapLimitMiB > 1024, `heap limit ${plain.heapLimitMiB} MiB by default`);
 
   const own = JSON.parse(
     (await spawnDeno(script, [], {
       permissions: ["--allow-env"],
-      env: { MALLOC_TRIM_THRESHOLD_: "1", DENO_V8_FLAGS: "--expose-gc" },
+      env: { MALLOC_TRIM_THRESHOLD_: "1", DENO_V8_FLAGS: "--max-old-space-size=256" },
     }).result(60_000)).stdout,
   );
   assert.equal(own.mmap, "1048576");
   assert.equal(own.trim, "1");
-  assert.equal(own.exposedGc, true, "DENO_V8_FLAGS applies beside the lab's flag");
+  assert.ok(own.heapLimitMiB < 512, `heap limit ${own.heapLimitMiB} MiB: DENO_V8_FLAGS applies`);
+  assert.equal(own.exposedGc, true, "and the lab's flag beside it");
   assert.ok(own.newSpaceMiB <= 16, `new space ${own.newSpaceMiB} MiB with DENO_V8_FLAGS set too`);
 
   // The same work with a larger cap (V8's own default on a machine of 16 GiB or more: 32 MiB)
@@ -66,4 +71,5 @@ Deno.test("spawnDeno starts Deno with malloc's thresholds and V8's young generat
   assert.equal(bare.code, 0, bare.stderr);
   const uncapped = JSON.parse(bare.stdout);
   assert.ok(uncapped.newSpaceMiB > 16, `new space ${uncapped.newSpaceMiB} MiB with a 32 MiB cap`);
+  assert.equal(uncapped.exposedGc, false, "gc() comes from the lab's flag");
 });

@@ -242,7 +242,7 @@ Deno.test("the launcher's command line: no prompt, the actors' V8 memory flag, t
     ...flags,
     ...actor,
   ]);
-  assert.equal(V8_MEMORY_FLAG, "--v8-flags=--max-semi-space-size=8");
+  assert.equal(V8_MEMORY_FLAG, "--v8-flags=--max-semi-space-size=8,--expose-gc");
 });
 
 Deno.test("--allow-ffi: deno.json grants it to exactly the actors that use it once at start (FFI_ACTORS), and the harness grants it as their tasks do", async () => {

@@ -1,0 +1,58 @@
+/**
+ * Short-lived buffers returned to the allocator soon after they die, not 64 MiB later.
+ *
+ * The bytes of an `ArrayBuffer` live outside V8's heap, and are freed only when V8 collects the
+ * small object that holds them. V8 collects the young generation when it is full of objects, not
+ * of bytes: an upload allocates a few copies of each 256 KiB chunk (the frame, the record, the
+ * plaintext) and hardly any objects, so the dead chunks piled up until V8's own limit on memory
+ * outside its heap (64 MiB beyond the last collection) started one. `bench:upload --size-mib 256`
+ * showed it: collections for "external memory pressure" every 8 MiB or so uploaded, and both
+ * processes peaking at 150–160 MiB resident, against 77–82 MiB after a 1 MiB upload.
+ *
+ * `shortLivedBytes(n)` counts the bytes of such buffers; every `COLLECT_EVERY` bytes it asks V8 for
+ * a young-generation collection (a scavenge: it visits only the live young objects, and frees the
+ * dead ones' buffers). The frame layer (`FramedStream`, lib/wire/frame.ts) reports every frame it
+ * reads or writes. Measured with `bench:upload --size-mib 256` (28 Nov 2026), old and new code
+ * alternating: before, student 153–157 MiB and Blackboard 157–169 MiB at 80–95 MiB/s; with a
+ * collection every 1 MiB, 89–90 and 87–88 MiB at 103–119 MiB/s (fewer fresh pages to fault in).
+ * Every 2 MiB gave 92–97 MiB; every 512 KiB was worse for the student (110–113 MiB): its four
+ * chunks in flight then outlive two collections, which moves them to the old generation, collected
+ * far more rarely.
+ *
+ * V8 offers the call only with `--expose-gc`, which `V8_MEMORY_FLAG` (process.ts) sets for every
+ * actor the launcher or `spawnDeno` starts. Without it (`deno run actors/…` typed by hand) this
+ * counts and does nothing else: memory as before, nothing lost.
+ */
+
+/** How many bytes of short-lived buffers between two young-generation collections. */
+export const COLLECT_EVERY = 1024 * 1024;
+
+type Collect = (options: { type: "minor" | "major" }) => void;
+
+let pending = 0;
+let collections = 0;
+
+/** V8's `gc()`, when the process was started with `--expose-gc`. */
+function collector(): Collect | undefined {
+  const gc = (globalThis as { gc?: unknown }).gc;
+  return typeof gc === "function" ? gc as Collect : undefined;
+}
+
+/**
+ * Reports `bytes` of buffers that die soon (a frame read or written). Every `COLLECT_EVERY` bytes
+ * in all, a young-generation collection frees the dead ones, when V8 offers it.
+ */
+export function shortLivedBytes(bytes: number): void {
+  pending += bytes;
+  if (pending < COLLECT_EVERY) return;
+  pending = 0;
+  const gc = collector();
+  if (!gc) return;
+  gc({ type: "minor" });
+  collections++;
+}
+
+/** How many collections `shortLivedBytes` has asked for in this process (for tests). */
+export function shortLivedCollections(): number {
+  return collections;
+}
