@@ -9,9 +9,9 @@
  * showed it: collections for "external memory pressure" every 8 MiB or so uploaded, and both
  * processes peaking at 150–160 MiB resident, against 77–82 MiB after a 1 MiB upload.
  *
- * `shortLivedBytes(n)` counts the bytes of such buffers; every `COLLECT_EVERY` bytes it asks V8 for
- * a young-generation collection (a scavenge: it visits only the live young objects, and frees the
- * dead ones' buffers). The frame layer (`FramedStream`, lib/wire/frame.ts) reports every frame it
+ * `shortLivedBytes(n)` counts the bytes of large such buffers; every `COLLECT_EVERY` bytes it asks
+ * V8 for a young-generation collection (a scavenge: it visits only the live young objects, and
+ * frees the dead ones' buffers). The frame layer (`FramedStream`, lib/wire/frame.ts) reports every frame it
  * reads or writes. Measured with `bench:upload --size-mib 256` (28 Nov 2026), old and new code
  * alternating: before, student 153–157 MiB and Blackboard 157–169 MiB at 80–95 MiB/s; with a
  * collection every 1 MiB, 89–90 and 87–88 MiB at 103–119 MiB/s (fewer fresh pages to fault in).
@@ -27,6 +27,15 @@
 /** How many bytes of short-lived buffers between two young-generation collections. */
 export const COLLECT_EVERY = 1024 * 1024;
 
+/**
+ * Buffers smaller than this are not counted. A small buffer's holder objects on V8's heap weigh as
+ * much as its bytes, so the young generation fills, and is collected, at the pace its bytes die.
+ * Counting them too would also collect for the chat's small frames, and a collection promotes what
+ * is live at that moment (a thousand members' writes in flight) to the old generation: with every
+ * frame counted, `bench:chat --clients 1000 --messages 100` peaked at 152–154 MiB against 137–144.
+ */
+export const LARGE_BUFFER = 16 * 1024;
+
 type Collect = (options: { type: "minor" | "major" }) => void;
 
 let pending = 0;
@@ -39,10 +48,12 @@ function collector(): Collect | undefined {
 }
 
 /**
- * Reports `bytes` of buffers that die soon (a frame read or written). Every `COLLECT_EVERY` bytes
- * in all, a young-generation collection frees the dead ones, when V8 offers it.
+ * Reports a buffer of `bytes` that dies soon (a frame read or written). Every `COLLECT_EVERY` bytes
+ * of such buffers of `LARGE_BUFFER` bytes or more, a young-generation collection frees the dead
+ * ones, when V8 offers it.
  */
 export function shortLivedBytes(bytes: number): void {
+  if (bytes < LARGE_BUFFER) return;
   pending += bytes;
   if (pending < COLLECT_EVERY) return;
   pending = 0;

@@ -1,15 +1,16 @@
 /**
- * Probe for tests/runtime/garbage_test.ts: sends 96 MiB through `FramedStream` in 256 KiB frames
- * (written to a sink, and read back from a source that repeats one encoded frame), each frame
- * dropped at once, and prints how far its resident memory grew at most (read after every frame)
- * and how many collections `shortLivedBytes` asked for.
+ * Probe for tests/runtime/garbage_test.ts: sends 96 MiB through `FramedStream` in frames of 256
+ * KiB (or the size it is given), read from a source that repeats one encoded frame and written to
+ * a sink, each dropped at once; prints how far its resident memory grew at most (read after every
+ * frame) and how many collections `shortLivedBytes` asked for.
  */
 
 import { encodeFrame, FramedStream } from "../../lib/wire/mod.ts";
 import { shortLivedCollections } from "../../lib/runtime/mod.ts";
 
-const FRAME = 256 * 1024;
-const FRAMES = 384;
+/** The frame's size: 256 KiB unless given; 96 MiB of frames in all. */
+const FRAME = Number(Deno.args[0] ?? 256 * 1024);
+const FRAMES = (96 * 1024 * 1024) / FRAME;
 
 const encoded = encodeFrame(new Uint8Array(FRAME).fill(7), FRAME);
 let at = 0;
