@@ -14,7 +14,7 @@
  * frees the dead ones' buffers). The frame layer (`FramedStream`, lib/wire/frame.ts) reports every frame it
  * reads or writes. Measured with `bench:upload --size-mib 256` (28 Nov 2026), old and new code
  * alternating: before, student 153–157 MiB and Blackboard 157–169 MiB at 80–95 MiB/s; with a
- * collection every 1 MiB, 89–90 and 87–88 MiB at 103–119 MiB/s (fewer fresh pages to fault in).
+ * collection every 1 MiB, 88–90 and 87–88 MiB at 97–119 MiB/s (fewer fresh pages to fault in).
  * Every 2 MiB gave 92–97 MiB; every 512 KiB was worse for the student (110–113 MiB): its four
  * chunks in flight then outlive two collections, which moves them to the old generation, collected
  * far more rarely.
@@ -28,13 +28,15 @@
 export const COLLECT_EVERY = 1024 * 1024;
 
 /**
- * Buffers smaller than this are not counted. A small buffer's holder objects on V8's heap weigh as
- * much as its bytes, so the young generation fills, and is collected, at the pace its bytes die.
- * Counting them too would also collect for the chat's small frames, and a collection promotes what
- * is live at that moment (a thousand members' writes in flight) to the old generation: with every
- * frame counted, `bench:chat --clients 1000 --messages 100` peaked at 152–154 MiB against 137–144.
+ * Buffers smaller than this are not counted: every control frame (16 KiB at most: the CA's, the
+ * bank's, Blackboard's handshake, a chat client's), so only upload chunks and large writes count. A
+ * small buffer's holder objects on V8's heap weigh as much as its bytes, so the young generation
+ * fills, and is collected, at the pace its bytes die. Counting them too would also collect for the
+ * chat's small frames, and a collection promotes what is live at that moment (a thousand members'
+ * writes in flight) to the old generation: with every frame counted, `bench:chat --clients 1000
+ * --messages 100` peaked at 152–154 MiB against 137–144.
  */
-export const LARGE_BUFFER = 16 * 1024;
+export const LARGE_BUFFER = 32 * 1024;
 
 type Collect = (options: { type: "minor" | "major" }) => void;
 

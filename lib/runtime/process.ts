@@ -239,7 +239,7 @@ export function allocatorEnv(): Record<string, string> {
  * not `DENO_V8_FLAGS`, so that flags set there (`--prof`) still apply beside it (a
  * `--max-semi-space-size` set there is overridden by this one). `--expose-gc` gives the process the
  * `gc()` that `shortLivedBytes` (garbage.ts) calls to free dead frames' buffers early: an upload's
- * peak went from 153–164 MiB to 88–90 MiB on each side.
+ * peak went from 153–169 MiB to 87–90 MiB on each side.
  */
 export const V8_MEMORY_FLAG = "--v8-flags=--max-semi-space-size=8,--expose-gc";
 
