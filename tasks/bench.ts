@@ -50,6 +50,7 @@ import {
   compareRuns,
   formatHeading,
   formatTable,
+  pairOrder,
   parseLoadavg,
   parseRun,
   parseSTime,
@@ -70,8 +71,8 @@ import { freePort } from "../lib/net/mod.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
-Measures the lab beside its peers in one run (lab and peer alternating), prints one table with
-medians, spreads, ratios and targets, and writes data/bench/latest.json.
+Measures the lab beside its peers in one run (lab and peer back to back, which first in turn),
+prints one table with medians, spreads, ratios and targets, and writes data/bench/latest.json.
 
 Options:
   --pairs N      lab/peer pairs per row (default 3)
@@ -280,6 +281,10 @@ async function main(args: string[]): Promise<number> {
         running.push(server);
         const peer = await sServer();
         return {
+          warmUp: async () => {
+            await sTime(portOf(server), version, 1);
+            if (peer) await sTime(peer.port, version, 1);
+          },
           lab: () => sTime(portOf(server), version, seconds),
           ...(peer
             ? { peer: () => sTime(peer.port, version, seconds) }
@@ -319,16 +324,21 @@ async function main(args: string[]): Promise<number> {
           ], dir);
           running.push(server);
           const peer = await sServer();
+          const sessions = (secs: number) =>
+            timed(secs, 1, async () => {
+              using _session = await openSession({
+                blackboard: { hostname: "127.0.0.1", port: portOf(server) },
+                identity,
+                log: quiet,
+                timeoutMs: 10_000,
+              });
+            });
           return {
-            lab: () =>
-              timed(seconds, 1, async () => {
-                using _session = await openSession({
-                  blackboard: { hostname: "127.0.0.1", port: portOf(server) },
-                  identity,
-                  log: quiet,
-                  timeoutMs: 10_000,
-                });
-              }),
+            warmUp: async () => {
+              await sessions(1);
+              if (peer) await sTime(peer.port, "-tls1_2", 1);
+            },
+            lab: () => sessions(seconds),
             ...(peer
               ? { peer: () => sTime(peer.port, "-tls1_2", seconds) }
               : { missing: "missing: openssl not installed" }),
@@ -463,20 +473,32 @@ async function main(args: string[]): Promise<number> {
         progress(`${row.label}: setting up…`);
         sides = await row.setup();
         if (sides.missing) result.problem = sides.missing;
+        if (sides.warmUp) {
+          progress("  warming up (1 s each side, not measured)…");
+          await sides.warmUp();
+        }
         for (let i = 0; i < pairs; i++) {
-          const lab = await sides.lab();
-          result.lab.push(lab);
+          const peerFirst = pairOrder(i) === "peer first";
           let peer = NaN;
-          if (sides.peer) {
+          const runPeer = async (s: Sides) => {
+            if (!s.peer) return;
             try {
-              peer = await sides.peer();
+              peer = await s.peer();
               result.peerValues.push(peer);
             } catch (err) {
               result.problem = `failed: ${err instanceof Error ? err.message : String(err)}`;
-              sides.peer = undefined;
+              s.peer = undefined;
             }
-          }
-          progress(`  pair ${i + 1}/${pairs}: lab ${lab.toFixed(1)}, peer ${peer.toFixed(1)}`);
+          };
+          if (peerFirst) await runPeer(sides);
+          const lab = await sides.lab();
+          result.lab.push(lab);
+          if (!peerFirst) await runPeer(sides);
+          progress(
+            `  pair ${i + 1}/${pairs} (${pairOrder(i)}): lab ${lab.toFixed(1)}, peer ${
+              peer.toFixed(1)
+            }`,
+          );
         }
         if (sides.extras) results.push(...sides.extras());
         if (sides.note) result.note = sides.note();

@@ -56,6 +56,12 @@ export interface Sides {
   missing?: string;
   /** Extra absolute rows derived from the same runs (the upload's RSS, the chat server's RSS). */
   extras?: () => RowResult[];
+  /**
+   * Run once, unmeasured, before the first pair: a second of the same work on each side, so that
+   * the pairs measure servers that have already run (the lab's JavaScript compiled by V8's
+   * optimising tiers, as in a server that has been up for a while), not their first second.
+   */
+  warmUp?: () => Promise<void>;
   /** A line printed under the table (e.g. what the peer stored). */
   note?: () => string;
   teardown: () => Promise<void>;

@@ -12,6 +12,7 @@ import {
   formatCell,
   formatRatio,
   formatTable,
+  pairOrder,
   pairRatios,
   parseLoadavg,
   parseRun,
@@ -137,4 +138,14 @@ Deno.test("cpuMs and peakRss: a process's CPU time grows with the work it does; 
   const used = await end();
   assert.ok(used.self >= 150 && used.self < 1000, `self ${used.self} ms`);
   assert.ok(used.other >= 100, `other ${used.other} ms`);
+});
+
+Deno.test("each pair runs lab and peer back to back, the lab first in the first pair and the peer first in the next, in turn", () => {
+  assert.deepEqual([0, 1, 2, 3, 4].map(pairOrder), [
+    "lab first",
+    "peer first",
+    "lab first",
+    "peer first",
+    "lab first",
+  ]);
 });
