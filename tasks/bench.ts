@@ -4,7 +4,9 @@
  *
  *     deno task bench [--pairs 3] [--seconds 3] [--only ID,ID] [--json FILE]
  *
- * Each row runs lab then peer, PAIRS times in turn (so a noisy neighbour hits both), and prints
+ * Each row runs lab and peer back to back, PAIRS times, the side that goes first turned each pair
+ * (so a noisy neighbour hits both, and neither always goes first; the handshake rows warm both
+ * sides up first: `measurePairs`, tasks/bench_rows.ts), and prints
  * the median and the spread (min–max) of each, their ratio (above 1: the lab did better) and the
  * target from issue #13. A peer that cannot be run is reported as missing. The servers are the
  * real actors, each in its own process; the peers are OpenSSL's s_server (timed by s_time), cfssl
@@ -50,7 +52,6 @@ import {
   compareRuns,
   formatHeading,
   formatTable,
-  pairOrder,
   parseLoadavg,
   parseRun,
   parseSTime,
@@ -59,6 +60,7 @@ import {
 import { portOf, startActor } from "./bench_actors.ts";
 import {
   fanoutRow,
+  measurePairs,
   rawSqlite,
   type Row,
   SID,
@@ -473,33 +475,7 @@ async function main(args: string[]): Promise<number> {
         progress(`${row.label}: setting up…`);
         sides = await row.setup();
         if (sides.missing) result.problem = sides.missing;
-        if (sides.warmUp) {
-          progress("  warming up (1 s each side, not measured)…");
-          await sides.warmUp();
-        }
-        for (let i = 0; i < pairs; i++) {
-          const peerFirst = pairOrder(i) === "peer first";
-          let peer = NaN;
-          const runPeer = async (s: Sides) => {
-            if (!s.peer) return;
-            try {
-              peer = await s.peer();
-              result.peerValues.push(peer);
-            } catch (err) {
-              result.problem = `failed: ${err instanceof Error ? err.message : String(err)}`;
-              s.peer = undefined;
-            }
-          };
-          if (peerFirst) await runPeer(sides);
-          const lab = await sides.lab();
-          result.lab.push(lab);
-          if (!peerFirst) await runPeer(sides);
-          progress(
-            `  pair ${i + 1}/${pairs} (${pairOrder(i)}): lab ${lab.toFixed(1)}, peer ${
-              peer.toFixed(1)
-            }`,
-          );
-        }
+        await measurePairs(sides, pairs, result, progress);
         if (sides.extras) results.push(...sides.extras());
         if (sides.note) result.note = sides.note();
       } catch (err) {

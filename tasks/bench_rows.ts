@@ -8,12 +8,13 @@ import { DatabaseSync } from "node:sqlite";
 import {
   denoCommand,
   ensureDir,
+  errorMessage,
   hasTool,
   PROJECT_ROOT as ROOT,
   runCommand,
   RunningProcess,
 } from "../lib/runtime/mod.ts";
-import { type RowResult, type Target } from "./bench_report.ts";
+import { pairOrder, type RowResult, type Target } from "./bench_report.ts";
 import { cpuWindow } from "./bench_actors.ts";
 import { freePort } from "../lib/net/mod.ts";
 
@@ -418,5 +419,51 @@ export async function seedFanout(
   } finally {
     server.kill("SIGKILL");
     await server.status;
+  }
+}
+
+/**
+ * Runs a row's warm-up and then its pairs into `result`: in each pair the lab and the peer back to
+ * back, the side that goes first turned each pair (`pairOrder`). A pair's values are kept only
+ * together: when the lab fails after the peer has run, the peer's value of that pair is dropped
+ * and the lab's error is thrown (the row fails, with the pairs before it kept). A peer that fails
+ * is reported in `result.problem` and left out of the remaining pairs, the lab still measured. A
+ * warm-up that fails is reported and the pairs run anyway: they meet the same failure, if any.
+ */
+export async function measurePairs(
+  sides: Sides,
+  pairs: number,
+  result: RowResult,
+  progress: (line: string) => void,
+): Promise<void> {
+  if (sides.warmUp) {
+    progress("  warming up (1 s each side, not measured)…");
+    try {
+      await sides.warmUp();
+    } catch (err) {
+      progress(`  warm-up failed (${errorMessage(err)}); measuring anyway`);
+    }
+  }
+  for (let i = 0; i < pairs; i++) {
+    let peer = NaN;
+    let peerRan = false;
+    const runPeer = async () => {
+      if (!sides.peer) return;
+      try {
+        peer = await sides.peer();
+        peerRan = true;
+      } catch (err) {
+        result.problem = `failed: ${errorMessage(err)}`;
+        sides.peer = undefined;
+      }
+    };
+    if (pairOrder(i) === "peer first") await runPeer();
+    const lab = await sides.lab();
+    if (pairOrder(i) === "lab first") await runPeer();
+    result.lab.push(lab);
+    if (peerRan) result.peerValues.push(peer);
+    progress(
+      `  pair ${i + 1}/${pairs} (${pairOrder(i)}): lab ${lab.toFixed(1)}, peer ${peer.toFixed(1)}`,
+    );
   }
 }
