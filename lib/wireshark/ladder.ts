@@ -83,7 +83,7 @@ export async function readLabMessages(
     `lua_script:${options.lua ?? LUA_DISSECTOR}`,
     "-r",
     file,
-    ...REASSEMBLY_PREFS,
+    ...LAB_PREFS,
     "-Y",
     "cuhk || blackboard || bank",
     "-T",
@@ -157,6 +157,22 @@ export async function readLabMessages(
   return messages;
 }
 
+/**
+ * The preferences of every reading with pcap/lab.lua: the reassembly ones, and TCP's heuristic
+ * dissectors tried before its table of ports. The kernel picks the lab's ports (servers on port 0,
+ * clients' ephemeral ports), and Wireshark registers dissectors on a few ports of that range: a
+ * Blackboard connection whose client got port 44818 went whole to EtherNet/IP, and lab.lua's
+ * heuristic never saw it (a demo capture of 28 Nov, kept as
+ * tests/_fixtures/port_collision.pcapng; the same happened in earlier full suites). lab.lua's
+ * heuristics take a connection only when its first frame decodes exactly, so trying them first
+ * leaves other protocols' connections to their dissectors.
+ */
+export const LAB_PREFS: readonly string[] = [
+  ...REASSEMBLY_PREFS,
+  "-o",
+  "tcp.try_heuristic_first:TRUE",
+];
+
 /** tshark's flags for a segment whose bytes came before: retransmissions of every kind. */
 export const RETRANSMITTED = "tcp.analysis.retransmission || tcp.analysis.fast_retransmission || " +
   "tcp.analysis.spurious_retransmission";
@@ -174,7 +190,7 @@ export async function labCoverage(
     `lua_script:${options.lua ?? LUA_DISSECTOR}`,
     "-r",
     file,
-    ...REASSEMBLY_PREFS,
+    ...LAB_PREFS,
     "-Y",
     // A segment sent again (a retransmission over loopback, or a duplicate) carries bytes already
     // counted: reassembly skips it, so counting it would leave its bytes "unnamed".
@@ -227,7 +243,7 @@ export async function readChatTypes(
     `lua_script:${options.lua ?? LUA_DISSECTOR}`,
     "-r",
     file,
-    ...REASSEMBLY_PREFS,
+    ...LAB_PREFS,
     "-Y",
     "labchat",
     "-T",

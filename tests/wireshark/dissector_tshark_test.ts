@@ -9,13 +9,17 @@ import assert from "node:assert/strict";
 import { DATA_DIR, ensureDir } from "../../lib/runtime/mod.ts";
 import {
   DISSECTOR_PATH,
+  LAB_PREFS,
+  labCoverage,
   labDissector,
   LOADED_MARKER,
   PLUGIN_FILE,
+  REASSEMBLY_PREFS,
+  tshark,
   USUAL_PLUGINS_DIR,
 } from "../../lib/wireshark/mod.ts";
 import { runScenario } from "../../tasks/scenarios/mod.ts";
-import { denoDir, run, runActor, taskPermissions, tempDir } from "../_fixtures/helpers.ts";
+import { denoDir, ROOT, run, runActor, taskPermissions, tempDir } from "../_fixtures/helpers.ts";
 
 /** Lines of tshark's standard error that are not its "Running as root" notice. */
 function complaints(stderr: string): string {
@@ -216,4 +220,39 @@ Deno.test("dissector: --install and --uninstall with the task's permissions; ins
   } finally {
     await Deno.remove(home, { recursive: true });
   }
+});
+
+Deno.test("dissector: a lab connection on a port Wireshark gives another protocol (a client port of 44818, EtherNet/IP's) is still named, every byte", async () => {
+  // A real capture of the demo's attack-session-key-sniff (28 Nov 2026) in which the student's
+  // connection to Blackboard got the ephemeral port 44818.
+  const capture = `${ROOT}/tests/_fixtures/port_collision.pcapng`;
+  const coverage = await labCoverage(capture);
+  assert.equal(coverage.size, 4);
+  for (const [stream, c] of coverage) {
+    assert.ok(c.wire > 1000 && c.named === c.wire, `stream ${stream}: ${c.named} of ${c.wire}`);
+  }
+  // The control: read with the reassembly preferences alone (the port table before lab.lua's
+  // heuristic), that connection goes to EtherNet/IP (which waits for the rest of what it takes
+  // for its own header's length) and not one of its bytes is named.
+  const named = async (prefs: readonly string[]) =>
+    (await tshark([
+      "-X",
+      `lua_script:${DISSECTOR_PATH}`,
+      "-r",
+      capture,
+      ...prefs,
+      "-Y",
+      "tcp.port == 44818 && tcp.len > 0",
+      "-T",
+      "fields",
+      "-e",
+      "tcp.len",
+      "-e",
+      "blackboard.length",
+    ])).split("\n").filter((l) => l !== "").map((l) => l.split("\t")[1] ?? "");
+  // Six segments from the student, one frame each.
+  const before = await named(REASSEMBLY_PREFS);
+  assert.deepEqual(before, ["", "", "", "", "", ""]);
+  const now = await named(LAB_PREFS);
+  assert.equal(now.filter((l) => /^\d+$/.test(l)).length, 6, now.join("|"));
 });
