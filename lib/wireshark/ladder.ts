@@ -160,12 +160,13 @@ export async function readLabMessages(
 /**
  * The preferences of every reading with pcap/lab.lua: the reassembly ones, and TCP's heuristic
  * dissectors tried before its table of ports. The kernel picks the lab's ports (servers on port 0,
- * clients' ephemeral ports), and Wireshark registers dissectors on a few ports of that range: a
- * Blackboard connection whose client got port 44818 went whole to EtherNet/IP, and lab.lua's
+ * clients' ephemeral ports), and Wireshark registers dissectors on a few ports of that range: Trudy's
+ * connection to Blackboard, whose client port was 44818, went whole to EtherNet/IP, and lab.lua's
  * heuristic never saw it (a demo capture of 28 Nov, kept as
  * tests/_fixtures/port_collision.pcapng; the same happened in earlier full suites). lab.lua's
- * heuristics take a connection only when its first frame decodes exactly, so trying them first
- * leaves other protocols' connections to their dissectors.
+ * heuristics take a connection only when its first frame decodes exactly (or, cut by the segment,
+ * when its type and field lengths fit), so trying them first leaves other protocols' connections
+ * to their dissectors (every capture in pcap/captures read the same with it and without, by review).
  */
 export const LAB_PREFS: readonly string[] = [
   ...REASSEMBLY_PREFS,

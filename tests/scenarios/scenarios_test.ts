@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { runScenario } from "../../tasks/scenarios/mod.ts";
-import { LUA_DISSECTOR, readTlsConnections, tshark } from "../../lib/wireshark/mod.ts";
+import { LAB_PREFS, LUA_DISSECTOR, readTlsConnections, tshark } from "../../lib/wireshark/mod.ts";
 import { run, runActor, tempDir } from "../_fixtures/helpers.ts";
 
 /** Parses XML with an independent parser (Python's), failing on anything malformed. */
@@ -123,6 +123,7 @@ Deno.test("capture scenarios: chat over TLS 1.3 and TLS 1.2, checked and drawn",
           `lua_script:${LUA_DISSECTOR}`,
           "-r",
           r.capture!,
+          ...LAB_PREFS,
           "-Y",
           "labchat",
           "-T",

@@ -14,6 +14,7 @@ import { blackboardProtocol } from "../../lib/blackboard/mod.ts";
 import { caProtocol } from "../../lib/ca/mod.ts";
 import {
   Capture,
+  LAB_PREFS,
   labCoverage,
   LUA_DISSECTOR,
   readLabMessages,
@@ -93,7 +94,16 @@ function derShown(verbose: string): DerShown[] {
 
 /** `tshark -V` of the frames that match `filter`, dissected by pcap/lab.lua. */
 async function verbose(capture: string, filter: string): Promise<string> {
-  return await tshark(["-X", `lua_script:${LUA_DISSECTOR}`, "-r", capture, "-V", "-Y", filter]);
+  return await tshark([
+    "-X",
+    `lua_script:${LUA_DISSECTOR}`,
+    "-r",
+    capture,
+    ...LAB_PREFS,
+    "-V",
+    "-Y",
+    filter,
+  ]);
 }
 
 const CUHK_ROOT =
@@ -154,7 +164,7 @@ Deno.test("dissector: every message of a real upload capture is named by its ste
     assert.deepEqual(c, once.get(stream), `doubled stream ${stream} counted like the original`);
   }
   // Info column: the step name and the seed's request line.
-  const info = await tshark(["-X", `lua_script:${LUA_DISSECTOR}`, "-r", r.capture!]);
+  const info = await tshark(["-X", `lua_script:${LUA_DISSECTOR}`, "-r", r.capture!, ...LAB_PREFS]);
   assert.match(info, /Blackboard .* STEP 3 request \| cert 2 request="SID:1155123456 requests/);
   assert.match(info, /CUHK .* STEP 1 CSR sid="1155123456"/);
   // Wireshark's own dissectors show what the DER fields hold: the CSR and cert 2 of 1155123456,
@@ -202,6 +212,7 @@ Deno.test("dissector: every message of a real upload capture is named by its ste
     `lua_script:${LUA_DISSECTOR}`,
     "-r",
     r.capture!,
+    ...LAB_PREFS,
     "-Y",
     "cuhk.certificate.certificate",
     "-T",
@@ -285,6 +296,7 @@ Deno.test("dissector: seed mode on the wire, the session key echoed in the clear
     `lua_script:${LUA_DISSECTOR}`,
     "-r",
     r.capture!,
+    ...LAB_PREFS,
     "-Y",
     "blackboard.seedKeyEcho.sessionKey",
     "-T",
@@ -325,6 +337,7 @@ Deno.test("dissector: Trudy's certificate in bank-mitm shows her own root as its
     `lua_script:${LUA_DISSECTOR}`,
     "-r",
     r.capture!,
+    ...LAB_PREFS,
     "-Y",
     'x509sat.printableString == "Trudy Root CA"',
     "-T",
@@ -397,6 +410,7 @@ Deno.test("dissector: split frames, unknown types and truncated fields on a host
     `lua_script:${LUA_DISSECTOR}`,
     "-r",
     path,
+    ...LAB_PREFS,
     "-Y",
     "_ws.expert.severity == error",
     "-T",

@@ -133,7 +133,7 @@ Deno.test("dissector: --install and --uninstall with the task's permissions; ins
     assert.match(folders.stdout, new RegExp(`Personal Lua Plugins:\\s+${folder}\\n`));
 
     // Before: tshark alone does not know the lab's protocols.
-    const before = await tsharkIn(["-r", r.capture, "-Y", "frame"]);
+    const before = await tsharkIn(["-r", r.capture, ...LAB_PREFS, "-Y", "frame"]);
     assert.doesNotMatch(before.stdout, /STEP 1 CSR/);
 
     const first = await task(["--install"]);
@@ -149,7 +149,7 @@ Deno.test("dissector: --install and --uninstall with the task's permissions; ins
     assert.ok(again.stdout.includes(`Already installed: ${installed} (tshark -G folders)`));
 
     // Installed: tshark names the messages and shows cert 2 with no -X at all…
-    const plain = await tsharkIn(["-r", r.capture, "-V", "-Y", "cuhk"]);
+    const plain = await tsharkIn(["-r", r.capture, ...LAB_PREFS, "-V", "-Y", "cuhk"]);
     assert.equal(plain.stderr, "");
     assert.match(plain.stdout, /STEP 1 CSR/);
     assert.match(
@@ -163,6 +163,7 @@ Deno.test("dissector: --install and --uninstall with the task's permissions; ins
       `lua_script:${DISSECTOR_PATH}`,
       "-r",
       r.capture,
+      ...LAB_PREFS,
       "-V",
       "-Y",
       "cuhk",
@@ -190,7 +191,7 @@ Deno.test("dissector: --install and --uninstall with the task's permissions; ins
     const none = await task(["--uninstall"]);
     assert.equal(none.code, 0, none.stderr);
     assert.ok(none.stdout.includes(`Not installed: no ${installed} (tshark -G folders)`));
-    const gone = await tsharkIn(["-r", r.capture, "-Y", "frame"]);
+    const gone = await tsharkIn(["-r", r.capture, ...LAB_PREFS, "-Y", "frame"]);
     assert.doesNotMatch(gone.stdout, /STEP 1 CSR/);
 
     // Someone else's lab.lua in that folder is left alone, with a clear error.
@@ -223,7 +224,7 @@ Deno.test("dissector: --install and --uninstall with the task's permissions; ins
 });
 
 Deno.test("dissector: a lab connection on a port Wireshark gives another protocol (a client port of 44818, EtherNet/IP's) is still named, every byte", async () => {
-  // A real capture of the demo's attack-session-key-sniff (28 Nov 2026) in which the student's
+  // A real capture of the demo's attack-session-key-sniff (28 Nov 2026) in which Trudy's
   // connection to Blackboard got the ephemeral port 44818.
   const capture = `${ROOT}/tests/_fixtures/port_collision.pcapng`;
   const coverage = await labCoverage(capture);
@@ -250,7 +251,7 @@ Deno.test("dissector: a lab connection on a port Wireshark gives another protoco
       "-e",
       "blackboard.length",
     ])).split("\n").filter((l) => l !== "").map((l) => l.split("\t")[1] ?? "");
-  // Six segments from the student, one frame each.
+  // Six segments from Trudy's side, one frame each.
   const before = await named(REASSEMBLY_PREFS);
   assert.deepEqual(before, ["", "", "", "", "", ""]);
   const now = await named(LAB_PREFS);
