@@ -55,8 +55,8 @@ export function ratio(lab: number, peer: number, higherIsBetter: boolean): numbe
 export type Verdict = "met" | "NOT met" | "missing" | "n/a";
 
 /**
- * Which side of pair `i` (from 0) runs first: the lab in the first pair, the peer in the second, and
- * so on in turn, so that whatever the first run of a pair meets (the previous row's teardown, a
+ * Which side of pair `i` (from 0) runs first: the lab in the first pair, the peer in the second,
+ * and so on in turn, so that whatever the first run of a pair meets (the previous row's teardown, a
  * cold cache, a load that is fading) falls on both sides alike.
  */
 export function pairOrder(i: number): "lab first" | "peer first" {
@@ -151,7 +151,8 @@ export function formatHeading(run: BenchRun): string {
   return [
     `deno task bench, ${run.date}: ${run.machine.cpus} CPUs (${run.machine.cpuModel}), ${
       Math.round(run.machine.memMiB / 1024)
-    } GiB RAM; ${run.pairs} pairs, lab and peer back to back, which first in turn; median (min–max); ratio above 1:`,
+    } GiB RAM; ${run.pairs} pairs, lab and peer back to back, which first in turn; median ` +
+    "(min–max); ratio above 1:",
     "the lab did better; the ratio is the median of the pairs' ratios (min–max)",
     `load average at start ${load(run.loadStart)}, at end ${load(run.loadEnd)}`,
   ].join("\n");

@@ -11,8 +11,8 @@
  *
  * `shortLivedBytes(n)` counts the bytes of large such buffers; every `COLLECT_EVERY` bytes it asks
  * V8 for a young-generation collection (a scavenge: it visits only the live young objects, and
- * frees the dead ones' buffers). The frame layer (`FramedStream`, lib/wire/frame.ts) reports every frame it
- * reads or writes. Measured with `bench:upload --size-mib 256` (28 Nov 2026), old and new code
+ * frees the dead ones' buffers). The frame layer (`FramedStream`, lib/wire/frame.ts) reports every
+ * frame it reads or writes, and the large ones count (`LARGE_BUFFER`). Measured with `bench:upload --size-mib 256` (28 Nov 2026), old and new code
  * alternating: before, student 153–157 MiB and Blackboard 157–169 MiB at 80–95 MiB/s; with a
  * collection every 1 MiB, 88–90 and 87–88 MiB at 97–119 MiB/s (fewer fresh pages to fault in).
  * Every 2 MiB gave 92–97 MiB; every 512 KiB was worse for the student (110–113 MiB): its four
@@ -40,14 +40,12 @@ export const LARGE_BUFFER = 32 * 1024;
 
 type Collect = (options: { type: "minor" | "major" }) => void;
 
+/** V8's `gc()`, when the process was started with `--expose-gc` (fixed for its lifetime). */
+const exposed = (globalThis as { gc?: unknown }).gc;
+const collect = typeof exposed === "function" ? exposed as Collect : undefined;
+
 let pending = 0;
 let collections = 0;
-
-/** V8's `gc()`, when the process was started with `--expose-gc`. */
-function collector(): Collect | undefined {
-  const gc = (globalThis as { gc?: unknown }).gc;
-  return typeof gc === "function" ? gc as Collect : undefined;
-}
 
 /**
  * Reports a buffer of `bytes` that dies soon (a frame read or written). Every `COLLECT_EVERY` bytes
@@ -59,9 +57,8 @@ export function shortLivedBytes(bytes: number): void {
   pending += bytes;
   if (pending < COLLECT_EVERY) return;
   pending = 0;
-  const gc = collector();
-  if (!gc) return;
-  gc({ type: "minor" });
+  if (!collect) return;
+  collect({ type: "minor" });
   collections++;
 }
 
