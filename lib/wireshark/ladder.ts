@@ -79,11 +79,7 @@ export async function readLabMessages(
 ): Promise<CaptureMessage[]> {
   const fields = Object.keys(LAB_FIELDS);
   const out = await tshark([
-    "-X",
-    `lua_script:${options.lua ?? LUA_DISSECTOR}`,
-    "-r",
-    file,
-    ...LAB_PREFS,
+    ...labReading(file, options.lua),
     "-Y",
     "cuhk || blackboard || bank",
     "-T",
@@ -160,19 +156,25 @@ export async function readLabMessages(
 /**
  * The preferences of every reading with pcap/lab.lua: the reassembly ones, and TCP's heuristic
  * dissectors tried before its table of ports. The kernel picks the lab's ports (servers on port 0,
- * clients' ephemeral ports), and Wireshark registers dissectors on a few ports of that range: Trudy's
- * connection to Blackboard, whose client port was 44818, went whole to EtherNet/IP, and lab.lua's
- * heuristic never saw it (a demo capture of 28 Nov, kept as
+ * clients' ephemeral ports), and Wireshark registers dissectors on a few ports of that range:
+ * Trudy's connection to Blackboard, whose client port was 44818, went whole to EtherNet/IP, and
+ * lab.lua's heuristic never saw it (a demo capture of 28 Nov, kept as
  * tests/_fixtures/port_collision.pcapng; the same happened in earlier full suites). lab.lua's
  * heuristics take a connection only when its first frame decodes exactly (or, cut by the segment,
  * when its type and field lengths fit), so trying them first leaves other protocols' connections
- * to their dissectors (every capture in pcap/captures read the same with it and without, by review).
+ * to their dissectors (every capture in pcap/captures read the same with it and without, by
+ * review).
  */
 export const LAB_PREFS: readonly string[] = [
   ...REASSEMBLY_PREFS,
   "-o",
   "tcp.try_heuristic_first:TRUE",
 ];
+
+/** tshark's arguments that read `file` with pcap/lab.lua (or `lua`) and `LAB_PREFS`. */
+export function labReading(file: string, lua: string = LUA_DISSECTOR): string[] {
+  return ["-X", `lua_script:${lua}`, "-r", file, ...LAB_PREFS];
+}
 
 /** tshark's flags for a segment whose bytes came before: retransmissions of every kind. */
 export const RETRANSMITTED = "tcp.analysis.retransmission || tcp.analysis.fast_retransmission || " +
@@ -187,11 +189,7 @@ export async function labCoverage(
   options: { lua?: string } = {},
 ): Promise<Map<number, { wire: number; named: number }>> {
   const out = await tshark([
-    "-X",
-    `lua_script:${options.lua ?? LUA_DISSECTOR}`,
-    "-r",
-    file,
-    ...LAB_PREFS,
+    ...labReading(file, options.lua),
     "-Y",
     // A segment sent again (a retransmission over loopback, or a duplicate) carries bytes already
     // counted: reassembly skips it, so counting it would leave its bytes "unnamed".
@@ -240,11 +238,7 @@ export async function readChatTypes(
   options: { lua?: string } = {},
 ): Promise<Map<number, ChatFrame[]>> {
   const out = await tshark([
-    "-X",
-    `lua_script:${options.lua ?? LUA_DISSECTOR}`,
-    "-r",
-    file,
-    ...LAB_PREFS,
+    ...labReading(file, options.lua),
     "-Y",
     "labchat",
     "-T",

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { runScenario } from "../../tasks/scenarios/mod.ts";
-import { LAB_PREFS, LUA_DISSECTOR, readTlsConnections, tshark } from "../../lib/wireshark/mod.ts";
+import { labReading, readTlsConnections, tshark } from "../../lib/wireshark/mod.ts";
 import { run, runActor, tempDir } from "../_fixtures/helpers.ts";
 
 /** Parses XML with an independent parser (Python's), failing on anything malformed. */
@@ -119,11 +119,7 @@ Deno.test("capture scenarios: chat over TLS 1.3 and TLS 1.2, checked and drawn",
         // Decrypted chat frames are named by pcap/lab.lua, in the diagram too.
         assert.match(svg, />Application Data \[chat say\]</);
         const chat = await tshark([
-          "-X",
-          `lua_script:${LUA_DISSECTOR}`,
-          "-r",
-          r.capture!,
-          ...LAB_PREFS,
+          ...labReading(r.capture!),
           "-Y",
           "labchat",
           "-T",

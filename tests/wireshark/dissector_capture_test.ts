@@ -14,9 +14,8 @@ import { blackboardProtocol } from "../../lib/blackboard/mod.ts";
 import { caProtocol } from "../../lib/ca/mod.ts";
 import {
   Capture,
-  LAB_PREFS,
   labCoverage,
-  LUA_DISSECTOR,
+  labReading,
   readLabMessages,
   tshark,
 } from "../../lib/wireshark/mod.ts";
@@ -95,11 +94,7 @@ function derShown(verbose: string): DerShown[] {
 /** `tshark -V` of the frames that match `filter`, dissected by pcap/lab.lua. */
 async function verbose(capture: string, filter: string): Promise<string> {
   return await tshark([
-    "-X",
-    `lua_script:${LUA_DISSECTOR}`,
-    "-r",
-    capture,
-    ...LAB_PREFS,
+    ...labReading(capture),
     "-V",
     "-Y",
     filter,
@@ -164,7 +159,7 @@ Deno.test("dissector: every message of a real upload capture is named by its ste
     assert.deepEqual(c, once.get(stream), `doubled stream ${stream} counted like the original`);
   }
   // Info column: the step name and the seed's request line.
-  const info = await tshark(["-X", `lua_script:${LUA_DISSECTOR}`, "-r", r.capture!, ...LAB_PREFS]);
+  const info = await tshark(labReading(r.capture!));
   assert.match(info, /Blackboard .* STEP 3 request \| cert 2 request="SID:1155123456 requests/);
   assert.match(info, /CUHK .* STEP 1 CSR sid="1155123456"/);
   // Wireshark's own dissectors show what the DER fields hold: the CSR and cert 2 of 1155123456,
@@ -208,11 +203,7 @@ Deno.test("dissector: every message of a real upload capture is named by its ste
   assert.match(info, /CUHK \d+ STEP 2 cert 2\n/);
   // The lab's field is still there for filters, the whole DER certificate as its value.
   const der = await tshark([
-    "-X",
-    `lua_script:${LUA_DISSECTOR}`,
-    "-r",
-    r.capture!,
-    ...LAB_PREFS,
+    ...labReading(r.capture!),
     "-Y",
     "cuhk.certificate.certificate",
     "-T",
@@ -292,11 +283,7 @@ Deno.test("dissector: seed mode on the wire, the session key echoed in the clear
   ]);
   // The flaw, visible to anyone with the capture: the 32-byte session key as a field.
   const key = await tshark([
-    "-X",
-    `lua_script:${LUA_DISSECTOR}`,
-    "-r",
-    r.capture!,
-    ...LAB_PREFS,
+    ...labReading(r.capture!),
     "-Y",
     "blackboard.seedKeyEcho.sessionKey",
     "-T",
@@ -333,11 +320,7 @@ Deno.test("dissector: Trudy's certificate in bank-mitm shows her own root as its
   ]);
   // Wireshark's own fields filter on it: one frame, from Trudy's port to Alice.
   const trudy = await tshark([
-    "-X",
-    `lua_script:${LUA_DISSECTOR}`,
-    "-r",
-    r.capture!,
-    ...LAB_PREFS,
+    ...labReading(r.capture!),
     "-Y",
     'x509sat.printableString == "Trudy Root CA"',
     "-T",
@@ -406,11 +389,7 @@ Deno.test("dissector: split frames, unknown types and truncated fields on a host
   assert.equal(frames.size, 4);
   // The malformed messages carry expert errors.
   const errors = await tshark([
-    "-X",
-    `lua_script:${LUA_DISSECTOR}`,
-    "-r",
-    path,
-    ...LAB_PREFS,
+    ...labReading(path),
     "-Y",
     "_ws.expert.severity == error",
     "-T",

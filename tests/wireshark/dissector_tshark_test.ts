@@ -12,6 +12,7 @@ import {
   LAB_PREFS,
   labCoverage,
   labDissector,
+  labReading,
   LOADED_MARKER,
   PLUGIN_FILE,
   REASSEMBLY_PREFS,
@@ -159,11 +160,7 @@ Deno.test("dissector: --install and --uninstall with the task's permissions; ins
     // …and given with -X as well (the README's and the demo's hint), still no Lua error, and the
     // same dissection.
     const both = await tsharkIn([
-      "-X",
-      `lua_script:${DISSECTOR_PATH}`,
-      "-r",
-      r.capture,
-      ...LAB_PREFS,
+      ...labReading(r.capture),
       "-V",
       "-Y",
       "cuhk",
